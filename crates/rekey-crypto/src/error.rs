@@ -1,0 +1,18 @@
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// The ciphertext or wrapped key was modified, truncated, moved to another slot, or is
+    /// opened with the wrong key. Deliberately one error: telling these apart helps an attacker.
+    #[error("decryption failed: the data was tampered with, moved from its slot, or the key is wrong")]
+    Decrypt,
+    #[error("malformed ciphertext: {0}")]
+    Malformed(&'static str),
+    #[error("ciphertext was made with key version {found}, expected {expected}")]
+    WrongKeyVersion { found: u32, expected: u32 },
+    #[error("the operating system's random number generator failed")]
+    Random,
+    #[error("seal: {0}")]
+    Seal(String),
+    #[error("seal key file {path}: {source}")]
+    KeyFile { path: String, #[source] source: std::io::Error },
+}

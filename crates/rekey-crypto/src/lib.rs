@@ -1,0 +1,30 @@
+//! Seals, the Rekey key hierarchy and envelope encryption.
+//!
+//! This is the only crate that touches key bytes. The hierarchy (DESIGN.md):
+//!
+//! ```text
+//! root key   held by a Seal (dev key file now; Shamir shares or an HSM later)
+//!  └ tenant KEK   one per tenant and version, stored wrapped by the root key
+//!     └ DEK       one per credential version, random, stored wrapped by the tenant KEK
+//!        └ payload   AES-256-GCM, associated data binding tenant, credential, version, kind
+//! ```
+//!
+//! Every ciphertext and wrapped key starts with a versioned header (see [`envelope`]) that names
+//! the key that opens it, and the header is itself authenticated. No primitive is written here:
+//! AES-256-GCM comes from RustCrypto's `aes-gcm`, HMAC and SHA-256 from `hmac` and `sha2`.
+//!
+//! Must never: log, format or serialize a key; hand key bytes out of this crate except to a seal.
+#![forbid(unsafe_code)]
+
+pub mod audit_mac;
+pub mod envelope;
+mod error;
+pub mod keys;
+pub mod seal;
+pub mod token;
+
+pub use audit_mac::AuditKey;
+pub use envelope::{open_payload, rewrap_dek, seal_payload, PayloadSlot, SealedPayload};
+pub use error::CryptoError;
+pub use keys::{Dek, Kek, SystemKey};
+pub use seal::{dev::DevSeal, KeyContext, Seal};

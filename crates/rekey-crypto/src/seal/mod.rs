@@ -1,0 +1,57 @@
+//! Seals: where the root key lives.
+//!
+//! A seal never hands out the root key; it wraps and unwraps the keys one level down (tenant
+//! KEKs and system keys). That is what lets an HSM seal keep the root key inside the HSM.
+
+pub mod dev;
+
+use rekey_types::TenantId;
+
+use crate::keys::{Kek, SystemKey};
+use crate::CryptoError;
+
+/// The slot a wrapped key belongs to; bound into its associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyContext<'a> {
+    /// Version `version` of `tenant`'s key-encryption key.
+    TenantKek { tenant: TenantId, version: u32 },
+    /// A key the server uses for itself, e.g. `audit-chain`.
+    System { purpose: &'a str, version: u32 },
+}
+
+impl KeyContext<'_> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let mut c = Vec::with_capacity(48);
+        match self {
+            KeyContext::TenantKek { tenant, version } => {
+                c.extend_from_slice(b"rekey/kek/v1");
+                c.extend_from_slice(tenant.as_bytes());
+                c.extend_from_slice(&version.to_be_bytes());
+            }
+            KeyContext::System { purpose, version } => {
+                c.extend_from_slice(b"rekey/system/v1");
+                c.extend_from_slice(&(purpose.len() as u32).to_be_bytes());
+                c.extend_from_slice(purpose.as_bytes());
+                c.extend_from_slice(&version.to_be_bytes());
+            }
+        }
+        c
+    }
+}
+
+/// Something that holds the root key and wraps keys under it.
+pub trait Seal: Send + Sync {
+    /// `dev`, `shamir`, `pkcs11`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the root key is available now.
+    fn is_unsealed(&self) -> bool;
+
+    /// The version of the root key that new wraps use.
+    fn root_version(&self) -> u32;
+
+    fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError>;
+    fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError>;
+    fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError>;
+    fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError>;
+}

@@ -1,0 +1,86 @@
+//! The `Store` trait and its SQL implementation for SQLite (the embedded default) and PostgreSQL.
+//!
+//! The store keeps rows; it never sees a key or a secret in clear (it holds ciphertexts and
+//! wrapped keys only). Reads are plain async calls. Every write goes through [`Store::apply`],
+//! which commits a group of operations together with their audit events in one transaction, so
+//! that a write is never durable without its audit event and many writes share one fsync.
+//!
+//! Must never: turn a backend failure into "not found" (`StoreError::Backend` is its own case);
+//! write an audit event outside the hash chain.
+#![forbid(unsafe_code)]
+
+mod model;
+mod sql;
+
+use async_trait::async_trait;
+use rekey_types::{CredentialId, TenantId, TenantName, TokenId};
+
+pub use model::*;
+pub use sql::{Backend, SqlStore, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("{entity} {id} already exists")]
+    AlreadyExists { entity: &'static str, id: String },
+    #[error("write conflicted with a concurrent update")]
+    Conflict,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage backend failed")]
+    Backend(#[source] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e)
+    }
+}
+
+/// Computes the chain MAC of an audit record from the previous MAC and the record's canonical
+/// bytes. Supplied by the caller, who holds the audit key; the store never does.
+pub type ChainFn<'a> = &'a (dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + Send + Sync);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> Backend;
+
+    async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<TenantRow>, StoreError>;
+    async fn tenant_by_id(&self, id: TenantId) -> Result<Option<TenantRow>, StoreError>;
+    async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, StoreError>;
+    async fn kek(&self, tenant: TenantId, version: u32) -> Result<Option<KekRow>, StoreError>;
+    /// The newest `active` KEK of a tenant: the one new DEKs are wrapped with.
+    async fn active_kek(&self, tenant: TenantId) -> Result<Option<KekRow>, StoreError>;
+
+    /// A live (not deleted) credential by its tenant and name.
+    async fn credential(&self, tenant: TenantId, name: &str) -> Result<Option<CredentialRow>, StoreError>;
+    async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError>;
+    /// One version (or, with `None`, the current one) including its ciphertext.
+    async fn version(&self, credential: CredentialId, version: Option<u32>) -> Result<Option<VersionRow>, StoreError>;
+    async fn list_versions(&self, credential: CredentialId) -> Result<Vec<VersionMeta>, StoreError>;
+    /// Everything a reveal needs in one round trip: the live credential and its current version.
+    async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError>;
+
+    async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError>;
+    async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+
+    async fn system_key(&self, purpose: &str) -> Result<Option<SystemKeyRow>, StoreError>;
+
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+    /// The last `n` events, oldest first.
+    async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
+    /// Up to `limit` events with `seq > after`, in order.
+    async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
+
+    /// Applies each request's operation (each in its own savepoint: one failing does not undo the
+    /// others), appends every request's audit event to the chain (marked as an error where its
+    /// operation failed), and commits once. `Err` means nothing was committed.
+    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Vec<OpResult>, StoreError>;
+}

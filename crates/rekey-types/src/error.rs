@@ -1,0 +1,98 @@
+//! The table of error codes. Each code has exactly one HTTP status; the server maps errors to
+//! codes in one place and the CLI prints them. Documented in `docs/errors.md`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed: bad JSON, wrong types, unknown fields, bad query parameters.
+    BadRequest,
+    /// A name (tenant, credential, region) is not a valid slug.
+    InvalidName,
+    /// A credential's fields do not fit its kind, or a value does not parse.
+    InvalidField,
+    /// No token, or a token that is unknown, expired or revoked.
+    Unauthenticated,
+    /// The token is valid but may not do this.
+    Forbidden,
+    /// The resource does not exist (or the caller may not learn that it does).
+    NotFound,
+    /// The resource already exists, or a concurrent update won.
+    Conflict,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The body is not `application/json` (or `application/x-ndjson` where that is expected).
+    UnsupportedMediaType,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The seal is closed: no key material is available.
+    Sealed,
+    /// The audit log cannot be written, so the request is refused (fail closed).
+    AuditUnavailable,
+    /// The data cannot be decrypted: tampered, swapped, or its key is gone.
+    DecryptFailed,
+    /// Anything else. The detail is only in the server log, under the request id.
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidField,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Sealed,
+        ErrorCode::AuditUnavailable,
+        ErrorCode::DecryptFailed,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Sealed => "sealed",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::DecryptFailed => "decrypt_failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status this code is always sent with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidName | ErrorCode::InvalidField => 400,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::Internal | ErrorCode::DecryptFailed => 500,
+            ErrorCode::Sealed | ErrorCode::AuditUnavailable => 503,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

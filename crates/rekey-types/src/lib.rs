@@ -1,0 +1,25 @@
+//! Ids, validated names and fields, roles and error codes shared by every Rekey crate.
+//!
+//! This crate does no I/O and holds no key material: it is the vocabulary the other crates
+//! agree on. Everything that comes from outside (a name, a field, a CIDR) is parsed here into a
+//! type that can only hold a valid value.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod dn;
+pub mod error;
+pub mod fields;
+pub mod ids;
+pub mod names;
+pub mod role;
+pub mod secret;
+pub mod time;
+
+pub use audit::{AuditOutcome, AuditRecord};
+pub use error::ErrorCode;
+pub use fields::{CredentialKind, FieldError, Fields};
+pub use ids::{CredentialId, RequestId, TenantId, TokenId};
+pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
+pub use role::Role;
+pub use secret::Secret;
+pub use time::Timestamp;
