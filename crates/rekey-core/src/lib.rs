@@ -1,1 +1,27 @@
+//! Rekey's use cases: tenants, credentials, tokens and their policy, and the audit log.
+//!
+//! Every use case takes the [`Caller`] (who, from where, which request), asks [`policy`] whether
+//! it may proceed, does its work, and records an audit event for every outcome, allowed or denied,
+//! through the group-commit [`writer`]. A use case returns only after its audit event is durable;
+//! if that fails, it returns [`CoreError::AuditUnavailable`] and nothing it produced (a secret
+//! above all) leaves the server: the audit log fails closed.
+//!
+//! Must never: put a secret in an error, a log line or an audit event; decide a permission
+//! anywhere but `policy`.
 #![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod credentials;
+mod error;
+pub mod import;
+mod keys;
+pub mod policy;
+pub mod tenants;
+pub mod tokens;
+mod vault;
+pub mod views;
+pub mod writer;
+
+pub use error::CoreError;
+pub use policy::{Caller, Principal};
+pub use vault::{Vault, VaultOptions};

@@ -70,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
     async fn system_key(&self, purpose: &str) -> Result<Option<SystemKeyRow>, StoreError>;
+    /// Stores a system key unless one exists for its purpose and version; `false` if one did.
+    /// Not audited here: the caller audits once it knows which key won.
+    async fn insert_system_key(&self, row: &SystemKeyRow) -> Result<bool, StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
 
@@ -81,6 +84,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies each request's operation (each in its own savepoint: one failing does not undo the
     /// others), appends every request's audit event to the chain (marked as an error where its
-    /// operation failed), and commits once. `Err` means nothing was committed.
-    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Vec<OpResult>, StoreError>;
+    /// operation failed), and commits once. Returns each operation's result and the sequence
+    /// number of the last audit event written. `Err` means nothing was committed.
+    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Applied, StoreError>;
 }

@@ -103,6 +103,8 @@ pub struct TokenRow {
     pub hash: Vec<u8>,
     pub role: Role,
     pub tenant_id: Option<TenantId>,
+    /// The name of `tenant_id` (read through a join; not written).
+    pub tenant_name: Option<String>,
     /// Names of the credentials (of `tenant_id`) a connector may reveal.
     pub bound: Vec<String>,
     /// Allowed source networks, as text (`127.0.0.1/32`); empty means anywhere.
@@ -160,8 +162,6 @@ pub enum WriteOp {
     DeleteCredential { id: CredentialId, at: Timestamp },
     CreateToken(TokenRow),
     RevokeToken { id: TokenId, at: Timestamp },
-    /// Inserts a system key if none exists for that purpose and version.
-    PutSystemKey(SystemKeyRow),
     /// Several operations that succeed or fail together (used by bulk import).
     All(Vec<WriteOp>),
 }
@@ -175,3 +175,9 @@ pub enum OpOk {
 }
 
 pub type OpResult = Result<OpOk, crate::StoreError>;
+
+/// The outcome of [`crate::Store::apply`]: one result per request, and the new audit head.
+pub struct Applied {
+    pub results: Vec<OpResult>,
+    pub last_seq: i64,
+}

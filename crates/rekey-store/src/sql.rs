@@ -232,6 +232,9 @@ fn credential_row(row: &AnyRow) -> Result<CredentialRow, StoreError> {
     })
 }
 
+const TOKEN_SELECT: &str =
+    "SELECT tk.*, t.name AS tenant_name FROM tokens tk LEFT JOIN tenants t ON t.id = tk.tenant_id";
+
 fn token_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
     let role: String = row.try_get("role")?;
     let tenant: Option<String> = row.try_get("tenant_id")?;
@@ -240,6 +243,7 @@ fn token_row(row: &AnyRow) -> Result<TokenRow, StoreError> {
         hash: row.try_get("hash")?,
         role: Role::from_str(&role).map_err(|_| corrupt("role"))?,
         tenant_id: tenant.map(|t| t.parse().map_err(|_| corrupt("tenant_id"))).transpose()?,
+        tenant_name: row.try_get("tenant_name")?,
         bound: get_json(row, "bound")?,
         cidrs: get_json(row, "cidrs")?,
         description: row.try_get("description")?,
@@ -423,23 +427,6 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp) -> Result<(), StoreErr
             if done.rows_affected() != 1 {
                 return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
             }
-            Ok(())
-        }
-        WriteOp::PutSystemKey(k) => {
-            sqlx::query("INSERT INTO system_keys (purpose, version, wrapped, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&k.purpose)
-                .bind(i64::from(k.version))
-                .bind(k.wrapped.clone())
-                .bind(Timestamp::now().as_micros())
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::AlreadyExists { entity: "system key", id: k.purpose.clone() }
-                    } else {
-                        e.into()
-                    }
-                })?;
             Ok(())
         }
         WriteOp::All(ops) => {
@@ -706,7 +693,7 @@ impl Store for SqlStore {
     }
 
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError> {
-        sqlx::query("SELECT * FROM tokens WHERE id = $1")
+        sqlx::query(&format!("{TOKEN_SELECT} WHERE tk.id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?
@@ -715,7 +702,7 @@ impl Store for SqlStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        sqlx::query("SELECT * FROM tokens ORDER BY created_at, id")
+        sqlx::query(&format!("{TOKEN_SELECT} ORDER BY tk.created_at, tk.id"))
             .fetch_all(&self.read)
             .await?
             .iter()
@@ -736,6 +723,20 @@ impl Store for SqlStore {
                 })
             })
             .transpose()
+    }
+
+    async fn insert_system_key(&self, row: &SystemKeyRow) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO system_keys (purpose, version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (purpose, version) DO NOTHING",
+        )
+        .bind(&row.purpose)
+        .bind(i64::from(row.version))
+        .bind(row.wrapped.clone())
+        .bind(Timestamp::now().as_micros())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
@@ -788,7 +789,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Vec<OpResult>, StoreError> {
+    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Applied, StoreError> {
         let mut conn = self.write.acquire().await?;
         let mut tx = conn.begin().await?;
         let mut results = Vec::with_capacity(requests.len());
@@ -845,6 +846,6 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(results)
+        Ok(Applied { results, last_seq: seq })
     }
 }

@@ -1,0 +1,347 @@
+//! Credentials and their versions: put, show, reveal, list, versions, rollback, delete.
+
+use std::collections::BTreeMap;
+
+use rekey_crypto::{open_payload, seal_payload, PayloadSlot};
+use rekey_store::{CredentialFilter, CredentialRow, VersionRow, WriteOp};
+use rekey_types::fields::validate_labels;
+use rekey_types::{CredRef, CredentialId, CredentialKind, Fields, Region, Role, Secret, TenantId, TenantName, Timestamp};
+use zeroize::Zeroizing;
+
+use crate::policy::Action;
+use crate::views::{CredentialView, Revealed, VersionView};
+use crate::{Caller, CoreError, Vault};
+
+/// How many times a put is retried when a concurrent put of the same credential won.
+const PUT_ATTEMPTS: usize = 3;
+
+/// The secret of a `put`.
+pub enum PutSecret {
+    /// A password, client secret or opaque bytes.
+    Opaque(Secret),
+    /// An `entra-app` certificate (PEM) and its private key (PEM), stored together as the secret.
+    Certificate { cert_pem: String, key_pem: Secret },
+}
+
+pub struct PutInput {
+    pub kind: CredentialKind,
+    pub fields: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub secret: PutSecret,
+}
+
+/// Checks the input and turns it into validated fields and the bytes to encrypt.
+pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, String>, Secret), CoreError> {
+    let PutInput { kind, mut fields, labels, secret } = input;
+    validate_labels(&labels)?;
+    let secret = match secret {
+        PutSecret::Opaque(s) => {
+            if kind == CredentialKind::EntraApp {
+                fields.entry("auth".into()).or_insert_with(|| "secret".into());
+            }
+            s
+        }
+        PutSecret::Certificate { cert_pem, key_pem } => {
+            if kind != CredentialKind::EntraApp {
+                return Err(CoreError::BadRequest("a certificate and key are only taken by entra-app credentials".into()));
+            }
+            if !cert_pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(CoreError::BadRequest("the certificate must be PEM (-----BEGIN CERTIFICATE-----)".into()));
+            }
+            let key_text = std::str::from_utf8(key_pem.expose()).unwrap_or("");
+            if !(key_text.contains("-----BEGIN") && key_text.contains("PRIVATE KEY-----")) {
+                return Err(CoreError::BadRequest("the private key must be PEM (-----BEGIN ... PRIVATE KEY-----)".into()));
+            }
+            fields.insert("auth".into(), "certificate".into());
+            let mut combined = Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len() + 1));
+            combined.extend_from_slice(key_pem.expose());
+            combined.push(b'\n');
+            combined.extend_from_slice(cert_pem.as_bytes());
+            Secret::new(combined.to_vec())
+        }
+    };
+    if secret.is_empty() {
+        return Err(CoreError::BadRequest("the secret is empty".into()));
+    }
+    if secret.len() > Secret::MAX_LEN {
+        return Err(CoreError::BadRequest(format!("the secret is larger than {} bytes", Secret::MAX_LEN)));
+    }
+    let fields = Fields::validate(kind, fields)?;
+    Ok((fields, labels, secret))
+}
+
+impl Vault {
+    /// Encrypts `secret` as the next version of a credential (a new one if `existing` is `None`)
+    /// and returns the write and the credential as it will be.
+    pub(crate) async fn sealed_version(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        kind: CredentialKind,
+        fields: Fields,
+        labels: BTreeMap<String, String>,
+        existing: Option<&CredentialRow>,
+        secret: &Secret,
+        created_by: &str,
+    ) -> Result<(WriteOp, CredentialRow), CoreError> {
+        if let Some(e) = existing {
+            if e.kind != kind {
+                return Err(CoreError::Conflict(format!(
+                    "credential {name} is of kind {}; delete it first to store a {kind}",
+                    e.kind
+                )));
+            }
+        }
+        let kek_row = self
+            .store
+            .active_kek(tenant)
+            .await?
+            .ok_or_else(|| CoreError::Conflict("the tenant has no active key".into()))?;
+        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_row.version).await?;
+        let now = Timestamp::now();
+        let credential = CredentialRow {
+            id: existing.map_or_else(CredentialId::generate, |e| e.id),
+            tenant_id: tenant,
+            name: name.to_owned(),
+            kind,
+            fields: fields.into_map(),
+            labels,
+            current_version: existing.map_or(1, |e| e.current_version + 1),
+            created_at: existing.map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        let slot = PayloadSlot { tenant, credential: credential.id, version: credential.current_version, kind };
+        let sealed = seal_payload(&kek, kek_row.version, &slot, secret.expose()).map_err(CoreError::Crypto)?;
+        let version = VersionRow {
+            credential_id: credential.id,
+            version: credential.current_version,
+            stage: "current".into(),
+            kek_version: kek_row.version,
+            wrapped_dek: sealed.wrapped_dek,
+            ciphertext: sealed.ciphertext,
+            created_by: created_by.to_owned(),
+            created_at: now,
+        };
+        let op = WriteOp::PutVersion { credential: credential.clone(), version, create: existing.is_none() };
+        Ok((op, credential))
+    }
+
+    pub async fn put_credential(&self, caller: &Caller, cref: &CredRef, input: PutInput) -> Result<CredentialView, CoreError> {
+        let resource = cref.to_string();
+        let prepared = async {
+            self.authorize(caller, Action::PutCredential(&cref.tenant), &format!("tenant {}", cref.tenant))?;
+            let tenant = self.tenant(&cref.tenant).await?;
+            let kind = input.kind;
+            let (fields, labels, secret) = prepare(input)?;
+            Ok((tenant, kind, fields, labels, secret))
+        }
+        .await;
+        let (tenant, kind, fields, labels, secret) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sealed = async {
+                let existing = self.store.credential(tenant.id, cref.name.as_str()).await?;
+                self.sealed_version(
+                    tenant.id,
+                    cref.name.as_str(),
+                    kind,
+                    fields.clone(),
+                    labels.clone(),
+                    existing.as_ref(),
+                    &secret,
+                    &caller.principal.audit_name(),
+                )
+                .await
+            }
+            .await;
+            let (op, credential) = match sealed {
+                Ok(s) => s,
+                Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
+            };
+            let detail = format!("kind={kind}; version={}", credential.current_version);
+            match self.commit(caller, "cred.put", &resource, op, &detail).await {
+                Ok(()) => return Ok(CredentialView::new(&tenant.name, &tenant.region, credential)),
+                Err(CoreError::Conflict(_)) if attempt < PUT_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The live credential `cref`, after the policy allowed `action` on it.
+    async fn load(&self, cref: &CredRef) -> Result<(rekey_store::TenantRow, CredentialRow), CoreError> {
+        let not_found = || CoreError::NotFound(format!("credential {cref}"));
+        let tenant = self.store.tenant_by_name(&cref.tenant).await?.ok_or_else(not_found)?;
+        let credential = self.store.credential(tenant.id, cref.name.as_str()).await?.ok_or_else(not_found)?;
+        Ok((tenant, credential))
+    }
+
+    pub async fn show_credential(&self, caller: &Caller, cref: &CredRef) -> Result<CredentialView, CoreError> {
+        let resource = cref.to_string();
+        let result = async {
+            self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
+            let (tenant, credential) = self.load(cref).await?;
+            Ok(CredentialView::new(&tenant.name, &tenant.region, credential))
+        }
+        .await;
+        self.finish(caller, "cred.show", &resource, result).await
+    }
+
+    /// The secret of the current version (or of `version`, for operators). Audited; the secret
+    /// is returned only once its audit event is durable.
+    pub async fn reveal(&self, caller: &Caller, cref: &CredRef, version: Option<u32>) -> Result<Revealed, CoreError> {
+        let resource = cref.to_string();
+        let result = async {
+            self.authorize(caller, Action::RevealCredential(cref), &format!("credential {cref}"))?;
+            if version.is_some() && caller.principal.role != Role::Operator {
+                return Err(CoreError::Forbidden("only operators may reveal a version other than the current one".into()));
+            }
+            let not_found = || CoreError::NotFound(format!("credential {cref}"));
+            let row = match version {
+                None => self.store.reveal_row(&cref.tenant, cref.name.as_str()).await?.ok_or_else(not_found)?,
+                Some(v) => {
+                    let (tenant, credential) = self.load(cref).await?;
+                    let ver = self
+                        .store
+                        .version(credential.id, Some(v))
+                        .await?
+                        .ok_or_else(|| CoreError::NotFound(format!("version {v} of credential {cref}")))?;
+                    rekey_store::RevealRow {
+                        tenant_id: tenant.id,
+                        credential_id: credential.id,
+                        kind: credential.kind,
+                        version: ver.version,
+                        kek_version: ver.kek_version,
+                        wrapped_dek: ver.wrapped_dek,
+                        ciphertext: ver.ciphertext,
+                    }
+                }
+            };
+            let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version).await?;
+            let slot = PayloadSlot { tenant: row.tenant_id, credential: row.credential_id, version: row.version, kind: row.kind };
+            let secret = open_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext)
+                .map_err(CoreError::Decrypt)?;
+            Ok(Revealed { tenant: cref.tenant.to_string(), name: cref.name.to_string(), kind: row.kind, version: row.version, secret })
+        }
+        .await;
+        self.finish_with(caller, "cred.reveal", &resource, result, |r| format!("version={}", r.version)).await
+    }
+
+    pub async fn list_credentials(
+        &self,
+        caller: &Caller,
+        tenant: Option<TenantName>,
+        kind: Option<CredentialKind>,
+        region: Option<Region>,
+        after: Option<CredRef>,
+        limit: u32,
+    ) -> Result<Vec<CredentialView>, CoreError> {
+        let resource = tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let result = async {
+            // A tenant admin without --tenant lists its own tenant.
+            let tenant = match (&tenant, caller.principal.role, &caller.principal.tenant) {
+                (None, Role::TenantAdmin, Some((_, own))) => Some(own.clone()),
+                _ => tenant.clone(),
+            };
+            let tenant_id = match &tenant {
+                Some(t) => {
+                    self.authorize(caller, Action::ReadCredentialMeta(t), &format!("tenant {t}"))?;
+                    Some(self.tenant(t).await?.id)
+                }
+                None => {
+                    self.authorize(caller, Action::ListAllCredentials, "credentials")?;
+                    None
+                }
+            };
+            let filter = CredentialFilter {
+                tenant: tenant_id,
+                kind,
+                region: region.map(|r| r.to_string()),
+                after: after.map(|a| (a.tenant.to_string(), a.name.to_string())),
+                limit: limit.clamp(1, 10_000),
+            };
+            Ok(self
+                .store
+                .list_credentials(&filter)
+                .await?
+                .into_iter()
+                .map(|r| CredentialView::new(&r.tenant, &r.region, r.credential))
+                .collect())
+        }
+        .await;
+        self.finish(caller, "cred.list", &resource, result).await
+    }
+
+    pub async fn versions(&self, caller: &Caller, cref: &CredRef) -> Result<Vec<VersionView>, CoreError> {
+        let resource = cref.to_string();
+        let result = async {
+            self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
+            let (_, credential) = self.load(cref).await?;
+            Ok(self.store.list_versions(credential.id).await?.into_iter().map(VersionView::from).collect())
+        }
+        .await;
+        self.finish(caller, "cred.versions", &resource, result).await
+    }
+
+    /// Makes version `to` current again, as a new version (re-encrypted under a fresh DEK).
+    pub async fn rollback(&self, caller: &Caller, cref: &CredRef, to: u32) -> Result<CredentialView, CoreError> {
+        let resource = cref.to_string();
+        let prepared = async {
+            self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
+            let (tenant, credential) = self.load(cref).await?;
+            if to == credential.current_version {
+                return Err(CoreError::Conflict(format!("version {to} is already current")));
+            }
+            let old = self
+                .store
+                .version(credential.id, Some(to))
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("version {to} of credential {cref}")))?;
+            let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant.id, old.kek_version).await?;
+            let slot = PayloadSlot { tenant: tenant.id, credential: credential.id, version: to, kind: credential.kind };
+            let secret = open_payload(&kek, old.kek_version, &slot, &old.wrapped_dek, &old.ciphertext)
+                .map_err(CoreError::Decrypt)?;
+            let fields = Fields::from_stored(credential.fields.clone());
+            let (op, updated) = self
+                .sealed_version(
+                    tenant.id,
+                    &credential.name,
+                    credential.kind,
+                    fields,
+                    credential.labels.clone(),
+                    Some(&credential),
+                    &secret,
+                    &caller.principal.audit_name(),
+                )
+                .await?;
+            Ok((tenant, op, updated))
+        }
+        .await;
+        let (tenant, op, updated) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "cred.rollback", &resource, Err(e)).await,
+        };
+        let detail = format!("to={to}; new version={}", updated.current_version);
+        self.commit(caller, "cred.rollback", &resource, op, &detail).await?;
+        Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
+    }
+
+    /// Soft delete: the credential disappears from reads; its rows and audit history stay.
+    pub async fn delete_credential(&self, caller: &Caller, cref: &CredRef) -> Result<(), CoreError> {
+        let resource = cref.to_string();
+        let prepared = async {
+            self.authorize(caller, Action::DeleteCredential(&cref.tenant), &format!("credential {cref}"))?;
+            Ok(self.load(cref).await?.1)
+        }
+        .await;
+        let credential = match prepared {
+            Ok(c) => c,
+            Err(e) => return self.finish(caller, "cred.delete", &resource, Err(e)).await,
+        };
+        let op = WriteOp::DeleteCredential { id: credential.id, at: Timestamp::now() };
+        self.commit(caller, "cred.delete", &resource, op, "").await
+    }
+}

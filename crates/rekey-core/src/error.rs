@@ -1,0 +1,77 @@
+use rekey_crypto::CryptoError;
+use rekey_store::StoreError;
+use rekey_types::{ErrorCode, FieldError, NameError};
+
+/// Errors of the use cases. Each maps to exactly one [`ErrorCode`]. Messages are safe to show to
+/// the caller: they never contain a secret, and internal detail stays in the `#[source]` chain,
+/// which only the server log sees.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    #[error(transparent)]
+    InvalidField(#[from] FieldError),
+    #[error("missing, invalid, expired or revoked token")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A denial answered as "not found", so that it does not confirm the resource exists. The
+    /// message is identical to a real `NotFound`; only the audit event says "denied".
+    #[error("{0} not found")]
+    Hidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the audit log cannot be written; the request was refused")]
+    AuditUnavailable,
+    #[error("the stored secret cannot be decrypted")]
+    Decrypt(#[source] CryptoError),
+    #[error("storage failed")]
+    Store(#[source] StoreError),
+    #[error("key operation failed")]
+    Crypto(#[source] CryptoError),
+}
+
+impl CoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::BadRequest(_) => ErrorCode::BadRequest,
+            CoreError::InvalidName(_) => ErrorCode::InvalidName,
+            CoreError::InvalidField(_) => ErrorCode::InvalidField,
+            CoreError::Unauthenticated => ErrorCode::Unauthenticated,
+            CoreError::Forbidden(_) => ErrorCode::Forbidden,
+            CoreError::NotFound(_) | CoreError::Hidden(_) => ErrorCode::NotFound,
+            CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::AuditUnavailable => ErrorCode::AuditUnavailable,
+            CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
+            CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl CoreError {
+    /// How the audit log records a request that failed with this error.
+    pub fn audit_outcome(&self) -> rekey_types::AuditOutcome {
+        match self {
+            CoreError::Unauthenticated | CoreError::Forbidden(_) | CoreError::Hidden(_) => {
+                rekey_types::AuditOutcome::Denied
+            }
+            _ => rekey_types::AuditOutcome::Error,
+        }
+    }
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { entity, id } => CoreError::NotFound(format!("{entity} {id}")),
+            StoreError::AlreadyExists { entity, id } => CoreError::Conflict(format!("{entity} {id} already exists")),
+            StoreError::Conflict => CoreError::Conflict("a concurrent update won; try again".into()),
+            other => CoreError::Store(other),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Bulk import: a chunk of JSON lines, each one credential, validated and written together.
+//!
+//! The client sends a file in chunks. With `dry_run` nothing is written and every line is checked
+//! as it would be written; the CLI's default all-or-nothing import first dry-runs the whole file,
+//! then writes it. In `Atomic` mode a chunk with any bad line writes nothing; in `ContinueOnError`
+//! mode the good lines of a chunk are written and the bad ones reported. A chunk's writes (new
+//! tenants and credential versions) commit in one transaction with one audit event.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine;
+use rekey_store::{CredentialRow, WriteOp};
+use rekey_types::{CredentialKind, CredentialName, Region, Secret, TenantId, TenantName};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::credentials::{prepare, PutInput, PutSecret};
+use crate::policy::Action;
+use crate::tenants::NewTenant;
+use crate::{Caller, CoreError, Vault};
+
+/// Most lines in one chunk.
+pub const MAX_CHUNK_LINES: usize = 10_000;
+
+/// One line of an import file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportLine {
+    pub tenant: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub secret: Option<SecretText>,
+    #[serde(default)]
+    pub secret_base64: Option<SecretText>,
+}
+
+/// A secret as read from JSON; zeroized on drop, no `Debug`.
+pub struct SecretText(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretText(Zeroizing::new(s)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportMode {
+    Atomic,
+    ContinueOnError,
+}
+
+pub struct ImportOptions {
+    pub dry_run: bool,
+    pub create_tenants: bool,
+    pub mode: ImportMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineError {
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub lines: u64,
+    /// Lines written (or, in a dry run, that would be).
+    pub written: u64,
+    pub tenants_created: Vec<String>,
+    pub errors: Vec<LineError>,
+}
+
+/// A line that passed validation.
+struct GoodLine {
+    tenant: TenantName,
+    region: Option<Region>,
+    name: CredentialName,
+    input: PutInput,
+}
+
+fn parse_line(line: Result<ImportLine, String>) -> Result<GoodLine, String> {
+    let line = line?;
+    let tenant = TenantName::parse(&line.tenant).map_err(|e| e.to_string())?;
+    let name = CredentialName::parse(&line.name).map_err(|e| e.to_string())?;
+    let region = line.region.as_deref().map(Region::parse).transpose().map_err(|e| e.to_string())?;
+    let kind: CredentialKind = line.kind.parse().map_err(|e: rekey_types::FieldError| e.to_string())?;
+    let secret = match (line.secret, line.secret_base64) {
+        (Some(s), None) => Secret::new(s.0.as_bytes().to_vec()),
+        (None, Some(b)) => Secret::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(b.0.as_bytes())
+                .map_err(|_| "secret_base64 is not valid base64".to_owned())?,
+        ),
+        (None, None) => return Err("missing secret (or secret_base64)".into()),
+        (Some(_), Some(_)) => return Err("give secret or secret_base64, not both".into()),
+    };
+    Ok(GoodLine {
+        tenant,
+        region,
+        name,
+        input: PutInput { kind, fields: line.fields, labels: line.labels, secret: PutSecret::Opaque(secret) },
+    })
+}
+
+struct TenantSlot {
+    id: TenantId,
+    region: String,
+    /// Set when this chunk creates the tenant.
+    created: Option<WriteOp>,
+}
+
+impl Vault {
+    /// Imports one chunk. `lines` holds each line's number and its parsed JSON (or why it failed
+    /// to parse).
+    pub async fn import_chunk(
+        &self,
+        caller: &Caller,
+        lines: Vec<(u64, Result<ImportLine, String>)>,
+        options: ImportOptions,
+    ) -> Result<ImportReport, CoreError> {
+        let first = lines.first().map_or(0, |l| l.0);
+        let last = lines.last().map_or(0, |l| l.0);
+        let resource = format!("lines {first}-{last}");
+        if let Err(e) = self.authorize(caller, Action::Import, "import") {
+            return self.finish(caller, "cred.import", &resource, Err(e)).await;
+        }
+        if lines.len() > MAX_CHUNK_LINES {
+            let e = CoreError::BadRequest(format!("at most {MAX_CHUNK_LINES} lines per import request"));
+            return self.finish(caller, "cred.import", &resource, Err(e)).await;
+        }
+        let prepared = self.prepare_chunk(caller, lines, &options).await;
+        let (mut report, ops) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "cred.import", &resource, Err(e)).await,
+        };
+        let nothing_to_write = ops.is_empty() || options.dry_run;
+        let refused = options.mode == ImportMode::Atomic && !report.errors.is_empty();
+        if nothing_to_write || refused {
+            if refused {
+                report.written = 0;
+                report.tenants_created.clear();
+            }
+            let detail = format!("dry_run={}; written={}; errors={}", options.dry_run, report.written, report.errors.len());
+            return self.finish_with(caller, "cred.import", &resource, Ok(report), |_| detail).await;
+        }
+        let detail = format!(
+            "written={}; tenants_created={}; errors={}",
+            report.written,
+            report.tenants_created.len(),
+            report.errors.len()
+        );
+        self.commit(caller, "cred.import", &resource, WriteOp::All(ops), &detail).await?;
+        Ok(report)
+    }
+
+    async fn prepare_chunk(
+        &self,
+        caller: &Caller,
+        lines: Vec<(u64, Result<ImportLine, String>)>,
+        options: &ImportOptions,
+    ) -> Result<(ImportReport, Vec<WriteOp>), CoreError> {
+        let mut report = ImportReport { lines: lines.len() as u64, ..Default::default() };
+        let mut tenants: HashMap<TenantName, TenantSlot> = HashMap::new();
+        // Credentials as they will be after the lines before, so a name repeated in one chunk
+        // becomes consecutive versions.
+        let mut credentials: HashMap<(TenantId, String), Option<CredentialRow>> = HashMap::new();
+        let mut puts = Vec::new();
+        let created_by = caller.principal.audit_name();
+        for (number, line) in lines {
+            let good = match parse_line(line) {
+                Ok(g) => g,
+                Err(reason) => {
+                    report.errors.push(LineError { line: number, reason });
+                    continue;
+                }
+            };
+            let outcome = async {
+                if !tenants.contains_key(&good.tenant) {
+                    let slot = match self.store.tenant_by_name(&good.tenant).await? {
+                        Some(t) => TenantSlot { id: t.id, region: t.region, created: None },
+                        None if options.create_tenants => {
+                            let region = good.region.clone().ok_or_else(|| {
+                                CoreError::BadRequest(format!("tenant {} does not exist and the line has no region", good.tenant))
+                            })?;
+                            let new = NewTenant { name: good.tenant.clone(), region: region.clone(), contacts: vec![] };
+                            if options.dry_run {
+                                TenantSlot { id: TenantId::generate(), region: region.to_string(), created: Some(WriteOp::All(vec![])) }
+                            } else {
+                                let (tenant, kek) = self.new_tenant_rows(&new)?;
+                                TenantSlot { id: tenant.id, region: region.to_string(), created: Some(WriteOp::CreateTenant { tenant, kek }) }
+                            }
+                        }
+                        None => {
+                            return Err(CoreError::NotFound(format!(
+                                "tenant {} (use --create-tenants to create it)",
+                                good.tenant
+                            )))
+                        }
+                    };
+                    tenants.insert(good.tenant.clone(), slot);
+                }
+                let slot = &tenants[&good.tenant];
+                if let Some(region) = &good.region {
+                    if region.as_str() != slot.region {
+                        return Err(CoreError::BadRequest(format!(
+                            "tenant {} is in region {}, the line says {region}",
+                            good.tenant, slot.region
+                        )));
+                    }
+                }
+                let tenant_id = slot.id;
+                let kind = good.input.kind;
+                let (fields, labels, secret) = prepare(good.input)?;
+                let key = (tenant_id, good.name.to_string());
+                if !credentials.contains_key(&key) {
+                    let existing = match slot.created {
+                        Some(_) => None,
+                        None => self.store.credential(tenant_id, good.name.as_str()).await?,
+                    };
+                    credentials.insert(key.clone(), existing);
+                }
+                let existing = credentials[&key].clone();
+                if options.dry_run {
+                    if let Some(e) = &existing {
+                        if e.kind != kind {
+                            return Err(CoreError::Conflict(format!(
+                                "credential {} is of kind {}; delete it first to store a {kind}",
+                                good.name, e.kind
+                            )));
+                        }
+                    }
+                    return Ok(None);
+                }
+                let (op, row) = self
+                    .sealed_version(tenant_id, good.name.as_str(), kind, fields, labels, existing.as_ref(), &secret, &created_by)
+                    .await?;
+                credentials.insert(key, Some(row));
+                Ok(Some(op))
+            }
+            .await;
+            match outcome {
+                Ok(op) => {
+                    report.written += 1;
+                    puts.extend(op);
+                }
+                Err(CoreError::Store(e)) => return Err(CoreError::Store(e)),
+                Err(e) => report.errors.push(LineError { line: number, reason: e.to_string() }),
+            }
+        }
+        let mut ops = Vec::new();
+        for (name, slot) in tenants {
+            if let Some(op) = slot.created {
+                report.tenants_created.push(name.to_string());
+                ops.push(op);
+            }
+        }
+        report.tenants_created.sort();
+        ops.extend(puts);
+        Ok((report, ops))
+    }
+}

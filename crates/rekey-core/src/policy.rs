@@ -1,0 +1,159 @@
+//! Who may do what: the one place that decides every permission.
+//!
+//! | role | may |
+//! |---|---|
+//! | operator | everything |
+//! | auditor | status, metadata (tenants, credentials, versions, tokens) and the audit log; never a secret, never a write |
+//! | tenant-admin | for its own tenant: show the tenant, put, show, list, versions, rollback; write a secret but never read one back |
+//! | connector | reveal the credentials it is bound to, of its own tenant, from its allowed networks; nothing else |
+//!
+//! A connector or tenant-admin asking about another tenant's credential is told "not found",
+//! exactly as if it did not exist: a denial must not confirm that a name exists.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use rekey_types::{CredRef, RequestId, Role, TenantId, TenantName, TokenId};
+
+/// An authenticated token's powers.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: TokenId,
+    pub role: Role,
+    pub tenant: Option<(TenantId, TenantName)>,
+    pub bound: Vec<String>,
+    pub cidrs: Vec<IpNet>,
+}
+
+impl Principal {
+    pub fn audit_name(&self) -> String {
+        format!("token:{}", self.token_id)
+    }
+}
+
+/// Who is asking, from where, in which request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub source: IpAddr,
+    pub request_id: RequestId,
+}
+
+/// What a caller wants to do.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    ReadStatus,
+    CreateTenant,
+    ListTenants,
+    ReadTenant(&'a TenantName),
+    PutCredential(&'a TenantName),
+    /// Show, list within a tenant, versions.
+    ReadCredentialMeta(&'a TenantName),
+    /// List across tenants.
+    ListAllCredentials,
+    RevealCredential(&'a CredRef),
+    RollbackCredential(&'a TenantName),
+    DeleteCredential(&'a TenantName),
+    Import,
+    ManageTokens,
+    ListTokens,
+    ReadAudit,
+}
+
+/// Why a request was refused. `Hidden` is answered as "not found".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    Forbidden(&'static str),
+    Hidden,
+}
+
+/// The policy. Pure: no I/O, so it can be tested over the whole matrix.
+pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
+    use Action::*;
+    let own_tenant = |t: &TenantName| p.tenant.as_ref().is_some_and(|(_, name)| name == t);
+    match p.role {
+        Role::Operator => Ok(()),
+        Role::Auditor => match action {
+            ReadStatus | ListTenants | ReadTenant(_) | ReadCredentialMeta(_) | ListAllCredentials | ListTokens
+            | ReadAudit => Ok(()),
+            RevealCredential(_) => Err(Denial::Forbidden("auditors never read secrets")),
+            _ => Err(Denial::Forbidden("auditors have read-only access to metadata and the audit log")),
+        },
+        Role::TenantAdmin => match action {
+            ReadTenant(t) | PutCredential(t) | ReadCredentialMeta(t) | RollbackCredential(t) => {
+                if own_tenant(t) {
+                    Ok(())
+                } else {
+                    Err(Denial::Hidden)
+                }
+            }
+            RevealCredential(r) => {
+                if own_tenant(&r.tenant) {
+                    Err(Denial::Forbidden("tenant admins may write a secret but not read one back"))
+                } else {
+                    Err(Denial::Hidden)
+                }
+            }
+            DeleteCredential(t) if !own_tenant(t) => Err(Denial::Hidden),
+            _ => Err(Denial::Forbidden("tenant admins manage only their own tenant's credentials")),
+        },
+        Role::Connector => match action {
+            RevealCredential(r) => {
+                if own_tenant(&r.tenant) && p.bound.iter().any(|b| b == r.name.as_str()) {
+                    Ok(())
+                } else {
+                    Err(Denial::Hidden)
+                }
+            }
+            _ => Err(Denial::Forbidden("connector tokens may only reveal their bound credentials")),
+        },
+    }
+}
+
+/// Whether `source` is inside the principal's allowed networks (any, if none are set).
+pub fn source_allowed(p: &Principal, source: IpAddr) -> bool {
+    // An IPv4 client reached over an IPv6 socket shows up as ::ffff:a.b.c.d.
+    let source = match source {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(source),
+        v4 => v4,
+    };
+    p.cidrs.is_empty() || p.cidrs.iter().any(|net| net.contains(&source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, tenant: Option<&str>, bound: &[&str]) -> Principal {
+        Principal {
+            token_id: TokenId::generate(),
+            role,
+            tenant: tenant.map(|t| (TenantId::generate(), TenantName::parse(t).unwrap())),
+            bound: bound.iter().map(|s| s.to_string()).collect(),
+            cidrs: vec![],
+        }
+    }
+
+    #[test]
+    fn cidrs() {
+        let mut p = principal(Role::Connector, Some("acme"), &["dir"]);
+        assert!(source_allowed(&p, "10.1.2.3".parse().unwrap()));
+        p.cidrs = vec!["127.0.0.1/32".parse().unwrap()];
+        assert!(source_allowed(&p, "127.0.0.1".parse().unwrap()));
+        assert!(source_allowed(&p, "::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!source_allowed(&p, "127.0.0.2".parse().unwrap()));
+        assert!(!source_allowed(&p, "::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn connector_sees_only_bound_credentials_of_its_tenant() {
+        let p = principal(Role::Connector, Some("acme"), &["directory"]);
+        let mine = CredRef::parse("acme/directory").unwrap();
+        let other_cred = CredRef::parse("acme/relay").unwrap();
+        let other_tenant = CredRef::parse("globex/directory").unwrap();
+        assert_eq!(check(&p, Action::RevealCredential(&mine)), Ok(()));
+        assert_eq!(check(&p, Action::RevealCredential(&other_cred)), Err(Denial::Hidden));
+        assert_eq!(check(&p, Action::RevealCredential(&other_tenant)), Err(Denial::Hidden));
+        assert!(matches!(check(&p, Action::ReadCredentialMeta(&mine.tenant)), Err(Denial::Forbidden(_))));
+    }
+}

@@ -1,0 +1,127 @@
+//! Tenants: each gets its own KEK (version 1) when it is created.
+
+use std::sync::Arc;
+
+use rekey_crypto::{Kek, KeyContext};
+use rekey_store::{KekRow, TenantFilter, TenantRow, WriteOp};
+use rekey_types::{Region, TenantId, TenantName, Timestamp};
+
+use crate::policy::Action;
+use crate::views::TenantView;
+use crate::{Caller, CoreError, Vault};
+
+/// Most contacts a tenant may list.
+const MAX_CONTACTS: usize = 16;
+
+pub struct NewTenant {
+    pub name: TenantName,
+    pub region: Region,
+    pub contacts: Vec<String>,
+}
+
+/// A plausible e-mail address: something@domain, printable, at most 254 characters.
+fn check_contact(c: &str) -> Result<(), CoreError> {
+    let ok = c.len() <= 254
+        && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == '<' || ch == '>')
+        && c.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::BadRequest(format!(
+            "contact {:?} is not an e-mail address",
+            c.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+impl Vault {
+    /// Builds the rows of a new tenant and its first KEK, caching the KEK for immediate use.
+    pub(crate) fn new_tenant_rows(&self, new: &NewTenant) -> Result<(TenantRow, KekRow), CoreError> {
+        if new.contacts.len() > MAX_CONTACTS {
+            return Err(CoreError::BadRequest(format!("at most {MAX_CONTACTS} contacts")));
+        }
+        for c in &new.contacts {
+            check_contact(c)?;
+        }
+        let id = TenantId::generate();
+        let now = Timestamp::now();
+        let kek = Kek::generate().map_err(CoreError::Crypto)?;
+        let wrapped = self
+            .seal
+            .wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek)
+            .map_err(CoreError::Crypto)?;
+        self.keks.insert(id, 1, Arc::new(kek));
+        Ok((
+            TenantRow {
+                id,
+                name: new.name.to_string(),
+                region: new.region.to_string(),
+                contacts: new.contacts.clone(),
+                state: "active".into(),
+                created_at: now,
+            },
+            KekRow { tenant_id: id, version: 1, state: "active".into(), wrapped, root_version: self.seal.root_version(), created_at: now },
+        ))
+    }
+
+    pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<TenantView, CoreError> {
+        let resource = new.name.to_string();
+        let prepared = async {
+            self.authorize(caller, Action::CreateTenant, "tenant")?;
+            if self.store.tenant_by_name(&new.name).await?.is_some() {
+                return Err(CoreError::Conflict(format!("tenant {} already exists", new.name)));
+            }
+            self.new_tenant_rows(&new)
+        }
+        .await;
+        let (tenant, kek) = match prepared {
+            Ok(rows) => rows,
+            Err(e) => return self.finish(caller, "tenant.create", &resource, Err(e)).await,
+        };
+        let view = TenantView::from(tenant.clone());
+        let detail = format!("region={}", tenant.region);
+        self.commit(caller, "tenant.create", &resource, WriteOp::CreateTenant { tenant, kek }, &detail).await?;
+        Ok(view)
+    }
+
+    pub async fn list_tenants(
+        &self,
+        caller: &Caller,
+        region: Option<Region>,
+        after: Option<TenantName>,
+        limit: u32,
+    ) -> Result<Vec<TenantView>, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ListTenants, "tenants")?;
+            let filter = TenantFilter {
+                region: region.map(|r| r.to_string()),
+                after: after.map(|a| a.to_string()),
+                limit: limit.clamp(1, 10_000),
+            };
+            Ok(self.store.list_tenants(&filter).await?.into_iter().map(TenantView::from).collect())
+        }
+        .await;
+        self.finish(caller, "tenant.list", "", result).await
+    }
+
+    pub async fn show_tenant(&self, caller: &Caller, name: &TenantName) -> Result<TenantView, CoreError> {
+        let what = format!("tenant {name}");
+        let result = async {
+            self.authorize(caller, Action::ReadTenant(name), &what)?;
+            let tenant = self.store.tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(what.clone()))?;
+            Ok(TenantView::from(tenant))
+        }
+        .await;
+        self.finish(caller, "tenant.show", name.as_str(), result).await
+    }
+
+    /// The tenant row, or "tenant X not found".
+    pub(crate) async fn tenant(&self, name: &TenantName) -> Result<TenantRow, CoreError> {
+        self.store
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
+    }
+}

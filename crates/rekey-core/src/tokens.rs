@@ -1,0 +1,116 @@
+//! API tokens: create (shown once), list, revoke.
+
+use ipnet::IpNet;
+use rekey_crypto::token::{self, IssuedToken};
+use rekey_store::{TokenRow, WriteOp};
+use rekey_types::{CredentialName, Role, TenantName, Timestamp, TokenId};
+
+use crate::policy::Action;
+use crate::views::TokenView;
+use crate::{Caller, CoreError, Vault};
+
+/// Lifetime of a token created without `--ttl`.
+pub const DEFAULT_TTL_SECS: i64 = 30 * 86_400;
+
+pub enum Expiry {
+    After(i64),
+    Never,
+}
+
+pub struct TokenSpec {
+    pub role: Role,
+    pub tenant: Option<TenantName>,
+    pub credentials: Vec<CredentialName>,
+    pub cidrs: Vec<IpNet>,
+    pub expiry: Expiry,
+    pub description: String,
+}
+
+impl Vault {
+    pub async fn create_token(&self, caller: &Caller, spec: TokenSpec) -> Result<(TokenView, IssuedToken), CoreError> {
+        let resource = spec.tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let prepared = async {
+            self.authorize(caller, Action::ManageTokens, "tokens")?;
+            let needs_tenant = matches!(spec.role, Role::Connector | Role::TenantAdmin);
+            if needs_tenant != spec.tenant.is_some() {
+                return Err(CoreError::BadRequest(if needs_tenant {
+                    format!("a {} token needs --tenant", spec.role)
+                } else {
+                    format!("a {} token is not scoped to a tenant; drop --tenant", spec.role)
+                }));
+            }
+            if (spec.role == Role::Connector) == spec.credentials.is_empty() {
+                return Err(CoreError::BadRequest(if spec.role == Role::Connector {
+                    "a connector token needs at least one --cred it may reveal".into()
+                } else {
+                    format!("only connector tokens are bound to credentials, not {}", spec.role)
+                }));
+            }
+            if spec.description.len() > 256 || spec.description.chars().any(char::is_control) {
+                return Err(CoreError::BadRequest("the description must be at most 256 printable characters".into()));
+            }
+            if spec.cidrs.len() > 64 {
+                return Err(CoreError::BadRequest("at most 64 CIDRs".into()));
+            }
+            let tenant = match &spec.tenant {
+                Some(t) => Some(self.tenant(t).await?),
+                None => None,
+            };
+            if let Some(t) = &tenant {
+                for c in &spec.credentials {
+                    if self.store.credential(t.id, c.as_str()).await?.is_none() {
+                        return Err(CoreError::NotFound(format!("credential {}/{c}", t.name)));
+                    }
+                }
+            }
+            let now = Timestamp::now();
+            let expires_at = match spec.expiry {
+                Expiry::After(secs) if secs > 0 => Some(now.add_seconds(secs)),
+                Expiry::After(_) => return Err(CoreError::BadRequest("the ttl must be positive".into())),
+                Expiry::Never => None,
+            };
+            let issued = token::issue().map_err(CoreError::Crypto)?;
+            let row = TokenRow {
+                id: issued.id,
+                hash: issued.hash.to_vec(),
+                role: spec.role,
+                tenant_id: tenant.as_ref().map(|t| t.id),
+                tenant_name: tenant.as_ref().map(|t| t.name.clone()),
+                bound: spec.credentials.iter().map(|c| c.to_string()).collect(),
+                cidrs: spec.cidrs.iter().map(|c| c.to_string()).collect(),
+                description: spec.description.clone(),
+                created_by: caller.principal.audit_name(),
+                created_at: now,
+                expires_at,
+                revoked_at: None,
+            };
+            Ok((row, issued))
+        }
+        .await;
+        let (row, issued) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "token.create", &resource, Err(e)).await,
+        };
+        let view = TokenView::from(row.clone());
+        let detail = format!("token={}; role={}", row.id, row.role);
+        self.commit(caller, "token.create", &resource, WriteOp::CreateToken(row), &detail).await?;
+        Ok((view, issued))
+    }
+
+    pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ListTokens, "tokens")?;
+            Ok(self.store.list_tokens().await?.into_iter().map(TokenView::from).collect())
+        }
+        .await;
+        self.finish(caller, "token.list", "", result).await
+    }
+
+    pub async fn revoke_token(&self, caller: &Caller, id: TokenId) -> Result<(), CoreError> {
+        let resource = format!("token:{id}");
+        if let Err(e) = self.authorize(caller, Action::ManageTokens, "tokens") {
+            return self.finish(caller, "token.revoke", &resource, Err(e)).await;
+        }
+        self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at: Timestamp::now() }, "").await
+    }
+}

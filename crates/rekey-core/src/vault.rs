@@ -1,0 +1,276 @@
+//! The vault: the store, the seal, the key cache and the audit writer, and the plumbing every use
+//! case shares (authentication, authorization, audit).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rekey_crypto::token::{IssuedToken, PresentedToken};
+use rekey_crypto::{AuditKey, KeyContext, Seal, SystemKey};
+use rekey_store::{Store, StoreError, SystemKeyRow, TokenRow, WriteOp, WriteRequest};
+use rekey_types::{AuditOutcome, AuditRecord, RequestId, Role, TenantName, Timestamp};
+
+use crate::keys::KekCache;
+use crate::policy::{self, Action, Denial};
+use crate::views::{CountsView, SealStatus, StatusView};
+use crate::writer::Writer;
+use crate::{Caller, CoreError, Principal};
+
+#[derive(Debug, Clone, Default)]
+pub struct VaultOptions {}
+
+pub struct Vault {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) seal: Arc<dyn Seal>,
+    pub(crate) keks: KekCache,
+    pub(crate) writer: Writer,
+    pub(crate) audit_key: Arc<AuditKey>,
+}
+
+/// The principal name recorded for work the server does on its own.
+const SYSTEM: &str = "system";
+
+impl Vault {
+    /// Opens the vault: loads (or on first start creates) the audit chain key, starts the writer,
+    /// and on first start creates a root operator token, returned so the caller can show it once.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        seal: Arc<dyn Seal>,
+        _options: VaultOptions,
+    ) -> Result<(Self, Option<IssuedToken>), CoreError> {
+        let (audit_key, created) = load_or_create_audit_key(store.as_ref(), seal.as_ref()).await?;
+        let audit_key = Arc::new(audit_key);
+        let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
+        let writer = Writer::spawn(store.clone(), audit_key.clone(), head);
+        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key };
+        if created {
+            let event = record(SYSTEM, "", &RequestId::generate(), "system.init", "audit-chain-key", AuditOutcome::Success, "created the audit chain key");
+            vault.audit_event(event).await?;
+        }
+        let root = vault.create_root_token_if_none().await?;
+        Ok((vault, root))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    async fn create_root_token_if_none(&self) -> Result<Option<IssuedToken>, CoreError> {
+        if !self.store.list_tokens().await?.is_empty() {
+            return Ok(None);
+        }
+        let issued = rekey_crypto::token::issue().map_err(CoreError::Crypto)?;
+        let row = TokenRow {
+            id: issued.id,
+            hash: issued.hash.to_vec(),
+            role: Role::Operator,
+            tenant_id: None,
+            tenant_name: None,
+            bound: vec![],
+            cidrs: vec![],
+            description: "root token, created at first start".into(),
+            created_by: SYSTEM.into(),
+            created_at: Timestamp::now(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let audit = record(SYSTEM, "", &RequestId::generate(), "token.create", &format!("token:{}", issued.id), AuditOutcome::Success, "role=operator; root token");
+        self.submit(WriteRequest { op: Some(WriteOp::CreateToken(row)), audit }).await?;
+        Ok(Some(issued))
+    }
+
+    /// Checks a bearer token and the source address. Every failure is audited as a denial.
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        source: IpAddr,
+        request_id: RequestId,
+        action: &str,
+        resource: &str,
+    ) -> Result<Caller, CoreError> {
+        let presented = bearer.and_then(PresentedToken::parse);
+        let principal_name = presented.as_ref().map_or_else(|| "anonymous".to_owned(), |p| format!("token:{}", p.id));
+        let row = match &presented {
+            Some(p) => self.store.token(p.id).await?,
+            None => None,
+        };
+        let now = Timestamp::now();
+        let valid = match (&presented, &row) {
+            (Some(p), Some(row)) => {
+                p.matches(&row.hash) && row.revoked_at.is_none() && row.expires_at.is_none_or(|e| e > now)
+            }
+            _ => false,
+        };
+        let Some(row) = row.filter(|_| valid) else {
+            let detail = if bearer.is_none() { "no token" } else { "invalid, expired or revoked token" };
+            let event = record(&principal_name, &source.to_string(), &request_id, action, resource, AuditOutcome::Denied, detail);
+            self.audit_event(event).await?;
+            return Err(CoreError::Unauthenticated);
+        };
+        let tenant = match (row.tenant_id, row.tenant_name) {
+            (Some(id), Some(name)) => Some((id, TenantName::parse(&name)?)),
+            _ => None,
+        };
+        let cidrs = row
+            .cidrs
+            .iter()
+            .map(|c| c.parse::<IpNet>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| CoreError::Store(StoreError::Corrupt("token cidrs".into())))?;
+        let caller = Caller {
+            principal: Principal { token_id: row.id, role: row.role, tenant, bound: row.bound, cidrs },
+            source,
+            request_id,
+        };
+        if !policy::source_allowed(&caller.principal, source) {
+            let err = CoreError::Forbidden("this token may not be used from this address".into());
+            return self.finish(&caller, action, resource, Err(err)).await;
+        }
+        Ok(caller)
+    }
+
+    /// Applies the policy; a hidden denial becomes "`what` not found".
+    pub(crate) fn authorize(&self, caller: &Caller, action: Action<'_>, what: &str) -> Result<(), CoreError> {
+        policy::check(&caller.principal, action).map_err(|d| match d {
+            Denial::Forbidden(why) => CoreError::Forbidden(why.to_owned()),
+            Denial::Hidden => CoreError::Hidden(what.to_owned()),
+        })
+    }
+
+    pub(crate) fn event(&self, caller: &Caller, action: &str, resource: &str, outcome: AuditOutcome, detail: &str) -> AuditRecord {
+        record(&caller.principal.audit_name(), &caller.source.to_string(), &caller.request_id, action, resource, outcome, detail)
+    }
+
+    async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
+        match self.writer.submit(request).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(CoreError::AuditUnavailable),
+        }
+    }
+
+    async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {
+        self.submit(WriteRequest { op: None, audit: event }).await
+    }
+
+    /// Records the outcome of a request that changed nothing (a read, or a failure before any
+    /// write) and passes the result through. If the event cannot be written, the result is
+    /// dropped and the request fails: nothing leaves without its audit event.
+    pub(crate) async fn finish<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        result: Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        self.finish_with(caller, action, resource, result, |_| String::new()).await
+    }
+
+    /// [`Vault::finish`] with a detail (never a secret) taken from a successful result.
+    pub(crate) async fn finish_with<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        result: Result<T, CoreError>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, CoreError> {
+        let event = match &result {
+            Ok(value) => self.event(caller, action, resource, AuditOutcome::Success, &detail(value)),
+            Err(e) => self.event(caller, action, resource, e.audit_outcome(), e.code().as_str()),
+        };
+        self.audit_event(event).await?;
+        result
+    }
+
+    /// Commits `op` together with its audit event. A failed operation is recorded as failed.
+    pub(crate) async fn commit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        op: WriteOp,
+        detail: &str,
+    ) -> Result<(), CoreError> {
+        let audit = self.event(caller, action, resource, AuditOutcome::Success, detail);
+        self.submit(WriteRequest { op: Some(op), audit }).await
+    }
+
+    pub async fn status(&self, caller: &Caller) -> Result<StatusView, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ReadStatus, "status")?;
+            let counts = self.store.counts().await?;
+            Ok(StatusView {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                seal: self.seal_status(),
+                store: self.store.backend().as_str().to_owned(),
+                counts: Some(CountsView {
+                    tenants: counts.tenants,
+                    credentials: counts.credentials,
+                    versions: counts.versions,
+                    active_tokens: counts.tokens,
+                }),
+                audit_head_seq: counts.audit_events,
+            })
+        }
+        .await;
+        self.finish(caller, "sys.status", "", result).await
+    }
+
+    pub fn seal_status(&self) -> SealStatus {
+        SealStatus {
+            kind: self.seal.kind().to_owned(),
+            sealed: !self.seal.is_unsealed(),
+            root_key_version: self.seal.root_version(),
+            warning: (self.seal.kind() == "dev")
+                .then(|| "dev seal: the root key is a file beside the data; never use it in production".to_owned()),
+        }
+    }
+}
+
+pub(crate) fn record(
+    principal: &str,
+    source: &str,
+    request_id: &RequestId,
+    action: &str,
+    resource: &str,
+    outcome: AuditOutcome,
+    detail: &str,
+) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        time: Timestamp::now(),
+        principal: principal.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        outcome,
+        source: source.to_owned(),
+        request_id: request_id.to_string(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// The audit chain key lives in the store wrapped by the seal. On first start it is created; if
+/// another server sharing the database stored one first, that one is used. The creation is
+/// audited once the key is settled, so the event is chained with the key that stays.
+async fn load_or_create_audit_key(store: &dyn Store, seal: &dyn Seal) -> Result<(AuditKey, bool), CoreError> {
+    if store.system_key(AuditKey::PURPOSE).await?.is_none() {
+        let key = AuditKey::generate().map_err(CoreError::Crypto)?;
+        let ctx = KeyContext::System { purpose: AuditKey::PURPOSE, version: 1 };
+        let wrapped = seal.wrap_system_key(ctx, key.as_system_key()).map_err(CoreError::Crypto)?;
+        if store.insert_system_key(&SystemKeyRow { purpose: AuditKey::PURPOSE.into(), version: 1, wrapped }).await? {
+            return Ok((key, true));
+        }
+    }
+    let row = store
+        .system_key(AuditKey::PURPOSE)
+        .await?
+        .ok_or_else(|| CoreError::Store(StoreError::Corrupt("audit key vanished".into())))?;
+    let ctx = KeyContext::System { purpose: AuditKey::PURPOSE, version: row.version };
+    let key: SystemKey = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
+    Ok((AuditKey::from_system_key(key), false))
+}

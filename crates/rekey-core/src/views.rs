@@ -1,0 +1,195 @@
+//! What the use cases return: the shapes of the API's JSON bodies. None holds a secret, except
+//! [`Revealed`], which is deliberately not `Serialize` or `Debug`.
+
+use std::collections::BTreeMap;
+
+use rekey_store::{CredentialRow, TenantRow, TokenRow, VersionMeta};
+use rekey_types::{CredentialKind, Role, Secret, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub contacts: Vec<String>,
+    pub state: String,
+    pub created_at: Timestamp,
+}
+
+impl From<TenantRow> for TenantView {
+    fn from(t: TenantRow) -> Self {
+        Self {
+            id: t.id.to_string(),
+            name: t.name,
+            region: t.region,
+            contacts: t.contacts,
+            state: t.state,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialView {
+    pub id: String,
+    pub tenant: String,
+    pub region: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub fields: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub current_version: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl CredentialView {
+    pub fn new(tenant: &str, region: &str, c: CredentialRow) -> Self {
+        Self {
+            id: c.id.to_string(),
+            tenant: tenant.to_owned(),
+            region: region.to_owned(),
+            name: c.name,
+            kind: c.kind,
+            fields: c.fields,
+            labels: c.labels,
+            current_version: c.current_version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionView {
+    pub version: u32,
+    pub stage: String,
+    pub kek_version: u32,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+impl From<VersionMeta> for VersionView {
+    fn from(v: VersionMeta) -> Self {
+        Self {
+            version: v.version,
+            stage: v.stage,
+            kek_version: v.kek_version,
+            created_by: v.created_by,
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// A revealed secret. Not `Serialize` or `Debug`: the server writes the response body itself.
+pub struct Revealed {
+    pub tenant: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub version: u32,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+    pub credentials: Vec<String>,
+    pub cidrs: Vec<String>,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+impl From<TokenRow> for TokenView {
+    fn from(t: TokenRow) -> Self {
+        let now = Timestamp::now();
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        Self {
+            id: t.id.to_string(),
+            role: t.role,
+            tenant: t.tenant_name,
+            credentials: t.bound,
+            cidrs: t.cidrs,
+            description: t.description,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            state: state.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub seal: SealStatus,
+    pub store: String,
+    pub counts: Option<CountsView>,
+    pub audit_head_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealStatus {
+    pub kind: String,
+    pub sealed: bool,
+    pub root_key_version: u32,
+    /// Set for the dev seal: it must never be used in production.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CountsView {
+    pub tenants: i64,
+    pub credentials: i64,
+    pub versions: i64,
+    pub active_tokens: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub seq: i64,
+    pub time: Timestamp,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub outcome: String,
+    pub source: String,
+    pub request_id: String,
+    pub detail: String,
+    /// The event's chain MAC, hex.
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Events read and checked.
+    pub checked: i64,
+    /// The sequence number the stored head records.
+    pub head_seq: i64,
+    /// The highest sequence number this server has itself committed (catches a rolled-back head).
+    pub server_head_seq: i64,
+    pub problems: Vec<VerifyProblem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyProblem {
+    pub seq: i64,
+    /// `modified`, `deleted`, `out-of-order`, `truncated`, `appended`.
+    pub kind: String,
+    pub message: String,
+}
