@@ -44,6 +44,12 @@ pub struct ImportLine {
 /// A secret as read from JSON; zeroized on drop, no `Debug`.
 pub struct SecretText(Zeroizing<String>);
 
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretText {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d).map(|s| SecretText(Zeroizing::new(s)))

@@ -200,6 +200,18 @@ impl Vault {
         self.submit(WriteRequest { op: Some(op), audit }).await
     }
 
+    /// Records a request refused for bad input before it reached a use case (a body that is not
+    /// JSON, an invalid name), so that it too leaves an audit event.
+    pub async fn record_rejection(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        code: rekey_types::ErrorCode,
+    ) -> Result<(), CoreError> {
+        self.audit_event(self.event(caller, action, resource, AuditOutcome::Error, code.as_str())).await
+    }
+
     pub async fn status(&self, caller: &Caller) -> Result<StatusView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadStatus, "status")?;

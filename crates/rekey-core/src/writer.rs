@@ -51,7 +51,7 @@ impl Writer {
         Self { tx, stats }
     }
 
-    pub fn stats(&self) -> &WriterStats {
+    pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
 

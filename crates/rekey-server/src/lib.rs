@@ -1,1 +1,22 @@
+//! The Rekey HTTP API (axum), its configuration, metrics and OpenAPI document.
+//!
+//! Handlers are thin: they authenticate, parse the request into validated types, call one use
+//! case of `rekey-core`, and shape the answer. Every error goes through [`error::ApiError`], the
+//! one place that maps errors to a status and a code; a 5xx body says only "internal error" and
+//! the request id, and the detail goes to the server log.
+//!
+//! Must never: log a request body, a token or a secret; answer before the use case's audit
+//! event is durable.
 #![forbid(unsafe_code)]
+
+mod app;
+pub mod config;
+mod error;
+mod extract;
+mod metrics;
+pub mod openapi;
+mod routes;
+
+pub use app::{router, App, Started};
+pub use config::Config;
+pub use error::ApiError;

@@ -1,0 +1,192 @@
+//! Building the application from a [`Config`] and serving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+use rekey_core::{Vault, VaultOptions};
+use rekey_crypto::token::IssuedToken;
+use rekey_crypto::DevSeal;
+use rekey_store::{SqlStore, StoreOptions};
+use rekey_types::RequestId;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::routes::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the store")]
+    Store(#[source] rekey_store::StoreError),
+    #[error("cannot open the seal")]
+    Seal(#[source] rekey_crypto::CryptoError),
+    #[error("cannot open the vault")]
+    Vault(#[source] rekey_core::CoreError),
+    #[error("cannot load the TLS certificate or key")]
+    Tls(#[source] std::io::Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+pub struct App {
+    pub config: Config,
+    pub vault: Arc<Vault>,
+    state: AppState,
+    /// The root operator token, when this start created it; shown once.
+    pub root_token: Option<IssuedToken>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        config.validate()?;
+        ensure_private_dir(&config.data_dir)?;
+        let store = SqlStore::open(&StoreOptions {
+            url: config.store_url(),
+            max_connections: config.store.max_connections.unwrap_or(8),
+        })
+        .await
+        .map_err(BuildError::Store)?;
+        let seal = DevSeal::open_or_create(&config.seal_key_file()).map_err(BuildError::Seal)?;
+        tracing::warn!(key_file = %seal.path().display(), "dev seal in use: the root key is a file beside the data; never use this in production");
+        let (vault, root_token) = Vault::open(Arc::new(store), Arc::new(seal), VaultOptions::default())
+            .await
+            .map_err(BuildError::Vault)?;
+        let vault = Arc::new(vault);
+        let metrics = Arc::new(Metrics::new(vault.writer().stats().clone()));
+        let state = AppState { vault: vault.clone(), metrics };
+        Ok(Self { config, vault, state, root_token })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone(), &self.config)
+    }
+
+    /// Binds and serves in the background; returns the bound address. Stops when `shutdown`
+    /// completes.
+    pub async fn start(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<Started, BuildError> {
+        let addr = self.config.listen;
+        let router = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
+        listener.set_nonblocking(true).map_err(|source| BuildError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
+        let task = match &self.config.tls {
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| BuildError::Bind { addr, source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                        tracing::error!(error = %e, "server stopped");
+                    }
+                })
+            }
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await
+                    .map_err(BuildError::Tls)?;
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let server = axum_server::from_tcp_rustls(listener, rustls_config).handle(handle);
+                tokio::spawn(async move {
+                    if let Err(e) = server.serve(router).await {
+                        tracing::error!(error = %e, "server stopped");
+                    }
+                })
+            }
+        };
+        Ok(Started { addr: local, task, vault: self.vault })
+    }
+}
+
+pub struct Started {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+    pub vault: Arc<Vault>,
+}
+
+fn ensure_private_dir(path: &std::path::Path) -> Result<(), BuildError> {
+    let err = |source| BuildError::DataDir { path: path.display().to_string(), source };
+    if !path.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(path).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The router, with request ids, metrics, logging and body limits. Exposed so tests can drive
+/// it without a socket.
+pub fn router(state: AppState, config: &Config) -> Router {
+    let tenant_cred = "/v1/tenants/{tenant}/credentials/{name}";
+    let api = Router::new()
+        .route("/v1/sys/health", get(routes::health))
+        .route("/v1/sys/status", get(routes::status))
+        .route("/v1/openapi.json", get(routes::openapi))
+        .route("/metrics", get(routes::metrics))
+        .route("/v1/tenants", post(routes::create_tenant).get(routes::list_tenants))
+        .route("/v1/tenants/{tenant}", get(routes::show_tenant))
+        .route(tenant_cred, put(routes::put_credential).get(routes::show_credential).delete(routes::delete_credential))
+        .route(&format!("{tenant_cred}/reveal"), post(routes::reveal))
+        .route(&format!("{tenant_cred}/versions"), get(routes::versions))
+        .route(&format!("{tenant_cred}/rollback"), post(routes::rollback))
+        .route("/v1/credentials", get(routes::list_credentials))
+        .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
+        .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))
+        .route("/v1/audit/events", get(routes::audit_events))
+        .route("/v1/audit/verify", get(routes::audit_verify))
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
+    let import = Router::new()
+        .route("/v1/import", post(routes::import))
+        .layer(DefaultBodyLimit::max(config.limits.max_import_bytes));
+    api.merge(import)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Gives every request an id (returned as `x-request-id`), logs one line per request (method,
+/// route template, status, latency; never a body, a query or a header value), and counts it.
+async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = RequestId::generate();
+    req.extensions_mut().insert(request_id);
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let mut response = next.run(req).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    tracing::info!(request_id = %request_id, method = %method, route = %route, status, latency_us = elapsed.as_micros() as u64, "request");
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
+        headers.insert("x-request-id", v);
+    }
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}

@@ -1,0 +1,98 @@
+//! Request context: request id, client address and bearer token; and body parsing that turns
+//! every malformed input into a clear 4xx.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use bytes::Bytes;
+use rekey_types::{ErrorCode, RequestId};
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::ApiError;
+
+/// Who sent the request and under which id. The bearer token is zeroized on drop.
+pub struct ReqCtx {
+    pub request_id: RequestId,
+    pub source: IpAddr,
+    pub bearer: Option<Zeroizing<String>>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let request_id = parts.extensions.get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ci| ci.0.ip())
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| Zeroizing::new(t.trim().to_owned()));
+        Ok(Self { request_id, source, bearer })
+    }
+}
+
+/// A body that was read (or failed to read: too large, broken connection). Reading is deferred
+/// into the handler so that the failure is audited like any other.
+pub type RawBody = Result<Bytes, BytesRejection>;
+
+pub fn body_bytes(body: RawBody, request_id: RequestId) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this server accepts", request_id)
+        } else {
+            ApiError::new(ErrorCode::BadRequest, format!("cannot read the request body: {}", rejection.body_text()), request_id)
+        }
+    })
+}
+
+/// Parses a JSON body, with the position and reason of the first problem in the message.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestId) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "the request needs a JSON body", request_id));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {}", sanitize_json_error(&e)), request_id))
+}
+
+/// A serde_json error as shown to a client: position and reason, without the offending value.
+pub fn sanitize_json_error(e: &serde_json::Error) -> String {
+    without_values(&e.to_string())
+}
+
+/// serde's "invalid type: string \"hunter2\", expected ..." quotes the offending value, which
+/// may be a secret sent in the wrong place. Keep the kind of value, drop the value.
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(at) = rest.find(", expected") {
+                let kind = rest[..at].split([' ', '`', '"']).next().unwrap_or("value");
+                return format!("{prefix}{kind}{}", &rest[at..]);
+            }
+        }
+    }
+    message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn drops_quoted_values_from_serde_messages() {
+        let m = without_values("invalid type: string \"hunter2\", expected u32 at line 1 column 10");
+        assert_eq!(m, "invalid type: string, expected u32 at line 1 column 10");
+        let m = without_values("invalid type: integer `1234`, expected a string at line 1 column 14");
+        assert!(!m.contains("1234"), "{m}");
+        assert_eq!(without_values("unknown field `x` at line 1"), "unknown field `x` at line 1");
+    }
+}

@@ -1,0 +1,84 @@
+//! Prometheus metrics at `/metrics`. Labels are route templates (`/v1/tenants/{tenant}`), never
+//! concrete names, so no tenant, credential or token ever appears in a metric.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use rekey_core::writer::WriterStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    duration: HistogramFamily,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+#[derive(Debug)]
+struct AuditCollector(Arc<WriterStats>);
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        for (name, help, value) in [
+            ("rekey_audit_events", "Audit events committed by this server", s.events.load(Ordering::Relaxed)),
+            ("rekey_audit_batches", "Group commits of audit events and writes", s.batches.load(Ordering::Relaxed)),
+            ("rekey_audit_failed_batches", "Group commits that failed (their requests were refused)", s.failed_batches.load(Ordering::Relaxed)),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        let g = ConstGauge::new(s.head_seq.load(Ordering::SeqCst));
+        g.encode(encoder.encode_descriptor("rekey_audit_head_seq", "Highest audit sequence number committed by this server", None, g.metric_type())?)?;
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(writer_stats: Arc<WriterStats>) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<HttpLabels, Counter>::default();
+        let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("rekey_http_requests", "HTTP requests by method, route template and status", requests.clone());
+        registry.register("rekey_http_request_duration_seconds", "HTTP request latency by route template", duration.clone());
+        registry.register_collector(Box::new(AuditCollector(writer_stats)));
+        Self { registry, requests, duration }
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&HttpLabels { method: method.to_owned(), route: route.to_owned(), status })
+            .inc();
+        self.duration.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,153 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`, built from [`ROUTES`]. A test checks
+//! that every route listed here is served by the router, and that the router serves no more.
+
+use serde_json::{json, Map, Value};
+
+/// One documented operation.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// Roles allowed (empty: no token needed).
+    pub roles: &'static [&'static str],
+    /// Request body schema name in `components.schemas`, if any.
+    pub body: Option<&'static str>,
+    /// Response schema name, or a JSON-schema literal for simple shapes.
+    pub response: &'static str,
+}
+
+const OPERATOR: &[&str] = &["operator"];
+const READERS: &[&str] = &["operator", "auditor"];
+const TENANT: &[&str] = &["operator", "auditor", "tenant-admin"];
+const WRITERS: &[&str] = &["operator", "tenant-admin"];
+
+pub const ROUTES: &[Route] = &[
+    Route { method: "get", path: "/v1/sys/health", summary: "Liveness; no token needed, not audited", roles: &[], body: None, response: "Health" },
+    Route { method: "get", path: "/v1/sys/status", summary: "Seal, store and counts", roles: READERS, body: None, response: "Status" },
+    Route { method: "get", path: "/v1/openapi.json", summary: "This document", roles: &[], body: None, response: "object" },
+    Route { method: "get", path: "/metrics", summary: "Prometheus metrics (OpenMetrics text); no token needed", roles: &[], body: None, response: "text" },
+    Route { method: "post", path: "/v1/tenants", summary: "Create a tenant and its first key", roles: OPERATOR, body: Some("CreateTenant"), response: "Tenant" },
+    Route { method: "get", path: "/v1/tenants", summary: "List tenants (query: region, after, limit)", roles: READERS, body: None, response: "TenantList" },
+    Route { method: "get", path: "/v1/tenants/{tenant}", summary: "Show a tenant", roles: TENANT, body: None, response: "Tenant" },
+    Route { method: "put", path: "/v1/tenants/{tenant}/credentials/{name}", summary: "Store a new version of a credential (creates it if new)", roles: WRITERS, body: Some("PutCredential"), response: "Credential" },
+    Route { method: "get", path: "/v1/tenants/{tenant}/credentials/{name}", summary: "Show a credential's metadata (never the secret)", roles: TENANT, body: None, response: "Credential" },
+    Route { method: "delete", path: "/v1/tenants/{tenant}/credentials/{name}", summary: "Soft-delete a credential", roles: OPERATOR, body: None, response: "object" },
+    Route { method: "post", path: "/v1/tenants/{tenant}/credentials/{name}/reveal", summary: "Reveal the secret (query: version, operators only); audited", roles: &["operator", "connector"], body: None, response: "Revealed" },
+    Route { method: "get", path: "/v1/tenants/{tenant}/credentials/{name}/versions", summary: "List versions", roles: TENANT, body: None, response: "VersionList" },
+    Route { method: "post", path: "/v1/tenants/{tenant}/credentials/{name}/rollback", summary: "Make an old version current again, as a new version", roles: WRITERS, body: Some("Rollback"), response: "Credential" },
+    Route { method: "get", path: "/v1/credentials", summary: "List credentials (query: tenant, kind, region, after=tenant/name, limit)", roles: TENANT, body: None, response: "CredentialList" },
+    Route { method: "post", path: "/v1/import", summary: "Import a chunk of JSON lines (query: dry_run, create_tenants, mode=atomic|continue-on-error, first_line)", roles: OPERATOR, body: Some("ImportLines"), response: "ImportReport" },
+    Route { method: "post", path: "/v1/tokens", summary: "Create a token; its secret is shown once", roles: OPERATOR, body: Some("CreateToken"), response: "CreatedToken" },
+    Route { method: "get", path: "/v1/tokens", summary: "List tokens (never their secrets)", roles: READERS, body: None, response: "TokenList" },
+    Route { method: "delete", path: "/v1/tokens/{id}", summary: "Revoke a token", roles: OPERATOR, body: None, response: "object" },
+    Route { method: "get", path: "/v1/audit/events", summary: "Audit events: the last n, or n after a sequence number (query: n, after)", roles: READERS, body: None, response: "AuditEventList" },
+    Route { method: "get", path: "/v1/audit/verify", summary: "Verify the audit hash chain", roles: READERS, body: None, response: "VerifyReport" },
+];
+
+fn schema_ref(name: &str) -> Value {
+    match name {
+        "object" => json!({ "type": "object" }),
+        "text" => json!({ "type": "string" }),
+        list if list.ends_with("List") => json!({ "type": "array", "items": { "$ref": format!("#/components/schemas/{}", &list[..list.len() - 4]) } }),
+        other => json!({ "$ref": format!("#/components/schemas/{other}") }),
+    }
+}
+
+fn string_map() -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" } })
+}
+
+fn schemas() -> Value {
+    let ts = json!({ "type": "string", "format": "date-time" });
+    let s = json!({ "type": "string" });
+    let n = json!({ "type": "integer" });
+    let kind = json!({ "type": "string", "enum": ["ldap", "entra-app", "pop3", "smtp", "generic"] });
+    let role = json!({ "type": "string", "enum": ["operator", "auditor", "tenant-admin", "connector"] });
+    json!({
+        "Error": { "type": "object", "required": ["code", "message", "request_id"], "properties": {
+            "code": { "type": "string", "enum": rekey_types::ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>() },
+            "message": s, "request_id": s } },
+        "Health": { "type": "object", "properties": { "status": s, "sealed": { "type": "boolean" }, "version": s } },
+        "Status": { "type": "object", "properties": { "version": s, "store": s, "audit_head_seq": n,
+            "seal": { "type": "object", "properties": { "kind": s, "sealed": { "type": "boolean" }, "root_key_version": n, "warning": s } },
+            "counts": { "type": "object", "properties": { "tenants": n, "credentials": n, "versions": n, "active_tokens": n } } } },
+        "CreateTenant": { "type": "object", "required": ["name", "region"], "additionalProperties": false, "properties": {
+            "name": s, "region": s, "contacts": { "type": "array", "items": s } } },
+        "Tenant": { "type": "object", "properties": { "id": s, "name": s, "region": s, "contacts": { "type": "array", "items": s }, "state": s, "created_at": ts } },
+        "PutCredential": { "type": "object", "required": ["kind"], "additionalProperties": false,
+            "description": "Exactly one of: secret, secret_base64, or certificate_pem with private_key_pem (entra-app).",
+            "properties": { "kind": kind, "fields": string_map(), "labels": string_map(), "secret": s, "secret_base64": s,
+                "certificate_pem": s, "private_key_pem": s } },
+        "Credential": { "type": "object", "properties": { "id": s, "tenant": s, "region": s, "name": s, "kind": kind,
+            "fields": string_map(), "labels": string_map(), "current_version": n, "created_at": ts, "updated_at": ts } },
+        "Revealed": { "type": "object", "properties": { "tenant": s, "name": s, "kind": kind, "version": n,
+            "secret": { "type": "string", "description": "set when the secret is UTF-8" },
+            "secret_base64": { "type": "string", "description": "set otherwise" } } },
+        "Version": { "type": "object", "properties": { "version": n, "stage": s, "kek_version": n, "created_by": s, "created_at": ts } },
+        "Rollback": { "type": "object", "required": ["to"], "additionalProperties": false, "properties": { "to": n } },
+        "ImportLines": { "type": "string", "description": "application/x-ndjson: one {tenant, region?, name, kind, fields?, labels?, secret | secret_base64} per line" },
+        "ImportReport": { "type": "object", "properties": { "lines": n, "written": n, "tenants_created": { "type": "array", "items": s },
+            "errors": { "type": "array", "items": { "type": "object", "properties": { "line": n, "reason": s } } } } },
+        "CreateToken": { "type": "object", "required": ["role"], "additionalProperties": false, "properties": {
+            "role": role, "tenant": s, "credentials": { "type": "array", "items": s }, "cidrs": { "type": "array", "items": s },
+            "ttl": { "type": "string", "description": "e.g. 30m, 1h, 7d, or never; default 30d" }, "description": s } },
+        "Token": { "type": "object", "properties": { "id": s, "role": role, "tenant": s, "credentials": { "type": "array", "items": s },
+            "cidrs": { "type": "array", "items": s }, "description": s, "created_by": s, "created_at": ts, "expires_at": ts, "revoked_at": ts,
+            "state": { "type": "string", "enum": ["active", "expired", "revoked"] } } },
+        "CreatedToken": { "type": "object", "properties": { "token": { "$ref": "#/components/schemas/Token" },
+            "secret": { "type": "string", "description": "the bearer token; shown once" } } },
+        "AuditEvent": { "type": "object", "properties": { "seq": n, "time": ts, "principal": s, "action": s, "resource": s,
+            "outcome": { "type": "string", "enum": ["success", "denied", "error"] }, "source": s, "request_id": s, "detail": s, "mac": s } },
+        "VerifyReport": { "type": "object", "properties": { "ok": { "type": "boolean" }, "checked": n, "head_seq": n, "server_head_seq": n,
+            "problems": { "type": "array", "items": { "type": "object", "properties": { "seq": n, "kind": s, "message": s } } } } },
+    })
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut op = json!({
+            "summary": r.summary,
+            "responses": {
+                "200": { "description": "OK", "content": { "application/json": { "schema": schema_ref(r.response) } } },
+                "default": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if !r.roles.is_empty() {
+            op["security"] = json!([{ "bearer": [] }]);
+            op["x-rekey-roles"] = json!(r.roles);
+        } else {
+            op["security"] = json!([]);
+        }
+        if let Some(body) = r.body {
+            let media = if body == "ImportLines" { "application/x-ndjson" } else { "application/json" };
+            op["requestBody"] = json!({ "required": true, "content": { media: { "schema": schema_ref(body) } } });
+        }
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        paths
+            .entry(r.path)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(r.method.to_owned(), op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Rekey", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Breach-ready vault for the credentials a multi-tenant service holds for its customers.",
+            "license": { "name": "MIT OR Apache-2.0", "identifier": "MIT OR Apache-2.0" } },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "rk_<id>_<secret>" } }
+        }
+    })
+}

@@ -1,0 +1,529 @@
+//! Handlers for `/v1`. Each authenticates first (so that every request is audited, even a
+//! malformed one), then parses its input, then calls one use case.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use ipnet::IpNet;
+use rekey_core::credentials::{PutInput, PutSecret};
+use rekey_core::import::{ImportLine, ImportMode, ImportOptions, SecretText};
+use rekey_core::tenants::NewTenant;
+use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
+use rekey_core::views::*;
+use rekey_core::{Caller, CoreError, Vault};
+use rekey_types::{CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
+use crate::metrics::Metrics;
+use crate::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<Metrics>,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A resource name as it goes into the audit log: raw user input, so cut short and stripped of
+/// anything unprintable.
+fn audit_resource(raw: &str) -> String {
+    raw.chars().take(160).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
+}
+
+impl AppState {
+    async fn auth(&self, ctx: &ReqCtx, action: &str, resource: &str) -> ApiResult<Caller> {
+        self.vault
+            .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
+            .await
+            .map_err(|e| ApiError::from_core(e, ctx.request_id))
+    }
+
+    /// Passes parsed input through, auditing a failure to parse it.
+    async fn input<T>(&self, caller: &Caller, action: &str, resource: &str, parsed: ApiResult<T>) -> ApiResult<T> {
+        match parsed {
+            Ok(v) => Ok(v),
+            Err(e) => match self.vault.record_rejection(caller, action, resource, e.code).await {
+                Ok(()) => Err(e),
+                Err(audit) => Err(ApiError::from_core(audit, caller.request_id)),
+            },
+        }
+    }
+}
+
+fn core(ctx: &ReqCtx) -> impl FnOnce(CoreError) -> ApiError + '_ {
+    move |e| ApiError::from_core(e, ctx.request_id)
+}
+
+fn bad(code: ErrorCode, ctx: &ReqCtx) -> impl Fn(String) -> ApiError + '_ {
+    move |m| ApiError::new(code, m, ctx.request_id)
+}
+
+fn name_error(ctx: &ReqCtx) -> impl Fn(rekey_types::NameError) -> ApiError + '_ {
+    move |e| ApiError::new(ErrorCode::InvalidName, e.to_string(), ctx.request_id)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>, ctx: &ReqCtx) -> ApiResult<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {}", e.body_text()), ctx.request_id))
+}
+
+fn cred_ref(tenant: &str, name: &str, ctx: &ReqCtx) -> ApiResult<CredRef> {
+    Ok(CredRef {
+        tenant: TenantName::parse(tenant).map_err(name_error(ctx))?,
+        name: CredentialName::parse(name).map_err(name_error(ctx))?,
+    })
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+// ---- sys ----------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+    sealed: bool,
+    version: &'static str,
+}
+
+pub async fn health(State(s): State<AppState>) -> Json<Health> {
+    Json(Health { status: "ok", sealed: s.vault.seal_status().sealed, version: env!("CARGO_PKG_VERSION") })
+}
+
+pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<StatusView>> {
+    let caller = s.auth(&ctx, "sys.status", "").await?;
+    Ok(Json(s.vault.status(&caller).await.map_err(core(&ctx))?))
+}
+
+pub async fn openapi() -> Response {
+    let mut r = Json(crate::openapi::document()).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s.metrics.render();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+// ---- tenants ------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenantBody {
+    name: String,
+    region: String,
+    #[serde(default)]
+    contacts: Vec<String>,
+}
+
+pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<TenantView>> {
+    let caller = s.auth(&ctx, "tenant.create", "").await?;
+    let parsed = async {
+        let b: CreateTenantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        Ok(NewTenant {
+            name: TenantName::parse(&b.name).map_err(name_error(&ctx))?,
+            region: Region::parse(&b.region).map_err(name_error(&ctx))?,
+            contacts: b.contacts,
+        })
+    }
+    .await;
+    let new = s.input(&caller, "tenant.create", "", parsed).await?;
+    Ok(Json(s.vault.create_tenant(&caller, new).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListTenantsQuery {
+    region: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_tenants(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<ListTenantsQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<TenantView>>> {
+    let caller = s.auth(&ctx, "tenant.list", "").await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
+        let after = q.after.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
+        Ok((region, after, q.limit.unwrap_or(1000)))
+    })();
+    let (region, after, limit) = s.input(&caller, "tenant.list", "", parsed).await?;
+    Ok(Json(s.vault.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
+}
+
+pub async fn show_tenant(State(s): State<AppState>, ctx: ReqCtx, Path(tenant): Path<String>) -> ApiResult<Json<TenantView>> {
+    let resource = audit_resource(&tenant);
+    let caller = s.auth(&ctx, "tenant.show", &resource).await?;
+    let name = s.input(&caller, "tenant.show", &resource, TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
+    Ok(Json(s.vault.show_tenant(&caller, &name).await.map_err(core(&ctx))?))
+}
+
+// ---- credentials --------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    kind: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    secret: Option<SecretText>,
+    #[serde(default)]
+    secret_base64: Option<SecretText>,
+    #[serde(default)]
+    certificate_pem: Option<String>,
+    #[serde(default)]
+    private_key_pem: Option<SecretText>,
+}
+
+impl PutBody {
+    fn into_input(self, ctx: &ReqCtx) -> ApiResult<PutInput> {
+        let kind = CredentialKind::from_str(&self.kind).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string(), ctx.request_id))?;
+        let secret = match (self.secret, self.secret_base64, self.certificate_pem, self.private_key_pem) {
+            (Some(s), None, None, None) => PutSecret::Opaque(Secret::new(s.expose().as_bytes().to_vec())),
+            (None, Some(b), None, None) => PutSecret::Opaque(Secret::new(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b.expose().as_bytes())
+                    .map_err(|_| ApiError::new(ErrorCode::BadRequest, "secret_base64 is not valid base64", ctx.request_id))?,
+            )),
+            (None, None, Some(cert_pem), Some(key)) => {
+                PutSecret::Certificate { cert_pem, key_pem: Secret::new(key.expose().as_bytes().to_vec()) }
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "give exactly one of: secret, secret_base64, or certificate_pem with private_key_pem",
+                    ctx.request_id,
+                ))
+            }
+        };
+        Ok(PutInput { kind, fields: self.fields, labels: self.labels, secret })
+    }
+}
+
+pub async fn put_credential(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<CredentialView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.put", &resource).await?;
+    let parsed = (|| {
+        let cref = cred_ref(&tenant, &name, &ctx)?;
+        let b: PutBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        Ok((cref, b.into_input(&ctx)?))
+    })();
+    let (cref, input) = s.input(&caller, "cred.put", &resource, parsed).await?;
+    Ok(Json(s.vault.put_credential(&caller, &cref, input).await.map_err(core(&ctx))?))
+}
+
+pub async fn show_credential(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<CredentialView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.show", &resource).await?;
+    let cref = s.input(&caller, "cred.show", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault.show_credential(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
+pub async fn delete_credential(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.delete", &resource).await?;
+    let cref = s.input(&caller, "cred.delete", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    s.vault.delete_credential(&caller, &cref).await.map_err(core(&ctx))?;
+    Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealQuery {
+    version: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct RevealBody<'a> {
+    tenant: &'a str,
+    name: &'a str,
+    kind: CredentialKind,
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_base64: Option<&'a str>,
+}
+
+pub async fn reveal(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+    q: Result<Query<RevealQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.reveal", &resource).await?;
+    let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
+    let (cref, version) = s.input(&caller, "cred.reveal", &resource, parsed).await?;
+    let revealed = s.vault.reveal(&caller, &cref, version).await.map_err(core(&ctx))?;
+    let text = std::str::from_utf8(revealed.secret.expose()).ok();
+    let b64 = match text {
+        Some(_) => None,
+        None => Some(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(revealed.secret.expose()))),
+    };
+    let body = RevealBody {
+        tenant: &revealed.tenant,
+        name: &revealed.name,
+        kind: revealed.kind,
+        version: revealed.version,
+        secret: text,
+        secret_base64: b64.as_deref().map(String::as_str),
+    };
+    let json = serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
+    Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListCredentialsQuery {
+    tenant: Option<String>,
+    kind: Option<String>,
+    region: Option<String>,
+    /// `tenant/name` to continue after.
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_credentials(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<ListCredentialsQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<CredentialView>>> {
+    let caller = s.auth(&ctx, "cred.list", "").await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
+        let kind = q
+            .kind
+            .as_deref()
+            .map(CredentialKind::from_str)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string(), ctx.request_id))?;
+        let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
+        let after = q.after.as_deref().map(CredRef::parse).transpose().map_err(name_error(&ctx))?;
+        Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
+    })();
+    let (tenant, kind, region, after, limit) = s.input(&caller, "cred.list", "", parsed).await?;
+    Ok(Json(s.vault.list_credentials(&caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
+}
+
+pub async fn versions(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<VersionView>>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.versions", &resource).await?;
+    let cref = s.input(&caller, "cred.versions", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault.versions(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: u32,
+}
+
+pub async fn rollback(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<CredentialView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.rollback", &resource).await?;
+    let parsed = (|| {
+        let cref = cred_ref(&tenant, &name, &ctx)?;
+        let b: RollbackBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        Ok((cref, b.to))
+    })();
+    let (cref, to) = s.input(&caller, "cred.rollback", &resource, parsed).await?;
+    Ok(Json(s.vault.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
+}
+
+// ---- import -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    create_tenants: bool,
+    mode: Option<ImportMode>,
+    /// The number, in the client's file, of this chunk's first line.
+    first_line: Option<u64>,
+}
+
+pub async fn import(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<ImportQuery>, QueryRejection>,
+    body: RawBody,
+) -> ApiResult<Json<rekey_core::import::ImportReport>> {
+    let caller = s.auth(&ctx, "cred.import", "").await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let bytes = body_bytes(body, ctx.request_id)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body is not UTF-8", ctx.request_id))?;
+        let first = q.first_line.unwrap_or(1);
+        let lines: Vec<(u64, Result<ImportLine, String>)> = text
+            .split('\n')
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                let parsed = serde_json::from_str::<ImportLine>(l)
+                    .map_err(|e| crate::extract::sanitize_json_error(&e));
+                (first + i as u64, parsed)
+            })
+            .collect();
+        let options = ImportOptions { dry_run: q.dry_run, create_tenants: q.create_tenants, mode: q.mode.unwrap_or(ImportMode::Atomic) };
+        Ok((lines, options))
+    })();
+    let (lines, options) = s.input(&caller, "cred.import", "", parsed).await?;
+    Ok(Json(s.vault.import_chunk(&caller, lines, options).await.map_err(core(&ctx))?))
+}
+
+// ---- tokens -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    role: String,
+    tenant: Option<String>,
+    #[serde(default)]
+    credentials: Vec<String>,
+    #[serde(default)]
+    cidrs: Vec<String>,
+    /// `30m`, `1h`, `7d`… or `never`. Default 30 days.
+    ttl: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: TokenView,
+    /// The bearer token. Shown once; only its hash is stored.
+    pub secret: String,
+}
+
+pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+    let caller = s.auth(&ctx, "token.create", "").await?;
+    let parsed = (|| {
+        let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        let role = Role::from_str(&b.role).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string(), ctx.request_id))?;
+        let tenant = b.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
+        let credentials = b.credentials.iter().map(|c| CredentialName::parse(c)).collect::<Result<Vec<_>, _>>().map_err(name_error(&ctx))?;
+        let cidrs = b
+            .cidrs
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad(ErrorCode::BadRequest, &ctx))?;
+        let expiry = match b.ttl.as_deref() {
+            None => Expiry::After(DEFAULT_TTL_SECS),
+            Some("never") => Expiry::Never,
+            Some(t) => Expiry::After(rekey_types::time::parse_duration_secs(t).map_err(bad(ErrorCode::BadRequest, &ctx))?),
+        };
+        Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
+    })();
+    let spec = s.input(&caller, "token.create", "", parsed).await?;
+    let (view, issued) = s.vault.create_token(&caller, spec).await.map_err(core(&ctx))?;
+    let body = CreatedToken { token: view, secret: issued.expose().to_owned() };
+    let json = Zeroizing::new(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?);
+    let mut secret = body.secret;
+    zeroize::Zeroize::zeroize(&mut secret);
+    Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json.to_vec()).into_response()))
+}
+
+/// `10.0.0.0/8`, or a bare address meaning just that host.
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s.chars().take(64).collect::<String>()))
+}
+
+pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
+    let caller = s.auth(&ctx, "token.list", "").await?;
+    Ok(Json(s.vault.list_tokens(&caller).await.map_err(core(&ctx))?))
+}
+
+pub async fn revoke_token(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let resource = audit_resource(&format!("token:{id}"));
+    let caller = s.auth(&ctx, "token.revoke", &resource).await?;
+    let parsed = TokenId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
+    let id = s.input(&caller, "token.revoke", &resource, parsed).await?;
+    s.vault.revoke_token(&caller, id).await.map_err(core(&ctx))?;
+    Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
+}
+
+// ---- audit --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    n: Option<u32>,
+    after: Option<i64>,
+}
+
+pub async fn audit_events(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<AuditEventView>>> {
+    let caller = s.auth(&ctx, "audit.read", "").await?;
+    let q = s.input(&caller, "audit.read", "", query(q, &ctx)).await?;
+    Ok(Json(s.vault.audit_events(&caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
+}
+
+pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
+    let caller = s.auth(&ctx, "audit.verify", "").await?;
+    Ok(Json(s.vault.audit_verify(&caller).await.map_err(core(&ctx))?))
+}
+
+// ---- fallbacks ----------------------------------------------------------------------------
+
+pub async fn not_found(ctx: ReqCtx) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route; see /v1/openapi.json", ctx.request_id)
+}
+
+pub async fn method_not_allowed(ctx: ReqCtx) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method; see /v1/openapi.json", ctx.request_id)
+}
