@@ -1,0 +1,229 @@
+//! What the user typed. Turned into requests in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "rekey", version, about = "Breach-ready vault for the credentials you hold for your customers")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Server address.
+    #[arg(long, env = "REKEY_ADDR", default_value = "http://127.0.0.1:8200", global = true)]
+    pub addr: String,
+    /// API token (prefer REKEY_TOKEN or --token-file: arguments are visible to other local users).
+    #[arg(long, env = "REKEY_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Read the API token from this file.
+    #[arg(long, env = "REKEY_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// PEM file with the CA that signed the server's certificate (in addition to the system roots).
+    #[arg(long, env = "REKEY_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Output format; default: table on a terminal, json otherwise.
+    #[arg(long, short = 'o', value_enum, global = true)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Seal, store and counts.
+    Status,
+    /// Tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Credentials.
+    #[command(subcommand)]
+    Cred(CredCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Quickstart mode: SQLite and a dev seal in --data, plain HTTP on loopback. Not for production.
+    #[arg(long)]
+    pub dev: bool,
+    /// Address to listen on (dev default 127.0.0.1:8200).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Data folder (dev default ./data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Configuration file (TOML); see docs/configuration.md.
+    #[arg(long, env = "REKEY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant (and its first key).
+    Create {
+        name: String,
+        #[arg(long)]
+        region: String,
+        /// An administrator's e-mail address; repeatable.
+        #[arg(long = "contact")]
+        contacts: Vec<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Continue after this tenant name.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show one tenant.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum CredCmd {
+    /// Store a new version of a credential (creating it if new). The secret comes from stdin or
+    /// a file, never from an argument.
+    Put(PutArgs),
+    /// Show a credential's metadata (never the secret).
+    Show { cred: String },
+    /// Print the secret. Audited.
+    Reveal {
+        cred: String,
+        /// A version other than the current one (operators only).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List credentials.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Continue after this tenant/name.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// List a credential's versions.
+    Versions { cred: String },
+    /// Make an old version current again (as a new version).
+    Rollback {
+        cred: String,
+        #[arg(long)]
+        to: u32,
+    },
+    /// Delete a credential (soft: its history and audit trail stay).
+    Delete { cred: String },
+    /// Bulk-load credentials from a JSON-lines file (or - for stdin).
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    /// tenant/name
+    pub cred: String,
+    /// ldap, entra-app, pop3, smtp or generic.
+    #[arg(long)]
+    pub kind: String,
+    /// A non-secret field, key=value; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+    /// A label, key=value; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Read the secret from standard input.
+    #[arg(long, conflicts_with_all = ["secret_file", "cert_file"])]
+    pub secret_stdin: bool,
+    /// Read the secret from a file.
+    #[arg(long, conflicts_with = "cert_file")]
+    pub secret_file: Option<PathBuf>,
+    /// entra-app: the certificate (PEM); needs --key-file.
+    #[arg(long, requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// entra-app: the certificate's private key (PEM).
+    #[arg(long, requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+    /// Keep a trailing newline of the secret (by default one trailing newline is dropped).
+    #[arg(long)]
+    pub keep_newline: bool,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The file, or - for standard input.
+    pub file: PathBuf,
+    /// Write the good lines and list the bad ones (default: all or nothing).
+    #[arg(long)]
+    pub continue_on_error: bool,
+    /// Create tenants named on a line that do not exist yet, in the line's region.
+    #[arg(long)]
+    pub create_tenants: bool,
+    /// Lines per request.
+    #[arg(long, default_value_t = 2000)]
+    pub chunk: usize,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a token. Its secret is printed once.
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A credential (of --tenant) a connector may reveal; repeatable.
+        #[arg(long = "cred")]
+        creds: Vec<String>,
+        /// A network the token may be used from (e.g. 10.0.0.0/8); repeatable. Default: anywhere.
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+        /// Lifetime, e.g. 30m, 1h, 7d, or never. Default 30d.
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// The last events.
+    Tail {
+        #[arg(short = 'n', default_value_t = 50)]
+        n: u32,
+    },
+    /// Verify the hash chain; exits non-zero if anything is wrong.
+    Verify,
+    /// Every event after a sequence number, as JSON lines (for a SIEM).
+    Export {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}

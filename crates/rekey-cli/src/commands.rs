@@ -1,0 +1,388 @@
+//! Each subcommand: build the request, send it, print the answer.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use rekey_core::views::{AuditEventView, CredentialView, StatusView, TenantView, TokenView, VerifyReport, VersionView};
+
+use crate::args::{AuditCmd, Cli, Command, CredCmd, OutputFormat, PutArgs, TenantCmd, TokenCmd};
+use crate::client::Client;
+use crate::output::{self, opt, pairs, table};
+
+/// Splits `tenant/name` for a URL path, checking the shape here for a clearer message.
+fn cred_path(cred: &str) -> Result<String> {
+    let r = rekey_types::CredRef::parse(cred).with_context(|| format!("{cred:?} is not tenant/name"))?;
+    Ok(format!("/v1/tenants/{}/credentials/{}", r.tenant, r.name))
+}
+
+fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let (k, v) = item.split_once('=').with_context(|| format!("{what} {item:?} is not key=value"))?;
+        if map.insert(k.to_owned(), v.to_owned()).is_some() {
+            bail!("{what} {k:?} is given twice");
+        }
+    }
+    Ok(map)
+}
+
+/// Drops one trailing newline (`\n` or `\r\n`), as left by `echo` or an editor.
+fn trim_newline(mut bytes: Vec<u8>, keep: bool) -> Zeroizing<Vec<u8>> {
+    if !keep {
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+        }
+    }
+    Zeroizing::new(bytes)
+}
+
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The request body of `cred put`; secrets as text when UTF-8, else base64.
+fn put_body(args: &PutArgs) -> Result<Zeroizing<Vec<u8>>> {
+    let fields = key_values(&args.fields, "--set")?;
+    let labels = key_values(&args.labels, "--label")?;
+    let mut body = serde_json::Map::new();
+    body.insert("kind".into(), json!(args.kind));
+    body.insert("fields".into(), json!(fields));
+    body.insert("labels".into(), json!(labels));
+    let secret = if args.secret_stdin {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).context("reading the secret from stdin")?;
+        Some(trim_newline(buf, args.keep_newline))
+    } else if let Some(path) = &args.secret_file {
+        Some(trim_newline(read_secret_file(path)?, args.keep_newline))
+    } else {
+        None
+    };
+    match (secret, &args.cert_file, &args.key_file) {
+        (Some(s), None, None) => match std::str::from_utf8(&s) {
+            Ok(text) => body.insert("secret".into(), json!(text)),
+            Err(_) => {
+                use base64::Engine;
+                body.insert("secret_base64".into(), json!(base64::engine::general_purpose::STANDARD.encode(&*s)))
+            }
+        },
+        (None, Some(cert), Some(key)) => {
+            let cert = String::from_utf8(read_secret_file(cert)?).context("the certificate file is not text (PEM)")?;
+            let key = Zeroizing::new(read_secret_file(key)?);
+            let key = std::str::from_utf8(&key).context("the key file is not text (PEM)")?;
+            body.insert("certificate_pem".into(), json!(cert));
+            body.insert("private_key_pem".into(), json!(key))
+        }
+        _ => bail!("give the secret with --secret-stdin or --secret-file (or --cert-file and --key-file for entra-app)"),
+    };
+    let bytes = Zeroizing::new(serde_json::to_vec(&Value::Object(body)).expect("JSON values serialize"));
+    Ok(bytes)
+}
+
+fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
+    match format {
+        OutputFormat::Json => output::json(value),
+        OutputFormat::Table => as_table(value),
+    }
+}
+
+fn tenants_table(ts: &[TenantView]) {
+    table(
+        &["NAME", "REGION", "STATE", "CONTACTS", "CREATED"],
+        &ts.iter()
+            .map(|t| vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()])
+            .collect::<Vec<_>>(),
+    );
+}
+
+fn credential_pairs(c: &CredentialView) {
+    let mut items = vec![
+        ("credential", format!("{}/{}", c.tenant, c.name)),
+        ("id", c.id.clone()),
+        ("kind", c.kind.to_string()),
+        ("region", c.region.clone()),
+        ("version", c.current_version.to_string()),
+        ("created", c.created_at.to_string()),
+        ("updated", c.updated_at.to_string()),
+    ];
+    for (k, v) in &c.fields {
+        let shown = if k == "ca_pem" { "(PEM certificate)".to_owned() } else { v.clone() };
+        items.push(("field", format!("{k}={shown}")));
+    }
+    for (k, v) in &c.labels {
+        items.push(("label", format!("{k}={v}")));
+    }
+    pairs(&items);
+}
+
+fn tokens_table(ts: &[TokenView]) {
+    table(
+        &["ID", "ROLE", "TENANT", "CREDENTIALS", "CIDRS", "STATE", "EXPIRES", "DESCRIPTION"],
+        &ts.iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    t.role.to_string(),
+                    opt(&t.tenant),
+                    t.credentials.join(","),
+                    t.cidrs.join(","),
+                    t.state.clone(),
+                    t.expires_at.map_or_else(|| "never".into(), |e| e.to_string()),
+                    t.description.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+}
+
+fn events_table(es: &[AuditEventView]) {
+    table(
+        &["SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "OUTCOME", "SOURCE", "DETAIL"],
+        &es.iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    e.time.to_string(),
+                    e.principal.clone(),
+                    e.action.clone(),
+                    e.resource.clone(),
+                    e.outcome.clone(),
+                    e.source.clone(),
+                    e.detail.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let format = output::format(cli.global.output);
+    let client = || Client::new(&cli.global);
+    match cli.command {
+        Command::Serve(args) => {
+            crate::serve::run(args).await?;
+        }
+        Command::Status => {
+            let s: StatusView = client()?.get("/v1/sys/status", &[]).await?;
+            show(format, &s, |s| {
+                let mut items = vec![
+                    ("version", s.version.clone()),
+                    ("seal", format!("{} ({})", s.seal.kind, if s.seal.sealed { "sealed" } else { "unsealed" })),
+                    ("root key version", s.seal.root_key_version.to_string()),
+                    ("store", s.store.clone()),
+                    ("audit head", s.audit_head_seq.to_string()),
+                ];
+                if let Some(c) = &s.counts {
+                    items.push(("tenants", c.tenants.to_string()));
+                    items.push(("credentials", c.credentials.to_string()));
+                    items.push(("versions", c.versions.to_string()));
+                    items.push(("active tokens", c.active_tokens.to_string()));
+                }
+                if let Some(w) = &s.seal.warning {
+                    items.push(("WARNING", w.clone()));
+                }
+                pairs(&items);
+            });
+        }
+        Command::Tenant(cmd) => {
+            let c = client()?;
+            match cmd {
+                TenantCmd::Create { name, region, contacts } => {
+                    let t: TenantView = c
+                        .json(Method::POST, "/v1/tenants", &json!({ "name": name, "region": region, "contacts": contacts }))
+                        .await?;
+                    show(format, &t, |t| tenants_table(std::slice::from_ref(t)));
+                }
+                TenantCmd::List { region, limit, after } => {
+                    let mut q = vec![("limit", limit.to_string())];
+                    q.extend(region.map(|r| ("region", r)));
+                    q.extend(after.map(|a| ("after", a)));
+                    let ts: Vec<TenantView> = c.get("/v1/tenants", &q).await?;
+                    show(format, &ts, |ts| tenants_table(ts));
+                }
+                TenantCmd::Show { name } => {
+                    let t: TenantView = c.get(&format!("/v1/tenants/{name}"), &[]).await?;
+                    show(format, &t, |t| {
+                        pairs(&[
+                            ("tenant", t.name.clone()),
+                            ("id", t.id.clone()),
+                            ("region", t.region.clone()),
+                            ("state", t.state.clone()),
+                            ("contacts", t.contacts.join(", ")),
+                            ("created", t.created_at.to_string()),
+                        ])
+                    });
+                }
+            }
+        }
+        Command::Cred(cmd) => {
+            let c = client()?;
+            match cmd {
+                CredCmd::Put(args) => {
+                    let path = cred_path(&args.cred)?;
+                    let body = put_body(&args)?;
+                    let request = c
+                        .request(Method::PUT, &path)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.to_vec());
+                    let v: CredentialView = c.send(request).await?;
+                    show(format, &v, credential_pairs);
+                }
+                CredCmd::Show { cred } => {
+                    let v: CredentialView = c.get(&cred_path(&cred)?, &[]).await?;
+                    show(format, &v, credential_pairs);
+                }
+                CredCmd::Reveal { cred, version } => {
+                    let mut request = c.request(Method::POST, &format!("{}/reveal", cred_path(&cred)?));
+                    if let Some(v) = version {
+                        request = request.query(&[("version", v.to_string())]);
+                    }
+                    let bytes = c.send_raw(request).await?;
+                    match format {
+                        OutputFormat::Json => {
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(&bytes)?;
+                            out.write_all(b"\n")?;
+                        }
+                        OutputFormat::Table => {
+                            let v: Value = serde_json::from_slice(&bytes).context("unexpected answer")?;
+                            let mut out = std::io::stdout().lock();
+                            if let Some(s) = v.get("secret").and_then(Value::as_str) {
+                                out.write_all(s.as_bytes())?;
+                                out.write_all(b"\n")?;
+                            } else if let Some(b) = v.get("secret_base64").and_then(Value::as_str) {
+                                use base64::Engine;
+                                let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b).context("bad base64 from server")?);
+                                out.write_all(&raw)?;
+                            }
+                        }
+                    }
+                }
+                CredCmd::List { tenant, kind, region, limit, after } => {
+                    let mut q = vec![("limit", limit.to_string())];
+                    q.extend(tenant.map(|v| ("tenant", v)));
+                    q.extend(kind.map(|v| ("kind", v)));
+                    q.extend(region.map(|v| ("region", v)));
+                    q.extend(after.map(|v| ("after", v)));
+                    let vs: Vec<CredentialView> = c.get("/v1/credentials", &q).await?;
+                    show(format, &vs, |vs| {
+                        table(
+                            &["CREDENTIAL", "KIND", "REGION", "VERSION", "UPDATED"],
+                            &vs.iter()
+                                .map(|v| {
+                                    vec![
+                                        format!("{}/{}", v.tenant, v.name),
+                                        v.kind.to_string(),
+                                        v.region.clone(),
+                                        v.current_version.to_string(),
+                                        v.updated_at.to_string(),
+                                    ]
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    });
+                }
+                CredCmd::Versions { cred } => {
+                    let vs: Vec<VersionView> = c.get(&format!("{}/versions", cred_path(&cred)?), &[]).await?;
+                    show(format, &vs, |vs| {
+                        table(
+                            &["VERSION", "STAGE", "KEY VERSION", "CREATED BY", "CREATED"],
+                            &vs.iter()
+                                .map(|v| {
+                                    vec![v.version.to_string(), v.stage.clone(), v.kek_version.to_string(), v.created_by.clone(), v.created_at.to_string()]
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    });
+                }
+                CredCmd::Rollback { cred, to } => {
+                    let v: CredentialView = c.json(Method::POST, &format!("{}/rollback", cred_path(&cred)?), &json!({ "to": to })).await?;
+                    show(format, &v, credential_pairs);
+                }
+                CredCmd::Delete { cred } => {
+                    let v: Value = c.send(c.request(Method::DELETE, &cred_path(&cred)?)).await?;
+                    show(format, &v, |_| println!("deleted {cred}"));
+                }
+                CredCmd::Import(args) => return crate::import::run(&c, args, format).await,
+            }
+        }
+        Command::Token(cmd) => {
+            let c = client()?;
+            match cmd {
+                TokenCmd::Create { role, tenant, creds, cidrs, ttl, description } => {
+                    let body = json!({ "role": role, "tenant": tenant, "credentials": creds, "cidrs": cidrs, "ttl": ttl, "description": description });
+                    let bytes = c.send_raw(c.request(Method::POST, "/v1/tokens").json(&body)).await?;
+                    match format {
+                        OutputFormat::Json => {
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(&bytes)?;
+                            out.write_all(b"\n")?;
+                        }
+                        OutputFormat::Table => {
+                            let v: Value = serde_json::from_slice(&bytes).context("unexpected answer")?;
+                            let id = v["token"]["id"].as_str().unwrap_or("?");
+                            eprintln!("Created token {id} (role {role}). The secret below is shown once:");
+                            println!("{}", v["secret"].as_str().unwrap_or(""));
+                        }
+                    }
+                }
+                TokenCmd::List => {
+                    let ts: Vec<TokenView> = c.get("/v1/tokens", &[]).await?;
+                    show(format, &ts, |ts| tokens_table(ts));
+                }
+                TokenCmd::Revoke { id } => {
+                    let v: Value = c.send(c.request(Method::DELETE, &format!("/v1/tokens/{id}"))).await?;
+                    show(format, &v, |_| println!("revoked {id}"));
+                }
+            }
+        }
+        Command::Audit(cmd) => {
+            let c = client()?;
+            match cmd {
+                AuditCmd::Tail { n } => {
+                    let es: Vec<AuditEventView> = c.get("/v1/audit/events", &[("n", n.to_string())]).await?;
+                    show(format, &es, |es| events_table(es));
+                }
+                AuditCmd::Verify => {
+                    let r: VerifyReport = c.get("/v1/audit/verify", &[]).await?;
+                    show(format, &r, |r| {
+                        if r.ok {
+                            println!("audit log OK: {} events verified, head at {}", r.checked, r.head_seq);
+                        } else {
+                            println!("AUDIT LOG DAMAGED: {} problem(s) in {} events (head {})", r.problems.len(), r.checked, r.head_seq);
+                            for p in &r.problems {
+                                println!("  event {:>8}  {:<10}  {}", p.seq, p.kind, p.message);
+                            }
+                        }
+                    });
+                    if !r.ok {
+                        return Ok(ExitCode::from(3));
+                    }
+                }
+                AuditCmd::Export { mut after } => {
+                    let mut out = std::io::stdout().lock();
+                    loop {
+                        let es: Vec<AuditEventView> =
+                            c.get("/v1/audit/events", &[("n", "10000".into()), ("after", after.to_string())]).await?;
+                        let Some(last) = es.last() else { break };
+                        after = last.seq;
+                        for e in &es {
+                            serde_json::to_writer(&mut out, e)?;
+                            out.write_all(b"\n")?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,52 @@
+//! Tables for people, JSON for programs.
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+use crate::args::OutputFormat;
+
+pub fn format(requested: Option<OutputFormat>) -> OutputFormat {
+    requested.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Json })
+}
+
+pub fn json<T: Serialize + ?Sized>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("views always serialize"));
+}
+
+/// Prints rows under headers, each column as wide as its widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Key/value lines for one object.
+pub fn pairs(items: &[(&str, String)]) {
+    let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in items {
+        println!("{k:<width$}  {v}");
+    }
+}
+
+pub fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
+}

@@ -1,0 +1,103 @@
+//! `rekey serve`.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rekey_server::{App, Config};
+
+use crate::args::ServeArgs;
+
+fn init_logging(config: &Config) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level: {:?} is not a valid filter", config.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Writes the root token to `path`, readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
+    if args.dev {
+        config.dev = true;
+        if args.config.is_none() {
+            config.listen = "127.0.0.1:8200".parse().expect("constant address");
+        }
+    } else if args.config.is_none() {
+        anyhow::bail!("give --config FILE for a production server, or --dev for the quickstart");
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data_dir = data;
+    }
+    init_logging(&config)?;
+    let dev = config.dev;
+    let token_file = config.root_token_file();
+    let mut app = App::build(config).await.context("starting Rekey")?;
+    if let Some(root) = app.root_token.take() {
+        if dev {
+            write_private(&token_file, root.expose())?;
+            eprintln!("Root operator token written to {} (mode 0600).", token_file.display());
+        } else {
+            eprintln!("Root operator token (shown once; store it in a password manager and create narrower tokens):");
+            println!("{}", root.expose());
+        }
+    }
+    let scheme = if app.config.tls.is_some() { "https" } else { "http" };
+    let started = app.start(shutdown_signal()).await.context("starting the listener")?;
+    if dev {
+        eprintln!(
+            "\nRekey dev server on {scheme}://{addr}\n  DEV SEAL: the root key is a file in the data folder. Never use --dev in production.\n\n  export REKEY_ADDR={scheme}://{addr}\n  export REKEY_TOKEN=$(cat {token})\n",
+            addr = started.addr,
+            token = token_file.display()
+        );
+    } else {
+        tracing::info!(addr = %started.addr, "listening");
+    }
+    started.task.await.context("server task")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
