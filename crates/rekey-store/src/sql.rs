@@ -100,7 +100,7 @@ impl SqlStore {
         let mut tx = conn.begin().await.map_err(StoreError::Migrate)?;
         if self.backend == Backend::Postgres {
             // Several servers may start at once against one database: one migrates at a time.
-            tx.execute("SELECT pg_advisory_xact_lock(7265736b6579)").await.map_err(StoreError::Migrate)?;
+            tx.execute("SELECT pg_advisory_xact_lock(72657365)").await.map_err(StoreError::Migrate)?;
         }
         tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
             .await
