@@ -72,7 +72,9 @@ pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, Strin
 
 impl Vault {
     /// Encrypts `secret` as the next version of a credential (a new one if `existing` is `None`)
-    /// and returns the write and the credential as it will be.
+    /// and returns the write and the credential as it will be. The DEK is wrapped under the
+    /// tenant's active KEK, or under `kek_version` when given (a tenant created in the same
+    /// write, whose KEK is not stored yet).
     pub(crate) async fn sealed_version(
         &self,
         tenant: TenantId,
@@ -83,6 +85,7 @@ impl Vault {
         existing: Option<&CredentialRow>,
         secret: &Secret,
         created_by: &str,
+        kek_version: Option<u32>,
     ) -> Result<(WriteOp, CredentialRow), CoreError> {
         if let Some(e) = existing {
             if e.kind != kind {
@@ -92,12 +95,17 @@ impl Vault {
                 )));
             }
         }
-        let kek_row = self
-            .store
-            .active_kek(tenant)
-            .await?
-            .ok_or_else(|| CoreError::Conflict("the tenant has no active key".into()))?;
-        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_row.version).await?;
+        let kek_version = match kek_version {
+            Some(v) => v,
+            None => {
+                self.store
+                    .active_kek(tenant)
+                    .await?
+                    .ok_or_else(|| CoreError::Conflict("the tenant has no active key".into()))?
+                    .version
+            }
+        };
+        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_version).await?;
         let now = Timestamp::now();
         let credential = CredentialRow {
             id: existing.map_or_else(CredentialId::generate, |e| e.id),
@@ -111,12 +119,12 @@ impl Vault {
             updated_at: now,
         };
         let slot = PayloadSlot { tenant, credential: credential.id, version: credential.current_version, kind };
-        let sealed = seal_payload(&kek, kek_row.version, &slot, secret.expose()).map_err(CoreError::Crypto)?;
+        let sealed = seal_payload(&kek, kek_version, &slot, secret.expose()).map_err(CoreError::Crypto)?;
         let version = VersionRow {
             credential_id: credential.id,
             version: credential.current_version,
             stage: "current".into(),
-            kek_version: kek_row.version,
+            kek_version,
             wrapped_dek: sealed.wrapped_dek,
             ciphertext: sealed.ciphertext,
             created_by: created_by.to_owned(),
@@ -140,6 +148,7 @@ impl Vault {
             Ok(p) => p,
             Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
         };
+        let _turn = self.credential_locks.lock(tenant.id, cref.name.as_str()).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -154,6 +163,7 @@ impl Vault {
                     existing.as_ref(),
                     &secret,
                     &caller.principal.audit_name(),
+                    None,
                 )
                 .await
             }
@@ -289,6 +299,10 @@ impl Vault {
     /// Makes version `to` current again, as a new version (re-encrypted under a fresh DEK).
     pub async fn rollback(&self, caller: &Caller, cref: &CredRef, to: u32) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
+        let _turn = match self.store.tenant_by_name(&cref.tenant).await {
+            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
+            _ => None,
+        };
         let prepared = async {
             self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;
@@ -315,6 +329,7 @@ impl Vault {
                     Some(&credential),
                     &secret,
                     &caller.principal.audit_name(),
+                    None,
                 )
                 .await?;
             Ok((tenant, op, updated))

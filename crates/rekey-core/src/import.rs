@@ -223,6 +223,7 @@ impl Vault {
                     }
                 }
                 let tenant_id = slot.id;
+                let new_tenant_kek = slot.created.as_ref().map(|_| 1);
                 let kind = good.input.kind;
                 let (fields, labels, secret) = prepare(good.input)?;
                 let key = (tenant_id, good.name.to_string());
@@ -246,7 +247,7 @@ impl Vault {
                     return Ok(None);
                 }
                 let (op, row) = self
-                    .sealed_version(tenant_id, good.name.as_str(), kind, fields, labels, existing.as_ref(), &secret, &created_by)
+                    .sealed_version(tenant_id, good.name.as_str(), kind, fields, labels, existing.as_ref(), &secret, &created_by, new_tenant_kek)
                     .await?;
                 credentials.insert(key, Some(row));
                 Ok(Some(op))

@@ -15,6 +15,7 @@ pub mod credentials;
 mod error;
 pub mod import;
 mod keys;
+mod locks;
 pub mod policy;
 pub mod tenants;
 pub mod tokens;

@@ -25,6 +25,7 @@ pub struct Vault {
     pub(crate) keks: KekCache,
     pub(crate) writer: Writer,
     pub(crate) audit_key: Arc<AuditKey>,
+    pub(crate) credential_locks: crate::locks::CredentialLocks,
 }
 
 /// The principal name recorded for work the server does on its own.
@@ -42,7 +43,7 @@ impl Vault {
         let audit_key = Arc::new(audit_key);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head);
-        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key };
+        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key, credential_locks: Default::default() };
         if created {
             let event = record(SYSTEM, "", &RequestId::generate(), "system.init", "audit-chain-key", AuditOutcome::Success, "created the audit chain key");
             vault.audit_event(event).await?;

@@ -24,13 +24,13 @@ pub struct ReqCtx {
 impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let request_id = parts.extensions.get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+        // Through the extractor rather than the extension, so tests can use `MockConnectInfo`.
+        let source = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
             .map(|ci| ci.0.ip())
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
         let bearer = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
