@@ -369,15 +369,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 AuditCmd::Export { mut after } => {
+                    // Each page read is itself audited, so the log grows while it is read: stop
+                    // at the first short page instead of chasing the newest event.
+                    const PAGE: usize = 10_000;
                     let mut out = std::io::stdout().lock();
                     loop {
                         let es: Vec<AuditEventView> =
-                            c.get("/v1/audit/events", &[("n", "10000".into()), ("after", after.to_string())]).await?;
-                        let Some(last) = es.last() else { break };
-                        after = last.seq;
+                            c.get("/v1/audit/events", &[("n", PAGE.to_string()), ("after", after.to_string())]).await?;
                         for e in &es {
                             serde_json::to_writer(&mut out, e)?;
                             out.write_all(b"\n")?;
+                        }
+                        match es.last() {
+                            Some(last) if es.len() == PAGE => after = last.seq,
+                            _ => break,
                         }
                     }
                 }
