@@ -454,22 +454,34 @@ async fn insert_kek(conn: &mut AnyConnection, kek: &KekRow) -> Result<(), StoreE
 }
 
 /// Rows per multi-row INSERT of audit events (10 parameters each).
-const AUDIT_ROWS_PER_INSERT: usize = 100;
+const AUDIT_ROWS_PER_INSERT: usize = 500;
 
-async fn append_audit(conn: &mut AnyConnection, records: &[(AuditRecord, [u8; 32])]) -> Result<(), StoreError> {
+async fn append_audit(conn: &mut AnyConnection, backend: Backend, records: &[(AuditRecord, [u8; 32])]) -> Result<(), StoreError> {
     for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-        let mut sql = String::from(
+        let mut sql = String::with_capacity(120 + chunk.len() * 60);
+        sql.push_str(
             "INSERT INTO audit_events (seq, time, principal, action, resource, outcome, source, request_id, detail, mac) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let b = i * 10;
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${})",
-                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
-            ));
+            match backend {
+                // sqlx's SQLite driver resolves numbered parameters in time quadratic in their
+                // count; anonymous ones bind in order, which is what a large insert needs.
+                Backend::Sqlite => sql.push_str("(?,?,?,?,?,?,?,?,?,?)"),
+                Backend::Postgres => {
+                    let b = i * 10;
+                    sql.push('(');
+                    for j in 1..=10 {
+                        if j > 1 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&format!("${}", b + j));
+                    }
+                    sql.push(')');
+                }
+            }
         }
         let mut q = sqlx::query(&sql);
         for (r, mac) in chunk {
@@ -839,7 +851,7 @@ impl Store for SqlStore {
             mac = chain(&mac, &record.canonical_bytes());
             records.push((record, mac));
         }
-        append_audit(&mut tx, &records).await?;
+        append_audit(&mut tx, self.backend, &records).await?;
         sqlx::query("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1")
             .bind(seq)
             .bind(mac.to_vec())

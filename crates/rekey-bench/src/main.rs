@@ -1,0 +1,382 @@
+//! Rekey benchmarks. Each prints its figures next to a baseline measured in the same run, and
+//! the ratio between them. See BENCHMARKS.md for the latest figures and how to run them.
+//!
+//! ```text
+//! cargo run --release -p rekey-bench -- http   [--seconds 15] [--connections 32]
+//! cargo run --release -p rekey-bench -- audit  [--events 300000]
+//! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
+//! ```
+#![forbid(unsafe_code)]
+
+mod load;
+
+/// Rows per multi-row INSERT in the audit baseline, as in the store.
+const ROWS: usize = 500;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rekey_core::import::{ImportLine, ImportMode, ImportOptions};
+use rekey_server::{App, Config};
+use rekey_types::RequestId;
+use sqlx::{Connection, Executor};
+
+use load::{load, one, LoadResult};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// reveal and put over HTTP against a bare axum handler, with the same load generator.
+    Http {
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    /// Durable audit append through the group-commit writer against a raw batched insert.
+    Audit {
+        #[arg(long, default_value_t = 300_000)]
+        events: usize,
+    },
+    /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
+    Memory {
+        #[arg(long, default_value_t = 1_000_000)]
+        credentials: usize,
+        /// Keep the data folder here (reused if it already holds the credentials).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        match cli.cmd {
+            Cmd::Http { seconds, connections } => http(Duration::from_secs(seconds), connections).await,
+            Cmd::Audit { events } => audit(events).await,
+            Cmd::Memory { credentials, data } => memory(credentials, data).await,
+        }
+    })
+}
+
+fn dev_config(data: &Path) -> Config {
+    let mut config = Config::defaults();
+    config.dev = true;
+    config.data_dir = data.to_owned();
+    config.listen = "127.0.0.1:0".parse().expect("constant");
+    config
+}
+
+fn report(name: &str, r: &LoadResult) {
+    println!(
+        "{name:<34} {:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} requests, {} errors)",
+        r.rate(),
+        r.percentile(50.0),
+        r.percentile(99.0),
+        r.requests,
+        r.errors
+    );
+}
+
+async fn http(duration: Duration, connections: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut app = App::build(dev_config(&dir.path().join("data"))).await?;
+    let root = app.root_token.take().context("fresh vault has a root token")?.expose().to_owned();
+    let started = app.start(std::future::pending()).await?;
+    let addr = started.addr;
+    let auth = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    let json_req = |method: &str, path: &str, token: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: bench\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            auth(token),
+            body.len()
+        )
+        .into_bytes()
+    };
+    let (s, _) = one(addr, &json_req("POST", "/v1/tenants", &root, r#"{"name":"acme","region":"uk"}"#)).await?;
+    anyhow::ensure!(s == 200, "tenant create: {s}");
+    let put_body = r#"{"kind":"ldap","fields":{"url":"ldaps://dc1.acme.example:636","bind_dn":"cn=svc,dc=acme,dc=example"},"secret":"correct horse battery staple"}"#;
+    let (s, _) = one(addr, &json_req("PUT", "/v1/tenants/acme/credentials/dir", &root, put_body)).await?;
+    anyhow::ensure!(s == 200, "put: {s}");
+    let (s, body) = one(
+        addr,
+        &json_req("POST", "/v1/tokens", &root, r#"{"role":"connector","tenant":"acme","credentials":["dir"],"cidrs":["127.0.0.1/32"]}"#),
+    )
+    .await?;
+    anyhow::ensure!(s == 200, "token: {s}");
+    let token: serde_json::Value = serde_json::from_slice(&body)?;
+    let connector = token["secret"].as_str().context("token secret")?.to_owned();
+    let reveal = format!(
+        "POST /v1/tenants/acme/credentials/dir/reveal HTTP/1.1\r\nHost: bench\r\n{}Content-Length: 0\r\n\r\n",
+        auth(&connector)
+    )
+    .into_bytes();
+    let (s, reveal_body) = one(addr, &reveal).await?;
+    anyhow::ensure!(s == 200, "reveal: {s}");
+
+    // The baseline: a bare axum handler on the same runtime returning the same bytes.
+    let bytes = bytes_of(reveal_body);
+    let bare = axum::Router::new().route(
+        "/v1/tenants/{tenant}/credentials/{name}/reveal",
+        axum::routing::post(move || {
+            let b = bytes.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], b) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, bare).await });
+
+    println!("HTTP, {connections} connections, {} s each, one 2-core machine (load generator included)", duration.as_secs());
+    let base = load(bare_addr, vec![reveal.clone()], connections, duration).await;
+    report("bare axum handler (same bytes)", &base);
+    let rekey = load(addr, vec![reveal.clone()], connections, duration).await;
+    report("rekey reveal (connector, audited)", &rekey);
+    println!("  ratio reveal / bare: {:.2}   (target >= 0.40, p99 < 10 ms)", rekey.rate() / base.rate());
+
+    // put: one credential per connection, each request a new durable version.
+    let mut puts = Vec::new();
+    for c in 0..connections {
+        let (s, _) = one(addr, &json_req("PUT", &format!("/v1/tenants/acme/credentials/p{c}"), &root, put_body)).await?;
+        anyhow::ensure!(s == 200, "put: {s}");
+        puts.push(json_req("PUT", &format!("/v1/tenants/acme/credentials/p{c}"), &root, put_body));
+    }
+    let put = load(addr, puts, connections, duration).await;
+    report("rekey put (new version, durable)", &put);
+    println!("  ratio put / bare: {:.2}   (target >= 15000 req/s)", put.rate() / base.rate());
+    let writer = started.vault.writer().stats();
+    let batches = writer.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let events = writer.events.load(std::sync::atomic::Ordering::Relaxed);
+    println!("  group commit: {events} audit events in {batches} commits ({:.1} per commit)", events as f64 / batches.max(1) as f64);
+    Ok(())
+}
+
+fn bytes_of(v: Vec<u8>) -> axum::body::Bytes {
+    axum::body::Bytes::from(v)
+}
+
+async fn audit(events: usize) -> Result<()> {
+    use rekey_store::{SqlStore, Store, StoreOptions, WriteRequest};
+    use rekey_types::{AuditOutcome, AuditRecord, Timestamp};
+    let dir = tempfile::tempdir()?;
+    let record = |i: usize| AuditRecord {
+        seq: 0,
+        time: Timestamp::now(),
+        principal: "token:01a216c4-2d50-732e-b628-52cac193c647".into(),
+        action: "cred.reveal".into(),
+        resource: format!("tenant{}/directory", i % 1000),
+        outcome: AuditOutcome::Success,
+        source: "127.0.0.1".into(),
+        request_id: RequestId::generate().to_string(),
+        detail: "version=1".into(),
+    };
+
+    // Baseline: the same rows, batched 1,024 to a durable transaction, no MAC, no channel.
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("raw.db").display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await?;
+    raw.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").await?;
+    raw.execute(
+        "CREATE TABLE audit_events (seq INTEGER PRIMARY KEY, time INTEGER NOT NULL, principal TEXT NOT NULL, action TEXT NOT NULL, \
+         resource TEXT NOT NULL, outcome TEXT NOT NULL, source TEXT NOT NULL, request_id TEXT NOT NULL, detail TEXT NOT NULL, mac BLOB NOT NULL)",
+    )
+    .await?;
+    let rows: Vec<AuditRecord> = (0..events).map(record).collect();
+    let start = Instant::now();
+    let mut seq = 0i64;
+    for batch in rows.chunks(1024) {
+        let mut tx = raw.begin().await?;
+        for chunk in batch.chunks(ROWS) {
+            let mut sql = String::from("INSERT INTO audit_events VALUES ");
+            for i in 0..chunk.len() {
+                let b = i * 10;
+                if i > 0 {
+                    sql.push(',');
+                }
+                let _ = b;
+                sql.push_str("(?,?,?,?,?,?,?,?,?,?)");
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                seq += 1;
+                q = q
+                    .bind(seq)
+                    .bind(r.time.as_micros())
+                    .bind(&r.principal)
+                    .bind(&r.action)
+                    .bind(&r.resource)
+                    .bind(r.outcome.as_str())
+                    .bind(&r.source)
+                    .bind(&r.request_id)
+                    .bind(&r.detail)
+                    .bind(vec![0u8; 32]);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    let raw_rate = events as f64 / start.elapsed().as_secs_f64();
+
+    // Rekey: every event through the writer (channel, HMAC chain, Any driver, durable commit),
+    // submitted by 512 concurrent tasks as requests would.
+    let store: Arc<dyn Store> = Arc::new(
+        SqlStore::open(&StoreOptions { url: format!("sqlite://{}", dir.path().join("rekey.db").display()), max_connections: 4 }).await?,
+    );
+    let key = Arc::new(rekey_crypto::AuditKey::generate()?);
+    let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0);
+    let rows = Arc::new(rows);
+    let start = Instant::now();
+    let tasks = 512;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let writer = writer.clone();
+        let rows = rows.clone();
+        handles.push(tokio::spawn(async move {
+            let mut i = t;
+            while i < rows.len() {
+                let r = writer.submit(WriteRequest { op: None, audit: rows[i].clone() }).await;
+                assert!(matches!(r, Ok(Ok(_))), "audit append failed");
+                i += tasks;
+            }
+        }));
+    }
+    for h in handles {
+        h.await?;
+    }
+    let rekey_rate = events as f64 / start.elapsed().as_secs_f64();
+    let stats = writer.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    println!("Audit append, {events} events, SQLite WAL synchronous=FULL");
+    println!("{:<46} {raw_rate:>10.0} events/s", "raw batched insert (1,024 per commit, no MAC)");
+    println!("{:<46} {rekey_rate:>10.0} events/s   ({batches} commits)", "rekey writer (HMAC chain, group commit)");
+    println!("  ratio rekey / raw: {:.2}   (target >= 50,000 events/s)", rekey_rate / raw_rate);
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("{name} in /proc/{pid}/status"))?;
+        Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Starts `rekey serve --dev` on `data`, runs `reveals` reveals and a few listings, and returns
+/// (RSS, peak RSS) in KiB.
+async fn serve_and_measure(bin: &Path, data: &Path, reveals: usize, tenants: usize, per_tenant: usize) -> Result<(u64, u64)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("REKEY_LOG_LEVEL", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut addr = None;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line?;
+        if let Some(rest) = line.split("Rekey dev server on http://").nth(1) {
+            addr = Some(rest.trim().parse::<SocketAddr>()?);
+            break;
+        }
+    }
+    let addr = addr.context("server did not start")?;
+    let root = std::fs::read_to_string(data.join("root-token"))?.trim().to_owned();
+    let mut requests = Vec::new();
+    for i in 0..reveals {
+        let t = (i * 7919) % tenants.max(1);
+        let c = (i * 104_729) % per_tenant.max(1);
+        requests.push(
+            format!(
+                "POST /v1/tenants/t{t}/credentials/c{c}/reveal HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        );
+    }
+    requests.push(format!("GET /v1/credentials?limit=10000 HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n").into_bytes());
+    requests.push(format!("GET /v1/sys/status HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n").into_bytes());
+    let mut failures = 0;
+    for r in &requests {
+        let (status, _) = one(addr, r).await?;
+        failures += usize::from(status != 200);
+    }
+    let rss = rss_kib(child.id())?;
+    let _ = child.kill();
+    let _ = child.wait();
+    if failures > 0 && tenants > 0 {
+        bail!("{failures} of {} requests failed", requests.len());
+    }
+    Ok(rss)
+}
+
+async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
+    let bin = std::env::current_exe()?.parent().context("exe dir")?.join("rekey");
+    anyhow::ensure!(bin.exists(), "build the server first: cargo build --release -p rekey-cli ({} missing)", bin.display());
+    let tmp = tempfile::tempdir()?;
+    let empty = tmp.path().join("empty");
+    let full = data.unwrap_or_else(|| tmp.path().join("full"));
+    let tenants = (credentials / 100).max(1);
+    let per_tenant = credentials.div_ceil(tenants);
+    if !full.join("rekey.db").exists() {
+        let start = Instant::now();
+        let mut app = App::build(dev_config(&full)).await?;
+        let root = app.root_token.take().context("root token")?;
+        std::fs::write(full.join("root-token"), format!("{}\n", root.expose()))?;
+        let vault = app.vault.clone();
+        let caller = vault.authenticate(Some(root.expose()), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?;
+        let mut line_no = 0u64;
+        let mut chunk = Vec::new();
+        for t in 0..tenants {
+            for c in 0..per_tenant {
+                line_no += 1;
+                let json = format!(
+                    r#"{{"tenant":"t{t}","region":"{}","name":"c{c}","kind":"ldap","fields":{{"url":"ldaps://dc{t}.example:636","bind_dn":"cn=svc,dc=t{t},dc=example"}},"secret":"password-{t}-{c}-xxxxxxxxxxxx"}}"#,
+                    ["uk", "us", "eu"][t % 3]
+                );
+                chunk.push((line_no, serde_json::from_str::<ImportLine>(&json).map_err(|e| e.to_string())));
+                if chunk.len() == 5000 {
+                    let report = vault
+                        .import_chunk(&caller, std::mem::take(&mut chunk), ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic })
+                        .await?;
+                    anyhow::ensure!(report.errors.is_empty(), "import errors: {:?}", report.errors.first());
+                    if line_no % 100_000 == 0 {
+                        eprintln!("  loaded {line_no} credentials in {:.0} s", start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            vault.import_chunk(&caller, chunk, ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic }).await?;
+        }
+        drop(vault);
+        drop(app);
+        eprintln!("  loaded {line_no} credentials over {tenants} tenants in {:.0} s", start.elapsed().as_secs_f64());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (base_rss, base_hwm) = serve_and_measure(&bin, &empty, 0, 0, 0).await?;
+    let (rss, hwm) = serve_and_measure(&bin, &full, 2000, tenants, per_tenant).await?;
+    let db_size: u64 = std::fs::read_dir(&full)?.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    println!("Resident memory of `rekey serve --dev` after 2,000 reveals, a 10,000-row listing and status");
+    println!("{:<40} RSS {:>7.1} MB   peak {:>7.1} MB", "empty store (baseline)", base_rss as f64 / 1024.0, base_hwm as f64 / 1024.0);
+    println!(
+        "{:<40} RSS {:>7.1} MB   peak {:>7.1} MB   (data folder {:.0} MB)",
+        format!("{credentials} credentials, {tenants} tenants"),
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        db_size as f64 / 1_048_576.0
+    );
+    println!("  ratio full / empty (peak): {:.2}   (target: peak < 200 MB)", hwm as f64 / base_hwm as f64);
+    Ok(())
+}
