@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rekey_crypto::AuditKey;
-use rekey_store::{OpResult, Store, WriteRequest};
+use rekey_store::{ChainFn, OpResult, Store, WriteRequest};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests committed in one transaction.
@@ -64,14 +64,15 @@ impl Writer {
 }
 
 async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
-    let chain = move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes);
+    let chain: Arc<ChainFn> = Arc::new(move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes));
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-        match store.apply(&requests, &chain).await {
+        let count = requests.len();
+        match store.apply(requests, chain.clone()).await {
             Ok(applied) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.events.fetch_add(requests.len() as u64, Ordering::Relaxed);
+                stats.events.fetch_add(count as u64, Ordering::Relaxed);
                 stats.head_seq.fetch_max(applied.last_seq, Ordering::SeqCst);
                 for (reply, result) in replies.into_iter().zip(applied.results) {
                     let _ = reply.send(Ok(result));
@@ -79,7 +80,7 @@ async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<J
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), requests = requests.len(),
+                tracing::error!(error = %e, source = ?std::error::Error::source(&e), requests = count,
                     "audit batch could not be committed; refusing its requests");
                 for reply in replies {
                     let _ = reply.send(Err(WriteFailed));

@@ -56,8 +56,11 @@ impl TestApp {
         self.dir.path().join("data").join("rekey.db")
     }
 
-    async fn db(&self) -> sqlx::SqliteConnection {
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.db_path().display())).await.unwrap()
+    /// A second, independent connection to the database file, for tampering.
+    fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.db_path()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
     }
 
     async fn call_on(&self, router: &Router, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
@@ -397,21 +400,24 @@ async fn ciphertexts_swapped_between_slots_fail_to_decrypt() {
     t.put("acme/b", "secret-of-b").await;
     t.put("globex/a", "secret-of-globex").await;
     let root = t.root.clone();
-    let mut db = t.db().await;
+    let db = t.db();
     // Give acme/b the ciphertext and wrapped DEK of acme/a; give acme/a globex's.
-    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT t.name || '/' || c.name, v.wrapped_dek, v.ciphertext FROM credential_versions v \
-         JOIN credentials c ON c.id = v.credential_id JOIN tenants t ON t.id = c.tenant_id ORDER BY 1",
-    )
-    .fetch_all(&mut db)
-    .await
-    .unwrap();
+    let rows: Vec<(String, Vec<u8>, Vec<u8>)> = db
+        .prepare(
+            "SELECT t.name || '/' || c.name, v.wrapped_dek, v.ciphertext FROM credential_versions v \
+             JOIN credentials c ON c.id = v.credential_id JOIN tenants t ON t.id = c.tenant_id ORDER BY 1",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let get = |n: &str| rows.iter().find(|r| r.0 == n).unwrap().clone();
     let (a, g) = (get("acme/a"), get("globex/a"));
     let set = "UPDATE credential_versions SET wrapped_dek = $1, ciphertext = $2 WHERE credential_id = \
                (SELECT c.id FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE t.name || '/' || c.name = $3)";
-    sqlx::query(set).bind(&a.1).bind(&a.2).bind("acme/b").execute(&mut db).await.unwrap();
-    sqlx::query(set).bind(&g.1).bind(&g.2).bind("acme/a").execute(&mut db).await.unwrap();
+    db.execute(set, rusqlite::params![a.1, a.2, "acme/b"]).unwrap();
+    db.execute(set, rusqlite::params![g.1, g.2, "acme/a"]).unwrap();
     for cred in ["acme/a", "acme/b"] {
         let r = t.reveal_with(&root, cred).await;
         assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "decrypt_failed");
@@ -420,7 +426,7 @@ async fn ciphertexts_swapped_between_slots_fail_to_decrypt() {
     }
     // Only the ciphertext (own wrapped DEK) swapped: still refused.
     let b_orig = get("acme/b");
-    sqlx::query(set).bind(&b_orig.1).bind(&a.2).bind("acme/b").execute(&mut db).await.unwrap();
+    db.execute(set, rusqlite::params![b_orig.1, a.2, "acme/b"]).unwrap();
     assert_error(&t.reveal_with(&root, "acme/b").await, StatusCode::INTERNAL_SERVER_ERROR, "decrypt_failed");
     // Untouched credentials still work.
     assert_eq!(t.reveal_with(&root, "globex/a").await.body["secret"], "secret-of-globex");
@@ -432,9 +438,8 @@ async fn audit_fails_closed() {
     t.tenant("acme", "uk").await;
     t.put("acme/dir", "pw-before").await;
     let root = t.root.clone();
-    let mut db = t.db().await;
-    db.execute("CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated audit outage'); END;")
-        .await
+    let db = t.db();
+    db.execute_batch("CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'simulated audit outage'); END;")
         .unwrap();
     let r = t.reveal_with(&root, "acme/dir").await;
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
@@ -443,7 +448,7 @@ async fn audit_fails_closed() {
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
     let r = t.root(Method::POST, "/v1/tenants", Some(json!({"name": "newco", "region": "uk"}))).await;
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
-    db.execute("DROP TRIGGER audit_down").await.unwrap();
+    db.execute_batch("DROP TRIGGER audit_down").unwrap();
     // The refused writes did not happen.
     let r = t.reveal_with(&root, "acme/dir").await;
     assert_eq!((r.body["secret"].as_str(), r.body["version"].as_u64()), (Some("pw-before"), Some(1)));
@@ -460,8 +465,7 @@ async fn tampered(sql: &str) -> Value {
         t.put(&format!("acme/c{i}"), "x").await;
     }
     assert_eq!(t.verify().await["ok"], true);
-    let mut db = t.db().await;
-    db.execute(sql).await.unwrap();
+    t.db().execute_batch(sql).unwrap();
     t.verify().await
 }
 
@@ -472,13 +476,12 @@ async fn an_event_forged_at_the_next_sequence_number_stops_the_vault() {
     let t = TestApp::spawn().await;
     t.tenant("acme", "uk").await;
     t.put("acme/a", "x").await;
-    let mut db = t.db().await;
-    db.execute(
-        "INSERT INTO audit_events SELECT (SELECT seq FROM audit_head) + 1, time, principal, action, resource, outcome, source, \
-         request_id, detail, mac FROM audit_events WHERE seq = 2",
-    )
-    .await
-    .unwrap();
+    t.db()
+        .execute_batch(
+            "INSERT INTO audit_events SELECT (SELECT seq FROM audit_head) + 1, time, principal, action, resource, outcome, source, \
+             request_id, detail, mac FROM audit_events WHERE seq = 2",
+        )
+        .unwrap();
     let root = t.root.clone();
     assert_error(&t.reveal_with(&root, "acme/a").await, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
     assert_error(&t.root(Method::GET, "/v1/audit/verify", None).await, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");

@@ -9,8 +9,14 @@
 //! write an audit event outside the hash chain.
 #![forbid(unsafe_code)]
 
+mod conn;
 mod model;
+mod postgres;
+mod queries;
 mod sql;
+mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rekey_types::{CredentialId, TenantId, TenantName, TokenId};
@@ -27,23 +33,22 @@ pub enum StoreError {
     AlreadyExists { entity: &'static str, id: String },
     #[error("write conflicted with a concurrent update")]
     Conflict,
+    /// A unique key was already taken (mapped to `AlreadyExists` or `Conflict` where expected).
+    #[error("a row with that key already exists")]
+    Duplicate,
+    #[error("a database constraint refused the write: {0}")]
+    Constraint(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("storage backend failed")]
-    Backend(#[source] sqlx::Error),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database migration failed")]
-    Migrate(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e)
-    }
+    Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Computes the chain MAC of an audit record from the previous MAC and the record's canonical
 /// bytes. Supplied by the caller, who holds the audit key; the store never does.
-pub type ChainFn<'a> = &'a (dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + Send + Sync);
+pub type ChainFn = dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + Send + Sync;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -86,5 +91,5 @@ pub trait Store: Send + Sync + 'static {
     /// others), appends every request's audit event to the chain (marked as an error where its
     /// operation failed), and commits once. Returns each operation's result and the sequence
     /// number of the last audit event written. `Err` means nothing was committed.
-    async fn apply(&self, requests: &[WriteRequest], chain: ChainFn<'_>) -> Result<Applied, StoreError>;
+    async fn apply(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError>;
 }

@@ -128,7 +128,7 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
 
 async fn apply(db: &Db, ops: Vec<Option<WriteOp>>) -> Vec<OpResult> {
     let reqs: Vec<WriteRequest> = ops.into_iter().map(|op| WriteRequest { op, audit: event("test") }).collect();
-    db.store.apply(&reqs, &chain).await.unwrap().results
+    db.store.apply(reqs, Arc::new(chain)).await.unwrap().results
 }
 
 async fn create_tenant(db: &Db, name: &str, region: &str) -> TenantId {
