@@ -26,6 +26,39 @@ pub struct Vault {
     pub(crate) writer: Writer,
     pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) credential_locks: crate::locks::CredentialLocks,
+    tokens: TokenCache,
+}
+
+/// How long a token read from the store is trusted before it is read again. A revocation made
+/// on this server takes effect at once (the entry is dropped); one made by another server
+/// sharing the PostgreSQL database takes effect here within this time.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Recently read token rows by id. Holds hashes only, never a token secret.
+#[derive(Default)]
+struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<rekey_types::TokenId, (TokenRow, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    const MAX: usize = 100_000;
+
+    fn get(&self, id: rekey_types::TokenId) -> Option<TokenRow> {
+        let entries = self.entries.lock().expect("token cache lock is never poisoned");
+        entries.get(&id).filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL).map(|(row, _)| row.clone())
+    }
+
+    fn put(&self, row: TokenRow) {
+        let mut entries = self.entries.lock().expect("token cache lock is never poisoned");
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert(row.id, (row, std::time::Instant::now()));
+    }
+
+    pub(crate) fn forget(&self, id: rekey_types::TokenId) {
+        self.entries.lock().expect("token cache lock is never poisoned").remove(&id);
+    }
 }
 
 /// The principal name recorded for work the server does on its own.
@@ -43,13 +76,18 @@ impl Vault {
         let audit_key = Arc::new(audit_key);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head);
-        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key, credential_locks: Default::default() };
+        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key, credential_locks: Default::default(), tokens: TokenCache::default() };
         if created {
             let event = record(SYSTEM, "", &RequestId::generate(), "system.init", "audit-chain-key", AuditOutcome::Success, "created the audit chain key");
             vault.audit_event(event).await?;
         }
         let root = vault.create_root_token_if_none().await?;
         Ok((vault, root))
+    }
+
+    /// Drops a token from the cache so that a revocation takes effect at once.
+    pub(crate) fn forget_token(&self, id: rekey_types::TokenId) {
+        self.tokens.forget(id);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -96,7 +134,16 @@ impl Vault {
         let presented = bearer.and_then(PresentedToken::parse);
         let principal_name = presented.as_ref().map_or_else(|| "anonymous".to_owned(), |p| format!("token:{}", p.id));
         let row = match &presented {
-            Some(p) => self.store.token(p.id).await?,
+            Some(p) => match self.tokens.get(p.id) {
+                Some(row) => Some(row),
+                None => {
+                    let row = self.store.token(p.id).await?;
+                    if let Some(r) = &row {
+                        self.tokens.put(r.clone());
+                    }
+                    row
+                }
+            },
             None => None,
         };
         let now = Timestamp::now();
