@@ -52,7 +52,8 @@ pub struct SqlStore {
     engine: Engine,
 }
 
-/// Runs one `queries` function on a read connection (`read`) or the write connection (`write`).
+/// Runs one `queries` function on a read connection (`read`; `point` for one indexed row) or
+/// the write connection (`write`).
 /// The arguments must be owned: on SQLite the call moves to a blocking thread.
 macro_rules! run {
     ($self:ident, $mode:ident, |$c:ident| $body:expr) => {
@@ -98,11 +99,11 @@ impl Store for SqlStore {
 
     async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<TenantRow>, StoreError> {
         let name = name.to_string();
-        run!(self, read, |c| q::tenant_by(c, "name", name))
+        run!(self, point, |c| q::tenant_by(c, "name", name))
     }
 
     async fn tenant_by_id(&self, id: TenantId) -> Result<Option<TenantRow>, StoreError> {
-        run!(self, read, |c| q::tenant_by(c, "id", id.to_string()))
+        run!(self, point, |c| q::tenant_by(c, "id", id.to_string()))
     }
 
     async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, StoreError> {
@@ -111,16 +112,16 @@ impl Store for SqlStore {
     }
 
     async fn kek(&self, tenant: TenantId, version: u32) -> Result<Option<KekRow>, StoreError> {
-        run!(self, read, |c| q::kek(c, tenant.to_string(), Some(version)))
+        run!(self, point, |c| q::kek(c, tenant.to_string(), Some(version)))
     }
 
     async fn active_kek(&self, tenant: TenantId) -> Result<Option<KekRow>, StoreError> {
-        run!(self, read, |c| q::kek(c, tenant.to_string(), None))
+        run!(self, point, |c| q::kek(c, tenant.to_string(), None))
     }
 
     async fn credential(&self, tenant: TenantId, name: &str) -> Result<Option<CredentialRow>, StoreError> {
         let name = name.to_owned();
-        run!(self, read, |c| q::credential(c, tenant.to_string(), name))
+        run!(self, point, |c| q::credential(c, tenant.to_string(), name))
     }
 
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError> {
@@ -129,7 +130,7 @@ impl Store for SqlStore {
     }
 
     async fn version(&self, credential: CredentialId, version: Option<u32>) -> Result<Option<VersionRow>, StoreError> {
-        run!(self, read, |c| q::version(c, credential.to_string(), version))
+        run!(self, point, |c| q::version(c, credential.to_string(), version))
     }
 
     async fn list_versions(&self, credential: CredentialId) -> Result<Vec<VersionMeta>, StoreError> {
@@ -138,11 +139,11 @@ impl Store for SqlStore {
 
     async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError> {
         let (tenant, name) = (tenant.to_string(), name.to_owned());
-        run!(self, read, |c| q::reveal_row(c, tenant, name))
+        run!(self, point, |c| q::reveal_row(c, tenant, name))
     }
 
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError> {
-        run!(self, read, |c| q::token(c, id.to_string()))
+        run!(self, point, |c| q::token(c, id.to_string()))
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
