@@ -37,15 +37,11 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let mut config = Config::load(args.config.as_deref()).context("loading the configuration")?;
-    if args.dev {
-        config.dev = true;
-        if args.config.is_none() {
-            config.listen = "127.0.0.1:8200".parse().expect("constant address");
-        }
-    } else if args.config.is_none() {
+    if !args.dev && args.config.is_none() {
         anyhow::bail!("give --config FILE for a production server, or --dev for the quickstart");
     }
+    let base = if args.dev { Config::dev_defaults() } else { Config::defaults() };
+    let mut config = Config::load(base, args.config.as_deref()).context("loading the configuration")?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

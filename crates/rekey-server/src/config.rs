@@ -162,16 +162,26 @@ impl Config {
         toml::from_str("").expect("an empty config takes every default")
     }
 
-    /// Defaults, then `path` (if given), then the environment.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    /// The defaults of `rekey serve --dev`: dev mode, port 8200.
+    pub fn dev_defaults() -> Self {
+        let mut config = Self::defaults();
+        config.dev = true;
+        config.listen = "127.0.0.1:8200".parse().expect("constant address parses");
+        config
+    }
+
+    /// `base` (the defaults, or the dev defaults), then `path` if given, then the environment.
+    pub fn load(base: Self, path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?
+                let mut file: Self = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+                file.dev = base.dev;
+                file
             }
-            None => Self::defaults(),
+            None => base,
         };
         config.apply_env(|k| std::env::var(k).ok())?;
         Ok(config)
