@@ -46,6 +46,9 @@ CREATE TABLE credential_versions (
     PRIMARY KEY (credential_id, version)
 );
 
+-- Staging a put touches the current and previous versions only.
+CREATE INDEX credential_versions_stage ON credential_versions (credential_id, stage);
+
 CREATE TABLE tokens (
     id TEXT PRIMARY KEY,
     hash BYTEA NOT NULL,
