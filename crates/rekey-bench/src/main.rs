@@ -10,7 +10,6 @@
 
 mod load;
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,7 +106,12 @@ async fn http(duration: Duration, connections: usize) -> Result<()> {
     anyhow::ensure!(s == 200, "put: {s}");
     let (s, body) = one(
         addr,
-        &json_req("POST", "/v1/tokens", &root, r#"{"role":"connector","tenant":"acme","credentials":["dir"],"cidrs":["127.0.0.1/32"]}"#),
+        &json_req(
+            "POST",
+            "/v1/tokens",
+            &root,
+            r#"{"role":"connector","tenant":"acme","credentials":["dir"],"cidrs":["127.0.0.1/32"]}"#,
+        ),
     )
     .await?;
     anyhow::ensure!(s == 200, "token: {s}");
@@ -134,7 +138,10 @@ async fn http(duration: Duration, connections: usize) -> Result<()> {
     let bare_addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, bare).await });
 
-    println!("HTTP, {connections} connections, {} s each, one 2-core machine (load generator included)", duration.as_secs());
+    println!(
+        "HTTP, {connections} connections, {} s each, one 2-core machine (load generator included)",
+        duration.as_secs()
+    );
     let base = load(bare_addr, vec![reveal.clone()], connections, duration).await;
     report("bare axum handler (same bytes)", &base);
     let rekey = load(addr, vec![reveal.clone()], connections, duration).await;
@@ -144,7 +151,8 @@ async fn http(duration: Duration, connections: usize) -> Result<()> {
     // put: one credential per connection, each request a new durable version.
     let mut puts = Vec::new();
     for c in 0..connections {
-        let (s, _) = one(addr, &json_req("PUT", &format!("/v1/tenants/acme/credentials/p{c}"), &root, put_body)).await?;
+        let (s, _) =
+            one(addr, &json_req("PUT", &format!("/v1/tenants/acme/credentials/p{c}"), &root, put_body)).await?;
         anyhow::ensure!(s == 200, "put: {s}");
         puts.push(json_req("PUT", &format!("/v1/tenants/acme/credentials/p{c}"), &root, put_body));
     }
@@ -154,7 +162,10 @@ async fn http(duration: Duration, connections: usize) -> Result<()> {
     let writer = started.vault.writer().stats();
     let batches = writer.batches.load(std::sync::atomic::Ordering::Relaxed);
     let events = writer.events.load(std::sync::atomic::Ordering::Relaxed);
-    println!("  group commit: {events} audit events in {batches} commits ({:.1} per commit)", events as f64 / batches.max(1) as f64);
+    println!(
+        "  group commit: {events} audit events in {batches} commits ({:.1} per commit)",
+        events as f64 / batches.max(1) as f64
+    );
     Ok(())
 }
 
@@ -192,7 +203,8 @@ async fn audit(events: usize) -> Result<()> {
     for batch in rows.chunks(1024) {
         let tx = raw.transaction()?;
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO audit_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?;
+            let mut stmt =
+                tx.prepare_cached("INSERT INTO audit_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")?;
             for r in batch {
                 seq += 1;
                 stmt.execute(rusqlite::params![
@@ -216,7 +228,11 @@ async fn audit(events: usize) -> Result<()> {
     // Rekey: every event through the writer (channel, HMAC chain, Any driver, durable commit),
     // submitted by 512 concurrent tasks as requests would.
     let store: Arc<dyn Store> = Arc::new(
-        SqlStore::open(&StoreOptions { url: format!("sqlite://{}", dir.path().join("rekey.db").display()), max_connections: 4 }).await?,
+        SqlStore::open(&StoreOptions {
+            url: format!("sqlite://{}", dir.path().join("rekey.db").display()),
+            max_connections: 4,
+        })
+        .await?,
     );
     let key = Arc::new(rekey_crypto::AuditKey::generate()?);
     let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0);
@@ -252,7 +268,8 @@ async fn audit(events: usize) -> Result<()> {
 fn rss_kib(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> Result<u64> {
-        let line = status.lines().find(|l| l.starts_with(name)).with_context(|| format!("{name} in /proc/{pid}/status"))?;
+        let line =
+            status.lines().find(|l| l.starts_with(name)).with_context(|| format!("{name} in /proc/{pid}/status"))?;
         Ok(line.split_whitespace().nth(1).context("value")?.parse()?)
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
@@ -260,7 +277,13 @@ fn rss_kib(pid: u32) -> Result<(u64, u64)> {
 
 /// Starts `rekey serve --dev` on `data`, runs `reveals` reveals and a few listings, and returns
 /// (RSS, peak RSS) in KiB.
-async fn serve_and_measure(bin: &Path, data: &Path, reveals: usize, tenants: usize, per_tenant: usize) -> Result<(u64, u64)> {
+async fn serve_and_measure(
+    bin: &Path,
+    data: &Path,
+    reveals: usize,
+    tenants: usize,
+    per_tenant: usize,
+) -> Result<(u64, u64)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(bin)
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
@@ -292,8 +315,12 @@ async fn serve_and_measure(bin: &Path, data: &Path, reveals: usize, tenants: usi
             .into_bytes(),
         );
     }
-    requests.push(format!("GET /v1/credentials?limit=10000 HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n").into_bytes());
-    requests.push(format!("GET /v1/sys/status HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n").into_bytes());
+    requests.push(
+        format!("GET /v1/credentials?limit=10000 HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n")
+            .into_bytes(),
+    );
+    requests
+        .push(format!("GET /v1/sys/status HTTP/1.1\r\nHost: b\r\nAuthorization: Bearer {root}\r\n\r\n").into_bytes());
     let mut failures = 0;
     for r in &requests {
         let (status, _) = one(addr, r).await?;
@@ -310,7 +337,11 @@ async fn serve_and_measure(bin: &Path, data: &Path, reveals: usize, tenants: usi
 
 async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
     let bin = std::env::current_exe()?.parent().context("exe dir")?.join("rekey");
-    anyhow::ensure!(bin.exists(), "build the server first: cargo build --release -p rekey-cli ({} missing)", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "build the server first: cargo build --release -p rekey-cli ({} missing)",
+        bin.display()
+    );
     let tmp = tempfile::tempdir()?;
     let empty = tmp.path().join("empty");
     let full = data.unwrap_or_else(|| tmp.path().join("full"));
@@ -322,7 +353,8 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
         let root = app.root_token.take().context("root token")?;
         std::fs::write(full.join("root-token"), format!("{}\n", root.expose()))?;
         let vault = app.vault.clone();
-        let caller = vault.authenticate(Some(root.expose()), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?;
+        let caller =
+            vault.authenticate(Some(root.expose()), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?;
         let mut line_no = 0u64;
         let mut chunk = Vec::new();
         for t in 0..tenants {
@@ -335,7 +367,11 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
                 chunk.push((line_no, serde_json::from_str::<ImportLine>(&json).map_err(|e| e.to_string())));
                 if chunk.len() == 5000 {
                     let report = vault
-                        .import_chunk(&caller, std::mem::take(&mut chunk), ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic })
+                        .import_chunk(
+                            &caller,
+                            std::mem::take(&mut chunk),
+                            ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic },
+                        )
                         .await?;
                     anyhow::ensure!(report.errors.is_empty(), "import errors: {:?}", report.errors.first());
                     if line_no % 100_000 == 0 {
@@ -345,7 +381,13 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
             }
         }
         if !chunk.is_empty() {
-            vault.import_chunk(&caller, chunk, ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic }).await?;
+            vault
+                .import_chunk(
+                    &caller,
+                    chunk,
+                    ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic },
+                )
+                .await?;
         }
         drop(vault);
         drop(app);
@@ -354,9 +396,15 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
     }
     let (base_rss, base_hwm) = serve_and_measure(&bin, &empty, 0, 0, 0).await?;
     let (rss, hwm) = serve_and_measure(&bin, &full, 2000, tenants, per_tenant).await?;
-    let db_size: u64 = std::fs::read_dir(&full)?.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+    let db_size: u64 =
+        std::fs::read_dir(&full)?.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
     println!("Resident memory of `rekey serve --dev` after 2,000 reveals, a 10,000-row listing and status");
-    println!("{:<40} RSS {:>7.1} MB   peak {:>7.1} MB", "empty store (baseline)", base_rss as f64 / 1024.0, base_hwm as f64 / 1024.0);
+    println!(
+        "{:<40} RSS {:>7.1} MB   peak {:>7.1} MB",
+        "empty store (baseline)",
+        base_rss as f64 / 1024.0,
+        base_hwm as f64 / 1024.0
+    );
     println!(
         "{:<40} RSS {:>7.1} MB   peak {:>7.1} MB   (data folder {:.0} MB)",
         format!("{credentials} credentials, {tenants} tenants"),

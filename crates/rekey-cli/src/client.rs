@@ -43,7 +43,8 @@ impl Client {
             .user_agent(concat!("rekey-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &global.cacert {
             let pem = std::fs::read(path).with_context(|| format!("reading --cacert {}", path.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
             builder = builder.add_root_certificate(cert);
         }
         let token = match (&global.token, &global.token_file) {
@@ -75,7 +76,12 @@ impl Client {
         self.send(self.request(Method::GET, path).query(query)).await
     }
 
-    pub async fn json<B: Serialize + ?Sized, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> Result<T> {
+    pub async fn json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.send(self.request(method, path).json(body)).await
     }
 

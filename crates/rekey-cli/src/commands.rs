@@ -35,12 +35,10 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> 
 
 /// Drops one trailing newline (`\n` or `\r\n`), as left by `echo` or an editor.
 fn trim_newline(mut bytes: Vec<u8>, keep: bool) -> Zeroizing<Vec<u8>> {
-    if !keep {
-        if bytes.last() == Some(&b'\n') {
+    if !keep && bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
             bytes.pop();
-            if bytes.last() == Some(&b'\r') {
-                bytes.pop();
-            }
         }
     }
     Zeroizing::new(bytes)
@@ -82,7 +80,9 @@ fn put_body(args: &PutArgs) -> Result<Zeroizing<Vec<u8>>> {
             body.insert("certificate_pem".into(), json!(cert));
             body.insert("private_key_pem".into(), json!(key))
         }
-        _ => bail!("give the secret with --secret-stdin or --secret-file (or --cert-file and --key-file for entra-app)"),
+        _ => {
+            bail!("give the secret with --secret-stdin or --secret-file (or --cert-file and --key-file for entra-app)")
+        }
     };
     let bytes = Zeroizing::new(serde_json::to_vec(&Value::Object(body)).expect("JSON values serialize"));
     Ok(bytes)
@@ -99,7 +99,9 @@ fn tenants_table(ts: &[TenantView]) {
     table(
         &["NAME", "REGION", "STATE", "CONTACTS", "CREATED"],
         &ts.iter()
-            .map(|t| vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()])
+            .map(|t| {
+                vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()]
+            })
             .collect::<Vec<_>>(),
     );
 }
@@ -198,7 +200,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             match cmd {
                 TenantCmd::Create { name, region, contacts } => {
                     let t: TenantView = c
-                        .json(Method::POST, "/v1/tenants", &json!({ "name": name, "region": region, "contacts": contacts }))
+                        .json(
+                            Method::POST,
+                            "/v1/tenants",
+                            &json!({ "name": name, "region": region, "contacts": contacts }),
+                        )
                         .await?;
                     show(format, &t, |t| tenants_table(std::slice::from_ref(t)));
                 }
@@ -261,7 +267,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                                 out.write_all(b"\n")?;
                             } else if let Some(b) = v.get("secret_base64").and_then(Value::as_str) {
                                 use base64::Engine;
-                                let raw = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b).context("bad base64 from server")?);
+                                let raw = Zeroizing::new(
+                                    base64::engine::general_purpose::STANDARD
+                                        .decode(b)
+                                        .context("bad base64 from server")?,
+                                );
                                 out.write_all(&raw)?;
                             }
                         }
@@ -298,14 +308,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                             &["VERSION", "STAGE", "KEY VERSION", "CREATED BY", "CREATED"],
                             &vs.iter()
                                 .map(|v| {
-                                    vec![v.version.to_string(), v.stage.clone(), v.kek_version.to_string(), v.created_by.clone(), v.created_at.to_string()]
+                                    vec![
+                                        v.version.to_string(),
+                                        v.stage.clone(),
+                                        v.kek_version.to_string(),
+                                        v.created_by.clone(),
+                                        v.created_at.to_string(),
+                                    ]
                                 })
                                 .collect::<Vec<_>>(),
                         )
                     });
                 }
                 CredCmd::Rollback { cred, to } => {
-                    let v: CredentialView = c.json(Method::POST, &format!("{}/rollback", cred_path(&cred)?), &json!({ "to": to })).await?;
+                    let v: CredentialView =
+                        c.json(Method::POST, &format!("{}/rollback", cred_path(&cred)?), &json!({ "to": to })).await?;
                     show(format, &v, credential_pairs);
                 }
                 CredCmd::Delete { cred } => {
@@ -358,7 +375,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         if r.ok {
                             println!("audit log OK: {} events verified, head at {}", r.checked, r.head_seq);
                         } else {
-                            println!("AUDIT LOG DAMAGED: {} problem(s) in {} events (head {})", r.problems.len(), r.checked, r.head_seq);
+                            println!(
+                                "AUDIT LOG DAMAGED: {} problem(s) in {} events (head {})",
+                                r.problems.len(),
+                                r.checked,
+                                r.head_seq
+                            );
                             for p in &r.problems {
                                 println!("  event {:>8}  {:<10}  {}", p.seq, p.kind, p.message);
                             }

@@ -98,10 +98,12 @@ async fn pass(client: &Client, source: &Source, args: &ImportArgs, dry_run: bool
             ])
             .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
             .body(chunk.to_vec());
-        let report: ImportReport = client
-            .send(request)
-            .await
-            .with_context(|| format!("importing lines {first_line}-{line_no} ({} lines of the file had been written before)", total.written))?;
+        let report: ImportReport = client.send(request).await.with_context(|| {
+            format!(
+                "importing lines {first_line}-{line_no} ({} lines of the file had been written before)",
+                total.written
+            )
+        })?;
         total.lines += report.lines;
         total.written += report.written;
         total.tenants_created.extend(report.tenants_created);

@@ -18,7 +18,11 @@ struct Server {
 
 impl Server {
     fn dev(dir: &Path) -> Self {
-        Self::start(dir, &["serve", "--dev", "--listen", "127.0.0.1:0", "--data", &dir.join("data").display().to_string()], "http")
+        Self::start(
+            dir,
+            &["serve", "--dev", "--listen", "127.0.0.1:0", "--data", &dir.join("data").display().to_string()],
+            "http",
+        )
     }
 
     fn start(dir: &Path, args: &[&str], scheme: &str) -> Self {
@@ -112,7 +116,12 @@ fn run(addr: &str, token: &str, args: &[&str], stdin: Option<&[u8]>, env: &[(&st
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}\nstdout: {}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -144,28 +153,69 @@ fn the_readme_tour_works_end_to_end() {
     assert!(shown.contains("it@acme.example"));
 
     let put = [
-        "cred", "put", "acme/directory", "--kind", "ldap", "--set", "url=ldaps://dc1.acme.example:636",
-        "--set", "bind_dn=cn=svc-mail,ou=svc,dc=acme,dc=example", "--secret-stdin",
+        "cred",
+        "put",
+        "acme/directory",
+        "--kind",
+        "ldap",
+        "--set",
+        "url=ldaps://dc1.acme.example:636",
+        "--set",
+        "bind_dn=cn=svc-mail,ou=svc,dc=acme,dc=example",
+        "--secret-stdin",
     ];
     ok(&server.rekey(&root, &put, Some(b"Tour-Secret-1\n")));
     let secret_file = dir.path().join("client-secret.txt");
     std::fs::write(&secret_file, "Tour-Secret-2\n").unwrap();
     let ews = [
-        "cred", "put", "acme/ews", "--kind", "entra-app", "--set", "token_url=https://login.example/t/oauth2/v2.0/token",
-        "--set", "client_id=11111111-2222", "--set", "scope=https://outlook.office365.com/.default",
-        "--secret-file", secret_file.to_str().unwrap(),
+        "cred",
+        "put",
+        "acme/ews",
+        "--kind",
+        "entra-app",
+        "--set",
+        "token_url=https://login.example/t/oauth2/v2.0/token",
+        "--set",
+        "client_id=11111111-2222",
+        "--set",
+        "scope=https://outlook.office365.com/.default",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
     ];
     ok(&server.rekey(&root, &ews, None));
-    let pop = ["cred", "put", "acme/journal", "--kind", "pop3", "--set", "host=mail.acme.example", "--set", "port=995", "--set", "tls=implicit", "--set", "user=journal@acme.example", "--secret-stdin"];
+    let pop = [
+        "cred",
+        "put",
+        "acme/journal",
+        "--kind",
+        "pop3",
+        "--set",
+        "host=mail.acme.example",
+        "--set",
+        "port=995",
+        "--set",
+        "tls=implicit",
+        "--set",
+        "user=journal@acme.example",
+        "--secret-stdin",
+    ];
     ok(&server.rekey(&root, &pop, Some(b"Tour-Secret-3")));
-    ok(&server.rekey(&root, &["cred", "put", "acme/other", "--kind", "generic", "--secret-stdin"], Some(b"Tour-Secret-4")));
+    ok(&server.rekey(
+        &root,
+        &["cred", "put", "acme/other", "--kind", "generic", "--secret-stdin"],
+        Some(b"Tour-Secret-4"),
+    ));
 
     let show = ok(&server.rekey(&root, &["-o", "table", "cred", "show", "acme/directory"], None));
     assert!(show.contains("bind_dn=cn=svc-mail") && !show.contains("Tour-Secret"), "{show}");
     // reveal prints exactly the secret (the trailing newline from echo was dropped on put).
     assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/directory"], None)), "Tour-Secret-1\n");
     assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/ews"], None)), "Tour-Secret-2\n");
-    let list = ok(&server.rekey(&root, &["-o", "table", "cred", "list", "--tenant", "acme", "--kind", "ldap", "--region", "uk"], None));
+    let list = ok(&server.rekey(
+        &root,
+        &["-o", "table", "cred", "list", "--tenant", "acme", "--kind", "ldap", "--region", "uk"],
+        None,
+    ));
     assert_eq!(list.lines().count(), 2, "{list}");
 
     ok(&server.rekey(&root, &put, Some(b"Tour-Secret-5")));
@@ -175,9 +225,31 @@ fn the_readme_tour_works_end_to_end() {
     assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/directory"], None)), "Tour-Secret-1\n");
 
     // A connector token: shown once, works only for its credential, only from loopback.
-    let token = ok(&server.rekey(&root, &["-o", "table", "token", "create", "--role", "connector", "--tenant", "acme", "--cred", "directory", "--cidr", "127.0.0.1/32", "--ttl", "1h"], None));
+    let token = ok(&server.rekey(
+        &root,
+        &[
+            "-o",
+            "table",
+            "token",
+            "create",
+            "--role",
+            "connector",
+            "--tenant",
+            "acme",
+            "--cred",
+            "directory",
+            "--cidr",
+            "127.0.0.1/32",
+            "--ttl",
+            "1h",
+        ],
+        None,
+    ));
     let connector = token.trim();
-    assert_eq!(ok(&server.rekey(connector, &["-o", "table", "cred", "reveal", "acme/directory"], None)), "Tour-Secret-1\n");
+    assert_eq!(
+        ok(&server.rekey(connector, &["-o", "table", "cred", "reveal", "acme/directory"], None)),
+        "Tour-Secret-1\n"
+    );
     let denied = fails(&server.rekey(connector, &["cred", "reveal", "acme/ews"], None));
     assert!(denied.contains("not found") && denied.contains("HTTP 404"), "{denied}");
     let tokens = ok(&server.rekey(&root, &["-o", "table", "token", "list"], None));
@@ -217,7 +289,11 @@ fn secrets_never_come_from_arguments_and_bad_input_is_explained() {
     assert!(err.contains("--secret-stdin"), "{err}");
     let err = fails(&server.rekey(&root, &["cred", "put", "acme/x", "--kind", "generic", "--secret", "hunter2"], None));
     assert!(err.contains("unexpected argument"), "{err}");
-    let err = fails(&server.rekey(&root, &["cred", "put", "acme/x", "--kind", "ldap", "--set", "url=ldap://h", "--secret-stdin"], Some(b"pw")));
+    let err = fails(&server.rekey(
+        &root,
+        &["cred", "put", "acme/x", "--kind", "ldap", "--set", "url=ldap://h", "--secret-stdin"],
+        Some(b"pw"),
+    ));
     assert!(err.contains("bind_dn") && err.contains("invalid_field"), "{err}");
     let err = fails(&server.rekey(&root, &["cred", "show", "nonsense"], None));
     assert!(err.contains("tenant/name"), "{err}");
@@ -229,7 +305,11 @@ fn secrets_never_come_from_arguments_and_bad_input_is_explained() {
     assert!(err.contains("cannot reach the server"), "{err}");
     // A binary secret goes through base64 and comes back byte for byte.
     let binary = [0u8, 159, 146, 150, 255, 10];
-    ok(&server.rekey(&root, &["cred", "put", "acme/bin", "--kind", "generic", "--secret-stdin", "--keep-newline"], Some(&binary)));
+    ok(&server.rekey(
+        &root,
+        &["cred", "put", "acme/bin", "--kind", "generic", "--secret-stdin", "--keep-newline"],
+        Some(&binary),
+    ));
     let out = server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/bin"], None);
     assert!(out.status.success());
     assert_eq!(out.stdout, binary);
@@ -243,7 +323,9 @@ fn import_is_all_or_nothing_with_line_numbers() {
     ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
     let file = dir.path().join("creds.jsonl");
     let mut lines: Vec<String> = (0..250)
-        .map(|i| format!(r#"{{"tenant":"t{}","region":"us","name":"c{i}","kind":"generic","secret":"import-{i}"}}"#, i % 7))
+        .map(|i| {
+            format!(r#"{{"tenant":"t{}","region":"us","name":"c{i}","kind":"generic","secret":"import-{i}"}}"#, i % 7)
+        })
         .collect();
     lines[137] = r#"{"tenant":"acme","name":"x","kind":"ldap","fields":{"url":"ldap://h"},"secret":"s"}"#.to_owned();
     std::fs::write(&file, lines.join("\n")).unwrap();
@@ -253,14 +335,32 @@ fn import_is_all_or_nothing_with_line_numbers() {
     let list = ok(&server.rekey(&root, &["-o", "json", "cred", "list"], None));
     assert_eq!(list.trim(), "[]", "a failed import writes nothing");
     // --continue-on-error writes the good lines, lists the bad one, and still exits non-zero.
-    let out = server.rekey(&root, &["-o", "table", "cred", "import", file.to_str().unwrap(), "--create-tenants", "--chunk", "40", "--continue-on-error"], None);
+    let out = server.rekey(
+        &root,
+        &[
+            "-o",
+            "table",
+            "cred",
+            "import",
+            file.to_str().unwrap(),
+            "--create-tenants",
+            "--chunk",
+            "40",
+            "--continue-on-error",
+        ],
+        None,
+    );
     let err = fails(&out);
     assert!(err.contains("line 138"), "{err}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("imported 249 of 250 lines; 7 tenants created"), "{stdout}");
     lines[137] = r#"{"tenant":"acme","name":"x","kind":"generic","secret":"s"}"#.to_owned();
     std::fs::write(&file, lines.join("\n")).unwrap();
-    let out = ok(&server.rekey(&root, &["-o", "table", "cred", "import", "-", "--chunk", "100"], Some(lines.join("\n").as_bytes())));
+    let out = ok(&server.rekey(
+        &root,
+        &["-o", "table", "cred", "import", "-", "--chunk", "100"],
+        Some(lines.join("\n").as_bytes()),
+    ));
     assert!(out.contains("imported 250 of 250 lines"), "{out}");
     assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "t3/c3"], None)), "import-3\n");
     let versions = ok(&server.rekey(&root, &["-o", "json", "cred", "versions", "t3/c3"], None));
@@ -288,8 +388,11 @@ fn nothing_is_lost_when_the_server_is_killed() {
             c
         })
         .collect();
-    let acknowledged: Vec<usize> =
-        children.into_iter().enumerate().filter_map(|(i, c)| c.wait_with_output().unwrap().status.success().then_some(i)).collect();
+    let acknowledged: Vec<usize> = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.wait_with_output().unwrap().status.success().then_some(i))
+        .collect();
     assert_eq!(acknowledged.len(), 30);
     server.kill9();
     let again = Server::dev(dir.path());
@@ -305,14 +408,20 @@ fn nothing_is_lost_when_the_server_is_killed() {
 fn the_production_shape_needs_tls_and_serves_it() {
     let dir = tempfile::tempdir().unwrap();
     // Dev mode refuses a public address; production refuses to run without TLS.
-    let out = Command::new(BIN).args(["serve", "--dev", "--listen", "0.0.0.0:0", "--data", "d"]).current_dir(dir.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", "0.0.0.0:0", "--data", "d"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback") && !out.status.success());
     let cfg = dir.path().join("rekey.toml");
     std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--config", cfg.to_str().unwrap()]).current_dir(dir.path()).output().unwrap();
+    let out =
+        Command::new(BIN).args(["serve", "--config", cfg.to_str().unwrap()]).current_dir(dir.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls") && !out.status.success());
     std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nlisten_port = 3\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--config", cfg.to_str().unwrap()]).current_dir(dir.path()).output().unwrap();
+    let out =
+        Command::new(BIN).args(["serve", "--config", cfg.to_str().unwrap()]).current_dir(dir.path()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_port"), "{}", String::from_utf8_lossy(&out.stderr));
 
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();

@@ -42,7 +42,12 @@ fn hex_encode(bytes: &[u8]) -> String {
 impl Vault {
     /// The last `n` events (at most 10,000), oldest first; or, with `after`, up to `n` events
     /// following that sequence number (for exporting the whole log page by page).
-    pub async fn audit_events(&self, caller: &Caller, n: u32, after: Option<i64>) -> Result<Vec<AuditEventView>, CoreError> {
+    pub async fn audit_events(
+        &self,
+        caller: &Caller,
+        n: u32,
+        after: Option<i64>,
+    ) -> Result<Vec<AuditEventView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
             let n = n.clamp(1, 10_000);

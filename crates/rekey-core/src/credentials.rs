@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use rekey_crypto::{open_payload, seal_payload, PayloadSlot};
 use rekey_store::{CredentialFilter, CredentialRow, VersionRow, WriteOp};
 use rekey_types::fields::validate_labels;
-use rekey_types::{CredRef, CredentialId, CredentialKind, Fields, Region, Role, Secret, TenantId, TenantName, Timestamp};
+use rekey_types::{
+    CredRef, CredentialId, CredentialKind, Fields, Region, Role, Secret, TenantId, TenantName, Timestamp,
+};
 use zeroize::Zeroizing;
 
 use crate::policy::Action;
@@ -43,14 +45,18 @@ pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, Strin
         }
         PutSecret::Certificate { cert_pem, key_pem } => {
             if kind != CredentialKind::EntraApp {
-                return Err(CoreError::BadRequest("a certificate and key are only taken by entra-app credentials".into()));
+                return Err(CoreError::BadRequest(
+                    "a certificate and key are only taken by entra-app credentials".into(),
+                ));
             }
             if !cert_pem.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(CoreError::BadRequest("the certificate must be PEM (-----BEGIN CERTIFICATE-----)".into()));
             }
             let key_text = std::str::from_utf8(key_pem.expose()).unwrap_or("");
             if !(key_text.contains("-----BEGIN") && key_text.contains("PRIVATE KEY-----")) {
-                return Err(CoreError::BadRequest("the private key must be PEM (-----BEGIN ... PRIVATE KEY-----)".into()));
+                return Err(CoreError::BadRequest(
+                    "the private key must be PEM (-----BEGIN ... PRIVATE KEY-----)".into(),
+                ));
             }
             fields.insert("auth".into(), "certificate".into());
             let mut combined = Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len() + 1));
@@ -70,23 +76,30 @@ pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, Strin
     Ok((fields, labels, secret))
 }
 
+/// The next version of a credential, before it is encrypted.
+pub(crate) struct NextVersion<'a> {
+    pub tenant: TenantId,
+    pub name: &'a str,
+    pub kind: CredentialKind,
+    pub fields: Fields,
+    pub labels: BTreeMap<String, String>,
+    /// The credential as stored, or `None` for a new one.
+    pub existing: Option<&'a CredentialRow>,
+    pub created_by: &'a str,
+    /// Wrap under this KEK version instead of the tenant's active one (a tenant created in the
+    /// same write, whose KEK is not stored yet).
+    pub kek_version: Option<u32>,
+}
+
 impl Vault {
-    /// Encrypts `secret` as the next version of a credential (a new one if `existing` is `None`)
-    /// and returns the write and the credential as it will be. The DEK is wrapped under the
-    /// tenant's active KEK, or under `kek_version` when given (a tenant created in the same
-    /// write, whose KEK is not stored yet).
+    /// Encrypts `secret` as the next version of a credential and returns the write and the
+    /// credential as it will be.
     pub(crate) async fn sealed_version(
         &self,
-        tenant: TenantId,
-        name: &str,
-        kind: CredentialKind,
-        fields: Fields,
-        labels: BTreeMap<String, String>,
-        existing: Option<&CredentialRow>,
+        next: NextVersion<'_>,
         secret: &Secret,
-        created_by: &str,
-        kek_version: Option<u32>,
     ) -> Result<(WriteOp, CredentialRow), CoreError> {
+        let NextVersion { tenant, name, kind, fields, labels, existing, created_by, kek_version } = next;
         if let Some(e) = existing {
             if e.kind != kind {
                 return Err(CoreError::Conflict(format!(
@@ -134,7 +147,12 @@ impl Vault {
         Ok((op, credential))
     }
 
-    pub async fn put_credential(&self, caller: &Caller, cref: &CredRef, input: PutInput) -> Result<CredentialView, CoreError> {
+    pub async fn put_credential(
+        &self,
+        caller: &Caller,
+        cref: &CredRef,
+        input: PutInput,
+    ) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
         let prepared = async {
             self.authorize(caller, Action::PutCredential(&cref.tenant), &format!("tenant {}", cref.tenant))?;
@@ -154,18 +172,17 @@ impl Vault {
             attempt += 1;
             let sealed = async {
                 let existing = self.store.credential(tenant.id, cref.name.as_str()).await?;
-                self.sealed_version(
-                    tenant.id,
-                    cref.name.as_str(),
+                let next = NextVersion {
+                    tenant: tenant.id,
+                    name: cref.name.as_str(),
                     kind,
-                    fields.clone(),
-                    labels.clone(),
-                    existing.as_ref(),
-                    &secret,
-                    &caller.principal.audit_name(),
-                    None,
-                )
-                .await
+                    fields: fields.clone(),
+                    labels: labels.clone(),
+                    existing: existing.as_ref(),
+                    created_by: &caller.principal.audit_name(),
+                    kek_version: None,
+                };
+                self.sealed_version(next, &secret).await
             }
             .await;
             let (op, credential) = match sealed {
@@ -207,7 +224,9 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::RevealCredential(cref), &format!("credential {cref}"))?;
             if version.is_some() && caller.principal.role != Role::Operator {
-                return Err(CoreError::Forbidden("only operators may reveal a version other than the current one".into()));
+                return Err(CoreError::Forbidden(
+                    "only operators may reveal a version other than the current one".into(),
+                ));
             }
             let not_found = || CoreError::NotFound(format!("credential {cref}"));
             let row = match version {
@@ -231,10 +250,21 @@ impl Vault {
                 }
             };
             let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version).await?;
-            let slot = PayloadSlot { tenant: row.tenant_id, credential: row.credential_id, version: row.version, kind: row.kind };
+            let slot = PayloadSlot {
+                tenant: row.tenant_id,
+                credential: row.credential_id,
+                version: row.version,
+                kind: row.kind,
+            };
             let secret = open_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext)
                 .map_err(CoreError::Decrypt)?;
-            Ok(Revealed { tenant: cref.tenant.to_string(), name: cref.name.to_string(), kind: row.kind, version: row.version, secret })
+            Ok(Revealed {
+                tenant: cref.tenant.to_string(),
+                name: cref.name.to_string(),
+                kind: row.kind,
+                version: row.version,
+                secret,
+            })
         }
         .await;
         self.finish_with(caller, "cred.reveal", &resource, result, |r| format!("version={}", r.version)).await
@@ -321,15 +351,17 @@ impl Vault {
             let fields = Fields::from_stored(credential.fields.clone());
             let (op, updated) = self
                 .sealed_version(
-                    tenant.id,
-                    &credential.name,
-                    credential.kind,
-                    fields,
-                    credential.labels.clone(),
-                    Some(&credential),
+                    NextVersion {
+                        tenant: tenant.id,
+                        name: &credential.name,
+                        kind: credential.kind,
+                        fields,
+                        labels: credential.labels.clone(),
+                        existing: Some(&credential),
+                        created_by: &caller.principal.audit_name(),
+                        kek_version: None,
+                    },
                     &secret,
-                    &caller.principal.audit_name(),
-                    None,
                 )
                 .await?;
             Ok((tenant, op, updated))

@@ -14,7 +14,7 @@ use rekey_types::{CredentialKind, CredentialName, Region, Secret, TenantId, Tena
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::credentials::{prepare, PutInput, PutSecret};
+use crate::credentials::{prepare, NextVersion, PutInput, PutSecret};
 use crate::policy::Action;
 use crate::tenants::NewTenant;
 use crate::{Caller, CoreError, Vault};
@@ -154,7 +154,8 @@ impl Vault {
                 report.written = 0;
                 report.tenants_created.clear();
             }
-            let detail = format!("dry_run={}; written={}; errors={}", options.dry_run, report.written, report.errors.len());
+            let detail =
+                format!("dry_run={}; written={}; errors={}", options.dry_run, report.written, report.errors.len());
             return self.finish_with(caller, "cred.import", &resource, Ok(report), |_| detail).await;
         }
         let detail = format!(
@@ -194,14 +195,25 @@ impl Vault {
                         Some(t) => TenantSlot { id: t.id, region: t.region, created: None },
                         None if options.create_tenants => {
                             let region = good.region.clone().ok_or_else(|| {
-                                CoreError::BadRequest(format!("tenant {} does not exist and the line has no region", good.tenant))
+                                CoreError::BadRequest(format!(
+                                    "tenant {} does not exist and the line has no region",
+                                    good.tenant
+                                ))
                             })?;
                             let new = NewTenant { name: good.tenant.clone(), region: region.clone(), contacts: vec![] };
                             if options.dry_run {
-                                TenantSlot { id: TenantId::generate(), region: region.to_string(), created: Some(WriteOp::All(vec![])) }
+                                TenantSlot {
+                                    id: TenantId::generate(),
+                                    region: region.to_string(),
+                                    created: Some(WriteOp::All(vec![])),
+                                }
                             } else {
                                 let (tenant, kek) = self.new_tenant_rows(&new)?;
-                                TenantSlot { id: tenant.id, region: region.to_string(), created: Some(WriteOp::CreateTenant { tenant, kek }) }
+                                TenantSlot {
+                                    id: tenant.id,
+                                    region: region.to_string(),
+                                    created: Some(WriteOp::CreateTenant { tenant, kek }),
+                                }
                             }
                         }
                         None => {
@@ -247,7 +259,19 @@ impl Vault {
                     return Ok(None);
                 }
                 let (op, row) = self
-                    .sealed_version(tenant_id, good.name.as_str(), kind, fields, labels, existing.as_ref(), &secret, &created_by, new_tenant_kek)
+                    .sealed_version(
+                        NextVersion {
+                            tenant: tenant_id,
+                            name: good.name.as_str(),
+                            kind,
+                            fields,
+                            labels,
+                            existing: existing.as_ref(),
+                            created_by: &created_by,
+                            kek_version: new_tenant_kek,
+                        },
+                        &secret,
+                    )
                     .await?;
                 credentials.insert(key, Some(row));
                 Ok(Some(op))

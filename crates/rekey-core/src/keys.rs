@@ -33,9 +33,8 @@ impl KekCache {
             .kek(tenant, version)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("key version {tenant}/{version}")))?;
-        let kek = seal
-            .unwrap_kek(KeyContext::TenantKek { tenant, version }, &row.wrapped)
-            .map_err(CoreError::Decrypt)?;
+        let kek =
+            seal.unwrap_kek(KeyContext::TenantKek { tenant, version }, &row.wrapped).map_err(CoreError::Decrypt)?;
         let kek = Arc::new(kek);
         self.insert(tenant, version, kek.clone());
         Ok(kek)

@@ -25,13 +25,8 @@ pub(crate) struct CredentialGuard<'a> {
 impl CredentialLocks {
     pub(crate) async fn lock(&self, tenant: TenantId, name: &str) -> CredentialGuard<'_> {
         let key = (tenant, name.to_owned());
-        let mutex = self
-            .locks
-            .lock()
-            .expect("credential lock table is never poisoned")
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let mutex =
+            self.locks.lock().expect("credential lock table is never poisoned").entry(key.clone()).or_default().clone();
         let guard = mutex.lock_owned().await;
         CredentialGuard { owner: self, key, guard: Some(guard) }
     }

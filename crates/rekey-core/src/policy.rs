@@ -74,7 +74,12 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
     match p.role {
         Role::Operator => Ok(()),
         Role::Auditor => match action {
-            ReadStatus | ListTenants | ReadTenant(_) | ReadCredentialMeta(_) | ListAllCredentials | ListTokens
+            ReadStatus
+            | ListTenants
+            | ReadTenant(_)
+            | ReadCredentialMeta(_)
+            | ListAllCredentials
+            | ListTokens
             | ReadAudit => Ok(()),
             RevealCredential(_) => Err(Denial::Forbidden("auditors never read secrets")),
             _ => Err(Denial::Forbidden("auditors have read-only access to metadata and the audit log")),

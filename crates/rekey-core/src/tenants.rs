@@ -48,10 +48,8 @@ impl Vault {
         let id = TenantId::generate();
         let now = Timestamp::now();
         let kek = Kek::generate().map_err(CoreError::Crypto)?;
-        let wrapped = self
-            .seal
-            .wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek)
-            .map_err(CoreError::Crypto)?;
+        let wrapped =
+            self.seal.wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek).map_err(CoreError::Crypto)?;
         self.keks.insert(id, 1, Arc::new(kek));
         Ok((
             TenantRow {
@@ -62,7 +60,14 @@ impl Vault {
                 state: "active".into(),
                 created_at: now,
             },
-            KekRow { tenant_id: id, version: 1, state: "active".into(), wrapped, root_version: self.seal.root_version(), created_at: now },
+            KekRow {
+                tenant_id: id,
+                version: 1,
+                state: "active".into(),
+                wrapped,
+                root_version: self.seal.root_version(),
+                created_at: now,
+            },
         ))
     }
 
@@ -119,9 +124,6 @@ impl Vault {
 
     /// The tenant row, or "tenant X not found".
     pub(crate) async fn tenant(&self, name: &TenantName) -> Result<TenantRow, CoreError> {
-        self.store
-            .tenant_by_name(name)
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
+        self.store.tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
     }
 }

@@ -111,7 +111,8 @@ impl Vault {
         if let Err(e) = self.authorize(caller, Action::ManageTokens, "tokens") {
             return self.finish(caller, "token.revoke", &resource, Err(e)).await;
         }
-        let result = self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at: Timestamp::now() }, "").await;
+        let result =
+            self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at: Timestamp::now() }, "").await;
         self.forget_token(id);
         result
     }

@@ -76,9 +76,25 @@ impl Vault {
         let audit_key = Arc::new(audit_key);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head);
-        let vault = Self { store, seal, keks: KekCache::default(), writer, audit_key, credential_locks: Default::default(), tokens: TokenCache::default() };
+        let vault = Self {
+            store,
+            seal,
+            keks: KekCache::default(),
+            writer,
+            audit_key,
+            credential_locks: Default::default(),
+            tokens: TokenCache::default(),
+        };
         if created {
-            let event = record(SYSTEM, "", &RequestId::generate(), "system.init", "audit-chain-key", AuditOutcome::Success, "created the audit chain key");
+            let event = record(
+                SYSTEM,
+                "",
+                &RequestId::generate(),
+                "system.init",
+                "audit-chain-key",
+                AuditOutcome::Success,
+                "created the audit chain key",
+            );
             vault.audit_event(event).await?;
         }
         let root = vault.create_root_token_if_none().await?;
@@ -117,7 +133,15 @@ impl Vault {
             expires_at: None,
             revoked_at: None,
         };
-        let audit = record(SYSTEM, "", &RequestId::generate(), "token.create", &format!("token:{}", issued.id), AuditOutcome::Success, "role=operator; root token");
+        let audit = record(
+            SYSTEM,
+            "",
+            &RequestId::generate(),
+            "token.create",
+            &format!("token:{}", issued.id),
+            AuditOutcome::Success,
+            "role=operator; root token",
+        );
         self.submit(WriteRequest { op: Some(WriteOp::CreateToken(row)), audit }).await?;
         Ok(Some(issued))
     }
@@ -155,7 +179,15 @@ impl Vault {
         };
         let Some(row) = row.filter(|_| valid) else {
             let detail = if bearer.is_none() { "no token" } else { "invalid, expired or revoked token" };
-            let event = record(&principal_name, &source.to_string(), &request_id, action, resource, AuditOutcome::Denied, detail);
+            let event = record(
+                &principal_name,
+                &source.to_string(),
+                &request_id,
+                action,
+                resource,
+                AuditOutcome::Denied,
+                detail,
+            );
             self.audit_event(event).await?;
             return Err(CoreError::Unauthenticated);
         };
@@ -189,8 +221,23 @@ impl Vault {
         })
     }
 
-    pub(crate) fn event(&self, caller: &Caller, action: &str, resource: &str, outcome: AuditOutcome, detail: &str) -> AuditRecord {
-        record(&caller.principal.audit_name(), &caller.source.to_string(), &caller.request_id, action, resource, outcome, detail)
+    pub(crate) fn event(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> AuditRecord {
+        record(
+            &caller.principal.audit_name(),
+            &caller.source.to_string(),
+            &caller.request_id,
+            action,
+            resource,
+            outcome,
+            detail,
+        )
     }
 
     async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {

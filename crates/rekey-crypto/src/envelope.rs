@@ -114,10 +114,7 @@ pub(crate) fn open_blob(
         return Err(CryptoError::Decrypt);
     }
     if header.key_version != expected.key_version {
-        return Err(CryptoError::WrongKeyVersion {
-            found: header.key_version,
-            expected: expected.key_version,
-        });
+        return Err(CryptoError::WrongKeyVersion { found: header.key_version, expected: expected.key_version });
     }
     let aad = [&blob[..HEADER_LEN], context].concat();
     let nonce = Nonce::from_slice(&blob[HEADER_LEN - NONCE_LEN..HEADER_LEN]);

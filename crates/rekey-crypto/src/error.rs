@@ -14,5 +14,9 @@ pub enum CryptoError {
     #[error("seal: {0}")]
     Seal(String),
     #[error("seal key file {path}: {source}")]
-    KeyFile { path: String, #[source] source: std::io::Error },
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

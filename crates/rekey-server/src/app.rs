@@ -58,9 +58,8 @@ impl App {
         .map_err(BuildError::Store)?;
         let seal = DevSeal::open_or_create(&config.seal_key_file()).map_err(BuildError::Seal)?;
         tracing::warn!(key_file = %seal.path().display(), "dev seal in use: the root key is a file beside the data; never use this in production");
-        let (vault, root_token) = Vault::open(Arc::new(store), Arc::new(seal), VaultOptions::default())
-            .await
-            .map_err(BuildError::Vault)?;
+        let (vault, root_token) =
+            Vault::open(Arc::new(store), Arc::new(seal), VaultOptions::default()).await.map_err(BuildError::Vault)?;
         let vault = Arc::new(vault);
         let metrics = Arc::new(Metrics::new(vault.writer().stats().clone()));
         let state = AppState { vault: vault.clone(), metrics };
@@ -84,7 +83,8 @@ impl App {
         let local = listener.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
         let task = match &self.config.tls {
             None => {
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| BuildError::Bind { addr, source })?;
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).map_err(|source| BuildError::Bind { addr, source })?;
                 tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
                         tracing::error!(error = %e, "server stopped");
@@ -173,10 +173,7 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let request_id = RequestId::generate();
     req.extensions_mut().insert(request_id);
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let mut response = next.run(req).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -263,14 +263,20 @@ impl Config {
         if let Some(url) = &self.store.url {
             let u = url.expose();
             if !(u.starts_with("sqlite://") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                return Err(ConfigError::Invalid { field: "store.url", message: "must start with sqlite:// or postgres://".into() });
+                return Err(ConfigError::Invalid {
+                    field: "store.url",
+                    message: "must start with sqlite:// or postgres://".into(),
+                });
             }
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid { field: "log.format", message: "must be text or json".into() });
         }
         if self.limits.max_body_bytes < 1024 || self.limits.max_import_bytes < 1024 {
-            return Err(ConfigError::Invalid { field: "limits", message: "body limits must be at least 1024 bytes".into() });
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "body limits must be at least 1024 bytes".into(),
+            });
         }
         Ok(())
     }

@@ -50,7 +50,11 @@ pub fn body_bytes(body: RawBody, request_id: RequestId) -> Result<Bytes, ApiErro
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this server accepts", request_id)
         } else {
-            ApiError::new(ErrorCode::BadRequest, format!("cannot read the request body: {}", rejection.body_text()), request_id)
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("cannot read the request body: {}", rejection.body_text()),
+                request_id,
+            )
         }
     })
 }
@@ -60,8 +64,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestId) -> R
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "the request needs a JSON body", request_id));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {}", sanitize_json_error(&e)), request_id))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {}", sanitize_json_error(&e)), request_id)
+    })
 }
 
 /// A serde_json error as shown to a client: position and reason, without the offending value.

@@ -47,13 +47,22 @@ impl Collector for AuditCollector {
         for (name, help, value) in [
             ("rekey_audit_events", "Audit events committed by this server", s.events.load(Ordering::Relaxed)),
             ("rekey_audit_batches", "Group commits of audit events and writes", s.batches.load(Ordering::Relaxed)),
-            ("rekey_audit_failed_batches", "Group commits that failed (their requests were refused)", s.failed_batches.load(Ordering::Relaxed)),
+            (
+                "rekey_audit_failed_batches",
+                "Group commits that failed (their requests were refused)",
+                s.failed_batches.load(Ordering::Relaxed),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
         let g = ConstGauge::new(s.head_seq.load(Ordering::SeqCst));
-        g.encode(encoder.encode_descriptor("rekey_audit_head_seq", "Highest audit sequence number committed by this server", None, g.metric_type())?)?;
+        g.encode(encoder.encode_descriptor(
+            "rekey_audit_head_seq",
+            "Highest audit sequence number committed by this server",
+            None,
+            g.metric_type(),
+        )?)?;
         Ok(())
     }
 }
@@ -63,16 +72,22 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
-        registry.register("rekey_http_requests", "HTTP requests by method, route template and status", requests.clone());
-        registry.register("rekey_http_request_duration_seconds", "HTTP request latency by route template", duration.clone());
+        registry.register(
+            "rekey_http_requests",
+            "HTTP requests by method, route template and status",
+            requests.clone(),
+        );
+        registry.register(
+            "rekey_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            duration.clone(),
+        );
         registry.register_collector(Box::new(AuditCollector(writer_stats)));
         Self { registry, requests, duration }
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&HttpLabels { method: method.to_owned(), route: route.to_owned(), status })
-            .inc();
+        self.requests.get_or_create(&HttpLabels { method: method.to_owned(), route: route.to_owned(), status }).inc();
         self.duration.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
     }
 

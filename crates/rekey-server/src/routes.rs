@@ -168,7 +168,11 @@ pub async fn list_tenants(
     Ok(Json(s.vault.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
-pub async fn show_tenant(State(s): State<AppState>, ctx: ReqCtx, Path(tenant): Path<String>) -> ApiResult<Json<TenantView>> {
+pub async fn show_tenant(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<TenantView>> {
     let resource = audit_resource(&tenant);
     let caller = s.auth(&ctx, "tenant.show", &resource).await?;
     let name = s.input(&caller, "tenant.show", &resource, TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
@@ -197,13 +201,14 @@ struct PutBody {
 
 impl PutBody {
     fn into_input(self, ctx: &ReqCtx) -> ApiResult<PutInput> {
-        let kind = CredentialKind::from_str(&self.kind).map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string(), ctx.request_id))?;
+        let kind = CredentialKind::from_str(&self.kind)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string(), ctx.request_id))?;
         let secret = match (self.secret, self.secret_base64, self.certificate_pem, self.private_key_pem) {
             (Some(s), None, None, None) => PutSecret::Opaque(Secret::new(s.expose().as_bytes().to_vec())),
             (None, Some(b), None, None) => PutSecret::Opaque(Secret::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.expose().as_bytes())
-                    .map_err(|_| ApiError::new(ErrorCode::BadRequest, "secret_base64 is not valid base64", ctx.request_id))?,
+                base64::engine::general_purpose::STANDARD.decode(b.expose().as_bytes()).map_err(|_| {
+                    ApiError::new(ErrorCode::BadRequest, "secret_base64 is not valid base64", ctx.request_id)
+                })?,
             )),
             (None, None, Some(cert_pem), Some(key)) => {
                 PutSecret::Certificate { cert_pem, key_pem: Secret::new(key.expose().as_bytes().to_vec()) }
@@ -302,7 +307,8 @@ pub async fn reveal(
         secret: text,
         secret_base64: b64.as_deref().map(String::as_str),
     };
-    let json = serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
+    let json =
+        serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
     Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
 }
 
@@ -398,19 +404,23 @@ pub async fn import(
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body is not UTF-8", ctx.request_id))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body is not UTF-8", ctx.request_id))?;
         let first = q.first_line.unwrap_or(1);
         let lines: Vec<(u64, Result<ImportLine, String>)> = text
             .split('\n')
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(i, l)| {
-                let parsed = serde_json::from_str::<ImportLine>(l)
-                    .map_err(|e| crate::extract::sanitize_json_error(&e));
+                let parsed = serde_json::from_str::<ImportLine>(l).map_err(|e| crate::extract::sanitize_json_error(&e));
                 (first + i as u64, parsed)
             })
             .collect();
-        let options = ImportOptions { dry_run: q.dry_run, create_tenants: q.create_tenants, mode: q.mode.unwrap_or(ImportMode::Atomic) };
+        let options = ImportOptions {
+            dry_run: q.dry_run,
+            create_tenants: q.create_tenants,
+            mode: q.mode.unwrap_or(ImportMode::Atomic),
+        };
         Ok((lines, options))
     })();
     let (lines, options) = s.input(&caller, "cred.import", "", parsed).await?;
@@ -445,9 +455,15 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
     let caller = s.auth(&ctx, "token.create", "").await?;
     let parsed = (|| {
         let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
-        let role = Role::from_str(&b.role).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string(), ctx.request_id))?;
+        let role =
+            Role::from_str(&b.role).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string(), ctx.request_id))?;
         let tenant = b.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
-        let credentials = b.credentials.iter().map(|c| CredentialName::parse(c)).collect::<Result<Vec<_>, _>>().map_err(name_error(&ctx))?;
+        let credentials = b
+            .credentials
+            .iter()
+            .map(|c| CredentialName::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(name_error(&ctx))?;
         let cidrs = b
             .cidrs
             .iter()
@@ -457,14 +473,18 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
         let expiry = match b.ttl.as_deref() {
             None => Expiry::After(DEFAULT_TTL_SECS),
             Some("never") => Expiry::Never,
-            Some(t) => Expiry::After(rekey_types::time::parse_duration_secs(t).map_err(bad(ErrorCode::BadRequest, &ctx))?),
+            Some(t) => {
+                Expiry::After(rekey_types::time::parse_duration_secs(t).map_err(bad(ErrorCode::BadRequest, &ctx))?)
+            }
         };
         Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
     })();
     let spec = s.input(&caller, "token.create", "", parsed).await?;
     let (view, issued) = s.vault.create_token(&caller, spec).await.map_err(core(&ctx))?;
     let body = CreatedToken { token: view, secret: issued.expose().to_owned() };
-    let json = Zeroizing::new(serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?);
+    let json = Zeroizing::new(
+        serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?,
+    );
     let mut secret = body.secret;
     zeroize::Zeroize::zeroize(&mut secret);
     Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json.to_vec()).into_response()))
@@ -475,9 +495,9 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     if let Ok(net) = s.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    s.parse::<std::net::IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s.chars().take(64).collect::<String>()))
+    s.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| {
+        format!("{:?} is not a CIDR (e.g. 10.0.0.0/8) or an IP address", s.chars().take(64).collect::<String>())
+    })
 }
 
 pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
@@ -485,10 +505,15 @@ pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Js
     Ok(Json(s.vault.list_tokens(&caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn revoke_token(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn revoke_token(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("token:{id}"));
     let caller = s.auth(&ctx, "token.revoke", &resource).await?;
-    let parsed = TokenId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
+    let parsed = TokenId::from_str(&id)
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
     let id = s.input(&caller, "token.revoke", &resource, parsed).await?;
     s.vault.revoke_token(&caller, id).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
@@ -525,5 +550,9 @@ pub async fn not_found(ctx: ReqCtx) -> ApiError {
 }
 
 pub async fn method_not_allowed(ctx: ReqCtx) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method; see /v1/openapi.json", ctx.request_id)
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method; see /v1/openapi.json",
+        ctx.request_id,
+    )
 }

@@ -63,7 +63,14 @@ impl TestApp {
         c
     }
 
-    async fn call_on(&self, router: &Router, method: Method, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    async fn call_on(
+        &self,
+        router: &Router,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -95,7 +102,12 @@ impl TestApp {
 
     async fn put(&self, cred: &str, secret: &str) -> Reply {
         let (t, n) = cred.split_once('/').unwrap();
-        self.root(Method::PUT, &format!("/v1/tenants/{t}/credentials/{n}"), Some(json!({"kind": "generic", "secret": secret}))).await
+        self.root(
+            Method::PUT,
+            &format!("/v1/tenants/{t}/credentials/{n}"),
+            Some(json!({"kind": "generic", "secret": secret})),
+        )
+        .await
     }
 
     async fn reveal_with(&self, token: &str, cred: &str) -> Reply {
@@ -139,7 +151,10 @@ async fn tour_create_put_show_reveal_versions_rollback_delete() {
     assert!(!String::from_utf8_lossy(&r.raw).contains("pw-one"), "put answers with metadata only");
     let mut body2 = body.clone();
     body2["secret"] = json!("pw-two");
-    assert_eq!(t.root(Method::PUT, "/v1/tenants/acme/credentials/directory", Some(body2)).await.body["current_version"], 2);
+    assert_eq!(
+        t.root(Method::PUT, "/v1/tenants/acme/credentials/directory", Some(body2)).await.body["current_version"],
+        2
+    );
     let shown = t.root(Method::GET, "/v1/tenants/acme/credentials/directory", None).await;
     assert_eq!(shown.body["fields"]["bind_dn"], "cn=svc,dc=acme,dc=example");
     assert!(!String::from_utf8_lossy(&shown.raw).contains("pw-"), "show never carries the secret");
@@ -165,7 +180,11 @@ async fn binary_secrets_and_certificates() {
     let t = TestApp::spawn().await;
     t.tenant("acme", "uk").await;
     let r = t
-        .root(Method::PUT, "/v1/tenants/acme/credentials/blob", Some(json!({"kind": "generic", "secret_base64": "AP8AAQ=="})))
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/blob",
+            Some(json!({"kind": "generic", "secret_base64": "AP8AAQ=="})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let root = t.root.clone();
@@ -176,7 +195,11 @@ async fn binary_secrets_and_certificates() {
     let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
     let fields = json!({"token_url": "https://login.example/t/oauth2/v2.0/token", "client_id": "abc", "scope": "https://graph.microsoft.com/.default"});
     let r = t
-        .root(Method::PUT, "/v1/tenants/acme/credentials/ews", Some(json!({"kind": "entra-app", "fields": fields, "certificate_pem": cert, "private_key_pem": key})))
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/ews",
+            Some(json!({"kind": "entra-app", "fields": fields, "certificate_pem": cert, "private_key_pem": key})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["fields"]["auth"], "certificate");
@@ -184,7 +207,11 @@ async fn binary_secrets_and_certificates() {
     assert!(secret.contains("PRIVATE KEY") && secret.contains("BEGIN CERTIFICATE"));
     // A certificate for another kind, or a key that is not PEM, is refused.
     let r = t
-        .root(Method::PUT, "/v1/tenants/acme/credentials/g", Some(json!({"kind": "generic", "certificate_pem": cert, "private_key_pem": key})))
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/g",
+            Some(json!({"kind": "generic", "certificate_pem": cert, "private_key_pem": key})),
+        )
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
 }
@@ -200,7 +227,8 @@ async fn role_matrix() {
     }
     let auditor = t.token(json!({"role": "auditor"})).await;
     let admin = t.token(json!({"role": "tenant-admin", "tenant": "acme"})).await;
-    let connector = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["127.0.0.0/8"]})).await;
+    let connector =
+        t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["127.0.0.0/8"]})).await;
     let operator = t.root.clone();
     let put = json!({"kind": "generic", "secret": "x"});
     // (method, path, body, [operator, auditor, tenant-admin, connector])
@@ -240,7 +268,13 @@ async fn role_matrix() {
         for (i, token) in tokens.iter().enumerate() {
             let r = t.call(method.clone(), path, Some(token), body.clone()).await;
             if r.status.as_u16() != expected[i] {
-                failures.push(format!("{} {method} {path}: got {} want {} ({})", names[i], r.status.as_u16(), expected[i], r.body));
+                failures.push(format!(
+                    "{} {method} {path}: got {} want {} ({})",
+                    names[i],
+                    r.status.as_u16(),
+                    expected[i],
+                    r.body
+                ));
             }
             // A secret reaches only the roles allowed to reveal it.
             if String::from_utf8_lossy(&r.raw).contains("s3cret") {
@@ -267,7 +301,8 @@ async fn tokens_expire_revoke_and_respect_cidrs() {
     let t = TestApp::spawn().await;
     t.tenant("acme", "uk").await;
     t.put("acme/dir", "pw").await;
-    let far = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["10.0.0.0/8"]})).await;
+    let far =
+        t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["10.0.0.0/8"]})).await;
     assert_error(&t.reveal_with(&far, "acme/dir").await, StatusCode::FORBIDDEN, "forbidden");
     let from_ten = TestApp::router_from(&t.app, "10.1.2.3:5555");
     let r = t.call_on(&from_ten, Method::POST, "/v1/tenants/acme/credentials/dir/reveal", Some(&far), None).await;
@@ -279,15 +314,26 @@ async fn tokens_expire_revoke_and_respect_cidrs() {
     assert_error(&t.reveal_with(&short, "acme/dir").await, StatusCode::UNAUTHORIZED, "unauthenticated");
 
     let list = t.root(Method::GET, "/v1/tokens", None).await;
-    let id = list.body.as_array().unwrap().iter().find(|x| x["cidrs"][0] == "10.0.0.0/8").unwrap()["id"].as_str().unwrap().to_owned();
+    let id = list.body.as_array().unwrap().iter().find(|x| x["cidrs"][0] == "10.0.0.0/8").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(t.root(Method::DELETE, &format!("/v1/tokens/{id}"), None).await.status, StatusCode::OK);
     let r = t.call_on(&from_ten, Method::POST, "/v1/tenants/acme/credentials/dir/reveal", Some(&far), None).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
     assert_error(&t.root(Method::DELETE, &format!("/v1/tokens/{id}"), None).await, StatusCode::NOT_FOUND, "not_found");
     // A forged secret for a real id, and garbage, are both plain 401s.
     let forged = format!("{}0000", &t.root[..t.root.len() - 4]);
-    assert_error(&t.call(Method::GET, "/v1/sys/status", Some(&forged), None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
-    assert_error(&t.call(Method::GET, "/v1/sys/status", Some("garbage"), None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_error(
+        &t.call(Method::GET, "/v1/sys/status", Some(&forged), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &t.call(Method::GET, "/v1/sys/status", Some("garbage"), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
     assert_error(&t.call(Method::GET, "/v1/sys/status", None, None).await, StatusCode::UNAUTHORIZED, "unauthenticated");
     // Token rules.
     for bad in [
@@ -301,7 +347,13 @@ async fn tokens_expire_revoke_and_respect_cidrs() {
     ] {
         assert_error(&t.root(Method::POST, "/v1/tokens", Some(bad)).await, StatusCode::BAD_REQUEST, "bad_request");
     }
-    let r = t.root(Method::POST, "/v1/tokens", Some(json!({"role": "connector", "tenant": "acme", "credentials": ["ghost"]}))).await;
+    let r = t
+        .root(
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"role": "connector", "tenant": "acme", "credentials": ["ghost"]})),
+        )
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
 
@@ -314,26 +366,99 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let root = t.root.clone();
     let raw = |body: &str| Some(body.as_bytes().to_vec());
     let path = "/v1/tenants/acme/credentials/dir";
-    let cases: Vec<(Method, String, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    type Case = (Method, String, Option<Vec<u8>>, StatusCode, &'static str);
+    let cases: Vec<Case> = vec![
         (Method::PUT, path.into(), raw("{not json"), StatusCode::BAD_REQUEST, "bad_request"),
         (Method::PUT, path.into(), raw(""), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"generic","secret":987654321}"#), StatusCode::BAD_REQUEST, "bad_request"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"generic","secret":"x","extra":1}"#), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"generic","secret":987654321}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"generic","secret":"x","extra":1}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         (Method::PUT, path.into(), raw(r#"{"kind":"generic"}"#), StatusCode::BAD_REQUEST, "bad_request"),
         (Method::PUT, path.into(), raw(r#"{"kind":"generic","secret":""}"#), StatusCode::BAD_REQUEST, "bad_request"),
         (Method::PUT, path.into(), raw(r#"{"kind":"nosuch","secret":"x"}"#), StatusCode::BAD_REQUEST, "invalid_field"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"http://x"}}"#), StatusCode::BAD_REQUEST, "invalid_field"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"ldap://x","bind_dn":"cn=a","colour":"red"}}"#), StatusCode::BAD_REQUEST, "invalid_field"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"pop3","secret":"x","fields":{"host":"h","port":"0","tls":"none","user":"u"}}"#), StatusCode::BAD_REQUEST, "invalid_field"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"ldap://x","bind_dn":"not a dn"}}"#), StatusCode::BAD_REQUEST, "invalid_field"),
-        (Method::PUT, path.into(), raw(r#"{"kind":"smtp","secret":"x","fields":{"host":"h","port":"25","tls":"none","user":"u"}}"#), StatusCode::CONFLICT, "conflict"),
-        (Method::PUT, "/v1/tenants/Acme/credentials/dir".into(), raw(r#"{"kind":"generic","secret":"x"}"#), StatusCode::BAD_REQUEST, "invalid_name"),
-        (Method::PUT, "/v1/tenants/acme/credentials/d%20ir".into(), raw(r#"{"kind":"generic","secret":"x"}"#), StatusCode::BAD_REQUEST, "invalid_name"),
-        (Method::PUT, "/v1/tenants/nobody/credentials/dir".into(), raw(r#"{"kind":"generic","secret":"x"}"#), StatusCode::NOT_FOUND, "not_found"),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"http://x"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"ldap://x","bind_dn":"cn=a","colour":"red"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"pop3","secret":"x","fields":{"host":"h","port":"0","tls":"none","user":"u"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"ldap","secret":"x","fields":{"url":"ldap://x","bind_dn":"not a dn"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            Method::PUT,
+            path.into(),
+            raw(r#"{"kind":"smtp","secret":"x","fields":{"host":"h","port":"25","tls":"none","user":"u"}}"#),
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+        (
+            Method::PUT,
+            "/v1/tenants/Acme/credentials/dir".into(),
+            raw(r#"{"kind":"generic","secret":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            Method::PUT,
+            "/v1/tenants/acme/credentials/d%20ir".into(),
+            raw(r#"{"kind":"generic","secret":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            Method::PUT,
+            "/v1/tenants/nobody/credentials/dir".into(),
+            raw(r#"{"kind":"generic","secret":"x"}"#),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
         (Method::PUT, path.into(), Some(vec![b' '; 70 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         (Method::POST, "/v1/tenants".into(), raw(r#"{"name":"acme","region":"uk"}"#), StatusCode::CONFLICT, "conflict"),
-        (Method::POST, "/v1/tenants".into(), raw(r#"{"name":"x","region":"United Kingdom"}"#), StatusCode::BAD_REQUEST, "invalid_name"),
-        (Method::POST, "/v1/tenants".into(), raw(r#"{"name":"x","region":"uk","contacts":["not-an-address"]}"#), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            Method::POST,
+            "/v1/tenants".into(),
+            raw(r#"{"name":"x","region":"United Kingdom"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            Method::POST,
+            "/v1/tenants".into(),
+            raw(r#"{"name":"x","region":"uk","contacts":["not-an-address"]}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         (Method::POST, format!("{path}/rollback"), raw(r#"{"to":"one"}"#), StatusCode::BAD_REQUEST, "bad_request"),
         (Method::POST, format!("{path}/rollback"), raw(r#"{"to":9}"#), StatusCode::NOT_FOUND, "not_found"),
         (Method::POST, format!("{path}/rollback"), raw(r#"{"to":1}"#), StatusCode::CONFLICT, "conflict"),
@@ -347,7 +472,10 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     for (method, path, body, status, code) in cases {
         let r = t.call_on(&t.router, method.clone(), &path, Some(&root), body).await;
         assert_error(&r, status, code);
-        assert!(!String::from_utf8_lossy(&r.raw).contains("987654321"), "{method} {path}: a value from the body was echoed");
+        assert!(
+            !String::from_utf8_lossy(&r.raw).contains("987654321"),
+            "{method} {path}: a value from the body was echoed"
+        );
     }
     assert_eq!(t.counts().await, before, "nothing changed");
     assert_eq!(t.reveal_with(&root, "acme/dir").await.body["secret"], "pw");
@@ -484,11 +612,20 @@ async fn an_event_forged_at_the_next_sequence_number_stops_the_vault() {
         .unwrap();
     let root = t.root.clone();
     assert_error(&t.reveal_with(&root, "acme/a").await, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
-    assert_error(&t.root(Method::GET, "/v1/audit/verify", None).await, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable");
+    assert_error(
+        &t.root(Method::GET, "/v1/audit/verify", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+    );
 }
 
 fn problem_kinds(report: &Value) -> Vec<(i64, String)> {
-    report["problems"].as_array().unwrap().iter().map(|p| (p["seq"].as_i64().unwrap(), p["kind"].as_str().unwrap().to_owned())).collect()
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["seq"].as_i64().unwrap(), p["kind"].as_str().unwrap().to_owned()))
+        .collect()
 }
 
 #[tokio::test]
@@ -606,23 +743,37 @@ async fn openapi_documents_exactly_the_routes_served() {
     for (path, item) in doc.body["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             documented += 1;
-            let concrete = path.replace("{tenant}", "acme").replace("{name}", "x").replace("{id}", "01a2a6c4-20b7-70f6-8746-fb26912d2871");
+            let concrete = path
+                .replace("{tenant}", "acme")
+                .replace("{name}", "x")
+                .replace("{id}", "01a2a6c4-20b7-70f6-8746-fb26912d2871");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = t.call(m, &concrete, None, None).await;
             let unrouted = r.status == StatusCode::METHOD_NOT_ALLOWED
-                || (r.status == StatusCode::NOT_FOUND && r.body["message"].as_str().is_some_and(|s| s.contains("no such route")));
+                || (r.status == StatusCode::NOT_FOUND
+                    && r.body["message"].as_str().is_some_and(|s| s.contains("no such route")));
             assert!(!unrouted, "{method} {path} is documented but not served");
         }
     }
     assert_eq!(documented, rekey_server::openapi::ROUTES.len());
     // The router serves nothing undocumented: probe each documented path with every method.
     for route in rekey_server::openapi::ROUTES {
-        let concrete = route.path.replace("{tenant}", "acme").replace("{name}", "x").replace("{id}", "01a2a6c4-20b7-70f6-8746-fb26912d2871");
+        let concrete = route
+            .path
+            .replace("{tenant}", "acme")
+            .replace("{name}", "x")
+            .replace("{id}", "01a2a6c4-20b7-70f6-8746-fb26912d2871");
         for method in ["get", "post", "put", "delete", "patch"] {
-            let is_documented = rekey_server::openapi::ROUTES.iter().any(|r| r.path == route.path && r.method == method);
+            let is_documented =
+                rekey_server::openapi::ROUTES.iter().any(|r| r.path == route.path && r.method == method);
             let r = t.call(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(), &concrete, None, None).await;
             if !is_documented {
-                assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {} is served but not documented", route.path);
+                assert_eq!(
+                    r.status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {} is served but not documented",
+                    route.path
+                );
             }
         }
     }

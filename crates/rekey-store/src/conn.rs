@@ -140,7 +140,11 @@ pub(crate) trait Conn: Send {
     /// Runs several statements without arguments (migrations).
     fn batch(&mut self, sql: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn query_opt(&mut self, sql: &str, args: Vec<Arg>) -> impl Future<Output = Result<Option<OwnedRow>, StoreError>> + Send {
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<Option<OwnedRow>, StoreError>> + Send {
         async move { Ok(self.query(sql, args).await?.into_iter().next()) }
     }
 }

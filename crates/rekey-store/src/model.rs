@@ -154,14 +154,27 @@ pub struct WriteRequest {
 
 #[non_exhaustive]
 pub enum WriteOp {
-    CreateTenant { tenant: TenantRow, kek: KekRow },
+    CreateTenant {
+        tenant: TenantRow,
+        kek: KekRow,
+    },
     /// A new version of a credential. With `create`, the credential row is inserted (its name
     /// must be free); otherwise its fields and labels are updated and `version` must be exactly
     /// one more than the stored current version, or the write is a `Conflict`.
-    PutVersion { credential: CredentialRow, version: VersionRow, create: bool },
-    DeleteCredential { id: CredentialId, at: Timestamp },
+    PutVersion {
+        credential: CredentialRow,
+        version: VersionRow,
+        create: bool,
+    },
+    DeleteCredential {
+        id: CredentialId,
+        at: Timestamp,
+    },
     CreateToken(TokenRow),
-    RevokeToken { id: TokenId, at: Timestamp },
+    RevokeToken {
+        id: TokenId,
+        at: Timestamp,
+    },
     /// Several operations that succeed or fail together (used by bulk import).
     All(Vec<WriteOp>),
 }

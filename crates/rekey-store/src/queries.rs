@@ -64,7 +64,8 @@ fn kek_row(row: &OwnedRow) -> Result<KekRow, StoreError> {
     })
 }
 
-const CRED_COLS: &str = "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, c.created_at, c.updated_at";
+const CRED_COLS: &str =
+    "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, c.created_at, c.updated_at";
 
 fn credential_row(row: &OwnedRow) -> Result<CredentialRow, StoreError> {
     Ok(CredentialRow {
@@ -155,15 +156,22 @@ pub(crate) async fn migrate<C: Conn>(c: &mut C) -> Result<(), StoreError> {
             // Several servers may start at once against one database: one migrates at a time.
             c.exec("SELECT pg_advisory_xact_lock(72657365)", vec![]).await?;
         }
-        c.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)").await?;
-        let applied: Vec<i64> = all(c.query("SELECT version FROM schema_migrations", vec![]).await?, |r| r.int("version"))?;
+        c.batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i64> =
+            all(c.query("SELECT version FROM schema_migrations", vec![]).await?, |r| r.int("version"))?;
         for (version, sql) in migrations(backend) {
             if applied.contains(version) {
                 continue;
             }
             c.batch(sql).await?;
-            c.exec("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", args![*version, Timestamp::now().as_micros()])
-                .await?;
+            c.exec(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                args![*version, Timestamp::now().as_micros()],
+            )
+            .await?;
             tracing::info!(backend = backend.as_str(), version, "applied migration");
         }
         Ok(())
@@ -188,7 +196,11 @@ async fn finish<C: Conn, T>(c: &mut C, result: Result<T, StoreError>) -> Result<
 
 // ---- reads ----------------------------------------------------------------------------------
 
-pub(crate) async fn tenant_by<C: Conn>(c: &mut C, column: &'static str, value: String) -> Result<Option<TenantRow>, StoreError> {
+pub(crate) async fn tenant_by<C: Conn>(
+    c: &mut C,
+    column: &'static str,
+    value: String,
+) -> Result<Option<TenantRow>, StoreError> {
     let sql = match column {
         "id" => "SELECT * FROM tenants WHERE id = $1",
         _ => "SELECT * FROM tenants WHERE name = $1",
@@ -212,9 +224,15 @@ pub(crate) async fn list_tenants<C: Conn>(c: &mut C, filter: TenantFilter) -> Re
     all(c.query(&sql, a).await?, tenant_row)
 }
 
-pub(crate) async fn kek<C: Conn>(c: &mut C, tenant: String, version: Option<u32>) -> Result<Option<KekRow>, StoreError> {
+pub(crate) async fn kek<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    version: Option<u32>,
+) -> Result<Option<KekRow>, StoreError> {
     let row = match version {
-        Some(v) => c.query_opt("SELECT * FROM tenant_keks WHERE tenant_id = $1 AND version = $2", args![tenant, v]).await?,
+        Some(v) => {
+            c.query_opt("SELECT * FROM tenant_keks WHERE tenant_id = $1 AND version = $2", args![tenant, v]).await?
+        }
         None => {
             c.query_opt(
                 "SELECT * FROM tenant_keks WHERE tenant_id = $1 AND state = 'active' ORDER BY version DESC LIMIT 1",
@@ -226,12 +244,21 @@ pub(crate) async fn kek<C: Conn>(c: &mut C, tenant: String, version: Option<u32>
     row.map(|r| kek_row(&r)).transpose()
 }
 
-pub(crate) async fn credential<C: Conn>(c: &mut C, tenant: String, name: String) -> Result<Option<CredentialRow>, StoreError> {
-    let sql = format!("SELECT {CRED_COLS} FROM credentials c WHERE c.tenant_id = $1 AND c.name = $2 AND c.deleted_at IS NULL");
+pub(crate) async fn credential<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    name: String,
+) -> Result<Option<CredentialRow>, StoreError> {
+    let sql = format!(
+        "SELECT {CRED_COLS} FROM credentials c WHERE c.tenant_id = $1 AND c.name = $2 AND c.deleted_at IS NULL"
+    );
     c.query_opt(&sql, args![tenant, name]).await?.map(|r| credential_row(&r)).transpose()
 }
 
-pub(crate) async fn list_credentials<C: Conn>(c: &mut C, filter: CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError> {
+pub(crate) async fn list_credentials<C: Conn>(
+    c: &mut C,
+    filter: CredentialFilter,
+) -> Result<Vec<CredentialListRow>, StoreError> {
     let mut sql = format!(
         "SELECT {CRED_COLS}, t.name AS tenant_name, t.region AS tenant_region FROM credentials c \
          JOIN tenants t ON t.id = c.tenant_id WHERE c.deleted_at IS NULL"
@@ -259,18 +286,33 @@ pub(crate) async fn list_credentials<C: Conn>(c: &mut C, filter: CredentialFilte
     a.push(filter.limit.max(1).into());
     sql.push_str(&format!(" ORDER BY t.name, c.name LIMIT ${}", a.len()));
     all(c.query(&sql, a).await?, |r| {
-        Ok(CredentialListRow { tenant: r.text("tenant_name")?, region: r.text("tenant_region")?, credential: credential_row(r)? })
+        Ok(CredentialListRow {
+            tenant: r.text("tenant_name")?,
+            region: r.text("tenant_region")?,
+            credential: credential_row(r)?,
+        })
     })
 }
 
-pub(crate) async fn version<C: Conn>(c: &mut C, credential: String, version: Option<u32>) -> Result<Option<VersionRow>, StoreError> {
+pub(crate) async fn version<C: Conn>(
+    c: &mut C,
+    credential: String,
+    version: Option<u32>,
+) -> Result<Option<VersionRow>, StoreError> {
     let row = match version {
         Some(v) => {
-            c.query_opt("SELECT * FROM credential_versions WHERE credential_id = $1 AND version = $2", args![credential, v]).await?
+            c.query_opt(
+                "SELECT * FROM credential_versions WHERE credential_id = $1 AND version = $2",
+                args![credential, v],
+            )
+            .await?
         }
         None => {
-            c.query_opt("SELECT * FROM credential_versions WHERE credential_id = $1 AND stage = 'current'", args![credential])
-                .await?
+            c.query_opt(
+                "SELECT * FROM credential_versions WHERE credential_id = $1 AND stage = 'current'",
+                args![credential],
+            )
+            .await?
         }
     };
     row.map(|r| version_row(&r)).transpose()
@@ -295,7 +337,11 @@ pub(crate) async fn list_versions<C: Conn>(c: &mut C, credential: String) -> Res
     })
 }
 
-pub(crate) async fn reveal_row<C: Conn>(c: &mut C, tenant: String, name: String) -> Result<Option<RevealRow>, StoreError> {
+pub(crate) async fn reveal_row<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    name: String,
+) -> Result<Option<RevealRow>, StoreError> {
     let row = c
         .query_opt(
             "SELECT c.tenant_id, c.id, c.kind, v.version, v.kek_version, v.wrapped_dek, v.ciphertext \
@@ -329,10 +375,15 @@ pub(crate) async fn list_tokens<C: Conn>(c: &mut C) -> Result<Vec<TokenRow>, Sto
 
 pub(crate) async fn system_key<C: Conn>(c: &mut C, purpose: String) -> Result<Option<SystemKeyRow>, StoreError> {
     let row = c
-        .query_opt("SELECT purpose, version, wrapped FROM system_keys WHERE purpose = $1 ORDER BY version DESC LIMIT 1", args![purpose])
+        .query_opt(
+            "SELECT purpose, version, wrapped FROM system_keys WHERE purpose = $1 ORDER BY version DESC LIMIT 1",
+            args![purpose],
+        )
         .await?;
-    row.map(|r| Ok(SystemKeyRow { purpose: r.text("purpose")?, version: u32_of(&r, "version")?, wrapped: r.blob("wrapped")? }))
-        .transpose()
+    row.map(|r| {
+        Ok(SystemKeyRow { purpose: r.text("purpose")?, version: u32_of(&r, "version")?, wrapped: r.blob("wrapped")? })
+    })
+    .transpose()
 }
 
 pub(crate) async fn insert_system_key<C: Conn>(c: &mut C, row: SystemKeyRow) -> Result<bool, StoreError> {
@@ -381,7 +432,10 @@ pub(crate) async fn audit_tail<C: Conn>(c: &mut C, n: u32) -> Result<Vec<StoredA
 }
 
 pub(crate) async fn audit_page<C: Conn>(c: &mut C, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
-    all(c.query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", args![after, limit]).await?, audit_row)
+    all(
+        c.query("SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", args![after, limit]).await?,
+        audit_row,
+    )
 }
 
 // ---- writes ---------------------------------------------------------------------------------
@@ -402,7 +456,14 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             }
             c.exec(
                 "INSERT INTO tenants (id, name, region, contacts, state, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                args![tenant.id.to_string(), &tenant.name, &tenant.region, json(&tenant.contacts), &tenant.state, tenant.created_at.as_micros()],
+                args![
+                    tenant.id.to_string(),
+                    &tenant.name,
+                    &tenant.region,
+                    json(&tenant.contacts),
+                    &tenant.state,
+                    tenant.created_at.as_micros()
+                ],
             )
             .await
             .map_err(|e| duplicate_as(e, exists()))?;
@@ -453,10 +514,16 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     return Err(StoreError::Conflict);
                 }
                 // The old current becomes previous; the old previous is retired.
-                c.exec("UPDATE credential_versions SET stage = 'retired' WHERE credential_id = $1 AND stage = 'previous'", args![cred_id.clone()])
-                    .await?;
-                c.exec("UPDATE credential_versions SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current'", args![cred_id.clone()])
-                    .await?;
+                c.exec(
+                    "UPDATE credential_versions SET stage = 'retired' WHERE credential_id = $1 AND stage = 'previous'",
+                    args![cred_id.clone()],
+                )
+                .await?;
+                c.exec(
+                    "UPDATE credential_versions SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current'",
+                    args![cred_id.clone()],
+                )
+                .await?;
             }
             c.exec(
                 "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, created_by, created_at) \
@@ -477,7 +544,10 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::DeleteCredential { id, at } => {
             let n = c
-                .exec("UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL", args![at.as_micros(), id.to_string()])
+                .exec(
+                    "UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+                    args![at.as_micros(), id.to_string()],
+                )
                 .await?;
             if n != 1 {
                 return Err(StoreError::NotFound { entity: "credential", id: id.to_string() });
@@ -506,7 +576,10 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::RevokeToken { id, at } => {
             let n = c
-                .exec("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL", args![at.as_micros(), id.to_string()])
+                .exec(
+                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+                    args![at.as_micros(), id.to_string()],
+                )
                 .await?;
             if n != 1 {
                 return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
@@ -528,7 +601,18 @@ const AUDIT_ROWS_PER_INSERT: usize = 500;
 const AUDIT_COLUMNS: &str = "INSERT INTO audit_events (seq, time, principal, action, resource, outcome, source, request_id, detail, mac) VALUES ";
 
 fn audit_args(r: &AuditRecord, mac: &[u8; 32]) -> Vec<Arg> {
-    args![r.seq, r.time.as_micros(), &r.principal, &r.action, &r.resource, r.outcome.as_str(), &r.source, &r.request_id, &r.detail, mac.to_vec()]
+    args![
+        r.seq,
+        r.time.as_micros(),
+        &r.principal,
+        &r.action,
+        &r.resource,
+        r.outcome.as_str(),
+        &r.source,
+        &r.request_id,
+        &r.detail,
+        mac.to_vec()
+    ]
 }
 
 async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])]) -> Result<(), StoreError> {
@@ -581,7 +665,11 @@ fn error_code_of(e: &StoreError) -> &'static str {
 }
 
 /// See [`crate::Store::apply`].
-pub(crate) async fn apply<C: Conn>(c: &mut C, requests: &[WriteRequest], chain: &ChainFn) -> Result<Applied, StoreError> {
+pub(crate) async fn apply<C: Conn>(
+    c: &mut C,
+    requests: &[WriteRequest],
+    chain: &ChainFn,
+) -> Result<Applied, StoreError> {
     let backend = c.backend();
     c.batch(match backend {
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -625,8 +713,11 @@ pub(crate) async fn apply<C: Conn>(c: &mut C, requests: &[WriteRequest], chain: 
             if let Err(e) = result {
                 record.outcome = AuditOutcome::Error;
                 let code = error_code_of(e);
-                record.detail =
-                    if record.detail.is_empty() { format!("failed: {code}") } else { format!("{}; failed: {code}", record.detail) };
+                record.detail = if record.detail.is_empty() {
+                    format!("failed: {code}")
+                } else {
+                    format!("{}; failed: {code}", record.detail)
+                };
             }
             mac = chain(&mac, &record.canonical_bytes());
             records.push((record, mac));

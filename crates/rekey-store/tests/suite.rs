@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rekey_store::*;
-use rekey_types::{AuditOutcome, AuditRecord, CredentialId, CredentialKind, Role, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{
+    AuditOutcome, AuditRecord, CredentialId, CredentialKind, Role, TenantId, TenantName, Timestamp, TokenId,
+};
 use sqlx::Connection;
 
 struct Db {
@@ -90,8 +92,22 @@ fn tenant(name: &str, region: &str) -> (TenantRow, KekRow) {
     let id = TenantId::generate();
     let now = Timestamp::now();
     (
-        TenantRow { id, name: name.into(), region: region.into(), contacts: vec!["a@b.example".into()], state: "active".into(), created_at: now },
-        KekRow { tenant_id: id, version: 1, state: "active".into(), wrapped: vec![1; 60], root_version: 1, created_at: now },
+        TenantRow {
+            id,
+            name: name.into(),
+            region: region.into(),
+            contacts: vec!["a@b.example".into()],
+            state: "active".into(),
+            created_at: now,
+        },
+        KekRow {
+            tenant_id: id,
+            version: 1,
+            state: "active".into(),
+            wrapped: vec![1; 60],
+            root_version: 1,
+            created_at: now,
+        },
     )
 }
 
@@ -164,7 +180,8 @@ async fn versions_advance_and_stage(db: Db) {
     let c = db.store.credential(t, "dir").await.unwrap().unwrap();
     assert_eq!(c.current_version, 3);
     assert_eq!(c.fields["description"], "v3");
-    let stages: Vec<(u32, String)> = db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+    let stages: Vec<(u32, String)> =
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
     assert_eq!(stages, vec![(1, "retired".into()), (2, "previous".into()), (3, "current".into())]);
     let current = db.store.version(id, None).await.unwrap().unwrap();
     assert_eq!(current.version, 3);
@@ -211,7 +228,10 @@ async fn failed_op_does_not_undo_others_and_is_audited_as_error(db: Db) {
     assert_eq!(events.len(), 4);
     assert_eq!(events[0].record.seq, before + 1);
     let outcomes: Vec<AuditOutcome> = events.iter().map(|e| e.record.outcome).collect();
-    assert_eq!(outcomes, vec![AuditOutcome::Success, AuditOutcome::Error, AuditOutcome::Success, AuditOutcome::Success]);
+    assert_eq!(
+        outcomes,
+        vec![AuditOutcome::Success, AuditOutcome::Error, AuditOutcome::Success, AuditOutcome::Success]
+    );
     assert!(events[1].record.detail.contains("not_found"));
 }
 
@@ -301,22 +321,46 @@ async fn listing_filters_and_pages(db: Db) {
     let all = db.store.list_credentials(&CredentialFilter { limit: 100, ..Default::default() }).await.unwrap();
     let names: Vec<String> = all.iter().map(|r| format!("{}/{}", r.tenant, r.credential.name)).collect();
     assert_eq!(names, vec!["acme/one", "acme/two", "globex/one"]);
-    let uk = db.store.list_credentials(&CredentialFilter { region: Some("uk".into()), limit: 100, ..Default::default() }).await.unwrap();
+    let uk = db
+        .store
+        .list_credentials(&CredentialFilter { region: Some("uk".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(uk.len(), 2);
-    let of_g = db.store.list_credentials(&CredentialFilter { tenant: Some(g), limit: 100, ..Default::default() }).await.unwrap();
+    let of_g = db
+        .store
+        .list_credentials(&CredentialFilter { tenant: Some(g), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(of_g.len(), 1);
-    let ldap = db.store.list_credentials(&CredentialFilter { kind: Some(CredentialKind::Ldap), limit: 100, ..Default::default() }).await.unwrap();
+    let ldap = db
+        .store
+        .list_credentials(&CredentialFilter { kind: Some(CredentialKind::Ldap), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
     assert!(ldap.is_empty());
     let page = db
         .store
-        .list_credentials(&CredentialFilter { after: Some(("acme".into(), "one".into())), limit: 1, ..Default::default() })
+        .list_credentials(&CredentialFilter {
+            after: Some(("acme".into(), "one".into())),
+            limit: 1,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].credential.name, "two");
-    let tenants = db.store.list_tenants(&TenantFilter { region: Some("us".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let tenants = db
+        .store
+        .list_tenants(&TenantFilter { region: Some("us".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["globex"]);
-    let after = db.store.list_tenants(&TenantFilter { after: Some("acme".into()), limit: 10, ..Default::default() }).await.unwrap();
+    let after = db
+        .store
+        .list_tenants(&TenantFilter { after: Some("acme".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(after.len(), 1);
     let counts = db.store.counts().await.unwrap();
     assert_eq!((counts.tenants, counts.credentials, counts.versions), (2, 3, 3));
@@ -336,11 +380,8 @@ async fn atomic_group_rolls_back_together(db: Db) {
     let (t2, k2) = tenant("globex", "us");
     let t2id = t2.id;
     // The third op conflicts (a second version 1 of "a"), so the whole group must vanish.
-    let group = WriteOp::All(vec![
-        WriteOp::CreateTenant { tenant: t2, kek: k2 },
-        put(t, "a", 1, None),
-        put(t, "a", 1, None),
-    ]);
+    let group =
+        WriteOp::All(vec![WriteOp::CreateTenant { tenant: t2, kek: k2 }, put(t, "a", 1, None), put(t, "a", 1, None)]);
     let r = apply(&db, vec![Some(group)]).await;
     assert!(r[0].is_err());
     assert!(db.store.tenant_by_id(t2id).await.unwrap().is_none());

@@ -66,9 +66,7 @@ pub fn validate_dn(dn: &str) -> Result<(), DnError> {
                         let next = bytes.get(i + 1).ok_or(DnError("dangling escape"))?;
                         if SPECIAL.contains(next) {
                             i += 2;
-                        } else if next.is_ascii_hexdigit()
-                            && bytes.get(i + 2).is_some_and(|b| b.is_ascii_hexdigit())
-                        {
+                        } else if next.is_ascii_hexdigit() && bytes.get(i + 2).is_some_and(|b| b.is_ascii_hexdigit()) {
                             i += 3;
                         } else {
                             return Err(DnError("bad escape"));

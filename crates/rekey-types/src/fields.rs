@@ -50,9 +50,7 @@ impl CredentialKind {
                 &["token_url", "client_id", "scope"],
                 &["directory_id", "auth", "ca_pem", "app_object_id", "graph_url"],
             ),
-            CredentialKind::Pop3 | CredentialKind::Smtp => {
-                (&["host", "port", "tls", "user"], &["ca_pem"])
-            }
+            CredentialKind::Pop3 | CredentialKind::Smtp => (&["host", "port", "tls", "user"], &["ca_pem"]),
             CredentialKind::Generic => (&[], &["description"]),
         }
     }
@@ -176,12 +174,7 @@ impl Fields {
     }
 }
 
-fn check_value(
-    kind: CredentialKind,
-    key: &str,
-    value: &str,
-    all: &BTreeMap<String, String>,
-) -> Result<(), FieldError> {
+fn check_value(kind: CredentialKind, key: &str, value: &str, all: &BTreeMap<String, String>) -> Result<(), FieldError> {
     match key {
         "url" => {
             let url = url::Url::parse(value).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
@@ -198,10 +191,7 @@ fn check_value(
                     _ => tls != TlsMode::Implicit,
                 };
                 if !ok {
-                    return Err(invalid(
-                        "tls",
-                        "ldaps:// means implicit TLS; ldap:// takes starttls or none",
-                    ));
+                    return Err(invalid("tls", "ldaps:// means implicit TLS; ldap:// takes starttls or none"));
                 }
             }
         }
@@ -225,28 +215,22 @@ fn check_value(
             }
         }
         "host" => check_host(value).map_err(|e| invalid(key, e))?,
-        "ca_pem" => {
-            if !value.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(invalid(key, "must be a PEM certificate (-----BEGIN CERTIFICATE-----)"));
-            }
+        "ca_pem" if !value.contains("-----BEGIN CERTIFICATE-----") => {
+            return Err(invalid(key, "must be a PEM certificate (-----BEGIN CERTIFICATE-----)"));
         }
-        "client_id" | "directory_id" | "app_object_id" => {
-            if value.len() > 128 || value.contains(char::is_whitespace) {
-                return Err(invalid(key, "must be an identifier without spaces, at most 128 characters"));
-            }
+        "client_id" | "directory_id" | "app_object_id"
+            if (value.len() > 128 || value.contains(char::is_whitespace)) =>
+        {
+            return Err(invalid(key, "must be an identifier without spaces, at most 128 characters"));
         }
-        "auth" => {
-            if !matches!(value, "secret" | "certificate") {
-                return Err(invalid(key, "must be secret or certificate"));
-            }
+        "auth" if !matches!(value, "secret" | "certificate") => {
+            return Err(invalid(key, "must be secret or certificate"));
         }
         "rotator" => {
             crate::names::CredentialName::parse(value).map_err(|e| invalid(key, e.to_string()))?;
         }
-        "user" | "scope" | "description" => {
-            if value.len() > 1024 {
-                return Err(invalid(key, "longer than 1024 characters"));
-            }
+        "user" | "scope" | "description" if value.len() > 1024 => {
+            return Err(invalid(key, "longer than 1024 characters"));
         }
         _ => {}
     }
@@ -319,11 +303,8 @@ mod tests {
         .unwrap();
         let err = Fields::validate(CredentialKind::Ldap, map(&[("url", "ldaps://dc1")])).unwrap_err();
         assert!(matches!(err, FieldError::Missing { field: "bind_dn", .. }));
-        let err = Fields::validate(
-            CredentialKind::Ldap,
-            map(&[("url", "http://dc1"), ("bind_dn", "cn=x")]),
-        )
-        .unwrap_err();
+        let err =
+            Fields::validate(CredentialKind::Ldap, map(&[("url", "http://dc1"), ("bind_dn", "cn=x")])).unwrap_err();
         assert!(err.to_string().contains("ldap://"));
         let err = Fields::validate(
             CredentialKind::Ldap,

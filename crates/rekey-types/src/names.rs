@@ -33,9 +33,7 @@ fn check_slug(what: &'static str, value: &str, max: usize) -> Result<(), NameErr
     }
     let bytes = value.as_bytes();
     let valid = bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && !value.ends_with('-')
         && !value.contains("--");
     if !valid {
@@ -117,9 +115,8 @@ pub struct CredRef {
 
 impl CredRef {
     pub fn parse(value: &str) -> Result<Self, NameError> {
-        let (tenant, name) = value
-            .split_once('/')
-            .ok_or_else(|| NameError::BadReference(value.chars().take(64).collect()))?;
+        let (tenant, name) =
+            value.split_once('/').ok_or_else(|| NameError::BadReference(value.chars().take(64).collect()))?;
         Ok(Self { tenant: TenantName::parse(tenant)?, name: CredentialName::parse(name)? })
     }
 }
@@ -154,10 +151,7 @@ mod tests {
         for bad in ["", "Acme", "1acme", "acme-", "ac--me", "ac me", "acme/x", "ac_me", "é"] {
             assert!(TenantName::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(matches!(
-            TenantName::parse(&"a".repeat(64)),
-            Err(NameError::TooLong { max: 63, .. })
-        ));
+        assert!(matches!(TenantName::parse(&"a".repeat(64)), Err(NameError::TooLong { max: 63, .. })));
         assert!(Region::parse("a-very-long-region").is_err());
     }
 

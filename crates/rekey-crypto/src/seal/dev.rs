@@ -16,7 +16,8 @@ use crate::envelope::{open_blob, seal_blob, to_key, Header, Purpose};
 use crate::keys::{random_32, Kek, SystemKey};
 use crate::CryptoError;
 
-const BANNER: &str = "# REKEY DEV SEAL ROOT KEY - NOT FOR PRODUCTION: anyone who reads this file reads every credential";
+const BANNER: &str =
+    "# REKEY DEV SEAL ROOT KEY - NOT FOR PRODUCTION: anyone who reads this file reads every credential";
 
 pub struct DevSeal {
     key: Zeroizing<[u8; 32]>,
@@ -74,7 +75,12 @@ impl DevSeal {
         seal_blob(&self.key, self.header(purpose), &ctx.bytes(), key)
     }
 
-    fn unwrap(&self, purpose: Purpose, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    fn unwrap(
+        &self,
+        purpose: Purpose,
+        ctx: KeyContext<'_>,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         to_key(open_blob(&self.key, self.header(purpose), &ctx.bytes(), wrapped)?)
     }
 }
