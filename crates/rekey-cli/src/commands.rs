@@ -98,11 +98,9 @@ fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)
 fn tenants_table(ts: &[TenantView]) {
     table(
         &["NAME", "REGION", "STATE", "CONTACTS", "CREATED"],
-        &ts.iter()
-            .map(|t| {
-                vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()]
-            })
-            .collect::<Vec<_>>(),
+        ts.iter().map(|t| {
+            vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()]
+        }),
     );
 }
 
@@ -129,40 +127,36 @@ fn credential_pairs(c: &CredentialView) {
 fn tokens_table(ts: &[TokenView]) {
     table(
         &["ID", "ROLE", "TENANT", "CREDENTIALS", "CIDRS", "STATE", "EXPIRES", "DESCRIPTION"],
-        &ts.iter()
-            .map(|t| {
-                vec![
-                    t.id.clone(),
-                    t.role.to_string(),
-                    opt(&t.tenant),
-                    t.credentials.join(","),
-                    t.cidrs.join(","),
-                    t.state.clone(),
-                    t.expires_at.map_or_else(|| "never".into(), |e| e.to_string()),
-                    t.description.clone(),
-                ]
-            })
-            .collect::<Vec<_>>(),
+        ts.iter().map(|t| {
+            vec![
+                t.id.clone(),
+                t.role.to_string(),
+                opt(&t.tenant),
+                t.credentials.join(","),
+                t.cidrs.join(","),
+                t.state.clone(),
+                t.expires_at.map_or_else(|| "never".into(), |e| e.to_string()),
+                t.description.clone(),
+            ]
+        }),
     );
 }
 
 fn events_table(es: &[AuditEventView]) {
     table(
         &["SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "OUTCOME", "SOURCE", "DETAIL"],
-        &es.iter()
-            .map(|e| {
-                vec![
-                    e.seq.to_string(),
-                    e.time.to_string(),
-                    e.principal.clone(),
-                    e.action.clone(),
-                    e.resource.clone(),
-                    e.outcome.clone(),
-                    e.source.clone(),
-                    e.detail.clone(),
-                ]
-            })
-            .collect::<Vec<_>>(),
+        es.iter().map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.time.to_string(),
+                e.principal.clone(),
+                e.action.clone(),
+                e.resource.clone(),
+                e.outcome.clone(),
+                e.source.clone(),
+                e.detail.clone(),
+            ]
+        }),
     );
 }
 
@@ -287,17 +281,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     show(format, &vs, |vs| {
                         table(
                             &["CREDENTIAL", "KIND", "REGION", "VERSION", "UPDATED"],
-                            &vs.iter()
-                                .map(|v| {
-                                    vec![
-                                        format!("{}/{}", v.tenant, v.name),
-                                        v.kind.to_string(),
-                                        v.region.clone(),
-                                        v.current_version.to_string(),
-                                        v.updated_at.to_string(),
-                                    ]
-                                })
-                                .collect::<Vec<_>>(),
+                            vs.iter().map(|v| {
+                                vec![
+                                    format!("{}/{}", v.tenant, v.name),
+                                    v.kind.to_string(),
+                                    v.region.clone(),
+                                    v.current_version.to_string(),
+                                    v.updated_at.to_string(),
+                                ]
+                            }),
                         )
                     });
                 }
@@ -306,17 +298,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     show(format, &vs, |vs| {
                         table(
                             &["VERSION", "STAGE", "KEY VERSION", "CREATED BY", "CREATED"],
-                            &vs.iter()
-                                .map(|v| {
-                                    vec![
-                                        v.version.to_string(),
-                                        v.stage.clone(),
-                                        v.kek_version.to_string(),
-                                        v.created_by.clone(),
-                                        v.created_at.to_string(),
-                                    ]
-                                })
-                                .collect::<Vec<_>>(),
+                            vs.iter().map(|v| {
+                                vec![
+                                    v.version.to_string(),
+                                    v.stage.clone(),
+                                    v.kek_version.to_string(),
+                                    v.created_by.clone(),
+                                    v.created_at.to_string(),
+                                ]
+                            }),
                         )
                     });
                 }

@@ -447,6 +447,22 @@ fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
     }
 }
 
+/// Stamps one row, found by id, with a time (`$1` the time, `$2` the id); "not found" if no
+/// row matched (absent, or already stamped).
+async fn update_one<C: Conn>(
+    c: &mut C,
+    sql: &str,
+    at: i64,
+    entity: &'static str,
+    id: String,
+) -> Result<(), StoreError> {
+    if c.exec(sql, args![at, id.clone()]).await? == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound { entity, id })
+    }
+}
+
 async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
     match op {
         WriteOp::CreateTenant { tenant, kek } => {
@@ -543,16 +559,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             Ok(())
         }
         WriteOp::DeleteCredential { id, at } => {
-            let n = c
-                .exec(
-                    "UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
-                    args![at.as_micros(), id.to_string()],
-                )
-                .await?;
-            if n != 1 {
-                return Err(StoreError::NotFound { entity: "credential", id: id.to_string() });
-            }
-            Ok(())
+            let sql = "UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
+            update_one(c, sql, at.as_micros(), "credential", id.to_string()).await
         }
         WriteOp::CreateToken(t) => {
             c.exec(
@@ -575,16 +583,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             Ok(())
         }
         WriteOp::RevokeToken { id, at } => {
-            let n = c
-                .exec(
-                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-                    args![at.as_micros(), id.to_string()],
-                )
-                .await?;
-            if n != 1 {
-                return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
-            }
-            Ok(())
+            let sql = "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+            update_one(c, sql, at.as_micros(), "active token", id.to_string()).await
         }
         WriteOp::All(ops) => {
             for op in ops {
