@@ -31,12 +31,8 @@ fn view(e: StoredAudit) -> AuditEventView {
         source: r.source,
         request_id: r.request_id,
         detail: r.detail,
-        mac: hex_encode(&e.mac),
+        mac: hex::encode(&e.mac),
     }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Vault {
