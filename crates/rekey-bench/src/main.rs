@@ -66,8 +66,7 @@ fn main() -> Result<()> {
 }
 
 fn dev_config(data: &Path) -> Config {
-    let mut config = Config::defaults();
-    config.dev = true;
+    let mut config = Config::dev_defaults();
     config.data_dir = data.to_owned();
     config.listen = "127.0.0.1:0".parse().expect("constant");
     config

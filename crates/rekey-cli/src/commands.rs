@@ -88,6 +88,13 @@ fn put_body(args: &PutArgs) -> Result<Zeroizing<Vec<u8>>> {
     Ok(bytes)
 }
 
+/// Writes an answer body as it came (JSON that may hold a secret), without re-encoding it.
+fn print_line(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.write_all(b"\n")
+}
+
 fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
     match format {
         OutputFormat::Json => output::json(value),
@@ -248,11 +255,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     let bytes = c.send_raw(request).await?;
                     match format {
-                        OutputFormat::Json => {
-                            let mut out = std::io::stdout().lock();
-                            out.write_all(&bytes)?;
-                            out.write_all(b"\n")?;
-                        }
+                        OutputFormat::Json => print_line(&bytes)?,
                         OutputFormat::Table => {
                             let v: Value = serde_json::from_slice(&bytes).context("unexpected answer")?;
                             let mut out = std::io::stdout().lock();
@@ -329,11 +332,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     let body = json!({ "role": role, "tenant": tenant, "credentials": creds, "cidrs": cidrs, "ttl": ttl, "description": description });
                     let bytes = c.send_raw(c.request(Method::POST, "/v1/tokens").json(&body)).await?;
                     match format {
-                        OutputFormat::Json => {
-                            let mut out = std::io::stdout().lock();
-                            out.write_all(&bytes)?;
-                            out.write_all(b"\n")?;
-                        }
+                        OutputFormat::Json => print_line(&bytes)?,
                         OutputFormat::Table => {
                             let v: Value = serde_json::from_slice(&bytes).context("unexpected answer")?;
                             let id = v["token"]["id"].as_str().unwrap_or("?");

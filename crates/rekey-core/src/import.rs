@@ -119,8 +119,8 @@ fn parse_line(line: Result<ImportLine, String>) -> Result<GoodLine, String> {
 struct TenantSlot {
     id: TenantId,
     region: String,
-    /// Set when this chunk creates the tenant.
-    created: Option<WriteOp>,
+    /// This chunk creates the tenant (its write, if any, is in `tenant_ops`).
+    created: bool,
 }
 
 impl Vault {
@@ -180,6 +180,8 @@ impl Vault {
         // becomes consecutive versions.
         let mut credentials: HashMap<(TenantId, String), Option<CredentialRow>> = HashMap::new();
         let mut puts = Vec::new();
+        // New tenants first: the puts of the same chunk wrap their keys under them.
+        let mut tenant_ops = Vec::new();
         let created_by = caller.principal.audit_name();
         for (number, line) in lines {
             let good = match parse_line(line) {
@@ -192,7 +194,7 @@ impl Vault {
             let outcome = async {
                 if !tenants.contains_key(&good.tenant) {
                     let slot = match self.store.tenant_by_name(&good.tenant).await? {
-                        Some(t) => TenantSlot { id: t.id, region: t.region, created: None },
+                        Some(t) => TenantSlot { id: t.id, region: t.region, created: false },
                         None if options.create_tenants => {
                             let region = good.region.clone().ok_or_else(|| {
                                 CoreError::BadRequest(format!(
@@ -201,20 +203,16 @@ impl Vault {
                                 ))
                             })?;
                             let new = NewTenant { name: good.tenant.clone(), region: region.clone(), contacts: vec![] };
-                            if options.dry_run {
-                                TenantSlot {
-                                    id: TenantId::generate(),
-                                    region: region.to_string(),
-                                    created: Some(WriteOp::All(vec![])),
-                                }
+                            let id = if options.dry_run {
+                                TenantId::generate()
                             } else {
                                 let (tenant, kek) = self.new_tenant_rows(&new)?;
-                                TenantSlot {
-                                    id: tenant.id,
-                                    region: region.to_string(),
-                                    created: Some(WriteOp::CreateTenant { tenant, kek }),
-                                }
-                            }
+                                let id = tenant.id;
+                                tenant_ops.push(WriteOp::CreateTenant { tenant, kek });
+                                id
+                            };
+                            report.tenants_created.push(good.tenant.to_string());
+                            TenantSlot { id, region: region.to_string(), created: true }
                         }
                         None => {
                             return Err(CoreError::NotFound(format!(
@@ -235,15 +233,13 @@ impl Vault {
                     }
                 }
                 let tenant_id = slot.id;
-                let new_tenant_kek = slot.created.as_ref().map(|_| 1);
+                let new_tenant_kek = slot.created.then_some(1);
                 let kind = good.input.kind;
                 let (fields, labels, secret) = prepare(good.input)?;
                 let key = (tenant_id, good.name.to_string());
                 if !credentials.contains_key(&key) {
-                    let existing = match slot.created {
-                        Some(_) => None,
-                        None => self.store.credential(tenant_id, good.name.as_str()).await?,
-                    };
+                    let existing =
+                        if slot.created { None } else { self.store.credential(tenant_id, good.name.as_str()).await? };
                     credentials.insert(key.clone(), existing);
                 }
                 let existing = credentials[&key].clone();
@@ -286,15 +282,8 @@ impl Vault {
                 Err(e) => report.errors.push(LineError { line: number, reason: e.to_string() }),
             }
         }
-        let mut ops = Vec::new();
-        for (name, slot) in tenants {
-            if let Some(op) = slot.created {
-                report.tenants_created.push(name.to_string());
-                ops.push(op);
-            }
-        }
         report.tenants_created.sort();
-        ops.extend(puts);
-        Ok((report, ops))
+        tenant_ops.extend(puts);
+        Ok((report, tenant_ops))
     }
 }

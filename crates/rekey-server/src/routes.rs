@@ -444,11 +444,11 @@ struct TokenBody {
     description: String,
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct CreatedToken {
-    pub token: TokenView,
+#[derive(Serialize)]
+struct CreatedToken<'a> {
+    token: TokenView,
     /// The bearer token. Shown once; only its hash is stored.
-    pub secret: String,
+    secret: &'a str,
 }
 
 pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
@@ -481,13 +481,10 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
     })();
     let spec = s.input(&caller, "token.create", "", parsed).await?;
     let (view, issued) = s.vault.create_token(&caller, spec).await.map_err(core(&ctx))?;
-    let body = CreatedToken { token: view, secret: issued.expose().to_owned() };
-    let json = Zeroizing::new(
-        serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?,
-    );
-    let mut secret = body.secret;
-    zeroize::Zeroize::zeroize(&mut secret);
-    Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json.to_vec()).into_response()))
+    let body = CreatedToken { token: view, secret: issued.expose() };
+    let json =
+        serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
+    Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
 }
 
 /// `10.0.0.0/8`, or a bare address meaning just that host.

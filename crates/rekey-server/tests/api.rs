@@ -36,8 +36,7 @@ impl TestApp {
     async fn spawn_with(store_url: Option<String>) -> Self {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::defaults();
-        config.dev = true;
+        let mut config = Config::dev_defaults();
         config.data_dir = dir.path().join("data");
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.limits.max_body_bytes = 64 * 1024;

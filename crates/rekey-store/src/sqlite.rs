@@ -12,10 +12,25 @@ use rusqlite::{ErrorCode, OpenFlags};
 use crate::conn::{Arg, Conn, OwnedRow, Value};
 use crate::{Backend, StoreError};
 
+type Shared = Arc<Mutex<rusqlite::Connection>>;
+
 pub(crate) struct SqlitePool {
-    writer: Arc<Mutex<rusqlite::Connection>>,
-    readers: Arc<Vec<Mutex<rusqlite::Connection>>>,
+    writer: Shared,
+    readers: Vec<Shared>,
     next: AtomicUsize,
+}
+
+/// Runs `f` on `conn` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    conn: Shared,
+    f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn.lock().expect("connection locks are never poisoned: no panics while held");
+        f(&mut SqliteConn(&mut guard))
+    })
+    .await
+    .map_err(|e| StoreError::Backend(Box::new(e)))?
 }
 
 fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
@@ -49,8 +64,9 @@ impl SqlitePool {
     /// and WAL mode exist before any reader.
     pub(crate) fn open(path: &Path, readers: u32) -> Result<Self, StoreError> {
         let writer = open(path)?;
-        let readers = (0..readers.max(1)).map(|_| open(path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers: Arc::new(readers), next: AtomicUsize::new(0) })
+        let readers =
+            (0..readers.max(1)).map(|_| open(path).map(|c| Arc::new(Mutex::new(c)))).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers, next: AtomicUsize::new(0) })
     }
 
     /// Runs `f` on the writer connection on a blocking thread.
@@ -58,13 +74,7 @@ impl SqlitePool {
         &self,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = writer.lock().expect("the writer lock is never poisoned: no panics while held");
-            f(&mut SqliteConn(&mut guard))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?
+        blocking(self.writer.clone(), f).await
     }
 
     /// Runs a short point read (one indexed row) right here on the async thread when a reader is
@@ -88,14 +98,8 @@ impl SqlitePool {
         &self,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let readers = self.readers.clone();
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % readers.len();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = readers[i].lock().expect("reader locks are never poisoned: no panics while held");
-            f(&mut SqliteConn(&mut guard))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(Box::new(e)))?
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        blocking(self.readers[i].clone(), f).await
     }
 }
 
