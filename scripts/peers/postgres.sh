@@ -5,7 +5,9 @@
 # initdb refuses to run as root, so as root every step runs as the `postgres` user. fsync is off:
 # this cluster holds throwaway test databases only.
 set -euo pipefail
-cmd=${1:?start|stop}; dir=${2:?data folder}
+cmd=${1:?start|stop}; dir=$(realpath -m "${2:?data folder}")
+# The postgres user may not be able to enter the caller's folder (a 0700 temp dir, say).
+cd /
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as=(); if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
 
