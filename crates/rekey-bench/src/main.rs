@@ -158,7 +158,7 @@ async fn http(duration: Duration, connections: usize) -> Result<()> {
     let put = load(addr, puts, connections, duration).await;
     report("rekey put (new version, durable)", &put);
     println!("  ratio put / bare: {:.2}   (target >= 15000 req/s)", put.rate() / base.rate());
-    let writer = started.vault.writer().stats();
+    let writer = started.keeper.writer_stats();
     let batches = writer.batches.load(std::sync::atomic::Ordering::Relaxed);
     let events = writer.events.load(std::sync::atomic::Ordering::Relaxed);
     println!(
@@ -234,7 +234,7 @@ async fn audit(events: usize) -> Result<()> {
         .await?,
     );
     let key = Arc::new(rekey_crypto::AuditKey::generate()?);
-    let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0);
+    let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0, None);
     let rows = Arc::new(rows);
     let start = Instant::now();
     let tasks = 512;
@@ -351,7 +351,7 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
         let mut app = App::build(dev_config(&full)).await?;
         let root = app.root_token.take().context("root token")?;
         std::fs::write(full.join("root-token"), format!("{}\n", root.expose()))?;
-        let vault = app.vault.clone();
+        let vault = app.keeper.vault()?;
         let caller =
             vault.authenticate(Some(root.expose()), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?;
         let mut line_no = 0u64;

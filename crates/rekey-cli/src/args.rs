@@ -56,6 +56,102 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Shamir seal: create the root key and print its unseal shares (once per store).
+    Init {
+        #[arg(long, default_value_t = 5)]
+        shares: u8,
+        #[arg(long, default_value_t = 3)]
+        threshold: u8,
+    },
+    /// Shamir seal: give one unseal share, read from stdin (never an argument).
+    Unseal {
+        /// Forget the shares given so far instead.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal the vault: every key is dropped from memory until the next unseal (operators).
+    Seal,
+    /// Root key and tenant key versions: list, rotate, compromise, destroy.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Per-tenant certificates for entra-app credentials.
+    #[command(subcommand)]
+    Cert(CertCmd),
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// The root key and every tenant KEK, with versions, state and what each wraps.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Rotate: a new tenant KEK version (--tenant, --all) with every DEK rewrapped, or a new
+    /// root key (--root) with every KEK rewrapped. Runs in the server; shows progress.
+    Rotate {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        root: bool,
+        /// Shamir root rotation: number of new shares.
+        #[arg(long, requires = "root")]
+        shares: Option<u8>,
+        /// Shamir root rotation: shares needed to unseal.
+        #[arg(long, requires = "root")]
+        threshold: Option<u8>,
+        /// Return once the job is started.
+        #[arg(long)]
+        no_wait: bool,
+        /// Do not ask for confirmation (root rotation).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// What a key version (root@N or TENANT@N) wraps.
+    Show { key: String },
+    /// Mark a key version compromised and rotate off it.
+    Compromise {
+        key: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Destroy a key version; --force if it still wraps data (which becomes unrecoverable).
+    Destroy {
+        key: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Key jobs (rotations).
+    Jobs,
+    /// One key job; --wait to follow it to the end.
+    Job {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CertCmd {
+    /// Issue a key pair and certificate for an entra-app credential; the key becomes its pending version.
+    Issue {
+        /// tenant/name
+        cred: String,
+        /// Lifetime, e.g. 90d (the default), 1y is 365d.
+        #[arg(long)]
+        lifetime: Option<String>,
+    },
+    /// The certificate inventory.
+    List {
+        /// Only those expiring within this time, e.g. 30d.
+        #[arg(long)]
+        expiring: Option<String>,
+    },
+    /// Mark a certificate revoked (SHA-1 or SHA-256 thumbprint, hex).
+    Revoke { thumbprint: String },
 }
 
 #[derive(Args)]
@@ -97,6 +193,12 @@ pub enum TenantCmd {
     },
     /// Show one tenant.
     Show { name: String },
+    /// Destroy every key of the tenant (crypto-shredding); its audit history stays.
+    Shred {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]

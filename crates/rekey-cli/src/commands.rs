@@ -180,10 +180,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 let mut items = vec![
                     ("version", s.version.clone()),
                     ("seal", format!("{} ({})", s.seal.kind, if s.seal.sealed { "sealed" } else { "unsealed" })),
-                    ("root key version", s.seal.root_key_version.to_string()),
+                    ("root key version", opt(&s.seal.root_key_version)),
                     ("store", s.store.clone()),
-                    ("audit head", s.audit_head_seq.to_string()),
+                    ("audit head", opt(&s.audit_head_seq)),
                 ];
+                if let (Some(init), Some(t), Some(n)) = (s.seal.initialized, s.seal.threshold, s.seal.shares) {
+                    if !init {
+                        items.push(("shamir", "not initialized: run rekey init".into()));
+                    } else if s.seal.sealed {
+                        items.push((
+                            "unseal progress",
+                            format!("{} of {t} shares (split {t}-of-{n})", s.seal.unseal_progress.unwrap_or(0)),
+                        ));
+                    } else {
+                        items.push(("shamir", format!("{t}-of-{n}")));
+                    }
+                }
                 if let Some(c) = &s.counts {
                     items.push(("tenants", c.tenants.to_string()));
                     items.push(("credentials", c.credentials.to_string()));
@@ -216,6 +228,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     let ts: Vec<TenantView> = c.get("/v1/tenants", &q).await?;
                     show(format, &ts, |ts| tenants_table(ts));
                 }
+                TenantCmd::Shred { name, yes } => return crate::keys::shred(&c, &name, yes, format).await,
                 TenantCmd::Show { name } => {
                     let t: TenantView = c.get(&format!("/v1/tenants/{name}"), &[]).await?;
                     show(format, &t, |t| {
@@ -351,6 +364,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Init { shares, threshold } => return crate::keys::init(&client()?, shares, threshold, format).await,
+        Command::Unseal { reset } => return crate::keys::unseal(&client()?, reset, format).await,
+        Command::Seal => {
+            let c = client()?;
+            let v: Value = c.send(c.request(Method::POST, "/v1/sys/seal")).await?;
+            show(format, &v, |_| println!("sealed"));
+        }
+        Command::Key(cmd) => return crate::keys::key(&client()?, cmd, format).await,
+        Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Audit(cmd) => {
             let c = client()?;
             match cmd {

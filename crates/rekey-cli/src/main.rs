@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod commands;
 mod import;
+mod keys;
 mod output;
 mod serve;
 

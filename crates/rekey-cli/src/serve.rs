@@ -62,10 +62,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
     }
     let scheme = if app.config.tls.is_some() { "https" } else { "http" };
+    let dev_seal = app.config.seal.kind == "dev";
     let started = app.start(shutdown_signal()).await.context("starting the listener")?;
     if dev {
+        let seal_note = if dev_seal {
+            "DEV SEAL: the root key is a file in the data folder. Never use --dev in production."
+        } else {
+            "Plain HTTP on loopback (--dev). Never use --dev in production."
+        };
         eprintln!(
-            "\nRekey dev server on {scheme}://{addr}\n  DEV SEAL: the root key is a file in the data folder. Never use --dev in production.\n\n  export REKEY_ADDR={scheme}://{addr}\n  export REKEY_TOKEN=$(cat {token})\n",
+            "\nRekey dev server on {scheme}://{addr}\n  {seal_note}\n\n  export REKEY_ADDR={scheme}://{addr}\n  export REKEY_TOKEN=$(cat {token})\n",
             addr = started.addr,
             token = token_file.display()
         );

@@ -10,6 +10,7 @@ use rekey_types::{
 };
 use zeroize::Zeroizing;
 
+use crate::keys::KeyUse;
 use crate::policy::Action;
 use crate::views::{CredentialView, Revealed, VersionView};
 use crate::{Caller, CoreError, Vault};
@@ -33,9 +34,10 @@ pub struct PutInput {
 }
 
 /// Checks the input and turns it into validated fields and the bytes to encrypt.
-pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, String>, Secret), CoreError> {
+pub(crate) fn prepare(input: PutInput) -> Result<Prepared, CoreError> {
     let PutInput { kind, mut fields, labels, secret } = input;
     validate_labels(&labels)?;
+    let mut certificate = None;
     let secret = match secret {
         PutSecret::Opaque(s) => {
             if kind == CredentialKind::EntraApp {
@@ -59,6 +61,9 @@ pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, Strin
                 ));
             }
             fields.insert("auth".into(), "certificate".into());
+            let info = rekey_crypto::cert::inspect_pair(&cert_pem, key_pem.expose())
+                .map_err(|e| CoreError::BadRequest(e.to_string()))?;
+            certificate = Some(info);
             let mut combined = Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len() + 1));
             combined.extend_from_slice(key_pem.expose());
             combined.push(b'\n');
@@ -73,7 +78,16 @@ pub(crate) fn prepare(input: PutInput) -> Result<(Fields, BTreeMap<String, Strin
         return Err(CoreError::BadRequest(format!("the secret is larger than {} bytes", Secret::MAX_LEN)));
     }
     let fields = Fields::validate(kind, fields)?;
-    Ok((fields, labels, secret))
+    Ok(Prepared { fields, labels, secret, certificate })
+}
+
+/// Checked input of a put.
+pub(crate) struct Prepared {
+    pub fields: Fields,
+    pub labels: BTreeMap<String, String>,
+    pub secret: Secret,
+    /// An `entra-app` certificate: recorded in the certificate inventory with the version.
+    pub certificate: Option<rekey_crypto::cert::CertInfo>,
 }
 
 /// The next version of a credential, before it is encrypted.
@@ -89,6 +103,8 @@ pub(crate) struct NextVersion<'a> {
     /// Wrap under this KEK version instead of the tenant's active one (a tenant created in the
     /// same write, whose KEK is not stored yet).
     pub kek_version: Option<u32>,
+    /// Store it as `pending` beside the current version instead of making it current.
+    pub pending: bool,
 }
 
 impl Vault {
@@ -99,7 +115,7 @@ impl Vault {
         next: NextVersion<'_>,
         secret: &Secret,
     ) -> Result<(WriteOp, CredentialRow), CoreError> {
-        let NextVersion { tenant, name, kind, fields, labels, existing, created_by, kek_version } = next;
+        let NextVersion { tenant, name, kind, fields, labels, existing, created_by, kek_version, pending } = next;
         if let Some(e) = existing {
             if e.kind != kind {
                 return Err(CoreError::Conflict(format!(
@@ -114,11 +130,11 @@ impl Vault {
                 self.store
                     .active_kek(tenant)
                     .await?
-                    .ok_or_else(|| CoreError::Conflict("the tenant has no active key".into()))?
+                    .ok_or_else(|| CoreError::KeyDestroyed("the tenant has no usable key: it was shredded".into()))?
                     .version
             }
         };
-        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_version).await?;
+        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_version, KeyUse::Serve).await?;
         let now = Timestamp::now();
         let credential = CredentialRow {
             id: existing.map_or_else(CredentialId::generate, |e| e.id),
@@ -127,16 +143,21 @@ impl Vault {
             kind,
             fields: fields.into_map(),
             labels,
-            current_version: existing.map_or(1, |e| e.current_version + 1),
+            current_version: existing.map_or(1, |e| e.current_version),
+            latest_version: existing.map_or(1, |e| e.latest_version + 1),
             created_at: existing.map_or(now, |e| e.created_at),
             updated_at: now,
         };
-        let slot = PayloadSlot { tenant, credential: credential.id, version: credential.current_version, kind };
+        let mut credential = credential;
+        if !pending {
+            credential.current_version = credential.latest_version;
+        }
+        let slot = PayloadSlot { tenant, credential: credential.id, version: credential.latest_version, kind };
         let sealed = seal_payload(&kek, kek_version, &slot, secret.expose()).map_err(CoreError::Crypto)?;
         let version = VersionRow {
             credential_id: credential.id,
-            version: credential.current_version,
-            stage: "current".into(),
+            version: credential.latest_version,
+            stage: if pending { "pending" } else { "current" }.into(),
             kek_version,
             wrapped_dek: sealed.wrapped_dek,
             ciphertext: sealed.ciphertext,
@@ -158,11 +179,11 @@ impl Vault {
             self.authorize(caller, Action::PutCredential(&cref.tenant), &format!("tenant {}", cref.tenant))?;
             let tenant = self.tenant(&cref.tenant).await?;
             let kind = input.kind;
-            let (fields, labels, secret) = prepare(input)?;
-            Ok((tenant, kind, fields, labels, secret))
+            let Prepared { fields, labels, secret, certificate } = prepare(input)?;
+            Ok((tenant, kind, fields, labels, secret, certificate))
         }
         .await;
-        let (tenant, kind, fields, labels, secret) = match prepared {
+        let (tenant, kind, fields, labels, secret, certificate) = match prepared {
             Ok(p) => p,
             Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
         };
@@ -181,8 +202,11 @@ impl Vault {
                     existing: existing.as_ref(),
                     created_by: &caller.principal.audit_name(),
                     kek_version: None,
+                    pending: false,
                 };
-                self.sealed_version(next, &secret).await
+                let (op, credential) = self.sealed_version(next, &secret).await?;
+                let op = self.with_certificate(op, &credential, certificate.as_ref()).await?;
+                Ok((op, credential))
             }
             .await;
             let (op, credential) = match sealed {
@@ -249,7 +273,10 @@ impl Vault {
                     }
                 }
             };
-            let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version).await?;
+            let kek = self
+                .keks
+                .get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version, KeyUse::Serve)
+                .await?;
             let slot = PayloadSlot {
                 tenant: row.tenant_id,
                 credential: row.credential_id,
@@ -344,7 +371,10 @@ impl Vault {
                 .version(credential.id, Some(to))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("version {to} of credential {cref}")))?;
-            let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant.id, old.kek_version).await?;
+            let kek = self
+                .keks
+                .get(self.store.as_ref(), self.seal.as_ref(), tenant.id, old.kek_version, KeyUse::Serve)
+                .await?;
             let slot = PayloadSlot { tenant: tenant.id, credential: credential.id, version: to, kind: credential.kind };
             let secret = open_payload(&kek, old.kek_version, &slot, &old.wrapped_dek, &old.ciphertext)
                 .map_err(CoreError::Decrypt)?;
@@ -360,6 +390,7 @@ impl Vault {
                         existing: Some(&credential),
                         created_by: &caller.principal.audit_name(),
                         kek_version: None,
+                        pending: false,
                     },
                     &secret,
                 )

@@ -28,6 +28,18 @@ pub enum CoreError {
     Conflict(String),
     #[error("the audit log cannot be written; the request was refused")]
     AuditUnavailable,
+    #[error("the vault is sealed")]
+    Sealed,
+    #[error(transparent)]
+    InvalidShare(rekey_crypto::ShareError),
+    #[error("{0}")]
+    KeyCompromised(String),
+    #[error("{0}")]
+    KeyDestroyed(String),
+    #[error("{0}")]
+    KeyInUse(String),
+    #[error("the seal failed: {0}")]
+    Seal(#[source] CryptoError),
     #[error("the stored secret cannot be decrypted")]
     Decrypt(#[source] CryptoError),
     #[error("storage failed")]
@@ -47,6 +59,12 @@ impl CoreError {
             CoreError::NotFound(_) | CoreError::Hidden(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
             CoreError::AuditUnavailable => ErrorCode::AuditUnavailable,
+            CoreError::Sealed => ErrorCode::Sealed,
+            CoreError::InvalidShare(_) => ErrorCode::InvalidShare,
+            CoreError::KeyCompromised(_) => ErrorCode::KeyCompromised,
+            CoreError::KeyDestroyed(_) => ErrorCode::KeyDestroyed,
+            CoreError::KeyInUse(_) => ErrorCode::KeyInUse,
+            CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
             CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,
         }
@@ -72,6 +90,20 @@ impl From<StoreError> for CoreError {
             StoreError::AlreadyExists { entity, id } => CoreError::Conflict(format!("{entity} {id} already exists")),
             StoreError::Conflict => CoreError::Conflict("a concurrent update won; try again".into()),
             other => CoreError::Store(other),
+        }
+    }
+}
+
+impl CoreError {
+    /// A failure of the seal: sealed, a share problem, a missing root version, or an HSM error.
+    pub fn from_seal(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Sealed => CoreError::Sealed,
+            CryptoError::Share(s) => CoreError::InvalidShare(s),
+            CryptoError::RootVersionMissing(v) => {
+                CoreError::KeyDestroyed(format!("root key version root@{v} is gone; what it wrapped is unrecoverable"))
+            }
+            other => CoreError::Seal(other),
         }
     }
 }

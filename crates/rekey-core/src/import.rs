@@ -235,7 +235,7 @@ impl Vault {
                 let tenant_id = slot.id;
                 let new_tenant_kek = slot.created.then_some(1);
                 let kind = good.input.kind;
-                let (fields, labels, secret) = prepare(good.input)?;
+                let crate::credentials::Prepared { fields, labels, secret, certificate } = prepare(good.input)?;
                 let key = (tenant_id, good.name.to_string());
                 if !credentials.contains_key(&key) {
                     let existing =
@@ -265,10 +265,12 @@ impl Vault {
                             existing: existing.as_ref(),
                             created_by: &created_by,
                             kek_version: new_tenant_kek,
+                            pending: false,
                         },
                         &secret,
                     )
                     .await?;
+                let op = self.with_certificate(op, &row, certificate.as_ref()).await?;
                 credentials.insert(key, Some(row));
                 Ok(Some(op))
             }

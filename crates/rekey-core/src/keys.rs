@@ -1,11 +1,16 @@
 //! The unwrapped-KEK cache. A KEK is unwrapped by the seal once and kept (zeroized on eviction),
 //! so a reveal costs one AES-GCM unwrap of the DEK and one decryption, not a trip to the seal.
+//!
+//! Each entry remembers the key's state and root version, and is checked against the store again
+//! after [`STATE_TTL`]: a key marked compromised or destroyed by another server sharing the
+//! database stops serving here within that time (at once when this server made the change).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use rekey_crypto::{Kek, KeyContext, Seal};
-use rekey_store::Store;
+use rekey_store::{key_state, Store};
 use rekey_types::TenantId;
 
 use crate::CoreError;
@@ -13,9 +18,42 @@ use crate::CoreError;
 /// Most KEKs kept unwrapped; past this the cache is emptied and refills on demand.
 const MAX_CACHED: usize = 200_000;
 
+/// How long a key's state is trusted before it is read from the store again.
+pub const STATE_TTL: Duration = Duration::from_secs(1);
+
+/// What the caller will do with the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyUse {
+    /// Decrypt for a caller, or encrypt new data: refused under a compromised key.
+    Serve,
+    /// Move wrapped DEKs off the key (an operator's rotation): allowed while compromised.
+    Rewrap,
+}
+
+struct Entry {
+    kek: Arc<Kek>,
+    state: String,
+    root_version: u32,
+    checked: Instant,
+}
+
 #[derive(Default)]
 pub(crate) struct KekCache {
-    keys: RwLock<HashMap<(TenantId, u32), Arc<Kek>>>,
+    keys: RwLock<HashMap<(TenantId, u32), Entry>>,
+    /// Root key versions and their states, as last read from the store.
+    roots: RwLock<(BTreeMap<u32, String>, Option<Instant>)>,
+}
+
+fn refuse(state: &str, what: &str, use_: KeyUse) -> Result<(), CoreError> {
+    match state {
+        key_state::DESTROYED => {
+            Err(CoreError::KeyDestroyed(format!("key version {what} was destroyed; what it wrapped is unrecoverable")))
+        }
+        key_state::COMPROMISED if use_ == KeyUse::Serve => Err(CoreError::KeyCompromised(format!(
+            "key version {what} is marked compromised; this data is served again once a rotation has moved it off that key"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl KekCache {
@@ -25,26 +63,86 @@ impl KekCache {
         seal: &dyn Seal,
         tenant: TenantId,
         version: u32,
+        use_: KeyUse,
     ) -> Result<Arc<Kek>, CoreError> {
-        if let Some(k) = self.keys.read().expect("KEK cache lock is never poisoned").get(&(tenant, version)) {
-            return Ok(k.clone());
+        let what = || format!("{tenant}@{version}");
+        let cached = {
+            let keys = self.keys.read().expect("KEK cache lock is never poisoned");
+            keys.get(&(tenant, version))
+                .filter(|e| e.checked.elapsed() < STATE_TTL)
+                .map(|e| (e.kek.clone(), e.state.clone(), e.root_version))
+        };
+        if let Some((kek, state, root)) = cached {
+            refuse(&state, &what(), use_)?;
+            self.check_root(store, root, use_).await?;
+            return Ok(kek);
         }
-        let row = store
-            .kek(tenant, version)
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("key version {tenant}/{version}")))?;
-        let kek =
-            seal.unwrap_kek(KeyContext::TenantKek { tenant, version }, &row.wrapped).map_err(CoreError::Decrypt)?;
-        let kek = Arc::new(kek);
-        self.insert(tenant, version, kek.clone());
+        let row =
+            store.kek(tenant, version).await?.ok_or_else(|| CoreError::NotFound(format!("key version {}", what())))?;
+        refuse(&row.state, &what(), use_)?;
+        self.check_root(store, row.root_version, use_).await?;
+        let reuse = {
+            let keys = self.keys.read().expect("KEK cache lock is never poisoned");
+            keys.get(&(tenant, version)).map(|e| e.kek.clone())
+        };
+        let kek = match reuse {
+            Some(k) => k,
+            None => Arc::new(
+                seal.unwrap_kek(KeyContext::TenantKek { tenant, version }, &row.wrapped)
+                    .map_err(CoreError::from_seal)?,
+            ),
+        };
+        self.insert(tenant, version, kek.clone(), &row.state, row.root_version);
         Ok(kek)
     }
 
-    pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>) {
+    async fn check_root(&self, store: &dyn Store, root: u32, use_: KeyUse) -> Result<(), CoreError> {
+        let fresh = {
+            let roots = self.roots.read().expect("root state lock is never poisoned");
+            roots.1.is_some_and(|at| at.elapsed() < STATE_TTL).then(|| roots.0.get(&root).cloned())
+        };
+        let state = match fresh {
+            Some(state) => state,
+            None => {
+                let rows = store.root_keys().await?;
+                let map: BTreeMap<u32, String> = rows.into_iter().map(|r| (r.version, r.state)).collect();
+                let state = map.get(&root).cloned();
+                *self.roots.write().expect("root state lock is never poisoned") = (map, Some(Instant::now()));
+                state
+            }
+        };
+        match state {
+            Some(state) => refuse(&state, &format!("root@{root}"), use_),
+            // Registered at start; a version the store does not know is one being added now.
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>, state: &str, root_version: u32) {
         let mut keys = self.keys.write().expect("KEK cache lock is never poisoned");
         if keys.len() >= MAX_CACHED {
             keys.clear();
         }
-        keys.insert((tenant, version), kek);
+        keys.insert((tenant, version), Entry { kek, state: state.to_owned(), root_version, checked: Instant::now() });
+    }
+
+    /// Forgets what is known about a key (after this server changed its state) or about all
+    /// root versions, so the next use reads the store.
+    pub(crate) fn forget(&self, tenant: TenantId, version: u32) {
+        self.keys.write().expect("KEK cache lock is never poisoned").remove(&(tenant, version));
+    }
+
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        self.keys.write().expect("KEK cache lock is never poisoned").retain(|(t, _), _| *t != tenant);
+    }
+
+    pub(crate) fn forget_roots(&self) {
+        self.roots.write().expect("root state lock is never poisoned").1 = None;
+    }
+
+    /// Drops every unwrapped key (zeroized as the last reference goes).
+    pub(crate) fn clear(&self) {
+        self.keys.write().expect("KEK cache lock is never poisoned").clear();
+        self.forget_roots();
     }
 }

@@ -11,9 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod certs;
 pub mod credentials;
+pub mod custody;
 mod error;
 pub mod import;
+mod jobs;
+pub mod keeper;
 mod keys;
 mod locks;
 pub mod policy;
@@ -24,5 +28,6 @@ pub mod views;
 pub mod writer;
 
 pub use error::CoreError;
+pub use keeper::Keeper;
 pub use policy::{Caller, Principal};
 pub use vault::{Vault, VaultOptions};

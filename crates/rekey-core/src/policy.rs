@@ -3,7 +3,7 @@
 //! | role | may |
 //! |---|---|
 //! | operator | everything |
-//! | auditor | status, metadata (tenants, credentials, versions, tokens) and the audit log; never a secret, never a write |
+//! | auditor | status, metadata (tenants, credentials, versions, tokens, keys, certificates) and the audit log; never a secret, never a write |
 //! | tenant-admin | for its own tenant: show the tenant, put, show, list, versions, rollback; write a secret but never read one back |
 //! | connector | reveal the credentials it is bound to, of its own tenant, from its allowed networks; nothing else |
 //!
@@ -58,6 +58,10 @@ pub enum Action<'a> {
     ManageTokens,
     ListTokens,
     ReadAudit,
+    /// Key list, key jobs, the certificate inventory.
+    ReadKeys,
+    /// Rotate, compromise, destroy, shred, seal, issue and revoke certificates.
+    ManageKeys,
 }
 
 /// Why a request was refused. `Hidden` is answered as "not found".
@@ -80,7 +84,8 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
             | ReadCredentialMeta(_)
             | ListAllCredentials
             | ListTokens
-            | ReadAudit => Ok(()),
+            | ReadAudit
+            | ReadKeys => Ok(()),
             RevealCredential(_) => Err(Denial::Forbidden("auditors never read secrets")),
             _ => Err(Denial::Forbidden("auditors have read-only access to metadata and the audit log")),
         },

@@ -39,6 +39,9 @@ fn check_contact(c: &str) -> Result<(), CoreError> {
 impl Vault {
     /// Builds the rows of a new tenant and its first KEK, caching the KEK for immediate use.
     pub(crate) fn new_tenant_rows(&self, new: &NewTenant) -> Result<(TenantRow, KekRow), CoreError> {
+        if new.name.as_str() == "root" {
+            return Err(CoreError::BadRequest("\"root\" is reserved (root@N names a root key version)".into()));
+        }
         if new.contacts.len() > MAX_CONTACTS {
             return Err(CoreError::BadRequest(format!("at most {MAX_CONTACTS} contacts")));
         }
@@ -49,8 +52,9 @@ impl Vault {
         let now = Timestamp::now();
         let kek = Kek::generate().map_err(CoreError::Crypto)?;
         let wrapped =
-            self.seal.wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek).map_err(CoreError::Crypto)?;
-        self.keks.insert(id, 1, Arc::new(kek));
+            self.seal.wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek).map_err(CoreError::from_seal)?;
+        let root_version = rekey_crypto::kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
+        self.keks.insert(id, 1, Arc::new(kek), "active", root_version);
         Ok((
             TenantRow {
                 id,
@@ -60,14 +64,7 @@ impl Vault {
                 state: "active".into(),
                 created_at: now,
             },
-            KekRow {
-                tenant_id: id,
-                version: 1,
-                state: "active".into(),
-                wrapped,
-                root_version: self.seal.root_version(),
-                created_at: now,
-            },
+            KekRow { tenant_id: id, version: 1, state: "active".into(), wrapped, root_version, created_at: now },
         ))
     }
 

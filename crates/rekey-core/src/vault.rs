@@ -12,12 +12,15 @@ use rekey_types::{AuditOutcome, AuditRecord, RequestId, Role, TenantName, Timest
 
 use crate::keys::KekCache;
 use crate::policy::{self, Action, Denial};
-use crate::views::{CountsView, SealStatus, StatusView};
+use crate::views::{CountsView, StatusView};
 use crate::writer::Writer;
 use crate::{Caller, CoreError, Principal};
 
-#[derive(Debug, Clone, Default)]
-pub struct VaultOptions {}
+#[derive(Clone, Default)]
+pub struct VaultOptions {
+    /// Counters the audit writer updates; shared so metrics survive a seal and unseal.
+    pub writer_stats: Option<Arc<crate::writer::WriterStats>>,
+}
 
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
@@ -27,6 +30,10 @@ pub struct Vault {
     pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) credential_locks: crate::locks::CredentialLocks,
     tokens: TokenCache,
+    /// Set when the vault is sealed: background jobs stop at their next step.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
+    /// Wakes the job runner when a job is created.
+    pub(crate) jobs_wake: tokio::sync::Notify,
 }
 
 /// How long a token read from the store is trusted before it is read again. A revocation made
@@ -70,12 +77,38 @@ impl Vault {
     pub async fn open(
         store: Arc<dyn Store>,
         seal: Arc<dyn Seal>,
-        _options: VaultOptions,
+        options: VaultOptions,
     ) -> Result<(Self, Option<IssuedToken>), CoreError> {
+        if !seal.is_unsealed() {
+            return Err(CoreError::Sealed);
+        }
+        let registered = store.root_keys().await?;
+        if seal.root_versions().is_empty() {
+            // A seal with no root key yet (an HSM token before first use). Only a store that
+            // has never held a key may get a fresh one; anything else means the wrong seal.
+            if !registered.is_empty() || store.counts().await?.tenants > 0 {
+                return Err(CoreError::Seal(rekey_crypto::CryptoError::Seal(
+                    "the seal holds no root key, but this database has keys wrapped by one: is this the right seal?"
+                        .into(),
+                )));
+            }
+            seal.add_root_version().map_err(CoreError::from_seal)?;
+            tracing::info!(kind = seal.kind(), "created root key version 1 in the seal");
+        }
+        let held = seal.root_versions();
+        for r in registered.iter().filter(|r| r.state != rekey_store::key_state::DESTROYED) {
+            if !held.contains(&r.version) {
+                return Err(CoreError::Seal(rekey_crypto::CryptoError::Seal(format!(
+                    "the seal does not hold root@{}, which this database uses: is this the right seal \
+                     (key file, HSM token and key label)?",
+                    r.version
+                ))));
+            }
+        }
         let (audit_key, created) = load_or_create_audit_key(store.as_ref(), seal.as_ref()).await?;
         let audit_key = Arc::new(audit_key);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
-        let writer = Writer::spawn(store.clone(), audit_key.clone(), head);
+        let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone());
         let vault = Self {
             store,
             seal,
@@ -84,6 +117,8 @@ impl Vault {
             audit_key,
             credential_locks: Default::default(),
             tokens: TokenCache::default(),
+            closed: Default::default(),
+            jobs_wake: Default::default(),
         };
         if created {
             let event = record(
@@ -97,6 +132,7 @@ impl Vault {
             );
             vault.audit_event(event).await?;
         }
+        vault.register_root_versions(&registered).await?;
         let root = vault.create_root_token_if_none().await?;
         Ok((vault, root))
     }
@@ -240,7 +276,7 @@ impl Vault {
         )
     }
 
-    async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
+    pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
         match self.writer.submit(request).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
@@ -248,7 +284,7 @@ impl Vault {
         }
     }
 
-    async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {
+    pub(crate) async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {
         self.submit(WriteRequest { op: None, audit: event }).await
     }
 
@@ -313,7 +349,7 @@ impl Vault {
             let counts = self.store.counts().await?;
             Ok(StatusView {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                seal: self.seal_status(),
+                seal: crate::keeper::seal_status(self.seal.as_ref(), None),
                 store: self.store.backend().as_str().to_owned(),
                 counts: Some(CountsView {
                     tenants: counts.tenants,
@@ -321,21 +357,15 @@ impl Vault {
                     versions: counts.versions,
                     active_tokens: counts.tokens,
                 }),
-                audit_head_seq: counts.audit_events,
+                audit_head_seq: Some(counts.audit_events),
             })
         }
         .await;
         self.finish(caller, "sys.status", "", result).await
     }
 
-    pub fn seal_status(&self) -> SealStatus {
-        SealStatus {
-            kind: self.seal.kind().to_owned(),
-            sealed: !self.seal.is_unsealed(),
-            root_key_version: self.seal.root_version(),
-            warning: (self.seal.kind() == "dev")
-                .then(|| "dev seal: the root key is a file beside the data; never use it in production".to_owned()),
-        }
+    pub fn seal(&self) -> &Arc<dyn Seal> {
+        &self.seal
     }
 }
 

@@ -40,6 +40,8 @@ pub struct CredentialView {
     pub fields: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub current_version: u32,
+    /// Above `current_version` while a pending version waits to be promoted.
+    pub latest_version: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -55,6 +57,7 @@ impl CredentialView {
             fields: c.fields,
             labels: c.labels,
             current_version: c.current_version,
+            latest_version: c.latest_version,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -139,14 +142,23 @@ pub struct StatusView {
     pub seal: SealStatus,
     pub store: String,
     pub counts: Option<CountsView>,
-    pub audit_head_seq: i64,
+    /// Absent while sealed.
+    pub audit_head_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SealStatus {
     pub kind: String,
     pub sealed: bool,
-    pub root_key_version: u32,
+    /// Shamir only: whether `rekey init` has run.
+    pub initialized: Option<bool>,
+    /// Shamir only: shares given so far towards the threshold.
+    pub unseal_progress: Option<u8>,
+    pub threshold: Option<u8>,
+    pub shares: Option<u8>,
+    /// The root key version new wraps use; absent while sealed.
+    pub root_key_version: Option<u32>,
+    pub root_key_versions: Vec<u32>,
     /// Set for the dev seal: it must never be used in production.
     pub warning: Option<String>,
 }
@@ -192,4 +204,121 @@ pub struct VerifyProblem {
     /// `modified`, `deleted`, `out-of-order`, `truncated`, `appended`.
     pub kind: String,
     pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyListView {
+    pub root: Vec<RootKeyView>,
+    pub tenants: Vec<TenantKeysView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootKeyView {
+    /// `root@N`.
+    pub key: String,
+    pub version: u32,
+    pub state: String,
+    /// Tenant KEK versions wrapped under it (destroyed ones not counted).
+    pub keks: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantKeysView {
+    pub tenant: String,
+    pub region: String,
+    pub state: String,
+    pub versions: Vec<KekView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KekView {
+    /// `TENANT@N`.
+    pub key: String,
+    pub version: u32,
+    pub state: String,
+    pub root_version: u32,
+    /// Credential versions whose DEK it wraps.
+    pub deks: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub scope: String,
+    pub tenant: Option<String>,
+    pub reason: String,
+    pub state: String,
+    pub total: i64,
+    pub done: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+impl JobView {
+    pub fn new(j: rekey_store::KeyJobRow, tenant: Option<String>) -> Self {
+        Self {
+            id: j.id.to_string(),
+            scope: j.scope,
+            tenant,
+            reason: j.reason,
+            state: j.state,
+            total: j.total,
+            done: j.done,
+            created_by: j.created_by,
+            created_at: j.created_at,
+            finished_at: j.finished_at,
+            error: j.error,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WrappedByView {
+    pub key: String,
+    /// Credential versions (tenant KEK) or tenant KEK versions (root) it wraps.
+    pub total: i64,
+    /// The first of them (at most 1,000): `tenant/name vN`, or `tenant@N` for a root key.
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestroyedView {
+    pub key: String,
+    /// What became unrecoverable.
+    pub unrecoverable: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShreddedView {
+    pub tenant: String,
+    pub keys_destroyed: usize,
+    pub versions_unrecoverable: i64,
+}
+
+/// The new shares of a Shamir root rotation, shown once; nothing changes until it is committed.
+#[derive(Serialize)]
+pub struct RootSplitView {
+    pub set_id: String,
+    pub threshold: u8,
+    pub shares: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateView {
+    pub tenant: String,
+    pub credential: String,
+    pub credential_version: u32,
+    pub subject: String,
+    /// Hex, as certificate tools show it; base64url of the same bytes is the JWT `x5t`.
+    pub sha1: String,
+    pub sha256: String,
+    pub x5t: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub state: String,
+    pub pem: String,
 }

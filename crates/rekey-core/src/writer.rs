@@ -43,9 +43,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Arc<dyn Store>, key: Arc<AuditKey>, head_seq: i64) -> Self {
+    pub fn spawn(store: Arc<dyn Store>, key: Arc<AuditKey>, head_seq: i64, stats: Option<Arc<WriterStats>>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let stats = Arc::new(WriterStats::default());
+        let stats = stats.unwrap_or_default();
         stats.head_seq.store(head_seq, Ordering::SeqCst);
         tokio::spawn(run(store, key, rx, stats.clone()));
         Self { tx, stats }

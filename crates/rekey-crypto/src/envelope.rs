@@ -25,7 +25,7 @@ use crate::CryptoError;
 const MAGIC: &[u8; 2] = b"RK";
 const FORMAT_V1: u8 = 1;
 const ALG_AES256GCM: u8 = 1;
-const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// Length of the header, nonce included.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 16 + 4 + NONCE_LEN;
@@ -38,6 +38,8 @@ pub enum Purpose {
     WrappedDek = 2,
     WrappedKek = 3,
     WrappedSystemKey = 4,
+    /// A seal's root keyring, encrypted under the key that Shamir shares rebuild.
+    Keyring = 5,
 }
 
 /// The parsed header of a blob.
@@ -67,6 +69,7 @@ impl Header {
             2 => Purpose::WrappedDek,
             3 => Purpose::WrappedKek,
             4 => Purpose::WrappedSystemKey,
+            5 => Purpose::Keyring,
             _ => return Err(CryptoError::Malformed("unknown purpose")),
         };
         let mut key_id = [0u8; 16];
@@ -83,6 +86,21 @@ pub(crate) fn seal_blob(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
+    seal_blob_with(header, context, plaintext, |nonce, aad, plaintext| {
+        Aes256Gcm::new(key.into())
+            .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| CryptoError::Decrypt)
+    })
+}
+
+/// [`seal_blob`] with the AES-256-GCM encryption done by `encrypt(nonce, aad, plaintext)`, which
+/// returns ciphertext and tag: how an HSM seal encrypts inside the HSM.
+pub(crate) fn seal_blob_with(
+    header: Header,
+    context: &[u8],
+    plaintext: &[u8],
+    encrypt: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
+) -> Result<Vec<u8>, CryptoError> {
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_V1);
@@ -91,13 +109,13 @@ pub(crate) fn seal_blob(
     out.extend_from_slice(&header.key_id);
     out.extend_from_slice(&header.key_version.to_be_bytes());
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::getrandom(&mut nonce).map_err(|_| CryptoError::Random)?;
+    getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
     out.extend_from_slice(&nonce);
     let aad = [&out[..HEADER_LEN], context].concat();
-    let cipher = Aes256Gcm::new(key.into());
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-        .map_err(|_| CryptoError::Decrypt)?;
+    let ct = encrypt(&nonce, &aad, plaintext)?;
+    if ct.len() != plaintext.len() + TAG_LEN {
+        return Err(CryptoError::Malformed("the cipher returned an unexpected length"));
+    }
     out.extend_from_slice(&ct);
     Ok(out)
 }
@@ -109,6 +127,21 @@ pub(crate) fn open_blob(
     context: &[u8],
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    open_blob_with(expected, context, blob, |nonce, aad, ct| {
+        Aes256Gcm::new(key.into())
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    })
+}
+
+/// [`open_blob`] with the decryption done by `decrypt(nonce, aad, ciphertext_and_tag)`.
+pub(crate) fn open_blob_with(
+    expected: Header,
+    context: &[u8],
+    blob: &[u8],
+    decrypt: impl FnOnce(&[u8], &[u8], &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let header = Header::parse(blob)?;
     if header.purpose != expected.purpose || header.key_id != expected.key_id {
         return Err(CryptoError::Decrypt);
@@ -117,12 +150,7 @@ pub(crate) fn open_blob(
         return Err(CryptoError::WrongKeyVersion { found: header.key_version, expected: expected.key_version });
     }
     let aad = [&blob[..HEADER_LEN], context].concat();
-    let nonce = Nonce::from_slice(&blob[HEADER_LEN - NONCE_LEN..HEADER_LEN]);
-    let cipher = Aes256Gcm::new(key.into());
-    cipher
-        .decrypt(nonce, Payload { msg: &blob[HEADER_LEN..], aad: &aad })
-        .map(Zeroizing::new)
-        .map_err(|_| CryptoError::Decrypt)
+    decrypt(&blob[HEADER_LEN - NONCE_LEN..HEADER_LEN], &aad, &blob[HEADER_LEN..])
 }
 
 pub(crate) fn to_key(bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<[u8; 32]>, CryptoError> {

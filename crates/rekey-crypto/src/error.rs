@@ -11,6 +11,16 @@ pub enum CryptoError {
     WrongKeyVersion { found: u32, expected: u32 },
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error("the vault is sealed")]
+    Sealed,
+    #[error("the seal holds no root key version {0}")]
+    RootVersionMissing(u32),
+    #[error(transparent)]
+    Share(#[from] crate::seal::shamir::ShareError),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("HSM: {0}")]
+    Hsm(String),
     #[error("seal: {0}")]
     Seal(String),
     #[error("seal key file {path}: {source}")]

@@ -8,7 +8,7 @@ use crate::CryptoError;
 /// Fills a fresh zeroizing buffer from the operating system's generator.
 pub(crate) fn random_32() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let mut bytes = Zeroizing::new([0u8; 32]);
-    getrandom::getrandom(bytes.as_mut()).map_err(|_| CryptoError::Random)?;
+    getrandom::fill(bytes.as_mut()).map_err(|_| CryptoError::Random)?;
     Ok(bytes)
 }
 

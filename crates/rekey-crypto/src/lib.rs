@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_mac;
+pub mod cert;
 pub mod envelope;
 mod error;
 pub mod keys;
@@ -24,7 +25,10 @@ pub mod seal;
 pub mod token;
 
 pub use audit_mac::AuditKey;
-pub use envelope::{open_payload, rewrap_dek, seal_payload, PayloadSlot, SealedPayload};
+pub use envelope::{kek_version_of, open_payload, rewrap_dek, seal_payload, PayloadSlot, SealedPayload};
 pub use error::CryptoError;
 pub use keys::{Dek, Kek, SystemKey};
-pub use seal::{dev::DevSeal, KeyContext, Seal};
+pub use seal::dev::DevSeal;
+pub use seal::pkcs11::{Pkcs11Options, Pkcs11Seal};
+pub use seal::shamir::{NewSplit, SealedKeyring, ShamirSeal, Share, ShareError};
+pub use seal::{KeyContext, Seal};

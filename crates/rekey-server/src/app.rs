@@ -10,13 +10,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::Router;
-use rekey_core::{Vault, VaultOptions};
+use rekey_core::Keeper;
 use rekey_crypto::token::IssuedToken;
-use rekey_crypto::DevSeal;
+use rekey_crypto::{DevSeal, Pkcs11Options, Pkcs11Seal, Seal, ShamirSeal};
 use rekey_store::{SqlStore, StoreOptions};
 use rekey_types::RequestId;
 
 use crate::config::{Config, ConfigError};
+use crate::keys;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 
@@ -30,6 +31,8 @@ pub enum BuildError {
     Store(#[source] rekey_store::StoreError),
     #[error("cannot open the seal")]
     Seal(#[source] rekey_crypto::CryptoError),
+    #[error("cannot read the HSM PIN from {from}")]
+    Pin { from: String, source: Option<std::io::Error> },
     #[error("cannot open the vault")]
     Vault(#[source] rekey_core::CoreError),
     #[error("cannot load the TLS certificate or key")]
@@ -40,7 +43,7 @@ pub enum BuildError {
 
 pub struct App {
     pub config: Config,
-    pub vault: Arc<Vault>,
+    pub keeper: Arc<Keeper>,
     state: AppState,
     /// The root operator token, when this start created it; shown once.
     pub root_token: Option<IssuedToken>,
@@ -56,14 +59,18 @@ impl App {
         })
         .await
         .map_err(BuildError::Store)?;
-        let seal = DevSeal::open_or_create(&config.seal_key_file()).map_err(BuildError::Seal)?;
-        tracing::warn!(key_file = %seal.path().display(), "dev seal in use: the root key is a file beside the data; never use this in production");
-        let (vault, root_token) =
-            Vault::open(Arc::new(store), Arc::new(seal), VaultOptions::default()).await.map_err(BuildError::Vault)?;
-        let vault = Arc::new(vault);
-        let metrics = Arc::new(Metrics::new(vault.writer().stats().clone()));
-        let state = AppState { vault: vault.clone(), metrics };
-        Ok(Self { config, vault, state, root_token })
+        let seal = open_seal(&config)?;
+        let (keeper, root_token) = Keeper::start(Arc::new(store), seal).await.map_err(BuildError::Vault)?;
+        if keeper.is_sealed() {
+            tracing::warn!(
+                seal = keeper.seal_kind(),
+                "the vault is sealed: unseal it with `rekey unseal` (or initialize it with `rekey init`)"
+            );
+        }
+        let keeper = Arc::new(keeper);
+        let metrics = Arc::new(Metrics::new(keeper.writer_stats().clone()));
+        let state = AppState { keeper: keeper.clone(), metrics };
+        Ok(Self { config, keeper, state, root_token })
     }
 
     pub fn router(&self) -> Router {
@@ -110,14 +117,51 @@ impl App {
                 })
             }
         };
-        Ok(Started { addr: local, task, vault: self.vault })
+        Ok(Started { addr: local, task, keeper: self.keeper })
     }
 }
 
 pub struct Started {
     pub addr: SocketAddr,
     pub task: tokio::task::JoinHandle<()>,
-    pub vault: Arc<Vault>,
+    pub keeper: Arc<Keeper>,
+}
+
+fn open_seal(config: &Config) -> Result<Arc<dyn Seal>, BuildError> {
+    match config.seal.kind.as_str() {
+        "shamir" => Ok(Arc::new(ShamirSeal::new())),
+        "pkcs11" => {
+            let s = &config.seal;
+            let pin = match (&s.pin_env, &s.pin_file) {
+                (Some(var), _) => zeroize::Zeroizing::new(
+                    std::env::var(var)
+                        .map_err(|_| BuildError::Pin { from: format!("environment variable {var}"), source: None })?,
+                ),
+                (None, Some(path)) => {
+                    let text = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(path)
+                            .map_err(|e| BuildError::Pin { from: path.display().to_string(), source: Some(e) })?,
+                    );
+                    zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
+                }
+                (None, None) => {
+                    return Err(BuildError::Pin { from: "the config (pin_env or pin_file)".into(), source: None })
+                }
+            };
+            let options = Pkcs11Options {
+                module: s.module.clone().unwrap_or_default(),
+                token_label: s.token_label.clone().unwrap_or_default(),
+                key_label: s.key_label.clone().unwrap_or_else(|| "rekey-root".into()),
+            };
+            tracing::info!(module = %options.module.display(), token = %options.token_label, key = %options.key_label, "opening the PKCS#11 seal");
+            Ok(Arc::new(Pkcs11Seal::open(options, pin).map_err(BuildError::Seal)?))
+        }
+        _ => {
+            let seal = DevSeal::open_or_create(&config.seal_key_file()).map_err(BuildError::Seal)?;
+            tracing::warn!(key_file = %seal.path().display(), "dev seal in use: the root key is a file beside the data; never use this in production");
+            Ok(Arc::new(seal))
+        }
+    }
 }
 
 fn ensure_private_dir(path: &std::path::Path) -> Result<(), BuildError> {
@@ -155,6 +199,20 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route("/v1/audit/events", get(routes::audit_events))
         .route("/v1/audit/verify", get(routes::audit_verify))
+        .route("/v1/sys/init", post(keys::init))
+        .route("/v1/sys/unseal", post(keys::unseal))
+        .route("/v1/sys/seal", post(keys::seal))
+        .route("/v1/keys", get(keys::list_keys))
+        .route("/v1/keys/rotate", post(keys::rotate))
+        .route("/v1/keys/rotate/commit", post(keys::rotate_commit))
+        .route("/v1/keys/jobs", get(keys::list_jobs))
+        .route("/v1/keys/jobs/{id}", get(keys::show_job))
+        .route("/v1/keys/{key}", get(keys::show_key).delete(keys::destroy_key))
+        .route("/v1/keys/{key}/compromise", post(keys::compromise_key))
+        .route("/v1/tenants/{tenant}/shred", post(keys::shred_tenant))
+        .route(&format!("{tenant_cred}/certificate"), post(keys::issue_certificate))
+        .route("/v1/certificates", get(keys::list_certificates))
+        .route("/v1/certificates/{thumbprint}/revoke", post(keys::revoke_certificate))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
     let import = Router::new()
         .route("/v1/import", post(routes::import))

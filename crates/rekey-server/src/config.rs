@@ -74,17 +74,41 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealConfig {
-    /// Only `dev` exists so far.
+    /// `dev` (a key file; quickstart only), `shamir` (shares; starts sealed) or `pkcs11` (an HSM).
     #[serde(default = "default_seal_kind")]
     pub kind: String,
     /// The dev seal's key file. Default: `<data_dir>/dev-root.key`.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// PKCS#11: the module (a shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// PKCS#11: the token's label.
+    #[serde(default)]
+    pub token_label: Option<String>,
+    /// PKCS#11: the label of the root key objects. Default `rekey-root`.
+    #[serde(default)]
+    pub key_label: Option<String>,
+    /// PKCS#11: the environment variable holding the user PIN. The PIN itself is never in the
+    /// config.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// PKCS#11: a file holding the user PIN (one line).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
 }
 
 impl Default for SealConfig {
     fn default() -> Self {
-        Self { kind: default_seal_kind(), key_file: None }
+        Self {
+            kind: default_seal_kind(),
+            key_file: None,
+            module: None,
+            token_label: None,
+            key_label: None,
+            pin_env: None,
+            pin_file: None,
+        }
     }
 }
 
@@ -224,6 +248,21 @@ impl Config {
         if let Some(v) = get("REKEY_SEAL_KEY_FILE") {
             self.seal.key_file = Some(v.into());
         }
+        if let Some(v) = get("REKEY_SEAL_MODULE") {
+            self.seal.module = Some(v.into());
+        }
+        if let Some(v) = get("REKEY_SEAL_TOKEN_LABEL") {
+            self.seal.token_label = Some(v);
+        }
+        if let Some(v) = get("REKEY_SEAL_KEY_LABEL") {
+            self.seal.key_label = Some(v);
+        }
+        if let Some(v) = get("REKEY_SEAL_PIN_ENV") {
+            self.seal.pin_env = Some(v);
+        }
+        if let Some(v) = get("REKEY_SEAL_PIN_FILE") {
+            self.seal.pin_file = Some(v.into());
+        }
         if let Some(v) = get("REKEY_LIMITS_MAX_BODY_BYTES") {
             self.limits.max_body_bytes = parse("REKEY_LIMITS_MAX_BODY_BYTES", &v)?;
         }
@@ -241,12 +280,25 @@ impl Config {
 
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.seal.kind != "dev" {
-            return Err(ConfigError::Invalid {
-                field: "seal.kind",
-                message: format!("unknown seal {:?}; this version supports only \"dev\"", self.seal.kind),
-            });
+        let seal = |message: &str| ConfigError::Invalid { field: "seal", message: message.to_owned() };
+        match self.seal.kind.as_str() {
+            "dev" | "shamir" => {}
+            "pkcs11" => {
+                if self.seal.module.is_none() || self.seal.token_label.is_none() {
+                    return Err(seal("the pkcs11 seal needs module and token_label"));
+                }
+                if self.seal.pin_env.is_some() == self.seal.pin_file.is_some() {
+                    return Err(seal("the pkcs11 seal needs the PIN from exactly one of pin_env or pin_file"));
+                }
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    field: "seal.kind",
+                    message: format!("unknown seal {other:?}: use dev, shamir or pkcs11"),
+                })
+            }
         }
+
         if self.dev {
             if !self.listen.ip().is_loopback() {
                 return Err(ConfigError::Invalid {

@@ -183,6 +183,127 @@ pub const ROUTES: &[Route] = &[
         body: None,
         response: "VerifyReport",
     },
+    Route {
+        method: "post",
+        path: "/v1/sys/init",
+        summary: "Shamir seal: create the root keyring and split it into shares (once per store; no token)",
+        roles: &[],
+        body: Some("Init"),
+        response: "InitAnswer",
+    },
+    Route {
+        method: "post",
+        path: "/v1/sys/unseal",
+        summary: "Shamir seal: give one share (or reset); the vault opens at the threshold (no token)",
+        roles: &[],
+        body: Some("Unseal"),
+        response: "UnsealAnswer",
+    },
+    Route {
+        method: "post",
+        path: "/v1/sys/seal",
+        summary: "Seal the vault: key material is dropped from memory",
+        roles: OPERATOR,
+        body: None,
+        response: "object",
+    },
+    Route {
+        method: "get",
+        path: "/v1/keys",
+        summary: "Root key and tenant KEK versions with state and what each wraps (query: tenant)",
+        roles: READERS,
+        body: None,
+        response: "KeyList",
+    },
+    Route {
+        method: "post",
+        path: "/v1/keys/rotate",
+        summary:
+            "Rotate one tenant's KEK, all tenants', or the root key; answers with the job (Shamir root: the new shares)",
+        roles: OPERATOR,
+        body: Some("Rotate"),
+        response: "Job",
+    },
+    Route {
+        method: "post",
+        path: "/v1/keys/rotate/commit",
+        summary: "Shamir root rotation, step two: switch to the new shares and rewrap every KEK",
+        roles: OPERATOR,
+        body: Some("RotateCommit"),
+        response: "Job",
+    },
+    Route {
+        method: "get",
+        path: "/v1/keys/jobs",
+        summary: "Key jobs (rotations), newest first",
+        roles: READERS,
+        body: None,
+        response: "JobList",
+    },
+    Route {
+        method: "get",
+        path: "/v1/keys/jobs/{id}",
+        summary: "One key job and its progress",
+        roles: READERS,
+        body: None,
+        response: "Job",
+    },
+    Route {
+        method: "get",
+        path: "/v1/keys/{key}",
+        summary: "What a key version (root@N or TENANT@N) wraps",
+        roles: READERS,
+        body: None,
+        response: "WrappedBy",
+    },
+    Route {
+        method: "delete",
+        path: "/v1/keys/{key}",
+        summary: "Destroy a key version (query: force, needed if it still wraps data)",
+        roles: OPERATOR,
+        body: None,
+        response: "Destroyed",
+    },
+    Route {
+        method: "post",
+        path: "/v1/keys/{key}/compromise",
+        summary: "Mark a key version compromised and rotate off it",
+        roles: OPERATOR,
+        body: None,
+        response: "Job",
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/shred",
+        summary: "Destroy every key of a tenant (crypto-shredding); its audit history stays",
+        roles: OPERATOR,
+        body: None,
+        response: "Shredded",
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/credentials/{name}/certificate",
+        summary: "Issue a certificate for an entra-app credential; its key becomes the pending version",
+        roles: OPERATOR,
+        body: Some("IssueCertificate"),
+        response: "Certificate",
+    },
+    Route {
+        method: "get",
+        path: "/v1/certificates",
+        summary: "The certificate inventory (query: expiring, e.g. 30d)",
+        roles: READERS,
+        body: None,
+        response: "CertificateList",
+    },
+    Route {
+        method: "post",
+        path: "/v1/certificates/{thumbprint}/revoke",
+        summary: "Mark a certificate revoked (SHA-1 or SHA-256 thumbprint, hex)",
+        roles: OPERATOR,
+        body: None,
+        response: "Certificate",
+    },
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -206,13 +327,15 @@ fn schemas() -> Value {
     let n = json!({ "type": "integer" });
     let kind = json!({ "type": "string", "enum": ["ldap", "entra-app", "pop3", "smtp", "generic"] });
     let role = json!({ "type": "string", "enum": ["operator", "auditor", "tenant-admin", "connector"] });
-    json!({
+    let vault = json!({
         "Error": { "type": "object", "required": ["code", "message", "request_id"], "properties": {
             "code": { "type": "string", "enum": rekey_types::ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>() },
             "message": s, "request_id": s } },
         "Health": { "type": "object", "properties": { "status": s, "sealed": { "type": "boolean" }, "version": s } },
         "Status": { "type": "object", "properties": { "version": s, "store": s, "audit_head_seq": n,
-            "seal": { "type": "object", "properties": { "kind": s, "sealed": { "type": "boolean" }, "root_key_version": n, "warning": s } },
+            "seal": { "type": "object", "properties": { "kind": { "type": "string", "enum": ["dev", "shamir", "pkcs11"] },
+                "sealed": { "type": "boolean" }, "initialized": { "type": "boolean" }, "unseal_progress": n, "threshold": n,
+                "shares": n, "root_key_version": n, "root_key_versions": { "type": "array", "items": n }, "warning": s } },
             "counts": { "type": "object", "properties": { "tenants": n, "credentials": n, "versions": n, "active_tokens": n } } } },
         "CreateTenant": { "type": "object", "required": ["name", "region"], "additionalProperties": false, "properties": {
             "name": s, "region": s, "contacts": { "type": "array", "items": s } } },
@@ -222,7 +345,7 @@ fn schemas() -> Value {
             "properties": { "kind": kind, "fields": string_map(), "labels": string_map(), "secret": s, "secret_base64": s,
                 "certificate_pem": s, "private_key_pem": s } },
         "Credential": { "type": "object", "properties": { "id": s, "tenant": s, "region": s, "name": s, "kind": kind,
-            "fields": string_map(), "labels": string_map(), "current_version": n, "created_at": ts, "updated_at": ts } },
+            "fields": string_map(), "labels": string_map(), "current_version": n, "latest_version": n, "created_at": ts, "updated_at": ts } },
         "Revealed": { "type": "object", "properties": { "tenant": s, "name": s, "kind": kind, "version": n,
             "secret": { "type": "string", "description": "set when the secret is UTF-8" },
             "secret_base64": { "type": "string", "description": "set otherwise" } } },
@@ -241,9 +364,40 @@ fn schemas() -> Value {
             "secret": { "type": "string", "description": "the bearer token; shown once" } } },
         "AuditEvent": { "type": "object", "properties": { "seq": n, "time": ts, "principal": s, "action": s, "resource": s,
             "outcome": { "type": "string", "enum": ["success", "denied", "error"] }, "source": s, "request_id": s, "detail": s, "mac": s } },
+    });
+    let keys = json!({
+        "Init": { "type": "object", "required": ["shares", "threshold"], "additionalProperties": false,
+            "properties": { "shares": n, "threshold": n } },
+        "InitAnswer": { "type": "object", "properties": { "shares": { "type": "array", "items": s, "description": "shown once" }, "threshold": n } },
+        "Unseal": { "type": "object", "additionalProperties": false, "properties": { "share": s, "reset": { "type": "boolean" } } },
+        "UnsealAnswer": { "type": "object", "properties": { "sealed": { "type": "boolean" }, "progress": n, "threshold": n,
+            "root_token": { "type": "string", "description": "only when this unseal opened a fresh store; shown once" } } },
+        "KeyList": { "type": "object", "properties": {
+            "root": { "type": "array", "items": { "type": "object", "properties": { "key": s, "version": n, "state": s, "keks": n, "created_at": ts } } },
+            "tenants": { "type": "array", "items": { "type": "object", "properties": { "tenant": s, "region": s, "state": s,
+                "versions": { "type": "array", "items": { "type": "object", "properties": { "key": s, "version": n, "state": s,
+                    "root_version": n, "deks": n, "created_at": ts } } } } } } } },
+        "Rotate": { "type": "object", "additionalProperties": false, "description": "Exactly one of tenant, all, root; shares and threshold for a Shamir root.",
+            "properties": { "tenant": s, "all": { "type": "boolean" }, "root": { "type": "boolean" }, "shares": n, "threshold": n } },
+        "RotateCommit": { "type": "object", "required": ["set_id"], "additionalProperties": false, "properties": { "set_id": s } },
+        "Job": { "type": "object", "properties": { "id": s, "scope": { "type": "string", "enum": ["tenant", "all", "root"] }, "tenant": s,
+            "reason": s, "state": { "type": "string", "enum": ["running", "done", "failed"] }, "total": n, "done": n,
+            "created_by": s, "created_at": ts, "finished_at": ts, "error": s } },
+        "WrappedBy": { "type": "object", "properties": { "key": s, "total": n, "items": { "type": "array", "items": s } } },
+        "Destroyed": { "type": "object", "properties": { "key": s, "unrecoverable": n } },
+        "Shredded": { "type": "object", "properties": { "tenant": s, "keys_destroyed": n, "versions_unrecoverable": n } },
+        "IssueCertificate": { "type": "object", "additionalProperties": false, "properties": { "lifetime": { "type": "string", "description": "default 90d" } } },
+        "Certificate": { "type": "object", "properties": { "tenant": s, "credential": s, "credential_version": n, "subject": s,
+            "sha1": s, "sha256": s, "x5t": s, "not_before": ts, "not_after": ts, "state": { "type": "string", "enum": ["active", "revoked"] }, "pem": s } },
         "VerifyReport": { "type": "object", "properties": { "ok": { "type": "boolean" }, "checked": n, "head_seq": n, "server_head_seq": n,
             "problems": { "type": "array", "items": { "type": "object", "properties": { "seq": n, "kind": s, "message": s } } } } },
-    })
+    });
+    let mut all = vault;
+    let map = all.as_object_mut().expect("schemas are an object");
+    for (k, v) in keys.as_object().expect("schemas are an object") {
+        map.insert(k.clone(), v.clone());
+    }
+    all
 }
 
 pub fn document() -> Value {

@@ -17,7 +17,7 @@ use rekey_core::import::{ImportLine, ImportMode, ImportOptions, SecretText};
 use rekey_core::tenants::NewTenant;
 use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
 use rekey_core::views::*;
-use rekey_core::{Caller, CoreError, Vault};
+use rekey_core::{Caller, CoreError, Keeper, Vault};
 use rekey_types::{CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -28,63 +28,77 @@ use crate::ApiError;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub vault: Arc<Vault>,
+    pub keeper: Arc<Keeper>,
     pub metrics: Arc<Metrics>,
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// A resource name as it goes into the audit log: raw user input, so cut short and stripped of
 /// anything unprintable.
-fn audit_resource(raw: &str) -> String {
+pub(crate) fn audit_resource(raw: &str) -> String {
     raw.chars().take(160).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
 }
 
 impl AppState {
-    async fn auth(&self, ctx: &ReqCtx, action: &str, resource: &str) -> ApiResult<Caller> {
-        self.vault
+    /// The open vault; `503 sealed` while the seal is closed.
+    pub(crate) fn vault(&self, ctx: &ReqCtx) -> ApiResult<Arc<Vault>> {
+        self.keeper.vault().map_err(core(ctx))
+    }
+
+    pub(crate) async fn auth(&self, ctx: &ReqCtx, action: &str, resource: &str) -> ApiResult<Caller> {
+        self.vault(ctx)?
             .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
             .await
             .map_err(|e| ApiError::from_core(e, ctx.request_id))
     }
 
     /// Passes parsed input through, auditing a failure to parse it.
-    async fn input<T>(&self, caller: &Caller, action: &str, resource: &str, parsed: ApiResult<T>) -> ApiResult<T> {
+    pub(crate) async fn input<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        parsed: ApiResult<T>,
+    ) -> ApiResult<T> {
         match parsed {
             Ok(v) => Ok(v),
-            Err(e) => match self.vault.record_rejection(caller, action, resource, e.code).await {
-                Ok(()) => Err(e),
-                Err(audit) => Err(ApiError::from_core(audit, caller.request_id)),
+            Err(e) => match self.keeper.vault() {
+                Err(sealed) => Err(ApiError::from_core(sealed, caller.request_id)),
+                Ok(vault) => match vault.record_rejection(caller, action, resource, e.code).await {
+                    Ok(()) => Err(e),
+                    Err(audit) => Err(ApiError::from_core(audit, caller.request_id)),
+                },
             },
         }
     }
 }
 
-fn core(ctx: &ReqCtx) -> impl FnOnce(CoreError) -> ApiError + '_ {
+pub(crate) fn core(ctx: &ReqCtx) -> impl FnOnce(CoreError) -> ApiError + '_ {
     move |e| ApiError::from_core(e, ctx.request_id)
 }
 
-fn bad(code: ErrorCode, ctx: &ReqCtx) -> impl Fn(String) -> ApiError + '_ {
+pub(crate) fn bad(code: ErrorCode, ctx: &ReqCtx) -> impl Fn(String) -> ApiError + '_ {
     move |m| ApiError::new(code, m, ctx.request_id)
 }
 
-fn name_error(ctx: &ReqCtx) -> impl Fn(rekey_types::NameError) -> ApiError + '_ {
+pub(crate) fn name_error(ctx: &ReqCtx) -> impl Fn(rekey_types::NameError) -> ApiError + '_ {
     move |e| ApiError::new(ErrorCode::InvalidName, e.to_string(), ctx.request_id)
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>, ctx: &ReqCtx) -> ApiResult<T> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>, ctx: &ReqCtx) -> ApiResult<T> {
     q.map(|Query(v)| v)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("invalid query: {}", e.body_text()), ctx.request_id))
 }
 
-fn cred_ref(tenant: &str, name: &str, ctx: &ReqCtx) -> ApiResult<CredRef> {
+pub(crate) fn cred_ref(tenant: &str, name: &str, ctx: &ReqCtx) -> ApiResult<CredRef> {
     Ok(CredRef {
         tenant: TenantName::parse(tenant).map_err(name_error(ctx))?,
         name: CredentialName::parse(name).map_err(name_error(ctx))?,
     })
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -99,12 +113,23 @@ pub struct Health {
 }
 
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok", sealed: s.vault.seal_status().sealed, version: env!("CARGO_PKG_VERSION") })
+    Json(Health { status: "ok", sealed: s.keeper.is_sealed(), version: env!("CARGO_PKG_VERSION") })
 }
 
+/// While sealed, answers without a token (there is no way to check one) with the seal's state
+/// only; once unsealed, it is an authenticated, audited read like any other.
 pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<StatusView>> {
+    if s.keeper.is_sealed() {
+        return Ok(Json(StatusView {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            seal: s.keeper.seal_status().await.map_err(core(&ctx))?,
+            store: s.keeper.store_backend().to_owned(),
+            counts: None,
+            audit_head_seq: None,
+        }));
+    }
     let caller = s.auth(&ctx, "sys.status", "").await?;
-    Ok(Json(s.vault.status(&caller).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.status(&caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn openapi() -> Response {
@@ -141,7 +166,7 @@ pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
     }
     .await;
     let new = s.input(&caller, "tenant.create", "", parsed).await?;
-    Ok(Json(s.vault.create_tenant(&caller, new).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.create_tenant(&caller, new).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -165,7 +190,7 @@ pub async fn list_tenants(
         Ok((region, after, q.limit.unwrap_or(1000)))
     })();
     let (region, after, limit) = s.input(&caller, "tenant.list", "", parsed).await?;
-    Ok(Json(s.vault.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_tenant(
@@ -176,7 +201,7 @@ pub async fn show_tenant(
     let resource = audit_resource(&tenant);
     let caller = s.auth(&ctx, "tenant.show", &resource).await?;
     let name = s.input(&caller, "tenant.show", &resource, TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
-    Ok(Json(s.vault.show_tenant(&caller, &name).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.show_tenant(&caller, &name).await.map_err(core(&ctx))?))
 }
 
 // ---- credentials --------------------------------------------------------------------------
@@ -239,7 +264,7 @@ pub async fn put_credential(
         Ok((cref, b.into_input(&ctx)?))
     })();
     let (cref, input) = s.input(&caller, "cred.put", &resource, parsed).await?;
-    Ok(Json(s.vault.put_credential(&caller, &cref, input).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.put_credential(&caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_credential(
@@ -250,7 +275,7 @@ pub async fn show_credential(
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let caller = s.auth(&ctx, "cred.show", &resource).await?;
     let cref = s.input(&caller, "cred.show", &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault.show_credential(&caller, &cref).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.show_credential(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub async fn delete_credential(
@@ -261,7 +286,7 @@ pub async fn delete_credential(
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let caller = s.auth(&ctx, "cred.delete", &resource).await?;
     let cref = s.input(&caller, "cred.delete", &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    s.vault.delete_credential(&caller, &cref).await.map_err(core(&ctx))?;
+    s.vault(&ctx)?.delete_credential(&caller, &cref).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
 }
 
@@ -293,7 +318,7 @@ pub async fn reveal(
     let caller = s.auth(&ctx, "cred.reveal", &resource).await?;
     let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
     let (cref, version) = s.input(&caller, "cred.reveal", &resource, parsed).await?;
-    let revealed = s.vault.reveal(&caller, &cref, version).await.map_err(core(&ctx))?;
+    let revealed = s.vault(&ctx)?.reveal(&caller, &cref, version).await.map_err(core(&ctx))?;
     let text = std::str::from_utf8(revealed.secret.expose()).ok();
     let b64 = match text {
         Some(_) => None,
@@ -343,7 +368,7 @@ pub async fn list_credentials(
         Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
     })();
     let (tenant, kind, region, after, limit) = s.input(&caller, "cred.list", "", parsed).await?;
-    Ok(Json(s.vault.list_credentials(&caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.list_credentials(&caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
 }
 
 pub async fn versions(
@@ -354,7 +379,7 @@ pub async fn versions(
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let caller = s.auth(&ctx, "cred.versions", &resource).await?;
     let cref = s.input(&caller, "cred.versions", &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault.versions(&caller, &cref).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.versions(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -377,7 +402,7 @@ pub async fn rollback(
         Ok((cref, b.to))
     })();
     let (cref, to) = s.input(&caller, "cred.rollback", &resource, parsed).await?;
-    Ok(Json(s.vault.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
 // ---- import -------------------------------------------------------------------------------
@@ -424,7 +449,7 @@ pub async fn import(
         Ok((lines, options))
     })();
     let (lines, options) = s.input(&caller, "cred.import", "", parsed).await?;
-    Ok(Json(s.vault.import_chunk(&caller, lines, options).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.import_chunk(&caller, lines, options).await.map_err(core(&ctx))?))
 }
 
 // ---- tokens -------------------------------------------------------------------------------
@@ -480,7 +505,7 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
         Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
     })();
     let spec = s.input(&caller, "token.create", "", parsed).await?;
-    let (view, issued) = s.vault.create_token(&caller, spec).await.map_err(core(&ctx))?;
+    let (view, issued) = s.vault(&ctx)?.create_token(&caller, spec).await.map_err(core(&ctx))?;
     let body = CreatedToken { token: view, secret: issued.expose() };
     let json =
         serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
@@ -499,7 +524,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 
 pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
     let caller = s.auth(&ctx, "token.list", "").await?;
-    Ok(Json(s.vault.list_tokens(&caller).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.list_tokens(&caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn revoke_token(
@@ -512,7 +537,7 @@ pub async fn revoke_token(
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
     let id = s.input(&caller, "token.revoke", &resource, parsed).await?;
-    s.vault.revoke_token(&caller, id).await.map_err(core(&ctx))?;
+    s.vault(&ctx)?.revoke_token(&caller, id).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
 }
 
@@ -532,12 +557,12 @@ pub async fn audit_events(
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
     let caller = s.auth(&ctx, "audit.read", "").await?;
     let q = s.input(&caller, "audit.read", "", query(q, &ctx)).await?;
-    Ok(Json(s.vault.audit_events(&caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.audit_events(&caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
 pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
     let caller = s.auth(&ctx, "audit.verify", "").await?;
-    Ok(Json(s.vault.audit_verify(&caller).await.map_err(core(&ctx))?))
+    Ok(Json(s.vault(&ctx)?.audit_verify(&caller).await.map_err(core(&ctx))?))
 }
 
 // ---- fallbacks ----------------------------------------------------------------------------

@@ -190,9 +190,17 @@ async fn binary_secrets_and_certificates() {
     let r = t.reveal_with(&root, "acme/blob").await;
     assert_eq!(r.body["secret_base64"], "AP8AAQ==");
     assert!(r.body.get("secret").is_none());
-    let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+    let issued = rekey_crypto::cert::issue("acme", "ews", 86_400).unwrap();
+    let other = rekey_crypto::cert::issue("acme", "ews", 86_400).unwrap();
+    let (cert, key) = (issued.info.pem.as_str(), issued.key_pem.as_str());
     let fields = json!({"token_url": "https://login.example/t/oauth2/v2.0/token", "client_id": "abc", "scope": "https://graph.microsoft.com/.default"});
+    // Something that only looks like PEM, or a key of another certificate, is refused.
+    let fake = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (c, k) in [(fake, key), (cert, other.key_pem.as_str())] {
+        let body = json!({"kind": "entra-app", "fields": fields, "certificate_pem": c, "private_key_pem": k});
+        let r = t.root(Method::PUT, "/v1/tenants/acme/credentials/ews", Some(body)).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
     let r = t
         .root(
             Method::PUT,
@@ -204,6 +212,14 @@ async fn binary_secrets_and_certificates() {
     assert_eq!(r.body["fields"]["auth"], "certificate");
     let secret = t.reveal_with(&root, "acme/ews").await.body["secret"].as_str().unwrap().to_owned();
     assert!(secret.contains("PRIVATE KEY") && secret.contains("BEGIN CERTIFICATE"));
+    // The certificate is in the inventory; the same one for another tenant is refused.
+    let r = t.root(Method::GET, "/v1/certificates", None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
+    assert_eq!(r.body[0]["sha1"].as_str().unwrap(), hex::encode(issued.info.sha1));
+    t.root(Method::POST, "/v1/tenants", Some(json!({"name": "globex", "region": "us"}))).await;
+    let body = json!({"kind": "entra-app", "fields": fields, "certificate_pem": cert, "private_key_pem": key});
+    let r = t.root(Method::PUT, "/v1/tenants/globex/credentials/ews", Some(body)).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
     // A certificate for another kind, or a key that is not PEM, is refused.
     let r = t
         .root(

@@ -19,7 +19,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, TenantId, TenantName, TokenId};
+use rekey_types::{CredentialId, JobId, TenantId, TenantName, Timestamp, TokenId};
 
 pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
@@ -80,6 +80,25 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_system_key(&self, row: &SystemKeyRow) -> Result<bool, StoreError>;
 
     async fn counts(&self) -> Result<Counts, StoreError>;
+
+    async fn root_keys(&self) -> Result<Vec<RootKeyRow>, StoreError>;
+    async fn seal_keyring(&self, slot: &str) -> Result<Option<SealKeyringRow>, StoreError>;
+    /// Stores a Shamir keyring without an audit event (see `queries::put_seal_keyring`).
+    async fn put_seal_keyring(&self, row: &SealKeyringRow) -> Result<bool, StoreError>;
+    /// Every KEK version of one tenant, or of all tenants.
+    async fn keks(&self, tenant: Option<TenantId>) -> Result<Vec<KekRow>, StoreError>;
+    async fn dek_counts(&self, tenant: Option<TenantId>) -> Result<Vec<DekCount>, StoreError>;
+    async fn deks_to_rewrap(&self, tenant: TenantId, target: u32, limit: u32) -> Result<Vec<DekRow>, StoreError>;
+    async fn root_wrapped(&self, target: u32, limit: u32) -> Result<Vec<RootRewrap>, StoreError>;
+    async fn wrapped_by(&self, tenant: TenantId, version: u32, limit: u32) -> Result<Vec<WrappedBy>, StoreError>;
+    /// Ids of every tenant not shredded, in id order.
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
+    async fn count_versions(&self, tenant: Option<TenantId>) -> Result<i64, StoreError>;
+    async fn jobs(&self, running_only: bool, limit: u32) -> Result<Vec<KeyJobRow>, StoreError>;
+    async fn job(&self, id: JobId) -> Result<Option<KeyJobRow>, StoreError>;
+    /// Certificates, or only those whose `not_after` is before the given time.
+    async fn certificates(&self, not_after_before: Option<Timestamp>) -> Result<Vec<CertificateRow>, StoreError>;
+    async fn certificate(&self, thumbprint: &str) -> Result<Option<CertificateRow>, StoreError>;
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.

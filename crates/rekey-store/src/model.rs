@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rekey_types::{AuditRecord, CredentialId, CredentialKind, Role, TenantId, Timestamp, TokenId};
+use rekey_types::{AuditRecord, CredentialId, CredentialKind, JobId, Role, TenantId, Timestamp, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
@@ -33,6 +33,124 @@ pub struct KekRow {
     pub created_at: Timestamp,
 }
 
+/// Key states: `active` (wraps and unwraps), `retired` (unwraps only), `compromised` (unwraps
+/// only to move data off it), `destroyed` (gone).
+pub mod key_state {
+    pub const ACTIVE: &str = "active";
+    pub const RETIRED: &str = "retired";
+    pub const COMPROMISED: &str = "compromised";
+    pub const DESTROYED: &str = "destroyed";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootKeyRow {
+    pub version: u32,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub changed_at: Timestamp,
+}
+
+/// The Shamir seal's keyring as stored (`slot` is `active` or `pending`).
+#[derive(Clone)]
+pub struct SealKeyringRow {
+    pub slot: String,
+    pub set_id: Vec<u8>,
+    pub shares: u8,
+    pub threshold: u8,
+    pub blob: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyJobRow {
+    pub id: JobId,
+    /// `tenant`, `all` or `root`.
+    pub scope: String,
+    pub tenant_id: Option<TenantId>,
+    /// `rotate` or `compromise`.
+    pub reason: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub total: i64,
+    pub done: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+/// A wrapped DEK to move to another KEK version, with what its slot needs.
+#[derive(Clone)]
+pub struct DekRow {
+    pub tenant_id: TenantId,
+    pub credential_id: CredentialId,
+    pub kind: CredentialKind,
+    pub version: u32,
+    pub kek_version: u32,
+    pub wrapped_dek: Vec<u8>,
+}
+
+/// One rewrapped DEK. Applied only if the row is still under `from_kek`.
+#[derive(Clone)]
+pub struct DekUpdate {
+    pub credential_id: CredentialId,
+    pub version: u32,
+    pub from_kek: u32,
+    pub to_kek: u32,
+    pub wrapped_dek: Vec<u8>,
+}
+
+/// One KEK (or system key, with `tenant_id` `None`) rewrapped under another root version.
+#[derive(Clone)]
+pub struct RootRewrap {
+    pub tenant_id: Option<TenantId>,
+    /// The system key's purpose when `tenant_id` is `None`.
+    pub purpose: String,
+    pub version: u32,
+    pub from_root: u32,
+    pub to_root: u32,
+    pub wrapped: Vec<u8>,
+}
+
+/// How many credential versions one KEK version wraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DekCount {
+    pub tenant_id: TenantId,
+    pub kek_version: u32,
+    pub count: i64,
+}
+
+/// A credential version that a key version wraps (what destroying it would make unrecoverable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedBy {
+    pub tenant: String,
+    pub credential: String,
+    pub version: u32,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    /// Hex, lowercase.
+    pub sha256: String,
+    /// Hex, lowercase; the `x5t` of JWT headers in base64url.
+    pub sha1: String,
+    pub public_key_sha256: String,
+    pub tenant_id: TenantId,
+    pub tenant: String,
+    pub credential_id: CredentialId,
+    pub credential: String,
+    pub credential_version: u32,
+    pub subject: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    /// `active` or `revoked`.
+    pub state: String,
+    pub pem: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRow {
     pub id: CredentialId,
@@ -41,7 +159,10 @@ pub struct CredentialRow {
     pub kind: CredentialKind,
     pub fields: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// The version served (stage `current`).
     pub current_version: u32,
+    /// The newest version: `current_version`, or a `pending` one above it.
+    pub latest_version: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -160,7 +281,10 @@ pub enum WriteOp {
     },
     /// A new version of a credential. With `create`, the credential row is inserted (its name
     /// must be free); otherwise its fields and labels are updated and `version` must be exactly
-    /// one more than the stored current version, or the write is a `Conflict`.
+    /// one more than the stored latest version, or the write is a `Conflict`. The version's
+    /// `stage` is `current` (served from now on; the old current becomes `previous`) or
+    /// `pending` (stored beside the current one, which stays served). Either way an older
+    /// pending version is retired.
     PutVersion {
         credential: CredentialRow,
         version: VersionRow,
@@ -177,6 +301,55 @@ pub enum WriteOp {
     },
     /// Several operations that succeed or fail together (used by bulk import).
     All(Vec<WriteOp>),
+    /// A new KEK version; every older `active` version of the tenant becomes `retired`.
+    CreateKek(KekRow),
+    /// Sets a KEK version's state. Destroying also erases the wrapped key.
+    SetKekState {
+        tenant: TenantId,
+        version: u32,
+        state: &'static str,
+        at: Timestamp,
+    },
+    /// Destroys every KEK version of a tenant and marks the tenant `shredded`.
+    ShredTenant {
+        tenant: TenantId,
+        at: Timestamp,
+    },
+    /// Moves DEKs to another KEK version (rows that moved meanwhile are skipped) and adds how
+    /// many moved to a job's progress.
+    RewrapDeks {
+        updates: Vec<DekUpdate>,
+        job: Option<JobId>,
+    },
+    /// Moves KEKs and system keys to another root version.
+    RewrapRoot {
+        updates: Vec<RootRewrap>,
+        job: Option<JobId>,
+    },
+    InsertRootKey(RootKeyRow),
+    SetRootKeyState {
+        version: u32,
+        state: &'static str,
+        at: Timestamp,
+    },
+    CreateJob(KeyJobRow),
+    FinishJob {
+        id: JobId,
+        state: &'static str,
+        error: Option<String>,
+        at: Timestamp,
+    },
+    /// Makes the pending Shamir keyring the active one.
+    CommitKeyring {
+        set_id: Vec<u8>,
+    },
+    /// Replaces the active Shamir keyring (after a root version was destroyed).
+    ReplaceKeyring(SealKeyringRow),
+    InsertCertificate(CertificateRow),
+    RevokeCertificate {
+        sha256: String,
+        at: Timestamp,
+    },
 }
 
 /// What an operation did, when it succeeded.

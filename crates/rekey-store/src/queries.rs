@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use rekey_types::{AuditOutcome, AuditRecord, CredentialKind, Role, Timestamp};
+use rekey_types::{AuditOutcome, AuditRecord, CredentialKind, Role, TenantId, Timestamp};
 
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::*;
@@ -64,8 +64,8 @@ fn kek_row(row: &OwnedRow) -> Result<KekRow, StoreError> {
     })
 }
 
-const CRED_COLS: &str =
-    "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, c.created_at, c.updated_at";
+const CRED_COLS: &str = "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, \
+     c.latest_version, c.created_at, c.updated_at";
 
 fn credential_row(row: &OwnedRow) -> Result<CredentialRow, StoreError> {
     Ok(CredentialRow {
@@ -76,6 +76,7 @@ fn credential_row(row: &OwnedRow) -> Result<CredentialRow, StoreError> {
         fields: json_of(row, "fields")?,
         labels: json_of(row, "labels")?,
         current_version: u32_of(row, "current_version")?,
+        latest_version: u32_of(row, "latest_version")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
     })
@@ -139,8 +140,14 @@ fn all<T>(rows: Vec<OwnedRow>, f: impl Fn(&OwnedRow) -> Result<T, StoreError>) -
 
 fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
     match backend {
-        Backend::Sqlite => &[(1, include_str!("../migrations/sqlite/0001_init.sql"))],
-        Backend::Postgres => &[(1, include_str!("../migrations/postgres/0001_init.sql"))],
+        Backend::Sqlite => &[
+            (1, include_str!("../migrations/sqlite/0001_init.sql")),
+            (2, include_str!("../migrations/sqlite/0002_key_custody.sql")),
+        ],
+        Backend::Postgres => &[
+            (1, include_str!("../migrations/postgres/0001_init.sql")),
+            (2, include_str!("../migrations/postgres/0002_key_custody.sql")),
+        ],
     }
 }
 
@@ -438,6 +445,282 @@ pub(crate) async fn audit_page<C: Conn>(c: &mut C, after: i64, limit: u32) -> Re
     )
 }
 
+// ---- key custody reads ------------------------------------------------------------------------
+
+fn root_key_row(r: &OwnedRow) -> Result<RootKeyRow, StoreError> {
+    Ok(RootKeyRow {
+        version: u32_of(r, "version")?,
+        state: r.text("state")?,
+        created_at: ts(r, "created_at")?,
+        changed_at: ts(r, "changed_at")?,
+    })
+}
+
+pub(crate) async fn root_keys<C: Conn>(c: &mut C) -> Result<Vec<RootKeyRow>, StoreError> {
+    all(c.query("SELECT * FROM root_keys ORDER BY version", vec![]).await?, root_key_row)
+}
+
+fn small(r: &OwnedRow, col: &str) -> Result<u8, StoreError> {
+    u8::try_from(r.int(col)?).map_err(|_| corrupt(col))
+}
+
+pub(crate) async fn seal_keyring<C: Conn>(c: &mut C, slot: String) -> Result<Option<SealKeyringRow>, StoreError> {
+    c.query_opt("SELECT * FROM seal_keyring WHERE slot = $1", args![slot])
+        .await?
+        .map(|r| {
+            Ok(SealKeyringRow {
+                slot: r.text("slot")?,
+                set_id: r.blob("set_id")?,
+                shares: small(&r, "shares")?,
+                threshold: small(&r, "threshold")?,
+                blob: r.blob("blob")?,
+                created_at: ts(&r, "created_at")?,
+            })
+        })
+        .transpose()
+}
+
+/// Stores a keyring outside the audited write path: `rekey init` runs before there is an audit
+/// key, and a pending keyring changes nothing until it is committed (which is audited). An
+/// `active` row is inserted only if none exists (`false` if one did); `pending` replaces.
+pub(crate) async fn put_seal_keyring<C: Conn>(c: &mut C, row: SealKeyringRow) -> Result<bool, StoreError> {
+    let on_conflict = if row.slot == "active" {
+        "ON CONFLICT (slot) DO NOTHING"
+    } else {
+        "ON CONFLICT (slot) DO UPDATE SET set_id = excluded.set_id, shares = excluded.shares, \
+         threshold = excluded.threshold, blob = excluded.blob, created_at = excluded.created_at"
+    };
+    let n = c
+        .exec(
+            &format!(
+                "INSERT INTO seal_keyring (slot, set_id, shares, threshold, blob, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) {on_conflict}"
+            ),
+            args![
+                row.slot,
+                row.set_id,
+                i64::from(row.shares),
+                i64::from(row.threshold),
+                row.blob,
+                row.created_at.as_micros()
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+pub(crate) async fn keks<C: Conn>(c: &mut C, tenant: Option<String>) -> Result<Vec<KekRow>, StoreError> {
+    let rows = match tenant {
+        Some(t) => c.query("SELECT * FROM tenant_keks WHERE tenant_id = $1 ORDER BY version", args![t]).await?,
+        None => c.query("SELECT * FROM tenant_keks ORDER BY tenant_id, version", vec![]).await?,
+    };
+    all(rows, kek_row)
+}
+
+pub(crate) async fn dek_counts<C: Conn>(c: &mut C, tenant: Option<String>) -> Result<Vec<DekCount>, StoreError> {
+    let base = "SELECT c.tenant_id, v.kek_version, COUNT(*) AS n FROM credential_versions v \
+                JOIN credentials c ON c.id = v.credential_id";
+    let rows = match tenant {
+        Some(t) => {
+            c.query(&format!("{base} WHERE c.tenant_id = $1 GROUP BY c.tenant_id, v.kek_version"), args![t]).await?
+        }
+        None => c.query(&format!("{base} GROUP BY c.tenant_id, v.kek_version"), vec![]).await?,
+    };
+    all(rows, |r| {
+        Ok(DekCount { tenant_id: id(r, "tenant_id")?, kek_version: u32_of(r, "kek_version")?, count: r.int("n")? })
+    })
+}
+
+/// Up to `limit` credential versions of `tenant` (deleted credentials included) whose DEK is
+/// wrapped under a KEK version other than `target`, skipping versions under destroyed KEKs.
+pub(crate) async fn deks_to_rewrap<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    target: u32,
+    limit: u32,
+) -> Result<Vec<DekRow>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT c.tenant_id, v.credential_id, c.kind, v.version, v.kek_version, v.wrapped_dek \
+             FROM credentials c JOIN credential_versions v ON v.credential_id = c.id \
+             JOIN tenant_keks k ON k.tenant_id = c.tenant_id AND k.version = v.kek_version \
+             WHERE c.tenant_id = $1 AND v.kek_version <> $2 AND k.state <> 'destroyed' LIMIT $3",
+            args![tenant, target, limit],
+        )
+        .await?;
+    all(rows, |r| {
+        Ok(DekRow {
+            tenant_id: id(r, "tenant_id")?,
+            credential_id: id(r, "credential_id")?,
+            kind: kind(r, "kind")?,
+            version: u32_of(r, "version")?,
+            kek_version: u32_of(r, "kek_version")?,
+            wrapped_dek: r.blob("wrapped_dek")?,
+        })
+    })
+}
+
+/// KEKs and system keys wrapped under a root version other than `target` (up to `limit`).
+pub(crate) async fn root_wrapped<C: Conn>(c: &mut C, target: u32, limit: u32) -> Result<Vec<RootRewrap>, StoreError> {
+    let keks = c
+        .query(
+            "SELECT tenant_id, version, root_version, wrapped FROM tenant_keks \
+             WHERE root_version <> $1 AND state <> 'destroyed' LIMIT $2",
+            args![target, limit],
+        )
+        .await?;
+    let mut out = all(keks, |r| {
+        Ok(RootRewrap {
+            tenant_id: Some(id(r, "tenant_id")?),
+            purpose: String::new(),
+            version: u32_of(r, "version")?,
+            from_root: u32_of(r, "root_version")?,
+            to_root: target,
+            wrapped: r.blob("wrapped")?,
+        })
+    })?;
+    let system = c.query("SELECT purpose, version, wrapped FROM system_keys", vec![]).await?;
+    for r in &system {
+        let wrapped = r.blob("wrapped")?;
+        let from_root = rekey_root_version(&wrapped).ok_or_else(|| corrupt("system_keys.wrapped"))?;
+        if from_root != target {
+            out.push(RootRewrap {
+                tenant_id: None,
+                purpose: r.text("purpose")?,
+                version: u32_of(r, "version")?,
+                from_root,
+                to_root: target,
+                wrapped,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The key version in a Rekey blob header (bytes 21..25); see `rekey-crypto`'s envelope.
+fn rekey_root_version(blob: &[u8]) -> Option<u32> {
+    (blob.len() > 25 && &blob[..2] == b"RK").then(|| u32::from_be_bytes(blob[21..25].try_into().expect("4 bytes")))
+}
+
+/// Credential versions wrapped under one KEK version (what destroying it makes unrecoverable).
+pub(crate) async fn wrapped_by<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    version: u32,
+    limit: u32,
+) -> Result<Vec<WrappedBy>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT t.name AS tenant_name, c.name, v.version, c.deleted_at FROM credential_versions v \
+             JOIN credentials c ON c.id = v.credential_id JOIN tenants t ON t.id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND v.kek_version = $2 ORDER BY c.name, v.version LIMIT $3",
+            args![tenant, version, limit],
+        )
+        .await?;
+    all(rows, |r| {
+        Ok(WrappedBy {
+            tenant: r.text("tenant_name")?,
+            credential: r.text("name")?,
+            version: u32_of(r, "version")?,
+            deleted: r.opt_int("deleted_at")?.is_some(),
+        })
+    })
+}
+
+pub(crate) async fn tenant_ids<C: Conn>(c: &mut C) -> Result<Vec<TenantId>, StoreError> {
+    all(c.query("SELECT id FROM tenants WHERE state <> 'shredded' ORDER BY id", vec![]).await?, |r| id(r, "id"))
+}
+
+/// Credential versions in scope of a job: of one tenant, or of all.
+pub(crate) async fn count_versions<C: Conn>(c: &mut C, tenant: Option<String>) -> Result<i64, StoreError> {
+    let row = match tenant {
+        Some(t) => {
+            c.query_opt(
+                "SELECT COUNT(*) AS n FROM credential_versions v JOIN credentials c ON c.id = v.credential_id \
+                 WHERE c.tenant_id = $1",
+                args![t],
+            )
+            .await?
+        }
+        None => c.query_opt("SELECT COUNT(*) AS n FROM credential_versions", vec![]).await?,
+    };
+    row.ok_or_else(|| corrupt("count"))?.int("n")
+}
+
+fn job_row(r: &OwnedRow) -> Result<KeyJobRow, StoreError> {
+    Ok(KeyJobRow {
+        id: id(r, "id")?,
+        scope: r.text("scope")?,
+        tenant_id: r.opt_text("tenant_id")?.map(|t| t.parse().map_err(|_| corrupt("tenant_id"))).transpose()?,
+        reason: r.text("reason")?,
+        state: r.text("state")?,
+        total: r.int("total")?,
+        done: r.int("done")?,
+        created_by: r.text("created_by")?,
+        created_at: ts(r, "created_at")?,
+        finished_at: opt_ts(r, "finished_at")?,
+        error: r.opt_text("error")?,
+    })
+}
+
+pub(crate) async fn jobs<C: Conn>(c: &mut C, running_only: bool, limit: u32) -> Result<Vec<KeyJobRow>, StoreError> {
+    let sql = if running_only {
+        "SELECT * FROM key_jobs WHERE state = 'running' ORDER BY created_at, id LIMIT $1"
+    } else {
+        "SELECT * FROM key_jobs ORDER BY created_at DESC, id DESC LIMIT $1"
+    };
+    all(c.query(sql, args![limit]).await?, job_row)
+}
+
+pub(crate) async fn job<C: Conn>(c: &mut C, id_text: String) -> Result<Option<KeyJobRow>, StoreError> {
+    c.query_opt("SELECT * FROM key_jobs WHERE id = $1", args![id_text]).await?.map(|r| job_row(&r)).transpose()
+}
+
+const CERT_SELECT: &str = "SELECT ce.*, t.name AS tenant_name, c.name AS credential_name FROM certificates ce \
+     JOIN tenants t ON t.id = ce.tenant_id JOIN credentials c ON c.id = ce.credential_id";
+
+fn certificate_row(r: &OwnedRow) -> Result<CertificateRow, StoreError> {
+    Ok(CertificateRow {
+        sha256: r.text("sha256")?,
+        sha1: r.text("sha1")?,
+        public_key_sha256: r.text("public_key_sha256")?,
+        tenant_id: id(r, "tenant_id")?,
+        tenant: r.text("tenant_name")?,
+        credential_id: id(r, "credential_id")?,
+        credential: r.text("credential_name")?,
+        credential_version: u32_of(r, "credential_version")?,
+        subject: r.text("subject")?,
+        not_before: ts(r, "not_before")?,
+        not_after: ts(r, "not_after")?,
+        state: r.text("state")?,
+        pem: r.text("pem")?,
+        created_at: ts(r, "created_at")?,
+        revoked_at: opt_ts(r, "revoked_at")?,
+    })
+}
+
+pub(crate) async fn certificates<C: Conn>(
+    c: &mut C,
+    not_after_before: Option<i64>,
+) -> Result<Vec<CertificateRow>, StoreError> {
+    let rows = match not_after_before {
+        Some(t) => {
+            c.query(&format!("{CERT_SELECT} WHERE ce.not_after < $1 ORDER BY ce.not_after, ce.sha256"), args![t])
+                .await?
+        }
+        None => c.query(&format!("{CERT_SELECT} ORDER BY t.name, c.name, ce.created_at"), vec![]).await?,
+    };
+    all(rows, certificate_row)
+}
+
+/// A certificate by its SHA-256 or SHA-1 thumbprint (hex, lowercase).
+pub(crate) async fn certificate<C: Conn>(c: &mut C, thumbprint: String) -> Result<Option<CertificateRow>, StoreError> {
+    c.query_opt(&format!("{CERT_SELECT} WHERE ce.sha256 = $1 OR ce.sha1 = $1"), args![thumbprint])
+        .await?
+        .map(|r| certificate_row(&r))
+        .transpose()
+}
+
 // ---- writes ---------------------------------------------------------------------------------
 
 fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
@@ -492,10 +775,27 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::PutVersion { credential, version, create } => {
             let cred_id = credential.id.to_string();
+            // A new DEK goes under the tenant's active KEK only: not one that a rotation retired
+            // or that was marked compromised since the caller looked.
+            let kek_state = c
+                .query_opt(
+                    "SELECT state FROM tenant_keks WHERE tenant_id = $1 AND version = $2",
+                    args![credential.tenant_id.to_string(), version.kek_version],
+                )
+                .await?
+                .map(|r| r.text("state"))
+                .transpose()?;
+            if kek_state.as_deref() != Some(key_state::ACTIVE) {
+                return Err(StoreError::Conflict);
+            }
+            let pending = version.stage == "pending";
             if *create {
+                if pending {
+                    return Err(StoreError::Constraint("a new credential starts with a current version".into()));
+                }
                 c.exec(
-                    "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, current_version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, current_version, latest_version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
                     args![
                         cred_id.clone(),
                         credential.tenant_id.to_string(),
@@ -511,10 +811,13 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 .await
                 .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
             } else {
+                let set_current = if pending { "current_version" } else { "$3" };
                 let updated = c
                     .exec(
-                        "UPDATE credentials SET fields = $1, labels = $2, current_version = $3, updated_at = $4 \
-                         WHERE id = $5 AND current_version = $6 AND deleted_at IS NULL AND kind = $7",
+                        &format!(
+                            "UPDATE credentials SET fields = $1, labels = $2, current_version = {set_current}, latest_version = $3, \
+                             updated_at = $4 WHERE id = $5 AND latest_version = $6 AND deleted_at IS NULL AND kind = $7"
+                        ),
                         args![
                             json(&credential.fields),
                             json(&credential.labels),
@@ -529,24 +832,29 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 if updated != 1 {
                     return Err(StoreError::Conflict);
                 }
-                // The old current becomes previous; the old previous is retired.
+                // A newer version supersedes any pending one. A new current one also moves the
+                // old current to previous, and the old previous to retired.
+                let retire = if pending { "('pending')" } else { "('pending', 'previous')" };
                 c.exec(
-                    "UPDATE credential_versions SET stage = 'retired' WHERE credential_id = $1 AND stage = 'previous'",
+                    &format!("UPDATE credential_versions SET stage = 'retired' WHERE credential_id = $1 AND stage IN {retire}"),
                     args![cred_id.clone()],
                 )
                 .await?;
-                c.exec(
-                    "UPDATE credential_versions SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current'",
-                    args![cred_id.clone()],
-                )
-                .await?;
+                if !pending {
+                    c.exec(
+                        "UPDATE credential_versions SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current'",
+                        args![cred_id.clone()],
+                    )
+                    .await?;
+                }
             }
             c.exec(
                 "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, created_by, created_at) \
-                 VALUES ($1, $2, 'current', $3, $4, $5, $6, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 args![
                     version.credential_id.to_string(),
                     version.version,
+                    if pending { "pending" } else { "current" },
                     version.kek_version,
                     version.wrapped_dek.clone(),
                     version.ciphertext.clone(),
@@ -585,6 +893,211 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::RevokeToken { id, at } => {
             let sql = "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
             update_one(c, sql, at.as_micros(), "active token", id.to_string()).await
+        }
+        WriteOp::CreateKek(kek) => {
+            let tenant = kek.tenant_id.to_string();
+            c.exec(
+                "UPDATE tenant_keks SET state = 'retired', changed_at = $1 WHERE tenant_id = $2 AND state = 'active'",
+                args![kek.created_at.as_micros(), tenant.clone()],
+            )
+            .await?;
+            c.exec(
+                "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at, changed_at) \
+                 VALUES ($1, $2, 'active', $3, $4, $5, $5)",
+                args![tenant, kek.version, kek.wrapped.clone(), kek.root_version, kek.created_at.as_micros()],
+            )
+            .await
+            .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+            Ok(())
+        }
+        WriteOp::SetKekState { tenant, version, state, at } => {
+            let (sql, a) = if *state == key_state::DESTROYED {
+                (
+                    "UPDATE tenant_keks SET state = $1, changed_at = $2, wrapped = $3 \
+                     WHERE tenant_id = $4 AND version = $5 AND state <> 'destroyed'",
+                    args![*state, at.as_micros(), Vec::<u8>::new(), tenant.to_string(), *version],
+                )
+            } else {
+                (
+                    "UPDATE tenant_keks SET state = $1, changed_at = $2 \
+                     WHERE tenant_id = $3 AND version = $4 AND state <> 'destroyed'",
+                    args![*state, at.as_micros(), tenant.to_string(), *version],
+                )
+            };
+            let n = c.exec(sql, a).await?;
+            if n != 1 {
+                return Err(StoreError::NotFound { entity: "key version", id: format!("{tenant}@{version}") });
+            }
+            Ok(())
+        }
+        WriteOp::ShredTenant { tenant, at } => {
+            let tenant = tenant.to_string();
+            c.exec(
+                "UPDATE tenant_keks SET state = 'destroyed', changed_at = $1, wrapped = $2 WHERE tenant_id = $3",
+                args![at.as_micros(), Vec::<u8>::new(), tenant.clone()],
+            )
+            .await?;
+            if c.exec(
+                "UPDATE tenants SET state = 'shredded' WHERE id = $1 AND state <> 'shredded'",
+                args![tenant.clone()],
+            )
+            .await?
+                != 1
+            {
+                return Err(StoreError::NotFound { entity: "tenant", id: tenant });
+            }
+            Ok(())
+        }
+        WriteOp::RewrapDeks { updates, job } => {
+            let mut moved = 0i64;
+            for u in updates {
+                moved += c
+                    .exec(
+                        "UPDATE credential_versions SET kek_version = $1, wrapped_dek = $2 \
+                         WHERE credential_id = $3 AND version = $4 AND kek_version = $5",
+                        args![u.to_kek, u.wrapped_dek.clone(), u.credential_id.to_string(), u.version, u.from_kek],
+                    )
+                    .await? as i64;
+            }
+            if let Some(job) = job {
+                c.exec("UPDATE key_jobs SET done = done + $1 WHERE id = $2", args![moved, job.to_string()]).await?;
+            }
+            Ok(())
+        }
+        WriteOp::RewrapRoot { updates, job } => {
+            let mut moved = 0i64;
+            for u in updates {
+                moved += match u.tenant_id {
+                    Some(t) => {
+                        c.exec(
+                            "UPDATE tenant_keks SET root_version = $1, wrapped = $2 \
+                             WHERE tenant_id = $3 AND version = $4 AND root_version = $5 AND state <> 'destroyed'",
+                            args![u.to_root, u.wrapped.clone(), t.to_string(), u.version, u.from_root],
+                        )
+                        .await? as i64
+                    }
+                    None => {
+                        c.exec(
+                            "UPDATE system_keys SET wrapped = $1 WHERE purpose = $2 AND version = $3",
+                            args![u.wrapped.clone(), &u.purpose, u.version],
+                        )
+                        .await? as i64
+                    }
+                };
+            }
+            if let Some(job) = job {
+                c.exec("UPDATE key_jobs SET done = done + $1 WHERE id = $2", args![moved, job.to_string()]).await?;
+            }
+            Ok(())
+        }
+        WriteOp::InsertRootKey(r) => {
+            c.exec(
+                "INSERT INTO root_keys (version, state, created_at, changed_at) VALUES ($1, $2, $3, $4)",
+                args![r.version, &r.state, r.created_at.as_micros(), r.changed_at.as_micros()],
+            )
+            .await
+            .map_err(|e| {
+                duplicate_as(e, StoreError::AlreadyExists { entity: "root key", id: format!("root@{}", r.version) })
+            })?;
+            Ok(())
+        }
+        WriteOp::SetRootKeyState { version, state, at } => {
+            let n = c
+                .exec(
+                    "UPDATE root_keys SET state = $1, changed_at = $2 WHERE version = $3 AND state <> 'destroyed'",
+                    args![*state, at.as_micros(), *version],
+                )
+                .await?;
+            if n != 1 {
+                return Err(StoreError::NotFound { entity: "key version", id: format!("root@{version}") });
+            }
+            Ok(())
+        }
+        WriteOp::CreateJob(j) => {
+            c.exec(
+                "INSERT INTO key_jobs (id, scope, tenant_id, reason, state, total, done, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                args![
+                    j.id.to_string(),
+                    &j.scope,
+                    j.tenant_id.map(|t| t.to_string()),
+                    &j.reason,
+                    &j.state,
+                    j.total,
+                    j.done,
+                    &j.created_by,
+                    j.created_at.as_micros()
+                ],
+            )
+            .await?;
+            Ok(())
+        }
+        WriteOp::FinishJob { id, state, error, at } => {
+            let n = c
+                .exec(
+                    "UPDATE key_jobs SET state = $1, error = $2, finished_at = $3 WHERE id = $4 AND state = 'running'",
+                    args![*state, error.clone(), at.as_micros(), id.to_string()],
+                )
+                .await?;
+            if n != 1 {
+                return Err(StoreError::NotFound { entity: "running job", id: id.to_string() });
+            }
+            Ok(())
+        }
+        WriteOp::CommitKeyring { set_id } => {
+            let pending = c
+                .query_opt("SELECT set_id FROM seal_keyring WHERE slot = 'pending'", vec![])
+                .await?
+                .map(|r| r.blob("set_id"))
+                .transpose()?;
+            if pending.as_deref() != Some(set_id.as_slice()) {
+                return Err(StoreError::NotFound { entity: "pending root rotation", id: hex_of(set_id) });
+            }
+            c.exec("DELETE FROM seal_keyring WHERE slot = 'active'", vec![]).await?;
+            c.exec("UPDATE seal_keyring SET slot = 'active' WHERE slot = 'pending'", vec![]).await?;
+            Ok(())
+        }
+        WriteOp::ReplaceKeyring(row) => {
+            let n = c
+                .exec(
+                    "UPDATE seal_keyring SET blob = $1 WHERE slot = 'active' AND set_id = $2",
+                    args![row.blob.clone(), row.set_id.clone()],
+                )
+                .await?;
+            if n != 1 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        }
+        WriteOp::InsertCertificate(ce) => {
+            c.exec(
+                "INSERT INTO certificates (sha256, sha1, public_key_sha256, tenant_id, credential_id, credential_version, \
+                 subject, not_before, not_after, state, pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                args![
+                    &ce.sha256,
+                    &ce.sha1,
+                    &ce.public_key_sha256,
+                    ce.tenant_id.to_string(),
+                    ce.credential_id.to_string(),
+                    ce.credential_version,
+                    &ce.subject,
+                    ce.not_before.as_micros(),
+                    ce.not_after.as_micros(),
+                    &ce.state,
+                    &ce.pem,
+                    ce.created_at.as_micros()
+                ],
+            )
+            .await
+            .map_err(|e| {
+                duplicate_as(e, StoreError::AlreadyExists { entity: "certificate or key", id: ce.sha256.clone() })
+            })?;
+            Ok(())
+        }
+        WriteOp::RevokeCertificate { sha256, at } => {
+            let sql =
+                "UPDATE certificates SET state = 'revoked', revoked_at = $1 WHERE sha256 = $2 AND state <> 'revoked'";
+            update_one(c, sql, at.as_micros(), "active certificate", sha256.clone()).await
         }
         WriteOp::All(ops) => {
             for op in ops {
@@ -651,6 +1164,10 @@ async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])]) -
         }
     }
     Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn error_code_of(e: &StoreError) -> &'static str {

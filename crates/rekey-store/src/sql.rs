@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, TenantId, TenantName, TokenId};
+use rekey_types::{CredentialId, JobId, TenantId, TenantName, Timestamp, TokenId};
 use sqlx::PgPool;
 
 use crate::conn::ready;
@@ -162,6 +162,65 @@ impl Store for SqlStore {
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         run!(self, read, |c| q::counts(c))
+    }
+
+    async fn root_keys(&self) -> Result<Vec<RootKeyRow>, StoreError> {
+        run!(self, read, |c| q::root_keys(c))
+    }
+
+    async fn seal_keyring(&self, slot: &str) -> Result<Option<SealKeyringRow>, StoreError> {
+        let slot = slot.to_owned();
+        run!(self, read, |c| q::seal_keyring(c, slot))
+    }
+
+    async fn put_seal_keyring(&self, row: &SealKeyringRow) -> Result<bool, StoreError> {
+        let row = row.clone();
+        run!(self, write, |c| q::put_seal_keyring(c, row))
+    }
+
+    async fn keks(&self, tenant: Option<TenantId>) -> Result<Vec<KekRow>, StoreError> {
+        run!(self, read, |c| q::keks(c, tenant.map(|t| t.to_string())))
+    }
+
+    async fn dek_counts(&self, tenant: Option<TenantId>) -> Result<Vec<DekCount>, StoreError> {
+        run!(self, read, |c| q::dek_counts(c, tenant.map(|t| t.to_string())))
+    }
+
+    async fn deks_to_rewrap(&self, tenant: TenantId, target: u32, limit: u32) -> Result<Vec<DekRow>, StoreError> {
+        run!(self, read, |c| q::deks_to_rewrap(c, tenant.to_string(), target, limit))
+    }
+
+    async fn root_wrapped(&self, target: u32, limit: u32) -> Result<Vec<RootRewrap>, StoreError> {
+        run!(self, read, |c| q::root_wrapped(c, target, limit))
+    }
+
+    async fn wrapped_by(&self, tenant: TenantId, version: u32, limit: u32) -> Result<Vec<WrappedBy>, StoreError> {
+        run!(self, read, |c| q::wrapped_by(c, tenant.to_string(), version, limit))
+    }
+
+    async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        run!(self, read, |c| q::tenant_ids(c))
+    }
+
+    async fn count_versions(&self, tenant: Option<TenantId>) -> Result<i64, StoreError> {
+        run!(self, read, |c| q::count_versions(c, tenant.map(|t| t.to_string())))
+    }
+
+    async fn jobs(&self, running_only: bool, limit: u32) -> Result<Vec<KeyJobRow>, StoreError> {
+        run!(self, read, |c| q::jobs(c, running_only, limit))
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<KeyJobRow>, StoreError> {
+        run!(self, point, |c| q::job(c, id.to_string()))
+    }
+
+    async fn certificates(&self, not_after_before: Option<Timestamp>) -> Result<Vec<CertificateRow>, StoreError> {
+        run!(self, read, |c| q::certificates(c, not_after_before.map(Timestamp::as_micros)))
+    }
+
+    async fn certificate(&self, thumbprint: &str) -> Result<Option<CertificateRow>, StoreError> {
+        let thumbprint = thumbprint.to_owned();
+        run!(self, point, |c| q::certificate(c, thumbprint))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

@@ -125,6 +125,7 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
             fields,
             labels: BTreeMap::new(),
             current_version: version,
+            latest_version: version,
             created_at: now,
             updated_at: now,
         },

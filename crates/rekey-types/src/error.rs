@@ -29,6 +29,15 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The seal is closed: no key material is available.
     Sealed,
+    /// An unseal share is malformed, mistyped, repeated, or from another key set.
+    InvalidShare,
+    /// The data is wrapped under a key version marked compromised; it is served again only
+    /// after a rotation has moved it off that key.
+    KeyCompromised,
+    /// The key that wrapped the data was destroyed; the data is unrecoverable.
+    KeyDestroyed,
+    /// The key version still wraps data; destroying it needs `force`.
+    KeyInUse,
     /// The audit log cannot be written, so the request is refused (fail closed).
     AuditUnavailable,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
@@ -38,7 +47,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -50,6 +59,10 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Sealed,
+        ErrorCode::InvalidShare,
+        ErrorCode::KeyCompromised,
+        ErrorCode::KeyDestroyed,
+        ErrorCode::KeyInUse,
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
         ErrorCode::Internal,
@@ -68,6 +81,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Sealed => "sealed",
+            ErrorCode::InvalidShare => "invalid_share",
+            ErrorCode::KeyCompromised => "key_compromised",
+            ErrorCode::KeyDestroyed => "key_destroyed",
+            ErrorCode::KeyInUse => "key_in_use",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::Internal => "internal",
@@ -77,12 +94,13 @@ impl ErrorCode {
     /// The HTTP status this code is always sent with.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidName | ErrorCode::InvalidField => 400,
+            ErrorCode::BadRequest | ErrorCode::InvalidName | ErrorCode::InvalidField | ErrorCode::InvalidShare => 400,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::KeyCompromised | ErrorCode::KeyInUse => 409,
+            ErrorCode::KeyDestroyed => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal | ErrorCode::DecryptFailed => 500,

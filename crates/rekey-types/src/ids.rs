@@ -67,6 +67,10 @@ typed_id!(
     TokenId
 );
 typed_id!(
+    /// A key job: a rotation or rewrap that runs in the server and survives restarts.
+    JobId
+);
+typed_id!(
     /// One HTTP request; returned to the client and written to the log and the audit event.
     RequestId
 );

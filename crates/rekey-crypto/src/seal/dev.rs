@@ -8,80 +8,98 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::keyring::{MemorySeal, RootKeyring};
 use super::{KeyContext, Seal};
-use crate::envelope::{open_blob, seal_blob, to_key, Header, Purpose};
-use crate::keys::{random_32, Kek, SystemKey};
+use crate::envelope::{to_key, Purpose};
+use crate::keys::{Kek, SystemKey};
 use crate::CryptoError;
 
 const BANNER: &str =
     "# REKEY DEV SEAL ROOT KEY - NOT FOR PRODUCTION: anyone who reads this file reads every credential";
 
+/// The dev seal. The key file holds one line per root key version, `VERSION:HEX`; a bare hex
+/// line is version 1.
 pub struct DevSeal {
-    key: Zeroizing<[u8; 32]>,
-    key_id: [u8; 16],
+    inner: MemorySeal,
     path: PathBuf,
+    /// Serializes changes to the key file.
+    file: std::sync::Mutex<()>,
 }
 
 impl DevSeal {
     /// Opens the key file at `path`, creating it (mode 0600) with a fresh key if it is missing.
     pub fn open_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let file_err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
-        let key = if path.exists() {
-            let text = Zeroizing::new(fs::read_to_string(path).map_err(file_err)?);
-            let hex_line = text
-                .lines()
-                .find(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .ok_or_else(|| CryptoError::Seal(format!("{}: no key in the file", path.display())))?;
-            let bytes = Zeroizing::new(
-                hex::decode(hex_line.trim())
-                    .map_err(|_| CryptoError::Seal(format!("{}: the key is not hex", path.display())))?,
-            );
-            to_key(bytes).map_err(|_| CryptoError::Seal(format!("{}: the key is not 256 bits", path.display())))?
+        let seal = Self { inner: MemorySeal::default(), path: path.to_owned(), file: Default::default() };
+        let ring = if path.exists() {
+            seal.read()?
         } else {
-            let key = random_32()?;
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(path).map_err(file_err)?;
-            let hex_key = Zeroizing::new(hex::encode(key.as_ref()));
-            file.write_all(format!("{BANNER}\n").as_bytes()).map_err(file_err)?;
-            file.write_all(hex_key.as_bytes()).map_err(file_err)?;
-            file.write_all(b"\n").map_err(file_err)?;
-            file.sync_all().map_err(file_err)?;
-            key
+            let mut ring = RootKeyring::default();
+            ring.add_new()?;
+            seal.write(&ring)?;
+            ring
         };
-        let digest = Sha256::new().chain_update(b"rekey-root-key-id").chain_update(key.as_ref()).finalize();
-        let mut key_id = [0u8; 16];
-        key_id.copy_from_slice(&digest[..16]);
-        Ok(Self { key, key_id, path: path.to_owned() })
+        seal.inner.install(ring);
+        Ok(seal)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn header(&self, purpose: Purpose) -> Header {
-        Header { purpose, key_id: self.key_id, key_version: 1 }
+    fn file_err(&self) -> impl FnOnce(std::io::Error) -> CryptoError + '_ {
+        |source| CryptoError::KeyFile { path: self.path.display().to_string(), source }
     }
 
-    fn wrap(&self, purpose: Purpose, ctx: KeyContext<'_>, key: &[u8; 32]) -> Result<Vec<u8>, CryptoError> {
-        seal_blob(&self.key, self.header(purpose), &ctx.bytes(), key)
+    fn read(&self) -> Result<RootKeyring, CryptoError> {
+        let path = self.path.display();
+        let text = Zeroizing::new(fs::read_to_string(&self.path).map_err(self.file_err())?);
+        let mut ring = RootKeyring::default();
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (version, hex_key) = match line.split_once(':') {
+                Some((v, k)) => {
+                    let v = v.parse::<u32>().ok().filter(|v| *v > 0);
+                    (v.ok_or_else(|| CryptoError::Seal(format!("{path}: a key line has no valid version")))?, k)
+                }
+                None => (1, line),
+            };
+            let bytes = Zeroizing::new(
+                hex::decode(hex_key).map_err(|_| CryptoError::Seal(format!("{path}: a key is not hex")))?,
+            );
+            let key = to_key(bytes).map_err(|_| CryptoError::Seal(format!("{path}: a key is not 256 bits")))?;
+            ring.insert(version, key);
+        }
+        if ring.active().is_none() {
+            return Err(CryptoError::Seal(format!("{path}: no key in the file")));
+        }
+        Ok(ring)
     }
 
-    fn unwrap(
-        &self,
-        purpose: Purpose,
-        ctx: KeyContext<'_>,
-        wrapped: &[u8],
-    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        to_key(open_blob(&self.key, self.header(purpose), &ctx.bytes(), wrapped)?)
+    /// Replaces the key file atomically: a private temporary file, synced, renamed over it.
+    fn write(&self, ring: &RootKeyring) -> Result<(), CryptoError> {
+        let tmp = self.path.with_extension("tmp");
+        let _ = fs::remove_file(&tmp);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp).map_err(self.file_err())?;
+        let mut text = Zeroizing::new(format!("{BANNER}\n"));
+        for version in ring.versions() {
+            let key = ring.get(version).expect("listed versions are present");
+            text.push_str(&format!("{version}:{}\n", Zeroizing::new(hex::encode(key)).as_str()));
+        }
+        file.write_all(text.as_bytes()).map_err(self.file_err())?;
+        file.sync_all().map_err(self.file_err())?;
+        fs::rename(&tmp, &self.path).map_err(self.file_err())?;
+        if let Some(dir) = self.path.parent().and_then(|d| fs::File::open(d).ok()) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
     }
 }
 
@@ -91,27 +109,59 @@ impl Seal for DevSeal {
     }
 
     fn is_unsealed(&self) -> bool {
-        true
+        self.inner.is_unsealed()
     }
 
-    fn root_version(&self) -> u32 {
-        1
+    fn root_version(&self) -> Option<u32> {
+        self.inner.active()
+    }
+
+    fn root_versions(&self) -> Vec<u32> {
+        self.inner.versions()
     }
 
     fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError> {
-        self.wrap(Purpose::WrappedKek, ctx, key.bytes())
+        self.inner.wrap(Purpose::WrappedKek, ctx, key.bytes())
     }
 
     fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError> {
-        self.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
+        self.inner.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
     }
 
     fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError> {
-        self.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
+        self.inner.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
     }
 
     fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError> {
-        self.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
+        self.inner.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
+    }
+
+    fn add_root_version(&self) -> Result<u32, CryptoError> {
+        let _file = self.file.lock().expect("key file lock is never poisoned");
+        self.inner.with_mut(|ring| {
+            let mut next = ring.duplicate();
+            let version = next.add_new()?;
+            self.write(&next)?;
+            *ring = next;
+            Ok(version)
+        })
+    }
+
+    fn destroy_root_version(&self, version: u32) -> Result<(), CryptoError> {
+        let _file = self.file.lock().expect("key file lock is never poisoned");
+        self.inner.with_mut(|ring| {
+            let mut next = ring.duplicate();
+            if !next.remove(version) {
+                return Err(CryptoError::RootVersionMissing(version));
+            }
+            self.write(&next)?;
+            *ring = next;
+            Ok(())
+        })
+    }
+
+    fn seal(&self) {
+        self.inner.wipe();
     }
 }
 
@@ -156,5 +206,29 @@ mod tests {
         assert!(DevSeal::open_or_create(&path).is_err());
         fs::write(&path, "abcd\n").unwrap();
         assert!(DevSeal::open_or_create(&path).is_err());
+        fs::write(&path, format!("0:{}\n", "00".repeat(32))).unwrap();
+        assert!(DevSeal::open_or_create(&path).is_err());
+    }
+
+    #[test]
+    fn new_root_versions_persist_and_old_blobs_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let seal = DevSeal::open_or_create(&path).unwrap();
+        let ctx = KeyContext::TenantKek { tenant: TenantId::generate(), version: 1 };
+        let kek = Kek::generate().unwrap();
+        let old = seal.wrap_kek(ctx, &kek).unwrap();
+        assert_eq!(seal.add_root_version().unwrap(), 2);
+        let new = seal.wrap_kek(ctx, &kek).unwrap();
+        let again = DevSeal::open_or_create(&path).unwrap();
+        assert_eq!(again.root_versions(), vec![1, 2]);
+        assert_eq!(again.root_version(), Some(2));
+        assert_eq!(again.unwrap_kek(ctx, &old).unwrap().bytes(), kek.bytes());
+        assert_eq!(again.unwrap_kek(ctx, &new).unwrap().bytes(), kek.bytes());
+        again.destroy_root_version(1).unwrap();
+        let third = DevSeal::open_or_create(&path).unwrap();
+        assert!(third.unwrap_kek(ctx, &old).is_err());
+        assert!(third.unwrap_kek(ctx, &new).is_ok());
+        assert!(third.destroy_root_version(7).is_err());
     }
 }

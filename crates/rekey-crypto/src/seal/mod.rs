@@ -4,6 +4,9 @@
 //! KEKs and system keys). That is what lets an HSM seal keep the root key inside the HSM.
 
 pub mod dev;
+pub mod keyring;
+pub mod pkcs11;
+pub mod shamir;
 
 use rekey_types::TenantId;
 
@@ -40,6 +43,10 @@ impl KeyContext<'_> {
 }
 
 /// Something that holds the root key and wraps keys under it.
+///
+/// Root keys are versioned. New wraps use the newest version; an unwrap uses the version named in
+/// the blob's header, so blobs made under an older root key open until a root rotation has moved
+/// them and the old version is destroyed.
 pub trait Seal: Send + Sync {
     /// `dev`, `shamir`, `pkcs11`.
     fn kind(&self) -> &'static str;
@@ -47,11 +54,28 @@ pub trait Seal: Send + Sync {
     /// Whether the root key is available now.
     fn is_unsealed(&self) -> bool;
 
-    /// The version of the root key that new wraps use.
-    fn root_version(&self) -> u32;
+    /// The root key version that new wraps use; `None` while sealed.
+    fn root_version(&self) -> Option<u32>;
+
+    /// Every root key version the seal holds now (empty while sealed).
+    fn root_versions(&self) -> Vec<u32>;
 
     fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError>;
     fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError>;
     fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError>;
     fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError>;
+
+    /// Creates a new root key version, durably, and makes it the one new wraps use.
+    fn add_root_version(&self) -> Result<u32, CryptoError>;
+
+    /// Destroys a root key version for good. Blobs wrapped under it become unrecoverable.
+    fn destroy_root_version(&self, version: u32) -> Result<(), CryptoError>;
+
+    /// Forgets every key held in memory; the seal is sealed afterwards.
+    fn seal(&self);
+
+    /// The Shamir seal, whose keyring is kept in the store and rotated in two steps.
+    fn as_shamir(&self) -> Option<&shamir::ShamirSeal> {
+        None
+    }
 }

@@ -1,0 +1,266 @@
+//! The key job runner: rotations and rewraps that run inside the server.
+//!
+//! A job's remaining work is read from the data, never from a cursor: whatever is not yet under
+//! the target key. So a job resumes after `kill -9` exactly where it stopped, and a batch that
+//! is done twice changes nothing (each update applies only while the row is still under the key
+//! it was read under). Each batch is one write with its audit event.
+//!
+//! With several servers on one PostgreSQL database, each server runs the jobs it finds running
+//! at start and those it created; two servers working on one job is safe (the guarded updates
+//! make the second one's work a no-op), only wasteful.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rekey_crypto::{kek_version_of, rewrap_dek, Kek, KeyContext, PayloadSlot};
+use rekey_store::{key_state, DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
+use rekey_types::{AuditOutcome, CredentialId, RequestId, TenantId, Timestamp};
+
+use crate::keys::KeyUse;
+use crate::vault::record;
+use crate::{CoreError, Vault};
+
+/// Credential versions read and rewrapped per batch.
+const DEK_BATCH: u32 = 2_000;
+/// Tenants worked on at once by a rotation of all tenants; their batches share commits.
+const TENANTS_AT_ONCE: usize = 32;
+const ROOT_BATCH: u32 = 500;
+
+impl Vault {
+    /// Starts the background runner: first every job left running (by a crash or a restart),
+    /// then each new one as it is created.
+    pub(crate) fn start_jobs(self: Arc<Self>) {
+        tokio::spawn(async move {
+            loop {
+                if self.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match self.store.jobs(true, 100).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            if self.closed.load(Ordering::SeqCst) {
+                                return;
+                            }
+                            self.run_job(job).await;
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot read key jobs"),
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(30), self.jobs_wake.notified()).await;
+            }
+        });
+    }
+
+    /// Waits until no job is running (for tests and benchmarks).
+    pub async fn wait_for_jobs(&self) -> Result<(), CoreError> {
+        loop {
+            if self.store.jobs(true, 1).await?.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn run_job(&self, job: KeyJobRow) {
+        tracing::info!(job = %job.id, scope = %job.scope, reason = %job.reason, "running key job");
+        let outcome = match job.scope.as_str() {
+            "tenant" => match job.tenant_id {
+                Some(t) => self.rewrap_tenant(&job, t).await,
+                None => Err(CoreError::Store(StoreError::Corrupt("tenant job without a tenant".into()))),
+            },
+            "all" => self.rewrap_all(&job).await,
+            "root" => self.rewrap_root(&job).await,
+            other => Err(CoreError::Store(StoreError::Corrupt(format!("job scope {other}")))),
+        };
+        if self.closed.load(Ordering::SeqCst) {
+            // Sealed mid-way: the job stays running and resumes after the next unseal.
+            return;
+        }
+        let (state, error) = match outcome {
+            Ok(0) => ("done", None),
+            Ok(n) => {
+                ("failed", Some(format!("{n} wrapped keys could not be opened (damaged); everything else was moved")))
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "key job failed");
+                ("failed", Some(e.to_string()))
+            }
+        };
+        let op = WriteOp::FinishJob { id: job.id, state, error: error.clone(), at: Timestamp::now() };
+        let audit =
+            self.job_event(&job, "key.job.finish", &format!("job:{}", job.id), &error.unwrap_or_else(|| state.into()));
+        if let Err(e) = self.submit(WriteRequest { op: Some(op), audit }).await {
+            tracing::error!(job = %job.id, error = %e, "cannot record the end of a key job");
+        }
+    }
+
+    fn job_event(&self, job: &KeyJobRow, action: &str, resource: &str, detail: &str) -> rekey_types::AuditRecord {
+        record(&format!("job:{}", job.id), "", &RequestId::generate(), action, resource, AuditOutcome::Success, detail)
+    }
+
+    async fn rewrap_all(&self, job: &KeyJobRow) -> Result<u64, CoreError> {
+        let tenants = self.store.tenant_ids().await?;
+        let results: Vec<Result<u64, CoreError>> = futures_util::stream::iter(tenants)
+            .map(|t| self.rewrap_tenant(job, t))
+            .buffer_unordered(TENANTS_AT_ONCE)
+            .collect()
+            .await;
+        let mut failed = 0;
+        for r in results {
+            failed += r?;
+        }
+        Ok(failed)
+    }
+
+    /// The tenant's KEK version that this job moves everything to: the active one if it was made
+    /// since the job started (by this job, before a restart), otherwise a new one made now.
+    async fn job_target(&self, job: &KeyJobRow, tenant: TenantId, keks: &[KekRow]) -> Result<u32, CoreError> {
+        if let Some(active) = keks.iter().filter(|k| k.state == key_state::ACTIVE).max_by_key(|k| k.version) {
+            if active.created_at >= job.created_at {
+                return Ok(active.version);
+            }
+        }
+        let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+        let kek = Kek::generate().map_err(CoreError::Crypto)?;
+        let wrapped =
+            self.seal.wrap_kek(KeyContext::TenantKek { tenant, version }, &kek).map_err(CoreError::from_seal)?;
+        let root_version = kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
+        let row = KekRow {
+            tenant_id: tenant,
+            version,
+            state: key_state::ACTIVE.into(),
+            wrapped,
+            root_version,
+            created_at: Timestamp::now(),
+        };
+        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
+        let audit = self.job_event(
+            job,
+            "key.create",
+            &format!("{name}@{version}"),
+            "new KEK version; older active versions retired",
+        );
+        match self.submit(WriteRequest { op: Some(WriteOp::CreateKek(row)), audit }).await {
+            Ok(()) => {}
+            // Another server working on the same job made it first.
+            Err(CoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+        for k in keks.iter().filter(|k| k.state == key_state::ACTIVE) {
+            self.keks.forget(tenant, k.version);
+        }
+        self.keks.insert(tenant, version, Arc::new(kek), key_state::ACTIVE, root_version);
+        Ok(version)
+    }
+
+    /// Moves every DEK of one tenant under the job's target KEK version. Returns how many could
+    /// not be opened (damaged rows), which are left where they are.
+    async fn rewrap_tenant(&self, job: &KeyJobRow, tenant: TenantId) -> Result<u64, CoreError> {
+        let keks = self.store.keks(Some(tenant)).await?;
+        if keks.is_empty() || keks.iter().all(|k| k.state == key_state::DESTROYED) {
+            return Ok(0);
+        }
+        let target = self.job_target(job, tenant, &keks).await?;
+        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
+        let new_kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, target, KeyUse::Rewrap).await?;
+        let mut old: HashMap<u32, Arc<Kek>> = HashMap::new();
+        let mut damaged: HashSet<(CredentialId, u32)> = HashSet::new();
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Ok(0);
+            }
+            let rows = self.store.deks_to_rewrap(tenant, target, DEK_BATCH).await?;
+            let mut updates = Vec::with_capacity(rows.len());
+            for r in rows {
+                if damaged.contains(&(r.credential_id, r.version)) {
+                    continue;
+                }
+                let kek = match old.get(&r.kek_version) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let k = self
+                            .keks
+                            .get(self.store.as_ref(), self.seal.as_ref(), tenant, r.kek_version, KeyUse::Rewrap)
+                            .await?;
+                        old.insert(r.kek_version, k.clone());
+                        k
+                    }
+                };
+                let slot = PayloadSlot { tenant, credential: r.credential_id, version: r.version, kind: r.kind };
+                match rewrap_dek((&kek, r.kek_version), (&new_kek, target), &slot, &r.wrapped_dek) {
+                    Ok(wrapped_dek) => updates.push(DekUpdate {
+                        credential_id: r.credential_id,
+                        version: r.version,
+                        from_kek: r.kek_version,
+                        to_kek: target,
+                        wrapped_dek,
+                    }),
+                    Err(e) => {
+                        tracing::error!(tenant = %name, credential = %r.credential_id, version = r.version, error = %e, "cannot rewrap a DEK");
+                        damaged.insert((r.credential_id, r.version));
+                    }
+                }
+            }
+            if updates.is_empty() {
+                break;
+            }
+            let detail = format!("moved {} DEKs to {name}@{target}", updates.len());
+            let audit = self.job_event(job, "key.rewrap", &format!("{name}@{target}"), &detail);
+            self.submit(WriteRequest { op: Some(WriteOp::RewrapDeks { updates, job: Some(job.id) }), audit }).await?;
+            // Read again until nothing is left: that also catches versions written under an
+            // older key meanwhile.
+        }
+        Ok(damaged.len() as u64)
+    }
+
+    /// Moves every tenant KEK and system key under the newest root key version.
+    async fn rewrap_root(&self, job: &KeyJobRow) -> Result<u64, CoreError> {
+        let target = self.seal.root_version().ok_or(CoreError::Sealed)?;
+        let mut damaged: HashSet<(Option<TenantId>, String, u32)> = HashSet::new();
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Ok(0);
+            }
+            let rows = self.store.root_wrapped(target, ROOT_BATCH).await?;
+            let mut updates = Vec::with_capacity(rows.len());
+            for r in rows {
+                let id = (r.tenant_id, r.purpose.clone(), r.version);
+                if damaged.contains(&id) {
+                    continue;
+                }
+                let moved = match r.tenant_id {
+                    Some(tenant) => {
+                        let ctx = KeyContext::TenantKek { tenant, version: r.version };
+                        self.seal.unwrap_kek(ctx, &r.wrapped).and_then(|k| self.seal.wrap_kek(ctx, &k))
+                    }
+                    None => {
+                        let ctx = KeyContext::System { purpose: &r.purpose, version: r.version };
+                        self.seal.unwrap_system_key(ctx, &r.wrapped).and_then(|k| self.seal.wrap_system_key(ctx, &k))
+                    }
+                };
+                match moved {
+                    Ok(wrapped) => {
+                        let to_root = kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
+                        updates.push(RootRewrap { wrapped, to_root, ..r });
+                    }
+                    Err(rekey_crypto::CryptoError::Sealed) => return Err(CoreError::Sealed),
+                    Err(e) => {
+                        tracing::error!(version = r.version, error = %e, "cannot rewrap a key under the new root");
+                        damaged.insert(id);
+                    }
+                }
+            }
+            if updates.is_empty() {
+                break;
+            }
+            let detail = format!("moved {} keys to root@{target}", updates.len());
+            let audit = self.job_event(job, "key.rewrap", &format!("root@{target}"), &detail);
+            self.submit(WriteRequest { op: Some(WriteOp::RewrapRoot { updates, job: Some(job.id) }), audit }).await?;
+        }
+        self.keks.clear();
+        Ok(damaged.len() as u64)
+    }
+}

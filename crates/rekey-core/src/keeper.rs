@@ -1,0 +1,254 @@
+//! The keeper: holds the seal and, while it is unsealed, the [`Vault`].
+//!
+//! A server starts with a keeper. A dev or PKCS#11 seal unseals itself at start, so the vault
+//! opens at once. A Shamir seal starts sealed: `init` (once) makes the root keyring and its
+//! shares, and `unseal` takes shares one at a time until the threshold is met, then opens the
+//! vault. `seal` closes the vault and wipes key material from memory.
+//!
+//! While sealed there is no audit key, so nothing can be chained into the audit log: share
+//! submissions are counted in memory (with their source addresses) and recorded in one
+//! `sys.unseal` event as soon as the vault opens. A refused share is logged (never its value).
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rekey_crypto::seal::shamir::check_share;
+use rekey_crypto::token::IssuedToken;
+use rekey_crypto::{Seal, SealedKeyring, ShamirSeal, Share, ShareError};
+use rekey_store::{SealKeyringRow, Store};
+use rekey_types::{AuditOutcome, RequestId, Timestamp};
+use zeroize::Zeroizing;
+
+use crate::vault::record;
+use crate::views::SealStatus;
+use crate::writer::WriterStats;
+use crate::{Caller, CoreError, Vault, VaultOptions};
+
+#[derive(Default)]
+struct Progress {
+    shares: Vec<Share>,
+    sources: Vec<String>,
+}
+
+pub struct Keeper {
+    store: Arc<dyn Store>,
+    seal: Arc<dyn Seal>,
+    vault: RwLock<Option<Arc<Vault>>>,
+    progress: Mutex<Progress>,
+    stats: Arc<WriterStats>,
+    /// Serializes init, unseal and seal.
+    transition: tokio::sync::Mutex<()>,
+}
+
+/// What `rekey init` prints once.
+pub struct InitOutcome {
+    pub shares: Vec<Zeroizing<String>>,
+    pub threshold: u8,
+}
+
+pub struct UnsealOutcome {
+    pub sealed: bool,
+    pub progress: u8,
+    pub threshold: u8,
+    /// The root operator token, when this unseal opened a vault for the first time.
+    pub root_token: Option<IssuedToken>,
+}
+
+pub(crate) fn keyring_of(row: &SealKeyringRow) -> Result<SealedKeyring, CoreError> {
+    let set_id: [u8; 8] = row
+        .set_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.set_id".into())))?;
+    Ok(SealedKeyring { set_id, shares: row.shares, threshold: row.threshold, blob: row.blob.clone() })
+}
+
+pub(crate) fn keyring_row(slot: &str, sealed: &SealedKeyring) -> SealKeyringRow {
+    SealKeyringRow {
+        slot: slot.to_owned(),
+        set_id: sealed.set_id.to_vec(),
+        shares: sealed.shares,
+        threshold: sealed.threshold,
+        blob: sealed.blob.clone(),
+        created_at: Timestamp::now(),
+    }
+}
+
+/// The seal's state as `status` shows it. `shamir` adds what only a Shamir seal has.
+pub fn seal_status(seal: &dyn Seal, shamir: Option<(bool, u8, u8, u8)>) -> SealStatus {
+    let (initialized, progress, threshold, shares) = match shamir {
+        Some((init, p, t, n)) => (Some(init), Some(p), Some(t), Some(n)),
+        None => (None, None, None, None),
+    };
+    SealStatus {
+        kind: seal.kind().to_owned(),
+        sealed: !seal.is_unsealed(),
+        initialized,
+        unseal_progress: progress,
+        threshold,
+        shares,
+        root_key_version: seal.root_version(),
+        root_key_versions: seal.root_versions(),
+        warning: (seal.kind() == "dev")
+            .then(|| "dev seal: the root key is a file beside the data; never use it in production".to_owned()),
+    }
+}
+
+impl Keeper {
+    /// Opens the vault at once if the seal is already unsealed (dev, PKCS#11).
+    pub async fn start(store: Arc<dyn Store>, seal: Arc<dyn Seal>) -> Result<(Self, Option<IssuedToken>), CoreError> {
+        let keeper = Self {
+            store,
+            seal,
+            vault: RwLock::new(None),
+            progress: Mutex::new(Progress::default()),
+            stats: Arc::new(WriterStats::default()),
+            transition: tokio::sync::Mutex::new(()),
+        };
+        let root = if keeper.seal.is_unsealed() { keeper.open_vault().await? } else { None };
+        Ok((keeper, root))
+    }
+
+    async fn open_vault(&self) -> Result<Option<IssuedToken>, CoreError> {
+        let options = VaultOptions { writer_stats: Some(self.stats.clone()) };
+        let (vault, root) = Vault::open(self.store.clone(), self.seal.clone(), options).await?;
+        let vault = Arc::new(vault);
+        vault.clone().start_jobs();
+        *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
+        Ok(root)
+    }
+
+    /// The open vault, or `Sealed`.
+    pub fn vault(&self) -> Result<Arc<Vault>, CoreError> {
+        self.vault.read().expect("vault lock is never poisoned").clone().ok_or(CoreError::Sealed)
+    }
+
+    pub fn seal_kind(&self) -> &'static str {
+        self.seal.kind()
+    }
+
+    pub fn store_backend(&self) -> &'static str {
+        self.store.backend().as_str()
+    }
+
+    pub fn writer_stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.vault.read().expect("vault lock is never poisoned").is_none()
+    }
+
+    pub async fn seal_status(&self) -> Result<SealStatus, CoreError> {
+        let shamir = match self.seal.as_shamir() {
+            Some(_) => {
+                let stored = self.store.seal_keyring("active").await?;
+                let given = self.progress.lock().expect("lock is never poisoned").shares.len() as u8;
+                Some(match stored {
+                    Some(row) => (true, given, row.threshold, row.shares),
+                    None => (false, 0, 0, 0),
+                })
+            }
+            None => None,
+        };
+        Ok(seal_status(self.seal.as_ref(), shamir))
+    }
+
+    fn shamir(&self) -> Result<&ShamirSeal, CoreError> {
+        self.seal.as_shamir().ok_or_else(|| {
+            CoreError::BadRequest(format!("the {} seal has no shares: it unseals at start", self.seal.kind()))
+        })
+    }
+
+    /// `rekey init`: makes the root keyring and splits its unseal key. Only once per store.
+    pub async fn init(&self, shares: u8, threshold: u8) -> Result<InitOutcome, CoreError> {
+        let _t = self.transition.lock().await;
+        self.shamir()?;
+        if self.store.seal_keyring("active").await?.is_some() {
+            return Err(CoreError::Conflict("the vault is already initialized".into()));
+        }
+        let split = ShamirSeal::initialize(shares, threshold).map_err(CoreError::from_seal)?;
+        if !self.store.put_seal_keyring(&keyring_row("active", &split.sealed)).await? {
+            return Err(CoreError::Conflict("the vault is already initialized".into()));
+        }
+        tracing::info!(shares, threshold, "initialized the Shamir seal; the shares were handed to the caller");
+        Ok(InitOutcome { shares: split.shares, threshold })
+    }
+
+    /// Takes one share. At the threshold, rebuilds the unseal key and opens the vault.
+    pub async fn unseal(&self, share_text: &str, source: IpAddr) -> Result<UnsealOutcome, CoreError> {
+        let _t = self.transition.lock().await;
+        let shamir = self.shamir()?;
+        let stored = self
+            .store
+            .seal_keyring("active")
+            .await?
+            .ok_or_else(|| CoreError::Conflict("the vault is not initialized: run rekey init first".into()))?;
+        let sealed = keyring_of(&stored)?;
+        if !self.is_sealed() {
+            return Ok(UnsealOutcome { sealed: false, progress: 0, threshold: sealed.threshold, root_token: None });
+        }
+        let refused = |e: ShareError| {
+            tracing::warn!(source = %source, reason = %e, "refused an unseal share");
+            CoreError::InvalidShare(e)
+        };
+        let share = Share::parse(share_text).map_err(refused)?;
+        let ready = {
+            let mut progress = self.progress.lock().expect("lock is never poisoned");
+            check_share(&sealed, &progress.shares, &share).map_err(refused)?;
+            progress.shares.push(share);
+            progress.sources.push(source.to_string());
+            progress.shares.len() >= sealed.threshold as usize
+        };
+        if !ready {
+            let given = self.progress.lock().expect("lock is never poisoned").shares.len() as u8;
+            return Ok(UnsealOutcome { sealed: true, progress: given, threshold: sealed.threshold, root_token: None });
+        }
+        let Progress { shares, sources } = std::mem::take(&mut *self.progress.lock().expect("lock is never poisoned"));
+        if let Err(e) = shamir.unseal(&sealed, &shares) {
+            tracing::warn!(error = %e, "the shares did not open the keyring; progress was reset");
+            return Err(CoreError::from_seal(e));
+        }
+        let root = match self.open_vault().await {
+            Ok(root) => root,
+            Err(e) => {
+                self.seal.seal();
+                return Err(e);
+            }
+        };
+        let vault = self.vault()?;
+        let event = record(
+            "unseal-shares",
+            &sources.join(","),
+            &RequestId::generate(),
+            "sys.unseal",
+            "seal",
+            AuditOutcome::Success,
+            &format!("{} shares of a {}-of-{} split", shares.len(), sealed.threshold, sealed.shares),
+        );
+        vault.audit_event(event).await?;
+        Ok(UnsealOutcome { sealed: false, progress: 0, threshold: sealed.threshold, root_token: root })
+    }
+
+    /// Forgets the shares given so far.
+    pub fn unseal_reset(&self) {
+        *self.progress.lock().expect("lock is never poisoned") = Progress::default();
+    }
+
+    /// `rekey seal`: audited, then the vault closes and every key in memory is dropped.
+    pub async fn seal(&self, caller: &Caller) -> Result<(), CoreError> {
+        let _t = self.transition.lock().await;
+        let vault = self.vault()?;
+        vault.authorize(caller, crate::policy::Action::ManageKeys, "seal")?;
+        let event = vault.event(caller, "sys.seal", "seal", AuditOutcome::Success, "");
+        vault.audit_event(event).await?;
+        vault.closed.store(true, Ordering::SeqCst);
+        vault.jobs_wake.notify_waiters();
+        self.vault.write().expect("vault lock is never poisoned").take();
+        vault.keks.clear();
+        self.seal.seal();
+        tracing::warn!("sealed: key material was dropped from memory");
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Names of key versions as users type them: `root@2` for a root key version, `acme@3` for
+//! version 3 of tenant `acme`'s key-encryption key. (`root` is therefore not a tenant name.)
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{NameError, TenantName};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyRef {
+    Root(u32),
+    Tenant(TenantName, u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefError {
+    #[error("a key version is written root@N or TENANT@N, with N a version number from 1")]
+    Shape,
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+impl FromStr for KeyRef {
+    type Err = KeyRefError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (owner, version) = s.split_once('@').ok_or(KeyRefError::Shape)?;
+        let version: u32 = version.parse().ok().filter(|v| *v > 0).ok_or(KeyRefError::Shape)?;
+        if owner == "root" {
+            return Ok(KeyRef::Root(version));
+        }
+        Ok(KeyRef::Tenant(TenantName::parse(owner)?, version))
+    }
+}
+
+impl fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyRef::Root(v) => write!(f, "root@{v}"),
+            KeyRef::Tenant(t, v) => write!(f, "{t}@{v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        assert_eq!("root@2".parse::<KeyRef>().unwrap(), KeyRef::Root(2));
+        let k: KeyRef = "acme@3".parse().unwrap();
+        assert_eq!(k.to_string(), "acme@3");
+        for bad in ["root", "root@0", "acme@", "@1", "acme@-1", "Acme@1", "acme@1x", "acme@99999999999"] {
+            assert!(bad.parse::<KeyRef>().is_err(), "{bad}");
+        }
+    }
+}
