@@ -33,23 +33,29 @@ impl Vault {
     /// Starts the background runner: first every job left running (by a crash or a restart),
     /// then each new one as it is created.
     pub(crate) fn start_jobs(self: Arc<Self>) {
+        // The runner holds the vault only while it works, so a dropped or sealed vault ends it.
+        let wake = self.jobs_wake.clone();
+        let vault = Arc::downgrade(&self);
+        drop(self);
         tokio::spawn(async move {
             loop {
-                if self.closed.load(Ordering::SeqCst) {
+                let Some(this) = vault.upgrade() else { return };
+                if this.closed.load(Ordering::SeqCst) {
                     return;
                 }
-                match self.store.jobs(true, 100).await {
+                match this.store.jobs(true, 100).await {
                     Ok(jobs) => {
                         for job in jobs {
-                            if self.closed.load(Ordering::SeqCst) {
+                            if this.closed.load(Ordering::SeqCst) {
                                 return;
                             }
-                            self.run_job(job).await;
+                            this.run_job(job).await;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "cannot read key jobs"),
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(30), self.jobs_wake.notified()).await;
+                drop(this);
+                let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
             }
         });
     }

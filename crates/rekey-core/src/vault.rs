@@ -33,7 +33,7 @@ pub struct Vault {
     /// Set when the vault is sealed: background jobs stop at their next step.
     pub(crate) closed: std::sync::atomic::AtomicBool,
     /// Wakes the job runner when a job is created.
-    pub(crate) jobs_wake: tokio::sync::Notify,
+    pub(crate) jobs_wake: Arc<tokio::sync::Notify>,
 }
 
 /// How long a token read from the store is trusted before it is read again. A revocation made

@@ -34,17 +34,52 @@ impl TestApp {
     }
 
     async fn spawn_with(store_url: Option<String>) -> Self {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::dev_defaults();
-        config.data_dir = dir.path().join("data");
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.limits.max_body_bytes = 64 * 1024;
+        let mut config = Self::config(&dir);
         config.store.url = store_url.map(rekey_server::config::Redacted::new);
         let mut app = App::build(config).await.unwrap();
         let root = app.root_token.take().expect("a fresh vault creates a root token").expose().to_owned();
         let router = Self::router_from(&app, "127.0.0.1:40000");
         Self { app, router, root, dir }
+    }
+
+    fn config(dir: &tempfile::TempDir) -> Config {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let mut config = Config::dev_defaults();
+        config.data_dir = dir.path().join("data");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.limits.max_body_bytes = 64 * 1024;
+        config
+    }
+
+    /// A server on the same data folder, as after a restart (`root` is kept from before).
+    async fn restart(self, seal_kind: &str) -> Self {
+        let Self { app, root, dir, router } = self;
+        drop((app, router));
+        let mut config = Self::config(&dir);
+        config.seal.kind = seal_kind.into();
+        let app = App::build(config).await.unwrap();
+        let router = Self::router_from(&app, "127.0.0.1:40000");
+        Self { app, router, root, dir }
+    }
+
+    /// Waits for a key job to end and returns it.
+    async fn wait_job(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let r = self.root(Method::GET, &format!("/v1/keys/jobs/{id}"), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            if r.body["state"] != "running" {
+                return r.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+
+    async fn start_job(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let r = self.root(method, path, body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        self.wait_job(r.body["id"].as_str().expect("a job")).await
     }
 
     fn router_from(app: &App, source: &str) -> Router {
@@ -833,4 +868,409 @@ async fn tour_on_postgres() {
 
 fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+// ---- key custody ----------------------------------------------------------------------------
+
+/// `(credential name, version, kek_version, wrapped_dek, ciphertext)` of every version of a tenant.
+fn stored_versions(t: &TestApp, tenant: &str) -> Vec<(String, i64, i64, Vec<u8>, Vec<u8>)> {
+    let db = t.db();
+    let mut st = db
+        .prepare(
+            "SELECT c.name, v.version, v.kek_version, v.wrapped_dek, v.ciphertext FROM credential_versions v \
+             JOIN credentials c ON c.id = v.credential_id JOIN tenants t ON t.id = c.tenant_id \
+             WHERE t.name = ?1 ORDER BY c.name, v.version",
+        )
+        .unwrap();
+    st.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+async fn reveal_version(t: &TestApp, cred: &str, version: i64) -> Reply {
+    let (tn, n) = cred.split_once('/').unwrap();
+    t.root(Method::POST, &format!("/v1/tenants/{tn}/credentials/{n}/reveal?version={version}"), None).await
+}
+
+fn key_state(list: &Value, key: &str) -> (String, i64) {
+    for t in list["tenants"].as_array().unwrap() {
+        for k in t["versions"].as_array().unwrap() {
+            if k["key"] == key {
+                return (k["state"].as_str().unwrap().to_owned(), k["deks"].as_i64().unwrap());
+            }
+        }
+    }
+    for r in list["root"].as_array().unwrap() {
+        if r["key"] == key {
+            return (r["state"].as_str().unwrap().to_owned(), r["keks"].as_i64().unwrap());
+        }
+    }
+    panic!("no key {key} in {list}");
+}
+
+#[tokio::test]
+async fn tenant_rotation_rewraps_every_dek_and_never_touches_a_payload() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    t.tenant("globex", "us").await;
+    for name in ["a", "b", "c"] {
+        for v in 1..=2 {
+            assert_eq!(t.put(&format!("acme/{name}"), &format!("{name}-secret-{v}")).await.status, StatusCode::OK);
+        }
+    }
+    t.put("globex/a", "g-secret").await;
+    let before = stored_versions(&t, "acme");
+    let globex_before = stored_versions(&t, "globex");
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"tenant": "acme"}))).await;
+    assert_eq!(
+        (job["state"].as_str(), job["done"].as_i64(), job["total"].as_i64()),
+        (Some("done"), Some(6), Some(6)),
+        "{job}"
+    );
+    let after = stored_versions(&t, "acme");
+    assert_eq!(after.len(), 6);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((b.2, a.2), (1, 2), "every version moved to acme@2");
+        assert_ne!(b.3, a.3, "the wrapped DEK changed");
+        assert_eq!(b.4, a.4, "the payload was not re-encrypted");
+    }
+    assert_eq!(stored_versions(&t, "globex"), globex_before, "other tenants untouched");
+    for name in ["a", "b", "c"] {
+        for v in 1..=2 {
+            let r = reveal_version(&t, &format!("acme/{name}"), v).await;
+            assert_eq!(r.body["secret"], format!("{name}-secret-{v}"), "{:?}", r.body);
+        }
+    }
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    assert_eq!(key_state(&list, "acme@1"), ("retired".into(), 0));
+    assert_eq!(key_state(&list, "acme@2"), ("active".into(), 6));
+    assert_eq!(key_state(&list, "globex@1"), ("active".into(), 1));
+    // New versions go under the new key.
+    t.put("acme/a", "a-secret-3").await;
+    assert_eq!(stored_versions(&t, "acme").iter().find(|v| v.0 == "a" && v.1 == 3).unwrap().2, 2);
+    // Bad input changes nothing.
+    for body in [
+        json!({}),
+        json!({"tenant": "acme", "all": true}),
+        json!({"tenant": "Nope"}),
+        json!({"tenant": "acme", "x": 1}),
+    ] {
+        let r = t.root(Method::POST, "/v1/keys/rotate", Some(body)).await;
+        assert_error(
+            &r,
+            StatusCode::BAD_REQUEST,
+            if r.body["code"] == "invalid_name" { "invalid_name" } else { "bad_request" },
+        );
+    }
+    let r = t.root(Method::POST, "/v1/keys/rotate", Some(json!({"tenant": "nobody"}))).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    for key in ["acme@9", "nobody@1", "root@9"] {
+        let r = t.root(Method::GET, &format!("/v1/keys/{key}"), None).await;
+        assert!(r.status == StatusCode::NOT_FOUND || r.body["total"] == 0, "{key}: {:?}", r.body);
+        let r = t.root(Method::POST, &format!("/v1/keys/{key}/compromise"), None).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    }
+    let r = t.root(Method::POST, "/v1/keys/acme@x/compromise", None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(stored_versions(&t, "acme").len(), 7);
+    // Auditors see keys but change none.
+    let auditor = t.token(json!({"role": "auditor"})).await;
+    assert_eq!(t.call(Method::GET, "/v1/keys", Some(&auditor), None).await.status, StatusCode::OK);
+    let r = t.call(Method::POST, "/v1/keys/rotate", Some(&auditor), Some(json!({"all": true}))).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let events = t.root(Method::GET, "/v1/audit/events?n=200", None).await.body;
+    let actions: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in ["key.rotate", "key.create", "key.rewrap", "key.job.finish"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+#[tokio::test]
+async fn rotating_all_tenants_and_the_root_survives_a_restart() {
+    let t = TestApp::spawn().await;
+    for (name, region) in [("acme", "uk"), ("globex", "us"), ("initech", "us")] {
+        t.tenant(name, region).await;
+        t.put(&format!("{name}/db"), &format!("{name}-pw")).await;
+    }
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"all": true}))).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    for name in ["acme", "globex", "initech"] {
+        assert_eq!(key_state(&list, &format!("{name}@2")), ("active".into(), 1));
+    }
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"root": true}))).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    assert_eq!(key_state(&list, "root@1"), ("retired".into(), 0));
+    assert_eq!(key_state(&list, "root@2"), ("active".into(), 6));
+    let status = t.root(Method::GET, "/v1/sys/status", None).await.body;
+    assert_eq!(status["seal"]["root_key_version"], 2);
+    // The dev key file now holds both versions; a restart opens everything.
+    let t = t.restart("dev").await;
+    for name in ["acme", "globex", "initech"] {
+        assert_eq!(t.reveal_with(&t.root.clone(), &format!("{name}/db")).await.body["secret"], format!("{name}-pw"));
+    }
+    // The active root cannot be destroyed; the old one, which wraps nothing now, can.
+    let r = t.root(Method::DELETE, "/v1/keys/root@2", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = t.root(Method::DELETE, "/v1/keys/root@1", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let key_file = std::fs::read_to_string(t.dir.path().join("data/dev-root.key")).unwrap();
+    assert!(!key_file.lines().any(|l| l.starts_with("1:")), "root@1 is gone from the key file");
+    let t = t.restart("dev").await;
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/db").await.body["secret"], "acme-pw");
+    let r = t.root(Method::DELETE, "/v1/keys/root@1", None).await;
+    assert_error(&r, StatusCode::GONE, "key_destroyed");
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+#[tokio::test]
+async fn compromised_keys_never_serve_and_destroyed_keys_say_unrecoverable() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    t.put("acme/a", "alpha").await;
+    t.put("acme/b", "bravo").await;
+    // Damage one wrapped DEK: the rotation moves everything else and reports it.
+    t.db()
+        .execute(
+            "UPDATE credential_versions SET wrapped_dek = CAST(zeroblob(length(wrapped_dek)) AS BLOB) \
+             WHERE credential_id = (SELECT id FROM credentials WHERE name = 'b')",
+            [],
+        )
+        .unwrap();
+    let r = t.root(Method::POST, "/v1/keys/acme@1/compromise", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let job = t.wait_job(r.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("1 wrapped keys could not be opened"), "{job}");
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/a").await.body["secret"], "alpha", "moved off the compromised key");
+    // What is still under the compromised key is never served.
+    let r = t.reveal_with(&t.root.clone(), "acme/b").await;
+    assert_error(&r, StatusCode::CONFLICT, "key_compromised");
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    assert_eq!(key_state(&list, "acme@1"), ("compromised".into(), 1));
+    assert_eq!(key_state(&list, "acme@2"), ("active".into(), 1));
+    // Destroying it needs force, because it still wraps data; the active one cannot go at all.
+    let r = t.root(Method::DELETE, "/v1/keys/acme@1", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "key_in_use");
+    let r = t.root(Method::DELETE, "/v1/keys/acme@2?force=true", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = t.root(Method::GET, "/v1/keys/acme@1", None).await;
+    assert_eq!((r.body["total"].as_i64(), r.body["items"][0].as_str()), (Some(1), Some("acme/b v1")), "{:?}", r.body);
+    let r = t.root(Method::DELETE, "/v1/keys/acme@1?force=true", None).await;
+    assert_eq!((r.status, r.body["unrecoverable"].as_i64()), (StatusCode::OK, Some(1)), "{:?}", r.body);
+    let r = t.reveal_with(&t.root.clone(), "acme/b").await;
+    assert_error(&r, StatusCode::GONE, "key_destroyed");
+    let wrapped: Vec<u8> =
+        t.db().query_row("SELECT wrapped FROM tenant_keks WHERE version = 1", [], |r| r.get(0)).unwrap();
+    assert!(wrapped.is_empty(), "the destroyed key's wrapped bytes are erased");
+    // A state set elsewhere (another server on the same database) is seen within a second.
+    t.db().execute("UPDATE tenant_keks SET state = 'compromised' WHERE version = 2", []).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(&t.reveal_with(&t.root.clone(), "acme/a").await, StatusCode::CONFLICT, "key_compromised");
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+#[tokio::test]
+async fn shredding_a_tenant_makes_its_credentials_unrecoverable_and_keeps_its_history() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    t.tenant("globex", "us").await;
+    t.put("acme/a", "alpha").await;
+    t.put("globex/a", "gamma").await;
+    let r = t.root(Method::POST, "/v1/tenants/acme/shred", None).await;
+    assert_eq!((r.status, r.body["keys_destroyed"].as_u64()), (StatusCode::OK, Some(1)), "{:?}", r.body);
+    assert_error(&t.reveal_with(&t.root.clone(), "acme/a").await, StatusCode::GONE, "key_destroyed");
+    assert_error(&t.put("acme/b", "x").await, StatusCode::GONE, "key_destroyed");
+    assert_error(&t.root(Method::POST, "/v1/tenants/acme/shred", None).await, StatusCode::GONE, "key_destroyed");
+    assert_eq!(t.reveal_with(&t.root.clone(), "globex/a").await.body["secret"], "gamma");
+    assert_eq!(t.root(Method::GET, "/v1/tenants/acme", None).await.body["state"], "shredded");
+    let events = t.root(Method::GET, "/v1/audit/events?n=100", None).await.body;
+    assert!(events.as_array().unwrap().iter().any(|e| e["action"] == "cred.put" && e["resource"] == "acme/a"));
+    assert!(events.as_array().unwrap().iter().any(|e| e["action"] == "tenant.shred"));
+    // Rotating everything skips the shredded tenant.
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"all": true}))).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+#[tokio::test]
+async fn shamir_seal_init_unseal_seal_and_root_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestApp::config(&dir);
+    config.seal.kind = "shamir".into();
+    let app = App::build(config).await.unwrap();
+    assert!(app.root_token.is_none(), "nothing exists before init and unseal");
+    let router = TestApp::router_from(&app, "127.0.0.1:40000");
+    let mut t = TestApp { app, router, root: String::new(), dir };
+    // Sealed: every route but health, status and the seal's own answers 503.
+    assert_error(&t.call(Method::GET, "/v1/tenants", None, None).await, StatusCode::SERVICE_UNAVAILABLE, "sealed");
+    assert_error(&t.call(Method::GET, "/v1/keys", Some("rk_x"), None).await, StatusCode::SERVICE_UNAVAILABLE, "sealed");
+    assert_eq!(t.call(Method::GET, "/v1/sys/health", None, None).await.body["sealed"], true);
+    let s = t.call(Method::GET, "/v1/sys/status", None, None).await.body;
+    assert_eq!(
+        (s["seal"]["kind"].as_str(), s["seal"]["sealed"].as_bool(), s["seal"]["initialized"].as_bool()),
+        (Some("shamir"), Some(true), Some(false))
+    );
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(json!({"share": "x"}))).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    for bad in [json!({"shares": 2, "threshold": 3}), json!({"shares": 3, "threshold": 1}), json!({"shares": 3})] {
+        let r = t.call(Method::POST, "/v1/sys/init", None, Some(bad)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    }
+    let r = t.call(Method::POST, "/v1/sys/init", None, Some(json!({"shares": 5, "threshold": 3}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let shares: Vec<String> =
+        r.body["shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    assert_eq!(shares.len(), 5);
+    assert_error(
+        &t.call(Method::POST, "/v1/sys/init", None, Some(json!({"shares": 5, "threshold": 3}))).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let unseal = |share: String| json!({ "share": share });
+    // Wrong shares are named for what they are, and change nothing.
+    let typo = format!("{}{}", &shares[0][..shares[0].len() - 1], if shares[0].ends_with('0') { '1' } else { '0' });
+    let foreign = rekey_crypto::ShamirSeal::initialize(3, 2).unwrap().shares[0].to_string();
+    for (bad, says) in
+        [("garbage".to_owned(), "not a Rekey unseal share"), (typo, "mistyped"), (foreign, "another key set")]
+    {
+        let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(bad))).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_share");
+        assert!(r.body["message"].as_str().unwrap().contains(says), "{:?}", r.body);
+    }
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
+    assert_eq!((r.body["sealed"].as_bool(), r.body["progress"].as_u64()), (Some(true), Some(1)), "{:?}", r.body);
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
+    assert!(r.body["message"].as_str().unwrap().contains("already given"), "{:?}", r.body);
+    assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 1);
+    // Reset forgets progress.
+    t.call(Method::POST, "/v1/sys/unseal", None, Some(json!({"reset": true}))).await;
+    assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 0);
+    for s in &shares[2..4] {
+        t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(s.clone()))).await;
+    }
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
+    assert_eq!(r.body["sealed"], false, "{:?}", r.body);
+    t.root = r.body["root_token"].as_str().expect("the first unseal hands out the root token").to_owned();
+    t.tenant("acme", "uk").await;
+    t.put("acme/a", "alpha").await;
+    // Sealing drops the keys; unsealing again needs shares again; no second root token.
+    assert_eq!(t.root(Method::POST, "/v1/sys/seal", None).await.status, StatusCode::OK);
+    assert_error(&t.reveal_with(&t.root.clone(), "acme/a").await, StatusCode::SERVICE_UNAVAILABLE, "sealed");
+    for s in &shares[1..4] {
+        let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(s.clone()))).await;
+        assert!(r.body.get("root_token").is_none());
+    }
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/a").await.body["secret"], "alpha");
+    // Root rotation: new shares; nothing changes until the commit.
+    let r = t.root(Method::POST, "/v1/keys/rotate", Some(json!({"root": true}))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = t.root(Method::POST, "/v1/keys/rotate", Some(json!({"root": true, "shares": 3, "threshold": 2}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let new_shares: Vec<String> =
+        r.body["shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    let set_id = r.body["set_id"].as_str().unwrap().to_owned();
+    let events = t.root(Method::GET, "/v1/audit/events?n=20", None).await.raw;
+    assert!(!String::from_utf8_lossy(&events).contains(&new_shares[0]), "shares never reach the audit log");
+    let r = t.root(Method::POST, "/v1/keys/rotate/commit", Some(json!({"set_id": "00".repeat(8)}))).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = t.root(Method::POST, "/v1/keys/rotate/commit", Some(json!({"set_id": set_id}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let job = t.wait_job(r.body["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    assert_eq!(key_state(&list, "root@2"), ("active".into(), 1));
+    // After a restart only the new shares open it.
+    let t = t.restart("shamir").await;
+    assert_error(
+        &t.call(Method::GET, "/v1/tenants", Some(&t.root.clone()), None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "sealed",
+    );
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
+    assert!(r.body["message"].as_str().unwrap().contains("another key set"), "{:?}", r.body);
+    for s in &new_shares[1..] {
+        t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(s.clone()))).await;
+    }
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/a").await.body["secret"], "alpha");
+    let events = t.root(Method::GET, "/v1/audit/events?n=500", None).await.body;
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "sys.unseal" && e["principal"] == "unseal-shares"));
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+#[tokio::test]
+async fn certificates_are_issued_per_credential_as_pending_versions() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    let fields = json!({"token_url": "https://login.example/t/oauth2/v2.0/token", "client_id": "abc", "scope": "https://graph.microsoft.com/.default"});
+    let r = t
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/ews",
+            Some(json!({"kind": "entra-app", "fields": fields, "secret": "client-secret"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    t.put("acme/other", "x").await;
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/ews/certificate", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let cert = r.body.clone();
+    assert_eq!(cert["sha1"].as_str().unwrap().len(), 40);
+    assert_eq!(cert["sha256"].as_str().unwrap().len(), 64);
+    assert!(cert["subject"].as_str().unwrap().contains("CN=acme"), "{cert}");
+    assert_eq!(cert["credential_version"], 2);
+    let show = t.root(Method::GET, "/v1/tenants/acme/credentials/ews", None).await.body;
+    assert_eq!((show["current_version"].as_u64(), show["latest_version"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        t.reveal_with(&t.root.clone(), "acme/ews").await.body["secret"],
+        "client-secret",
+        "the current one still serves"
+    );
+    let pending = reveal_version(&t, "acme/ews", 2).await.body["secret"].as_str().unwrap().to_owned();
+    assert!(pending.contains("BEGIN PRIVATE KEY") && pending.contains(cert["pem"].as_str().unwrap().trim()));
+    let lifetime = cert["not_after"].as_str().unwrap() > cert["not_before"].as_str().unwrap();
+    assert!(lifetime);
+    // The inventory, and what expires soon.
+    let all = t.root(Method::GET, "/v1/certificates", None).await.body;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    assert!(t.root(Method::GET, "/v1/certificates?expiring=30d", None).await.body.as_array().unwrap().is_empty());
+    assert_eq!(t.root(Method::GET, "/v1/certificates?expiring=91d", None).await.body.as_array().unwrap().len(), 1);
+    // Bad input.
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/other/certificate", None).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    for lifetime in ["10m", "3y", "soon"] {
+        let r = t
+            .root(Method::POST, "/v1/tenants/acme/credentials/ews/certificate", Some(json!({"lifetime": lifetime})))
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    assert_error(
+        &t.root(Method::POST, "/v1/certificates/zz/revoke", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &t.root(Method::POST, &format!("/v1/certificates/{}/revoke", "0".repeat(40)), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // Revoke by SHA-1 thumbprint; twice is a conflict.
+    let r = t.root(Method::POST, &format!("/v1/certificates/{}/revoke", cert["sha1"].as_str().unwrap()), None).await;
+    assert_eq!((r.status, r.body["state"].as_str()), (StatusCode::OK, Some("revoked")), "{:?}", r.body);
+    let r = t.root(Method::POST, &format!("/v1/certificates/{}/revoke", cert["sha256"].as_str().unwrap()), None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // A second issue makes a different certificate and key, and retires the older pending version.
+    let again = t.root(Method::POST, "/v1/tenants/acme/credentials/ews/certificate", None).await.body;
+    assert_ne!(again["sha256"], cert["sha256"]);
+    let versions = t.root(Method::GET, "/v1/tenants/acme/credentials/ews/versions", None).await.body;
+    let stages: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, vec!["current", "retired", "pending"]);
+    assert_eq!(t.verify().await["ok"], true);
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CredentialId, CredentialKind, Role, TenantId, TenantName, Timestamp, TokenId,
+    AuditOutcome, AuditRecord, CredentialId, CredentialKind, JobId, Role, TenantId, TenantName, Timestamp, TokenId,
 };
 use sqlx::Connection;
 
@@ -63,6 +63,13 @@ both!(
     listing_filters_and_pages,
     system_keys_insert_once,
     atomic_group_rolls_back_together,
+    kek_versions_rotate_and_rewrap_guarded,
+    kek_states_destroy_and_shred,
+    pending_versions_sit_beside_current,
+    seal_keyring_pending_commits_once,
+    jobs_record_progress,
+    root_keys_and_root_rewrap,
+    certificates_are_unique,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -387,4 +394,261 @@ async fn atomic_group_rolls_back_together(db: Db) {
     assert!(r[0].is_err());
     assert!(db.store.tenant_by_id(t2id).await.unwrap().is_none());
     assert!(db.store.credential(t, "a").await.unwrap().is_none());
+}
+
+fn kek(tenant: TenantId, version: u32) -> KekRow {
+    KekRow {
+        tenant_id: tenant,
+        version,
+        state: key_state::ACTIVE.into(),
+        wrapped: vec![version as u8; 60],
+        root_version: 1,
+        created_at: Timestamp::now(),
+    }
+}
+
+async fn kek_versions_rotate_and_rewrap_guarded(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    let id = CredentialId::generate();
+    let r =
+        apply(&db, vec![Some(put(t, "a", 1, Some(id))), Some(put(t, "a", 2, Some(id))), Some(put(t, "b", 1, None))])
+            .await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    assert!(matches!(apply(&db, vec![Some(WriteOp::CreateKek(kek(t, 2)))]).await[0], Ok(OpOk::Done)));
+    let keks = db.store.keks(Some(t)).await.unwrap();
+    let states: Vec<(u32, &str)> = keks.iter().map(|k| (k.version, k.state.as_str())).collect();
+    assert_eq!(states, vec![(1, "retired"), (2, "active")]);
+    // The same version twice is a conflict.
+    assert!(matches!(apply(&db, vec![Some(WriteOp::CreateKek(kek(t, 2)))]).await[0], Err(StoreError::Conflict)));
+    // A new version under a retired KEK is refused.
+    let r = apply(&db, vec![Some(put(t, "c", 1, None))]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "{r:?}");
+    let counts = db.store.dek_counts(Some(t)).await.unwrap();
+    assert_eq!(counts, vec![DekCount { tenant_id: t, kek_version: 1, count: 3 }]);
+    let todo = db.store.deks_to_rewrap(t, 2, 2).await.unwrap();
+    assert_eq!(todo.len(), 2, "limited");
+    let todo = db.store.deks_to_rewrap(t, 2, 100).await.unwrap();
+    assert_eq!(todo.len(), 3);
+    let job = JobId::generate();
+    let mut row = job_row(job, Some(t));
+    row.total = 3;
+    apply(&db, vec![Some(WriteOp::CreateJob(row))]).await;
+    let updates: Vec<DekUpdate> = todo
+        .iter()
+        .map(|d| DekUpdate {
+            credential_id: d.credential_id,
+            version: d.version,
+            from_kek: 1,
+            to_kek: 2,
+            wrapped_dek: vec![9; 70],
+        })
+        .collect();
+    // Applied twice: the second time nothing matches any more, and progress does not double.
+    let r = apply(&db, vec![Some(WriteOp::RewrapDeks { updates: updates.clone(), job: Some(job) })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    apply(&db, vec![Some(WriteOp::RewrapDeks { updates, job: Some(job) })]).await;
+    assert!(db.store.deks_to_rewrap(t, 2, 100).await.unwrap().is_empty());
+    assert_eq!(db.store.job(job).await.unwrap().unwrap().done, 3);
+    let counts = db.store.dek_counts(Some(t)).await.unwrap();
+    assert_eq!(counts, vec![DekCount { tenant_id: t, kek_version: 2, count: 3 }]);
+    let v = db.store.version(id, Some(1)).await.unwrap().unwrap();
+    assert_eq!((v.kek_version, v.wrapped_dek), (2, vec![9; 70]));
+}
+
+fn job_row(id: JobId, tenant: Option<TenantId>) -> KeyJobRow {
+    KeyJobRow {
+        id,
+        scope: if tenant.is_some() { "tenant" } else { "all" }.into(),
+        tenant_id: tenant,
+        reason: "rotate".into(),
+        state: "running".into(),
+        total: 0,
+        done: 0,
+        created_by: "test".into(),
+        created_at: Timestamp::now(),
+        finished_at: None,
+        error: None,
+    }
+}
+
+async fn kek_states_destroy_and_shred(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    apply(&db, vec![Some(put(t, "a", 1, None)), Some(WriteOp::CreateKek(kek(t, 2)))]).await;
+    let at = Timestamp::now();
+    let r =
+        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: key_state::COMPROMISED, at })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    assert_eq!(db.store.kek(t, 1).await.unwrap().unwrap().state, "compromised");
+    let r =
+        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: key_state::DESTROYED, at })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    let k = db.store.kek(t, 1).await.unwrap().unwrap();
+    assert_eq!((k.state.as_str(), k.wrapped.len()), ("destroyed", 0), "the wrapped key is erased");
+    // A destroyed version stays destroyed; a missing one is not found.
+    for version in [1, 9] {
+        let r = apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version, state: key_state::ACTIVE, at })]).await;
+        assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "{r:?}");
+    }
+    assert!(db.store.deks_to_rewrap(t, 2, 10).await.unwrap().is_empty(), "nothing under a destroyed key can move");
+    let other = create_tenant(&db, "globex", "us").await;
+    assert!(matches!(apply(&db, vec![Some(WriteOp::ShredTenant { tenant: t, at })]).await[0], Ok(OpOk::Done)));
+    assert!(db.store.keks(Some(t)).await.unwrap().iter().all(|k| k.state == "destroyed" && k.wrapped.is_empty()));
+    assert_eq!(db.store.tenant_by_id(t).await.unwrap().unwrap().state, "shredded");
+    assert_eq!(db.store.tenant_ids().await.unwrap(), vec![other]);
+    assert!(matches!(
+        apply(&db, vec![Some(WriteOp::ShredTenant { tenant: t, at })]).await[0],
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(db.store.kek(other, 1).await.unwrap().unwrap().state, "active", "other tenants untouched");
+}
+
+async fn pending_versions_sit_beside_current(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    let id = CredentialId::generate();
+    apply(&db, vec![Some(put(t, "a", 1, Some(id)))]).await;
+    let mut pending = put(t, "a", 2, Some(id));
+    if let WriteOp::PutVersion { credential, version, .. } = &mut pending {
+        credential.current_version = 1;
+        version.stage = "pending".into();
+    }
+    assert!(matches!(apply(&db, vec![Some(pending)]).await[0], Ok(OpOk::Done)));
+    let c = db.store.credential(t, "a").await.unwrap().unwrap();
+    assert_eq!((c.current_version, c.latest_version), (1, 2));
+    assert_eq!(db.store.version(id, None).await.unwrap().unwrap().version, 1, "the current one is still served");
+    // A new current version supersedes the pending one.
+    apply(&db, vec![Some(put(t, "a", 3, Some(id)))]).await;
+    let stages: Vec<(u32, String)> =
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+    assert_eq!(stages, vec![(1, "previous".into()), (2, "retired".into()), (3, "current".into())]);
+}
+
+async fn seal_keyring_pending_commits_once(db: Db) {
+    let row = |slot: &str, set: u8| SealKeyringRow {
+        slot: slot.into(),
+        set_id: vec![set; 8],
+        shares: 5,
+        threshold: 3,
+        blob: vec![set; 80],
+        created_at: Timestamp::now(),
+    };
+    assert!(db.store.seal_keyring("active").await.unwrap().is_none());
+    assert!(db.store.put_seal_keyring(&row("active", 1)).await.unwrap());
+    assert!(!db.store.put_seal_keyring(&row("active", 2)).await.unwrap(), "init happens once");
+    assert_eq!(db.store.seal_keyring("active").await.unwrap().unwrap().set_id, vec![1; 8]);
+    assert!(db.store.put_seal_keyring(&row("pending", 3)).await.unwrap());
+    assert!(db.store.put_seal_keyring(&row("pending", 4)).await.unwrap(), "a new pending split replaces the old");
+    let wrong = apply(&db, vec![Some(WriteOp::CommitKeyring { set_id: vec![3; 8] })]).await;
+    assert!(matches!(wrong[0], Err(StoreError::NotFound { .. })), "{wrong:?}");
+    assert!(matches!(apply(&db, vec![Some(WriteOp::CommitKeyring { set_id: vec![4; 8] })]).await[0], Ok(OpOk::Done)));
+    let active = db.store.seal_keyring("active").await.unwrap().unwrap();
+    assert_eq!((active.set_id, active.threshold), (vec![4; 8], 3));
+    assert!(db.store.seal_keyring("pending").await.unwrap().is_none());
+    let mut replaced = row("active", 4);
+    replaced.blob = vec![7; 80];
+    assert!(matches!(apply(&db, vec![Some(WriteOp::ReplaceKeyring(replaced))]).await[0], Ok(OpOk::Done)));
+    assert_eq!(db.store.seal_keyring("active").await.unwrap().unwrap().blob, vec![7; 80]);
+}
+
+async fn jobs_record_progress(db: Db) {
+    let a = JobId::generate();
+    let b = JobId::generate();
+    apply(&db, vec![Some(WriteOp::CreateJob(job_row(a, None))), Some(WriteOp::CreateJob(job_row(b, None)))]).await;
+    assert_eq!(db.store.jobs(true, 10).await.unwrap().len(), 2);
+    let at = Timestamp::now();
+    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: "done", error: None, at })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: "failed", error: Some("x".into()), at })]).await;
+    assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "a finished job stays finished");
+    let running: Vec<JobId> = db.store.jobs(true, 10).await.unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(running, vec![b]);
+    assert_eq!(db.store.jobs(false, 10).await.unwrap().len(), 2);
+    assert_eq!(db.store.job(a).await.unwrap().unwrap().state, "done");
+}
+
+async fn root_keys_and_root_rewrap(db: Db) {
+    let now = Timestamp::now();
+    let root =
+        |version: u32, state: &str| RootKeyRow { version, state: state.into(), created_at: now, changed_at: now };
+    apply(&db, vec![Some(WriteOp::InsertRootKey(root(1, "active")))]).await;
+    let r = apply(&db, vec![Some(WriteOp::InsertRootKey(root(1, "active")))]).await;
+    assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "{r:?}");
+    apply(
+        &db,
+        vec![
+            Some(WriteOp::InsertRootKey(root(2, "active"))),
+            Some(WriteOp::SetRootKeyState { version: 1, state: key_state::RETIRED, at: now }),
+        ],
+    )
+    .await;
+    let roots: Vec<(u32, String)> =
+        db.store.root_keys().await.unwrap().into_iter().map(|r| (r.version, r.state)).collect();
+    assert_eq!(roots, vec![(1, "retired".into()), (2, "active".into())]);
+    let t = create_tenant(&db, "acme", "uk").await;
+    // Blobs whose header names a root version (the store reads a system key's from there).
+    let blob = |root: u32| {
+        let mut b = b"RK".to_vec();
+        b.extend_from_slice(&[1, 1, 4]);
+        b.extend_from_slice(&[0; 16]);
+        b.extend_from_slice(&root.to_be_bytes());
+        b.extend_from_slice(&[0; 40]);
+        b
+    };
+    db.store
+        .insert_system_key(&SystemKeyRow { purpose: "audit-chain".into(), version: 1, wrapped: blob(1) })
+        .await
+        .unwrap();
+    let todo = db.store.root_wrapped(2, 100).await.unwrap();
+    assert_eq!(todo.len(), 2, "the tenant KEK and the system key");
+    let updates: Vec<RootRewrap> = todo.into_iter().map(|r| RootRewrap { to_root: 2, wrapped: blob(2), ..r }).collect();
+    assert!(matches!(apply(&db, vec![Some(WriteOp::RewrapRoot { updates, job: None })]).await[0], Ok(OpOk::Done)));
+    let k = db.store.kek(t, 1).await.unwrap().unwrap();
+    assert_eq!((k.root_version, k.wrapped), (2, blob(2)));
+    assert!(db.store.root_wrapped(2, 100).await.unwrap().is_empty(), "the system key moved too");
+}
+
+async fn certificates_are_unique(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    let o = create_tenant(&db, "globex", "us").await;
+    let a = CredentialId::generate();
+    let b = CredentialId::generate();
+    apply(&db, vec![Some(put(t, "ews", 1, Some(a))), Some(put(o, "ews", 1, Some(b)))]).await;
+    let now = Timestamp::now();
+    let cert = |tenant: TenantId, credential: CredentialId, sha: &str, key: &str, days: i64| CertificateRow {
+        sha256: sha.repeat(64),
+        sha1: sha.repeat(40),
+        public_key_sha256: key.repeat(64),
+        tenant_id: tenant,
+        tenant: String::new(),
+        credential_id: credential,
+        credential: String::new(),
+        credential_version: 1,
+        subject: "CN=x".into(),
+        not_before: now,
+        not_after: Timestamp::from_micros(now.as_micros() + days * 86_400_000_000),
+        state: "active".into(),
+        pem: "pem".into(),
+        created_at: now,
+        revoked_at: None,
+    };
+    assert!(matches!(
+        apply(&db, vec![Some(WriteOp::InsertCertificate(cert(t, a, "a", "1", 10)))]).await[0],
+        Ok(OpOk::Done)
+    ));
+    for dup in [cert(o, b, "a", "2", 10), cert(o, b, "b", "1", 10)] {
+        let r = apply(&db, vec![Some(WriteOp::InsertCertificate(dup))]).await;
+        assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "same certificate or same key: {r:?}");
+    }
+    apply(&db, vec![Some(WriteOp::InsertCertificate(cert(o, b, "c", "3", 100)))]).await;
+    let soon = Timestamp::from_micros(now.as_micros() + 30 * 86_400_000_000);
+    let expiring: Vec<String> =
+        db.store.certificates(Some(soon)).await.unwrap().into_iter().map(|c| c.tenant).collect();
+    assert_eq!(expiring, vec!["acme".to_string()]);
+    assert_eq!(db.store.certificates(None).await.unwrap().len(), 2);
+    let found = db.store.certificate(&"c".repeat(40)).await.unwrap().unwrap();
+    assert_eq!((found.tenant.as_str(), found.credential.as_str()), ("globex", "ews"));
+    let r = apply(&db, vec![Some(WriteOp::RevokeCertificate { sha256: "c".repeat(64), at: now })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    let r = apply(&db, vec![Some(WriteOp::RevokeCertificate { sha256: "c".repeat(64), at: now })]).await;
+    assert!(matches!(r[0], Err(StoreError::NotFound { .. })));
+    assert_eq!(db.store.certificate(&"c".repeat(64)).await.unwrap().unwrap().state, "revoked");
 }
