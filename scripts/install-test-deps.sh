@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
-# no system cluster is created or started) and the cargo-nextest runner if missing.
+# no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
+# private token store), and the cargo-nextest runner if missing.
 set -euo pipefail
 
-need_pg=1
-compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && need_pg=0
+packages=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || packages+=(softhsm2)
+command -v pkcs11-tool >/dev/null || packages+=(opensc)
 
-if [ "$need_pg" = 1 ]; then
+if [ "${#packages[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   # Keep apt from creating and starting a system cluster on port 5432: the tests run their own.
@@ -17,7 +20,7 @@ if [ "$need_pg" = 1 ]; then
     $SUDO chmod +x /usr/sbin/policy-rc.d
   fi
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends postgresql
+  $SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -26,12 +26,17 @@ impl Server {
     }
 
     fn start(dir: &Path, args: &[&str], scheme: &str) -> Self {
+        Self::start_env(dir, args, scheme, &[])
+    }
+
+    fn start_env(dir: &Path, args: &[&str], scheme: &str, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("server-{}.log", Instant::now().elapsed().as_nanos() + rand_suffix()));
         let mut child = Command::new(BIN)
             .args(args)
             .current_dir(dir)
             .env_remove("REKEY_TOKEN")
             .env_remove("REKEY_ADDR")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -449,4 +454,290 @@ fn the_production_shape_needs_tls_and_serves_it() {
     assert!(status.contains("\"store\": \"sqlite\""), "{status}");
     let err = fails(&run(&addr, &root, &["status"], None, &[]));
     assert!(err.contains("cannot reach the server"), "an unknown CA is refused: {err}");
+}
+
+// ---- key custody ----------------------------------------------------------------------------
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+fn job_state(db: &Path, id: &str) -> (String, i64, i64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.query_row("SELECT state, done, total FROM key_jobs WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+}
+
+/// Every credential version's DEK is under its tenant's active KEK.
+fn all_under_active_keks(db: &Path) -> bool {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let stray: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM credential_versions v JOIN credentials c ON c.id = v.credential_id \
+             WHERE v.kek_version <> (SELECT MAX(version) FROM tenant_keks k WHERE k.tenant_id = c.tenant_id AND k.state = 'active')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    stray == 0
+}
+
+/// Reveals every credential through the API and checks each secret.
+fn reveal_all(addr: &str, token: &str, expected: &[(String, String)]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        for (cred, secret) in expected {
+            let (t, n) = cred.split_once('/').unwrap();
+            let r = http
+                .post(format!("{addr}/v1/tenants/{t}/credentials/{n}/reveal"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["secret"].as_str(), Some(secret.as_str()), "{cred}: {body}");
+        }
+    });
+}
+
+#[test]
+fn a_rotation_of_every_tenant_survives_kill_9_and_finishes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::dev(dir.path());
+    let root = server.root_token();
+    let db = dir.path().join("data").join("rekey.db");
+    let mut expected = Vec::new();
+    let mut lines = Vec::new();
+    for t in 0..100 {
+        for c in 0..40 {
+            let secret = format!("s-{t}-{c}");
+            lines.push(format!(
+                r#"{{"tenant":"t{t}","region":"uk","name":"c{c}","kind":"generic","secret":"{secret}"}}"#
+            ));
+            expected.push((format!("t{t}/c{c}"), secret));
+        }
+    }
+    let file = dir.path().join("creds.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&server.rekey(&root, &["cred", "import", file.to_str().unwrap(), "--create-tenants"], None));
+    // Kill the server at growing delays into a rotation of every tenant, restart it, and let the
+    // job finish; at least one kill must land in the middle of a job.
+    let mut mid_job_kills = 0;
+    for round in 0..6u64 {
+        let job = json_of(&server.rekey(&root, &["-o", "json", "key", "rotate", "--all", "--no-wait"], None));
+        let id = job["id"].as_str().unwrap().to_owned();
+        std::thread::sleep(Duration::from_millis(round * 60));
+        server.kill9();
+        let (state, done, total) = job_state(&db, &id);
+        if state == "running" && done < total {
+            mid_job_kills += 1;
+        }
+        server = Server::dev(dir.path());
+        let finished = json_of(&server.rekey(&root, &["-o", "json", "key", "job", &id, "--wait"], None));
+        assert_eq!(finished["state"], "done", "{finished}");
+        assert!(all_under_active_keks(&db), "round {round}: every DEK is under its tenant's active key");
+    }
+    assert!(mid_job_kills >= 1, "no kill landed during a job; the test proves nothing");
+    reveal_all(&server.addr, &root, &expected);
+    let keys = json_of(&server.rekey(&root, &["-o", "json", "key", "list", "--tenant", "t7"], None));
+    let versions = keys["tenants"][0]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 7, "one new version per rotation: {keys}");
+    assert!(ok(&server.rekey(&root, &["-o", "table", "audit", "verify"], None)).starts_with("audit log OK"));
+}
+
+#[test]
+fn destructive_commands_want_confirmation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::dev(dir.path());
+    let root = server.root_token();
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    ok(&server.rekey(&root, &["cred", "put", "acme/a", "--kind", "generic", "--secret-stdin"], Some(b"alpha")));
+    for args in [vec!["tenant", "shred", "acme"], vec!["key", "destroy", "acme@1"], vec!["key", "rotate", "--root"]] {
+        let err = fails(&server.rekey(&root, &args, None));
+        assert!(err.contains("--yes"), "{args:?}: {err}");
+    }
+    assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+    let err = fails(&server.rekey(&root, &["key", "destroy", "acme@1", "--yes"], None));
+    assert!(err.contains("active key"), "{err}");
+    let err = fails(&server.rekey(&root, &["key", "destroy", "acme@7", "--yes"], None));
+    assert!(err.contains("not found"), "{err}");
+    let err = fails(&server.rekey(&root, &["key", "show", "acme"], None));
+    assert!(err.contains("root@N or TENANT@N"), "{err}");
+    let out = ok(&server.rekey(&root, &["-o", "table", "tenant", "shred", "acme", "--yes"], None));
+    assert!(out.contains("1 key versions destroyed"), "{out}");
+    assert!(fails(&server.rekey(&root, &["cred", "reveal", "acme/a"], None)).contains("unrecoverable"));
+}
+
+#[test]
+fn shamir_init_and_unseal_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rekey.toml");
+    std::fs::write(&cfg, "[seal]\nkind = \"shamir\"\n").unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let mut server = Server::start(dir.path(), &args, "http");
+    let status = ok(&server.rekey("", &["-o", "table", "status"], None));
+    assert!(status.contains("shamir (sealed)") && status.contains("not initialized"), "{status}");
+    let out = ok(&server.rekey("", &["-o", "table", "init", "--shares", "3", "--threshold", "2"], None));
+    let shares: Vec<String> = out.lines().filter_map(|l| l.split(": ").nth(1)).map(str::to_owned).collect();
+    assert_eq!(shares.len(), 3, "{out}");
+    let err = fails(&server.rekey("", &["unseal"], Some(b"rekey-share-00")));
+    assert!(err.contains("not a Rekey unseal share"), "{err}");
+    let out = ok(&server.rekey("", &["-o", "table", "unseal"], Some(shares[2].as_bytes())));
+    assert!(out.contains("1 of 2"), "{out}");
+    let out = ok(&server.rekey("", &["-o", "table", "unseal"], Some(format!("{}\n", shares[0]).as_bytes())));
+    let root = out.lines().last().unwrap().trim().to_owned();
+    assert!(out.contains("unsealed") && root.starts_with("rk_"), "{out}");
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    ok(&server.rekey(&root, &["cred", "put", "acme/a", "--kind", "generic", "--secret-stdin"], Some(b"alpha")));
+    ok(&server.rekey(&root, &["seal"], None));
+    assert!(fails(&server.rekey(&root, &["cred", "reveal", "acme/a"], None)).contains("sealed"));
+    // A restart comes up sealed too; two shares open it again.
+    server.kill9();
+    let server = Server::start(dir.path(), &args, "http");
+    assert!(fails(&server.rekey(&root, &["cred", "reveal", "acme/a"], None)).contains("HTTP 503"));
+    for s in &shares[..2] {
+        ok(&server.rekey("", &["unseal"], Some(s.as_bytes())));
+    }
+    assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+}
+
+/// A private SoftHSM2 token store with one initialized token; `None` (skipped loudly) when
+/// SoftHSM2 is not installed, except under CI, where that is a failure.
+fn softhsm(dir: &Path) -> Option<(PathBuf, String)> {
+    const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    if !Path::new(MODULE).exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("SoftHSM2 is not installed under CI: the PKCS#11 tests would not run");
+        }
+        eprintln!("SKIPPED: PKCS#11 tests (install softhsm2 and opensc, or run scripts/test.sh)");
+        return None;
+    }
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "rekey-test", "--so-pin", "87654321", "--pin", "1234"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some((conf, MODULE.to_owned()))
+}
+
+#[test]
+fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((conf, module)) = softhsm(dir.path()) else { return };
+    let conf_s = conf.to_str().unwrap();
+    let write_cfg = |module: &str, token: &str| {
+        let cfg = dir.path().join(format!("rekey-{}.toml", rand_suffix()));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[seal]\nkind = \"pkcs11\"\nmodule = \"{module}\"\ntoken_label = \"{token}\"\nkey_label = \"rekey-root\"\npin_env = \"TEST_HSM_PIN\"\n"
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let cfg = write_cfg(&module, "rekey-test");
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let env = [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", "1234")];
+    let mut server = Server::start_env(dir.path(), &args, "http", &env);
+    let root = server.root_token();
+    let status = ok(&server.rekey(&root, &["-o", "table", "status"], None));
+    assert!(status.contains("pkcs11 (unsealed)") && !status.contains("WARNING"), "{status}");
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    ok(&server.rekey(&root, &["cred", "put", "acme/a", "--kind", "generic", "--secret-stdin"], Some(b"alpha")));
+    // The root key is in the token, sensitive and never extractable; nothing of it is on disk.
+    let listing = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            &module,
+            "--token-label",
+            "rekey-test",
+            "--login",
+            "--pin",
+            "1234",
+            "--list-objects",
+            "--type",
+            "secrkey",
+        ])
+        .env("SOFTHSM2_CONF", conf_s)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing.contains("rekey-root") && listing.contains("never extractable") && listing.contains("sensitive"),
+        "{listing}"
+    );
+    assert!(!data.join("dev-root.key").exists());
+    // A restart logs in again and finds the same key.
+    server.kill9();
+    let server = Server::start_env(dir.path(), &args, "http", &env);
+    assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+    // Root rotation makes a second HSM key and moves every KEK under it; the old one can go.
+    let job = json_of(&server.rekey(&root, &["-o", "json", "key", "rotate", "--root", "--yes"], None));
+    assert_eq!(job["state"], "done", "{job}");
+    let keys = json_of(&server.rekey(&root, &["-o", "json", "key", "list"], None));
+    assert_eq!(keys["root"][1]["key"], "root@2");
+    assert_eq!(keys["root"][1]["keks"], 1, "{keys}");
+    ok(&server.rekey(&root, &["key", "destroy", "root@1", "--yes"], None));
+    drop(server);
+    let server = Server::start_env(dir.path(), &args, "http", &env);
+    assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+    drop(server);
+    // A wrong PIN, a missing module, a wrong token: a clear error, and nothing starts.
+    for (cfg, env, says) in [
+        (write_cfg(&module, "rekey-test"), [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", "9999")], "refused the PIN"),
+        (write_cfg("/nonexistent/libpkcs11.so", "rekey-test"), env, "no PKCS#11 module"),
+        (write_cfg(&module, "other-token"), env, "no token labelled"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{says}: {err}");
+    }
 }

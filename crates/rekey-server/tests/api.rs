@@ -872,8 +872,11 @@ fn uuid_like() -> String {
 
 // ---- key custody ----------------------------------------------------------------------------
 
-/// `(credential name, version, kek_version, wrapped_dek, ciphertext)` of every version of a tenant.
-fn stored_versions(t: &TestApp, tenant: &str) -> Vec<(String, i64, i64, Vec<u8>, Vec<u8>)> {
+/// `(credential name, version, kek_version, wrapped_dek, ciphertext)`.
+type StoredVersion = (String, i64, i64, Vec<u8>, Vec<u8>);
+
+/// Every stored version of a tenant's credentials.
+fn stored_versions(t: &TestApp, tenant: &str) -> Vec<StoredVersion> {
     let db = t.db();
     let mut st = db
         .prepare(
