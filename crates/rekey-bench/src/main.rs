@@ -5,9 +5,11 @@
 //! cargo run --release -p rekey-bench -- http   [--seconds 15] [--connections 32]
 //! cargo run --release -p rekey-bench -- audit  [--events 300000]
 //! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
+//! cargo run --release -p rekey-bench -- custody [--credentials 1000000] [--hsm] [--data DIR]
 //! ```
 #![forbid(unsafe_code)]
 
+mod custody;
 mod load;
 
 use std::net::SocketAddr;
@@ -43,6 +45,18 @@ enum Cmd {
         #[arg(long, default_value_t = 300_000)]
         events: usize,
     },
+    /// Rewrap after a KEK compromise, root rotation (in memory and in SoftHSM2), and unseal to
+    /// first served request, each against a baseline.
+    Custody {
+        #[arg(long, default_value_t = 1_000_000)]
+        credentials: usize,
+        /// Also measure with the root key in SoftHSM2 (needs softhsm2).
+        #[arg(long)]
+        hsm: bool,
+        /// Keep the data folders here (reused if they already hold the credentials).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -61,6 +75,7 @@ fn main() -> Result<()> {
             Cmd::Http { seconds, connections } => http(Duration::from_secs(seconds), connections).await,
             Cmd::Audit { events } => audit(events).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
+            Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
         }
     })
 }

@@ -147,7 +147,7 @@ impl Vault {
         self.finish(caller, "key.list", tenant.as_ref().map_or("", |t| t.as_str()), result).await
     }
 
-    async fn all_tenants(&self) -> Result<Vec<rekey_store::TenantRow>, CoreError> {
+    pub(crate) async fn all_tenants(&self) -> Result<Vec<rekey_store::TenantRow>, CoreError> {
         let mut out = Vec::new();
         let mut after = None;
         loop {

@@ -26,7 +26,7 @@ use crate::{CoreError, Vault};
 /// Credential versions read and rewrapped per batch.
 const DEK_BATCH: u32 = 2_000;
 /// Tenants worked on at once by a rotation of all tenants; their batches share commits.
-const TENANTS_AT_ONCE: usize = 32;
+const TENANTS_AT_ONCE: usize = 64;
 const ROOT_BATCH: u32 = 500;
 
 impl Vault {
@@ -108,9 +108,22 @@ impl Vault {
     }
 
     async fn rewrap_all(&self, job: &KeyJobRow) -> Result<u64, CoreError> {
+        // Read every tenant's name and keys once, not once per tenant.
         let tenants = self.store.tenant_ids().await?;
-        let results: Vec<Result<u64, CoreError>> = futures_util::stream::iter(tenants)
-            .map(|t| self.rewrap_tenant(job, t))
+        let mut keks: HashMap<TenantId, Vec<KekRow>> = HashMap::with_capacity(tenants.len());
+        for k in self.store.keks(None).await? {
+            keks.entry(k.tenant_id).or_default().push(k);
+        }
+        let names: HashMap<TenantId, String> = self.all_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
+        let work: Vec<(TenantId, Vec<KekRow>, String)> = tenants
+            .into_iter()
+            .map(|t| {
+                let name = names.get(&t).cloned().unwrap_or_else(|| t.to_string());
+                (t, keks.remove(&t).unwrap_or_default(), name)
+            })
+            .collect();
+        let results: Vec<Result<u64, CoreError>> = futures_util::stream::iter(work)
+            .map(|(t, keks, name)| self.rewrap_tenant_with(job, t, keks, name))
             .buffer_unordered(TENANTS_AT_ONCE)
             .collect()
             .await;
@@ -123,7 +136,13 @@ impl Vault {
 
     /// The tenant's KEK version that this job moves everything to: the active one if it was made
     /// since the job started (by this job, before a restart), otherwise a new one made now.
-    async fn job_target(&self, job: &KeyJobRow, tenant: TenantId, keks: &[KekRow]) -> Result<u32, CoreError> {
+    async fn job_target(
+        &self,
+        job: &KeyJobRow,
+        tenant: TenantId,
+        name: &str,
+        keks: &[KekRow],
+    ) -> Result<u32, CoreError> {
         if let Some(active) = keks.iter().filter(|k| k.state == key_state::ACTIVE).max_by_key(|k| k.version) {
             if active.created_at >= job.created_at {
                 return Ok(active.version);
@@ -142,7 +161,6 @@ impl Vault {
             root_version,
             created_at: Timestamp::now(),
         };
-        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
         let audit = self.job_event(
             job,
             "key.create",
@@ -166,19 +184,45 @@ impl Vault {
     /// not be opened (damaged rows), which are left where they are.
     async fn rewrap_tenant(&self, job: &KeyJobRow, tenant: TenantId) -> Result<u64, CoreError> {
         let keks = self.store.keks(Some(tenant)).await?;
+        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
+        self.rewrap_tenant_with(job, tenant, keks, name).await
+    }
+
+    /// [`Vault::rewrap_tenant`] with the tenant's keys and name already read.
+    async fn rewrap_tenant_with(
+        &self,
+        job: &KeyJobRow,
+        tenant: TenantId,
+        keks: Vec<KekRow>,
+        name: String,
+    ) -> Result<u64, CoreError> {
         if keks.is_empty() || keks.iter().all(|k| k.state == key_state::DESTROYED) {
             return Ok(0);
         }
-        let target = self.job_target(job, tenant, &keks).await?;
-        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
+        let target = self.job_target(job, tenant, &name, &keks).await?;
         let new_kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, target, KeyUse::Rewrap).await?;
+        // Older versions are unwrapped from the rows in hand (a compromised one included: moving
+        // data off it is what a rotation is for), without filling the shared cache.
         let mut old: HashMap<u32, Arc<Kek>> = HashMap::new();
+        for k in keks.iter().filter(|k| k.version != target && k.state != key_state::DESTROYED) {
+            let ctx = KeyContext::TenantKek { tenant, version: k.version };
+            match self.seal.unwrap_kek(ctx, &k.wrapped) {
+                Ok(kek) => {
+                    old.insert(k.version, Arc::new(kek));
+                }
+                Err(rekey_crypto::CryptoError::Sealed) => return Err(CoreError::Sealed),
+                Err(e) => {
+                    tracing::error!(tenant = %name, version = k.version, error = %e, "cannot unwrap a key version")
+                }
+            }
+        }
         let mut damaged: HashSet<(CredentialId, u32)> = HashSet::new();
         loop {
             if self.closed.load(Ordering::SeqCst) {
                 return Ok(0);
             }
             let rows = self.store.deks_to_rewrap(tenant, target, DEK_BATCH).await?;
+            let full = rows.len() as u32 == DEK_BATCH;
             let mut updates = Vec::with_capacity(rows.len());
             for r in rows {
                 if damaged.contains(&(r.credential_id, r.version)) {
@@ -216,8 +260,11 @@ impl Vault {
             let detail = format!("moved {} DEKs to {name}@{target}", updates.len());
             let audit = self.job_event(job, "key.rewrap", &format!("{name}@{target}"), &detail);
             self.submit(WriteRequest { op: Some(WriteOp::RewrapDeks { updates, job: Some(job.id) }), audit }).await?;
-            // Read again until nothing is left: that also catches versions written under an
-            // older key meanwhile.
+            // Nothing new is written under an older key once the target is active (a put checks
+            // that its KEK is active when it commits), so a batch that was not full was the last.
+            if !full {
+                break;
+            }
         }
         Ok(damaged.len() as u64)
     }
