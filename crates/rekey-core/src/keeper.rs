@@ -240,7 +240,9 @@ impl Keeper {
     pub async fn seal(&self, caller: &Caller) -> Result<(), CoreError> {
         let _t = self.transition.lock().await;
         let vault = self.vault()?;
-        vault.authorize(caller, crate::policy::Action::ManageKeys, "seal")?;
+        if let Err(e) = vault.authorize(caller, crate::policy::Action::ManageKeys, "seal") {
+            return vault.finish(caller, "sys.seal", "seal", Err(e)).await;
+        }
         let event = vault.event(caller, "sys.seal", "seal", AuditOutcome::Success, "");
         vault.audit_event(event).await?;
         vault.closed.store(true, Ordering::SeqCst);

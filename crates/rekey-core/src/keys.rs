@@ -44,13 +44,16 @@ pub(crate) struct KekCache {
     roots: RwLock<(BTreeMap<u32, String>, Option<Instant>)>,
 }
 
-fn refuse(state: &str, what: &str, use_: KeyUse) -> Result<(), CoreError> {
+/// Refuses a key in `state` for `use_`; `what` names it (only formatted when refusing).
+fn refuse(state: &str, what: impl FnOnce() -> String, use_: KeyUse) -> Result<(), CoreError> {
     match state {
-        key_state::DESTROYED => {
-            Err(CoreError::KeyDestroyed(format!("key version {what} was destroyed; what it wrapped is unrecoverable")))
-        }
+        key_state::DESTROYED => Err(CoreError::KeyDestroyed(format!(
+            "key version {} was destroyed; what it wrapped is unrecoverable",
+            what()
+        ))),
         key_state::COMPROMISED if use_ == KeyUse::Serve => Err(CoreError::KeyCompromised(format!(
-            "key version {what} is marked compromised; this data is served again once a rotation has moved it off that key"
+            "key version {} is marked compromised; this data is served again once a rotation has moved it off that key",
+            what()
         ))),
         _ => Ok(()),
     }
@@ -68,18 +71,21 @@ impl KekCache {
         let what = || format!("{tenant}@{version}");
         let cached = {
             let keys = self.keys.read().expect("KEK cache lock is never poisoned");
-            keys.get(&(tenant, version))
-                .filter(|e| e.checked.elapsed() < STATE_TTL)
-                .map(|e| (e.kek.clone(), e.state.clone(), e.root_version))
+            match keys.get(&(tenant, version)).filter(|e| e.checked.elapsed() < STATE_TTL) {
+                Some(e) => {
+                    refuse(&e.state, what, use_)?;
+                    Some((e.kek.clone(), e.root_version))
+                }
+                None => None,
+            }
         };
-        if let Some((kek, state, root)) = cached {
-            refuse(&state, &what(), use_)?;
+        if let Some((kek, root)) = cached {
             self.check_root(store, root, use_).await?;
             return Ok(kek);
         }
         let row =
             store.kek(tenant, version).await?.ok_or_else(|| CoreError::NotFound(format!("key version {}", what())))?;
-        refuse(&row.state, &what(), use_)?;
+        refuse(&row.state, what, use_)?;
         self.check_root(store, row.root_version, use_).await?;
         let reuse = {
             let keys = self.keys.read().expect("KEK cache lock is never poisoned");
@@ -97,25 +103,21 @@ impl KekCache {
     }
 
     async fn check_root(&self, store: &dyn Store, root: u32, use_: KeyUse) -> Result<(), CoreError> {
-        let fresh = {
-            let roots = self.roots.read().expect("root state lock is never poisoned");
-            roots.1.is_some_and(|at| at.elapsed() < STATE_TTL).then(|| roots.0.get(&root).cloned())
-        };
-        let state = match fresh {
-            Some(state) => state,
-            None => {
-                let rows = store.root_keys().await?;
-                let map: BTreeMap<u32, String> = rows.into_iter().map(|r| (r.version, r.state)).collect();
-                let state = map.get(&root).cloned();
-                *self.roots.write().expect("root state lock is never poisoned") = (map, Some(Instant::now()));
-                state
-            }
-        };
-        match state {
-            Some(state) => refuse(&state, &format!("root@{root}"), use_),
+        let check = |map: &BTreeMap<u32, String>| match map.get(&root) {
+            Some(state) => refuse(state, || format!("root@{root}"), use_),
             // Registered at start; a version the store does not know is one being added now.
             None => Ok(()),
+        };
+        {
+            let roots = self.roots.read().expect("root state lock is never poisoned");
+            if roots.1.is_some_and(|at| at.elapsed() < STATE_TTL) {
+                return check(&roots.0);
+            }
         }
+        let map: BTreeMap<u32, String> = store.root_keys().await?.into_iter().map(|r| (r.version, r.state)).collect();
+        let result = check(&map);
+        *self.roots.write().expect("root state lock is never poisoned") = (map, Some(Instant::now()));
+        result
     }
 
     pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>, state: &str, root_version: u32) {
