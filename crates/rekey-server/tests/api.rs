@@ -866,6 +866,50 @@ async fn tour_on_postgres() {
     assert_eq!(t.verify().await["ok"], true);
 }
 
+#[tokio::test]
+async fn key_custody_on_postgres() {
+    let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
+        return;
+    };
+    let name = format!("rekey_api_{}", uuid_like());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let t = TestApp::spawn_with(Some(url)).await;
+    for tenant in ["acme", "globex"] {
+        t.tenant(tenant, "uk").await;
+        for c in ["a", "b"] {
+            t.put(&format!("{tenant}/{c}"), &format!("{tenant}-{c}")).await;
+        }
+    }
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"all": true}))).await;
+    assert_eq!((job["state"].as_str(), job["done"].as_i64()), (Some("done"), Some(4)), "{job}");
+    let r = t.root(Method::POST, "/v1/keys/acme@2/compromise", None).await;
+    assert_eq!(t.wait_job(r.body["id"].as_str().unwrap()).await["state"], "done");
+    let list = t.root(Method::GET, "/v1/keys", None).await.body;
+    assert_eq!(key_state(&list, "acme@2"), ("compromised".into(), 0));
+    assert_eq!(key_state(&list, "acme@3"), ("active".into(), 2));
+    assert_eq!(t.root(Method::DELETE, "/v1/keys/acme@1", None).await.status, StatusCode::OK);
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"root": true}))).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/a").await.body["secret"], "acme-a");
+    assert_eq!(t.root(Method::POST, "/v1/tenants/globex/shred", None).await.status, StatusCode::OK);
+    assert_error(&t.reveal_with(&t.root.clone(), "globex/a").await, StatusCode::GONE, "key_destroyed");
+    let fields = json!({"token_url": "https://login.example/t/oauth2/v2.0/token", "client_id": "abc", "scope": "x"});
+    t.root(
+        Method::PUT,
+        "/v1/tenants/acme/credentials/ews",
+        Some(json!({"kind": "entra-app", "fields": fields, "secret": "s"})),
+    )
+    .await;
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/ews/certificate", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(t.root(Method::GET, "/v1/certificates", None).await.body.as_array().unwrap().len(), 1);
+    assert_eq!(t.verify().await["ok"], true);
+}
+
 fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
