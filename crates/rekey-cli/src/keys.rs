@@ -223,6 +223,15 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
             if root {
                 confirm("Rotating the root key rewraps every tenant key", "rotate root", yes)?;
                 let mut body = json!({ "root": true });
+                // A Shamir split keeps its shape unless told otherwise.
+                let (mut shares, mut threshold) = (shares, threshold);
+                if shares.is_none() || threshold.is_none() {
+                    let status: rekey_core::views::StatusView = c.get("/v1/sys/status", &[]).await?;
+                    if status.seal.kind == "shamir" {
+                        shares = shares.or(status.seal.shares);
+                        threshold = threshold.or(status.seal.threshold);
+                    }
+                }
                 if let (Some(n), Some(k)) = (shares, threshold) {
                     body["shares"] = json!(n);
                     body["threshold"] = json!(k);
@@ -233,14 +242,19 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
                     // Shamir: print the new shares before committing; until the commit, the old
                     // shares stay valid and nothing is lost if this process dies.
                     let set_id = v["set_id"].as_str().unwrap_or_default().to_owned();
-                    eprintln!(
-                        "New unseal shares ({} of {} needed). Each is shown this once; after this command the old shares no longer work.",
-                        v["threshold"],
-                        new_shares.len()
-                    );
                     let mut out = std::io::stdout().lock();
-                    for (i, s) in new_shares.iter().enumerate() {
-                        writeln!(out, "share {}: {}", i + 1, s.as_str().unwrap_or_default())?;
+                    if format == OutputFormat::Json {
+                        // One JSON line with the shares first, then the job.
+                        writeln!(out, "{}", json!({ "shares": new_shares, "threshold": v["threshold"] }))?;
+                    } else {
+                        eprintln!(
+                            "New unseal shares ({} of {} needed). Each is shown this once; after this command the old shares no longer work.",
+                            v["threshold"],
+                            new_shares.len()
+                        );
+                        for (i, s) in new_shares.iter().enumerate() {
+                            writeln!(out, "share {}: {}", i + 1, s.as_str().unwrap_or_default())?;
+                        }
                     }
                     out.flush()?;
                     drop(out);

@@ -614,6 +614,26 @@ fn shamir_init_and_unseal_through_the_cli() {
         ok(&server.rekey("", &["unseal"], Some(s.as_bytes())));
     }
     assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+    // A root rotation keeps the split's shape, prints the new shares, then switches to them.
+    let out = server.rekey(&root, &["-o", "table", "key", "rotate", "--root", "--yes"], None);
+    let printed = ok(&out);
+    let new_shares: Vec<String> = printed.lines().filter_map(|l| l.split(": ").nth(1)).map(str::to_owned).collect();
+    assert_eq!(new_shares.len(), 3, "{printed}");
+    assert!(new_shares.iter().all(|s| !shares.contains(s)));
+    let mut server = server;
+    server.kill9();
+    let server = Server::start(dir.path(), &args, "http");
+    assert!(fails(&server.rekey("", &["unseal"], Some(shares[0].as_bytes()))).contains("another key set"));
+    for s in &new_shares[1..] {
+        ok(&server.rekey("", &["unseal"], Some(s.as_bytes())));
+    }
+    assert_eq!(ok(&server.rekey(&root, &["-o", "table", "cred", "reveal", "acme/a"], None)), "alpha\n");
+    let keys = json_of(&server.rekey(&root, &["-o", "json", "key", "list"], None));
+    assert_eq!(
+        (keys["root"][1]["key"].as_str(), keys["root"][1]["state"].as_str()),
+        (Some("root@2"), Some("active")),
+        "{keys}"
+    );
 }
 
 /// A private SoftHSM2 token store with one initialized token; `None` (skipped loudly) when

@@ -347,9 +347,13 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ReadStatus, "status")?;
             let counts = self.store.counts().await?;
+            let shamir = match self.seal.as_shamir() {
+                Some(_) => self.store.seal_keyring("active").await?.map(|k| (true, 0, k.threshold, k.shares)),
+                None => None,
+            };
             Ok(StatusView {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                seal: crate::keeper::seal_status(self.seal.as_ref(), None),
+                seal: crate::keeper::seal_status(self.seal.as_ref(), shamir),
                 store: self.store.backend().as_str().to_owned(),
                 counts: Some(CountsView {
                     tenants: counts.tenants,
