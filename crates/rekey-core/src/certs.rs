@@ -15,8 +15,10 @@ use crate::policy::Action;
 use crate::views::CertificateView;
 use crate::{Caller, CoreError, Vault};
 
-/// Lifetime of an issued certificate unless the request says otherwise: 90 days.
+/// Lifetime of an issued certificate unless the request or the config says otherwise: 90 days.
 pub const DEFAULT_LIFETIME_SECS: u64 = 90 * 86_400;
+/// Shortest lifetime accepted: one hour.
+pub const MIN_LIFETIME_SECS: u64 = 3600;
 /// Longest lifetime accepted: two years.
 pub const MAX_LIFETIME_SECS: u64 = 2 * 365 * 86_400;
 
@@ -38,7 +40,8 @@ impl From<CertificateRow> for CertificateView {
             x5t,
             not_before: c.not_before,
             not_after: c.not_after,
-            state: c.state,
+            // Expiry is a fact of the clock, not a stored state.
+            state: if c.state == "active" && c.not_after <= Timestamp::now() { "expired".into() } else { c.state },
             pem: c.pem,
         }
     }
@@ -97,8 +100,8 @@ impl Vault {
         let resource = cref.to_string();
         let prepared = async {
             self.authorize(caller, Action::ManageKeys, "certificates")?;
-            let lifetime = lifetime_secs.unwrap_or(DEFAULT_LIFETIME_SECS);
-            if !(3600..=MAX_LIFETIME_SECS).contains(&lifetime) {
+            let lifetime = lifetime_secs.unwrap_or(self.options.cert_lifetime_secs);
+            if !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&lifetime) {
                 return Err(CoreError::BadRequest("a certificate lives between 1 hour and 2 years".into()));
             }
             let tenant = self.tenant(&cref.tenant).await?;

@@ -37,6 +37,7 @@ pub struct Keeper {
     vault: RwLock<Option<Arc<Vault>>>,
     progress: Mutex<Progress>,
     stats: Arc<WriterStats>,
+    options: VaultOptions,
     /// Serializes init, unseal and seal.
     transition: tokio::sync::Mutex<()>,
 }
@@ -97,13 +98,19 @@ pub fn seal_status(seal: &dyn Seal, shamir: Option<(bool, u8, u8, u8)>) -> SealS
 
 impl Keeper {
     /// Opens the vault at once if the seal is already unsealed (dev, PKCS#11).
-    pub async fn start(store: Arc<dyn Store>, seal: Arc<dyn Seal>) -> Result<(Self, Option<IssuedToken>), CoreError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        seal: Arc<dyn Seal>,
+        options: VaultOptions,
+    ) -> Result<(Self, Option<IssuedToken>), CoreError> {
+        let stats = options.writer_stats.clone().unwrap_or_default();
         let keeper = Self {
             store,
             seal,
             vault: RwLock::new(None),
             progress: Mutex::new(Progress::default()),
-            stats: Arc::new(WriterStats::default()),
+            stats,
+            options,
             transition: tokio::sync::Mutex::new(()),
         };
         let root = if keeper.seal.is_unsealed() { keeper.open_vault().await? } else { None };
@@ -111,7 +118,7 @@ impl Keeper {
     }
 
     async fn open_vault(&self) -> Result<Option<IssuedToken>, CoreError> {
-        let options = VaultOptions { writer_stats: Some(self.stats.clone()) };
+        let options = VaultOptions { writer_stats: Some(self.stats.clone()), ..self.options.clone() };
         let (vault, root) = Vault::open(self.store.clone(), self.seal.clone(), options).await?;
         let vault = Arc::new(vault);
         vault.clone().start_jobs();

@@ -16,10 +16,18 @@ use crate::views::{CountsView, StatusView};
 use crate::writer::Writer;
 use crate::{Caller, CoreError, Principal};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct VaultOptions {
     /// Counters the audit writer updates; shared so metrics survive a seal and unseal.
     pub writer_stats: Option<Arc<crate::writer::WriterStats>>,
+    /// Lifetime of an issued certificate when the request names none.
+    pub cert_lifetime_secs: u64,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self { writer_stats: None, cert_lifetime_secs: crate::certs::DEFAULT_LIFETIME_SECS }
+    }
 }
 
 pub struct Vault {
@@ -30,6 +38,7 @@ pub struct Vault {
     pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) credential_locks: crate::locks::CredentialLocks,
     tokens: TokenCache,
+    pub(crate) options: VaultOptions,
     /// Set when the vault is sealed: background jobs stop at their next step.
     pub(crate) closed: std::sync::atomic::AtomicBool,
     /// Wakes the job runner when a job is created.
@@ -119,6 +128,7 @@ impl Vault {
             tokens: TokenCache::default(),
             closed: Default::default(),
             jobs_wake: Default::default(),
+            options,
         };
         if created {
             let event = record(

@@ -60,7 +60,9 @@ impl App {
         .await
         .map_err(BuildError::Store)?;
         let seal = open_seal(&config)?;
-        let (keeper, root_token) = Keeper::start(Arc::new(store), seal).await.map_err(BuildError::Vault)?;
+        let options =
+            rekey_core::VaultOptions { writer_stats: None, cert_lifetime_secs: config.certificates.lifetime_secs()? };
+        let (keeper, root_token) = Keeper::start(Arc::new(store), seal, options).await.map_err(BuildError::Vault)?;
         if keeper.is_sealed() {
             tracing::warn!(
                 seal = keeper.seal_kind(),

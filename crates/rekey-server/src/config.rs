@@ -48,6 +48,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub certificates: CertificatesConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
@@ -126,6 +128,35 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self { max_body_bytes: default_max_body(), max_import_bytes: default_max_import() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatesConfig {
+    /// Lifetime of an issued certificate when the request names none, e.g. `90d` (the default).
+    #[serde(default)]
+    pub lifetime: Option<String>,
+}
+
+impl CertificatesConfig {
+    /// The default lifetime in seconds.
+    pub fn lifetime_secs(&self) -> Result<u64, ConfigError> {
+        match &self.lifetime {
+            None => Ok(rekey_core::certs::DEFAULT_LIFETIME_SECS),
+            Some(text) => {
+                let secs = rekey_types::time::parse_duration_secs(text)
+                    .map_err(|message| ConfigError::Invalid { field: "certificates.lifetime", message })?
+                    .unsigned_abs();
+                if !(rekey_core::certs::MIN_LIFETIME_SECS..=rekey_core::certs::MAX_LIFETIME_SECS).contains(&secs) {
+                    return Err(ConfigError::Invalid {
+                        field: "certificates.lifetime",
+                        message: "must be between 1h and 730d".into(),
+                    });
+                }
+                Ok(secs)
+            }
+        }
     }
 }
 
@@ -275,6 +306,9 @@ impl Config {
         if let Some(v) = get("REKEY_LOG_LEVEL") {
             self.log.level = v;
         }
+        if let Some(v) = get("REKEY_CERTIFICATES_LIFETIME") {
+            self.certificates.lifetime = Some(v);
+        }
         Ok(())
     }
 
@@ -321,6 +355,7 @@ impl Config {
                 });
             }
         }
+        self.certificates.lifetime_secs()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid { field: "log.format", message: "must be text or json".into() });
         }
@@ -387,5 +422,27 @@ mod tests {
         c.dev = true;
         c.listen = "0.0.0.0:8443".parse().unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+        // Seals and certificate lifetimes are checked too.
+        for (kind, lifetime, says) in [
+            ("hsm", None, "unknown seal"),
+            ("pkcs11", None, "module and token_label"),
+            ("dev", Some("10m"), "certificates.lifetime"),
+            ("dev", Some("soon"), "certificates.lifetime"),
+        ] {
+            let mut c = Config::dev_defaults();
+            c.seal.kind = kind.into();
+            c.certificates.lifetime = lifetime.map(str::to_owned);
+            assert!(c.validate().unwrap_err().to_string().contains(says), "{kind} {lifetime:?}");
+        }
+        let mut c = Config::dev_defaults();
+        c.seal = SealConfig {
+            kind: "pkcs11".into(),
+            module: Some("/m.so".into()),
+            token_label: Some("t".into()),
+            pin_env: Some("P".into()),
+            pin_file: Some("/p".into()),
+            ..SealConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("exactly one"));
     }
 }
