@@ -636,10 +636,17 @@ fn shamir_init_and_unseal_through_the_cli() {
     );
 }
 
-/// A private SoftHSM2 token store with one initialized token; `None` (skipped loudly) when
+/// The SoftHSM2 token for the PKCS#11 tests: the one the test script initialized in its private
+/// token directory (`SOFTHSM2_CONF`, `REKEY_TEST_HSM_TOKEN`, `REKEY_TEST_HSM_PIN`), or else one
+/// made here in `dir`. Returns (config, module, token label, PIN); `None` (skipped loudly) when
 /// SoftHSM2 is not installed, except under CI, where that is a failure.
-fn softhsm(dir: &Path) -> Option<(PathBuf, String)> {
+fn softhsm(dir: &Path) -> Option<(PathBuf, String, String, String)> {
     const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    if let (Ok(conf), Ok(token), Ok(pin)) =
+        (std::env::var("SOFTHSM2_CONF"), std::env::var("REKEY_TEST_HSM_TOKEN"), std::env::var("REKEY_TEST_HSM_PIN"))
+    {
+        return Some((conf.into(), MODULE.to_owned(), token, pin));
+    }
     if !Path::new(MODULE).exists() {
         if std::env::var_os("CI").is_some() {
             panic!("SoftHSM2 is not installed under CI: the PKCS#11 tests would not run");
@@ -661,26 +668,28 @@ fn softhsm(dir: &Path) -> Option<(PathBuf, String)> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some((conf, MODULE.to_owned()))
+    Some((conf, MODULE.to_owned(), "rekey-test".to_owned(), "1234".to_owned()))
 }
 
 #[test]
 fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((conf, module)) = softhsm(dir.path()) else { return };
+    let Some((conf, module, token, pin)) = softhsm(dir.path()) else { return };
     let conf_s = conf.to_str().unwrap();
+    // A key label of its own, so a shared token can hold the keys of several runs.
+    let label = format!("rekey-root-{}", rand_suffix());
     let write_cfg = |module: &str, token: &str| {
         let cfg = dir.path().join(format!("rekey-{}.toml", rand_suffix()));
         std::fs::write(
             &cfg,
             format!(
-                "[seal]\nkind = \"pkcs11\"\nmodule = \"{module}\"\ntoken_label = \"{token}\"\nkey_label = \"rekey-root\"\npin_env = \"TEST_HSM_PIN\"\n"
+                "[seal]\nkind = \"pkcs11\"\nmodule = \"{module}\"\ntoken_label = \"{token}\"\nkey_label = \"{label}\"\npin_env = \"TEST_HSM_PIN\"\n"
             ),
         )
         .unwrap();
         cfg
     };
-    let cfg = write_cfg(&module, "rekey-test");
+    let cfg = write_cfg(&module, &token);
     let data = dir.path().join("data");
     let args = [
         "serve",
@@ -692,7 +701,7 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
         "--config",
         cfg.to_str().unwrap(),
     ];
-    let env = [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", "1234")];
+    let env = [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", pin.as_str())];
     let mut server = Server::start_env(dir.path(), &args, "http", &env);
     let root = server.root_token();
     let status = ok(&server.rekey(&root, &["-o", "table", "status"], None));
@@ -705,10 +714,10 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
             "--module",
             &module,
             "--token-label",
-            "rekey-test",
+            &token,
             "--login",
             "--pin",
-            "1234",
+            &pin,
             "--list-objects",
             "--type",
             "secrkey",
@@ -717,10 +726,9 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    assert!(
-        listing.contains("rekey-root") && listing.contains("never extractable") && listing.contains("sensitive"),
-        "{listing}"
-    );
+    let ours: Vec<&str> = listing.split("Secret Key Object").filter(|o| o.contains(&label)).collect();
+    assert_eq!(ours.len(), 1, "one root key version: {listing}");
+    assert!(ours[0].contains("never extractable") && ours[0].contains("sensitive"), "{listing}");
     assert!(!data.join("dev-root.key").exists());
     // A restart logs in again and finds the same key.
     server.kill9();
@@ -739,8 +747,8 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
     drop(server);
     // A wrong PIN, a missing module, a wrong token: a clear error, and nothing starts.
     for (cfg, env, says) in [
-        (write_cfg(&module, "rekey-test"), [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", "9999")], "refused the PIN"),
-        (write_cfg("/nonexistent/libpkcs11.so", "rekey-test"), env, "no PKCS#11 module"),
+        (write_cfg(&module, &token), [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", "9999")], "refused the PIN"),
+        (write_cfg("/nonexistent/libpkcs11.so", &token), env, "no PKCS#11 module"),
         (write_cfg(&module, "other-token"), env, "no token labelled"),
     ] {
         let out = Command::new(BIN)
