@@ -34,9 +34,9 @@ struct InitBody {
 }
 
 #[derive(Serialize)]
-struct InitAnswer {
+struct InitAnswer<'a> {
     /// Each share is shown once, here; Rekey keeps none of them.
-    shares: Vec<String>,
+    shares: Vec<&'a str>,
     threshold: u8,
 }
 
@@ -46,7 +46,7 @@ pub async fn init(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiR
     let b: InitBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
     let outcome = s.keeper.init(b.shares, b.threshold).await.map_err(core(&ctx))?;
     let answer =
-        InitAnswer { shares: outcome.shares.iter().map(|s| s.to_string()).collect(), threshold: outcome.threshold };
+        InitAnswer { shares: outcome.shares.iter().map(|s| s.as_str()).collect(), threshold: outcome.threshold };
     json_no_store(&answer, &ctx)
 }
 
