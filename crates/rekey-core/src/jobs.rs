@@ -230,14 +230,23 @@ impl Vault {
                 }
                 let kek = match old.get(&r.kek_version) {
                     Some(k) => k.clone(),
-                    None => {
-                        let k = self
-                            .keks
-                            .get(self.store.as_ref(), self.seal.as_ref(), tenant, r.kek_version, KeyUse::Rewrap)
-                            .await?;
-                        old.insert(r.kek_version, k.clone());
-                        k
-                    }
+                    // A version made after the keys were read, or one that did not open above.
+                    None => match self
+                        .keks
+                        .get(self.store.as_ref(), self.seal.as_ref(), tenant, r.kek_version, KeyUse::Rewrap)
+                        .await
+                    {
+                        Ok(k) => {
+                            old.insert(r.kek_version, k.clone());
+                            k
+                        }
+                        Err(e @ (CoreError::Sealed | CoreError::Store(_))) => return Err(e),
+                        Err(e) => {
+                            tracing::error!(tenant = %name, version = r.kek_version, error = %e, "cannot open a key version");
+                            damaged.insert((r.credential_id, r.version));
+                            continue;
+                        }
+                    },
                 };
                 let slot = PayloadSlot { tenant, credential: r.credential_id, version: r.version, kind: r.kind };
                 match rewrap_dek((&kek, r.kek_version), (&new_kek, target), &slot, &r.wrapped_dek) {
