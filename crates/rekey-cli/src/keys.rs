@@ -84,12 +84,13 @@ pub async fn unseal(c: &Client, reset: bool, format: OutputFormat) -> Result<Exi
     let body = if reset {
         json!({ "reset": true })
     } else {
-        if std::io::stdin().is_terminal() {
-            eprint!("Unseal share: ");
-            std::io::stderr().flush()?;
-        }
         let mut text = Zeroizing::new(String::new());
-        std::io::stdin().read_to_string(&mut text).context("reading the share from stdin")?;
+        if std::io::stdin().is_terminal() {
+            // Typed or pasted at a terminal: not echoed, like a password.
+            *text = rpassword::prompt_password("Unseal share (not shown): ").context("reading the share")?;
+        } else {
+            std::io::stdin().read_to_string(&mut text).context("reading the share from stdin")?;
+        }
         let share = text.trim();
         if share.is_empty() {
             bail!("no share on stdin");
