@@ -276,7 +276,8 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
         KeyCmd::Show { key } => {
             let v: WrappedByView = c.get(&format!("/v1/keys/{key}"), &[]).await?;
             show(format, &v, |v| {
-                println!("{} wraps {}", v.key, v.total);
+                let what = if v.key.starts_with("root@") { "tenant key versions" } else { "credential versions" };
+                println!("{} wraps {} {what}", v.key, v.total);
                 for item in &v.items {
                     println!("  {item}");
                 }
