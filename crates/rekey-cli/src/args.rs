@@ -237,6 +237,8 @@ pub enum CredCmd {
         #[arg(long)]
         to: u32,
     },
+    /// Make the pending version current (a certificate from `cert issue`, once registered).
+    Promote { cred: String },
     /// Delete a credential (soft: its history and audit trail stay).
     Delete { cred: String },
     /// Bulk-load credentials from a JSON-lines file (or - for stdin).

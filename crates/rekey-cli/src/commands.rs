@@ -118,6 +118,10 @@ fn credential_pairs(c: &CredentialView) {
         ("kind", c.kind.to_string()),
         ("region", c.region.clone()),
         ("version", c.current_version.to_string()),
+        (
+            "pending",
+            if c.latest_version > c.current_version { format!("version {}", c.latest_version) } else { "-".into() },
+        ),
         ("created", c.created_at.to_string()),
         ("updated", c.updated_at.to_string()),
     ];
@@ -329,6 +333,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 CredCmd::Rollback { cred, to } => {
                     let v: CredentialView =
                         c.json(Method::POST, &format!("{}/rollback", cred_path(&cred)?), &json!({ "to": to })).await?;
+                    show(format, &v, credential_pairs);
+                }
+                CredCmd::Promote { cred } => {
+                    let v: CredentialView =
+                        c.send(c.request(Method::POST, &format!("{}/promote", cred_path(&cred)?))).await?;
                     show(format, &v, credential_pairs);
                 }
                 CredCmd::Delete { cred } => {

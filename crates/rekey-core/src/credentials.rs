@@ -407,6 +407,54 @@ impl Vault {
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 
+    /// Makes the pending version current (after it was registered with, or applied at, its
+    /// target). An `entra-app` whose pending version is a certificate in the inventory switches
+    /// to certificate authentication.
+    pub async fn promote(&self, caller: &Caller, cref: &CredRef) -> Result<CredentialView, CoreError> {
+        let resource = cref.to_string();
+        let _turn = match self.store.tenant_by_name(&cref.tenant).await {
+            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
+            _ => None,
+        };
+        let prepared = async {
+            self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
+            let (tenant, credential) = self.load(cref).await?;
+            let version = credential.latest_version;
+            let pending = self
+                .store
+                .version(credential.id, Some(version))
+                .await?
+                .filter(|v| v.stage == "pending" && version > credential.current_version)
+                .ok_or_else(|| CoreError::Conflict(format!("credential {cref} has no pending version")))?;
+            // Only what can be served becomes current.
+            self.keks
+                .get(self.store.as_ref(), self.seal.as_ref(), tenant.id, pending.kek_version, KeyUse::Serve)
+                .await?;
+            let mut fields = credential.fields.clone();
+            if credential.kind == CredentialKind::EntraApp {
+                let is_cert = self.store.certificate_of(credential.id, version).await?.is_some();
+                fields.insert("auth".into(), if is_cert { "certificate" } else { "secret" }.into());
+            }
+            let now = Timestamp::now();
+            let updated = CredentialRow {
+                current_version: version,
+                fields: fields.clone(),
+                updated_at: now,
+                ..credential.clone()
+            };
+            let op = WriteOp::PromotePending { credential: credential.id, version, fields, at: now };
+            Ok((tenant, op, updated))
+        }
+        .await;
+        let (tenant, op, updated) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "cred.promote", &resource, Err(e)).await,
+        };
+        let detail = format!("version={}", updated.current_version);
+        self.commit(caller, "cred.promote", &resource, op, &detail).await?;
+        Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
+    }
+
     /// Soft delete: the credential disappears from reads; its rows and audit history stay.
     pub async fn delete_credential(&self, caller: &Caller, cref: &CredRef) -> Result<(), CoreError> {
         let resource = cref.to_string();

@@ -196,6 +196,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(&format!("{tenant_cred}/reveal"), post(routes::reveal))
         .route(&format!("{tenant_cred}/versions"), get(routes::versions))
         .route(&format!("{tenant_cred}/rollback"), post(routes::rollback))
+        .route(&format!("{tenant_cred}/promote"), post(routes::promote))
         .route("/v1/credentials", get(routes::list_credentials))
         .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))

@@ -127,6 +127,14 @@ pub const ROUTES: &[Route] = &[
         response: "Credential",
     },
     Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/credentials/{name}/promote",
+        summary: "Make the pending version current (e.g. a certificate once registered with the provider)",
+        roles: WRITERS,
+        body: None,
+        response: "Credential",
+    },
+    Route {
         method: "get",
         path: "/v1/credentials",
         summary: "List credentials (query: tenant, kind, region, after=tenant/name, limit)",

@@ -405,6 +405,17 @@ pub async fn rollback(
     Ok(Json(s.vault(&ctx)?.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
+pub async fn promote(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<CredentialView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.promote", &resource).await?;
+    let cref = s.input(&caller, "cred.promote", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.promote(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
 // ---- import -------------------------------------------------------------------------------
 
 #[derive(Deserialize)]

@@ -1319,5 +1319,21 @@ async fn certificates_are_issued_per_credential_as_pending_versions() {
     let versions = t.root(Method::GET, "/v1/tenants/acme/credentials/ews/versions", None).await.body;
     let stages: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
     assert_eq!(stages, vec!["current", "retired", "pending"]);
+    // Promoting makes it current and switches the credential to certificate authentication.
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/ews/promote", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!((r.body["current_version"].as_u64(), r.body["fields"]["auth"].as_str()), (Some(3), Some("certificate")));
+    let served = t.reveal_with(&t.root.clone(), "acme/ews").await.body["secret"].as_str().unwrap().to_owned();
+    assert!(served.contains(again["pem"].as_str().unwrap().trim()), "the promoted certificate is served");
+    let versions = t.root(Method::GET, "/v1/tenants/acme/credentials/ews/versions", None).await.body;
+    let stages: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, vec!["previous", "retired", "current"]);
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/ews/promote", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert_error(
+        &t.root(Method::POST, "/v1/tenants/acme/credentials/nope/promote", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     assert_eq!(t.verify().await["ok"], true);
 }

@@ -99,6 +99,12 @@ pub trait Store: Send + Sync + 'static {
     /// Certificates, or only those whose `not_after` is before the given time.
     async fn certificates(&self, not_after_before: Option<Timestamp>) -> Result<Vec<CertificateRow>, StoreError>;
     async fn certificate(&self, thumbprint: &str) -> Result<Option<CertificateRow>, StoreError>;
+    /// The certificate whose private key is a given credential version, if any.
+    async fn certificate_of(
+        &self,
+        credential: CredentialId,
+        version: u32,
+    ) -> Result<Option<CertificateRow>, StoreError>;
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.

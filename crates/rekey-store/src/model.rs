@@ -345,6 +345,15 @@ pub enum WriteOp {
     },
     /// Replaces the active Shamir keyring (after a root version was destroyed).
     ReplaceKeyring(SealKeyringRow),
+    /// Makes the pending version `version` current (the old current becomes previous, the old
+    /// previous retired) and sets the credential's fields; `NotFound` unless `version` is the
+    /// latest version and above the current one.
+    PromotePending {
+        credential: CredentialId,
+        version: u32,
+        fields: BTreeMap<String, String>,
+        at: Timestamp,
+    },
     InsertCertificate(CertificateRow),
     RevokeCertificate {
         sha256: String,

@@ -713,6 +713,21 @@ pub(crate) async fn certificates<C: Conn>(
     all(rows, certificate_row)
 }
 
+/// The certificate whose key is a given credential version, if any.
+pub(crate) async fn certificate_of<C: Conn>(
+    c: &mut C,
+    credential: String,
+    version: u32,
+) -> Result<Option<CertificateRow>, StoreError> {
+    c.query_opt(
+        &format!("{CERT_SELECT} WHERE ce.credential_id = $1 AND ce.credential_version = $2"),
+        args![credential, version],
+    )
+    .await?
+    .map(|r| certificate_row(&r))
+    .transpose()
+}
+
 /// A certificate by its SHA-256 or SHA-1 thumbprint (hex, lowercase).
 pub(crate) async fn certificate<C: Conn>(c: &mut C, thumbprint: String) -> Result<Option<CertificateRow>, StoreError> {
     c.query_opt(&format!("{CERT_SELECT} WHERE ce.sha256 = $1 OR ce.sha1 = $1"), args![thumbprint])
@@ -1067,6 +1082,35 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             if n != 1 {
                 return Err(StoreError::Conflict);
             }
+            Ok(())
+        }
+        WriteOp::PromotePending { credential, version, fields, at } => {
+            let id = credential.to_string();
+            let n = c
+                .exec(
+                    "UPDATE credentials SET current_version = $1, fields = $2, updated_at = $3 \
+                     WHERE id = $4 AND latest_version = $1 AND current_version < $1 AND deleted_at IS NULL",
+                    args![*version, json(fields), at.as_micros(), id.clone()],
+                )
+                .await?;
+            if n != 1 {
+                return Err(StoreError::NotFound { entity: "pending version", id: format!("{id} v{version}") });
+            }
+            c.exec(
+                "UPDATE credential_versions SET stage = 'retired' WHERE credential_id = $1 AND stage = 'previous'",
+                args![id.clone()],
+            )
+            .await?;
+            c.exec(
+                "UPDATE credential_versions SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current'",
+                args![id.clone()],
+            )
+            .await?;
+            c.exec(
+                "UPDATE credential_versions SET stage = 'current' WHERE credential_id = $1 AND version = $2",
+                args![id, *version],
+            )
+            .await?;
             Ok(())
         }
         WriteOp::InsertCertificate(ce) => {

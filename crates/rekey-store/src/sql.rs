@@ -223,6 +223,14 @@ impl Store for SqlStore {
         run!(self, point, |c| q::certificate(c, thumbprint))
     }
 
+    async fn certificate_of(
+        &self,
+        credential: CredentialId,
+        version: u32,
+    ) -> Result<Option<CertificateRow>, StoreError> {
+        run!(self, point, |c| q::certificate_of(c, credential.to_string(), version))
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
         run!(self, read, |c| q::audit_head(c))
     }

@@ -520,6 +520,29 @@ async fn pending_versions_sit_beside_current(db: Db) {
     let stages: Vec<(u32, String)> =
         db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
     assert_eq!(stages, vec![(1, "previous".into()), (2, "retired".into()), (3, "current".into())]);
+    // A pending version 4, promoted: only the latest pending version can be, and only once.
+    let mut pending = put(t, "a", 4, Some(id));
+    if let WriteOp::PutVersion { credential, version, .. } = &mut pending {
+        credential.current_version = 3;
+        version.stage = "pending".into();
+    }
+    apply(&db, vec![Some(pending)]).await;
+    let promote = |version| WriteOp::PromotePending {
+        credential: id,
+        version,
+        fields: BTreeMap::from([("description".to_string(), "promoted".to_string())]),
+        at: Timestamp::now(),
+    };
+    assert!(matches!(apply(&db, vec![Some(promote(3))]).await[0], Err(StoreError::NotFound { .. })));
+    assert!(matches!(apply(&db, vec![Some(promote(4))]).await[0], Ok(OpOk::Done)));
+    assert!(matches!(apply(&db, vec![Some(promote(4))]).await[0], Err(StoreError::NotFound { .. })));
+    let c = db.store.credential(t, "a").await.unwrap().unwrap();
+    assert_eq!((c.current_version, c.latest_version, c.fields["description"].as_str()), (4, 4, "promoted"));
+    let stages: Vec<(u32, String)> =
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+    assert_eq!(stages[2..], [(3, "previous".into()), (4, "current".into())]);
+    assert_eq!(stages[0], (1, "retired".into()));
+    assert_eq!(db.store.version(id, None).await.unwrap().unwrap().version, 4);
 }
 
 async fn seal_keyring_pending_commits_once(db: Db) {

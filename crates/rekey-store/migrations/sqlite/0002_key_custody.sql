@@ -55,6 +55,7 @@ CREATE TABLE certificates (
     revoked_at INTEGER
 );
 CREATE INDEX certificates_not_after ON certificates (not_after);
+CREATE INDEX certificates_credential ON certificates (credential_id, credential_version);
 
 -- The newest version number, which may be a pending one (a certificate issued but not yet
 -- promoted); current_version is the one served.
