@@ -579,16 +579,8 @@ fn shamir_init_and_unseal_through_the_cli() {
     let cfg = dir.path().join("rekey.toml");
     std::fs::write(&cfg, "[seal]\nkind = \"shamir\"\n").unwrap();
     let data = dir.path().join("data");
-    let args = [
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ];
+    let args = dev_with_config(&data, &cfg);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut server = Server::start(dir.path(), &args, "http");
     let status = ok(&server.rekey("", &["-o", "table", "status"], None));
     assert!(status.contains("shamir (sealed)") && status.contains("not initialized"), "{status}");
@@ -634,6 +626,13 @@ fn shamir_init_and_unseal_through_the_cli() {
         (Some("root@2"), Some("active")),
         "{keys}"
     );
+}
+
+/// `rekey serve --dev` on loopback with the seal (and the rest) from a config file.
+fn dev_with_config(data: &Path, cfg: &Path) -> Vec<String> {
+    ["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", cfg.to_str().unwrap()]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// The SoftHSM2 token for the PKCS#11 tests: the one the test script initialized in its private
@@ -691,16 +690,8 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
     };
     let cfg = write_cfg(&module, &token);
     let data = dir.path().join("data");
-    let args = [
-        "serve",
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        cfg.to_str().unwrap(),
-    ];
+    let args = dev_with_config(&data, &cfg);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let env = [("SOFTHSM2_CONF", conf_s), ("TEST_HSM_PIN", pin.as_str())];
     let mut server = Server::start_env(dir.path(), &args, "http", &env);
     let root = server.root_token();
@@ -751,20 +742,7 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
         (write_cfg("/nonexistent/libpkcs11.so", &token), env, "no PKCS#11 module"),
         (write_cfg(&module, "other-token"), env, "no token labelled"),
     ] {
-        let out = Command::new(BIN)
-            .args([
-                "serve",
-                "--dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().unwrap(),
-                "--config",
-                cfg.to_str().unwrap(),
-            ])
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+        let out = Command::new(BIN).args(dev_with_config(&data, &cfg)).envs(env.iter().copied()).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{says}: {err}");
     }

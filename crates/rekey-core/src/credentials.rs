@@ -356,10 +356,7 @@ impl Vault {
     /// Makes version `to` current again, as a new version (re-encrypted under a fresh DEK).
     pub async fn rollback(&self, caller: &Caller, cref: &CredRef, to: u32) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
-        let _turn = match self.store.tenant_by_name(&cref.tenant).await {
-            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
-            _ => None,
-        };
+        let _turn = self.turn_of(cref).await;
         let prepared = async {
             self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;
@@ -407,15 +404,21 @@ impl Vault {
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 
+    /// Waits for this server's turn on `cref` (puts, rollbacks and promotions of one credential
+    /// take turns). No turn is needed for a tenant that does not exist: the use case refuses it.
+    async fn turn_of(&self, cref: &CredRef) -> Option<crate::locks::CredentialGuard<'_>> {
+        match self.store.tenant_by_name(&cref.tenant).await {
+            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
+            _ => None,
+        }
+    }
+
     /// Makes the pending version current (after it was registered with, or applied at, its
     /// target). An `entra-app` whose pending version is a certificate in the inventory switches
     /// to certificate authentication.
     pub async fn promote(&self, caller: &Caller, cref: &CredRef) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
-        let _turn = match self.store.tenant_by_name(&cref.tenant).await {
-            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
-            _ => None,
-        };
+        let _turn = self.turn_of(cref).await;
         let prepared = async {
             self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;

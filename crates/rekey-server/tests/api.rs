@@ -847,15 +847,7 @@ async fn metrics_and_health_carry_no_names_or_secrets() {
 
 #[tokio::test]
 async fn tour_on_postgres() {
-    let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
-        return;
-    };
-    let name = format!("rekey_api_{}", uuid_like());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let Some(url) = fresh_postgres_database().await else { return };
     let t = TestApp::spawn_with(Some(url)).await;
     t.tenant("acme", "uk").await;
     assert_eq!(t.put("acme/dir", "pg-secret").await.status, StatusCode::OK);
@@ -868,15 +860,7 @@ async fn tour_on_postgres() {
 
 #[tokio::test]
 async fn key_custody_on_postgres() {
-    let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
-        return;
-    };
-    let name = format!("rekey_api_{}", uuid_like());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let Some(url) = fresh_postgres_database().await else { return };
     let t = TestApp::spawn_with(Some(url)).await;
     for tenant in ["acme", "globex"] {
         t.tenant(tenant, "uk").await;
@@ -908,6 +892,20 @@ async fn key_custody_on_postgres() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(t.root(Method::GET, "/v1/certificates", None).await.body.as_array().unwrap().len(), 1);
     assert_eq!(t.verify().await["ok"], true);
+}
+
+/// A new, empty database on the test PostgreSQL; `None` (skipped loudly) without one, except
+/// under CI, where that is a failure.
+async fn fresh_postgres_database() -> Option<String> {
+    let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
+        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
+        eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
+        return None;
+    };
+    let name = format!("rekey_api_{}", uuid_like());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }
 
 fn uuid_like() -> String {

@@ -120,21 +120,7 @@ impl Seal for DevSeal {
         self.inner.versions()
     }
 
-    fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError> {
-        self.inner.wrap(Purpose::WrappedKek, ctx, key.bytes())
-    }
-
-    fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError> {
-        self.inner.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
-    }
-
-    fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError> {
-        self.inner.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
-    }
-
-    fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError> {
-        self.inner.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
-    }
+    super::seal_key_methods!(inner);
 
     fn add_root_version(&self) -> Result<u32, CryptoError> {
         let _file = self.file.lock().expect("key file lock is never poisoned");

@@ -3,11 +3,6 @@
 //! A seal never hands out the root key; it wraps and unwraps the keys one level down (tenant
 //! KEKs and system keys). That is what lets an HSM seal keep the root key inside the HSM.
 
-pub mod dev;
-pub mod keyring;
-pub mod pkcs11;
-pub mod shamir;
-
 use rekey_types::TenantId;
 
 use crate::keys::{Kek, SystemKey};
@@ -41,6 +36,35 @@ impl KeyContext<'_> {
         c
     }
 }
+
+/// The four key methods of [`Seal`], written once: each wraps or unwraps with its own purpose
+/// through `wrap(purpose, ctx, key)` / `unwrap(purpose, ctx, blob)` of `self` (or of the named
+/// field), so no seal can mix up a KEK and a system key.
+macro_rules! seal_key_methods {
+    ($($field:ident)?) => {
+        fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError> {
+            self$(.$field)?.wrap(Purpose::WrappedKek, ctx, key.bytes())
+        }
+
+        fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError> {
+            self$(.$field)?.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
+        }
+
+        fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError> {
+            self$(.$field)?.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
+        }
+
+        fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError> {
+            self$(.$field)?.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
+        }
+    };
+}
+pub(crate) use seal_key_methods;
+
+pub mod dev;
+pub mod keyring;
+pub mod pkcs11;
+pub mod shamir;
 
 /// Something that holds the root key and wraps keys under it.
 ///

@@ -184,21 +184,7 @@ impl Seal for Pkcs11Seal {
         self.with(|open| Ok(open.keys.keys().copied().collect())).unwrap_or_default()
     }
 
-    fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError> {
-        self.wrap(Purpose::WrappedKek, ctx, key.bytes())
-    }
-
-    fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError> {
-        self.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
-    }
-
-    fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError> {
-        self.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
-    }
-
-    fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError> {
-        self.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
-    }
+    super::seal_key_methods!();
 
     /// Generates the next version inside the HSM: AES-256, token object, sensitive, never
     /// extractable, for encrypt and decrypt only.

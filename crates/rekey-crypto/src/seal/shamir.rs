@@ -286,21 +286,7 @@ impl Seal for ShamirSeal {
         self.inner.versions()
     }
 
-    fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError> {
-        self.inner.wrap(Purpose::WrappedKek, ctx, key.bytes())
-    }
-
-    fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError> {
-        self.inner.unwrap(Purpose::WrappedKek, ctx, wrapped).map(Kek::from_bytes)
-    }
-
-    fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError> {
-        self.inner.wrap(Purpose::WrappedSystemKey, ctx, key.bytes())
-    }
-
-    fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError> {
-        self.inner.unwrap(Purpose::WrappedSystemKey, ctx, wrapped).map(SystemKey::from_bytes)
-    }
+    super::seal_key_methods!(inner);
 
     fn add_root_version(&self) -> Result<u32, CryptoError> {
         Err(CryptoError::Seal("a Shamir root rotation makes a new split; use prepare_split and commit_split".into()))
