@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
-# private token store), and the cargo-nextest runner if missing.
+# private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, the
+# aiosmtpd SMTP sink from PyPI, and the cargo-nextest runner if missing. No system daemon is
+# started: the test script runs private instances on loopback ports. The npm OpenID provider is
+# installed by scripts/peers/oidc.sh into its own folder.
 set -euo pipefail
 
 packages=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || packages+=(postgresql)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || packages+=(softhsm2)
 command -v pkcs11-tool >/dev/null || packages+=(opensc)
+[ -x /usr/sbin/slapd ] || packages+=(slapd)
+command -v ldapwhoami >/dev/null || packages+=(ldap-utils)
+[ -x /usr/sbin/dovecot ] || packages+=(dovecot-core)
+[ -e /usr/lib/dovecot/pop3 ] || packages+=(dovecot-pop3d)
+[ -e /usr/lib/dovecot/submission ] || packages+=(dovecot-submissiond)
+command -v openssl >/dev/null || packages+=(openssl)
+command -v node >/dev/null || packages+=(nodejs npm)
 
 if [ "${#packages[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -22,6 +32,13 @@ if [ "${#packages[@]}" -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
+
+# Dovecot's mail processes run as an unprivileged user when the tests run as root.
+if [ "$(id -u)" = 0 ] && ! id rekeymail >/dev/null 2>&1; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin rekeymail
+fi
+
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'aiosmtpd==1.4.6'
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

@@ -20,7 +20,9 @@ pub mod audit_mac;
 pub mod cert;
 pub mod envelope;
 mod error;
+pub mod jwt;
 pub mod keys;
+pub mod password;
 pub mod seal;
 pub mod token;
 

@@ -45,12 +45,35 @@ impl CredentialKind {
     /// `(required, optional)` field names of this kind.
     pub fn schema(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
-            CredentialKind::Ldap => (&["url", "bind_dn"], &["tls", "ca_pem", "rotator"]),
+            CredentialKind::Ldap => (
+                &["url", "bind_dn"],
+                &[
+                    "tls",
+                    "ca_pem",
+                    "rotator",
+                    "password_length",
+                    "password_alphabet",
+                    "max_age",
+                    "danger_accept_invalid_certs",
+                ],
+            ),
             CredentialKind::EntraApp => (
                 &["token_url", "client_id", "scope"],
-                &["directory_id", "auth", "ca_pem", "app_object_id", "graph_url"],
+                &[
+                    "directory_id",
+                    "auth",
+                    "secret_method",
+                    "jwks_url",
+                    "ca_pem",
+                    "app_object_id",
+                    "graph_url",
+                    "max_age",
+                    "danger_accept_invalid_certs",
+                ],
             ),
-            CredentialKind::Pop3 | CredentialKind::Smtp => (&["host", "port", "tls", "user"], &["ca_pem"]),
+            CredentialKind::Pop3 | CredentialKind::Smtp => {
+                (&["host", "port", "tls", "user"], &["ca_pem", "max_age", "danger_accept_invalid_certs"])
+            }
             CredentialKind::Generic => (&[], &["description"]),
         }
     }
@@ -195,7 +218,7 @@ fn check_value(kind: CredentialKind, key: &str, value: &str, all: &BTreeMap<Stri
                 }
             }
         }
-        "token_url" | "graph_url" => {
+        "token_url" | "graph_url" | "jwks_url" => {
             let url = url::Url::parse(value).map_err(|e| invalid(key, format!("not a URL: {e}")))?;
             if !matches!(url.scheme(), "https" | "http") {
                 return Err(invalid(key, "scheme must be https:// (http:// only for loopback tests)"));
@@ -225,6 +248,24 @@ fn check_value(kind: CredentialKind, key: &str, value: &str, all: &BTreeMap<Stri
         }
         "auth" if !matches!(value, "secret" | "certificate") => {
             return Err(invalid(key, "must be secret or certificate"));
+        }
+        "secret_method" if !matches!(value, "basic" | "post") => {
+            return Err(invalid(key, "must be basic (client_secret_basic) or post (client_secret_post)"));
+        }
+        "danger_accept_invalid_certs" if value != "true" => {
+            return Err(invalid(key, "may only be true (leave it out to check certificates)"));
+        }
+        "password_alphabet" if !matches!(value, "alnum" | "alnum-symbols") => {
+            return Err(invalid(key, "must be alnum or alnum-symbols"));
+        }
+        "password_length" => {
+            let n: u32 = value.parse().map_err(|_| invalid(key, "must be a number"))?;
+            if !(12..=256).contains(&n) {
+                return Err(invalid(key, "must be between 12 and 256"));
+            }
+        }
+        "max_age" => {
+            crate::time::parse_duration_secs(value).map_err(|e| invalid(key, e))?;
         }
         "rotator" => {
             crate::names::CredentialName::parse(value).map_err(|e| invalid(key, e.to_string()))?;

@@ -1,0 +1,165 @@
+//! LDAP (`ldap3`): simple bind over StartTLS (`ldap://`) or LDAPS (`ldaps://`), confirmed with
+//! who-am-I (RFC 4532), and password change with the password-modify extended operation
+//! (RFC 3062), either as the account itself or as a rotator account (an administrator bind).
+//!
+//! `ldap://` uses StartTLS unless the credential says `tls=none`; a bind never goes out in clear
+//! otherwise.
+
+use std::time::Instant;
+
+use ldap3::exop::{PasswordModify, WhoAmI};
+use ldap3::{LdapConnAsync, LdapConnSettings, LdapError};
+use rekey_types::fields::TlsMode;
+use rekey_types::{Fields, Secret};
+
+use crate::error::{one_line, tls_reason};
+use crate::{conclude, secret_text, tls, ConnectError, Failure, Limits, Outcome, Status};
+
+/// LDAP result code 49: invalid credentials.
+const INVALID_CREDENTIALS: u32 = 49;
+/// LDAP result code 50: insufficient access rights.
+const INSUFFICIENT_ACCESS: u32 = 50;
+
+pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> Result<String, Failure> {
+    let bind_dn = field(fields, "bind_dn")?;
+    let mut ldap = open(fields, limits).await?;
+    bind(&mut ldap, bind_dn, secret).await?;
+    let who = who_am_i(&mut ldap).await?;
+    let _ = ldap.unbind().await;
+    if !same_dn(who.strip_prefix("dn:").unwrap_or(&who), bind_dn) {
+        return Err(Failure::protocol(format!("bound, but the server says the identity is {who:?}")));
+    }
+    Ok(format!("bound as {bind_dn}"))
+}
+
+/// Who changes the password: the account itself, or another credential of the tenant.
+pub enum Changer<'a> {
+    /// The account, with its current password.
+    Itself { current: &'a Secret },
+    /// An administrator account (its own `url` and `bind_dn`, and its password).
+    Rotator { fields: &'a Fields, secret: &'a Secret },
+}
+
+/// Sets the account's password to `new` at the directory (RFC 3062 password modify).
+pub async fn change_password(
+    fields: &Fields,
+    changer: Changer<'_>,
+    new: &Secret,
+    limits: Limits,
+) -> Result<Outcome, ConnectError> {
+    let started = Instant::now();
+    let attempt = async {
+        let bind_dn = field(fields, "bind_dn")?;
+        let new_text = secret_text(new)?;
+        let (mut ldap, old) = match changer {
+            Changer::Itself { current } => {
+                let mut ldap = open(fields, limits).await?;
+                bind(&mut ldap, bind_dn, current).await?;
+                (ldap, Some(secret_text(current)?))
+            }
+            Changer::Rotator { fields: admin, secret } => {
+                let mut ldap = open(admin, limits).await?;
+                bind(&mut ldap, field(admin, "bind_dn")?, secret).await?;
+                (ldap, None)
+            }
+        };
+        let request = PasswordModify { user_id: Some(bind_dn), old_pass: old, new_pass: Some(new_text) };
+        let result = ldap.extended(request).await.map_err(|e| failure(e, "password modify"))?;
+        let _ = ldap.unbind().await;
+        match result.1.rc {
+            0 => Ok(format!("password of {bind_dn} changed")),
+            INVALID_CREDENTIALS => Err(Failure::auth("the directory refused the old password (49)")),
+            INSUFFICIENT_ACCESS => {
+                Err(Failure::auth("the directory does not allow this account to change the password (50)"))
+            }
+            rc => Err(Failure::protocol(format!("password modify failed: {} ({rc})", one_line(&result.1.text)))),
+        }
+    };
+    let result = match tokio::time::timeout(limits.overall, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new(Status::Timeout, format!("no complete answer within {:?}", limits.overall))),
+    };
+    conclude(result, started)
+}
+
+fn field<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, Failure> {
+    fields.get(name).ok_or_else(|| Failure::Config(format!("the credential has no {name}")))
+}
+
+async fn open(fields: &Fields, limits: Limits) -> Result<ldap3::Ldap, Failure> {
+    let url = field(fields, "url")?;
+    let implicit = url.starts_with("ldaps://");
+    let mode = match fields.get("tls") {
+        Some(t) => t.parse::<TlsMode>().map_err(Failure::Config)?,
+        None if implicit => TlsMode::Implicit,
+        None => TlsMode::StartTls,
+    };
+    let mut settings = LdapConnSettings::new().set_conn_timeout(limits.connect);
+    if mode != TlsMode::None {
+        settings = settings.set_config(tls::client_config(fields)?);
+    }
+    if mode == TlsMode::StartTls {
+        settings = settings.set_starttls(true);
+    }
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| failure(e, "connecting"))?;
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    Ok(ldap)
+}
+
+async fn bind(ldap: &mut ldap3::Ldap, dn: &str, secret: &Secret) -> Result<(), Failure> {
+    // An empty password is an unauthenticated bind, which "succeeds" on many servers.
+    let password = secret_text(secret)?;
+    let result = ldap.simple_bind(dn, password).await.map_err(|e| failure(e, "bind"))?;
+    match result.rc {
+        0 => Ok(()),
+        INVALID_CREDENTIALS => Err(Failure::auth(format!("invalid credentials for {dn} (49)"))),
+        rc => Err(Failure::protocol(format!("bind failed: {} ({rc})", one_line(&result.text)))),
+    }
+}
+
+async fn who_am_i(ldap: &mut ldap3::Ldap) -> Result<String, Failure> {
+    let ldap3::result::ExopResult(exop, result) = ldap.extended(WhoAmI).await.map_err(|e| failure(e, "who-am-I"))?;
+    if result.rc != 0 {
+        return Err(Failure::protocol(format!("who-am-I failed: {} ({})", one_line(&result.text), result.rc)));
+    }
+    Ok(exop.val.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default())
+}
+
+/// Compares two DNs the way a directory would for this purpose: attribute names and values
+/// case-insensitively, spaces around separators ignored.
+fn same_dn(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|rdn| rdn.split('=').map(|p| p.trim().to_ascii_lowercase()).collect::<Vec<_>>().join("="))
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+fn failure(err: LdapError, doing: &str) -> Failure {
+    match &err {
+        LdapError::Timeout { .. } => Failure::new(Status::Timeout, format!("{doing}: no answer in time")),
+        LdapError::Rustls { source } => Failure::new(Status::TlsFailed, tls_reason(source)),
+        LdapError::LdapResult { result } if doing == "connecting" => {
+            Failure::new(Status::TlsFailed, format!("StartTLS refused: {} ({})", one_line(&result.text), result.rc))
+        }
+        LdapError::LdapResult { result } => {
+            Failure::protocol(format!("{doing}: {} ({})", one_line(&result.text), result.rc))
+        }
+        LdapError::Io { source } => Failure::from_transport(source, Status::Unreachable, doing),
+        _ => Failure::from_transport(&err, Status::ProtocolError, doing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dn_comparison() {
+        assert!(same_dn("uid=svc,ou=Services,dc=x", "UID=svc, ou=services , dc=X"));
+        assert!(!same_dn("uid=svc,ou=services,dc=x", "uid=other,ou=services,dc=x"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Connectors: each credential kind's real protocol, used to verify that a stored secret still
+//! opens its target and, where the protocol allows, to change it there.
+//!
+//! | kind | verify | rotate |
+//! |---|---|---|
+//! | `ldap` | simple bind (StartTLS or LDAPS), then who-am-I (`ldap3`) | password modify, RFC 3062 (`ldap3`) |
+//! | `pop3` | USER/PASS after STLS or on implicit TLS (hand-written: [`pop3`]) | the customer's |
+//! | `smtp` | EHLO, STARTTLS or implicit TLS, AUTH PLAIN/LOGIN, QUIT (`lettre`) | the customer's |
+//! | `entra-app` | OAuth 2.0 client credentials, secret or `private_key_jwt` (`reqwest`) | new certificate through Microsoft Graph `addKey`/`removeKey` ([`graph`]) |
+//!
+//! Every connection uses rustls, trusts the credential's pinned CA (`ca_pem`) or else the Mozilla
+//! root set (`webpki-roots`), and has a connect timeout and an overall timeout. The result of a
+//! check is an [`Outcome`]: a [`Status`], a short detail and the time taken. No secret ever
+//! appears in an outcome, an error or a log line of this crate.
+//!
+//! This crate does no I/O besides the target's protocol: the caller (rekey-core) decrypts the
+//! secret, decides who may ask, and records what happened.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use rekey_types::{CredentialKind, Fields, Secret};
+use serde::{Deserialize, Serialize};
+
+mod error;
+pub mod graph;
+pub mod ldap;
+pub mod oauth;
+pub mod pop3;
+pub mod smtp;
+mod tls;
+
+pub use error::ConnectError;
+pub(crate) use error::Failure;
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// The target accepted the secret.
+    Ok,
+    /// The target answered and refused the secret.
+    AuthFailed,
+    /// No connection: refused, no route, or the name does not resolve.
+    Unreachable,
+    /// The TLS handshake failed: the detail says why (expired, name mismatch, unknown CA…).
+    TlsFailed,
+    /// The target answered something the protocol does not allow.
+    ProtocolError,
+    /// The connect or the whole exchange took longer than its limit.
+    Timeout,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Ok,
+        Status::AuthFailed,
+        Status::Unreachable,
+        Status::TlsFailed,
+        Status::ProtocolError,
+        Status::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::AuthFailed => "auth-failed",
+            Status::Unreachable => "unreachable",
+            Status::TlsFailed => "tls-failed",
+            Status::ProtocolError => "protocol-error",
+            Status::Timeout => "timeout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one check against a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: Status,
+    /// One line for a human: what was confirmed, or what went wrong. Never a secret.
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+}
+
+/// Limits of every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Opening the TCP connection.
+    pub connect: Duration,
+    /// The whole exchange, connect and TLS included.
+    pub overall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(5), overall: Duration::from_secs(20) }
+    }
+}
+
+/// Where a credential connects: `host:port`, the unit the per-host concurrency limit counts.
+pub fn target_host(kind: CredentialKind, fields: &Fields) -> Option<String> {
+    match kind {
+        CredentialKind::Ldap => {
+            let url = url::Url::parse(fields.get("url")?).ok()?;
+            let port = url.port().unwrap_or(if url.scheme() == "ldaps" { 636 } else { 389 });
+            Some(format!("{}:{port}", url.host_str()?))
+        }
+        CredentialKind::Pop3 | CredentialKind::Smtp => Some(format!("{}:{}", fields.get("host")?, fields.get("port")?)),
+        CredentialKind::EntraApp => {
+            let url = url::Url::parse(fields.get("token_url")?).ok()?;
+            Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+        }
+        CredentialKind::Generic => None,
+    }
+}
+
+/// Checks that `secret` opens the credential's target.
+///
+/// Returns `Err` only when no check can be made at all (a `generic` credential, a secret that is
+/// not text where the protocol needs text); every answer of the target, and its silence, is an
+/// [`Outcome`].
+pub async fn verify(
+    kind: CredentialKind,
+    fields: &Fields,
+    secret: &Secret,
+    limits: Limits,
+) -> Result<Outcome, ConnectError> {
+    let started = Instant::now();
+    let attempt = async {
+        match kind {
+            CredentialKind::Ldap => ldap::verify(fields, secret, limits).await,
+            CredentialKind::Pop3 => pop3::verify(fields, secret, limits).await,
+            CredentialKind::Smtp => smtp::verify(fields, secret, limits).await,
+            CredentialKind::EntraApp => oauth::verify(fields, secret, limits).await,
+            CredentialKind::Generic => Err(Failure::Unsupported),
+        }
+    };
+    let result = match tokio::time::timeout(limits.overall, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new(Status::Timeout, format!("no complete answer within {:?}", limits.overall))),
+    };
+    Ok(conclude(result, started)?)
+}
+
+/// Turns a protocol's result into an outcome with the time taken.
+pub(crate) fn conclude(result: Result<String, Failure>, started: Instant) -> Result<Outcome, ConnectError> {
+    let elapsed = started.elapsed();
+    match result {
+        Ok(detail) => Ok(Outcome { status: Status::Ok, detail, elapsed }),
+        Err(Failure::Unsupported) => Err(ConnectError::Unsupported),
+        Err(Failure::Config(why)) => Err(ConnectError::Config(why)),
+        Err(Failure::Target { status, detail }) => Ok(Outcome { status, detail, elapsed }),
+    }
+}
+
+/// The secret as text, for protocols that carry a password as text.
+pub(crate) fn secret_text(secret: &Secret) -> Result<&str, Failure> {
+    let text = std::str::from_utf8(secret.expose())
+        .map_err(|_| Failure::Config("the secret is not UTF-8 text, which this protocol needs".into()))?;
+    if text.is_empty() {
+        return Err(Failure::Config("the secret is empty".into()));
+    }
+    if text.contains(['\r', '\n', '\0']) {
+        return Err(Failure::Config(
+            "the secret contains a line break or NUL, which this protocol cannot carry".into(),
+        ));
+    }
+    Ok(text)
+}
+
+/// Whether the credential opts out of certificate checks (`danger_accept_invalid_certs=true`).
+pub fn accepts_invalid_certs(fields: &Fields) -> bool {
+    fields.get("danger_accept_invalid_certs") == Some("true")
+}
