@@ -19,7 +19,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, JobId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{CredentialId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
 
 pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
@@ -105,6 +105,17 @@ pub trait Store: Send + Sync + 'static {
         credential: CredentialId,
         version: u32,
     ) -> Result<Option<CertificateRow>, StoreError>;
+
+    async fn rotation(&self, id: RotationId) -> Result<Option<RotationRow>, StoreError>;
+    /// The newest rotations of one credential, newest first.
+    async fn rotations_of(&self, credential: CredentialId, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
+    /// Rotations with a step to take: unfinished ones, and promoted ones whose grace period ended
+    /// before `now`. Oldest first.
+    async fn rotations_due(&self, now: Timestamp, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
+    async fn health(&self, credential: CredentialId) -> Result<Option<HealthRow>, StoreError>;
+    /// Live credentials with a target whose last check is before `before`, or never checked.
+    async fn stale_health(&self, before: Timestamp, limit: u32) -> Result<Vec<StaleCredential>, StoreError>;
+    async fn health_counts(&self) -> Result<Vec<HealthCount>, StoreError>;
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.

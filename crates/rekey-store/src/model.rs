@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rekey_types::{AuditRecord, CredentialId, CredentialKind, JobId, Role, TenantId, Timestamp, TokenId};
+use rekey_types::{AuditRecord, CredentialId, CredentialKind, JobId, Role, RotationId, TenantId, Timestamp, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
@@ -35,6 +35,22 @@ pub struct KekRow {
 
 /// Key states: `active` (wraps and unwraps), `retired` (unwraps only), `compromised` (unwraps
 /// only to move data off it), `destroyed` (gone).
+/// States of a staged rotation (`rotations.state`).
+pub mod rotation_state {
+    /// The new version is stored as `pending`; the target may or may not have it yet.
+    pub const PENDING: &str = "pending";
+    /// The target took the new secret; it is not served yet.
+    pub const APPLIED: &str = "applied";
+    /// The new version is current; the old one is `previous` until the grace period ends.
+    pub const PROMOTED: &str = "promoted";
+    /// The old version is retired (and removed from the target where that is a step of its own).
+    pub const RETIRED: &str = "retired";
+    /// Stopped before the target took the new secret (or with neither secret working).
+    pub const FAILED: &str = "failed";
+    /// States in which a rotation still has work to do before promotion.
+    pub const UNFINISHED: [&str; 2] = [PENDING, APPLIED];
+}
+
 pub mod key_state {
     pub const ACTIVE: &str = "active";
     pub const RETIRED: &str = "retired";
@@ -355,10 +371,79 @@ pub enum WriteOp {
         at: Timestamp,
     },
     InsertCertificate(CertificateRow),
+    /// A new rotation; `AlreadyExists` if the credential has an unfinished one.
+    InsertRotation(RotationRow),
+    /// Moves a rotation from one of the `from` states to `state`; `Conflict` if it was not in
+    /// one of them (another server moved it first).
+    SetRotation {
+        id: RotationId,
+        from: &'static [&'static str],
+        state: &'static str,
+        error: Option<String>,
+        retire_after: Option<Timestamp>,
+        at: Timestamp,
+    },
+    /// Sets a version's stage if it is still `from` (no error if it moved on meanwhile).
+    SetVersionStage {
+        credential: CredentialId,
+        version: u32,
+        from: &'static str,
+        stage: &'static str,
+    },
+    /// Records (replaces) the last check of a credential.
+    RecordHealth(HealthRow),
     RevokeCertificate {
         sha256: String,
         at: Timestamp,
     },
+}
+
+/// One staged rotation. `tenant` and `credential` (names) are filled in on reads only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationRow {
+    pub id: RotationId,
+    pub credential_id: CredentialId,
+    pub tenant_id: TenantId,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub state: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub changed_at: Timestamp,
+    pub retire_after: Option<Timestamp>,
+    /// Why it failed: the connector's status and detail. Never a secret.
+    pub error: Option<String>,
+    pub tenant: String,
+    pub credential: String,
+    pub kind: Option<CredentialKind>,
+}
+
+/// The last check of a credential against its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRow {
+    pub credential_id: CredentialId,
+    pub version: u32,
+    pub status: String,
+    pub detail: String,
+    pub elapsed_ms: i64,
+    pub checked_at: Timestamp,
+}
+
+/// A credential whose last check is older than asked (or which was never checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleCredential {
+    pub credential_id: CredentialId,
+    pub tenant: String,
+    pub name: String,
+    pub kind: CredentialKind,
+}
+
+/// How many credentials of a kind were last found in a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCount {
+    pub kind: String,
+    pub status: String,
+    pub count: i64,
 }
 
 /// What an operation did, when it succeeded.

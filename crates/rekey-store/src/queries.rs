@@ -143,10 +143,12 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
         Backend::Sqlite => &[
             (1, include_str!("../migrations/sqlite/0001_init.sql")),
             (2, include_str!("../migrations/sqlite/0002_key_custody.sql")),
+            (3, include_str!("../migrations/sqlite/0003_connectors.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
             (2, include_str!("../migrations/postgres/0002_key_custody.sql")),
+            (3, include_str!("../migrations/postgres/0003_connectors.sql")),
         ],
     }
 }
@@ -736,6 +738,104 @@ pub(crate) async fn certificate<C: Conn>(c: &mut C, thumbprint: String) -> Resul
         .transpose()
 }
 
+const ROTATION_SELECT: &str = "SELECT r.*, t.name AS tenant_name, c.name AS credential_name, c.kind AS kind \
+     FROM rotations r JOIN tenants t ON t.id = r.tenant_id JOIN credentials c ON c.id = r.credential_id";
+
+fn rotation_row(r: &OwnedRow) -> Result<RotationRow, StoreError> {
+    Ok(RotationRow {
+        id: id(r, "id")?,
+        credential_id: id(r, "credential_id")?,
+        tenant_id: id(r, "tenant_id")?,
+        from_version: u32_of(r, "from_version")?,
+        to_version: u32_of(r, "to_version")?,
+        state: r.text("state")?,
+        created_by: r.text("created_by")?,
+        created_at: ts(r, "created_at")?,
+        changed_at: ts(r, "changed_at")?,
+        retire_after: opt_ts(r, "retire_after")?,
+        error: r.opt_text("error")?,
+        tenant: r.text("tenant_name")?,
+        credential: r.text("credential_name")?,
+        kind: Some(kind(r, "kind")?),
+    })
+}
+
+pub(crate) async fn rotation<C: Conn>(c: &mut C, id_text: String) -> Result<Option<RotationRow>, StoreError> {
+    c.query_opt(&format!("{ROTATION_SELECT} WHERE r.id = $1"), args![id_text])
+        .await?
+        .map(|r| rotation_row(&r))
+        .transpose()
+}
+
+/// The newest rotations of one credential, newest first.
+pub(crate) async fn rotations_of<C: Conn>(
+    c: &mut C,
+    credential: String,
+    limit: u32,
+) -> Result<Vec<RotationRow>, StoreError> {
+    let sql = format!("{ROTATION_SELECT} WHERE r.credential_id = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2");
+    all(c.query(&sql, args![credential, limit]).await?, rotation_row)
+}
+
+/// Rotations that still need a step: unfinished ones, and promoted ones whose grace period
+/// ended before `now`. Oldest first.
+pub(crate) async fn rotations_due<C: Conn>(c: &mut C, now: i64, limit: u32) -> Result<Vec<RotationRow>, StoreError> {
+    let sql = format!(
+        "{ROTATION_SELECT} WHERE r.state IN ('pending', 'applied') \
+         OR (r.state = 'promoted' AND r.retire_after <= $1) ORDER BY r.changed_at, r.id LIMIT $2"
+    );
+    all(c.query(&sql, args![now, limit]).await?, rotation_row)
+}
+
+fn health_row(r: &OwnedRow) -> Result<HealthRow, StoreError> {
+    Ok(HealthRow {
+        credential_id: id(r, "credential_id")?,
+        version: u32_of(r, "version")?,
+        status: r.text("status")?,
+        detail: r.text("detail")?,
+        elapsed_ms: r.int("elapsed_ms")?,
+        checked_at: ts(r, "checked_at")?,
+    })
+}
+
+pub(crate) async fn health<C: Conn>(c: &mut C, credential: String) -> Result<Option<HealthRow>, StoreError> {
+    c.query_opt("SELECT * FROM credential_health WHERE credential_id = $1", args![credential])
+        .await?
+        .map(|r| health_row(&r))
+        .transpose()
+}
+
+/// Live credentials of kinds with a target whose last check is before `before` (or missing),
+/// least recently checked first.
+pub(crate) async fn stale_health<C: Conn>(
+    c: &mut C,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<StaleCredential>, StoreError> {
+    let sql = "SELECT c.id AS id, t.name AS tenant_name, c.name AS name, c.kind AS kind FROM credentials c \
+         JOIN tenants t ON t.id = c.tenant_id LEFT JOIN credential_health h ON h.credential_id = c.id \
+         WHERE c.deleted_at IS NULL AND t.state = 'active' AND c.kind <> 'generic' \
+         AND (h.checked_at IS NULL OR h.checked_at < $1) \
+         ORDER BY COALESCE(h.checked_at, 0), c.id LIMIT $2";
+    all(c.query(sql, args![before, limit]).await?, |r| {
+        Ok(StaleCredential {
+            credential_id: id(r, "id")?,
+            tenant: r.text("tenant_name")?,
+            name: r.text("name")?,
+            kind: kind(r, "kind")?,
+        })
+    })
+}
+
+pub(crate) async fn health_counts<C: Conn>(c: &mut C) -> Result<Vec<HealthCount>, StoreError> {
+    let sql = "SELECT c.kind AS kind, h.status AS status, COUNT(*) AS n FROM credential_health h \
+         JOIN credentials c ON c.id = h.credential_id WHERE c.deleted_at IS NULL \
+         GROUP BY c.kind, h.status ORDER BY c.kind, h.status";
+    all(c.query(sql, vec![]).await?, |r| {
+        Ok(HealthCount { kind: r.text("kind")?, status: r.text("status")?, count: r.int("n")? })
+    })
+}
+
 // ---- writes ---------------------------------------------------------------------------------
 
 fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
@@ -1113,6 +1213,76 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             .await?;
             Ok(())
         }
+        WriteOp::InsertRotation(r) => c
+            .exec(
+                "INSERT INTO rotations (id, credential_id, tenant_id, from_version, to_version, state, created_by, \
+                 created_at, changed_at, retire_after, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                args![
+                    r.id.to_string(),
+                    r.credential_id.to_string(),
+                    r.tenant_id.to_string(),
+                    r.from_version,
+                    r.to_version,
+                    r.state.clone(),
+                    r.created_by.clone(),
+                    r.created_at.as_micros(),
+                    r.changed_at.as_micros(),
+                    r.retire_after.map(Timestamp::as_micros),
+                    r.error.clone()
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(|e| {
+                duplicate_as(
+                    e,
+                    StoreError::AlreadyExists { entity: "unfinished rotation of", id: r.credential_id.to_string() },
+                )
+            }),
+        WriteOp::SetRotation { id, from, state, error, retire_after, at } => {
+            // `from` holds constant state names only, never input.
+            let states: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+            let sql = format!(
+                "UPDATE rotations SET state = $1, error = $2, retire_after = $3, changed_at = $4 \
+                 WHERE id = $5 AND state IN ({})",
+                states.join(", ")
+            );
+            let n = c
+                .exec(
+                    &sql,
+                    args![*state, error.clone(), retire_after.map(Timestamp::as_micros), at.as_micros(), id.to_string()],
+                )
+                .await?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        }
+        WriteOp::SetVersionStage { credential, version, from, stage } => c
+            .exec(
+                "UPDATE credential_versions SET stage = $1 WHERE credential_id = $2 AND version = $3 AND stage = $4",
+                args![*stage, credential.to_string(), *version, *from],
+            )
+            .await
+            .map(drop),
+        WriteOp::RecordHealth(h) => c
+            .exec(
+                "INSERT INTO credential_health (credential_id, version, status, detail, elapsed_ms, checked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (credential_id) DO UPDATE SET \
+                 version = excluded.version, status = excluded.status, detail = excluded.detail, \
+                 elapsed_ms = excluded.elapsed_ms, checked_at = excluded.checked_at",
+                args![
+                    h.credential_id.to_string(),
+                    h.version,
+                    h.status.clone(),
+                    h.detail.clone(),
+                    h.elapsed_ms,
+                    h.checked_at.as_micros()
+                ],
+            )
+            .await
+            .map(drop),
         WriteOp::InsertCertificate(ce) => {
             c.exec(
                 "INSERT INTO certificates (sha256, sha1, public_key_sha256, tenant_id, credential_id, credential_version, \

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, JobId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{CredentialId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
 use sqlx::PgPool;
 
 use crate::conn::ready;
@@ -229,6 +229,30 @@ impl Store for SqlStore {
         version: u32,
     ) -> Result<Option<CertificateRow>, StoreError> {
         run!(self, point, |c| q::certificate_of(c, credential.to_string(), version))
+    }
+
+    async fn rotation(&self, id: RotationId) -> Result<Option<RotationRow>, StoreError> {
+        run!(self, point, |c| q::rotation(c, id.to_string()))
+    }
+
+    async fn rotations_of(&self, credential: CredentialId, limit: u32) -> Result<Vec<RotationRow>, StoreError> {
+        run!(self, read, |c| q::rotations_of(c, credential.to_string(), limit))
+    }
+
+    async fn rotations_due(&self, now: Timestamp, limit: u32) -> Result<Vec<RotationRow>, StoreError> {
+        run!(self, read, |c| q::rotations_due(c, now.as_micros(), limit))
+    }
+
+    async fn health(&self, credential: CredentialId) -> Result<Option<HealthRow>, StoreError> {
+        run!(self, point, |c| q::health(c, credential.to_string()))
+    }
+
+    async fn stale_health(&self, before: Timestamp, limit: u32) -> Result<Vec<StaleCredential>, StoreError> {
+        run!(self, read, |c| q::stale_health(c, before.as_micros(), limit))
+    }
+
+    async fn health_counts(&self) -> Result<Vec<HealthCount>, StoreError> {
+        run!(self, read, |c| q::health_counts(c))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

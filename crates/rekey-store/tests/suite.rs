@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CredentialId, CredentialKind, JobId, Role, TenantId, TenantName, Timestamp, TokenId,
+    AuditOutcome, AuditRecord, CredentialId, CredentialKind, JobId, Role, RotationId, TenantId, TenantName, Timestamp,
+    TokenId,
 };
 use sqlx::Connection;
 
@@ -70,6 +71,7 @@ both!(
     jobs_record_progress,
     root_keys_and_root_rewrap,
     certificates_are_unique,
+    rotations_move_forward_once_and_health_upserts,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -674,4 +676,71 @@ async fn certificates_are_unique(db: Db) {
     let r = apply(&db, vec![Some(WriteOp::RevokeCertificate { sha256: "c".repeat(64), at: now })]).await;
     assert!(matches!(r[0], Err(StoreError::NotFound { .. })));
     assert_eq!(db.store.certificate(&"c".repeat(64)).await.unwrap().unwrap().state, "revoked");
+}
+
+async fn rotations_move_forward_once_and_health_upserts(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    let id = CredentialId::generate();
+    apply(&db, vec![Some(put(t, "a", 1, Some(id)))]).await;
+    let now = Timestamp::now();
+    let rotation = |rid: RotationId| RotationRow {
+        id: rid,
+        credential_id: id,
+        tenant_id: t,
+        from_version: 1,
+        to_version: 2,
+        state: rotation_state::PENDING.into(),
+        created_by: "test".into(),
+        created_at: now,
+        changed_at: now,
+        retire_after: None,
+        error: None,
+        tenant: String::new(),
+        credential: String::new(),
+        kind: None,
+    };
+    let first = RotationId::generate();
+    assert!(apply(&db, vec![Some(WriteOp::InsertRotation(rotation(first)))]).await[0].is_ok());
+    // One unfinished rotation per credential.
+    let r = apply(&db, vec![Some(WriteOp::InsertRotation(rotation(RotationId::generate())))]).await;
+    assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "{:?}", r[0]);
+    let stored = db.store.rotation(first).await.unwrap().unwrap();
+    assert_eq!((stored.tenant.as_str(), stored.credential.as_str(), stored.state.as_str()), ("acme", "a", "pending"));
+    assert_eq!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().len(), 1);
+
+    let step = |from: &'static [&'static str], state: &'static str, retire_after| WriteOp::SetRotation {
+        id: first,
+        from,
+        state,
+        error: None,
+        retire_after,
+        at: Timestamp::now(),
+    };
+    assert!(apply(&db, vec![Some(step(&["pending"], "applied", None))]).await[0].is_ok());
+    // A second server that read it as pending loses.
+    let r = apply(&db, vec![Some(step(&["pending"], "applied", None))]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
+    let later = Timestamp::from_micros(Timestamp::now().as_micros() + 3_600_000_000);
+    assert!(apply(&db, vec![Some(step(&["applied"], "promoted", Some(later)))]).await[0].is_ok());
+    // Promoted, grace period not over: nothing due; a new rotation may start.
+    assert!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().is_empty());
+    assert_eq!(db.store.rotations_due(later, 10).await.unwrap().len(), 1);
+    assert!(apply(&db, vec![Some(WriteOp::InsertRotation(rotation(RotationId::generate())))]).await[0].is_ok());
+    assert_eq!(db.store.rotations_of(id, 10).await.unwrap().len(), 2);
+
+    let stale = db.store.stale_health(Timestamp::now(), 10).await.unwrap();
+    assert!(stale.is_empty(), "generic credentials have no target: {stale:?}");
+    let health = |status: &str| HealthRow {
+        credential_id: id,
+        version: 1,
+        status: status.into(),
+        detail: "d".into(),
+        elapsed_ms: 3,
+        checked_at: Timestamp::now(),
+    };
+    apply(&db, vec![Some(WriteOp::RecordHealth(health("ok")))]).await;
+    apply(&db, vec![Some(WriteOp::RecordHealth(health("auth-failed")))]).await;
+    assert_eq!(db.store.health(id).await.unwrap().unwrap().status, "auth-failed");
+    let counts = db.store.health_counts().await.unwrap();
+    assert_eq!(counts, vec![HealthCount { kind: "generic".into(), status: "auth-failed".into(), count: 1 }]);
 }

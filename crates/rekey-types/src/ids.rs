@@ -71,6 +71,10 @@ typed_id!(
     JobId
 );
 typed_id!(
+    /// One staged rotation of a credential at its target.
+    RotationId
+);
+typed_id!(
     /// One HTTP request; returned to the client and written to the log and the audit event.
     RequestId
 );

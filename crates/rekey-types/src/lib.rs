@@ -19,7 +19,7 @@ pub mod time;
 pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
-pub use ids::{CredentialId, JobId, RequestId, TenantId, TokenId};
+pub use ids::{CredentialId, JobId, RequestId, RotationId, TenantId, TokenId};
 pub use keyref::KeyRef;
 pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;
