@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts the real peers on loopback, runs every
-# test of the workspace (unit, store suite on SQLite and PostgreSQL, API, CLI, PKCS#11 on SoftHSM2),
-# stops the peers.
+# test of the workspace (unit, store suite on SQLite and PostgreSQL, API, CLI, PKCS#11 on SoftHSM2,
+# connectors against OpenLDAP, Dovecot and the npm OpenID provider), stops the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,11 @@ scripts/install-test-deps.sh
 
 run=$(mktemp -d /tmp/rekey-test.XXXXXX)
 chmod 755 "$run"
-cleanup() { scripts/peers/postgres.sh stop "$run/pg" || true; rm -rf "$run"; }
+cleanup() {
+  scripts/peers/connectors.sh stop "$run/peers" || true
+  scripts/peers/postgres.sh stop "$run/pg" || true
+  rm -rf "$run"
+}
 trap cleanup EXIT
 
 REKEY_TEST_POSTGRES_URL=$(scripts/peers/postgres.sh start "$run/pg")
@@ -20,5 +24,9 @@ echo "test PostgreSQL: ${REKEY_TEST_POSTGRES_URL%%:rekeytest@*}@${REKEY_TEST_POS
 SOFTHSM2_CONF=$(scripts/peers/softhsm.sh init "$run/hsm")
 export SOFTHSM2_CONF REKEY_TEST_HSM_TOKEN=rekey-test REKEY_TEST_HSM_PIN=1234
 echo "test SoftHSM2 token: rekey-test in $run/hsm"
+
+# OpenLDAP, Dovecot (POP3, submission), the SMTP sink, oidc-provider and the Graph stand-in.
+eval "$(scripts/peers/connectors.sh start "$run/peers")"
+echo "connector peers: ldap :$REKEY_TEST_LDAP_PORT, pop3s :$REKEY_TEST_POP3S_PORT, submission :$REKEY_TEST_SUBMISSION_PORT, oidc $REKEY_TEST_OIDC_URL"
 
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -201,6 +201,22 @@ pub enum TenantCmd {
     },
 }
 
+#[derive(Args)]
+pub struct RotateArgs {
+    /// tenant/name of one credential.
+    #[arg(conflicts_with_all = ["tenant", "kind"], required_unless_present_any = ["tenant", "kind"])]
+    pub cred: Option<String>,
+    /// Every rotatable credential of this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Every credential of this kind (ldap or entra-app), in every tenant unless --tenant.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Rotations in flight at once (the server also bounds connections per target host).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+}
+
 #[derive(Subcommand)]
 pub enum CredCmd {
     /// Store a new version of a credential (creating it if new). The secret comes from stdin or
@@ -239,6 +255,14 @@ pub enum CredCmd {
     },
     /// Make the pending version current (a certificate from `cert issue`, once registered).
     Promote { cred: String },
+    /// Check the current version against its target (LDAP bind, POP3/SMTP login, OAuth token).
+    /// The secret never leaves the server. Exits 3 if the check did not pass.
+    Verify { cred: String },
+    /// Rotate at the target (ldap: password modify; entra-app: new certificate via Microsoft
+    /// Graph). One credential, or many with --tenant and/or --kind. Exits 3 if any failed.
+    Rotate(RotateArgs),
+    /// A credential's rotations, newest first.
+    Rotations { cred: String },
     /// Delete a credential (soft: its history and audit trail stay).
     Delete { cred: String },
     /// Bulk-load credentials from a JSON-lines file (or - for stdin).

@@ -17,7 +17,7 @@ use crate::client::Client;
 use crate::output::{self, opt, pairs, table};
 
 /// Splits `tenant/name` for a URL path, checking the shape here for a clearer message.
-fn cred_path(cred: &str) -> Result<String> {
+pub(crate) fn cred_path(cred: &str) -> Result<String> {
     let r = rekey_types::CredRef::parse(cred).with_context(|| format!("{cred:?} is not tenant/name"))?;
     Ok(format!("/v1/tenants/{}/credentials/{}", r.tenant, r.name))
 }
@@ -95,7 +95,7 @@ fn print_line(bytes: &[u8]) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
+pub(crate) fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
     match format {
         OutputFormat::Json => output::json(value),
         OutputFormat::Table => as_table(value),
@@ -111,7 +111,7 @@ fn tenants_table(ts: &[TenantView]) {
     );
 }
 
-fn credential_pairs(c: &CredentialView) {
+pub(crate) fn credential_pairs(c: &CredentialView) {
     let mut items = vec![
         ("credential", format!("{}/{}", c.tenant, c.name)),
         ("id", c.id.clone()),
@@ -125,9 +125,28 @@ fn credential_pairs(c: &CredentialView) {
         ("created", c.created_at.to_string()),
         ("updated", c.updated_at.to_string()),
     ];
+    if c.fields.contains_key("danger_accept_invalid_certs") {
+        items.push((
+            "WARNING",
+            "certificate checks are OFF for this credential (danger_accept_invalid_certs=true)".to_owned(),
+        ));
+    }
     for (k, v) in &c.fields {
         let shown = if k == "ca_pem" { "(PEM certificate)".to_owned() } else { v.clone() };
         items.push(("field", format!("{k}={shown}")));
+    }
+    if let Some(h) = &c.health {
+        items.push((
+            "last check",
+            format!("{} (version {}, {} ms) at {}: {}", h.status, h.version, h.elapsed_ms, h.checked_at, h.detail),
+        ));
+    }
+    if let Some(r) = &c.rotation {
+        let error = r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+        items.push((
+            "last rotation",
+            format!("{} {} (v{} -> v{}) at {}{error}", r.id, r.state, r.from_version, r.to_version, r.changed_at),
+        ));
     }
     for (k, v) in &c.labels {
         items.push(("label", format!("{k}={v}")));
@@ -340,6 +359,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         c.send(c.request(Method::POST, &format!("{}/promote", cred_path(&cred)?))).await?;
                     show(format, &v, credential_pairs);
                 }
+                CredCmd::Verify { cred } => return crate::connect::verify(&c, &cred, format).await,
+                CredCmd::Rotate(args) => return crate::connect::rotate(&c, args, format).await,
+                CredCmd::Rotations { cred } => return crate::connect::rotations(&c, &cred, format).await,
                 CredCmd::Delete { cred } => {
                     let v: Value = c.send(c.request(Method::DELETE, &cred_path(&cred)?)).await?;
                     show(format, &v, |_| println!("deleted {cred}"));

@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod commands;
+mod connect;
 mod import;
 mod keys;
 mod output;

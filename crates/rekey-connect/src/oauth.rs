@@ -78,15 +78,17 @@ pub(crate) async fn access_token(
             }
         }
     }
-    let mut body = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &form {
-        body.append_pair(k, v);
-    }
-    if !secret_form.is_empty() {
-        let name = if CertificateSecret::split(secret).is_some() { "client_assertion" } else { "client_secret" };
-        body.append_pair(name, &secret_form);
-    }
-    let body = Zeroizing::new(body.finish());
+    let body = {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &form {
+            body.append_pair(k, v);
+        }
+        if !secret_form.is_empty() {
+            let name = if CertificateSecret::split(secret).is_some() { "client_assertion" } else { "client_secret" };
+            body.append_pair(name, &secret_form);
+        }
+        Zeroizing::new(body.finish())
+    };
     let response = request
         .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(reqwest::header::ACCEPT, "application/json")
@@ -274,7 +276,8 @@ async fn jwks_url(fields: &Fields, limits: Limits) -> Result<String, Failure> {
 }
 
 async fn key_set(fields: &Fields, url: &str, refresh: bool, limits: Limits) -> Result<Vec<Jwk>, Failure> {
-    static SETS: OnceLock<Mutex<HashMap<String, (Instant, Vec<Jwk>)>>> = OnceLock::new();
+    type Sets = Mutex<HashMap<String, (Instant, Vec<Jwk>)>>;
+    static SETS: OnceLock<Sets> = OnceLock::new();
     let sets = SETS.get_or_init(Default::default);
     if !refresh {
         if let Some((at, keys)) = sets.lock().expect("jwks").get(url) {

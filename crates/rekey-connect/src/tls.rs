@@ -28,7 +28,8 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The client configuration for a credential's fields.
 pub(crate) fn client_config(fields: &Fields) -> Result<Arc<ClientConfig>, Failure> {
-    static CACHE: OnceLock<Mutex<HashMap<(Option<String>, bool), Arc<ClientConfig>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(Option<String>, bool), Arc<ClientConfig>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = (fields.get("ca_pem").map(str::to_owned), accepts_invalid_certs(fields));
     let cache = CACHE.get_or_init(Default::default);
     if let Some(config) = cache.lock().expect("tls cache").get(&key) {

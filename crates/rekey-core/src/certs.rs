@@ -88,6 +88,29 @@ impl Vault {
         Ok(WriteOp::All(vec![op, WriteOp::InsertCertificate(row)]))
     }
 
+    /// A new key pair and certificate for credential `name` of `tenant`, as the secret Rekey
+    /// stores for it (private key PEM, then certificate PEM).
+    pub(crate) async fn new_certificate_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        lifetime_secs: Option<u64>,
+    ) -> Result<(Secret, CertInfo), CoreError> {
+        let lifetime = lifetime_secs.unwrap_or(self.options.cert_lifetime_secs);
+        let issued = tokio::task::spawn_blocking({
+            let (cn, unit) = (tenant.to_owned(), name.to_owned());
+            move || cert::issue(&cn, &unit, lifetime)
+        })
+        .await
+        .map_err(|_| CoreError::Crypto(rekey_crypto::CryptoError::Certificate("key generation stopped".into())))?
+        .map_err(CoreError::Crypto)?;
+        let mut combined = Zeroizing::new(Vec::with_capacity(issued.key_pem.len() + issued.info.pem.len() + 1));
+        combined.extend_from_slice(issued.key_pem.as_bytes());
+        combined.push(b'\n');
+        combined.extend_from_slice(issued.info.pem.as_bytes());
+        Ok((Secret::new(combined.to_vec()), issued.info))
+    }
+
     /// `rekey cert issue`: a new key pair and certificate for an `entra-app` credential. The
     /// private key (with the certificate) is stored as a new `pending` version; the current
     /// version keeps serving until the rotation promotes the pending one.
@@ -116,18 +139,7 @@ impl Vault {
                     credential.kind
                 )));
             }
-            let issued = tokio::task::spawn_blocking({
-                let (cn, unit) = (tenant.name.clone(), credential.name.clone());
-                move || cert::issue(&cn, &unit, lifetime)
-            })
-            .await
-            .map_err(|_| CoreError::Crypto(rekey_crypto::CryptoError::Certificate("key generation stopped".into())))?
-            .map_err(CoreError::Crypto)?;
-            let mut combined = Zeroizing::new(Vec::with_capacity(issued.key_pem.len() + issued.info.pem.len() + 1));
-            combined.extend_from_slice(issued.key_pem.as_bytes());
-            combined.push(b'\n');
-            combined.extend_from_slice(issued.info.pem.as_bytes());
-            let secret = Secret::new(combined.to_vec());
+            let (secret, info) = self.new_certificate_secret(&tenant.name, &credential.name, Some(lifetime)).await?;
             let fields = rekey_types::Fields::validate(credential.kind, credential.fields.clone())?;
             let next = NextVersion {
                 tenant: tenant.id,
@@ -141,7 +153,7 @@ impl Vault {
                 pending: true,
             };
             let (op, updated) = self.sealed_version(next, &secret).await?;
-            let row = row_of(&issued.info, &updated, updated.latest_version);
+            let row = row_of(&info, &updated, updated.latest_version);
             let view = CertificateView::from(CertificateRow {
                 tenant: tenant.name.clone(),
                 credential: credential.name.clone(),

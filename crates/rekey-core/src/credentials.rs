@@ -235,7 +235,11 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;
-            Ok(CredentialView::new(&tenant.name, &tenant.region, credential))
+            let (health, rotation) = self.connector_state(&tenant.name, &credential).await?;
+            let mut view = CredentialView::new(&tenant.name, &tenant.region, credential);
+            view.health = health;
+            view.rotation = rotation;
+            Ok(view)
         }
         .await;
         self.finish(caller, "cred.show", &resource, result).await

@@ -38,6 +38,10 @@ pub enum CoreError {
     KeyDestroyed(String),
     #[error("{0}")]
     KeyInUse(String),
+    #[error("{0}")]
+    NotRotatable(String),
+    #[error("{0}")]
+    RotationInProgress(String),
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
     #[error("the stored secret cannot be decrypted")]
@@ -64,6 +68,8 @@ impl CoreError {
             CoreError::KeyCompromised(_) => ErrorCode::KeyCompromised,
             CoreError::KeyDestroyed(_) => ErrorCode::KeyDestroyed,
             CoreError::KeyInUse(_) => ErrorCode::KeyInUse,
+            CoreError::NotRotatable(_) => ErrorCode::NotRotatable,
+            CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
             CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,

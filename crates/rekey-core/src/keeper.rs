@@ -37,6 +37,7 @@ pub struct Keeper {
     vault: RwLock<Option<Arc<Vault>>>,
     progress: Mutex<Progress>,
     stats: Arc<WriterStats>,
+    connector_stats: Arc<crate::connectors::ConnectorStats>,
     options: VaultOptions,
     /// Serializes init, unseal and seal.
     transition: tokio::sync::Mutex<()>,
@@ -104,12 +105,14 @@ impl Keeper {
         options: VaultOptions,
     ) -> Result<(Self, Option<IssuedToken>), CoreError> {
         let stats = options.writer_stats.clone().unwrap_or_default();
+        let connector_stats = options.connector_stats.clone().unwrap_or_default();
         let keeper = Self {
             store,
             seal,
             vault: RwLock::new(None),
             progress: Mutex::new(Progress::default()),
             stats,
+            connector_stats,
             options,
             transition: tokio::sync::Mutex::new(()),
         };
@@ -118,10 +121,15 @@ impl Keeper {
     }
 
     async fn open_vault(&self) -> Result<Option<IssuedToken>, CoreError> {
-        let options = VaultOptions { writer_stats: Some(self.stats.clone()), ..self.options.clone() };
+        let options = VaultOptions {
+            writer_stats: Some(self.stats.clone()),
+            connector_stats: Some(self.connector_stats.clone()),
+            ..self.options.clone()
+        };
         let (vault, root) = Vault::open(self.store.clone(), self.seal.clone(), options).await?;
         let vault = Arc::new(vault);
         vault.clone().start_jobs();
+        vault.clone().start_scheduler();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)
     }
@@ -141,6 +149,10 @@ impl Keeper {
 
     pub fn writer_stats(&self) -> &Arc<WriterStats> {
         &self.stats
+    }
+
+    pub fn connector_stats(&self) -> &Arc<crate::connectors::ConnectorStats> {
+        &self.connector_stats
     }
 
     pub fn is_sealed(&self) -> bool {

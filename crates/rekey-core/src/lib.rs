@@ -1,4 +1,5 @@
-//! Rekey's use cases: tenants, credentials, tokens and their policy, and the audit log.
+//! Rekey's use cases: tenants, credentials, tokens and their policy, the audit log, key custody,
+//! and the connectors' verify and rotate with the scheduler that runs them.
 //!
 //! Every use case takes the [`Caller`] (who, from where, which request), asks [`policy`] whether
 //! it may proceed, does its work, and records an audit event for every outcome, allowed or denied,
@@ -12,6 +13,7 @@
 
 pub mod audit;
 pub mod certs;
+pub mod connectors;
 pub mod credentials;
 pub mod custody;
 mod error;
@@ -21,6 +23,7 @@ pub mod keeper;
 mod keys;
 mod locks;
 pub mod policy;
+pub mod scheduler;
 pub mod tenants;
 pub mod tokens;
 mod vault;

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | operator | everything |
 //! | auditor | status, metadata (tenants, credentials, versions, tokens, keys, certificates) and the audit log; never a secret, never a write |
-//! | tenant-admin | for its own tenant: show the tenant, put, show, list, versions, rollback; write a secret but never read one back |
+//! | tenant-admin | for its own tenant: show the tenant, put, show, list, versions, rollback, verify, rotate; write a secret but never read one back |
 //! | connector | reveal the credentials it is bound to, of its own tenant, from its allowed networks; nothing else |
 //!
 //! A connector or tenant-admin asking about another tenant's credential is told "not found",
@@ -62,6 +62,8 @@ pub enum Action<'a> {
     ReadKeys,
     /// Rotate, compromise, destroy, shred, seal, issue and revoke certificates.
     ManageKeys,
+    /// Verify a credential against its target, or rotate it there (the secret stays inside).
+    UseConnector(&'a TenantName),
 }
 
 /// Why a request was refused. `Hidden` is answered as "not found".
@@ -90,7 +92,7 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
             _ => Err(Denial::Forbidden("auditors have read-only access to metadata and the audit log")),
         },
         Role::TenantAdmin => match action {
-            ReadTenant(t) | PutCredential(t) | ReadCredentialMeta(t) | RollbackCredential(t) => {
+            ReadTenant(t) | PutCredential(t) | ReadCredentialMeta(t) | RollbackCredential(t) | UseConnector(t) => {
                 if own_tenant(t) {
                     Ok(())
                 } else {

@@ -22,11 +22,21 @@ pub struct VaultOptions {
     pub writer_stats: Option<Arc<crate::writer::WriterStats>>,
     /// Lifetime of an issued certificate when the request names none.
     pub cert_lifetime_secs: u64,
+    pub connect: crate::connectors::ConnectOptions,
+    pub scheduler: crate::scheduler::SchedulerOptions,
+    /// Connector counters; shared so metrics survive a seal and unseal.
+    pub connector_stats: Option<Arc<crate::connectors::ConnectorStats>>,
 }
 
 impl Default for VaultOptions {
     fn default() -> Self {
-        Self { writer_stats: None, cert_lifetime_secs: crate::certs::DEFAULT_LIFETIME_SECS }
+        Self {
+            writer_stats: None,
+            cert_lifetime_secs: crate::certs::DEFAULT_LIFETIME_SECS,
+            connect: Default::default(),
+            scheduler: Default::default(),
+            connector_stats: None,
+        }
     }
 }
 
@@ -43,6 +53,8 @@ pub struct Vault {
     pub(crate) closed: std::sync::atomic::AtomicBool,
     /// Wakes the job runner when a job is created.
     pub(crate) jobs_wake: Arc<tokio::sync::Notify>,
+    pub(crate) hosts: crate::connectors::HostLimiter,
+    pub(crate) connector_stats: Arc<crate::connectors::ConnectorStats>,
 }
 
 /// How long a token read from the store is trusted before it is read again. A revocation made
@@ -128,6 +140,8 @@ impl Vault {
             tokens: TokenCache::default(),
             closed: Default::default(),
             jobs_wake: Default::default(),
+            hosts: Default::default(),
+            connector_stats: options.connector_stats.clone().unwrap_or_default(),
             options,
         };
         if created {

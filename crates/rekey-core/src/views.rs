@@ -44,6 +44,12 @@ pub struct CredentialView {
     pub latest_version: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The last check against the target (`cred show` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::connectors::HealthView>,
+    /// The newest rotation (`cred show` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::connectors::RotationView>,
 }
 
 impl CredentialView {
@@ -60,6 +66,8 @@ impl CredentialView {
             latest_version: c.latest_version,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            health: None,
+            rotation: None,
         }
     }
 }

@@ -60,8 +60,7 @@ impl App {
         .await
         .map_err(BuildError::Store)?;
         let seal = open_seal(&config)?;
-        let options =
-            rekey_core::VaultOptions { writer_stats: None, cert_lifetime_secs: config.certificates.lifetime_secs()? };
+        let options = config.vault_options()?;
         let (keeper, root_token) = Keeper::start(Arc::new(store), seal, options).await.map_err(BuildError::Vault)?;
         if keeper.is_sealed() {
             tracing::warn!(
@@ -70,7 +69,7 @@ impl App {
             );
         }
         let keeper = Arc::new(keeper);
-        let metrics = Arc::new(Metrics::new(keeper.writer_stats().clone()));
+        let metrics = Arc::new(Metrics::new(keeper.writer_stats().clone(), keeper.connector_stats().clone()));
         let state = AppState { keeper: keeper.clone(), metrics };
         Ok(Self { config, keeper, state, root_token })
     }
@@ -197,6 +196,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(&format!("{tenant_cred}/versions"), get(routes::versions))
         .route(&format!("{tenant_cred}/rollback"), post(routes::rollback))
         .route(&format!("{tenant_cred}/promote"), post(routes::promote))
+        .route(&format!("{tenant_cred}/verify"), post(routes::verify))
+        .route(&format!("{tenant_cred}/rotate"), post(routes::rotate))
+        .route(&format!("{tenant_cred}/rotations"), get(routes::rotations))
         .route("/v1/credentials", get(routes::list_credentials))
         .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
         .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))

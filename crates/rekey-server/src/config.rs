@@ -50,6 +50,12 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub certificates: CertificatesConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
@@ -157,6 +163,161 @@ impl CertificatesConfig {
                 Ok(secs)
             }
         }
+    }
+}
+
+/// How Rekey connects to credentials' targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// Opening a TCP connection, e.g. `5s`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// A whole exchange (connect, TLS, login), e.g. `20s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Connections to one host and port at once, across verify, rotation and the scheduler.
+    #[serde(default = "default_per_host")]
+    pub per_host: usize,
+}
+
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_timeout() -> String {
+    "20s".into()
+}
+fn default_per_host() -> usize {
+    4
+}
+
+impl Default for ConnectorsConfig {
+    fn default() -> Self {
+        Self { connect_timeout: default_connect_timeout(), timeout: default_timeout(), per_host: default_per_host() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// How long a rotated-out version stays `previous` (and an Entra app keeps its old
+    /// certificate) before it is retired: `24h` by default, `0s` retires at once.
+    #[serde(default = "default_grace")]
+    pub grace: String,
+}
+
+fn default_grace() -> String {
+    "24h".into()
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self { grace: default_grace() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Time between passes of the scheduler, or `off`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// How often each credential is checked against its target, or `off`.
+    #[serde(default = "default_verify_every")]
+    pub verify_every: String,
+    /// Credentials worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+fn default_verify_every() -> String {
+    "24h".into()
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { interval: default_interval(), verify_every: default_verify_every(), concurrency: default_concurrency() }
+    }
+}
+
+/// A duration setting: seconds, or `None` for `off` where `off` is allowed. `0s` is zero.
+fn duration_setting(field: &'static str, text: &str, off_allowed: bool) -> Result<Option<u64>, ConfigError> {
+    let text = text.trim();
+    if off_allowed && text == "off" {
+        return Ok(None);
+    }
+    if text == "0" || text == "0s" {
+        return Ok(Some(0));
+    }
+    rekey_types::time::parse_duration_secs(text)
+        .map(|s| Some(s.unsigned_abs()))
+        .map_err(|message| ConfigError::Invalid { field, message })
+}
+
+impl Config {
+    /// The connector and scheduler settings as the vault takes them.
+    pub fn vault_options(&self) -> Result<rekey_core::VaultOptions, ConfigError> {
+        use std::time::Duration;
+        let c = &self.connectors;
+        let connect = duration_setting("connectors.connect_timeout", &c.connect_timeout, false)?.unwrap_or(0);
+        let overall = duration_setting("connectors.timeout", &c.timeout, false)?.unwrap_or(0);
+        if connect == 0 || overall == 0 || connect > overall {
+            return Err(ConfigError::Invalid {
+                field: "connectors",
+                message: "connect_timeout and timeout must be above zero, and connect_timeout at most timeout".into(),
+            });
+        }
+        if !(1..=256).contains(&c.per_host) {
+            return Err(ConfigError::Invalid {
+                field: "connectors.per_host",
+                message: "must be between 1 and 256".into(),
+            });
+        }
+        let grace = duration_setting("rotation.grace", &self.rotation.grace, false)?.unwrap_or(0);
+        let s = &self.scheduler;
+        let interval = duration_setting("scheduler.interval", &s.interval, true)?;
+        if interval == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.interval",
+                message: "must be above zero, or off".into(),
+            });
+        }
+        let verify_every = duration_setting("scheduler.verify_every", &s.verify_every, true)?;
+        if verify_every == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.verify_every",
+                message: "must be above zero, or off".into(),
+            });
+        }
+        if !(1..=1024).contains(&s.concurrency) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.concurrency",
+                message: "must be between 1 and 1024".into(),
+            });
+        }
+        Ok(rekey_core::VaultOptions {
+            cert_lifetime_secs: self.certificates.lifetime_secs()?,
+            connect: rekey_core::connectors::ConnectOptions {
+                limits: rekey_connect::Limits {
+                    connect: Duration::from_secs(connect),
+                    overall: Duration::from_secs(overall),
+                },
+                per_host: c.per_host,
+                grace_secs: grace,
+            },
+            scheduler: rekey_core::scheduler::SchedulerOptions {
+                interval: interval.map(Duration::from_secs),
+                verify_every: verify_every.map(Duration::from_secs),
+                concurrency: s.concurrency,
+            },
+            ..Default::default()
+        })
     }
 }
 
@@ -309,6 +470,27 @@ impl Config {
         if let Some(v) = get("REKEY_CERTIFICATES_LIFETIME") {
             self.certificates.lifetime = Some(v);
         }
+        if let Some(v) = get("REKEY_CONNECTORS_CONNECT_TIMEOUT") {
+            self.connectors.connect_timeout = v;
+        }
+        if let Some(v) = get("REKEY_CONNECTORS_TIMEOUT") {
+            self.connectors.timeout = v;
+        }
+        if let Some(v) = get("REKEY_CONNECTORS_PER_HOST") {
+            self.connectors.per_host = parse("REKEY_CONNECTORS_PER_HOST", &v)?;
+        }
+        if let Some(v) = get("REKEY_ROTATION_GRACE") {
+            self.rotation.grace = v;
+        }
+        if let Some(v) = get("REKEY_SCHEDULER_INTERVAL") {
+            self.scheduler.interval = v;
+        }
+        if let Some(v) = get("REKEY_SCHEDULER_VERIFY_EVERY") {
+            self.scheduler.verify_every = v;
+        }
+        if let Some(v) = get("REKEY_SCHEDULER_CONCURRENCY") {
+            self.scheduler.concurrency = parse("REKEY_SCHEDULER_CONCURRENCY", &v)?;
+        }
         Ok(())
     }
 
@@ -356,6 +538,7 @@ impl Config {
             }
         }
         self.certificates.lifetime_secs()?;
+        self.vault_options()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid { field: "log.format", message: "must be text or json".into() });
         }

@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use rekey_core::connectors::ConnectorStats;
 use rekey_core::writer::WriterStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,8 +68,63 @@ impl Collector for AuditCollector {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindStatus {
+    kind: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindStep {
+    kind: String,
+    step: String,
+}
+
+/// Connector checks and rotation steps, and the credentials' last check results. Labels are
+/// kinds and statuses only, never a tenant or credential name.
+#[derive(Debug)]
+struct ConnectorCollector(Arc<ConnectorStats>);
+
+impl Collector for ConnectorCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let verifies: Vec<_> =
+            self.0.verifies.lock().expect("stats lock").iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut family = encoder.encode_descriptor(
+            "rekey_connector_checks",
+            "Checks of credentials against their targets, by kind and result",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for ((kind, status), value) in verifies {
+            ConstCounter::new(value).encode(family.encode_family(&KindStatus { kind, status })?)?;
+        }
+        let rotations: Vec<_> =
+            self.0.rotations.lock().expect("stats lock").iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut family = encoder.encode_descriptor(
+            "rekey_rotation_steps",
+            "Rotation steps taken (started, applied, promoted, retired, failed), by kind",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for ((kind, step), value) in rotations {
+            ConstCounter::new(value).encode(family.encode_family(&KindStep { kind, step })?)?;
+        }
+        let health = self.0.health.lock().expect("stats lock").clone();
+        let mut family = encoder.encode_descriptor(
+            "rekey_credentials_by_last_check",
+            "Credentials by kind and the result of their last check (as of the scheduler's last pass)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for h in health {
+            ConstGauge::new(h.count).encode(family.encode_family(&KindStatus { kind: h.kind, status: h.status })?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Metrics {
-    pub fn new(writer_stats: Arc<WriterStats>) -> Self {
+    pub fn new(writer_stats: Arc<WriterStats>, connector_stats: Arc<ConnectorStats>) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -83,6 +139,7 @@ impl Metrics {
             duration.clone(),
         );
         registry.register_collector(Box::new(AuditCollector(writer_stats)));
+        registry.register_collector(Box::new(ConnectorCollector(connector_stats)));
         Self { registry, requests, duration }
     }
 

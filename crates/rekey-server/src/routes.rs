@@ -416,6 +416,39 @@ pub async fn promote(
     Ok(Json(s.vault(&ctx)?.promote(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
+pub async fn verify(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<rekey_core::connectors::HealthView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.verify", &resource).await?;
+    let cref = s.input(&caller, "cred.verify", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.verify_credential(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
+pub async fn rotate(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<rekey_core::connectors::RotationView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.rotate.start", &resource).await?;
+    let cref = s.input(&caller, "cred.rotate.start", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.rotate_credential(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
+pub async fn rotations(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<rekey_core::connectors::RotationView>>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.rotations", &resource).await?;
+    let cref = s.input(&caller, "cred.rotations", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.rotations(&caller, &cref).await.map_err(core(&ctx))?))
+}
+
 // ---- import -------------------------------------------------------------------------------
 
 #[derive(Deserialize)]

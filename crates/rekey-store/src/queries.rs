@@ -1250,7 +1250,13 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             let n = c
                 .exec(
                     &sql,
-                    args![*state, error.clone(), retire_after.map(Timestamp::as_micros), at.as_micros(), id.to_string()],
+                    args![
+                        *state,
+                        error.clone(),
+                        retire_after.map(Timestamp::as_micros),
+                        at.as_micros(),
+                        id.to_string()
+                    ],
                 )
                 .await?;
             if n == 1 {

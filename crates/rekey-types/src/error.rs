@@ -38,6 +38,11 @@ pub enum ErrorCode {
     KeyDestroyed,
     /// The key version still wraps data; destroying it needs `force`.
     KeyInUse,
+    /// The credential's kind cannot be rotated by Rekey (the customer changes it), or its fields
+    /// lack what rotation needs.
+    NotRotatable,
+    /// A rotation of this credential is already under way.
+    RotationInProgress,
     /// The audit log cannot be written, so the request is refused (fail closed).
     AuditUnavailable,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
@@ -47,7 +52,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -63,6 +68,8 @@ impl ErrorCode {
         ErrorCode::KeyCompromised,
         ErrorCode::KeyDestroyed,
         ErrorCode::KeyInUse,
+        ErrorCode::NotRotatable,
+        ErrorCode::RotationInProgress,
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
         ErrorCode::Internal,
@@ -85,6 +92,8 @@ impl ErrorCode {
             ErrorCode::KeyCompromised => "key_compromised",
             ErrorCode::KeyDestroyed => "key_destroyed",
             ErrorCode::KeyInUse => "key_in_use",
+            ErrorCode::NotRotatable => "not_rotatable",
+            ErrorCode::RotationInProgress => "rotation_in_progress",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::Internal => "internal",
@@ -99,7 +108,11 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::KeyCompromised | ErrorCode::KeyInUse => 409,
+            ErrorCode::Conflict
+            | ErrorCode::KeyCompromised
+            | ErrorCode::KeyInUse
+            | ErrorCode::NotRotatable
+            | ErrorCode::RotationInProgress => 409,
             ErrorCode::KeyDestroyed => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,

@@ -1,0 +1,767 @@
+//! Connectors in the vault: verify a credential against its real target, and rotate it there
+//! with a staged protocol that survives a crash at any step.
+//!
+//! ```text
+//! start     a new secret is stored as a `pending` version, with a rotation row    cred.rotate.start
+//! apply     the target is told the new secret (LDAP password modify, Graph addKey) cred.rotate.apply
+//! verify    the new secret is checked against the target
+//! promote   the pending version becomes current, the old one previous             cred.rotate.promote
+//! retire    after the grace period, the old version is retired (and, for an        cred.rotate.retire
+//!           Entra app, its certificate removed from the application)
+//! ```
+//!
+//! The new secret is durable before the target hears of it, so no crash can leave the target
+//! with a secret Rekey does not have. A failure before the target took the new secret fails the
+//! rotation (`cred.rotate.fail`) and leaves the current version serving. After a crash the
+//! scheduler finds the unfinished rotation and asks the target which secret it accepts: the new
+//! one → promote; the old one → apply again; no answer → try again later.
+//!
+//! Every network step holds a permit of its target host (`per_host` at once, across verify,
+//! rotation and the scheduler), and runs within the connect and overall timeouts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rekey_connect::ldap::Changer;
+use rekey_connect::{Limits, Outcome, Status};
+use rekey_crypto::{open_payload, PayloadSlot};
+use rekey_store::{rotation_state, CredentialRow, HealthRow, RotationRow, TenantRow, WriteOp, WriteRequest};
+use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RequestId, Role, RotationId, Secret, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::keys::KeyUse;
+use crate::policy::Action;
+use crate::vault::record;
+use crate::{Caller, CoreError, Vault};
+
+/// How connectors behave; from the `[connectors]` and `[rotation]` config sections.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub limits: Limits,
+    /// Connections to one `host:port` at once, across everything this server does.
+    pub per_host: usize,
+    /// How long the old version stays `previous` (and an Entra app keeps its old certificate)
+    /// after a rotation is promoted.
+    pub grace_secs: u64,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { limits: Limits::default(), per_host: 4, grace_secs: 24 * 3600 }
+    }
+}
+
+/// New LDAP passwords when the credential names no policy.
+const DEFAULT_PASSWORD_LENGTH: usize = 32;
+/// Checks of a new secret before a rotation waits for the scheduler (directories replicate).
+const VERIFY_ATTEMPTS: u32 = 3;
+
+/// The last check of a credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthView {
+    pub tenant: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub version: u32,
+    pub status: String,
+    pub detail: String,
+    pub elapsed_ms: i64,
+    pub checked_at: Timestamp,
+}
+
+/// One rotation of a credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RotationView {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub changed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after: Option<Timestamp>,
+}
+
+impl From<&RotationRow> for RotationView {
+    fn from(r: &RotationRow) -> Self {
+        Self {
+            id: r.id.to_string(),
+            tenant: r.tenant.clone(),
+            name: r.credential.clone(),
+            from_version: r.from_version,
+            to_version: r.to_version,
+            state: r.state.clone(),
+            error: r.error.clone(),
+            created_by: r.created_by.clone(),
+            created_at: r.created_at,
+            changed_at: r.changed_at,
+            retire_after: r.retire_after,
+        }
+    }
+}
+
+/// Counters for `/metrics`; shared so they survive a seal and unseal.
+#[derive(Debug, Default)]
+pub struct ConnectorStats {
+    /// Checks by (kind, status).
+    pub verifies: Mutex<HashMap<(String, String), u64>>,
+    /// Rotation steps by (kind, step): started, applied, promoted, retired, failed.
+    pub rotations: Mutex<HashMap<(String, String), u64>>,
+    /// The last health counts the scheduler read: (kind, status) → credentials.
+    pub health: Mutex<Vec<rekey_store::HealthCount>>,
+}
+
+impl ConnectorStats {
+    fn count(map: &Mutex<HashMap<(String, String), u64>>, kind: CredentialKind, what: &str) {
+        *map.lock().expect("stats lock").entry((kind.as_str().to_owned(), what.to_owned())).or_default() += 1;
+    }
+}
+
+/// Permits per target host.
+#[derive(Default)]
+pub(crate) struct HostLimiter {
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl HostLimiter {
+    async fn acquire(&self, host: Option<String>, per_host: usize) -> Option<OwnedSemaphorePermit> {
+        let host = host?;
+        let semaphore = {
+            let mut hosts = self.hosts.lock().expect("host limiter lock");
+            if hosts.len() > 10_000 {
+                hosts.retain(|_, s| s.available_permits() < per_host);
+            }
+            hosts.entry(host).or_insert_with(|| Arc::new(Semaphore::new(per_host.max(1)))).clone()
+        };
+        semaphore.acquire_owned().await.ok()
+    }
+}
+
+/// Who a step is recorded as: a caller, or the server's own scheduler.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub name: String,
+    pub source: String,
+    pub request: RequestId,
+    /// The scheduler keeps an unfinished rotation for later instead of failing it when the
+    /// target cannot be reached.
+    pub patient: bool,
+}
+
+impl Actor {
+    pub fn of(caller: &Caller) -> Self {
+        Self {
+            name: caller.principal.audit_name(),
+            source: caller.source.to_string(),
+            request: caller.request_id,
+            patient: false,
+        }
+    }
+
+    pub fn scheduler() -> Self {
+        Self { name: "system:scheduler".into(), source: String::new(), request: RequestId::generate(), patient: true }
+    }
+}
+
+impl Vault {
+    fn stats(&self) -> &ConnectorStats {
+        &self.connector_stats
+    }
+
+    /// Checks a secret against the credential's target, holding a permit of its host.
+    async fn probe(&self, kind: CredentialKind, fields: &Fields, secret: &Secret) -> Result<Outcome, CoreError> {
+        let _permit = self.hosts.acquire(rekey_connect::target_host(kind, fields), self.options.connect.per_host).await;
+        rekey_connect::verify(kind, fields, secret, self.options.connect.limits)
+            .await
+            .map_err(|e| CoreError::BadRequest(e.to_string()))
+    }
+
+    /// The secret of one version, for use inside the server (never returned to a caller). A
+    /// compromised key still opens it: rotating off a stolen secret is the point.
+    async fn secret_of(&self, credential: &CredentialRow, version: u32) -> Result<Secret, CoreError> {
+        let row = self
+            .store
+            .version(credential.id, Some(version))
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("version {version} of {}", credential.name)))?;
+        let kek = self
+            .keks
+            .get(self.store.as_ref(), self.seal.as_ref(), credential.tenant_id, row.kek_version, KeyUse::Rewrap)
+            .await?;
+        let slot =
+            PayloadSlot { tenant: credential.tenant_id, credential: credential.id, version, kind: credential.kind };
+        open_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext).map_err(CoreError::Decrypt)
+    }
+
+    async fn write(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        op: Option<WriteOp>,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> Result<(), CoreError> {
+        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, outcome, detail);
+        self.submit(WriteRequest { op, audit }).await
+    }
+
+    /// `rekey cred verify`: checks the current version against the target and records the result.
+    pub async fn verify_credential(&self, caller: &Caller, cref: &CredRef) -> Result<HealthView, CoreError> {
+        let resource = cref.to_string();
+        let loaded = async {
+            self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
+            let tenant = self.tenant(&cref.tenant).await?;
+            let credential = self
+                .store
+                .credential(tenant.id, cref.name.as_str())
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            if credential.kind == CredentialKind::Generic {
+                return Err(CoreError::BadRequest(format!(
+                    "{cref} is a generic credential: it has no target to verify"
+                )));
+            }
+            Ok((tenant, credential))
+        }
+        .await;
+        let (tenant, credential) = match loaded {
+            Ok(l) => l,
+            Err(e) => return self.finish(caller, "cred.verify", &resource, Err(e)).await,
+        };
+        self.check(&Actor::of(caller), &tenant, &credential).await
+    }
+
+    /// Checks the current version of a credential and records (and audits) the result.
+    pub(crate) async fn check(
+        &self,
+        actor: &Actor,
+        tenant: &TenantRow,
+        credential: &CredentialRow,
+    ) -> Result<HealthView, CoreError> {
+        let resource = format!("{}/{}", tenant.name, credential.name);
+        let version = credential.current_version;
+        let fields = Fields::from_stored(credential.fields.clone());
+        let outcome = async {
+            let secret = self.secret_of(credential, version).await?;
+            self.probe(credential.kind, &fields, &secret).await
+        }
+        .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let event = record(
+                    &actor.name,
+                    &actor.source,
+                    &actor.request,
+                    "cred.verify",
+                    &resource,
+                    e.audit_outcome(),
+                    e.code().as_str(),
+                );
+                self.audit_event(event).await?;
+                return Err(e);
+            }
+        };
+        ConnectorStats::count(&self.stats().verifies, credential.kind, outcome.status.as_str());
+        let row = HealthRow {
+            credential_id: credential.id,
+            version,
+            status: outcome.status.as_str().into(),
+            detail: outcome.detail.clone(),
+            elapsed_ms: i64::try_from(outcome.elapsed.as_millis()).unwrap_or(i64::MAX),
+            checked_at: Timestamp::now(),
+        };
+        let detail = format!("version={version}; status={}; ms={}; {}", row.status, row.elapsed_ms, row.detail);
+        self.write(
+            actor,
+            "cred.verify",
+            &resource,
+            Some(WriteOp::RecordHealth(row.clone())),
+            AuditOutcome::Success,
+            &detail,
+        )
+        .await?;
+        Ok(health_view(tenant, credential, &row))
+    }
+
+    /// The last check and the newest rotation of a credential, for `cred show`.
+    pub(crate) async fn connector_state(
+        &self,
+        tenant: &str,
+        credential: &CredentialRow,
+    ) -> Result<(Option<HealthView>, Option<RotationView>), CoreError> {
+        let health = self.store.health(credential.id).await?.map(|h| HealthView {
+            tenant: tenant.to_owned(),
+            name: credential.name.clone(),
+            kind: credential.kind,
+            version: h.version,
+            status: h.status,
+            detail: h.detail,
+            elapsed_ms: h.elapsed_ms,
+            checked_at: h.checked_at,
+        });
+        let rotation = self.store.rotations_of(credential.id, 1).await?.first().map(RotationView::from);
+        Ok((health, rotation))
+    }
+
+    /// `rekey cred rotations`: the rotations of a credential, newest first.
+    pub async fn rotations(&self, caller: &Caller, cref: &CredRef) -> Result<Vec<RotationView>, CoreError> {
+        let resource = cref.to_string();
+        let result = async {
+            self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
+            let tenant = self.tenant(&cref.tenant).await?;
+            let credential = self
+                .store
+                .credential(tenant.id, cref.name.as_str())
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            Ok(self.store.rotations_of(credential.id, 100).await?.iter().map(RotationView::from).collect())
+        }
+        .await;
+        self.finish(caller, "cred.rotations", &resource, result).await
+    }
+
+    /// `rekey cred rotate`: runs a staged rotation as far as it goes now (usually to `promoted`).
+    pub async fn rotate_credential(&self, caller: &Caller, cref: &CredRef) -> Result<RotationView, CoreError> {
+        let resource = cref.to_string();
+        let actor = Actor::of(caller);
+        let loaded = async {
+            self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
+            if caller.principal.role == Role::Auditor {
+                return Err(CoreError::Forbidden("auditors cannot rotate".into()));
+            }
+            let tenant = self.tenant(&cref.tenant).await?;
+            let credential = self
+                .store
+                .credential(tenant.id, cref.name.as_str())
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            rotation_plan(&credential, &resource)?;
+            Ok((tenant, credential))
+        }
+        .await;
+        let (tenant, credential) = match loaded {
+            Ok(l) => l,
+            Err(e) => return self.finish(caller, "cred.rotate.start", &resource, Err(e)).await,
+        };
+        let rotation = self.start_rotation(&actor, &tenant, &credential).await?;
+        let rotation = self.drive(&actor, rotation).await?;
+        Ok(RotationView::from(&rotation))
+    }
+
+    /// Stores the new secret as a pending version beside a new rotation row.
+    pub(crate) async fn start_rotation(
+        &self,
+        actor: &Actor,
+        tenant: &TenantRow,
+        credential: &CredentialRow,
+    ) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", tenant.name, credential.name);
+        // A promoted rotation still in its grace period retires now: its old version goes.
+        for previous in self.store.rotations_of(credential.id, 5).await? {
+            if previous.state == rotation_state::PROMOTED {
+                self.retire(actor, previous, true).await?;
+            }
+        }
+        let _turn = self.credential_locks.lock(tenant.id, &credential.name).await;
+        let prepared = async {
+            let credential = self
+                .store
+                .credential(tenant.id, &credential.name)
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("credential {resource}")))?;
+            if let Some(open) = self
+                .store
+                .rotations_of(credential.id, 1)
+                .await?
+                .into_iter()
+                .find(|r| rotation_state::UNFINISHED.contains(&r.state.as_str()))
+            {
+                return Err(CoreError::RotationInProgress(format!(
+                    "rotation {} of {resource} is {}; the server finishes or recovers it",
+                    open.id, open.state
+                )));
+            }
+            let (secret, certificate) = match credential.kind {
+                CredentialKind::Ldap => (new_password(&credential.fields)?, None),
+                _ => {
+                    let (secret, info) = self.new_certificate_secret(&tenant.name, &credential.name, None).await?;
+                    (secret, Some(info))
+                }
+            };
+            let next = crate::credentials::NextVersion {
+                tenant: tenant.id,
+                name: &credential.name,
+                kind: credential.kind,
+                fields: Fields::from_stored(credential.fields.clone()),
+                labels: credential.labels.clone(),
+                existing: Some(&credential),
+                created_by: &actor.name,
+                kek_version: None,
+                pending: true,
+            };
+            let (op, updated) = self.sealed_version(next, &secret).await?;
+            let op = self.with_certificate(op, &updated, certificate.as_ref()).await?;
+            let now = Timestamp::now();
+            let row = RotationRow {
+                id: RotationId::generate(),
+                credential_id: credential.id,
+                tenant_id: tenant.id,
+                from_version: credential.current_version,
+                to_version: updated.latest_version,
+                state: rotation_state::PENDING.into(),
+                created_by: actor.name.clone(),
+                created_at: now,
+                changed_at: now,
+                retire_after: None,
+                error: None,
+                tenant: tenant.name.clone(),
+                credential: credential.name.clone(),
+                kind: Some(credential.kind),
+            };
+            Ok((WriteOp::All(vec![op, WriteOp::InsertRotation(row.clone())]), row))
+        }
+        .await;
+        let (op, row) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.write(actor, "cred.rotate.start", &resource, None, e.audit_outcome(), e.code().as_str()).await?;
+                return Err(e);
+            }
+        };
+        let detail = format!("rotation={}; from={}; to={}", row.id, row.from_version, row.to_version);
+        self.write(actor, "cred.rotate.start", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        ConnectorStats::count(&self.stats().rotations, credential.kind, "started");
+        Ok(row)
+    }
+
+    /// Takes a rotation through its remaining steps, as far as they can go now.
+    pub(crate) async fn drive(&self, actor: &Actor, mut rotation: RotationRow) -> Result<RotationRow, CoreError> {
+        loop {
+            rotation = match rotation.state.as_str() {
+                rotation_state::PENDING | rotation_state::APPLIED => {
+                    let next = self.advance(actor, rotation.clone()).await?;
+                    if next.state == rotation.state {
+                        return Ok(next);
+                    }
+                    next
+                }
+                rotation_state::PROMOTED => {
+                    let due = rotation.retire_after.is_none_or(|t| t <= Timestamp::now());
+                    return if due { self.retire(actor, rotation, false).await } else { Ok(rotation) };
+                }
+                _ => return Ok(rotation),
+            };
+        }
+    }
+
+    /// One step of an unfinished rotation: pending → applied, or applied → promoted.
+    async fn advance(&self, actor: &Actor, rotation: RotationRow) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let _turn = self.credential_locks.lock(rotation.tenant_id, &rotation.credential).await;
+        let Some(credential) = self
+            .store
+            .credential(rotation.tenant_id, &rotation.credential)
+            .await?
+            .filter(|c| c.id == rotation.credential_id)
+        else {
+            return self.fail(actor, rotation, "the credential was deleted").await;
+        };
+        let pending_ok =
+            self.store.version(credential.id, Some(rotation.to_version)).await?.is_some_and(|v| v.stage == "pending");
+        if credential.latest_version != rotation.to_version
+            || credential.current_version != rotation.from_version
+            || !pending_ok
+        {
+            return self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await;
+        }
+        let fields = Fields::from_stored(credential.fields.clone());
+        let new = self.secret_of(&credential, rotation.to_version).await?;
+        let current = self.secret_of(&credential, rotation.from_version).await?;
+
+        if rotation.state == rotation_state::PENDING {
+            let applied = self.apply(&credential, &fields, &current, &new).await?;
+            if !applied.is_ok() {
+                // Did the target take it anyway (a lost answer, or an earlier attempt)?
+                let check = self.probe(credential.kind, &fields, &new).await?;
+                if !check.is_ok() {
+                    let why = format!("apply: {}: {}", applied.status, applied.detail);
+                    let ambiguous =
+                        applied.status == Status::Timeout || (actor.patient && applied.status == Status::Unreachable);
+                    if ambiguous {
+                        return self.note(actor, rotation, &why).await;
+                    }
+                    return self.fail(actor, rotation, &why).await;
+                }
+            }
+            let detail = format!("rotation={}; {}", rotation.id, applied.detail);
+            let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
+            self.write(actor, "cred.rotate.apply", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+            ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
+            return Ok(RotationRow {
+                state: rotation_state::APPLIED.into(),
+                error: None,
+                changed_at: Timestamp::now(),
+                ..rotation
+            });
+        }
+
+        // Applied: the new secret must work before it is served.
+        let mut check = self.probe(credential.kind, &fields, &new).await?;
+        let mut attempt = 1;
+        while !check.is_ok() && check.status == Status::AuthFailed && attempt < VERIFY_ATTEMPTS {
+            tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+            check = self.probe(credential.kind, &fields, &new).await?;
+            attempt += 1;
+        }
+        if !check.is_ok() {
+            let old = self.probe(credential.kind, &fields, &current).await?;
+            let why = format!("verify: {}: {}", check.status, check.detail);
+            if old.is_ok() && check.status == Status::AuthFailed {
+                return self.fail(actor, rotation, &format!("{why}; the target still takes the old secret")).await;
+            }
+            return self.note(actor, rotation, &why).await;
+        }
+        let mut promoted_fields = credential.fields.clone();
+        if credential.kind == CredentialKind::EntraApp {
+            promoted_fields.insert("auth".into(), "certificate".into());
+        }
+        let now = Timestamp::now();
+        let retire_after = Timestamp::from_micros(now.as_micros().saturating_add(
+            i64::try_from(self.options.connect.grace_secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
+        ));
+        let op = WriteOp::All(vec![
+            WriteOp::PromotePending {
+                credential: credential.id,
+                version: rotation.to_version,
+                fields: promoted_fields,
+                at: now,
+            },
+            set_rotation(&rotation, &[rotation_state::APPLIED], rotation_state::PROMOTED, None, Some(retire_after)),
+        ]);
+        let detail = format!("rotation={}; version={}; {}", rotation.id, rotation.to_version, check.detail);
+        self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
+        Ok(RotationRow {
+            state: rotation_state::PROMOTED.into(),
+            error: None,
+            retire_after: Some(retire_after),
+            changed_at: Timestamp::now(),
+            ..rotation
+        })
+    }
+
+    /// Tells the target the new secret.
+    async fn apply(
+        &self,
+        credential: &CredentialRow,
+        fields: &Fields,
+        current: &Secret,
+        new: &Secret,
+    ) -> Result<Outcome, CoreError> {
+        let limits = self.options.connect.limits;
+        let _permit = self
+            .hosts
+            .acquire(rekey_connect::target_host(credential.kind, fields), self.options.connect.per_host)
+            .await;
+        let outcome = match credential.kind {
+            CredentialKind::Ldap => match fields.get("rotator") {
+                Some(rotator) => {
+                    let admin = self
+                        .store
+                        .credential(credential.tenant_id, rotator)
+                        .await?
+                        .filter(|c| c.kind == CredentialKind::Ldap)
+                        .ok_or_else(|| {
+                            CoreError::NotRotatable(format!(
+                                "the rotator {rotator} is not an ldap credential of this tenant"
+                            ))
+                        })?;
+                    let admin_secret = self.secret_of(&admin, admin.current_version).await?;
+                    let admin_fields = Fields::from_stored(admin.fields.clone());
+                    rekey_connect::ldap::change_password(
+                        fields,
+                        Changer::Rotator { fields: &admin_fields, secret: &admin_secret },
+                        new,
+                        limits,
+                    )
+                    .await
+                }
+                None => rekey_connect::ldap::change_password(fields, Changer::Itself { current }, new, limits).await,
+            },
+            CredentialKind::EntraApp => rekey_connect::graph::add_certificate(fields, current, new, limits).await,
+            other => return Err(CoreError::NotRotatable(format!("{other} credentials are rotated by the customer"))),
+        };
+        outcome.map_err(|e| CoreError::NotRotatable(e.to_string()))
+    }
+
+    /// Ends the grace period: retires the old version (and removes an Entra app's old certificate).
+    async fn retire(&self, actor: &Actor, rotation: RotationRow, now: bool) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let due = now || rotation.retire_after.is_none_or(|t| t <= Timestamp::now());
+        if !due {
+            return Ok(rotation);
+        }
+        let credential = self
+            .store
+            .credential(rotation.tenant_id, &rotation.credential)
+            .await?
+            .filter(|c| c.id == rotation.credential_id);
+        let mut detail = format!("rotation={}; version={}", rotation.id, rotation.from_version);
+        if let Some(credential) = &credential {
+            if credential.kind == CredentialKind::EntraApp {
+                let fields = Fields::from_stored(credential.fields.clone());
+                let current = self.secret_of(credential, rotation.to_version).await?;
+                let old = self.secret_of(credential, rotation.from_version).await?;
+                if rekey_connect::oauth::CertificateSecret::split(&old).is_some() {
+                    let _permit = self
+                        .hosts
+                        .acquire(rekey_connect::target_host(credential.kind, &fields), self.options.connect.per_host)
+                        .await;
+                    let removed =
+                        rekey_connect::graph::remove_certificate(&fields, &current, &old, self.options.connect.limits)
+                            .await
+                            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+                    if !removed.is_ok() {
+                        return self
+                            .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
+                            .await;
+                    }
+                    detail.push_str(&format!("; {}", removed.detail));
+                }
+            }
+        }
+        let op = WriteOp::All(vec![
+            WriteOp::SetVersionStage {
+                credential: rotation.credential_id,
+                version: rotation.from_version,
+                from: "previous",
+                stage: "retired",
+            },
+            set_rotation(&rotation, &[rotation_state::PROMOTED], rotation_state::RETIRED, None, rotation.retire_after),
+        ]);
+        self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        if let Some(kind) = rotation.kind {
+            ConnectorStats::count(&self.stats().rotations, kind, "retired");
+        }
+        Ok(RotationRow { state: rotation_state::RETIRED.into(), changed_at: Timestamp::now(), ..rotation })
+    }
+
+    /// Fails an unfinished rotation: the pending version is marked `failed`; current serves on.
+    async fn fail(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let op = WriteOp::All(vec![
+            WriteOp::SetVersionStage {
+                credential: rotation.credential_id,
+                version: rotation.to_version,
+                from: "pending",
+                stage: "failed",
+            },
+            set_rotation(&rotation, &rotation_state::UNFINISHED, rotation_state::FAILED, Some(why.to_owned()), None),
+        ]);
+        let detail = format!("rotation={}; {why}", rotation.id);
+        self.write(actor, "cred.rotate.fail", &resource, Some(op), AuditOutcome::Error, &detail).await?;
+        if let Some(kind) = rotation.kind {
+            ConnectorStats::count(&self.stats().rotations, kind, "failed");
+        }
+        Ok(RotationRow {
+            state: rotation_state::FAILED.into(),
+            error: Some(why.to_owned()),
+            changed_at: Timestamp::now(),
+            ..rotation
+        })
+    }
+
+    /// Records why a rotation waits, without moving it: the scheduler tries again.
+    async fn note(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let state: &'static str = match rotation.state.as_str() {
+            rotation_state::PENDING => rotation_state::PENDING,
+            rotation_state::APPLIED => rotation_state::APPLIED,
+            _ => rotation_state::PROMOTED,
+        };
+        let states: &'static [&'static str] = match state {
+            rotation_state::PENDING => &[rotation_state::PENDING],
+            rotation_state::APPLIED => &[rotation_state::APPLIED],
+            _ => &[rotation_state::PROMOTED],
+        };
+        let op = set_rotation(&rotation, states, state, Some(why.to_owned()), rotation.retire_after);
+        let detail = format!("rotation={}; waiting: {why}", rotation.id);
+        self.write(actor, "cred.rotate.wait", &resource, Some(op), AuditOutcome::Error, &detail).await?;
+        Ok(RotationRow { error: Some(why.to_owned()), changed_at: Timestamp::now(), ..rotation })
+    }
+}
+
+fn set_rotation(
+    rotation: &RotationRow,
+    from: &'static [&'static str],
+    state: &'static str,
+    error: Option<String>,
+    retire_after: Option<Timestamp>,
+) -> WriteOp {
+    WriteOp::SetRotation { id: rotation.id, from, state, error, retire_after, at: Timestamp::now() }
+}
+
+fn health_view(tenant: &TenantRow, credential: &CredentialRow, row: &HealthRow) -> HealthView {
+    HealthView {
+        tenant: tenant.name.clone(),
+        name: credential.name.clone(),
+        kind: credential.kind,
+        version: row.version,
+        status: row.status.clone(),
+        detail: row.detail.clone(),
+        elapsed_ms: row.elapsed_ms,
+        checked_at: row.checked_at,
+    }
+}
+
+/// Refuses what Rekey cannot rotate, saying what to do instead.
+pub(crate) fn rotation_plan(credential: &CredentialRow, cref: &str) -> Result<(), CoreError> {
+    match credential.kind {
+        CredentialKind::Ldap => Ok(()),
+        CredentialKind::EntraApp => {
+            if credential.fields.get("auth").map(String::as_str) != Some("certificate") {
+                return Err(CoreError::NotRotatable(format!(
+                    "{cref} authenticates with a client secret. Rekey rolls an application's certificate through \
+                     Microsoft Graph addKey, which needs proof from a certificate the application already has: store \
+                     one first (cred put --cert-file --key-file, after the tenant admin uploads it to the app \
+                     registration)"
+                )));
+            }
+            if !credential.fields.contains_key("app_object_id") {
+                return Err(CoreError::NotRotatable(format!(
+                    "{cref} has no app_object_id: set it to the application's object id (not its client id) so \
+                     Rekey can register the new certificate with Microsoft Graph"
+                )));
+            }
+            Ok(())
+        }
+        CredentialKind::Pop3 | CredentialKind::Smtp => Err(CoreError::NotRotatable(format!(
+            "{cref} is a {} credential: mail servers offer no protocol to change a password, so the customer \
+             rotates it. Have the tenant's administrator set a new password, then store it with `rekey cred put` \
+             (`rekey cred verify` checks it)",
+            credential.kind
+        ))),
+        CredentialKind::Generic => {
+            Err(CoreError::NotRotatable(format!("{cref} is a generic credential: Rekey does not know its target")))
+        }
+    }
+}
+
+/// A new password from the credential's policy (`password_length`, `password_alphabet`).
+fn new_password(fields: &std::collections::BTreeMap<String, String>) -> Result<Secret, CoreError> {
+    let length = fields.get("password_length").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PASSWORD_LENGTH);
+    let alphabet = match fields.get("password_alphabet").map(String::as_str) {
+        Some("alnum-symbols") => rekey_crypto::password::ALNUM_SYMBOLS,
+        _ => rekey_crypto::password::ALNUM,
+    };
+    let password = rekey_crypto::password::generate(length, alphabet).map_err(CoreError::Crypto)?;
+    Ok(Secret::new(password.to_vec()))
+}
