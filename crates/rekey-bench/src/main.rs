@@ -6,9 +6,12 @@
 //! cargo run --release -p rekey-bench -- audit  [--events 300000]
 //! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
 //! cargo run --release -p rekey-bench -- custody [--credentials 1000000] [--hsm] [--data DIR]
+//! cargo run --release -p rekey-bench -- connect [--seconds 5] [--concurrency 8] [--rounds 3] [--accounts 10000]
+//!     (needs the loopback peers: eval "$(scripts/peers/connectors.sh start /tmp/rekey-peers)")
 //! ```
 #![forbid(unsafe_code)]
 
+mod connect;
 mod custody;
 mod load;
 
@@ -57,6 +60,18 @@ enum Cmd {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Connector verify per kind against raw client loops, and LDAP rotation against a raw
+    /// password-modify loop (needs the peers of scripts/peers/connectors.sh).
+    Connect {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -76,6 +91,9 @@ fn main() -> Result<()> {
             Cmd::Audit { events } => audit(events).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
             Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
+            Cmd::Connect { seconds, concurrency, rounds, accounts } => {
+                connect::run(seconds, concurrency, rounds, accounts).await
+            }
         }
     })
 }
