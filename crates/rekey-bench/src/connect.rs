@@ -30,7 +30,9 @@ struct Peers {
 fn peers() -> Result<Peers> {
     let var = |v: &str| {
         std::env::var(v).with_context(|| {
-            format!("{v} is not set: start the peers first: eval \"$(scripts/peers/connectors.sh start /tmp/rekey-peers)\"")
+            format!(
+                "{v} is not set: start the peers first: eval \"$(scripts/peers/connectors.sh start /tmp/rekey-peers)\""
+            )
         })
     };
     let dir = var("REKEY_TEST_PEERS")?;
@@ -308,7 +310,11 @@ async fn rotation(
     add_accounts(p.ldap, &raw_prefix, n).await?;
     add_accounts(p.ldap, &rekey_prefix, n).await?;
     println!();
-    println!("Rotation of {n} LDAP accounts, {concurrency} at once ({} accounts added in {:.1} s)", 2 * n, t.elapsed().as_secs_f64());
+    println!(
+        "Rotation of {n} LDAP accounts, {concurrency} at once ({} accounts added in {:.1} s)",
+        2 * n,
+        t.elapsed().as_secs_f64()
+    );
 
     // Raw: StartTLS, bind as the account, password modify, unbind.
     let next = Arc::new(AtomicUsize::new(0));
