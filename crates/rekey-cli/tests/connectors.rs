@@ -284,6 +284,48 @@ fn verify_and_rotate_every_kind_against_real_targets() {
     let certs = ok(&s.rekey(&root, &["-o", "table", "cert", "list"], None));
     assert!(certs.contains(&format!("{ews} v2")), "{certs}");
 
+    // entra-app with a client secret: Graph addPassword makes the new one, stored at once; the
+    // old one is removed after the grace period (found by its hint the first time, by the key id
+    // Rekey recorded after that).
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d", r#"{"secret":"first-app-secret"}"#])
+        .arg(format!("{}/_standin/applications", p.oidc))
+        .output()
+        .unwrap();
+    let app: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let graph = format!("{tenant}/graph");
+    ok(&s.rekey(
+        &root,
+        &[
+            "cred",
+            "put",
+            &graph,
+            "--kind",
+            "entra-app",
+            "--set",
+            &format!("token_url={}/token", p.oidc),
+            "--set",
+            &format!("client_id={}", app["appId"].as_str().unwrap()),
+            "--set",
+            "scope=api.read",
+            "--set",
+            &format!("app_object_id={}", app["id"].as_str().unwrap()),
+            "--set",
+            &format!("graph_url={}", p.oidc),
+            "--secret-stdin",
+        ],
+        Some(b"first-app-secret"),
+    ));
+    for round in 0..2 {
+        let r = json(&s.rekey(&root, &["-o", "json", "cred", "rotate", &graph], None));
+        assert_eq!(r["state"], "retired", "round {round}: {r}");
+        assert!(r.get("error").is_none(), "round {round}: the old secret was left behind: {r}");
+        let v = json(&s.rekey(&root, &["-o", "json", "cred", "verify", &graph], None));
+        assert_eq!((v["status"].as_str(), v["version"].as_u64()), (Some("ok"), Some(round + 2)), "{v}");
+    }
+    let revealed = json(&s.rekey(&root, &["-o", "json", "cred", "reveal", &graph], None));
+    assert_ne!(revealed["secret"], "first-app-secret");
+
     // Who may: the tenant's admin verifies and rotates; an auditor does neither.
     let ta =
         json(&s.rekey(&root, &["-o", "json", "token", "create", "--role", "tenant-admin", "--tenant", &tenant], None));
@@ -307,7 +349,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
     let metrics = Command::new("curl").args(["-sf", &format!("{}/metrics", s.addr)]).output().unwrap();
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     assert!(metrics.contains("rekey_connector_checks_total{kind=\"ldap\",status=\"ok\"}"), "{metrics}");
-    assert!(metrics.contains("rekey_rotation_steps_total{kind=\"entra-app\",step=\"retired\"} 1"), "{metrics}");
+    assert!(metrics.contains("rekey_rotation_steps_total{kind=\"entra-app\",step=\"retired\"} 3"), "{metrics}");
 
     // No secret in the log or the audit trail; and the chain verifies.
     let audit = ok(&s.rekey(&root, &["-o", "json", "audit", "tail", "-n", "1000"], None));

@@ -8,6 +8,11 @@
 //! registered is not added twice, and one already gone is not removed twice, so a rotation that
 //! was interrupted can simply run them again.
 //!
+//! Client secrets are rolled with `addPassword` and `removePassword`, which take no proof but need
+//! the application to hold `Application.ReadWrite.OwnedBy` and own itself. Graph generates the new
+//! secret and returns its text once; the caller names it (`displayName`) so that one created by
+//! an attempt that crashed before storing it can be found and removed.
+//!
 //! The credential names its application object with `app_object_id`, and may point `graph_url`
 //! somewhere else than `https://graph.microsoft.com` (the tests point it at a local stand-in that
 //! follows Graph's documented shapes, because Graph itself cannot be reached from a test machine).
@@ -42,6 +47,100 @@ pub struct KeyCredential {
     pub display_name: Option<String>,
 }
 
+/// A client secret of an application, as Graph lists it (never with its text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordCredential {
+    pub key_id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The first three characters of the secret.
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Application {
+    #[serde(default)]
+    password_credentials: Vec<PasswordCredential>,
+}
+
+/// A client secret Graph generated: its key id and its text (shown by Graph only once).
+pub struct NewPassword {
+    pub key_id: String,
+    pub secret: Secret,
+}
+
+/// The application's client secrets, read with a token obtained with `current`.
+pub async fn password_credentials(
+    fields: &Fields,
+    current: &Secret,
+    limits: Limits,
+) -> Result<(Outcome, Vec<PasswordCredential>), ConnectError> {
+    let started = Instant::now();
+    let mut list = Vec::new();
+    let result = within(limits, async {
+        let app = App::new(fields, limits, current).await?;
+        list = app.application().await?.password_credentials;
+        Ok(format!("{} client secrets", list.len()))
+    })
+    .await;
+    Ok((conclude(result, started)?, list))
+}
+
+/// Asks Graph for a new client secret named `display_name` (`addPassword`), authenticating with
+/// `current`. Graph generates the secret and shows it only in this answer.
+pub async fn add_password(
+    fields: &Fields,
+    current: &Secret,
+    display_name: &str,
+    limits: Limits,
+) -> Result<(Outcome, Option<NewPassword>), ConnectError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Added {
+        key_id: String,
+        secret_text: Option<String>,
+    }
+    let started = Instant::now();
+    let mut created = None;
+    let result = within(limits, async {
+        let app = App::new(fields, limits, current).await?;
+        let body = serde_json::json!({ "passwordCredential": { "displayName": display_name } });
+        let answer = zeroize::Zeroizing::new(app.post("addPassword", &body).await?);
+        let added: Added = serde_json::from_slice(&answer)
+            .map_err(|_| Failure::protocol("Graph's addPassword answer has no keyId"))?;
+        let text =
+            added.secret_text.ok_or_else(|| Failure::protocol("Graph's addPassword answer has no secretText"))?;
+        created = Some(NewPassword { key_id: added.key_id.clone(), secret: Secret::new(text.into_bytes()) });
+        Ok(format!("client secret {} added to application {}", added.key_id, app.object_id))
+    })
+    .await;
+    Ok((conclude(result, started)?, created))
+}
+
+/// Removes a client secret by key id (`removePassword`), authenticating with `current`. Does
+/// nothing if it is already gone.
+pub async fn remove_password(
+    fields: &Fields,
+    current: &Secret,
+    key_id: &str,
+    limits: Limits,
+) -> Result<Outcome, ConnectError> {
+    let started = Instant::now();
+    let result = within(limits, async {
+        let app = App::new(fields, limits, current).await?;
+        if !app.application().await?.password_credentials.iter().any(|p| p.key_id == key_id) {
+            return Ok(format!("client secret {key_id} was already removed"));
+        }
+        app.post("removePassword", &serde_json::json!({ "keyId": key_id })).await?;
+        Ok(format!("client secret {key_id} removed from application {}", app.object_id))
+    })
+    .await;
+    conclude(result, started)
+}
+
 /// Registers the certificate of `new` with the application, proving possession with `current`
 /// (which must be a certificate the application already has). Does nothing if it is registered.
 pub async fn add_certificate(
@@ -52,10 +151,9 @@ pub async fn add_certificate(
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let result = within(limits, async {
-        let signer = certificate(current, "the current version")?;
         let added = certificate(new, "the new version")?;
         let info = added.info()?;
-        let app = App::new(fields, limits, &signer).await?;
+        let app = App::new(fields, limits, current).await?;
         let thumbprint = hex::encode_upper(info.sha1);
         if app.keys().await?.iter().any(|k| same_thumbprint(k, &thumbprint)) {
             return Ok(format!("certificate {thumbprint} was already registered"));
@@ -88,9 +186,8 @@ pub async fn remove_certificate(
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let result = within(limits, async {
-        let signer = certificate(current, "the current version")?;
         let thumbprint = hex::encode_upper(certificate(old, "the old version")?.info()?.sha1);
-        let app = App::new(fields, limits, &signer).await?;
+        let app = App::new(fields, limits, current).await?;
         let Some(key) = app.keys().await?.into_iter().find(|k| same_thumbprint(k, &thumbprint)) else {
             return Ok(format!("certificate {thumbprint} was already removed"));
         };
@@ -136,23 +233,25 @@ fn pem_der(pem: &str) -> Result<Vec<u8>, Failure> {
         .map_err(|_| Failure::Config("the certificate is not PEM".into()))
 }
 
-/// One application object in Graph, with an access token of its own.
+/// One application object in Graph, with an access token the application obtained with its
+/// current secret or certificate.
 struct App<'a> {
     base: String,
     object_id: &'a str,
     client: reqwest::Client,
     token: zeroize::Zeroizing<String>,
-    signer: &'a CertificateSecret<'a>,
+    /// The current certificate, which signs proofs of possession (certificate apps only).
+    signer: Option<CertificateSecret<'a>>,
 }
 
 impl<'a> App<'a> {
-    async fn new(fields: &'a Fields, limits: Limits, signer: &'a CertificateSecret<'a>) -> Result<Self, Failure> {
+    async fn new(fields: &'a Fields, limits: Limits, current: &'a Secret) -> Result<Self, Failure> {
         let object_id = fields.get("app_object_id").ok_or_else(|| {
             Failure::Config("the credential has no app_object_id (the application's object id in the directory)".into())
         })?;
         let base = fields.get("graph_url").unwrap_or(DEFAULT_GRAPH_URL).trim_end_matches('/').to_owned();
-        let secret = Secret::new([signer.key_pem, signer.cert_pem.as_bytes()].concat());
-        let token = access_token(fields, &secret, GRAPH_SCOPE, limits).await?;
+        let token = access_token(fields, current, GRAPH_SCOPE, limits).await?;
+        let signer = CertificateSecret::split(current);
         Ok(Self { base, object_id, client: http_client(fields, limits)?, token, signer })
     }
 
@@ -164,7 +263,13 @@ impl<'a> App<'a> {
     }
 
     fn proof(&self) -> Result<String, Failure> {
-        let info = self.signer.info()?;
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            Failure::Config(
+                "the current version is a client secret; Graph's addKey and removeKey need proof from a certificate of the application"
+                    .into(),
+            )
+        })?;
+        let info = signer.info()?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut header = serde_json::Map::new();
         header.insert("x5t".into(), info.x5t().into());
@@ -174,7 +279,19 @@ impl<'a> App<'a> {
             "nbf": now,
             "exp": now + PROOF_LIFETIME,
         });
-        self.signer.signer()?.sign(header, &claims).map_err(|e| Failure::Config(e.to_string()))
+        signer.signer()?.sign(header, &claims).map_err(|e| Failure::Config(e.to_string()))
+    }
+
+    async fn application(&self) -> Result<Application, Failure> {
+        let response = self
+            .client
+            .get(format!("{}?$select=id,appId,keyCredentials,passwordCredentials", self.url(None)))
+            .bearer_auth(self.token.as_str())
+            .send()
+            .await
+            .map_err(|e| http_failure(&e, "reading the application"))?;
+        serde_json::from_slice(&checked(response, "reading the application").await?)
+            .map_err(|_| Failure::protocol("Graph answered something that is not an application"))
     }
 
     async fn keys(&self) -> Result<Vec<KeyCredential>, Failure> {

@@ -323,3 +323,39 @@ async fn entra_certificate_assertion_and_graph_key_roll() {
     let o = rekey_connect::graph::add_certificate(&f, &stranger, &stranger, limits()).await.unwrap();
     assert_eq!(o.status, Status::AuthFailed, "{o:?}");
 }
+
+#[tokio::test]
+async fn entra_client_secret_roll_through_graph_add_and_remove_password() {
+    let Some(p) = peers() else { return };
+    let k = CredentialKind::EntraApp;
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_standin/applications", p.oidc))
+        .json(&serde_json::json!({"secret": "first-secret-value"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (object_id, app_id) = (r["id"].as_str().unwrap(), r["appId"].as_str().unwrap());
+    let f = entra(&p, app_id, &[("app_object_id", object_id), ("graph_url", &p.oidc)]);
+    let first = secret("first-secret-value");
+    assert_eq!(verify(k, &f, &first, limits()).await.unwrap().status, Status::Ok);
+
+    let (o, new) = rekey_connect::graph::add_password(&f, &first, "rekey rotation test", limits()).await.unwrap();
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let new = new.unwrap();
+    assert!(!o.detail.contains(std::str::from_utf8(new.secret.expose()).unwrap()), "the detail shows the secret");
+    assert_eq!(verify(k, &f, &new.secret, limits()).await.unwrap().status, Status::Ok);
+    let (o, listed) = rekey_connect::graph::password_credentials(&f, &new.secret, limits()).await.unwrap();
+    assert!(o.is_ok());
+    assert!(listed.iter().any(|p| p.key_id == new.key_id && p.display_name.as_deref() == Some("rekey rotation test")));
+    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, limits()).await.unwrap();
+    assert_eq!(o.status, Status::Ok, "{o:?}");
+    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, limits()).await.unwrap();
+    assert!(o.detail.contains("already removed"), "{o:?}");
+    // A proof-less app cannot use addKey.
+    let cert = cert_secret(&rekey_crypto::cert::issue("acme", "ews", 3600).unwrap());
+    let err = rekey_connect::graph::add_certificate(&f, &new.secret, &cert, limits()).await.unwrap_err();
+    assert!(err.to_string().contains("client secret"), "{err}");
+}

@@ -389,6 +389,28 @@ impl Vault {
                     open.id, open.state
                 )));
             }
+            let now = Timestamp::now();
+            let mut row = RotationRow {
+                id: RotationId::generate(),
+                credential_id: credential.id,
+                tenant_id: tenant.id,
+                from_version: credential.current_version,
+                to_version: credential.latest_version + 1,
+                state: rotation_state::PENDING.into(),
+                created_by: actor.name.clone(),
+                created_at: now,
+                changed_at: now,
+                retire_after: None,
+                error: None,
+                target_ref: None,
+                tenant: tenant.name.clone(),
+                credential: credential.name.clone(),
+                kind: Some(credential.kind),
+            };
+            if is_secret_app(&credential) {
+                // Graph makes the new secret at the apply step; it is stored the moment it exists.
+                return Ok((WriteOp::InsertRotation(row.clone()), row));
+            }
             let (secret, certificate) = match credential.kind {
                 CredentialKind::Ldap => (new_password(&credential.fields)?, None),
                 _ => {
@@ -409,23 +431,7 @@ impl Vault {
             };
             let (op, updated) = self.sealed_version(next, &secret).await?;
             let op = self.with_certificate(op, &updated, certificate.as_ref()).await?;
-            let now = Timestamp::now();
-            let row = RotationRow {
-                id: RotationId::generate(),
-                credential_id: credential.id,
-                tenant_id: tenant.id,
-                from_version: credential.current_version,
-                to_version: updated.latest_version,
-                state: rotation_state::PENDING.into(),
-                created_by: actor.name.clone(),
-                created_at: now,
-                changed_at: now,
-                retire_after: None,
-                error: None,
-                tenant: tenant.name.clone(),
-                credential: credential.name.clone(),
-                kind: Some(credential.kind),
-            };
+            row.to_version = updated.latest_version;
             Ok((WriteOp::All(vec![op, WriteOp::InsertRotation(row.clone())]), row))
         }
         .await;
@@ -447,7 +453,15 @@ impl Vault {
         loop {
             rotation = match rotation.state.as_str() {
                 rotation_state::PENDING | rotation_state::APPLIED => {
-                    let next = self.advance(actor, rotation.clone()).await?;
+                    let next = match self.advance(actor, rotation.clone()).await {
+                        Ok(next) => next,
+                        // What cannot work however often it is tried (a rotator that is not an
+                        // ldap credential, a secret the protocol cannot carry) fails the rotation.
+                        Err(CoreError::NotRotatable(why) | CoreError::BadRequest(why)) => {
+                            return self.fail(actor, rotation, &why).await;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     if next.state == rotation.state {
                         return Ok(next);
                     }
@@ -474,17 +488,28 @@ impl Vault {
         else {
             return self.fail(actor, rotation, "the credential was deleted").await;
         };
-        let pending_ok =
-            self.store.version(credential.id, Some(rotation.to_version)).await?.is_some_and(|v| v.stage == "pending");
-        if credential.latest_version != rotation.to_version
-            || credential.current_version != rotation.from_version
-            || !pending_ok
-        {
+        let fields = Fields::from_stored(credential.fields.clone());
+        // A secret-based Entra app gets its new secret from Graph at this step.
+        let awaiting_secret = rotation.state == rotation_state::PENDING
+            && is_secret_app(&credential)
+            && credential.latest_version + 1 == rotation.to_version;
+        let pending_ok = awaiting_secret
+            || self
+                .store
+                .version(credential.id, Some(rotation.to_version))
+                .await?
+                .is_some_and(|v| v.stage == "pending");
+        let superseded = credential.current_version != rotation.from_version
+            || (!awaiting_secret && credential.latest_version != rotation.to_version)
+            || !pending_ok;
+        if superseded {
             return self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await;
         }
-        let fields = Fields::from_stored(credential.fields.clone());
-        let new = self.secret_of(&credential, rotation.to_version).await?;
         let current = self.secret_of(&credential, rotation.from_version).await?;
+        if awaiting_secret {
+            return self.add_client_secret(actor, rotation, &credential, &fields, &current).await;
+        }
+        let new = self.secret_of(&credential, rotation.to_version).await?;
 
         if rotation.state == rotation_state::PENDING {
             let applied = self.apply(&credential, &fields, &current, &new).await?;
@@ -531,7 +556,9 @@ impl Vault {
         }
         let mut promoted_fields = credential.fields.clone();
         if credential.kind == CredentialKind::EntraApp {
-            promoted_fields.insert("auth".into(), "certificate".into());
+            let auth =
+                if rekey_connect::oauth::CertificateSecret::split(&new).is_some() { "certificate" } else { "secret" };
+            promoted_fields.insert("auth".into(), auth.into());
         }
         let now = Timestamp::now();
         let retire_after = Timestamp::from_micros(now.as_micros().saturating_add(
@@ -556,6 +583,156 @@ impl Vault {
             changed_at: Timestamp::now(),
             ..rotation
         })
+    }
+
+    /// The apply step of a secret-based Entra app: removes a client secret left by an attempt
+    /// that crashed before storing it, asks Graph for a new one, and stores it as the pending
+    /// version in the same write that marks the rotation applied.
+    async fn add_client_secret(
+        &self,
+        actor: &Actor,
+        rotation: RotationRow,
+        credential: &CredentialRow,
+        fields: &Fields,
+        current: &Secret,
+    ) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let limits = self.options.connect.limits;
+        let label = password_label(&rotation);
+        let _permit = self
+            .hosts
+            .acquire(rekey_connect::target_host(credential.kind, fields), self.options.connect.per_host)
+            .await;
+        let connect_err = |e: rekey_connect::ConnectError| CoreError::NotRotatable(e.to_string());
+        let (listed, existing) =
+            rekey_connect::graph::password_credentials(fields, current, limits).await.map_err(connect_err)?;
+        if !listed.is_ok() {
+            return self.apply_failed(actor, rotation, &listed).await;
+        }
+        for orphan in existing.iter().filter(|p| p.display_name.as_deref() == Some(label.as_str())) {
+            let removed = rekey_connect::graph::remove_password(fields, current, &orphan.key_id, limits)
+                .await
+                .map_err(connect_err)?;
+            if !removed.is_ok() {
+                return self.apply_failed(actor, rotation, &removed).await;
+            }
+        }
+        let (added, new) =
+            rekey_connect::graph::add_password(fields, current, &label, limits).await.map_err(connect_err)?;
+        let Some(new) = new else { return self.apply_failed(actor, rotation, &added).await };
+        let stored = async {
+            let next = crate::credentials::NextVersion {
+                tenant: credential.tenant_id,
+                name: &credential.name,
+                kind: credential.kind,
+                fields: fields.clone(),
+                labels: credential.labels.clone(),
+                existing: Some(credential),
+                created_by: &actor.name,
+                kek_version: None,
+                pending: true,
+            };
+            let (op, updated) = self.sealed_version(next, &new.secret).await?;
+            if updated.latest_version != rotation.to_version {
+                return Err(CoreError::Conflict("the credential changed while the rotation ran".into()));
+            }
+            let step = WriteOp::SetRotation {
+                id: rotation.id,
+                from: &[rotation_state::PENDING],
+                state: rotation_state::APPLIED,
+                error: None,
+                retire_after: None,
+                target_ref: Some(new.key_id.clone()),
+                at: Timestamp::now(),
+            };
+            let detail = format!("rotation={}; {}", rotation.id, added.detail);
+            self.write(
+                actor,
+                "cred.rotate.apply",
+                &resource,
+                Some(WriteOp::All(vec![op, step])),
+                AuditOutcome::Success,
+                &detail,
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = stored {
+            // Not stored: take the new secret back so that nothing Rekey lacks stays valid.
+            let _ = rekey_connect::graph::remove_password(fields, current, &new.key_id, limits).await;
+            return match e {
+                CoreError::Conflict(_) => {
+                    self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await
+                }
+                other => Err(other),
+            };
+        }
+        ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
+        Ok(RotationRow {
+            state: rotation_state::APPLIED.into(),
+            error: None,
+            target_ref: Some(new.key_id),
+            changed_at: Timestamp::now(),
+            ..rotation
+        })
+    }
+
+    /// A failed apply step: a timeout (the target may have acted) waits for the scheduler; a
+    /// refusal fails the rotation.
+    async fn apply_failed(
+        &self,
+        actor: &Actor,
+        rotation: RotationRow,
+        outcome: &Outcome,
+    ) -> Result<RotationRow, CoreError> {
+        let why = format!("apply: {}: {}", outcome.status, outcome.detail);
+        let ambiguous = outcome.status == Status::Timeout || (actor.patient && outcome.status == Status::Unreachable);
+        if ambiguous {
+            self.note(actor, rotation, &why).await
+        } else {
+            self.fail(actor, rotation, &why).await
+        }
+    }
+
+    /// The Graph key id of the client secret `version` of a credential: the one a rotation made,
+    /// or the only one at Graph whose hint (first three characters) matches.
+    async fn client_secret_key_id(
+        &self,
+        credential: &CredentialRow,
+        fields: &Fields,
+        current: &Secret,
+        version: u32,
+        keep: Option<&str>,
+    ) -> Result<Result<String, String>, CoreError> {
+        if let Some(made) = self
+            .store
+            .rotations_of(credential.id, 100)
+            .await?
+            .into_iter()
+            .find(|r| r.to_version == version && r.target_ref.is_some())
+        {
+            return Ok(Ok(made.target_ref.unwrap_or_default()));
+        }
+        let old = self.secret_of(credential, version).await?;
+        let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
+        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, self.options.connect.limits)
+            .await
+            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+        if !listed.is_ok() {
+            return Ok(Err(format!("{}: {}", listed.status, listed.detail)));
+        }
+        let matching: Vec<_> = all
+            .iter()
+            .filter(|p| p.hint.as_deref() == Some(hint.as_str()) && Some(p.key_id.as_str()) != keep)
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(Ok(one.key_id.clone())),
+            [] => Ok(Err("no client secret at Graph matches the old one (already removed?)".into())),
+            _ => Ok(Err(format!(
+                "{} client secrets at Graph start like the old one; remove the old one in the portal",
+                matching.len()
+            ))),
+        }
     }
 
     /// Tells the target the new secret.
@@ -615,7 +792,42 @@ impl Vault {
             .await?
             .filter(|c| c.id == rotation.credential_id);
         let mut detail = format!("rotation={}; version={}", rotation.id, rotation.from_version);
-        if let Some(credential) = &credential {
+        let mut leftover = None;
+        if let Some(credential) = credential.as_ref().filter(|c| is_secret_app(c)) {
+            let fields = Fields::from_stored(credential.fields.clone());
+            let current = self.secret_of(credential, rotation.to_version).await?;
+            let _permit = self
+                .hosts
+                .acquire(rekey_connect::target_host(credential.kind, &fields), self.options.connect.per_host)
+                .await;
+            match self
+                .client_secret_key_id(
+                    credential,
+                    &fields,
+                    &current,
+                    rotation.from_version,
+                    rotation.target_ref.as_deref(),
+                )
+                .await?
+            {
+                Ok(key_id) => {
+                    let removed =
+                        rekey_connect::graph::remove_password(&fields, &current, &key_id, self.options.connect.limits)
+                            .await
+                            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+                    if !removed.is_ok() {
+                        return self
+                            .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
+                            .await;
+                    }
+                    detail.push_str(&format!("; {}", removed.detail));
+                }
+                Err(why) => {
+                    detail.push_str(&format!("; old client secret left at the provider: {why}"));
+                    leftover = Some(format!("old client secret left at the provider: {why}"));
+                }
+            }
+        } else if let Some(credential) = &credential {
             if credential.kind == CredentialKind::EntraApp {
                 let fields = Fields::from_stored(credential.fields.clone());
                 let current = self.secret_of(credential, rotation.to_version).await?;
@@ -645,13 +857,24 @@ impl Vault {
                 from: "previous",
                 stage: "retired",
             },
-            set_rotation(&rotation, &[rotation_state::PROMOTED], rotation_state::RETIRED, None, rotation.retire_after),
+            set_rotation(
+                &rotation,
+                &[rotation_state::PROMOTED],
+                rotation_state::RETIRED,
+                leftover.clone(),
+                rotation.retire_after,
+            ),
         ]);
         self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "retired");
         }
-        Ok(RotationRow { state: rotation_state::RETIRED.into(), changed_at: Timestamp::now(), ..rotation })
+        Ok(RotationRow {
+            state: rotation_state::RETIRED.into(),
+            error: leftover,
+            changed_at: Timestamp::now(),
+            ..rotation
+        })
     }
 
     /// Fails an unfinished rotation: the pending version is marked `failed`; current serves on.
@@ -706,7 +929,20 @@ fn set_rotation(
     error: Option<String>,
     retire_after: Option<Timestamp>,
 ) -> WriteOp {
-    WriteOp::SetRotation { id: rotation.id, from, state, error, retire_after, at: Timestamp::now() }
+    WriteOp::SetRotation { id: rotation.id, from, state, error, retire_after, target_ref: None, at: Timestamp::now() }
+}
+
+/// Whether the credential is an Entra application that authenticates with a client secret
+/// (rotated with Graph `addPassword`, which makes the secret itself).
+fn is_secret_app(credential: &CredentialRow) -> bool {
+    credential.kind == CredentialKind::EntraApp
+        && credential.fields.get("auth").map(String::as_str) != Some("certificate")
+}
+
+/// The name a rotation gives the client secret it asks Graph for, so that one made by an attempt
+/// that crashed before storing it can be found again.
+fn password_label(rotation: &RotationRow) -> String {
+    format!("rekey rotation {}", rotation.id)
 }
 
 fn health_view(tenant: &TenantRow, credential: &CredentialRow, row: &HealthRow) -> HealthView {
@@ -727,14 +963,6 @@ pub(crate) fn rotation_plan(credential: &CredentialRow, cref: &str) -> Result<()
     match credential.kind {
         CredentialKind::Ldap => Ok(()),
         CredentialKind::EntraApp => {
-            if credential.fields.get("auth").map(String::as_str) != Some("certificate") {
-                return Err(CoreError::NotRotatable(format!(
-                    "{cref} authenticates with a client secret. Rekey rolls an application's certificate through \
-                     Microsoft Graph addKey, which needs proof from a certificate the application already has: store \
-                     one first (cred put --cert-file --key-file, after the tenant admin uploads it to the app \
-                     registration)"
-                )));
-            }
             if !credential.fields.contains_key("app_object_id") {
                 return Err(CoreError::NotRotatable(format!(
                     "{cref} has no app_object_id: set it to the application's object id (not its client id) so \

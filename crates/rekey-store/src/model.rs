@@ -381,6 +381,8 @@ pub enum WriteOp {
         state: &'static str,
         error: Option<String>,
         retire_after: Option<Timestamp>,
+        /// Set when `Some`; kept otherwise.
+        target_ref: Option<String>,
         at: Timestamp,
     },
     /// Sets a version's stage if it is still `from` (no error if it moved on meanwhile).
@@ -413,6 +415,8 @@ pub struct RotationRow {
     pub retire_after: Option<Timestamp>,
     /// Why it failed: the connector's status and detail. Never a secret.
     pub error: Option<String>,
+    /// What the target calls the secret this rotation created (a Graph client secret's keyId).
+    pub target_ref: Option<String>,
     pub tenant: String,
     pub credential: String,
     pub kind: Option<CredentialKind>,

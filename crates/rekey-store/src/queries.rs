@@ -754,6 +754,7 @@ fn rotation_row(r: &OwnedRow) -> Result<RotationRow, StoreError> {
         changed_at: ts(r, "changed_at")?,
         retire_after: opt_ts(r, "retire_after")?,
         error: r.opt_text("error")?,
+        target_ref: r.opt_text("target_ref")?,
         tenant: r.text("tenant_name")?,
         credential: r.text("credential_name")?,
         kind: Some(kind(r, "kind")?),
@@ -1216,7 +1217,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::InsertRotation(r) => c
             .exec(
                 "INSERT INTO rotations (id, credential_id, tenant_id, from_version, to_version, state, created_by, \
-                 created_at, changed_at, retire_after, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 created_at, changed_at, retire_after, error, target_ref) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 args![
                     r.id.to_string(),
                     r.credential_id.to_string(),
@@ -1228,7 +1230,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     r.created_at.as_micros(),
                     r.changed_at.as_micros(),
                     r.retire_after.map(Timestamp::as_micros),
-                    r.error.clone()
+                    r.error.clone(),
+                    r.target_ref.clone()
                 ],
             )
             .await
@@ -1239,12 +1242,12 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     StoreError::AlreadyExists { entity: "unfinished rotation of", id: r.credential_id.to_string() },
                 )
             }),
-        WriteOp::SetRotation { id, from, state, error, retire_after, at } => {
+        WriteOp::SetRotation { id, from, state, error, retire_after, target_ref, at } => {
             // `from` holds constant state names only, never input.
             let states: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
             let sql = format!(
-                "UPDATE rotations SET state = $1, error = $2, retire_after = $3, changed_at = $4 \
-                 WHERE id = $5 AND state IN ({})",
+                "UPDATE rotations SET state = $1, error = $2, retire_after = $3, changed_at = $4, \
+                 target_ref = COALESCE($5, target_ref) WHERE id = $6 AND state IN ({})",
                 states.join(", ")
             );
             let n = c
@@ -1255,6 +1258,7 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                         error.clone(),
                         retire_after.map(Timestamp::as_micros),
                         at.as_micros(),
+                        target_ref.clone(),
                         id.to_string()
                     ],
                 )

@@ -695,6 +695,7 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
         changed_at: now,
         retire_after: None,
         error: None,
+        target_ref: None,
         tenant: String::new(),
         credential: String::new(),
         kind: None,
@@ -706,6 +707,7 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
     assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "{:?}", r[0]);
     let stored = db.store.rotation(first).await.unwrap().unwrap();
     assert_eq!((stored.tenant.as_str(), stored.credential.as_str(), stored.state.as_str()), ("acme", "a", "pending"));
+    assert_eq!(stored.target_ref, None);
     assert_eq!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().len(), 1);
 
     let step = |from: &'static [&'static str], state: &'static str, retire_after| WriteOp::SetRotation {
@@ -714,9 +716,11 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
         state,
         error: None,
         retire_after,
+        target_ref: Some("key-1".into()),
         at: Timestamp::now(),
     };
     assert!(apply(&db, vec![Some(step(&["pending"], "applied", None))]).await[0].is_ok());
+    assert_eq!(db.store.rotation(first).await.unwrap().unwrap().target_ref.as_deref(), Some("key-1"));
     // A second server that read it as pending loses.
     let r = apply(&db, vec![Some(step(&["pending"], "applied", None))]).await;
     assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);

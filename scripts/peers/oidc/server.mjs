@@ -9,17 +9,23 @@
 // usage: node server.mjs PORT          (issuer = http://127.0.0.1:PORT)
 //
 // Test-only routes (not Graph):
-//   POST /_standin/applications {"certificate": "<base64 DER>"} -> {"id", "appId"}
-//        registers a private_key_jwt client whose key is that certificate (what a tenant admin does
-//        in the Azure portal when they upload the first certificate of an app registration).
+//   POST /_standin/applications {"certificate": "<base64 DER>"} or {"secret": "..."} -> {"id", "appId"}
+//        registers a private_key_jwt client whose key is that certificate, or a client_secret_basic
+//        client with that secret (what a tenant admin does in the Azure portal when they create an
+//        app registration and give it its first credential).
+//
+// One difference from Graph, because oidc-provider keeps one secret per client: `addPassword`
+// replaces the client's secret at the provider, so the old secret stops working at once instead
+// of at `removePassword`. The list of password credentials Graph returns is kept as Graph would.
 import Provider from 'oidc-provider';
-import { createHash, createPublicKey, generateKeyPairSync, randomUUID, verify, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, verify, X509Certificate } from 'node:crypto';
 
 const PORT = Number(process.argv[2] || 34080);
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const GRAPH_SCOPE = 'https://graph.microsoft.com/.default';
 const GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
-const INITIAL_ACCESS_TOKEN = 'rekey-test-initial-access-token';
+// The secret the next registration or update sets (the stand-in chooses secrets, as Graph does).
+let presetSecret = null;
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-signing-1', use: 'sig', alg: 'RS256' };
@@ -36,7 +42,16 @@ const provider = new Provider(ISSUER, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    registration: { enabled: true, initialAccessToken: INITIAL_ACCESS_TOKEN },
+    registration: {
+      enabled: true,
+      initialAccessToken: true,
+      secretFactory: async () => presetSecret ?? randomBytes(32).toString('base64url'),
+      policies: {
+        'standin-secret': (ctx, properties) => {
+          if (presetSecret) properties.client_secret = presetSecret;
+        },
+      },
+    },
     registrationManagement: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -69,34 +84,63 @@ function jwkOf(derBase64) {
 const apps = new Map();
 
 function clientMetadata(app) {
+  const common = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [] };
+  if (app.secretBased) return { ...common, token_endpoint_auth_method: 'client_secret_basic' };
   return {
-    grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+    ...common,
     token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'RS256',
     jwks: { keys: app.keys.map((k) => k.jwk) },
   };
 }
 
-async function register(app) {
-  const res = await fetch(`${ISSUER}/reg`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${INITIAL_ACCESS_TOKEN}` },
-    body: JSON.stringify(clientMetadata(app)),
-  });
-  const body = await res.json();
-  if (!res.ok) throw new Error(`registration failed: ${JSON.stringify(body)}`);
-  app.appId = body.client_id;
-  app.rat = body.registration_access_token;
+let initialAccessToken;
+async function iat() {
+  if (!initialAccessToken) {
+    initialAccessToken = await new provider.InitialAccessToken({ policies: ['standin-secret'] }).save();
+  }
+  return initialAccessToken;
 }
 
-async function updateKeys(app) {
-  const res = await fetch(`${ISSUER}/reg/${app.appId}`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${app.rat}` },
-    body: JSON.stringify({ client_id: app.appId, ...clientMetadata(app) }),
-  });
-  const body = await res.json();
-  if (!res.ok) throw new Error(`registration update failed: ${JSON.stringify(body)}`);
-  if (body.registration_access_token) app.rat = body.registration_access_token;
+async function register(app, secret) {
+  presetSecret = secret ?? null;
+  try {
+    const res = await fetch(`${ISSUER}/reg`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${await iat()}` },
+      body: JSON.stringify(clientMetadata(app)),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error(`registration failed: ${JSON.stringify(body)}`);
+    app.appId = body.client_id;
+    app.rat = body.registration_access_token;
+  } finally {
+    presetSecret = null;
+  }
+}
+
+async function updateClient(app, secret) {
+  presetSecret = secret ?? null;
+  try {
+    const res = await fetch(`${ISSUER}/reg/${app.appId}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${app.rat}` },
+      body: JSON.stringify({ client_id: app.appId, ...clientMetadata(app) }),
+    });
+    const body = await res.json();
+    if (!res.ok) throw new Error(`registration update failed: ${JSON.stringify(body)}`);
+    if (body.registration_access_token) app.rat = body.registration_access_token;
+  } finally {
+    presetSecret = null;
+  }
+}
+
+const updateKeys = (app) => updateClient(app);
+
+function passwordView(p, withSecret) {
+  return {
+    customKeyIdentifier: null, displayName: p.displayName, endDateTime: p.endDateTime, hint: p.hint,
+    keyId: p.keyId, secretText: withSecret ? p.secretText : null, startDateTime: p.startDateTime,
+  };
 }
 
 function decodeJwt(token) {
@@ -163,10 +207,16 @@ async function readJson(ctx) {
 provider.use(async (ctx, next) => {
   if (ctx.path === '/_standin/applications' && ctx.method === 'POST') {
     const body = await readJson(ctx);
-    const app = { id: randomUUID(), keys: [] };
+    const app = { id: randomUUID(), keys: [], passwords: [], secretBased: typeof body?.secret === 'string' };
     try {
-      app.keys.push({ ...jwkOf(body.certificate), keyId: randomUUID(), displayName: 'CN=initial' });
-      await register(app);
+      if (app.secretBased) {
+        app.passwords.push({ keyId: randomUUID(), displayName: 'initial', hint: body.secret.slice(0, 3),
+          startDateTime: new Date().toISOString(), endDateTime: new Date(Date.now() + 365 * 86400e3).toISOString() });
+        await register(app, body.secret);
+      } else {
+        app.keys.push({ ...jwkOf(body.certificate), keyId: randomUUID(), displayName: 'CN=initial' });
+        await register(app);
+      }
     } catch (e) {
       ctx.status = 400; ctx.body = { error: String(e.message || e) }; return;
     }
@@ -174,19 +224,45 @@ provider.use(async (ctx, next) => {
     ctx.status = 201; ctx.body = { id: app.id, appId: app.appId };
     return;
   }
-  const m = ctx.path.match(/^\/v1\.0\/applications\/([^/]+)(\/addKey|\/removeKey)?$/);
+  const m = ctx.path.match(/^\/v1\.0\/applications\/([^/]+)(\/addKey|\/removeKey|\/addPassword|\/removePassword)?$/);
   if (!m) return next();
   const app = apps.get(m[1]);
   if (!app) return graphError(ctx, 404, 'Request_ResourceNotFound', `Resource '${m[1]}' does not exist or one of its queried reference-property objects are not present.`);
   try {
     callerApp(ctx, app);
     if (!m[2] && ctx.method === 'GET') {
-      ctx.body = { id: app.id, appId: app.appId, keyCredentials: app.keys.map(keyView), passwordCredentials: [] };
+      ctx.body = {
+        id: app.id, appId: app.appId, keyCredentials: app.keys.map(keyView),
+        passwordCredentials: app.passwords.map((p) => passwordView(p, false)),
+      };
       return;
     }
     if (ctx.method !== 'POST') return graphError(ctx, 405, 'Request_BadRequest', 'Method not allowed.');
     const body = await readJson(ctx);
     if (!body) return graphError(ctx, 400, 'Request_BadRequest', 'Invalid JSON.');
+    if (m[2] === '/addPassword') {
+      // Graph: the caller needs Application.ReadWrite.OwnedBy on an application it owns; here an
+      // application may manage its own passwords. No proof: addPassword takes none.
+      const pc = body.passwordCredential || {};
+      const secretText = `${randomBytes(3).toString('base64url').slice(0, 3)}8Q~${randomBytes(28).toString('base64url')}`;
+      const added = {
+        keyId: randomUUID(), displayName: pc.displayName || null, hint: secretText.slice(0, 3), secretText,
+        startDateTime: new Date().toISOString(), endDateTime: pc.endDateTime || new Date(Date.now() + 730 * 86400e3).toISOString(),
+      };
+      app.secretBased = true;
+      app.passwords.push(added);
+      await updateClient(app, secretText);
+      ctx.body = passwordView(added, true);
+      delete added.secretText;
+      return;
+    }
+    if (m[2] === '/removePassword') {
+      const i = app.passwords.findIndex((p) => p.keyId === body.keyId);
+      if (i < 0) return graphError(ctx, 404, 'Request_ResourceNotFound', 'No password credential with this keyId.');
+      app.passwords.splice(i, 1);
+      ctx.status = 204;
+      return;
+    }
     checkProof(app, body.proof);
     if (m[2] === '/addKey') {
       const kc = body.keyCredential || {};

@@ -12,7 +12,9 @@ CREATE TABLE rotations (
     created_at BIGINT NOT NULL,
     changed_at BIGINT NOT NULL,
     retire_after BIGINT,
-    error TEXT
+    error TEXT,
+    -- What the target calls the secret this rotation created (a Graph password credential's keyId).
+    target_ref TEXT
 );
 -- At most one unfinished rotation per credential, whichever server started it.
 CREATE UNIQUE INDEX rotations_unfinished ON rotations (credential_id) WHERE state IN ('pending', 'applied');
