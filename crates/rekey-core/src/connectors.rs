@@ -515,15 +515,8 @@ impl Vault {
             let applied = self.apply(&credential, &fields, &current, &new).await?;
             if !applied.is_ok() {
                 // Did the target take it anyway (a lost answer, or an earlier attempt)?
-                let check = self.probe(credential.kind, &fields, &new).await?;
-                if !check.is_ok() {
-                    let why = format!("apply: {}: {}", applied.status, applied.detail);
-                    let ambiguous =
-                        applied.status == Status::Timeout || (actor.patient && applied.status == Status::Unreachable);
-                    if ambiguous {
-                        return self.note(actor, rotation, &why).await;
-                    }
-                    return self.fail(actor, rotation, &why).await;
+                if !self.probe(credential.kind, &fields, &new).await?.is_ok() {
+                    return self.apply_failed(actor, rotation, &applied).await;
                 }
             }
             let detail = format!("rotation={}; {}", rotation.id, applied.detail);
