@@ -27,12 +27,21 @@ pub struct Global {
     /// PEM file with the CA that signed the server's certificate (in addition to the system roots).
     #[arg(long, env = "REKEY_CACERT", global = true)]
     pub cacert: Option<PathBuf>,
-    /// Output format; default: table on a terminal, json otherwise.
+    /// Output format; default: table on a terminal, json otherwise. `csv` is for `incident show`.
     #[arg(long, short = 'o', value_enum, global = true)]
-    pub output: Option<OutputFormat>,
+    pub output: Option<OutputArg>,
 }
 
+/// What `--output` takes.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OutputArg {
+    Table,
+    Json,
+    Csv,
+}
+
+/// How a command prints (`csv` is handled by the one command that exports rows).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OutputFormat {
     Table,
     Json,
@@ -56,6 +65,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Incidents: blast radius and containment.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
     /// Shamir seal: create the root key and print its unseal shares (once per store).
     Init {
         #[arg(long, default_value_t = 5)]
@@ -354,4 +366,38 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum IncidentCmd {
+    /// Record an incident and compute its blast radius: every credential in scope, with why.
+    Open {
+        #[arg(long)]
+        title: String,
+        /// key:root@N | key:TENANT@N | cert:THUMBPRINT | token:ID | region:R[,R] | tenant:T[,T] |
+        /// kind:K[,K] | cred:T/N; repeat to add. `kind:` narrows the others.
+        #[arg(long = "scope", required = true)]
+        scope: Vec<String>,
+        /// Count reveals of the credentials in scope from this time on (RFC 3339, or a duration
+        /// back from now such as 14d).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Incidents, newest first.
+    List,
+    /// Counts by region, tenant and kind, reveals since, timeline; -o json|csv exports every
+    /// credential in scope.
+    Show { id: String },
+    /// Mark the key versions in scope compromised (rotating off them), revoke the tokens and
+    /// certificates in scope; --freeze refuses the credentials to connectors until rotated.
+    Contain {
+        id: String,
+        #[arg(long)]
+        freeze: bool,
+        /// Print what would be done, do nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Close an incident.
+    Close { id: String },
 }

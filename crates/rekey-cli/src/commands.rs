@@ -191,6 +191,7 @@ fn events_table(es: &[AuditEventView]) {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let csv = cli.global.output == Some(crate::args::OutputArg::Csv);
     let format = output::format(cli.global.output);
     let client = || Client::new(&cli.global);
     match cli.command {
@@ -403,6 +404,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             show(format, &v, |_| println!("sealed"));
         }
         Command::Key(cmd) => return crate::keys::key(&client()?, cmd, format).await,
+        Command::Incident(cmd) => return crate::incidents::run(&client()?, cmd, format, csv).await,
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Audit(cmd) => {
             let c = client()?;

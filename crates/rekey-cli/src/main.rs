@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod connect;
 mod import;
+mod incidents;
 mod keys;
 mod output;
 mod serve;

@@ -4,10 +4,25 @@ use std::io::IsTerminal;
 
 use serde::Serialize;
 
-use crate::args::OutputFormat;
+use crate::args::{OutputArg, OutputFormat};
 
-pub fn format(requested: Option<OutputFormat>) -> OutputFormat {
-    requested.unwrap_or(if std::io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Json })
+/// The format a command prints in; `csv` prints JSON except where a command exports rows.
+pub fn format(requested: Option<OutputArg>) -> OutputFormat {
+    match requested {
+        Some(OutputArg::Table) => OutputFormat::Table,
+        Some(OutputArg::Json | OutputArg::Csv) => OutputFormat::Json,
+        None if std::io::stdout().is_terminal() => OutputFormat::Table,
+        None => OutputFormat::Json,
+    }
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
 }
 
 pub fn json<T: Serialize + ?Sized>(value: &T) {

@@ -19,7 +19,7 @@ const PAGE: u32 = 10_000;
 /// Problems reported before verification stops listing them.
 const MAX_PROBLEMS: usize = 100;
 
-fn view(e: StoredAudit) -> AuditEventView {
+pub(crate) fn view(e: StoredAudit) -> AuditEventView {
     let r = e.record;
     AuditEventView {
         seq: r.seq,

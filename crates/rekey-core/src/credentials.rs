@@ -267,6 +267,7 @@ impl Vault {
                         .await?
                         .ok_or_else(|| CoreError::NotFound(format!("version {v} of credential {cref}")))?;
                     rekey_store::RevealRow {
+                        frozen_by: None,
                         tenant_id: tenant.id,
                         credential_id: credential.id,
                         kind: credential.kind,
@@ -277,6 +278,11 @@ impl Vault {
                     }
                 }
             };
+            if let (Some(incident), Role::Connector) = (&row.frozen_by, caller.principal.role) {
+                return Err(CoreError::Frozen(format!(
+                    "credential {cref} is frozen by incident {incident}: connectors get it again once it is rotated"
+                )));
+            }
             let kek = self
                 .keks
                 .get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version, KeyUse::Serve)

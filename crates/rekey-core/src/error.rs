@@ -41,6 +41,8 @@ pub enum CoreError {
     #[error("{0}")]
     NotRotatable(String),
     #[error("{0}")]
+    Frozen(String),
+    #[error("{0}")]
     RotationInProgress(String),
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
@@ -69,6 +71,7 @@ impl CoreError {
             CoreError::KeyDestroyed(_) => ErrorCode::KeyDestroyed,
             CoreError::KeyInUse(_) => ErrorCode::KeyInUse,
             CoreError::NotRotatable(_) => ErrorCode::NotRotatable,
+            CoreError::Frozen(_) => ErrorCode::Frozen,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,

@@ -18,6 +18,7 @@ pub mod credentials;
 pub mod custody;
 mod error;
 pub mod import;
+pub mod incidents;
 mod jobs;
 pub mod keeper;
 mod keys;

@@ -3,7 +3,7 @@
 //! | role | may |
 //! |---|---|
 //! | operator | everything |
-//! | auditor | status, metadata (tenants, credentials, versions, tokens, keys, certificates) and the audit log; never a secret, never a write |
+//! | auditor | status, metadata (tenants, credentials, versions, tokens, keys, certificates, incidents) and the audit log; never a secret, never a write |
 //! | tenant-admin | for its own tenant: show the tenant, put, show, list, versions, rollback, verify, rotate; write a secret but never read one back |
 //! | connector | reveal the credentials it is bound to, of its own tenant, from its allowed networks; nothing else |
 //!
@@ -64,6 +64,10 @@ pub enum Action<'a> {
     ManageKeys,
     /// Verify a credential against its target, or rotate it there (the secret stays inside).
     UseConnector(&'a TenantName),
+    /// Incidents: show, list, their credentials.
+    ReadIncidents,
+    /// Open, contain, close incidents.
+    ManageIncidents,
 }
 
 /// Why a request was refused. `Hidden` is answered as "not found".
@@ -87,7 +91,8 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
             | ListAllCredentials
             | ListTokens
             | ReadAudit
-            | ReadKeys => Ok(()),
+            | ReadKeys
+            | ReadIncidents => Ok(()),
             RevealCredential(_) => Err(Denial::Forbidden("auditors never read secrets")),
             _ => Err(Denial::Forbidden("auditors have read-only access to metadata and the audit log")),
         },

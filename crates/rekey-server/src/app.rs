@@ -17,6 +17,7 @@ use rekey_store::{SqlStore, StoreOptions};
 use rekey_types::RequestId;
 
 use crate::config::{Config, ConfigError};
+use crate::incidents;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -201,6 +202,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(&format!("{tenant_cred}/rotations"), get(routes::rotations))
         .route("/v1/credentials", get(routes::list_credentials))
         .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
+        .route("/v1/incidents", post(incidents::open).get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::show))
+        .route("/v1/incidents/{id}/items", get(incidents::items))
+        .route("/v1/incidents/{id}/contain", post(incidents::contain))
+        .route("/v1/incidents/{id}/close", post(incidents::close))
         .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route("/v1/audit/events", get(routes::audit_events))
         .route("/v1/audit/verify", get(routes::audit_verify))

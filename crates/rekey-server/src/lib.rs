@@ -13,6 +13,7 @@ mod app;
 pub mod config;
 mod error;
 mod extract;
+mod incidents;
 mod keys;
 mod metrics;
 pub mod openapi;

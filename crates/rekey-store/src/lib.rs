@@ -19,7 +19,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{CredentialId, IncidentId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
 
 pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
@@ -116,6 +116,29 @@ pub trait Store: Send + Sync + 'static {
     /// Live credentials with a target whose last check is before `before`, or never checked.
     async fn stale_health(&self, before: Timestamp, limit: u32) -> Result<Vec<StaleCredential>, StoreError>;
     async fn health_counts(&self) -> Result<Vec<HealthCount>, StoreError>;
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<IncidentRow>, StoreError>;
+    /// The newest incidents first.
+    async fn incidents(&self, limit: u32) -> Result<Vec<IncidentRow>, StoreError>;
+    /// Counts by region, by tenant (the `top` largest) and by kind.
+    async fn incident_counts(&self, id: IncidentId, top: u32) -> Result<Vec<IncidentCount>, StoreError>;
+    /// A page of the incident's credentials by tenant and name, after `(tenant, name)`.
+    async fn incident_items(
+        &self,
+        id: IncidentId,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<IncidentItemRow>, StoreError>;
+    /// Successful reveals at or after `since`, by `tenant/name`.
+    async fn reveals_since(&self, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
+    async fn incident_reveals(&self, id: IncidentId, since: Timestamp) -> Result<(i64, i64), StoreError>;
+    /// Successful reveals at or after `since` of each of these `tenant/name` resources.
+    async fn reveal_counts(&self, resources: Vec<String>, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError>;
+    /// What a principal (`token:<id>`) revealed, by `tenant/name`.
+    async fn reveals_by(&self, principal: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The audit events about one resource, oldest first.
+    async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.

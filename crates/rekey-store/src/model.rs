@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use rekey_types::{AuditRecord, CredentialId, CredentialKind, JobId, Role, RotationId, TenantId, Timestamp, TokenId};
+use rekey_types::{
+    AuditRecord, CredentialId, CredentialKind, IncidentId, JobId, Role, RotationId, TenantId, Timestamp, TokenId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
@@ -224,6 +226,8 @@ pub struct VersionMeta {
 /// A reveal's single read: tenant, credential and current version together.
 #[derive(Clone)]
 pub struct RevealRow {
+    /// The incident that froze this credential for connectors, if any.
+    pub frozen_by: Option<String>,
     pub tenant_id: TenantId,
     pub credential_id: CredentialId,
     pub kind: CredentialKind,
@@ -394,6 +398,25 @@ pub enum WriteOp {
     },
     /// Records (replaces) the last check of a credential.
     RecordHealth(HealthRow),
+    /// Stores an incident and its blast radius: every scope query adds its credentials (with
+    /// reasons); then only `kinds` are kept, if given.
+    OpenIncident {
+        incident: IncidentRow,
+        scope: Vec<ScopeQuery>,
+        kinds: Option<Vec<CredentialKind>>,
+    },
+    /// Marks an incident contained (and frozen: its credentials refuse connectors' reveals until
+    /// a new version is current).
+    ContainIncident {
+        id: IncidentId,
+        freeze: bool,
+        at: Timestamp,
+    },
+    /// Closes an open incident; `NotFound` if it is not open.
+    CloseIncident {
+        id: IncidentId,
+        at: Timestamp,
+    },
     RevokeCertificate {
         sha256: String,
         at: Timestamp,
@@ -447,6 +470,64 @@ pub struct StaleCredential {
 pub struct HealthCount {
     pub kind: String,
     pub status: String,
+    pub count: i64,
+}
+
+/// An incident. `scope` holds the selectors as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRow {
+    pub id: IncidentId,
+    pub title: String,
+    pub scope: Vec<String>,
+    pub since: Option<Timestamp>,
+    /// `open` or `closed`.
+    pub state: String,
+    pub frozen: bool,
+    pub affected: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub contained_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+}
+
+/// One way credentials enter an incident's scope, resolved to ids; each adds its `reason` to
+/// the credentials it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeQuery {
+    /// Every live credential.
+    All { reason: String },
+    /// Every live credential of tenants in these regions (reason `region:<region>`).
+    Regions(Vec<String>),
+    /// Every live credential of these tenants (reason `tenant:<name>`).
+    Tenants(Vec<TenantId>),
+    Credentials { ids: Vec<CredentialId>, reason: String },
+    /// Live credentials with a version wrapped by this tenant KEK version.
+    TenantKek { tenant: TenantId, version: u32, reason: String },
+    /// Live credentials with a version wrapped by a KEK that this root version wraps.
+    RootKey { version: u32, reason: String },
+    /// The credential whose version holds this certificate (SHA-1 or SHA-256, hex).
+    Certificate { thumbprint: String, reason: String },
+}
+
+/// A credential in an incident's scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentItemRow {
+    pub credential_id: CredentialId,
+    pub tenant: String,
+    pub region: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub reasons: String,
+    /// Whether the credential has a current version newer than when the incident opened.
+    pub current_version: u32,
+}
+
+/// How many credentials of an incident fall under one value of a dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentCount {
+    /// `region`, `tenant` or `kind`.
+    pub dimension: &'static str,
+    pub value: String,
     pub count: i64,
 }
 

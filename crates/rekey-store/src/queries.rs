@@ -144,11 +144,13 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (1, include_str!("../migrations/sqlite/0001_init.sql")),
             (2, include_str!("../migrations/sqlite/0002_key_custody.sql")),
             (3, include_str!("../migrations/sqlite/0003_connectors.sql")),
+            (4, include_str!("../migrations/sqlite/0004_incidents.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
             (2, include_str!("../migrations/postgres/0002_key_custody.sql")),
             (3, include_str!("../migrations/postgres/0003_connectors.sql")),
+            (4, include_str!("../migrations/postgres/0004_incidents.sql")),
         ],
     }
 }
@@ -353,7 +355,7 @@ pub(crate) async fn reveal_row<C: Conn>(
 ) -> Result<Option<RevealRow>, StoreError> {
     let row = c
         .query_opt(
-            "SELECT c.tenant_id, c.id, c.kind, v.version, v.kek_version, v.wrapped_dek, v.ciphertext \
+            "SELECT c.tenant_id, c.id, c.kind, c.frozen_by, v.version, v.kek_version, v.wrapped_dek, v.ciphertext \
              FROM tenants t JOIN credentials c ON c.tenant_id = t.id AND c.deleted_at IS NULL \
              JOIN credential_versions v ON v.credential_id = c.id AND v.version = c.current_version \
              WHERE t.name = $1 AND c.name = $2",
@@ -362,6 +364,7 @@ pub(crate) async fn reveal_row<C: Conn>(
         .await?;
     row.map(|r| {
         Ok(RevealRow {
+            frozen_by: r.opt_text("frozen_by")?,
             tenant_id: id(&r, "tenant_id")?,
             credential_id: id(&r, "id")?,
             kind: kind(&r, "kind")?,
@@ -837,6 +840,236 @@ pub(crate) async fn health_counts<C: Conn>(c: &mut C) -> Result<Vec<HealthCount>
     })
 }
 
+fn incident_row(r: &OwnedRow) -> Result<IncidentRow, StoreError> {
+    Ok(IncidentRow {
+        id: id(r, "id")?,
+        title: r.text("title")?,
+        scope: json_of(r, "scope")?,
+        since: opt_ts(r, "since")?,
+        state: r.text("state")?,
+        frozen: r.int("frozen")? != 0,
+        affected: r.int("affected")?,
+        created_by: r.text("created_by")?,
+        created_at: ts(r, "created_at")?,
+        contained_at: opt_ts(r, "contained_at")?,
+        closed_at: opt_ts(r, "closed_at")?,
+    })
+}
+
+pub(crate) async fn incident<C: Conn>(c: &mut C, id_text: String) -> Result<Option<IncidentRow>, StoreError> {
+    c.query_opt("SELECT * FROM incidents WHERE id = $1", args![id_text]).await?.map(|r| incident_row(&r)).transpose()
+}
+
+pub(crate) async fn incidents<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<IncidentRow>, StoreError> {
+    all(c.query("SELECT * FROM incidents ORDER BY created_at DESC, id DESC LIMIT $1", args![limit]).await?, incident_row)
+}
+
+/// Counts of an incident's credentials by region, tenant (the `top` largest) and kind.
+pub(crate) async fn incident_counts<C: Conn>(
+    c: &mut C,
+    incident: String,
+    top: u32,
+) -> Result<Vec<IncidentCount>, StoreError> {
+    let mut out = Vec::new();
+    let queries: [(&'static str, String); 3] = [
+        (
+            "region",
+            "SELECT t.region AS v, COUNT(*) AS n FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
+             WHERE i.incident_id = $1 GROUP BY t.region ORDER BY n DESC, v"
+                .into(),
+        ),
+        (
+            "tenant",
+            format!(
+                "SELECT t.name AS v, COUNT(*) AS n FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
+                 WHERE i.incident_id = $1 GROUP BY t.name ORDER BY n DESC, v LIMIT {top}"
+            ),
+        ),
+        (
+            "kind",
+            "SELECT c.kind AS v, COUNT(*) AS n FROM incident_items i JOIN credentials c ON c.id = i.credential_id \
+             WHERE i.incident_id = $1 GROUP BY c.kind ORDER BY n DESC, v"
+                .into(),
+        ),
+    ];
+    for (dimension, sql) in queries {
+        for r in c.query(&sql, args![incident.clone()]).await? {
+            out.push(IncidentCount { dimension, value: r.text("v")?, count: r.int("n")? });
+        }
+    }
+    Ok(out)
+}
+
+/// A page of an incident's credentials, by tenant and name, after `(tenant, name)`.
+pub(crate) async fn incident_items<C: Conn>(
+    c: &mut C,
+    incident: String,
+    after: Option<(String, String)>,
+    limit: u32,
+) -> Result<Vec<IncidentItemRow>, StoreError> {
+    let base = "SELECT i.credential_id, i.reasons, t.name AS tenant_name, t.region, c.name, c.kind, c.current_version \
+         FROM incident_items i JOIN tenants t ON t.id = i.tenant_id JOIN credentials c ON c.id = i.credential_id \
+         WHERE i.incident_id = $1";
+    let rows = match after {
+        Some((t, n)) => {
+            c.query(
+                &format!("{base} AND (t.name > $2 OR (t.name = $2 AND c.name > $3)) ORDER BY t.name, c.name LIMIT $4"),
+                args![incident, t, n, limit],
+            )
+            .await?
+        }
+        None => c.query(&format!("{base} ORDER BY t.name, c.name LIMIT $2"), args![incident, limit]).await?,
+    };
+    all(rows, |r| {
+        Ok(IncidentItemRow {
+            credential_id: id(r, "credential_id")?,
+            tenant: r.text("tenant_name")?,
+            region: r.text("region")?,
+            name: r.text("name")?,
+            kind: kind(r, "kind")?,
+            reasons: r.text("reasons")?,
+            current_version: u32_of(r, "current_version")?,
+        })
+    })
+}
+
+/// Successful reveals (`cred.reveal`) at or after `since`, by resource (`tenant/name`).
+pub(crate) async fn reveals_since<C: Conn>(c: &mut C, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE action = 'cred.reveal' AND outcome = 'success' \
+             AND time >= $1 GROUP BY resource",
+            args![since],
+        )
+        .await?;
+    all(rows, |r| Ok((r.text("resource")?, r.int("n")?)))
+}
+
+/// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
+pub(crate) async fn incident_reveals<C: Conn>(c: &mut C, incident: String, since: i64) -> Result<(i64, i64), StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
+             WHERE a.action = 'cred.reveal' AND a.outcome = 'success' AND a.time >= $1 AND a.resource IN \
+             (SELECT t.name || '/' || c.name FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
+              JOIN credentials c ON c.id = i.credential_id WHERE i.incident_id = $2)",
+            args![since, incident],
+        )
+        .await?;
+    match row {
+        Some(r) => Ok((r.int("n")?, r.int("d")?)),
+        None => Ok((0, 0)),
+    }
+}
+
+/// Successful reveals at or after `since` of each of `resources` (`tenant/name`).
+pub(crate) async fn reveal_counts<C: Conn>(
+    c: &mut C,
+    resources: Vec<String>,
+    since: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in resources.chunks(200) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE time >= $1 AND resource IN ({}) \
+             AND action = 'cred.reveal' AND outcome = 'success' GROUP BY resource",
+            marks.join(", ")
+        );
+        let mut a: Vec<Arg> = vec![since.into()];
+        a.extend(chunk.iter().map(|r| Arg::from(r.clone())));
+        for r in c.query(&sql, a).await? {
+            out.push((r.text("resource")?, r.int("n")?));
+        }
+    }
+    Ok(out)
+}
+
+/// The resources (`tenant/name`) a principal revealed successfully, with how many times.
+pub(crate) async fn reveals_by<C: Conn>(c: &mut C, principal: String) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE principal = $1 AND action = 'cred.reveal' \
+             AND outcome = 'success' GROUP BY resource",
+            args![principal],
+        )
+        .await?;
+    all(rows, |r| Ok((r.text("resource")?, r.int("n")?)))
+}
+
+/// The audit events about one resource, oldest first (an incident's timeline).
+pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
+    all(
+        c.query("SELECT * FROM audit_events WHERE resource = $1 ORDER BY seq LIMIT $2", args![resource, limit]).await?,
+        audit_row,
+    )
+}
+
+/// Adds the credentials one scope query reaches to an incident, merging reasons.
+async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result<(), StoreError> {
+    const LIVE: &str = "c.deleted_at IS NULL";
+    const MERGE: &str = "ON CONFLICT (incident_id, credential_id) DO UPDATE \
+         SET reasons = incident_items.reasons || '; ' || excluded.reasons";
+    let insert = "INSERT INTO incident_items (incident_id, credential_id, tenant_id, reasons)";
+    match q {
+        ScopeQuery::All { reason } => {
+            let sql = format!("{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE {LIVE} {MERGE}");
+            c.exec(&sql, args![incident.to_owned(), reason.clone()]).await?;
+        }
+        ScopeQuery::Regions(regions) => {
+            for region in regions {
+                let sql = format!(
+                    "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM tenants t JOIN credentials c ON c.tenant_id = t.id \
+                     WHERE t.region = $3 AND {LIVE} {MERGE}"
+                );
+                c.exec(&sql, args![incident.to_owned(), format!("region:{region}"), region.clone()]).await?;
+            }
+        }
+        ScopeQuery::Tenants(ids) => {
+            for tenant in ids {
+                let sql = format!(
+                    "{insert} SELECT $1, c.id, c.tenant_id, 'tenant:' || t.name FROM tenants t \
+                     JOIN credentials c ON c.tenant_id = t.id WHERE t.id = $2 AND {LIVE} {MERGE}"
+                );
+                c.exec(&sql, args![incident.to_owned(), tenant.to_string()]).await?;
+            }
+        }
+        ScopeQuery::Credentials { ids, reason } => {
+            for chunk in ids.chunks(500) {
+                for cred in chunk {
+                    let sql = format!(
+                        "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE c.id = $3 AND {LIVE} {MERGE}"
+                    );
+                    c.exec(&sql, args![incident.to_owned(), reason.clone(), cred.to_string()]).await?;
+                }
+            }
+        }
+        ScopeQuery::TenantKek { tenant, version, reason } => {
+            let sql = format!(
+                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE c.tenant_id = $3 AND {LIVE} \
+                 AND EXISTS (SELECT 1 FROM credential_versions v WHERE v.credential_id = c.id AND v.kek_version = $4) {MERGE}"
+            );
+            c.exec(&sql, args![incident.to_owned(), reason.clone(), tenant.to_string(), *version]).await?;
+        }
+        ScopeQuery::RootKey { version, reason } => {
+            let sql = format!(
+                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE {LIVE} AND EXISTS \
+                 (SELECT 1 FROM tenant_keks k JOIN credential_versions v ON v.kek_version = k.version \
+                  WHERE k.tenant_id = c.tenant_id AND k.root_version = $3 AND v.credential_id = c.id) {MERGE}"
+            );
+            c.exec(&sql, args![incident.to_owned(), reason.clone(), *version]).await?;
+        }
+        ScopeQuery::Certificate { thumbprint, reason } => {
+            let sql = format!(
+                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM certificates ce JOIN credentials c \
+                 ON c.id = ce.credential_id WHERE (ce.sha1 = $3 OR ce.sha256 = $3) AND {LIVE} {MERGE}"
+            );
+            c.exec(&sql, args![incident.to_owned(), reason.clone(), thumbprint.clone()]).await?;
+        }
+    }
+    Ok(())
+}
+
 // ---- writes ---------------------------------------------------------------------------------
 
 fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
@@ -927,7 +1160,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 .await
                 .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
             } else {
-                let set_current = if pending { "current_version" } else { "$3" };
+                // A new current version ends an incident's freeze of the credential.
+                let set_current = if pending { "current_version" } else { "$3, frozen_by = NULL" };
                 let updated = c
                     .exec(
                         &format!(
@@ -1189,7 +1423,7 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             let id = credential.to_string();
             let n = c
                 .exec(
-                    "UPDATE credentials SET current_version = $1, fields = $2, updated_at = $3 \
+                    "UPDATE credentials SET current_version = $1, fields = $2, updated_at = $3, frozen_by = NULL \
                      WHERE id = $4 AND latest_version = $1 AND current_version < $1 AND deleted_at IS NULL",
                     args![*version, json(fields), at.as_micros(), id.clone()],
                 )
@@ -1293,6 +1527,74 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             )
             .await
             .map(drop),
+        WriteOp::OpenIncident { incident, scope, kinds } => {
+            let id = incident.id.to_string();
+            c.exec(
+                "INSERT INTO incidents (id, title, scope, since, state, frozen, affected, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, 'open', 0, 0, $5, $6)",
+                args![
+                    id.clone(),
+                    incident.title.clone(),
+                    json(&incident.scope),
+                    incident.since.map(Timestamp::as_micros),
+                    incident.created_by.clone(),
+                    incident.created_at.as_micros()
+                ],
+            )
+            .await?;
+            for q in scope {
+                add_scope(c, &id, q).await?;
+            }
+            if let Some(kinds) = kinds {
+                // Constant kind names only, never input.
+                let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+                let sql = format!(
+                    "DELETE FROM incident_items WHERE incident_id = $1 AND credential_id IN \
+                     (SELECT id FROM credentials WHERE kind NOT IN ({}))",
+                    list.join(", ")
+                );
+                c.exec(&sql, args![id.clone()]).await?;
+            }
+            c.exec(
+                "UPDATE incidents SET affected = (SELECT COUNT(*) FROM incident_items WHERE incident_id = $1) WHERE id = $1",
+                args![id],
+            )
+            .await
+            .map(drop)
+        }
+        WriteOp::ContainIncident { id, freeze, at } => {
+            let id = id.to_string();
+            if *freeze {
+                c.exec(
+                    "UPDATE credentials SET frozen_by = $1 WHERE deleted_at IS NULL AND id IN \
+                     (SELECT credential_id FROM incident_items WHERE incident_id = $1)",
+                    args![id.clone()],
+                )
+                .await?;
+            }
+            let n = c
+                .exec(
+                    "UPDATE incidents SET contained_at = $1, frozen = CASE WHEN $2 = 1 THEN 1 ELSE frozen END \
+                     WHERE id = $3 AND state = 'open'",
+                    args![at.as_micros(), i64::from(*freeze), id.clone()],
+                )
+                .await?;
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound { entity: "open incident", id })
+            }
+        }
+        WriteOp::CloseIncident { id, at } => {
+            update_one(
+                c,
+                "UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'",
+                at.as_micros(),
+                "open incident",
+                id.to_string(),
+            )
+            .await
+        }
         WriteOp::InsertCertificate(ce) => {
             c.exec(
                 "INSERT INTO certificates (sha256, sha1, public_key_sha256, tenant_id, credential_id, credential_version, \

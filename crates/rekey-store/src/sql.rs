@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{CredentialId, IncidentId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
 use sqlx::PgPool;
 
 use crate::conn::ready;
@@ -253,6 +253,49 @@ impl Store for SqlStore {
 
     async fn health_counts(&self) -> Result<Vec<HealthCount>, StoreError> {
         run!(self, read, |c| q::health_counts(c))
+    }
+
+    async fn incident(&self, id: IncidentId) -> Result<Option<IncidentRow>, StoreError> {
+        run!(self, point, |c| q::incident(c, id.to_string()))
+    }
+
+    async fn incidents(&self, limit: u32) -> Result<Vec<IncidentRow>, StoreError> {
+        run!(self, read, |c| q::incidents(c, limit))
+    }
+
+    async fn incident_counts(&self, id: IncidentId, top: u32) -> Result<Vec<IncidentCount>, StoreError> {
+        run!(self, read, |c| q::incident_counts(c, id.to_string(), top))
+    }
+
+    async fn incident_items(
+        &self,
+        id: IncidentId,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<IncidentItemRow>, StoreError> {
+        run!(self, read, |c| q::incident_items(c, id.to_string(), after, limit))
+    }
+
+    async fn reveals_since(&self, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError> {
+        run!(self, read, |c| q::reveals_since(c, since.as_micros()))
+    }
+
+    async fn incident_reveals(&self, id: IncidentId, since: Timestamp) -> Result<(i64, i64), StoreError> {
+        run!(self, read, |c| q::incident_reveals(c, id.to_string(), since.as_micros()))
+    }
+
+    async fn reveal_counts(&self, resources: Vec<String>, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError> {
+        run!(self, read, |c| q::reveal_counts(c, resources, since.as_micros()))
+    }
+
+    async fn reveals_by(&self, principal: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let principal = principal.to_owned();
+        run!(self, read, |c| q::reveals_by(c, principal))
+    }
+
+    async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
+        let resource = resource.to_owned();
+        run!(self, read, |c| q::audit_of(c, resource, limit))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

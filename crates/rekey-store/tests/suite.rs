@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CredentialId, CredentialKind, JobId, Role, RotationId, TenantId, TenantName, Timestamp,
-    TokenId,
+    AuditOutcome, AuditRecord, CredentialId, CredentialKind, IncidentId, JobId, Role, RotationId, TenantId, TenantName,
+    Timestamp, TokenId,
 };
 use sqlx::Connection;
 
@@ -72,6 +72,7 @@ both!(
     root_keys_and_root_rewrap,
     certificates_are_unique,
     rotations_move_forward_once_and_health_upserts,
+    incidents_scope_reasons_counts_and_freeze,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -747,4 +748,104 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
     assert_eq!(db.store.health(id).await.unwrap().unwrap().status, "auth-failed");
     let counts = db.store.health_counts().await.unwrap();
     assert_eq!(counts, vec![HealthCount { kind: "generic".into(), status: "auth-failed".into(), count: 1 }]);
+}
+
+async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
+    let acme = create_tenant(&db, "acme", "uk").await;
+    let globex = create_tenant(&db, "globex", "us").await;
+    let initech = create_tenant(&db, "initech", "eu").await;
+    let mut ids = std::collections::HashMap::new();
+    for (t, tname) in [(acme, "acme"), (globex, "globex"), (initech, "initech")] {
+        for name in ["x", "y"] {
+            let id = CredentialId::generate();
+            ids.insert(format!("{tname}/{name}"), id);
+            apply(&db, vec![Some(put(t, name, 1, Some(id)))]).await;
+        }
+    }
+    // Reveals in the audit log: a token revealed acme/x twice and globex/y once.
+    let reveal = |resource: &str| {
+        let mut e = event("cred.reveal");
+        e.principal = "token:t1".into();
+        e.resource = resource.into();
+        WriteRequest { op: None, audit: e }
+    };
+    let reqs = vec![reveal("acme/x"), reveal("acme/x"), reveal("globex/y")];
+    db.store.apply(reqs, Arc::new(chain)).await.unwrap();
+
+    let id = IncidentId::generate();
+    let incident = IncidentRow {
+        id,
+        title: "stolen backup".into(),
+        scope: vec!["region:uk".into(), "cred:globex/y".into(), "key:initech@1".into()],
+        since: Some(Timestamp::from_micros(0)),
+        state: "open".into(),
+        frozen: false,
+        affected: 0,
+        created_by: "test".into(),
+        created_at: Timestamp::now(),
+        contained_at: None,
+        closed_at: None,
+    };
+    let scope = vec![
+        ScopeQuery::Regions(vec!["uk".into()]),
+        ScopeQuery::Credentials { ids: vec![ids["globex/y"], ids["acme/x"]], reason: "token:t1 revealed it".into() },
+        ScopeQuery::TenantKek { tenant: initech, version: 1, reason: "key:initech@1".into() },
+        ScopeQuery::TenantKek { tenant: initech, version: 2, reason: "key:initech@2".into() },
+    ];
+    let r = apply(&db, vec![Some(WriteOp::OpenIncident { incident, scope, kinds: None })]).await;
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    let stored = db.store.incident(id).await.unwrap().unwrap();
+    assert_eq!((stored.affected, stored.state.as_str()), (5, "open"));
+    let items = db.store.incident_items(id, None, 100).await.unwrap();
+    let names: Vec<String> = items.iter().map(|i| format!("{}/{}", i.tenant, i.name)).collect();
+    assert_eq!(names, ["acme/x", "acme/y", "globex/y", "initech/x", "initech/y"]);
+    assert_eq!(items[0].reasons, "region:uk; token:t1 revealed it", "reasons add up");
+    let page = db.store.incident_items(id, Some(("acme".into(), "y".into())), 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!((page[0].tenant.as_str(), page[0].name.as_str()), ("globex", "y"));
+    let counts = db.store.incident_counts(id, 10).await.unwrap();
+    let region: Vec<(String, i64)> =
+        counts.iter().filter(|c| c.dimension == "region").map(|c| (c.value.clone(), c.count)).collect();
+    assert_eq!(region, [("eu".to_string(), 2), ("uk".to_string(), 2), ("us".to_string(), 1)]);
+    assert_eq!(db.store.incident_reveals(id, Timestamp::from_micros(0)).await.unwrap(), (3, 2));
+    let mut by = db.store.reveals_by("token:t1").await.unwrap();
+    by.sort();
+    assert_eq!(by, [("acme/x".to_string(), 2), ("globex/y".to_string(), 1)]);
+    let counted = db.store.reveal_counts(vec!["acme/x".into(), "acme/y".into()], Timestamp::from_micros(0)).await.unwrap();
+    assert_eq!(counted, [("acme/x".to_string(), 2)]);
+
+    // Only some kinds: a second incident narrowed to ldap has nothing (all are generic).
+    let mut narrowed = db.store.incident(id).await.unwrap().unwrap();
+    narrowed.id = IncidentId::generate();
+    let r = apply(
+        &db,
+        vec![Some(WriteOp::OpenIncident {
+            incident: narrowed.clone(),
+            scope: vec![ScopeQuery::All { reason: "all".into() }],
+            kinds: Some(vec![CredentialKind::Ldap]),
+        })],
+    )
+    .await;
+    assert!(r[0].is_ok());
+    assert_eq!(db.store.incident(narrowed.id).await.unwrap().unwrap().affected, 0);
+
+    // Freeze: reveals see it, a new current version ends it.
+    let r = apply(&db, vec![Some(WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() })]).await;
+    assert!(r[0].is_ok());
+    let acme_name = TenantName::parse("acme").unwrap();
+    let frozen = db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by;
+    assert_eq!(frozen, Some(id.to_string()));
+    apply(&db, vec![Some(put(acme, "x", 2, Some(ids["acme/x"])))]).await;
+    assert_eq!(db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by, None);
+    assert!(db.store.reveal_row(&acme_name, "y").await.unwrap().unwrap().frozen_by.is_some());
+    let close = || Some(WriteOp::CloseIncident { id, at: Timestamp::now() });
+    assert!(apply(&db, vec![close()]).await[0].is_ok());
+    assert!(matches!(apply(&db, vec![close()]).await[0], Err(StoreError::NotFound { .. })));
+    let r = apply(&db, vec![Some(WriteOp::ContainIncident { id, freeze: false, at: Timestamp::now() })]).await;
+    assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "a closed incident is not contained");
+    let mut e = event("incident.open");
+    e.resource = format!("incident:{id}");
+    db.store.apply(vec![WriteRequest { op: None, audit: e }], Arc::new(chain)).await.unwrap();
+    assert_eq!(db.store.audit_of(&format!("incident:{id}"), 10).await.unwrap().len(), 1);
+    assert_eq!(db.store.incidents(10).await.unwrap().len(), 2);
 }

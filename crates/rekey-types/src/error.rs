@@ -43,6 +43,8 @@ pub enum ErrorCode {
     NotRotatable,
     /// A rotation of this credential is already under way.
     RotationInProgress,
+    /// An incident froze this credential: connectors may not reveal it until it is rotated.
+    Frozen,
     /// The audit log cannot be written, so the request is refused (fail closed).
     AuditUnavailable,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
@@ -52,7 +54,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -70,6 +72,7 @@ impl ErrorCode {
         ErrorCode::KeyInUse,
         ErrorCode::NotRotatable,
         ErrorCode::RotationInProgress,
+        ErrorCode::Frozen,
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
         ErrorCode::Internal,
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::KeyInUse => "key_in_use",
             ErrorCode::NotRotatable => "not_rotatable",
             ErrorCode::RotationInProgress => "rotation_in_progress",
+            ErrorCode::Frozen => "frozen",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::Internal => "internal",
@@ -114,6 +118,7 @@ impl ErrorCode {
             | ErrorCode::NotRotatable
             | ErrorCode::RotationInProgress => 409,
             ErrorCode::KeyDestroyed => 410,
+            ErrorCode::Frozen => 423,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal | ErrorCode::DecryptFailed => 500,

@@ -75,6 +75,10 @@ typed_id!(
     RotationId
 );
 typed_id!(
+    /// One incident: a declared exposure, its blast radius and what was done about it.
+    IncidentId
+);
+typed_id!(
     /// One HTTP request; returned to the client and written to the log and the audit event.
     RequestId
 );

@@ -14,14 +14,16 @@ pub mod keyref;
 pub mod names;
 pub mod role;
 pub mod secret;
+pub mod selector;
 pub mod time;
 
 pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
-pub use ids::{CredentialId, JobId, RequestId, RotationId, TenantId, TokenId};
+pub use ids::{CredentialId, IncidentId, JobId, RequestId, RotationId, TenantId, TokenId};
 pub use keyref::KeyRef;
 pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;
 pub use secret::Secret;
+pub use selector::{Selector, SelectorError};
 pub use time::Timestamp;

@@ -1,0 +1,499 @@
+//! Incidents: a declared exposure, its blast radius, and containment.
+//!
+//! `incident open` parses the scope selectors, resolves each to ids (an unknown key version,
+//! certificate, token, tenant or credential is an error, not an empty result), and stores the
+//! incident with every credential in scope and the reasons it is, in one write with its audit
+//! event. The list is frozen at that moment: rotating a key afterwards does not shrink it.
+//!
+//! `incident contain` turns the scope into actions: key versions marked compromised (and
+//! rotated off), tokens revoked, certificates revoked, and with `--freeze` every credential in
+//! scope refused to connectors until a new version of it is current. Each action is audited
+//! twice: by the use case that does it, and on the incident's timeline (resource
+//! `incident:<id>`), which `incident show` reads back from the audit log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rekey_store::{IncidentItemRow, IncidentRow, ScopeQuery, WriteOp};
+use rekey_types::{
+    CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Action;
+use crate::views::AuditEventView;
+use crate::{Caller, CoreError, Vault};
+
+/// Most selectors in one scope.
+const MAX_SELECTORS: usize = 100;
+/// Tenants listed by name in an incident's counts.
+const TOP_TENANTS: u32 = 50;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpenIncident {
+    pub title: String,
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: String,
+    pub title: String,
+    pub scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    pub state: String,
+    pub frozen: bool,
+    pub affected: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contained_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<Timestamp>,
+}
+
+impl From<IncidentRow> for IncidentView {
+    fn from(r: IncidentRow) -> Self {
+        Self {
+            id: r.id.to_string(),
+            title: r.title,
+            scope: r.scope,
+            since: r.since,
+            state: r.state,
+            frozen: r.frozen,
+            affected: r.affected,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            contained_at: r.contained_at,
+            closed_at: r.closed_at,
+        }
+    }
+}
+
+/// `incident show`: the incident, its counts, the reveals of its credentials, its timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncidentReport {
+    pub incident: IncidentView,
+    pub by_region: BTreeMap<String, i64>,
+    /// The largest tenants (up to 50), largest first.
+    pub by_tenant: Vec<(String, i64)>,
+    pub by_kind: BTreeMap<String, i64>,
+    /// With `since`: successful reveals of credentials in scope since then, and of how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reveals_since: Option<RevealCount>,
+    pub timeline: Vec<AuditEventView>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RevealCount {
+    pub reveals: i64,
+    pub credentials: i64,
+}
+
+/// One credential in scope.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IncidentItemView {
+    pub tenant: String,
+    pub region: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub reasons: String,
+    /// Successful reveals since the incident's `since` (0 without one).
+    pub reveals_since: i64,
+}
+
+/// One containment action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainAction {
+    /// `compromise-key`, `revoke-token`, `revoke-certificate` or `freeze`.
+    pub action: String,
+    pub target: String,
+    /// `planned` (dry run), `done`, `skipped` (nothing to do) or `failed`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainReport {
+    pub incident: String,
+    pub dry_run: bool,
+    pub actions: Vec<ContainAction>,
+}
+
+fn bad(e: impl std::fmt::Display) -> CoreError {
+    CoreError::BadRequest(e.to_string())
+}
+
+impl Vault {
+    async fn incident_row(&self, id: IncidentId) -> Result<IncidentRow, CoreError> {
+        self.store.incident(id).await?.ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
+    }
+
+    /// Turns parsed selectors into scope queries; anything named that does not exist is an error.
+    async fn resolve_scope(
+        &self,
+        selectors: &[Selector],
+    ) -> Result<(Vec<ScopeQuery>, Option<Vec<CredentialKind>>), CoreError> {
+        let mut queries = Vec::new();
+        let mut kinds: Option<Vec<CredentialKind>> = None;
+        for selector in selectors {
+            match selector {
+                Selector::Key(KeyRef::Root(v)) => {
+                    if !self.store.root_keys().await?.iter().any(|r| r.version == *v) {
+                        return Err(bad(format!("scope key:root@{v}: there is no root key version {v}")));
+                    }
+                    queries.push(ScopeQuery::RootKey { version: *v, reason: format!("key:root@{v}") });
+                }
+                Selector::Key(KeyRef::Tenant(t, v)) => {
+                    let tenant = self.scope_tenant(t, selector).await?;
+                    if self.store.kek(tenant, *v).await?.is_none() {
+                        return Err(bad(format!("scope {selector}: tenant {t} has no key version {v}")));
+                    }
+                    queries.push(ScopeQuery::TenantKek { tenant, version: *v, reason: format!("key:{t}@{v}") });
+                }
+                Selector::Cert(hex) => {
+                    let cert = self
+                        .store
+                        .certificate(hex)
+                        .await?
+                        .ok_or_else(|| bad(format!("scope {selector}: no certificate in the inventory has this thumbprint")))?;
+                    queries.push(ScopeQuery::Certificate { thumbprint: cert.sha256, reason: format!("cert:{}", cert.sha1) });
+                }
+                Selector::Token(id) => queries.extend(self.token_scope(*id, selector).await?),
+                Selector::Region(regions) => {
+                    queries.push(ScopeQuery::Regions(regions.iter().map(ToString::to_string).collect()));
+                }
+                Selector::Tenant(names) => {
+                    let mut ids = Vec::new();
+                    for name in names {
+                        ids.push(self.scope_tenant(name, selector).await?);
+                    }
+                    queries.push(ScopeQuery::Tenants(ids));
+                }
+                Selector::Kind(list) => kinds.get_or_insert_with(Vec::new).extend(list.iter().copied()),
+                Selector::Cred(cref) => {
+                    let id = self.scope_credential(cref, selector).await?;
+                    queries.push(ScopeQuery::Credentials { ids: vec![id], reason: format!("cred:{cref}") });
+                }
+            }
+        }
+        if queries.is_empty() {
+            // Only kinds: every credential of those kinds.
+            let list = kinds.as_deref().unwrap_or_default();
+            let names: Vec<&str> = list.iter().map(|k| k.as_str()).collect();
+            queries.push(ScopeQuery::All { reason: format!("kind:{}", names.join(",")) });
+        }
+        Ok((queries, kinds))
+    }
+
+    async fn scope_tenant(&self, name: &TenantName, selector: &Selector) -> Result<rekey_types::TenantId, CoreError> {
+        Ok(self
+            .store
+            .tenant_by_name(name)
+            .await?
+            .ok_or_else(|| bad(format!("scope {selector}: there is no tenant {name}")))?
+            .id)
+    }
+
+    async fn scope_credential(&self, cref: &CredRef, selector: &Selector) -> Result<rekey_types::CredentialId, CoreError> {
+        let tenant = self.scope_tenant(&cref.tenant, selector).await?;
+        Ok(self
+            .store
+            .credential(tenant, cref.name.as_str())
+            .await?
+            .ok_or_else(|| bad(format!("scope {selector}: there is no credential {cref}")))?
+            .id)
+    }
+
+    /// What a token could reveal (by its role and bindings), and what it did reveal (audit log).
+    async fn token_scope(&self, id: TokenId, selector: &Selector) -> Result<Vec<ScopeQuery>, CoreError> {
+        let token = self.store.token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
+        let mut queries = Vec::new();
+        let could = format!("token:{id} could reveal it");
+        match token.role {
+            Role::Operator => queries.push(ScopeQuery::All { reason: could }),
+            Role::Connector => {
+                if let Some(tenant) = token.tenant_id {
+                    let mut ids = Vec::new();
+                    for name in &token.bound {
+                        if let Some(c) = self.store.credential(tenant, name).await? {
+                            ids.push(c.id);
+                        }
+                    }
+                    queries.push(ScopeQuery::Credentials { ids, reason: could });
+                }
+            }
+            Role::Auditor | Role::TenantAdmin => {}
+        }
+        let mut revealed: HashMap<String, Vec<rekey_types::CredentialId>> = HashMap::new();
+        for (resource, n) in self.store.reveals_by(&format!("token:{id}")).await? {
+            let Ok(cref) = CredRef::parse(&resource) else { continue };
+            let Some(tenant) = self.store.tenant_by_name(&cref.tenant).await? else { continue };
+            if let Some(c) = self.store.credential(tenant.id, cref.name.as_str()).await? {
+                revealed.entry(format!("token:{id} revealed it {n} time{}", if n == 1 { "" } else { "s" })).or_default().push(c.id);
+            }
+        }
+        for (reason, ids) in revealed {
+            queries.push(ScopeQuery::Credentials { ids, reason });
+        }
+        Ok(queries)
+    }
+
+    /// `rekey incident open`.
+    pub async fn open_incident(&self, caller: &Caller, input: OpenIncident) -> Result<IncidentReport, CoreError> {
+        let id = IncidentId::generate();
+        let resource = format!("incident:{id}");
+        let prepared = async {
+            self.authorize(caller, Action::ManageIncidents, "incidents")?;
+            let title = input.title.trim().to_owned();
+            if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+                return Err(bad("the title must be 1 to 200 printable characters"));
+            }
+            if input.scope.is_empty() {
+                return Err(bad("an incident needs a scope: at least one --scope selector"));
+            }
+            if input.scope.len() > MAX_SELECTORS {
+                return Err(bad(format!("at most {MAX_SELECTORS} scope selectors")));
+            }
+            let selectors: Vec<Selector> =
+                input.scope.iter().map(|s| s.parse::<Selector>().map_err(bad)).collect::<Result<_, _>>()?;
+            let (scope, kinds) = self.resolve_scope(&selectors).await?;
+            let row = IncidentRow {
+                id,
+                title,
+                scope: selectors.iter().map(ToString::to_string).collect(),
+                since: input.since,
+                state: "open".into(),
+                frozen: false,
+                affected: 0,
+                created_by: caller.principal.audit_name(),
+                created_at: Timestamp::now(),
+                contained_at: None,
+                closed_at: None,
+            };
+            Ok(WriteOp::OpenIncident { incident: row, scope, kinds })
+        }
+        .await;
+        let op = match prepared {
+            Ok(op) => op,
+            Err(e) => return self.finish(caller, "incident.open", &resource, Err(e)).await,
+        };
+        let detail = match &op {
+            WriteOp::OpenIncident { incident, .. } => format!("title={:?}; scope={}", incident.title, incident.scope.join(" ")),
+            _ => String::new(),
+        };
+        self.commit(caller, "incident.open", &resource, op, &detail).await?;
+        self.report(id).await
+    }
+
+    async fn report(&self, id: IncidentId) -> Result<IncidentReport, CoreError> {
+        let incident = self.incident_row(id).await?;
+        let mut by_region = BTreeMap::new();
+        let mut by_tenant = Vec::new();
+        let mut by_kind = BTreeMap::new();
+        for c in self.store.incident_counts(id, TOP_TENANTS).await? {
+            match c.dimension {
+                "region" => {
+                    by_region.insert(c.value, c.count);
+                }
+                "tenant" => by_tenant.push((c.value, c.count)),
+                _ => {
+                    by_kind.insert(c.value, c.count);
+                }
+            }
+        }
+        let reveals_since = match incident.since {
+            Some(since) => {
+                let (reveals, credentials) = self.store.incident_reveals(id, since).await?;
+                Some(RevealCount { reveals, credentials })
+            }
+            None => None,
+        };
+        // What was done, not who looked at it.
+        let timeline = self
+            .store
+            .audit_of(&format!("incident:{id}"), 1000)
+            .await?
+            .into_iter()
+            .filter(|e| !matches!(e.record.action.as_str(), "incident.show" | "incident.items"))
+            .map(crate::audit::view)
+            .collect();
+        Ok(IncidentReport { incident: incident.into(), by_region, by_tenant, by_kind, reveals_since, timeline })
+    }
+
+    /// `rekey incident show`.
+    pub async fn show_incident(&self, caller: &Caller, id: IncidentId) -> Result<IncidentReport, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ReadIncidents, "incidents")?;
+            self.report(id).await
+        }
+        .await;
+        self.finish(caller, "incident.show", &format!("incident:{id}"), result).await
+    }
+
+    /// `rekey incident list`.
+    pub async fn list_incidents(&self, caller: &Caller) -> Result<Vec<IncidentView>, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ReadIncidents, "incidents")?;
+            Ok(self.store.incidents(1000).await?.into_iter().map(IncidentView::from).collect())
+        }
+        .await;
+        self.finish(caller, "incident.list", "", result).await
+    }
+
+    /// A page of the credentials in scope, with their reveals since the incident's `since`.
+    pub async fn incident_items(
+        &self,
+        caller: &Caller,
+        id: IncidentId,
+        after: Option<CredRef>,
+        limit: u32,
+    ) -> Result<Vec<IncidentItemView>, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ReadIncidents, "incidents")?;
+            let incident = self.incident_row(id).await?;
+            let after = after.map(|a| (a.tenant.to_string(), a.name.to_string()));
+            let rows: Vec<IncidentItemRow> = self.store.incident_items(id, after, limit.clamp(1, 10_000)).await?;
+            let mut reveals: HashMap<String, i64> = HashMap::new();
+            if let Some(since) = incident.since {
+                let resources = rows.iter().map(|r| format!("{}/{}", r.tenant, r.name)).collect();
+                reveals.extend(self.store.reveal_counts(resources, since).await?);
+            }
+            Ok(rows
+                .into_iter()
+                .map(|r| {
+                    let key = format!("{}/{}", r.tenant, r.name);
+                    IncidentItemView {
+                        reveals_since: reveals.get(&key).copied().unwrap_or(0),
+                        tenant: r.tenant,
+                        region: r.region,
+                        name: r.name,
+                        kind: r.kind,
+                        reasons: r.reasons,
+                    }
+                })
+                .collect())
+        }
+        .await;
+        self.finish(caller, "incident.items", &format!("incident:{id}"), result).await
+    }
+
+    /// `rekey incident contain`: compromise the key versions, revoke the tokens and
+    /// certificates in scope, and with `freeze` refuse the credentials in scope to connectors.
+    pub async fn contain_incident(
+        &self,
+        caller: &Caller,
+        id: IncidentId,
+        freeze: bool,
+        dry_run: bool,
+    ) -> Result<ContainReport, CoreError> {
+        let resource = format!("incident:{id}");
+        let planned = async {
+            self.authorize(caller, Action::ManageIncidents, "incidents")?;
+            let incident = self.incident_row(id).await?;
+            if incident.state != "open" {
+                return Err(CoreError::Conflict(format!("incident {id} is closed")));
+            }
+            let mut plan = Vec::new();
+            for s in &incident.scope {
+                let Ok(selector) = s.parse::<Selector>() else { continue };
+                let (action, target) = match selector {
+                    Selector::Key(k) => ("compromise-key", k.to_string()),
+                    Selector::Token(t) => ("revoke-token", t.to_string()),
+                    Selector::Cert(c) => ("revoke-certificate", c),
+                    _ => continue,
+                };
+                plan.push(ContainAction { action: action.into(), target, outcome: "planned".into(), detail: String::new() });
+            }
+            if freeze {
+                plan.push(ContainAction {
+                    action: "freeze".into(),
+                    target: format!("{} credentials", incident.affected),
+                    outcome: "planned".into(),
+                    detail: "connectors may not reveal them until each is rotated".into(),
+                });
+            }
+            Ok(plan)
+        }
+        .await;
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "incident.contain", &resource, Err(e)).await,
+        };
+        if dry_run {
+            let report = ContainReport { incident: id.to_string(), dry_run: true, actions: plan };
+            return self
+                .finish_with(caller, "incident.contain.plan", &resource, Ok(report), |r| {
+                    format!("{} actions planned", r.actions.len())
+                })
+                .await;
+        }
+        let mut done = Vec::new();
+        for mut step in plan {
+            let result: Result<String, CoreError> = match step.action.as_str() {
+                "compromise-key" => match step.target.parse::<KeyRef>() {
+                    Ok(key) => self.compromise(caller, &key).await.map(|job| format!("rotation job {}", job.id)),
+                    Err(e) => Err(bad(e)),
+                },
+                "revoke-token" => match step.target.parse::<TokenId>() {
+                    Ok(t) => self.revoke_token(caller, t).await.map(|()| "revoked".to_owned()),
+                    Err(_) => Err(bad("not a token id")),
+                },
+                "revoke-certificate" => {
+                    self.revoke_certificate(caller, &step.target).await.map(|c| format!("revoked {}/{}", c.tenant, c.credential))
+                }
+                _ => {
+                    // The freeze is its own timeline event, written with the freeze itself.
+                    let op = WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() };
+                    let detail = format!("freeze {}: done", step.target);
+                    self.commit(caller, "incident.contain", &resource, op, &detail).await?;
+                    step.outcome = "done".into();
+                    step.detail = "frozen".into();
+                    done.push(step);
+                    continue;
+                }
+            };
+            match result {
+                Ok(detail) => {
+                    step.outcome = "done".into();
+                    step.detail = detail;
+                }
+                Err(CoreError::Conflict(why) | CoreError::KeyDestroyed(why)) => {
+                    step.outcome = "skipped".into();
+                    step.detail = why;
+                }
+                Err(e) => {
+                    step.outcome = "failed".into();
+                    step.detail = e.to_string();
+                }
+            }
+            let event = self.event(
+                caller,
+                "incident.contain",
+                &resource,
+                rekey_types::AuditOutcome::Success,
+                &format!("{} {}: {}: {}", step.action, step.target, step.outcome, step.detail),
+            );
+            self.audit_event(event).await?;
+            done.push(step);
+        }
+        if !freeze {
+            let op = WriteOp::ContainIncident { id, freeze: false, at: Timestamp::now() };
+            self.commit(caller, "incident.contained", &resource, op, &format!("{} actions", done.len())).await?;
+        }
+        Ok(ContainReport { incident: id.to_string(), dry_run: false, actions: done })
+    }
+
+    /// `rekey incident close`.
+    pub async fn close_incident(&self, caller: &Caller, id: IncidentId) -> Result<IncidentView, CoreError> {
+        let resource = format!("incident:{id}");
+        if let Err(e) = self.authorize(caller, Action::ManageIncidents, "incidents") {
+            return self.finish(caller, "incident.close", &resource, Err(e)).await;
+        }
+        let op = WriteOp::CloseIncident { id, at: Timestamp::now() };
+        self.commit(caller, "incident.close", &resource, op, "").await?;
+        Ok(self.incident_row(id).await?.into())
+    }
+}

@@ -1,0 +1,118 @@
+//! Incident routes: open, list, show, the credentials in scope, contain, close.
+
+use std::str::FromStr;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use rekey_core::incidents::{ContainReport, IncidentItemView, IncidentReport, IncidentView, OpenIncident};
+use rekey_types::{CredRef, ErrorCode, IncidentId, Timestamp};
+use serde::Deserialize;
+
+use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
+use crate::routes::{audit_resource, core, query, ApiResult, AppState};
+use crate::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    title: String,
+    scope: Vec<String>,
+    /// RFC 3339, e.g. `2026-01-12T00:00:00Z`.
+    #[serde(default)]
+    since: Option<String>,
+}
+
+fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
+    IncidentId::from_str(id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "an incident id is a UUID", ctx.request_id))
+}
+
+pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
+    let caller = s.auth(&ctx, "incident.open", "").await?;
+    let parsed = (|| {
+        let b: OpenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        let since = b
+            .since
+            .as_deref()
+            .map(Timestamp::parse_rfc3339)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("since: {e}"), ctx.request_id))?;
+        Ok(OpenIncident { title: b.title, scope: b.scope, since })
+    })();
+    let input = s.input(&caller, "incident.open", "", parsed).await?;
+    Ok(Json(s.vault(&ctx)?.open_incident(&caller, input).await.map_err(core(&ctx))?))
+}
+
+pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
+    let caller = s.auth(&ctx, "incident.list", "").await?;
+    Ok(Json(s.vault(&ctx)?.list_incidents(&caller).await.map_err(core(&ctx))?))
+}
+
+pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentReport>> {
+    let resource = audit_resource(&format!("incident:{id}"));
+    let caller = s.auth(&ctx, "incident.show", &resource).await?;
+    let id = s.input(&caller, "incident.show", &resource, incident_id(&id, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.show_incident(&caller, id).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn items(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    q: Result<Query<ItemsQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<IncidentItemView>>> {
+    let resource = audit_resource(&format!("incident:{id}"));
+    let caller = s.auth(&ctx, "incident.items", &resource).await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let after = q
+            .after
+            .as_deref()
+            .map(CredRef::parse)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("after: {e}"), ctx.request_id))?;
+        Ok((incident_id(&id, &ctx)?, after, q.limit.unwrap_or(1000)))
+    })();
+    let (id, after, limit) = s.input(&caller, "incident.items", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.incident_items(&caller, id, after, limit).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ContainBody {
+    #[serde(default)]
+    freeze: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub async fn contain(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<ContainReport>> {
+    let resource = audit_resource(&format!("incident:{id}"));
+    let caller = s.auth(&ctx, "incident.contain", &resource).await?;
+    let parsed = (|| {
+        let bytes = body_bytes(body, ctx.request_id)?;
+        let b: ContainBody = if bytes.is_empty() { ContainBody::default() } else { parse_json(&bytes, ctx.request_id)? };
+        Ok((incident_id(&id, &ctx)?, b))
+    })();
+    let (id, b) = s.input(&caller, "incident.contain", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.contain_incident(&caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
+}
+
+pub async fn close(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentView>> {
+    let resource = audit_resource(&format!("incident:{id}"));
+    let caller = s.auth(&ctx, "incident.close", &resource).await?;
+    let id = s.input(&caller, "incident.close", &resource, incident_id(&id, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.close_incident(&caller, id).await.map_err(core(&ctx))?))
+}
