@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use reqwest::Method;
 use rekey_core::incidents::{ContainReport, IncidentItemView, IncidentReport, IncidentView};
+use reqwest::Method;
 use serde_json::json;
 
 use crate::args::{IncidentCmd, OutputFormat};
@@ -76,7 +76,8 @@ pub async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv: bool) 
         }
         IncidentCmd::Contain { id, freeze, dry_run } => {
             let path = format!("/v1/incidents/{}/contain", path_id(&id)?);
-            let r: ContainReport = c.json(Method::POST, &path, &json!({ "freeze": freeze, "dry_run": dry_run })).await?;
+            let r: ContainReport =
+                c.json(Method::POST, &path, &json!({ "freeze": freeze, "dry_run": dry_run })).await?;
             let failed = r.actions.iter().any(|a| a.outcome == "failed");
             show(format, &r, |r| {
                 if r.dry_run {
@@ -84,7 +85,9 @@ pub async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv: bool) 
                 }
                 table(
                     &["ACTION", "TARGET", "OUTCOME", "DETAIL"],
-                    r.actions.iter().map(|a| vec![a.action.clone(), a.target.clone(), a.outcome.clone(), a.detail.clone()]),
+                    r.actions
+                        .iter()
+                        .map(|a| vec![a.action.clone(), a.target.clone(), a.outcome.clone(), a.detail.clone()]),
                 )
             });
             if failed {
@@ -92,7 +95,8 @@ pub async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv: bool) 
             }
         }
         IncidentCmd::Close { id } => {
-            let i: IncidentView = c.send(c.request(Method::POST, &format!("/v1/incidents/{}/close", path_id(&id)?))).await?;
+            let i: IncidentView =
+                c.send(c.request(Method::POST, &format!("/v1/incidents/{}/close", path_id(&id)?))).await?;
             show(format, &i, |i| println!("closed {}", i.id));
         }
     }
@@ -118,11 +122,7 @@ fn parse_since(s: &str) -> Result<String> {
     }
 }
 
-async fn for_each_item(
-    c: &Client,
-    path: &str,
-    mut f: impl FnMut(IncidentItemView) -> Result<()>,
-) -> Result<()> {
+async fn for_each_item(c: &Client, path: &str, mut f: impl FnMut(IncidentItemView) -> Result<()>) -> Result<()> {
     let mut after: Option<String> = None;
     loop {
         let mut q = vec![("limit", PAGE.to_string())];

@@ -14,9 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{IncidentItemRow, IncidentRow, ScopeQuery, WriteOp};
-use rekey_types::{
-    CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId,
-};
+use rekey_types::{CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Action;
@@ -154,12 +152,13 @@ impl Vault {
                     queries.push(ScopeQuery::TenantKek { tenant, version: *v, reason: format!("key:{t}@{v}") });
                 }
                 Selector::Cert(hex) => {
-                    let cert = self
-                        .store
-                        .certificate(hex)
-                        .await?
-                        .ok_or_else(|| bad(format!("scope {selector}: no certificate in the inventory has this thumbprint")))?;
-                    queries.push(ScopeQuery::Certificate { thumbprint: cert.sha256, reason: format!("cert:{}", cert.sha1) });
+                    let cert = self.store.certificate(hex).await?.ok_or_else(|| {
+                        bad(format!("scope {selector}: no certificate in the inventory has this thumbprint"))
+                    })?;
+                    queries.push(ScopeQuery::Certificate {
+                        thumbprint: cert.sha256,
+                        reason: format!("cert:{}", cert.sha1),
+                    });
                 }
                 Selector::Token(id) => queries.extend(self.token_scope(*id, selector).await?),
                 Selector::Region(regions) => {
@@ -197,7 +196,11 @@ impl Vault {
             .id)
     }
 
-    async fn scope_credential(&self, cref: &CredRef, selector: &Selector) -> Result<rekey_types::CredentialId, CoreError> {
+    async fn scope_credential(
+        &self,
+        cref: &CredRef,
+        selector: &Selector,
+    ) -> Result<rekey_types::CredentialId, CoreError> {
         let tenant = self.scope_tenant(&cref.tenant, selector).await?;
         Ok(self
             .store
@@ -209,7 +212,8 @@ impl Vault {
 
     /// What a token could reveal (by its role and bindings), and what it did reveal (audit log).
     async fn token_scope(&self, id: TokenId, selector: &Selector) -> Result<Vec<ScopeQuery>, CoreError> {
-        let token = self.store.token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
+        let token =
+            self.store.token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
         let mut queries = Vec::new();
         let could = format!("token:{id} could reveal it");
         match token.role {
@@ -232,7 +236,10 @@ impl Vault {
             let Ok(cref) = CredRef::parse(&resource) else { continue };
             let Some(tenant) = self.store.tenant_by_name(&cref.tenant).await? else { continue };
             if let Some(c) = self.store.credential(tenant.id, cref.name.as_str()).await? {
-                revealed.entry(format!("token:{id} revealed it {n} time{}", if n == 1 { "" } else { "s" })).or_default().push(c.id);
+                revealed
+                    .entry(format!("token:{id} revealed it {n} time{}", if n == 1 { "" } else { "s" }))
+                    .or_default()
+                    .push(c.id);
             }
         }
         for (reason, ids) in revealed {
@@ -281,7 +288,9 @@ impl Vault {
             Err(e) => return self.finish(caller, "incident.open", &resource, Err(e)).await,
         };
         let detail = match &op {
-            WriteOp::OpenIncident { incident, .. } => format!("title={:?}; scope={}", incident.title, incident.scope.join(" ")),
+            WriteOp::OpenIncident { incident, .. } => {
+                format!("title={:?}; scope={}", incident.title, incident.scope.join(" "))
+            }
             _ => String::new(),
         };
         self.commit(caller, "incident.open", &resource, op, &detail).await?;
@@ -405,7 +414,12 @@ impl Vault {
                     Selector::Cert(c) => ("revoke-certificate", c),
                     _ => continue,
                 };
-                plan.push(ContainAction { action: action.into(), target, outcome: "planned".into(), detail: String::new() });
+                plan.push(ContainAction {
+                    action: action.into(),
+                    target,
+                    outcome: "planned".into(),
+                    detail: String::new(),
+                });
             }
             if freeze {
                 plan.push(ContainAction {
@@ -441,9 +455,10 @@ impl Vault {
                     Ok(t) => self.revoke_token(caller, t).await.map(|()| "revoked".to_owned()),
                     Err(_) => Err(bad("not a token id")),
                 },
-                "revoke-certificate" => {
-                    self.revoke_certificate(caller, &step.target).await.map(|c| format!("revoked {}/{}", c.tenant, c.credential))
-                }
+                "revoke-certificate" => self
+                    .revoke_certificate(caller, &step.target)
+                    .await
+                    .map(|c| format!("revoked {}/{}", c.tenant, c.credential)),
                 _ => {
                     // The freeze is its own timeline event, written with the freeze itself.
                     let op = WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() };

@@ -24,7 +24,8 @@ struct OpenBody {
 }
 
 fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
-    IncidentId::from_str(id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "an incident id is a UUID", ctx.request_id))
+    IncidentId::from_str(id)
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "an incident id is a UUID", ctx.request_id))
 }
 
 pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
@@ -103,7 +104,8 @@ pub async fn contain(
     let caller = s.auth(&ctx, "incident.contain", &resource).await?;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
-        let b: ContainBody = if bytes.is_empty() { ContainBody::default() } else { parse_json(&bytes, ctx.request_id)? };
+        let b: ContainBody =
+            if bytes.is_empty() { ContainBody::default() } else { parse_json(&bytes, ctx.request_id)? };
         Ok((incident_id(&id, &ctx)?, b))
     })();
     let (id, b) = s.input(&caller, "incident.contain", &resource, parsed).await?;

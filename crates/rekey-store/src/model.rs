@@ -495,18 +495,33 @@ pub struct IncidentRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeQuery {
     /// Every live credential.
-    All { reason: String },
+    All {
+        reason: String,
+    },
     /// Every live credential of tenants in these regions (reason `region:<region>`).
     Regions(Vec<String>),
     /// Every live credential of these tenants (reason `tenant:<name>`).
     Tenants(Vec<TenantId>),
-    Credentials { ids: Vec<CredentialId>, reason: String },
+    Credentials {
+        ids: Vec<CredentialId>,
+        reason: String,
+    },
     /// Live credentials with a version wrapped by this tenant KEK version.
-    TenantKek { tenant: TenantId, version: u32, reason: String },
+    TenantKek {
+        tenant: TenantId,
+        version: u32,
+        reason: String,
+    },
     /// Live credentials with a version wrapped by a KEK that this root version wraps.
-    RootKey { version: u32, reason: String },
+    RootKey {
+        version: u32,
+        reason: String,
+    },
     /// The credential whose version holds this certificate (SHA-1 or SHA-256, hex).
-    Certificate { thumbprint: String, reason: String },
+    Certificate {
+        thumbprint: String,
+        reason: String,
+    },
 }
 
 /// A credential in an incident's scope.

@@ -861,7 +861,10 @@ pub(crate) async fn incident<C: Conn>(c: &mut C, id_text: String) -> Result<Opti
 }
 
 pub(crate) async fn incidents<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<IncidentRow>, StoreError> {
-    all(c.query("SELECT * FROM incidents ORDER BY created_at DESC, id DESC LIMIT $1", args![limit]).await?, incident_row)
+    all(
+        c.query("SELECT * FROM incidents ORDER BY created_at DESC, id DESC LIMIT $1", args![limit]).await?,
+        incident_row,
+    )
 }
 
 /// Counts of an incident's credentials by region, tenant (the `top` largest) and kind.
@@ -946,7 +949,11 @@ pub(crate) async fn reveals_since<C: Conn>(c: &mut C, since: i64) -> Result<Vec<
 }
 
 /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
-pub(crate) async fn incident_reveals<C: Conn>(c: &mut C, incident: String, since: i64) -> Result<(i64, i64), StoreError> {
+pub(crate) async fn incident_reveals<C: Conn>(
+    c: &mut C,
+    incident: String,
+    since: i64,
+) -> Result<(i64, i64), StoreError> {
     let row = c
         .query_opt(
             "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \

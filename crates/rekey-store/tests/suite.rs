@@ -811,7 +811,8 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let mut by = db.store.reveals_by("token:t1").await.unwrap();
     by.sort();
     assert_eq!(by, [("acme/x".to_string(), 2), ("globex/y".to_string(), 1)]);
-    let counted = db.store.reveal_counts(vec!["acme/x".into(), "acme/y".into()], Timestamp::from_micros(0)).await.unwrap();
+    let counted =
+        db.store.reveal_counts(vec!["acme/x".into(), "acme/y".into()], Timestamp::from_micros(0)).await.unwrap();
     assert_eq!(counted, [("acme/x".to_string(), 2)]);
 
     // Only some kinds: a second incident narrowed to ldap has nothing (all are generic).

@@ -49,7 +49,9 @@ impl FromStr for Selector {
             "cert" => {
                 let hex = value.to_ascii_lowercase().replace(':', "");
                 if !matches!(hex.len(), 40 | 64) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(err("a certificate is named by its SHA-1 (40 hex digits) or SHA-256 (64) thumbprint".into()));
+                    return Err(err(
+                        "a certificate is named by its SHA-1 (40 hex digits) or SHA-256 (64) thumbprint".into()
+                    ));
                 }
                 Ok(Selector::Cert(hex))
             }
@@ -67,7 +69,9 @@ impl FromStr for Selector {
                 .collect::<Result<_, _>>()
                 .map(Selector::Kind),
             "cred" => CredRef::parse(value).map(Selector::Cred).map_err(|e| err(e.to_string())),
-            other => Err(err(format!("unknown selector type {:?}: use {KINDS}", other.chars().take(20).collect::<String>()))),
+            other => {
+                Err(err(format!("unknown selector type {:?}: use {KINDS}", other.chars().take(20).collect::<String>())))
+            }
         }
     }
 }
