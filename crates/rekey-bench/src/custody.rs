@@ -30,10 +30,16 @@ fn config(data: &Path, seal: &str) -> Config {
 
 /// Loads `credentials` LDAP credentials over `credentials / 100` tenants through the import use
 /// case (real encryption, real audit events).
-pub async fn load_dataset(vault: &Vault, caller: &Caller, credentials: usize) -> Result<(usize, usize)> {
+/// Loads `credentials` ldap credentials, `per_tenant` to a tenant, tenants in `uk`, `us` and
+/// `eu` in turn; returns (tenants, per tenant).
+pub async fn load_dataset(
+    vault: &Vault,
+    caller: &Caller,
+    credentials: usize,
+    per_tenant: usize,
+) -> Result<(usize, usize)> {
     let start = Instant::now();
-    let tenants = (credentials / 100).max(1);
-    let per_tenant = credentials.div_ceil(tenants);
+    let tenants = credentials.div_ceil(per_tenant).max(1);
     let mut line_no = 0u64;
     let mut chunk = Vec::new();
     let options = || ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic };
@@ -61,7 +67,7 @@ pub async fn load_dataset(vault: &Vault, caller: &Caller, credentials: usize) ->
     Ok((tenants, per_tenant))
 }
 
-async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {
+pub async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {
     Ok(vault.authenticate(Some(root), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?)
 }
 
@@ -86,7 +92,7 @@ async fn open_shamir(data: &Path, credentials: usize) -> Result<(App, String)> {
     let root = std::fs::read_to_string(data.join("root-token"))?.trim().to_owned();
     if fresh {
         let vault = app.keeper.vault()?;
-        load_dataset(&vault, &caller_of(&vault, &root).await?, credentials).await?;
+        load_dataset(&vault, &caller_of(&vault, &root).await?, credentials, 100).await?;
     }
     Ok((app, root))
 }
@@ -376,7 +382,7 @@ pub async fn run(credentials: usize, data: Option<PathBuf>, hsm: bool) -> Result
         let vault = app.keeper.vault()?;
         let caller = caller_of(&vault, &root).await?;
         if fresh {
-            load_dataset(&vault, &caller, credentials).await?;
+            load_dataset(&vault, &caller, credentials, 100).await?;
         }
         let (hsm_secs, hsm_moved) = rotate_all(&vault, &caller).await?;
         let start = Instant::now();

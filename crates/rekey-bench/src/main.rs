@@ -6,6 +6,7 @@
 //! cargo run --release -p rekey-bench -- audit  [--events 300000]
 //! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
 //! cargo run --release -p rekey-bench -- custody [--credentials 1000000] [--hsm] [--data DIR]
+//! cargo run --release -p rekey-bench -- incidents [--credentials 1000000] [--per-tenant 10] [--data DIR] [--postgres URL]
 //! cargo run --release -p rekey-bench -- connect [--seconds 5] [--concurrency 8] [--rounds 3] [--accounts 10000]
 //!     (needs the loopback peers: eval "$(scripts/peers/connectors.sh start /tmp/rekey-peers)")
 //! ```
@@ -13,6 +14,7 @@
 
 mod connect;
 mod custody;
+mod incidents;
 mod load;
 
 use std::net::SocketAddr;
@@ -22,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use rekey_core::import::{ImportLine, ImportMode, ImportOptions};
 use rekey_server::{App, Config};
 use rekey_types::RequestId;
 
@@ -72,6 +73,20 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
     },
+    /// Blast radius of `region:uk,us` (incident open) against a raw query listing the same
+    /// credentials, on SQLite and, with --postgres, on PostgreSQL.
+    Incidents {
+        #[arg(long, default_value_t = 1_000_000)]
+        credentials: usize,
+        #[arg(long, default_value_t = 10)]
+        per_tenant: usize,
+        /// Keep the SQLite data folder here (reused if it already holds the credentials).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Also measure on this PostgreSQL database (an admin URL; a database is created in it).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -91,6 +106,9 @@ fn main() -> Result<()> {
             Cmd::Audit { events } => audit(events).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
             Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
+            Cmd::Incidents { credentials, per_tenant, data, postgres } => {
+                incidents::run(credentials, per_tenant, data, postgres).await
+            }
             Cmd::Connect { seconds, concurrency, rounds, accounts } => {
                 connect::run(seconds, concurrency, rounds, accounts).await
             }
@@ -385,45 +403,11 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
         let root = app.root_token.take().context("root token")?;
         std::fs::write(full.join("root-token"), format!("{}\n", root.expose()))?;
         let vault = app.keeper.vault()?;
-        let caller =
-            vault.authenticate(Some(root.expose()), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?;
-        let mut line_no = 0u64;
-        let mut chunk = Vec::new();
-        for t in 0..tenants {
-            for c in 0..per_tenant {
-                line_no += 1;
-                let json = format!(
-                    r#"{{"tenant":"t{t}","region":"{}","name":"c{c}","kind":"ldap","fields":{{"url":"ldaps://dc{t}.example:636","bind_dn":"cn=svc,dc=t{t},dc=example"}},"secret":"password-{t}-{c}-xxxxxxxxxxxx"}}"#,
-                    ["uk", "us", "eu"][t % 3]
-                );
-                chunk.push((line_no, serde_json::from_str::<ImportLine>(&json).map_err(|e| e.to_string())));
-                if chunk.len() == 5000 {
-                    let report = vault
-                        .import_chunk(
-                            &caller,
-                            std::mem::take(&mut chunk),
-                            ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic },
-                        )
-                        .await?;
-                    anyhow::ensure!(report.errors.is_empty(), "import errors: {:?}", report.errors.first());
-                    if line_no % 100_000 == 0 {
-                        eprintln!("  loaded {line_no} credentials in {:.0} s", start.elapsed().as_secs_f64());
-                    }
-                }
-            }
-        }
-        if !chunk.is_empty() {
-            vault
-                .import_chunk(
-                    &caller,
-                    chunk,
-                    ImportOptions { dry_run: false, create_tenants: true, mode: ImportMode::Atomic },
-                )
-                .await?;
-        }
+        let caller = custody::caller_of(&vault, root.expose()).await?;
+        custody::load_dataset(&vault, &caller, credentials, per_tenant).await?;
         drop(vault);
         drop(app);
-        eprintln!("  loaded {line_no} credentials over {tenants} tenants in {:.0} s", start.elapsed().as_secs_f64());
+        eprintln!("  ready in {:.0} s", start.elapsed().as_secs_f64());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (base_rss, base_hwm) = serve_and_measure(&bin, &empty, 0, 0, 0).await?;

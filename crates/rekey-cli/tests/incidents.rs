@@ -65,9 +65,7 @@ fn blast_radius_containment_and_bad_input() {
     assert_eq!(lines[0], "tenant,region,credential,kind,reasons,reveals_since");
     assert_eq!(lines.len(), 6, "{csv}");
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("globex,us,dir,generic,") && l.contains("revealed it 1 time") && l.ends_with(",1")),
+        lines.iter().any(|l| l.starts_with("globex,us,dir,generic,") && l.contains("revealed it") && l.ends_with(",1")),
         "{csv}"
     );
     assert!(lines.iter().any(|l| l.starts_with("initech,eu,relay,generic,key:initech@1")), "{csv}");

@@ -23,8 +23,6 @@ use crate::{Caller, CoreError, Vault};
 
 /// Most selectors in one scope.
 const MAX_SELECTORS: usize = 100;
-/// Tenants listed by name in an incident's counts.
-const TOP_TENANTS: u32 = 50;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct OpenIncident {
@@ -124,67 +122,104 @@ fn bad(e: impl std::fmt::Display) -> CoreError {
     CoreError::BadRequest(e.to_string())
 }
 
+/// Most reasons an incident can tell apart (bits of a 64-bit integer, sign bit unused).
+const MAX_REASONS: usize = 63;
+
+/// A resolved scope: what to add, why (by bit), and which kinds to keep.
+#[derive(Default)]
+struct Scope {
+    queries: Vec<ScopeQuery>,
+    reasons: Vec<String>,
+    kinds: Option<Vec<CredentialKind>>,
+}
+
+impl Scope {
+    /// The bit of a reason, added if new.
+    fn reason(&mut self, text: String) -> Result<u8, CoreError> {
+        if let Some(i) = self.reasons.iter().position(|r| *r == text) {
+            return Ok(i as u8);
+        }
+        if self.reasons.len() == MAX_REASONS {
+            return Err(bad(format!("a scope tells apart at most {MAX_REASONS} reasons; split the incident")));
+        }
+        self.reasons.push(text);
+        Ok((self.reasons.len() - 1) as u8)
+    }
+}
+
+/// The reasons a credential is in scope, from its bits.
+fn reason_text(reasons: &[String], bits: u64) -> String {
+    reasons
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, r)| r.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Vault {
     async fn incident_row(&self, id: IncidentId) -> Result<IncidentRow, CoreError> {
         self.store.incident(id).await?.ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
     }
 
-    /// Turns parsed selectors into scope queries; anything named that does not exist is an error.
-    async fn resolve_scope(
-        &self,
-        selectors: &[Selector],
-    ) -> Result<(Vec<ScopeQuery>, Option<Vec<CredentialKind>>), CoreError> {
-        let mut queries = Vec::new();
-        let mut kinds: Option<Vec<CredentialKind>> = None;
+    /// Turns parsed selectors into scope queries and their reasons (bit `i` of a credential's
+    /// reasons is `reasons[i]`); anything named that does not exist is an error.
+    async fn resolve_scope(&self, selectors: &[Selector]) -> Result<Scope, CoreError> {
+        let mut scope = Scope::default();
         for selector in selectors {
             match selector {
                 Selector::Key(KeyRef::Root(v)) => {
                     if !self.store.root_keys().await?.iter().any(|r| r.version == *v) {
                         return Err(bad(format!("scope key:root@{v}: there is no root key version {v}")));
                     }
-                    queries.push(ScopeQuery::RootKey { version: *v, reason: format!("key:root@{v}") });
+                    let bit = scope.reason(format!("key:root@{v}"))?;
+                    scope.queries.push(ScopeQuery::RootKey { version: *v, bit });
                 }
                 Selector::Key(KeyRef::Tenant(t, v)) => {
                     let tenant = self.scope_tenant(t, selector).await?;
                     if self.store.kek(tenant, *v).await?.is_none() {
                         return Err(bad(format!("scope {selector}: tenant {t} has no key version {v}")));
                     }
-                    queries.push(ScopeQuery::TenantKek { tenant, version: *v, reason: format!("key:{t}@{v}") });
+                    let bit = scope.reason(format!("key:{t}@{v}"))?;
+                    scope.queries.push(ScopeQuery::TenantKek { tenant, version: *v, bit });
                 }
                 Selector::Cert(hex) => {
                     let cert = self.store.certificate(hex).await?.ok_or_else(|| {
                         bad(format!("scope {selector}: no certificate in the inventory has this thumbprint"))
                     })?;
-                    queries.push(ScopeQuery::Certificate {
-                        thumbprint: cert.sha256,
-                        reason: format!("cert:{}", cert.sha1),
-                    });
+                    let bit = scope.reason(format!("cert:{}", cert.sha1))?;
+                    scope.queries.push(ScopeQuery::Certificate { thumbprint: cert.sha256, bit });
                 }
-                Selector::Token(id) => queries.extend(self.token_scope(*id, selector).await?),
+                Selector::Token(id) => self.token_scope(*id, selector, &mut scope).await?,
                 Selector::Region(regions) => {
-                    queries.push(ScopeQuery::Regions(regions.iter().map(ToString::to_string).collect()));
+                    for region in regions {
+                        let bit = scope.reason(format!("region:{region}"))?;
+                        scope.queries.push(ScopeQuery::Region { region: region.to_string(), bit });
+                    }
                 }
                 Selector::Tenant(names) => {
-                    let mut ids = Vec::new();
                     for name in names {
-                        ids.push(self.scope_tenant(name, selector).await?);
+                        let id = self.scope_tenant(name, selector).await?;
+                        let bit = scope.reason(format!("tenant:{name}"))?;
+                        scope.queries.push(ScopeQuery::Tenants { ids: vec![id], bit });
                     }
-                    queries.push(ScopeQuery::Tenants(ids));
                 }
-                Selector::Kind(list) => kinds.get_or_insert_with(Vec::new).extend(list.iter().copied()),
+                Selector::Kind(list) => scope.kinds.get_or_insert_with(Vec::new).extend(list.iter().copied()),
                 Selector::Cred(cref) => {
                     let id = self.scope_credential(cref, selector).await?;
-                    queries.push(ScopeQuery::Credentials { ids: vec![id], reason: format!("cred:{cref}") });
+                    let bit = scope.reason(format!("cred:{cref}"))?;
+                    scope.queries.push(ScopeQuery::Credentials { ids: vec![id], bit });
                 }
             }
         }
-        if queries.is_empty() {
+        if scope.queries.is_empty() {
             // Only kinds: every credential of those kinds.
-            let list = kinds.as_deref().unwrap_or_default();
-            let names: Vec<&str> = list.iter().map(|k| k.as_str()).collect();
-            queries.push(ScopeQuery::All { reason: format!("kind:{}", names.join(",")) });
+            let names: Vec<&str> = scope.kinds.iter().flatten().map(|k| k.as_str()).collect();
+            let bit = scope.reason(format!("kind:{}", names.join(",")))?;
+            scope.queries.push(ScopeQuery::AllTenants { bit });
         }
-        Ok((queries, kinds))
+        Ok(scope)
     }
 
     async fn scope_tenant(&self, name: &TenantName, selector: &Selector) -> Result<rekey_types::TenantId, CoreError> {
@@ -211,13 +246,12 @@ impl Vault {
     }
 
     /// What a token could reveal (by its role and bindings), and what it did reveal (audit log).
-    async fn token_scope(&self, id: TokenId, selector: &Selector) -> Result<Vec<ScopeQuery>, CoreError> {
+    async fn token_scope(&self, id: TokenId, selector: &Selector, scope: &mut Scope) -> Result<(), CoreError> {
         let token =
             self.store.token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
-        let mut queries = Vec::new();
-        let could = format!("token:{id} could reveal it");
+        let could = scope.reason(format!("token:{id} could reveal it"))?;
         match token.role {
-            Role::Operator => queries.push(ScopeQuery::All { reason: could }),
+            Role::Operator => scope.queries.push(ScopeQuery::AllTenants { bit: could }),
             Role::Connector => {
                 if let Some(tenant) = token.tenant_id {
                     let mut ids = Vec::new();
@@ -226,26 +260,24 @@ impl Vault {
                             ids.push(c.id);
                         }
                     }
-                    queries.push(ScopeQuery::Credentials { ids, reason: could });
+                    scope.queries.push(ScopeQuery::Credentials { ids, bit: could });
                 }
             }
             Role::Auditor | Role::TenantAdmin => {}
         }
-        let mut revealed: HashMap<String, Vec<rekey_types::CredentialId>> = HashMap::new();
-        for (resource, n) in self.store.reveals_by(&format!("token:{id}")).await? {
+        let mut revealed = Vec::new();
+        for (resource, _) in self.store.reveals_by(&format!("token:{id}")).await? {
             let Ok(cref) = CredRef::parse(&resource) else { continue };
             let Some(tenant) = self.store.tenant_by_name(&cref.tenant).await? else { continue };
             if let Some(c) = self.store.credential(tenant.id, cref.name.as_str()).await? {
-                revealed
-                    .entry(format!("token:{id} revealed it {n} time{}", if n == 1 { "" } else { "s" }))
-                    .or_default()
-                    .push(c.id);
+                revealed.push(c.id);
             }
         }
-        for (reason, ids) in revealed {
-            queries.push(ScopeQuery::Credentials { ids, reason });
+        if !revealed.is_empty() {
+            let bit = scope.reason(format!("token:{id} revealed it"))?;
+            scope.queries.push(ScopeQuery::Credentials { ids: revealed, bit });
         }
-        Ok(queries)
+        Ok(())
     }
 
     /// `rekey incident open`.
@@ -266,21 +298,24 @@ impl Vault {
             }
             let selectors: Vec<Selector> =
                 input.scope.iter().map(|s| s.parse::<Selector>().map_err(bad)).collect::<Result<_, _>>()?;
-            let (scope, kinds) = self.resolve_scope(&selectors).await?;
+            let scope = self.resolve_scope(&selectors).await?;
             let row = IncidentRow {
                 id,
                 title,
                 scope: selectors.iter().map(ToString::to_string).collect(),
+                reasons: scope.reasons,
+                kinds: scope.kinds,
                 since: input.since,
                 state: "open".into(),
                 frozen: false,
                 affected: 0,
+                counts: Default::default(),
                 created_by: caller.principal.audit_name(),
                 created_at: Timestamp::now(),
                 contained_at: None,
                 closed_at: None,
             };
-            Ok(WriteOp::OpenIncident { incident: row, scope, kinds })
+            Ok(WriteOp::OpenIncident { incident: row, scope: scope.queries })
         }
         .await;
         let op = match prepared {
@@ -299,23 +334,9 @@ impl Vault {
 
     async fn report(&self, id: IncidentId) -> Result<IncidentReport, CoreError> {
         let incident = self.incident_row(id).await?;
-        let mut by_region = BTreeMap::new();
-        let mut by_tenant = Vec::new();
-        let mut by_kind = BTreeMap::new();
-        for c in self.store.incident_counts(id, TOP_TENANTS).await? {
-            match c.dimension {
-                "region" => {
-                    by_region.insert(c.value, c.count);
-                }
-                "tenant" => by_tenant.push((c.value, c.count)),
-                _ => {
-                    by_kind.insert(c.value, c.count);
-                }
-            }
-        }
         let reveals_since = match incident.since {
             Some(since) => {
-                let (reveals, credentials) = self.store.incident_reveals(id, since).await?;
+                let (reveals, credentials) = self.store.incident_reveals(&incident, since).await?;
                 Some(RevealCount { reveals, credentials })
             }
             None => None,
@@ -329,7 +350,15 @@ impl Vault {
             .filter(|e| !matches!(e.record.action.as_str(), "incident.show" | "incident.items"))
             .map(crate::audit::view)
             .collect();
-        Ok(IncidentReport { incident: incident.into(), by_region, by_tenant, by_kind, reveals_since, timeline })
+        let counts = incident.counts.clone();
+        Ok(IncidentReport {
+            incident: incident.into(),
+            by_region: counts.by_region,
+            by_tenant: counts.by_tenant,
+            by_kind: counts.by_kind,
+            reveals_since,
+            timeline,
+        })
     }
 
     /// `rekey incident show`.
@@ -364,7 +393,8 @@ impl Vault {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
             let incident = self.incident_row(id).await?;
             let after = after.map(|a| (a.tenant.to_string(), a.name.to_string()));
-            let rows: Vec<IncidentItemRow> = self.store.incident_items(id, after, limit.clamp(1, 10_000)).await?;
+            let rows: Vec<IncidentItemRow> =
+                self.store.incident_items(&incident, after, limit.clamp(1, 10_000)).await?;
             let mut reveals: HashMap<String, i64> = HashMap::new();
             if let Some(since) = incident.since {
                 let resources = rows.iter().map(|r| format!("{}/{}", r.tenant, r.name)).collect();
@@ -380,7 +410,7 @@ impl Vault {
                         region: r.region,
                         name: r.name,
                         kind: r.kind,
-                        reasons: r.reasons,
+                        reasons: reason_text(&incident.reasons, r.reasons),
                     }
                 })
                 .collect())

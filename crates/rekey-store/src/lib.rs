@@ -120,19 +120,15 @@ pub trait Store: Send + Sync + 'static {
     async fn incident(&self, id: IncidentId) -> Result<Option<IncidentRow>, StoreError>;
     /// The newest incidents first.
     async fn incidents(&self, limit: u32) -> Result<Vec<IncidentRow>, StoreError>;
-    /// Counts by region, by tenant (the `top` largest) and by kind.
-    async fn incident_counts(&self, id: IncidentId, top: u32) -> Result<Vec<IncidentCount>, StoreError>;
     /// A page of the incident's credentials by tenant and name, after `(tenant, name)`.
     async fn incident_items(
         &self,
-        id: IncidentId,
+        incident: &IncidentRow,
         after: Option<(String, String)>,
         limit: u32,
     ) -> Result<Vec<IncidentItemRow>, StoreError>;
-    /// Successful reveals at or after `since`, by `tenant/name`.
-    async fn reveals_since(&self, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError>;
     /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
-    async fn incident_reveals(&self, id: IncidentId, since: Timestamp) -> Result<(i64, i64), StoreError>;
+    async fn incident_reveals(&self, incident: &IncidentRow, since: Timestamp) -> Result<(i64, i64), StoreError>;
     /// Successful reveals at or after `since` of each of these `tenant/name` resources.
     async fn reveal_counts(&self, resources: Vec<String>, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError>;
     /// What a principal (`token:<id>`) revealed, by `tenant/name`.

@@ -398,12 +398,11 @@ pub enum WriteOp {
     },
     /// Records (replaces) the last check of a credential.
     RecordHealth(HealthRow),
-    /// Stores an incident and its blast radius: every scope query adds its credentials (with
-    /// reasons); then only `kinds` are kept, if given.
+    /// Stores an incident and its reach (each scope query adds tenants or credentials, with its
+    /// reason bit), then counts what it reaches (only the incident's kinds, if set).
     OpenIncident {
         incident: IncidentRow,
         scope: Vec<ScopeQuery>,
-        kinds: Option<Vec<CredentialKind>>,
     },
     /// Marks an incident contained (and frozen: its credentials refuse connectors' reveals until
     /// a new version is current).
@@ -473,55 +472,55 @@ pub struct HealthCount {
     pub count: i64,
 }
 
-/// An incident. `scope` holds the selectors as typed.
+/// An incident. `scope` holds the selectors as typed; `reasons[i]` is what bit `i` of a
+/// credential's reasons means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentRow {
     pub id: IncidentId,
     pub title: String,
     pub scope: Vec<String>,
+    pub reasons: Vec<String>,
+    /// Only these kinds are in scope, if set.
+    pub kinds: Option<Vec<CredentialKind>>,
     pub since: Option<Timestamp>,
     /// `open` or `closed`.
     pub state: String,
     pub frozen: bool,
     pub affected: i64,
+    pub counts: IncidentCounts,
     pub created_by: String,
+    /// Credentials created after this are not in scope.
     pub created_at: Timestamp,
     pub contained_at: Option<Timestamp>,
     pub closed_at: Option<Timestamp>,
 }
 
-/// One way credentials enter an incident's scope, resolved to ids; each adds its `reason` to
-/// the credentials it reaches.
+/// The blast radius in numbers, computed when the incident opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncidentCounts {
+    pub by_region: BTreeMap<String, i64>,
+    pub by_kind: BTreeMap<String, i64>,
+    /// The 50 largest tenants, largest first.
+    pub by_tenant: Vec<(String, i64)>,
+}
+
+/// One way credentials enter an incident's scope, resolved to ids; `bit` is its reason's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeQuery {
-    /// Every live credential.
-    All {
-        reason: String,
-    },
-    /// Every live credential of tenants in these regions (reason `region:<region>`).
-    Regions(Vec<String>),
-    /// Every live credential of these tenants (reason `tenant:<name>`).
-    Tenants(Vec<TenantId>),
-    Credentials {
-        ids: Vec<CredentialId>,
-        reason: String,
-    },
-    /// Live credentials with a version wrapped by this tenant KEK version.
-    TenantKek {
-        tenant: TenantId,
-        version: u32,
-        reason: String,
-    },
-    /// Live credentials with a version wrapped by a KEK that this root version wraps.
-    RootKey {
-        version: u32,
-        reason: String,
-    },
-    /// The credential whose version holds this certificate (SHA-1 or SHA-256, hex).
-    Certificate {
-        thumbprint: String,
-        reason: String,
-    },
+    /// Every tenant, whole.
+    AllTenants { bit: u8 },
+    /// Tenants of a region, whole.
+    Region { region: String, bit: u8 },
+    /// These tenants, whole.
+    Tenants { ids: Vec<TenantId>, bit: u8 },
+    /// Tenants with a KEK version wrapped by this root version, whole.
+    RootKey { version: u32, bit: u8 },
+    /// These credentials.
+    Credentials { ids: Vec<CredentialId>, bit: u8 },
+    /// Credentials of the tenant with a version wrapped by this KEK version.
+    TenantKek { tenant: TenantId, version: u32, bit: u8 },
+    /// The credential holding this certificate (SHA-1 or SHA-256, hex).
+    Certificate { thumbprint: String, bit: u8 },
 }
 
 /// A credential in an incident's scope.
@@ -532,18 +531,8 @@ pub struct IncidentItemRow {
     pub region: String,
     pub name: String,
     pub kind: CredentialKind,
-    pub reasons: String,
-    /// Whether the credential has a current version newer than when the incident opened.
-    pub current_version: u32,
-}
-
-/// How many credentials of an incident fall under one value of a dimension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncidentCount {
-    /// `region`, `tenant` or `kind`.
-    pub dimension: &'static str,
-    pub value: String,
-    pub count: i64,
+    /// Bits into the incident's `reasons`.
+    pub reasons: u64,
 }
 
 /// What an operation did, when it succeeded.

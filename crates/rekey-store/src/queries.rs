@@ -841,14 +841,22 @@ pub(crate) async fn health_counts<C: Conn>(c: &mut C) -> Result<Vec<HealthCount>
 }
 
 fn incident_row(r: &OwnedRow) -> Result<IncidentRow, StoreError> {
+    let kinds: Option<Vec<String>> =
+        r.opt_text("kinds")?.map(|k| serde_json::from_str(&k)).transpose().map_err(|_| corrupt("kinds"))?;
+    let kinds = kinds
+        .map(|list| list.iter().map(|k| k.parse::<CredentialKind>().map_err(|_| corrupt("kinds"))).collect())
+        .transpose()?;
     Ok(IncidentRow {
         id: id(r, "id")?,
         title: r.text("title")?,
         scope: json_of(r, "scope")?,
+        reasons: json_of(r, "reasons")?,
+        kinds,
         since: opt_ts(r, "since")?,
         state: r.text("state")?,
         frozen: r.int("frozen")? != 0,
         affected: r.int("affected")?,
+        counts: json_of(r, "counts")?,
         created_by: r.text("created_by")?,
         created_at: ts(r, "created_at")?,
         contained_at: opt_ts(r, "contained_at")?,
@@ -867,102 +875,85 @@ pub(crate) async fn incidents<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<Inci
     )
 }
 
-/// Counts of an incident's credentials by region, tenant (the `top` largest) and kind.
-pub(crate) async fn incident_counts<C: Conn>(
-    c: &mut C,
-    incident: String,
-    top: u32,
-) -> Result<Vec<IncidentCount>, StoreError> {
-    let mut out = Vec::new();
-    let queries: [(&'static str, String); 3] = [
-        (
-            "region",
-            "SELECT t.region AS v, COUNT(*) AS n FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
-             WHERE i.incident_id = $1 GROUP BY t.region ORDER BY n DESC, v"
-                .into(),
-        ),
-        (
-            "tenant",
-            format!(
-                "SELECT t.name AS v, COUNT(*) AS n FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
-                 WHERE i.incident_id = $1 GROUP BY t.name ORDER BY n DESC, v LIMIT {top}"
-            ),
-        ),
-        (
-            "kind",
-            "SELECT c.kind AS v, COUNT(*) AS n FROM incident_items i JOIN credentials c ON c.id = i.credential_id \
-             WHERE i.incident_id = $1 GROUP BY c.kind ORDER BY n DESC, v"
-                .into(),
-        ),
-    ];
-    for (dimension, sql) in queries {
-        for r in c.query(&sql, args![incident.clone()]).await? {
-            out.push(IncidentCount { dimension, value: r.text("v")?, count: r.int("n")? });
+/// `AND c.kind IN (…)` for an incident limited to some kinds (constant names, never input).
+fn kinds_clause(kinds: &Option<Vec<CredentialKind>>) -> String {
+    match kinds {
+        Some(list) => {
+            let names: Vec<String> = list.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            format!(" AND c.kind IN ({})", if names.is_empty() { "''".into() } else { names.join(", ") })
         }
+        None => String::new(),
     }
-    Ok(out)
 }
 
-/// A page of an incident's credentials, by tenant and name, after `(tenant, name)`.
+/// The credentials an incident reaches: `$1` is the incident id, `$2` its opening time. Joins
+/// `it` (incident_tenants), `t` (tenants), `c` (credentials) and `i` (incident_items, if any).
+fn reach(kinds: &Option<Vec<CredentialKind>>) -> String {
+    format!(
+        "FROM incident_tenants it JOIN tenants t ON t.id = it.tenant_id \
+         JOIN credentials c ON c.tenant_id = it.tenant_id \
+         LEFT JOIN incident_items i ON i.incident_id = it.incident_id AND i.credential_id = c.id \
+         WHERE it.incident_id = $1 AND c.deleted_at IS NULL AND c.created_at <= $2 \
+         AND (it.whole = 1 OR i.credential_id IS NOT NULL){}",
+        kinds_clause(kinds)
+    )
+}
+
+/// A page of the incident's credentials, by tenant and name, after `(tenant, name)`.
 pub(crate) async fn incident_items<C: Conn>(
     c: &mut C,
-    incident: String,
+    incident: IncidentRow,
     after: Option<(String, String)>,
     limit: u32,
 ) -> Result<Vec<IncidentItemRow>, StoreError> {
-    let base = "SELECT i.credential_id, i.reasons, t.name AS tenant_name, t.region, c.name, c.kind, c.current_version \
-         FROM incident_items i JOIN tenants t ON t.id = i.tenant_id JOIN credentials c ON c.id = i.credential_id \
-         WHERE i.incident_id = $1";
+    let select = format!(
+        "SELECT c.id AS credential_id, t.name AS tenant_name, t.region, c.name, c.kind, \
+         it.reasons AS tenant_reasons, i.reasons AS item_reasons {}",
+        reach(&incident.kinds)
+    );
+    let (id, opened) = (incident.id.to_string(), incident.created_at.as_micros());
     let rows = match after {
         Some((t, n)) => {
             c.query(
-                &format!("{base} AND (t.name > $2 OR (t.name = $2 AND c.name > $3)) ORDER BY t.name, c.name LIMIT $4"),
-                args![incident, t, n, limit],
+                &format!(
+                    "{select} AND (t.name > $3 OR (t.name = $3 AND c.name > $4)) ORDER BY t.name, c.name LIMIT $5"
+                ),
+                args![id, opened, t, n, limit],
             )
             .await?
         }
-        None => c.query(&format!("{base} ORDER BY t.name, c.name LIMIT $2"), args![incident, limit]).await?,
+        None => c.query(&format!("{select} ORDER BY t.name, c.name LIMIT $3"), args![id, opened, limit]).await?,
     };
     all(rows, |r| {
+        let bits = r.int("tenant_reasons")? | r.opt_int("item_reasons")?.unwrap_or(0);
         Ok(IncidentItemRow {
-            credential_id: id(r, "credential_id")?,
+            credential_id: id_of(r, "credential_id")?,
             tenant: r.text("tenant_name")?,
             region: r.text("region")?,
             name: r.text("name")?,
             kind: kind(r, "kind")?,
-            reasons: r.text("reasons")?,
-            current_version: u32_of(r, "current_version")?,
+            reasons: bits as u64,
         })
     })
 }
 
-/// Successful reveals (`cred.reveal`) at or after `since`, by resource (`tenant/name`).
-pub(crate) async fn reveals_since<C: Conn>(c: &mut C, since: i64) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE action = 'cred.reveal' AND outcome = 'success' \
-             AND time >= $1 GROUP BY resource",
-            args![since],
-        )
-        .await?;
-    all(rows, |r| Ok((r.text("resource")?, r.int("n")?)))
+fn id_of<T: FromStr>(row: &OwnedRow, col: &str) -> Result<T, StoreError> {
+    id(row, col)
 }
 
 /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
 pub(crate) async fn incident_reveals<C: Conn>(
     c: &mut C,
-    incident: String,
+    incident: IncidentRow,
     since: i64,
 ) -> Result<(i64, i64), StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
-             WHERE a.action = 'cred.reveal' AND a.outcome = 'success' AND a.time >= $1 AND a.resource IN \
-             (SELECT t.name || '/' || c.name FROM incident_items i JOIN tenants t ON t.id = i.tenant_id \
-              JOIN credentials c ON c.id = i.credential_id WHERE i.incident_id = $2)",
-            args![since, incident],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
+         WHERE a.action = 'cred.reveal' AND a.outcome = 'success' AND a.resource IN \
+         (SELECT t.name || '/' || c.name {}) AND a.time >= $3",
+        reach(&incident.kinds)
+    );
+    let row = c.query_opt(&sql, args![incident.id.to_string(), incident.created_at.as_micros(), since]).await?;
     match row {
         Some(r) => Ok((r.int("n")?, r.int("d")?)),
         None => Ok((0, 0)),
@@ -1012,69 +1003,94 @@ pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -
     )
 }
 
-/// Adds the credentials one scope query reaches to an incident, merging reasons.
+/// Adds what one scope query reaches to an incident, merging reason bits.
 async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result<(), StoreError> {
-    const LIVE: &str = "c.deleted_at IS NULL";
-    const MERGE: &str = "ON CONFLICT (incident_id, credential_id) DO UPDATE \
-         SET reasons = incident_items.reasons || '; ' || excluded.reasons";
-    let insert = "INSERT INTO incident_items (incident_id, credential_id, tenant_id, reasons)";
+    const WHOLE: &str = "INSERT INTO incident_tenants (incident_id, tenant_id, whole, reasons) SELECT $1, t.id, 1, $2 \
+         FROM tenants t";
+    const WHOLE_MERGE: &str = "ON CONFLICT (incident_id, tenant_id) DO UPDATE \
+         SET whole = 1, reasons = incident_tenants.reasons | excluded.reasons";
+    let bit = |b: u8| -> i64 { 1i64 << b };
+    let whole = |cond: &str| format!("{WHOLE} {cond} {WHOLE_MERGE}");
+    // Single credentials: the items, and their tenants (not whole).
+    let items = |cond: &str| {
+        (
+            format!(
+                "INSERT INTO incident_items (incident_id, credential_id, reasons) SELECT $1, c.id, $2 FROM credentials c \
+                 WHERE c.deleted_at IS NULL AND {cond} ON CONFLICT (incident_id, credential_id) DO UPDATE \
+                 SET reasons = incident_items.reasons | excluded.reasons"
+            ),
+            format!(
+                "INSERT INTO incident_tenants (incident_id, tenant_id, whole, reasons) SELECT DISTINCT $1, c.tenant_id, 0, 0 \
+                 FROM credentials c WHERE c.deleted_at IS NULL AND {} ON CONFLICT (incident_id, tenant_id) DO NOTHING",
+                cond.replace("$3", "$2").replace("$4", "$3")
+            ),
+        )
+    };
+    let id = || incident.to_owned();
     match q {
-        ScopeQuery::All { reason } => {
-            let sql = format!("{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE {LIVE} {MERGE}");
-            c.exec(&sql, args![incident.to_owned(), reason.clone()]).await?;
+        ScopeQuery::AllTenants { bit: b } => {
+            // SQLite reads `ON CONFLICT` after a bare `FROM t` as a join: give it a WHERE.
+            c.exec(&whole("WHERE 1 = 1"), args![id(), bit(*b)]).await?;
         }
-        ScopeQuery::Regions(regions) => {
-            for region in regions {
-                let sql = format!(
-                    "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM tenants t JOIN credentials c ON c.tenant_id = t.id \
-                     WHERE t.region = $3 AND {LIVE} {MERGE}"
-                );
-                c.exec(&sql, args![incident.to_owned(), format!("region:{region}"), region.clone()]).await?;
-            }
+        ScopeQuery::Region { region, bit: b } => {
+            c.exec(&whole("WHERE t.region = $3"), args![id(), bit(*b), region.clone()]).await?;
         }
-        ScopeQuery::Tenants(ids) => {
+        ScopeQuery::Tenants { ids, bit: b } => {
             for tenant in ids {
-                let sql = format!(
-                    "{insert} SELECT $1, c.id, c.tenant_id, 'tenant:' || t.name FROM tenants t \
-                     JOIN credentials c ON c.tenant_id = t.id WHERE t.id = $2 AND {LIVE} {MERGE}"
-                );
-                c.exec(&sql, args![incident.to_owned(), tenant.to_string()]).await?;
+                c.exec(&whole("WHERE t.id = $3"), args![id(), bit(*b), tenant.to_string()]).await?;
             }
         }
-        ScopeQuery::Credentials { ids, reason } => {
-            for chunk in ids.chunks(500) {
-                for cred in chunk {
-                    let sql = format!(
-                        "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE c.id = $3 AND {LIVE} {MERGE}"
-                    );
-                    c.exec(&sql, args![incident.to_owned(), reason.clone(), cred.to_string()]).await?;
-                }
+        ScopeQuery::RootKey { version, bit: b } => {
+            let cond = "WHERE EXISTS (SELECT 1 FROM tenant_keks k WHERE k.tenant_id = t.id AND k.root_version = $3)";
+            c.exec(&whole(cond), args![id(), bit(*b), *version]).await?;
+        }
+        ScopeQuery::Credentials { ids, bit: b } => {
+            let (ins, ten) = items("c.id = $3");
+            for cred in ids {
+                c.exec(&ins, args![id(), bit(*b), cred.to_string()]).await?;
+                c.exec(&ten, args![id(), cred.to_string()]).await?;
             }
         }
-        ScopeQuery::TenantKek { tenant, version, reason } => {
-            let sql = format!(
-                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE c.tenant_id = $3 AND {LIVE} \
-                 AND EXISTS (SELECT 1 FROM credential_versions v WHERE v.credential_id = c.id AND v.kek_version = $4) {MERGE}"
+        ScopeQuery::TenantKek { tenant, version, bit: b } => {
+            let (ins, ten) = items(
+                "c.tenant_id = $3 AND EXISTS (SELECT 1 FROM credential_versions v WHERE v.credential_id = c.id \
+                 AND v.kek_version = $4)",
             );
-            c.exec(&sql, args![incident.to_owned(), reason.clone(), tenant.to_string(), *version]).await?;
+            c.exec(&ins, args![id(), bit(*b), tenant.to_string(), *version]).await?;
+            c.exec(&ten, args![id(), tenant.to_string(), *version]).await?;
         }
-        ScopeQuery::RootKey { version, reason } => {
-            let sql = format!(
-                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM credentials c WHERE {LIVE} AND EXISTS \
-                 (SELECT 1 FROM tenant_keks k JOIN credential_versions v ON v.kek_version = k.version \
-                  WHERE k.tenant_id = c.tenant_id AND k.root_version = $3 AND v.credential_id = c.id) {MERGE}"
-            );
-            c.exec(&sql, args![incident.to_owned(), reason.clone(), *version]).await?;
-        }
-        ScopeQuery::Certificate { thumbprint, reason } => {
-            let sql = format!(
-                "{insert} SELECT $1, c.id, c.tenant_id, $2 FROM certificates ce JOIN credentials c \
-                 ON c.id = ce.credential_id WHERE (ce.sha1 = $3 OR ce.sha256 = $3) AND {LIVE} {MERGE}"
-            );
-            c.exec(&sql, args![incident.to_owned(), reason.clone(), thumbprint.clone()]).await?;
+        ScopeQuery::Certificate { thumbprint, bit: b } => {
+            let (ins, ten) = items("c.id IN (SELECT credential_id FROM certificates WHERE sha1 = $3 OR sha256 = $3)");
+            c.exec(&ins, args![id(), bit(*b), thumbprint.clone()]).await?;
+            c.exec(&ten, args![id(), thumbprint.clone()]).await?;
         }
     }
     Ok(())
+}
+
+/// Counts what an incident reaches by tenant, region and kind, in one pass.
+async fn count_reach<C: Conn>(c: &mut C, incident: &IncidentRow) -> Result<(i64, IncidentCounts), StoreError> {
+    let sql = format!(
+        "SELECT t.name AS tname, t.region AS region, c.kind AS kind, COUNT(*) AS n {} \
+         GROUP BY t.id, t.name, t.region, c.kind",
+        reach(&incident.kinds)
+    );
+    let rows = c.query(&sql, args![incident.id.to_string(), incident.created_at.as_micros()]).await?;
+    let mut counts = IncidentCounts::default();
+    let mut tenants: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut total = 0;
+    for r in rows {
+        let n = r.int("n")?;
+        total += n;
+        *counts.by_region.entry(r.text("region")?).or_default() += n;
+        *counts.by_kind.entry(r.text("kind")?).or_default() += n;
+        *tenants.entry(r.text("tname")?).or_default() += n;
+    }
+    let mut by_tenant: Vec<(String, i64)> = tenants.into_iter().collect();
+    by_tenant.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by_tenant.truncate(50);
+    counts.by_tenant = by_tenant;
+    Ok((total, counts))
 }
 
 // ---- writes ---------------------------------------------------------------------------------
@@ -1534,15 +1550,18 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             )
             .await
             .map(drop),
-        WriteOp::OpenIncident { incident, scope, kinds } => {
+        WriteOp::OpenIncident { incident, scope } => {
             let id = incident.id.to_string();
+            let kinds: Option<Vec<&str>> = incident.kinds.as_ref().map(|k| k.iter().map(|k| k.as_str()).collect());
             c.exec(
-                "INSERT INTO incidents (id, title, scope, since, state, frozen, affected, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, 'open', 0, 0, $5, $6)",
+                "INSERT INTO incidents (id, title, scope, reasons, kinds, since, state, frozen, affected, counts, \
+                 created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', 0, 0, '{}', $7, $8)",
                 args![
                     id.clone(),
                     incident.title.clone(),
                     json(&incident.scope),
+                    json(&incident.reasons),
+                    kinds.map(|k| json(&k)),
                     incident.since.map(Timestamp::as_micros),
                     incident.created_by.clone(),
                     incident.created_at.as_micros()
@@ -1552,45 +1571,27 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             for q in scope {
                 add_scope(c, &id, q).await?;
             }
-            if let Some(kinds) = kinds {
-                // Constant kind names only, never input.
-                let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-                let sql = format!(
-                    "DELETE FROM incident_items WHERE incident_id = $1 AND credential_id IN \
-                     (SELECT id FROM credentials WHERE kind NOT IN ({}))",
-                    list.join(", ")
-                );
-                c.exec(&sql, args![id.clone()]).await?;
+            let (total, counts) = count_reach(c, incident).await?;
+            c.exec("UPDATE incidents SET affected = $1, counts = $2 WHERE id = $3", args![total, json(&counts), id])
+                .await
+                .map(drop)
+        }
+        WriteOp::ContainIncident { id, freeze, at } => {
+            let row = incident(c, id.to_string()).await?.filter(|r| r.state == "open");
+            let Some(row) = row else {
+                return Err(StoreError::NotFound { entity: "open incident", id: id.to_string() });
+            };
+            if *freeze {
+                let sql =
+                    format!("UPDATE credentials SET frozen_by = $1 WHERE id IN (SELECT c.id {})", reach(&row.kinds));
+                c.exec(&sql, args![id.to_string(), row.created_at.as_micros()]).await?;
             }
             c.exec(
-                "UPDATE incidents SET affected = (SELECT COUNT(*) FROM incident_items WHERE incident_id = $1) WHERE id = $1",
-                args![id],
+                "UPDATE incidents SET contained_at = $1, frozen = CASE WHEN $2 = 1 THEN 1 ELSE frozen END WHERE id = $3",
+                args![at.as_micros(), i64::from(*freeze), id.to_string()],
             )
             .await
             .map(drop)
-        }
-        WriteOp::ContainIncident { id, freeze, at } => {
-            let id = id.to_string();
-            if *freeze {
-                c.exec(
-                    "UPDATE credentials SET frozen_by = $1 WHERE deleted_at IS NULL AND id IN \
-                     (SELECT credential_id FROM incident_items WHERE incident_id = $1)",
-                    args![id.clone()],
-                )
-                .await?;
-            }
-            let n = c
-                .exec(
-                    "UPDATE incidents SET contained_at = $1, frozen = CASE WHEN $2 = 1 THEN 1 ELSE frozen END \
-                     WHERE id = $3 AND state = 'open'",
-                    args![at.as_micros(), i64::from(*freeze), id.clone()],
-                )
-                .await?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound { entity: "open incident", id })
-            }
         }
         WriteOp::CloseIncident { id, at } => {
             update_one(

@@ -263,25 +263,19 @@ impl Store for SqlStore {
         run!(self, read, |c| q::incidents(c, limit))
     }
 
-    async fn incident_counts(&self, id: IncidentId, top: u32) -> Result<Vec<IncidentCount>, StoreError> {
-        run!(self, read, |c| q::incident_counts(c, id.to_string(), top))
-    }
-
     async fn incident_items(
         &self,
-        id: IncidentId,
+        incident: &IncidentRow,
         after: Option<(String, String)>,
         limit: u32,
     ) -> Result<Vec<IncidentItemRow>, StoreError> {
-        run!(self, read, |c| q::incident_items(c, id.to_string(), after, limit))
+        let incident = incident.clone();
+        run!(self, read, |c| q::incident_items(c, incident, after, limit))
     }
 
-    async fn reveals_since(&self, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError> {
-        run!(self, read, |c| q::reveals_since(c, since.as_micros()))
-    }
-
-    async fn incident_reveals(&self, id: IncidentId, since: Timestamp) -> Result<(i64, i64), StoreError> {
-        run!(self, read, |c| q::incident_reveals(c, id.to_string(), since.as_micros()))
+    async fn incident_reveals(&self, incident: &IncidentRow, since: Timestamp) -> Result<(i64, i64), StoreError> {
+        let incident = incident.clone();
+        run!(self, read, |c| q::incident_reveals(c, incident, since.as_micros()))
     }
 
     async fn reveal_counts(&self, resources: Vec<String>, since: Timestamp) -> Result<Vec<(String, i64)>, StoreError> {

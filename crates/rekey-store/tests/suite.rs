@@ -754,8 +754,9 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let acme = create_tenant(&db, "acme", "uk").await;
     let globex = create_tenant(&db, "globex", "us").await;
     let initech = create_tenant(&db, "initech", "eu").await;
+    let hooli = create_tenant(&db, "hooli", "eu").await;
     let mut ids = std::collections::HashMap::new();
-    for (t, tname) in [(acme, "acme"), (globex, "globex"), (initech, "initech")] {
+    for (t, tname) in [(acme, "acme"), (globex, "globex"), (initech, "initech"), (hooli, "hooli")] {
         for name in ["x", "y"] {
             let id = CredentialId::generate();
             ids.insert(format!("{tname}/{name}"), id);
@@ -772,42 +773,50 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let reqs = vec![reveal("acme/x"), reveal("acme/x"), reveal("globex/y")];
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
 
-    let id = IncidentId::generate();
-    let incident = IncidentRow {
+    let row = |id: IncidentId, reasons: &[&str], kinds: Option<Vec<CredentialKind>>| IncidentRow {
         id,
         title: "stolen backup".into(),
-        scope: vec!["region:uk".into(), "cred:globex/y".into(), "key:initech@1".into()],
+        scope: vec![],
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        kinds,
         since: Some(Timestamp::from_micros(0)),
         state: "open".into(),
         frozen: false,
         affected: 0,
+        counts: Default::default(),
         created_by: "test".into(),
         created_at: Timestamp::now(),
         contained_at: None,
         closed_at: None,
     };
+    let id = IncidentId::generate();
     let scope = vec![
-        ScopeQuery::Regions(vec!["uk".into()]),
-        ScopeQuery::Credentials { ids: vec![ids["globex/y"], ids["acme/x"]], reason: "token:t1 revealed it".into() },
-        ScopeQuery::TenantKek { tenant: initech, version: 1, reason: "key:initech@1".into() },
-        ScopeQuery::TenantKek { tenant: initech, version: 2, reason: "key:initech@2".into() },
+        ScopeQuery::Region { region: "uk".into(), bit: 0 },
+        ScopeQuery::Credentials { ids: vec![ids["globex/y"], ids["acme/x"]], bit: 1 },
+        ScopeQuery::TenantKek { tenant: initech, version: 1, bit: 2 },
+        ScopeQuery::TenantKek { tenant: initech, version: 2, bit: 3 },
     ];
-    let r = apply(&db, vec![Some(WriteOp::OpenIncident { incident, scope, kinds: None })]).await;
+    let reasons = ["region:uk", "token:t1 revealed it", "key:initech@1", "key:initech@2"];
+    let r = apply(&db, vec![Some(WriteOp::OpenIncident { incident: row(id, &reasons, None), scope })]).await;
     assert!(r[0].is_ok(), "{:?}", r[0]);
     let stored = db.store.incident(id).await.unwrap().unwrap();
     assert_eq!((stored.affected, stored.state.as_str()), (5, "open"));
-    let items = db.store.incident_items(id, None, 100).await.unwrap();
+    assert_eq!(stored.reasons, reasons);
+    let regions: Vec<(&str, i64)> = stored.counts.by_region.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(regions, [("eu", 2), ("uk", 2), ("us", 1)]);
+    assert_eq!(stored.counts.by_tenant[0].1, 2);
+    // A credential created after the incident opened is not in scope.
+    apply(&db, vec![Some(put(acme, "later", 1, None))]).await;
+    let items = db.store.incident_items(&stored, None, 100).await.unwrap();
     let names: Vec<String> = items.iter().map(|i| format!("{}/{}", i.tenant, i.name)).collect();
     assert_eq!(names, ["acme/x", "acme/y", "globex/y", "initech/x", "initech/y"]);
-    assert_eq!(items[0].reasons, "region:uk; token:t1 revealed it", "reasons add up");
-    let page = db.store.incident_items(id, Some(("acme".into(), "y".into())), 2).await.unwrap();
+    assert_eq!(items[0].reasons, 0b11, "reasons add up: region and token");
+    assert_eq!(items[2].reasons, 0b10);
+    assert_eq!(items[3].reasons, 0b100);
+    let page = db.store.incident_items(&stored, Some(("acme".into(), "y".into())), 2).await.unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!((page[0].tenant.as_str(), page[0].name.as_str()), ("globex", "y"));
-    let counts = db.store.incident_counts(id, 10).await.unwrap();
-    let region: Vec<(String, i64)> =
-        counts.iter().filter(|c| c.dimension == "region").map(|c| (c.value.clone(), c.count)).collect();
-    assert_eq!(region, [("eu".to_string(), 2), ("uk".to_string(), 2), ("us".to_string(), 1)]);
-    assert_eq!(db.store.incident_reveals(id, Timestamp::from_micros(0)).await.unwrap(), (3, 2));
+    assert_eq!(db.store.incident_reveals(&stored, Timestamp::from_micros(0)).await.unwrap(), (3, 2));
     let mut by = db.store.reveals_by("token:t1").await.unwrap();
     by.sort();
     assert_eq!(by, [("acme/x".to_string(), 2), ("globex/y".to_string(), 1)]);
@@ -815,20 +824,14 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
         db.store.reveal_counts(vec!["acme/x".into(), "acme/y".into()], Timestamp::from_micros(0)).await.unwrap();
     assert_eq!(counted, [("acme/x".to_string(), 2)]);
 
-    // Only some kinds: a second incident narrowed to ldap has nothing (all are generic).
-    let mut narrowed = db.store.incident(id).await.unwrap().unwrap();
-    narrowed.id = IncidentId::generate();
-    let r = apply(
-        &db,
-        vec![Some(WriteOp::OpenIncident {
-            incident: narrowed.clone(),
-            scope: vec![ScopeQuery::All { reason: "all".into() }],
-            kinds: Some(vec![CredentialKind::Ldap]),
-        })],
-    )
-    .await;
-    assert!(r[0].is_ok());
-    assert_eq!(db.store.incident(narrowed.id).await.unwrap().unwrap().affected, 0);
+    // Narrowed to a kind none of them has: nothing.
+    let narrowed = IncidentId::generate();
+    let op = WriteOp::OpenIncident {
+        incident: row(narrowed, &["all"], Some(vec![CredentialKind::Ldap])),
+        scope: vec![ScopeQuery::AllTenants { bit: 0 }],
+    };
+    assert!(apply(&db, vec![Some(op)]).await[0].is_ok());
+    assert_eq!(db.store.incident(narrowed).await.unwrap().unwrap().affected, 0);
 
     // Freeze: reveals see it, a new current version ends it.
     let r = apply(&db, vec![Some(WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() })]).await;
@@ -836,6 +839,9 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let acme_name = TenantName::parse("acme").unwrap();
     let frozen = db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by;
     assert_eq!(frozen, Some(id.to_string()));
+    assert_eq!(db.store.reveal_row(&acme_name, "later").await.unwrap().unwrap().frozen_by, None);
+    let hooli_name = TenantName::parse("hooli").unwrap();
+    assert_eq!(db.store.reveal_row(&hooli_name, "x").await.unwrap().unwrap().frozen_by, None);
     apply(&db, vec![Some(put(acme, "x", 2, Some(ids["acme/x"])))]).await;
     assert_eq!(db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by, None);
     assert!(db.store.reveal_row(&acme_name, "y").await.unwrap().unwrap().frozen_by.is_some());
