@@ -899,42 +899,89 @@ fn reach(kinds: &Option<Vec<CredentialKind>>) -> String {
     )
 }
 
-/// A page of the incident's credentials, by tenant and name, after `(tenant, name)`.
+/// A page of the incident's credentials, by tenant and name, after `(tenant, name)`: tenants in
+/// name order (`incident_tenants_name`), and each tenant's credentials in name order
+/// (`credentials_live_name`), so no page sorts the whole scope.
 pub(crate) async fn incident_items<C: Conn>(
     c: &mut C,
     incident: IncidentRow,
     after: Option<(String, String)>,
     limit: u32,
 ) -> Result<Vec<IncidentItemRow>, StoreError> {
-    let select = format!(
-        "SELECT c.id AS credential_id, t.name AS tenant_name, t.region, c.name, c.kind, \
-         it.reasons AS tenant_reasons, i.reasons AS item_reasons {}",
-        reach(&incident.kinds)
-    );
-    let (id, opened) = (incident.id.to_string(), incident.created_at.as_micros());
-    let rows = match after {
-        Some((t, n)) => {
-            c.query(
-                &format!(
-                    "{select} AND (t.name > $3 OR (t.name = $3 AND c.name > $4)) ORDER BY t.name, c.name LIMIT $5"
-                ),
-                args![id, opened, t, n, limit],
+    let limit = limit.max(1) as usize;
+    let kinds = kinds_clause(&incident.kinds);
+    let id = incident.id.to_string();
+    let opened = incident.created_at.as_micros();
+    let creds_sql = |after_name: bool| {
+        format!(
+            "SELECT c.id AS credential_id, c.name, c.kind, i.reasons AS item_reasons FROM credentials c \
+             LEFT JOIN incident_items i ON i.incident_id = $1 AND i.credential_id = c.id \
+             WHERE c.tenant_id = $2 AND c.deleted_at IS NULL AND c.created_at <= $3{kinds} \
+             AND ($4 = 1 OR i.credential_id IS NOT NULL){} ORDER BY c.name LIMIT $6",
+            if after_name { " AND c.name > $5" } else { " AND $5 = $5" }
+        )
+    };
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    let mut first_after = None;
+    if let Some((t, n)) = after {
+        cursor = t.clone();
+        first_after = Some((t, n));
+    }
+    // The tenant the previous page ended in: its remaining credentials first.
+    let mut tenants: Vec<(String, String, String, i64, i64)> = Vec::new();
+    if let Some((t, _)) = &first_after {
+        if let Some(r) = c
+            .query_opt(
+                "SELECT tenant_id, tenant_name, region, whole, reasons FROM incident_tenants \
+                 WHERE incident_id = $1 AND tenant_name = $2",
+                args![id.clone(), t.clone()],
             )
             .await?
+        {
+            tenants.push((r.text("tenant_id")?, r.text("tenant_name")?, r.text("region")?, r.int("whole")?, r.int("reasons")?));
         }
-        None => c.query(&format!("{select} ORDER BY t.name, c.name LIMIT $3"), args![id, opened, limit]).await?,
-    };
-    all(rows, |r| {
-        let bits = r.int("tenant_reasons")? | r.opt_int("item_reasons")?.unwrap_or(0);
-        Ok(IncidentItemRow {
-            credential_id: id_of(r, "credential_id")?,
-            tenant: r.text("tenant_name")?,
-            region: r.text("region")?,
-            name: r.text("name")?,
-            kind: kind(r, "kind")?,
-            reasons: bits as u64,
-        })
-    })
+    }
+    loop {
+        for (tenant_id, tenant_name, region, whole, reasons) in std::mem::take(&mut tenants) {
+            let after_name = first_after.as_ref().filter(|(t, _)| *t == tenant_name).map(|(_, n)| n.clone());
+            let remaining = (limit - out.len()) as i64;
+            let rows = c
+                .query(
+                    &creds_sql(after_name.is_some()),
+                    args![id.clone(), tenant_id, opened, whole, after_name.unwrap_or_default(), remaining],
+                )
+                .await?;
+            for r in rows {
+                let bits = reasons | r.opt_int("item_reasons")?.unwrap_or(0);
+                out.push(IncidentItemRow {
+                    credential_id: id_of(&r, "credential_id")?,
+                    tenant: tenant_name.clone(),
+                    region: region.clone(),
+                    name: r.text("name")?,
+                    kind: kind(&r, "kind")?,
+                    reasons: bits as u64,
+                });
+            }
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+        let next = c
+            .query(
+                "SELECT tenant_id, tenant_name, region, whole, reasons FROM incident_tenants \
+                 WHERE incident_id = $1 AND tenant_name > $2 ORDER BY tenant_name LIMIT 256",
+                args![id.clone(), cursor.clone()],
+            )
+            .await?;
+        if next.is_empty() {
+            return Ok(out);
+        }
+        for r in next {
+            cursor = r.text("tenant_name")?;
+            tenants.push((r.text("tenant_id")?, cursor.clone(), r.text("region")?, r.int("whole")?, r.int("reasons")?));
+        }
+    }
 }
 
 fn id_of<T: FromStr>(row: &OwnedRow, col: &str) -> Result<T, StoreError> {
@@ -1005,8 +1052,8 @@ pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -
 
 /// Adds what one scope query reaches to an incident, merging reason bits.
 async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result<(), StoreError> {
-    const WHOLE: &str = "INSERT INTO incident_tenants (incident_id, tenant_id, whole, reasons) SELECT $1, t.id, 1, $2 \
-         FROM tenants t";
+    const WHOLE: &str = "INSERT INTO incident_tenants (incident_id, tenant_id, tenant_name, region, whole, reasons) \
+         SELECT $1, t.id, t.name, t.region, 1, $2 FROM tenants t";
     const WHOLE_MERGE: &str = "ON CONFLICT (incident_id, tenant_id) DO UPDATE \
          SET whole = 1, reasons = incident_tenants.reasons | excluded.reasons";
     let bit = |b: u8| -> i64 { 1i64 << b };
@@ -1020,8 +1067,9 @@ async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result
                  SET reasons = incident_items.reasons | excluded.reasons"
             ),
             format!(
-                "INSERT INTO incident_tenants (incident_id, tenant_id, whole, reasons) SELECT DISTINCT $1, c.tenant_id, 0, 0 \
-                 FROM credentials c WHERE c.deleted_at IS NULL AND {} ON CONFLICT (incident_id, tenant_id) DO NOTHING",
+                "INSERT INTO incident_tenants (incident_id, tenant_id, tenant_name, region, whole, reasons) \
+                 SELECT DISTINCT $1, t.id, t.name, t.region, 0, 0 FROM credentials c JOIN tenants t ON t.id = c.tenant_id \
+                 WHERE c.deleted_at IS NULL AND {} ON CONFLICT (incident_id, tenant_id) DO NOTHING",
                 cond.replace("$3", "$2").replace("$4", "$3")
             ),
         )
@@ -1068,23 +1116,34 @@ async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result
     Ok(())
 }
 
-/// Counts what an incident reaches by tenant, region and kind, in one pass.
+/// Counts what an incident reaches by tenant, region and kind: whole tenants from the
+/// `credentials_reach` index alone, single credentials through their items.
 async fn count_reach<C: Conn>(c: &mut C, incident: &IncidentRow) -> Result<(i64, IncidentCounts), StoreError> {
-    let sql = format!(
-        "SELECT t.name AS tname, t.region AS region, c.kind AS kind, COUNT(*) AS n {} \
-         GROUP BY t.id, t.name, t.region, c.kind",
-        reach(&incident.kinds)
+    let kinds = kinds_clause(&incident.kinds);
+    let whole = format!(
+        "SELECT it.tenant_name AS tname, it.region AS region, c.kind AS kind, COUNT(*) AS n \
+         FROM incident_tenants it JOIN credentials c ON c.tenant_id = it.tenant_id \
+         WHERE it.incident_id = $1 AND it.whole = 1 AND c.deleted_at IS NULL AND c.created_at <= $2{kinds} \
+         GROUP BY it.tenant_id, it.tenant_name, it.region, c.kind"
     );
-    let rows = c.query(&sql, args![incident.id.to_string(), incident.created_at.as_micros()]).await?;
+    let single = format!(
+        "SELECT it.tenant_name AS tname, it.region AS region, c.kind AS kind, COUNT(*) AS n \
+         FROM incident_items i JOIN credentials c ON c.id = i.credential_id \
+         JOIN incident_tenants it ON it.incident_id = i.incident_id AND it.tenant_id = c.tenant_id \
+         WHERE i.incident_id = $1 AND it.whole = 0 AND c.deleted_at IS NULL AND c.created_at <= $2{kinds} \
+         GROUP BY it.tenant_id, it.tenant_name, it.region, c.kind"
+    );
     let mut counts = IncidentCounts::default();
     let mut tenants: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut total = 0;
-    for r in rows {
-        let n = r.int("n")?;
-        total += n;
-        *counts.by_region.entry(r.text("region")?).or_default() += n;
-        *counts.by_kind.entry(r.text("kind")?).or_default() += n;
-        *tenants.entry(r.text("tname")?).or_default() += n;
+    for sql in [whole, single] {
+        for r in c.query(&sql, args![incident.id.to_string(), incident.created_at.as_micros()]).await? {
+            let n = r.int("n")?;
+            total += n;
+            *counts.by_region.entry(r.text("region")?).or_default() += n;
+            *counts.by_kind.entry(r.text("kind")?).or_default() += n;
+            *tenants.entry(r.text("tname")?).or_default() += n;
+        }
     }
     let mut by_tenant: Vec<(String, i64)> = tenants.into_iter().collect();
     by_tenant.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

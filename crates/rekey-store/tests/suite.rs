@@ -813,6 +813,8 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     assert_eq!(items[0].reasons, 0b11, "reasons add up: region and token");
     assert_eq!(items[2].reasons, 0b10);
     assert_eq!(items[3].reasons, 0b100);
+    let mid = db.store.incident_items(&stored, Some(("acme".into(), "x".into())), 1).await.unwrap();
+    assert_eq!((mid[0].tenant.as_str(), mid[0].name.as_str()), ("acme", "y"));
     let page = db.store.incident_items(&stored, Some(("acme".into(), "y".into())), 2).await.unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!((page[0].tenant.as_str(), page[0].name.as_str()), ("globex", "y"));

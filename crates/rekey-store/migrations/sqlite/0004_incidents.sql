@@ -28,6 +28,9 @@ CREATE TABLE incidents (
 CREATE TABLE incident_tenants (
     incident_id TEXT NOT NULL REFERENCES incidents (id),
     tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    -- Copied from the tenant, so that counting and listing need not visit it.
+    tenant_name TEXT NOT NULL,
+    region TEXT NOT NULL,
     whole INTEGER NOT NULL,
     reasons INTEGER NOT NULL,
     PRIMARY KEY (incident_id, tenant_id)
@@ -39,6 +42,11 @@ CREATE TABLE incident_items (
     reasons INTEGER NOT NULL,
     PRIMARY KEY (incident_id, credential_id)
 ) WITHOUT ROWID;
+
+CREATE INDEX incident_tenants_name ON incident_tenants (incident_id, tenant_name);
+
+-- Counting a scope reads only this index (live credentials by tenant, kind and age).
+CREATE INDEX credentials_reach ON credentials (tenant_id, kind, created_at) WHERE deleted_at IS NULL;
 
 -- Set while an incident freezes the credential: connectors may not reveal it until a new
 -- version is current.
