@@ -939,7 +939,13 @@ pub(crate) async fn incident_items<C: Conn>(
             )
             .await?
         {
-            tenants.push((r.text("tenant_id")?, r.text("tenant_name")?, r.text("region")?, r.int("whole")?, r.int("reasons")?));
+            tenants.push((
+                r.text("tenant_id")?,
+                r.text("tenant_name")?,
+                r.text("region")?,
+                r.int("whole")?,
+                r.int("reasons")?,
+            ));
         }
     }
     loop {
