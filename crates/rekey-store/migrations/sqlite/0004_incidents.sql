@@ -25,9 +25,12 @@ CREATE TABLE incidents (
     closed_at INTEGER
 );
 
+-- No foreign keys on the two reach tables: their rows are selected from tenants and credentials
+-- in the same transaction (neither is ever deleted), and a per-row check would cost more than
+-- the insert itself at a hundred thousand tenants.
 CREATE TABLE incident_tenants (
-    incident_id TEXT NOT NULL REFERENCES incidents (id),
-    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    incident_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
     -- Copied from the tenant, so that counting and listing need not visit it.
     tenant_name TEXT NOT NULL,
     region TEXT NOT NULL,
@@ -37,8 +40,8 @@ CREATE TABLE incident_tenants (
 ) WITHOUT ROWID;
 
 CREATE TABLE incident_items (
-    incident_id TEXT NOT NULL REFERENCES incidents (id),
-    credential_id TEXT NOT NULL REFERENCES credentials (id),
+    incident_id TEXT NOT NULL,
+    credential_id TEXT NOT NULL,
     reasons INTEGER NOT NULL,
     PRIMARY KEY (incident_id, credential_id)
 ) WITHOUT ROWID;
