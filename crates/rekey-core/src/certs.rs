@@ -127,12 +127,7 @@ impl Vault {
             if !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&lifetime) {
                 return Err(CoreError::BadRequest("a certificate lives between 1 hour and 2 years".into()));
             }
-            let tenant = self.tenant(&cref.tenant).await?;
-            let credential = self
-                .store
-                .credential(tenant.id, cref.name.as_str())
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            let (tenant, credential) = self.tenant_credential(cref).await?;
             if credential.kind != CredentialKind::EntraApp {
                 return Err(CoreError::BadRequest(format!(
                     "certificates are for entra-app credentials; {cref} is {}",

@@ -26,7 +26,7 @@ use rekey_connect::ldap::Changer;
 use rekey_connect::{Limits, Outcome, Status};
 use rekey_crypto::{open_payload, PayloadSlot};
 use rekey_store::{rotation_state, CredentialRow, HealthRow, RotationRow, TenantRow, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RequestId, Role, RotationId, Secret, Timestamp};
+use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RequestId, RotationId, Secret, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -174,9 +174,15 @@ impl Vault {
         &self.connector_stats
     }
 
+    /// A permit of the credential's target host (`per_host` at once); none for a kind without a
+    /// target.
+    async fn host_permit(&self, kind: CredentialKind, fields: &Fields) -> Option<OwnedSemaphorePermit> {
+        self.hosts.acquire(rekey_connect::target_host(kind, fields), self.options.connect.per_host).await
+    }
+
     /// Checks a secret against the credential's target, holding a permit of its host.
     async fn probe(&self, kind: CredentialKind, fields: &Fields, secret: &Secret) -> Result<Outcome, CoreError> {
-        let _permit = self.hosts.acquire(rekey_connect::target_host(kind, fields), self.options.connect.per_host).await;
+        let _permit = self.host_permit(kind, fields).await;
         rekey_connect::verify(kind, fields, secret, self.options.connect.limits)
             .await
             .map_err(|e| CoreError::BadRequest(e.to_string()))
@@ -217,12 +223,7 @@ impl Vault {
         let resource = cref.to_string();
         let loaded = async {
             self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
-            let tenant = self.tenant(&cref.tenant).await?;
-            let credential = self
-                .store
-                .credential(tenant.id, cref.name.as_str())
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            let (tenant, credential) = self.tenant_credential(cref).await?;
             if credential.kind == CredentialKind::Generic {
                 return Err(CoreError::BadRequest(format!(
                     "{cref} is a generic credential: it has no target to verify"
@@ -316,12 +317,7 @@ impl Vault {
         let resource = cref.to_string();
         let result = async {
             self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
-            let tenant = self.tenant(&cref.tenant).await?;
-            let credential = self
-                .store
-                .credential(tenant.id, cref.name.as_str())
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            let (_, credential) = self.tenant_credential(cref).await?;
             Ok(self.store.rotations_of(credential.id, 100).await?.iter().map(RotationView::from).collect())
         }
         .await;
@@ -334,15 +330,7 @@ impl Vault {
         let actor = Actor::of(caller);
         let loaded = async {
             self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
-            if caller.principal.role == Role::Auditor {
-                return Err(CoreError::Forbidden("auditors cannot rotate".into()));
-            }
-            let tenant = self.tenant(&cref.tenant).await?;
-            let credential = self
-                .store
-                .credential(tenant.id, cref.name.as_str())
-                .await?
-                .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+            let (tenant, credential) = self.tenant_credential(cref).await?;
             rotation_plan(&credential, &resource)?;
             Ok((tenant, credential))
         }
@@ -592,26 +580,22 @@ impl Vault {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let limits = self.options.connect.limits;
         let label = password_label(&rotation);
-        let _permit = self
-            .hosts
-            .acquire(rekey_connect::target_host(credential.kind, fields), self.options.connect.per_host)
-            .await;
-        let connect_err = |e: rekey_connect::ConnectError| CoreError::NotRotatable(e.to_string());
+        let _permit = self.host_permit(credential.kind, fields).await;
         let (listed, existing) =
-            rekey_connect::graph::password_credentials(fields, current, limits).await.map_err(connect_err)?;
+            rekey_connect::graph::password_credentials(fields, current, limits).await.map_err(not_rotatable)?;
         if !listed.is_ok() {
             return self.apply_failed(actor, rotation, &listed).await;
         }
         for orphan in existing.iter().filter(|p| p.display_name.as_deref() == Some(label.as_str())) {
             let removed = rekey_connect::graph::remove_password(fields, current, &orphan.key_id, limits)
                 .await
-                .map_err(connect_err)?;
+                .map_err(not_rotatable)?;
             if !removed.is_ok() {
                 return self.apply_failed(actor, rotation, &removed).await;
             }
         }
         let (added, new) =
-            rekey_connect::graph::add_password(fields, current, &label, limits).await.map_err(connect_err)?;
+            rekey_connect::graph::add_password(fields, current, &label, limits).await.map_err(not_rotatable)?;
         let Some(new) = new else { return self.apply_failed(actor, rotation, &added).await };
         let stored = async {
             let next = crate::credentials::NextVersion {
@@ -710,7 +694,7 @@ impl Vault {
         let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
         let (listed, all) = rekey_connect::graph::password_credentials(fields, current, self.options.connect.limits)
             .await
-            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+            .map_err(not_rotatable)?;
         if !listed.is_ok() {
             return Ok(Err(format!("{}: {}", listed.status, listed.detail)));
         }
@@ -737,10 +721,7 @@ impl Vault {
         new: &Secret,
     ) -> Result<Outcome, CoreError> {
         let limits = self.options.connect.limits;
-        let _permit = self
-            .hosts
-            .acquire(rekey_connect::target_host(credential.kind, fields), self.options.connect.per_host)
-            .await;
+        let _permit = self.host_permit(credential.kind, fields).await;
         let outcome = match credential.kind {
             CredentialKind::Ldap => match fields.get("rotator") {
                 Some(rotator) => {
@@ -769,7 +750,7 @@ impl Vault {
             CredentialKind::EntraApp => rekey_connect::graph::add_certificate(fields, current, new, limits).await,
             other => return Err(CoreError::NotRotatable(format!("{other} credentials are rotated by the customer"))),
         };
-        outcome.map_err(|e| CoreError::NotRotatable(e.to_string()))
+        outcome.map_err(not_rotatable)
     }
 
     /// Ends the grace period: retires the old version (and removes an Entra app's old certificate).
@@ -789,10 +770,7 @@ impl Vault {
         if let Some(credential) = credential.as_ref().filter(|c| is_secret_app(c)) {
             let fields = Fields::from_stored(credential.fields.clone());
             let current = self.secret_of(credential, rotation.to_version).await?;
-            let _permit = self
-                .hosts
-                .acquire(rekey_connect::target_host(credential.kind, &fields), self.options.connect.per_host)
-                .await;
+            let _permit = self.host_permit(credential.kind, &fields).await;
             match self
                 .client_secret_key_id(
                     credential,
@@ -807,7 +785,7 @@ impl Vault {
                     let removed =
                         rekey_connect::graph::remove_password(&fields, &current, &key_id, self.options.connect.limits)
                             .await
-                            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+                            .map_err(not_rotatable)?;
                     if !removed.is_ok() {
                         return self
                             .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
@@ -826,14 +804,11 @@ impl Vault {
                 let current = self.secret_of(credential, rotation.to_version).await?;
                 let old = self.secret_of(credential, rotation.from_version).await?;
                 if rekey_connect::oauth::CertificateSecret::split(&old).is_some() {
-                    let _permit = self
-                        .hosts
-                        .acquire(rekey_connect::target_host(credential.kind, &fields), self.options.connect.per_host)
-                        .await;
+                    let _permit = self.host_permit(credential.kind, &fields).await;
                     let removed =
                         rekey_connect::graph::remove_certificate(&fields, &current, &old, self.options.connect.limits)
                             .await
-                            .map_err(|e| CoreError::NotRotatable(e.to_string()))?;
+                            .map_err(not_rotatable)?;
                     if !removed.is_ok() {
                         return self
                             .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
@@ -913,6 +888,12 @@ impl Vault {
         self.write(actor, "cred.rotate.wait", &resource, Some(op), AuditOutcome::Error, &detail).await?;
         Ok(RotationRow { error: Some(why.to_owned()), changed_at: Timestamp::now(), ..rotation })
     }
+}
+
+/// A connector that cannot even try (bad fields, a secret the protocol cannot carry): the
+/// rotation cannot work however often it is tried.
+fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
+    CoreError::NotRotatable(e.to_string())
 }
 
 fn set_rotation(

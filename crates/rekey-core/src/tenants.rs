@@ -123,4 +123,19 @@ impl Vault {
     pub(crate) async fn tenant(&self, name: &TenantName) -> Result<TenantRow, CoreError> {
         self.store.tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
     }
+
+    /// The tenant of `cref` (or "tenant not found") and its live credential (or "credential not
+    /// found").
+    pub(crate) async fn tenant_credential(
+        &self,
+        cref: &rekey_types::CredRef,
+    ) -> Result<(TenantRow, rekey_store::CredentialRow), CoreError> {
+        let tenant = self.tenant(&cref.tenant).await?;
+        let credential = self
+            .store
+            .credential(tenant.id, cref.name.as_str())
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;
+        Ok((tenant, credential))
+    }
 }
