@@ -68,6 +68,9 @@ pub enum Command {
     /// Incidents: blast radius and containment.
     #[command(subcommand)]
     Incident(IncidentCmd),
+    /// Rotation campaigns: every credential of an incident to a verified new secret.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
     /// Shamir seal: create the root key and print its unseal shares (once per store).
     Init {
         #[arg(long, default_value_t = 5)]
@@ -400,4 +403,68 @@ pub enum IncidentCmd {
     },
     /// Close an incident.
     Close { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum CampaignCmd {
+    /// Start a campaign for an open incident: automatic rotation where Rekey holds the rights,
+    /// a single-use reset link for the tenant's administrator elsewhere.
+    Start {
+        #[arg(long)]
+        incident: String,
+        /// Time from now until the deadline, e.g. 7d (default), 36h. Links expire then;
+        /// reminders go out when three quarters of it have passed.
+        #[arg(long)]
+        deadline: Option<String>,
+        /// Notify tenants with self-service credentials: email, webhook (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        notify: Vec<String>,
+    },
+    /// Campaigns, newest first.
+    List,
+    /// Progress overall and per tenant; --watch follows it live until the campaign finishes.
+    Status {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The items, by tenant and name.
+    Items {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// pending, rotating, notified, rotated, verified, retired, failed or waived.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Waive one item: it will not be rotated.
+    Waive {
+        id: String,
+        /// TENANT/NAME
+        credential: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// A single-use reset link for one tenant's self-service credentials, to pass on yourself.
+    Link {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Per tenant: what was exposed, what was done, by whom and when.
+    Report {
+        id: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+        format: ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Html,
+    Json,
+    Csv,
 }

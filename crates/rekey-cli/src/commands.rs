@@ -405,6 +405,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Key(cmd) => return crate::keys::key(&client()?, cmd, format).await,
         Command::Incident(cmd) => return crate::incidents::run(&client()?, cmd, format, csv).await,
+        Command::Campaign(cmd) => return crate::campaigns::run(&client()?, cmd, format).await,
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Audit(cmd) => {
             let c = client()?;

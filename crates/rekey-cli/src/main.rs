@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod campaigns;
 mod client;
 mod commands;
 mod connect;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 mod error;
 pub mod graph;
 pub mod ldap;
+pub mod notify;
 pub mod oauth;
 pub mod pop3;
 pub mod smtp;

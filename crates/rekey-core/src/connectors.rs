@@ -152,6 +152,10 @@ pub(crate) struct Actor {
     /// The scheduler keeps an unfinished rotation for later instead of failing it when the
     /// target cannot be reached.
     pub patient: bool,
+    /// Picking up a rotation that an earlier run (perhaps one that crashed) left unfinished: a
+    /// pending rotation first asks the target whether it already took the new secret, so that
+    /// the target is never told twice.
+    pub recovering: bool,
 }
 
 impl Actor {
@@ -161,11 +165,23 @@ impl Actor {
             source: caller.source.to_string(),
             request: caller.request_id,
             patient: false,
+            recovering: false,
         }
     }
 
     pub fn scheduler() -> Self {
-        Self { name: "system:scheduler".into(), source: String::new(), request: RequestId::generate(), patient: true }
+        Self::system("system:scheduler")
+    }
+
+    /// The server's own background work, under a name of its own.
+    pub fn system(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            source: String::new(),
+            request: RequestId::generate(),
+            patient: true,
+            recovering: false,
+        }
     }
 }
 
@@ -181,7 +197,12 @@ impl Vault {
     }
 
     /// Checks a secret against the credential's target, holding a permit of its host.
-    async fn probe(&self, kind: CredentialKind, fields: &Fields, secret: &Secret) -> Result<Outcome, CoreError> {
+    pub(crate) async fn probe(
+        &self,
+        kind: CredentialKind,
+        fields: &Fields,
+        secret: &Secret,
+    ) -> Result<Outcome, CoreError> {
         let _permit = self.host_permit(kind, fields).await;
         rekey_connect::verify(kind, fields, secret, self.options.connect.limits)
             .await
@@ -339,17 +360,19 @@ impl Vault {
             Ok(l) => l,
             Err(e) => return self.finish(caller, "cred.rotate.start", &resource, Err(e)).await,
         };
-        let rotation = self.start_rotation(&actor, &tenant, &credential).await?;
+        let rotation = self.start_rotation(&actor, &tenant, &credential, None).await?;
         let rotation = self.drive(&actor, rotation).await?;
         Ok(RotationView::from(&rotation))
     }
 
-    /// Stores the new secret as a pending version beside a new rotation row.
+    /// Stores the new secret as a pending version beside a new rotation row (and `with`, an
+    /// operation that must happen in the same transaction, given the rotation's id).
     pub(crate) async fn start_rotation(
         &self,
         actor: &Actor,
         tenant: &TenantRow,
         credential: &CredentialRow,
+        with: Option<&(dyn Fn(RotationId) -> WriteOp + Send + Sync)>,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", tenant.name, credential.name);
         // A promoted rotation still in its grace period retires now: its old version goes.
@@ -395,9 +418,12 @@ impl Vault {
                 credential: credential.name.clone(),
                 kind: Some(credential.kind),
             };
+            let extra = with.map(|f| f(row.id));
             if is_secret_app(&credential) {
                 // Graph makes the new secret at the apply step; it is stored the moment it exists.
-                return Ok((WriteOp::InsertRotation(row.clone()), row));
+                let mut ops = vec![WriteOp::InsertRotation(row.clone())];
+                ops.extend(extra);
+                return Ok((WriteOp::All(ops), row));
             }
             let (secret, certificate) = match credential.kind {
                 CredentialKind::Ldap => (new_password(&credential.fields)?, None),
@@ -420,7 +446,9 @@ impl Vault {
             let (op, updated) = self.sealed_version(next, &secret).await?;
             let op = self.with_certificate(op, &updated, certificate.as_ref()).await?;
             row.to_version = updated.latest_version;
-            Ok((WriteOp::All(vec![op, WriteOp::InsertRotation(row.clone())]), row))
+            let mut ops = vec![op, WriteOp::InsertRotation(row.clone())];
+            ops.extend(extra);
+            Ok((WriteOp::All(ops), row))
         }
         .await;
         let (op, row) = match prepared {
@@ -468,6 +496,12 @@ impl Vault {
     async fn advance(&self, actor: &Actor, rotation: RotationRow) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let _turn = self.credential_locks.lock(rotation.tenant_id, &rotation.credential).await;
+        // Another driver (the scheduler, a campaign worker) may have taken this step meanwhile.
+        match self.store.rotation(rotation.id).await? {
+            Some(now) if now.state != rotation.state => return Ok(now),
+            None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
+            Some(_) => {}
+        }
         let Some(credential) = self
             .store
             .credential(rotation.tenant_id, &rotation.credential)
@@ -500,7 +534,12 @@ impl Vault {
         let new = self.secret_of(&credential, rotation.to_version).await?;
 
         if rotation.state == rotation_state::PENDING {
-            let applied = self.apply(&credential, &fields, &current, &new).await?;
+            let taken = actor.recovering && self.probe(credential.kind, &fields, &new).await?.is_ok();
+            let applied = if taken {
+                Outcome { status: Status::Ok, detail: "the target already took it".into(), elapsed: Default::default() }
+            } else {
+                self.apply(&credential, &fields, &current, &new).await?
+            };
             if !applied.is_ok() {
                 // Did the target take it anyway (a lost answer, or an earlier attempt)?
                 if !self.probe(credential.kind, &fields, &new).await?.is_ok() {
@@ -754,7 +793,12 @@ impl Vault {
     }
 
     /// Ends the grace period: retires the old version (and removes an Entra app's old certificate).
-    async fn retire(&self, actor: &Actor, rotation: RotationRow, now: bool) -> Result<RotationRow, CoreError> {
+    pub(crate) async fn retire(
+        &self,
+        actor: &Actor,
+        rotation: RotationRow,
+        now: bool,
+    ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let due = now || rotation.retire_after.is_none_or(|t| t <= Timestamp::now());
         if !due {

@@ -44,6 +44,8 @@ pub enum CoreError {
     Frozen(String),
     #[error("{0}")]
     RotationInProgress(String),
+    #[error("{0}")]
+    LinkGone(String),
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
     #[error("the stored secret cannot be decrypted")]
@@ -73,6 +75,7 @@ impl CoreError {
             CoreError::NotRotatable(_) => ErrorCode::NotRotatable,
             CoreError::Frozen(_) => ErrorCode::Frozen,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
+            CoreError::LinkGone(_) => ErrorCode::LinkGone,
             CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
             CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,

@@ -393,30 +393,39 @@ impl Vault {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
             let incident = self.incident_row(id).await?;
             let after = after.map(|a| (a.tenant.to_string(), a.name.to_string()));
-            let rows: Vec<IncidentItemRow> =
-                self.store.incident_items(&incident, after, limit.clamp(1, 10_000)).await?;
-            let mut reveals: HashMap<String, i64> = HashMap::new();
-            if let Some(since) = incident.since {
-                let resources = rows.iter().map(|r| format!("{}/{}", r.tenant, r.name)).collect();
-                reveals.extend(self.store.reveal_counts(resources, since).await?);
-            }
-            Ok(rows
-                .into_iter()
-                .map(|r| {
-                    let key = format!("{}/{}", r.tenant, r.name);
-                    IncidentItemView {
-                        reveals_since: reveals.get(&key).copied().unwrap_or(0),
-                        tenant: r.tenant,
-                        region: r.region,
-                        name: r.name,
-                        kind: r.kind,
-                        reasons: reason_text(&incident.reasons, r.reasons),
-                    }
-                })
-                .collect())
+            self.incident_item_page(&incident, after, limit).await
         }
         .await;
         self.finish(caller, "incident.items", &format!("incident:{id}"), result).await
+    }
+
+    /// A page of an incident's credentials after `(tenant, name)`, with their reasons and reveals.
+    pub(crate) async fn incident_item_page(
+        &self,
+        incident: &IncidentRow,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<IncidentItemView>, CoreError> {
+        let rows: Vec<IncidentItemRow> = self.store.incident_items(incident, after, limit.clamp(1, 10_000)).await?;
+        let mut reveals: HashMap<String, i64> = HashMap::new();
+        if let Some(since) = incident.since {
+            let resources = rows.iter().map(|r| format!("{}/{}", r.tenant, r.name)).collect();
+            reveals.extend(self.store.reveal_counts(resources, since).await?);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = format!("{}/{}", r.tenant, r.name);
+                IncidentItemView {
+                    reveals_since: reveals.get(&key).copied().unwrap_or(0),
+                    tenant: r.tenant,
+                    region: r.region,
+                    name: r.name,
+                    kind: r.kind,
+                    reasons: reason_text(&incident.reasons, r.reasons),
+                }
+            })
+            .collect())
     }
 
     /// `rekey incident contain`: compromise the key versions, revoke the tokens and

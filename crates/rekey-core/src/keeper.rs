@@ -130,6 +130,7 @@ impl Keeper {
         let vault = Arc::new(vault);
         vault.clone().start_jobs();
         vault.clone().start_scheduler();
+        vault.clone().start_campaigns();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)
     }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod campaigns;
 pub mod certs;
 pub mod connectors;
 pub mod credentials;

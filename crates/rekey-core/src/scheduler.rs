@@ -85,7 +85,8 @@ impl Vault {
         futures_util::stream::iter(due)
             .for_each_concurrent(concurrency, |rotation| async move {
                 let id = rotation.id;
-                if let Err(e) = self.drive(&Actor::scheduler(), rotation).await {
+                let actor = Actor { recovering: true, ..Actor::scheduler() };
+                if let Err(e) = self.drive(&actor, rotation).await {
                     tracing::warn!(rotation = %id, error = %e, "rotation step failed");
                 }
             })
@@ -172,7 +173,7 @@ impl Vault {
                 let result = async {
                     let name = rekey_types::TenantName::parse(&row.tenant)?;
                     let tenant = self.tenant(&name).await?;
-                    let rotation = self.start_rotation(&actor, &tenant, &row.credential).await?;
+                    let rotation = self.start_rotation(&actor, &tenant, &row.credential, None).await?;
                     self.drive(&actor, rotation).await
                 }
                 .await;

@@ -26,6 +26,7 @@ pub struct VaultOptions {
     pub scheduler: crate::scheduler::SchedulerOptions,
     /// Connector counters; shared so metrics survive a seal and unseal.
     pub connector_stats: Option<Arc<crate::connectors::ConnectorStats>>,
+    pub campaign: crate::campaigns::CampaignOptions,
 }
 
 impl Default for VaultOptions {
@@ -36,6 +37,7 @@ impl Default for VaultOptions {
             connect: Default::default(),
             scheduler: Default::default(),
             connector_stats: None,
+            campaign: Default::default(),
         }
     }
 }
@@ -55,6 +57,8 @@ pub struct Vault {
     pub(crate) jobs_wake: Arc<tokio::sync::Notify>,
     pub(crate) hosts: crate::connectors::HostLimiter,
     pub(crate) connector_stats: Arc<crate::connectors::ConnectorStats>,
+    /// Wakes the campaign workers when a campaign starts.
+    pub(crate) campaigns_wake: Arc<tokio::sync::Notify>,
 }
 
 /// How long a token read from the store is trusted before it is read again. A revocation made
@@ -140,6 +144,7 @@ impl Vault {
             tokens: TokenCache::default(),
             closed: Default::default(),
             jobs_wake: Default::default(),
+            campaigns_wake: Default::default(),
             hosts: Default::default(),
             connector_stats: options.connector_stats.clone().unwrap_or_default(),
             options,

@@ -22,6 +22,7 @@ pub mod envelope;
 mod error;
 pub mod jwt;
 pub mod keys;
+pub mod link;
 pub mod password;
 pub mod seal;
 pub mod token;

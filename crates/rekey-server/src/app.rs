@@ -21,6 +21,7 @@ use crate::incidents;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
+use crate::{campaigns, pages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -48,6 +49,8 @@ pub struct App {
     state: AppState,
     /// The root operator token, when this start created it; shown once.
     pub root_token: Option<IssuedToken>,
+    /// The base of reset links, filled in at bind time unless configured.
+    public_url: Arc<std::sync::OnceLock<String>>,
 }
 
 impl App {
@@ -62,6 +65,7 @@ impl App {
         .map_err(BuildError::Store)?;
         let seal = open_seal(&config)?;
         let options = config.vault_options()?;
+        let public_url = options.campaign.public_url.clone();
         let (keeper, root_token) = Keeper::start(Arc::new(store), seal, options).await.map_err(BuildError::Vault)?;
         if keeper.is_sealed() {
             tracing::warn!(
@@ -71,8 +75,9 @@ impl App {
         }
         let keeper = Arc::new(keeper);
         let metrics = Arc::new(Metrics::new(keeper.writer_stats().clone(), keeper.connector_stats().clone()));
-        let state = AppState { keeper: keeper.clone(), metrics };
-        Ok(Self { config, keeper, state, root_token })
+        let pages = crate::pages::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
+        let state = AppState { keeper: keeper.clone(), metrics, pages: Arc::new(pages) };
+        Ok(Self { config, keeper, state, root_token, public_url })
     }
 
     pub fn router(&self) -> Router {
@@ -90,6 +95,8 @@ impl App {
         let listener = std::net::TcpListener::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
         listener.set_nonblocking(true).map_err(|source| BuildError::Bind { addr, source })?;
         let local = listener.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
+        let scheme = if self.config.tls.is_some() { "https" } else { "http" };
+        let _ = self.public_url.set(format!("{scheme}://{local}"));
         let task = match &self.config.tls {
             None => {
                 let listener =
@@ -207,6 +214,12 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/v1/incidents/{id}/items", get(incidents::items))
         .route("/v1/incidents/{id}/contain", post(incidents::contain))
         .route("/v1/incidents/{id}/close", post(incidents::close))
+        .route("/v1/campaigns", post(campaigns::start).get(campaigns::list))
+        .route("/v1/campaigns/{id}", get(campaigns::status))
+        .route("/v1/campaigns/{id}/items", get(campaigns::items))
+        .route("/v1/campaigns/{id}/waive", post(campaigns::waive))
+        .route("/v1/campaigns/{id}/links", post(campaigns::link))
+        .route("/v1/campaigns/{id}/report", get(campaigns::report))
         .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))
         .route("/v1/audit/events", get(routes::audit_events))
         .route("/v1/audit/verify", get(routes::audit_verify))
@@ -228,7 +241,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let import = Router::new()
         .route("/v1/import", post(routes::import))
         .layer(DefaultBodyLimit::max(config.limits.max_import_bytes));
+    // Tenant self-service pages: HTML, not the JSON API; forms are small.
+    let pages = Router::new()
+        .route("/r/{link}", get(pages::show).post(pages::submit))
+        .route("/assets/reset.css", get(pages::stylesheet))
+        .layer(DefaultBodyLimit::max(64 * 1024));
     api.merge(import)
+        .merge(pages)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

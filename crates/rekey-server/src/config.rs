@@ -56,6 +56,10 @@ pub struct Config {
     pub rotation: RotationConfig,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub campaign: CampaignConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
@@ -246,6 +250,98 @@ impl Default for SchedulerConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Time between passes of the campaign workers when idle, or `off`.
+    #[serde(default = "default_campaign_interval")]
+    pub interval: String,
+    /// Items worked on at once by this server.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts of an item (and deliveries of a notice) before it fails for good.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits twice as long (at most 1h).
+    #[serde(default = "default_retry_base")]
+    pub retry_base: String,
+    /// How long a worker holds an item before another server may take it.
+    #[serde(default = "default_lease")]
+    pub lease: String,
+    /// The address tenants reach this server at, for reset links (`<public_url>/r/...`).
+    /// Default: `http(s)://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn default_campaign_interval() -> String {
+    "2s".into()
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_base() -> String {
+    "30s".into()
+}
+fn default_lease() -> String {
+    "5m".into()
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_campaign_interval(),
+            concurrency: default_concurrency(),
+            max_attempts: default_max_attempts(),
+            retry_base: default_retry_base(),
+            lease: default_lease(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The SMTP relay for email notices, as `smtp://host:port` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host:465`; a user and password may be in the URL. Never logged.
+    #[serde(default)]
+    pub smtp_url: Option<Redacted>,
+    /// The sender address of email notices.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Where webhook notices are posted.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// A file holding the webhook signing secret (at least 16 bytes; surrounding whitespace is
+    /// ignored).
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// An environment variable holding the webhook signing secret.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// One delivery attempt (connect, send, answer).
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: String,
+}
+
+fn default_notify_timeout() -> String {
+    "10s".into()
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: None,
+            webhook_url: None,
+            webhook_secret_file: None,
+            webhook_secret_env: None,
+            timeout: default_notify_timeout(),
+        }
+    }
+}
+
 /// A duration setting: seconds, or `None` for `off` where `off` is allowed. `0s` is zero.
 fn duration_setting(field: &'static str, text: &str, off_allowed: bool) -> Result<Option<u64>, ConfigError> {
     let text = text.trim();
@@ -301,7 +397,9 @@ impl Config {
                 message: "must be between 1 and 1024".into(),
             });
         }
+        let campaign = self.campaign_options()?;
         Ok(rekey_core::VaultOptions {
+            campaign,
             cert_lifetime_secs: self.certificates.lifetime_secs()?,
             connect: rekey_core::connectors::ConnectOptions {
                 limits: rekey_connect::Limits {
@@ -317,6 +415,86 @@ impl Config {
                 concurrency: s.concurrency,
             },
             ..Default::default()
+        })
+    }
+}
+
+impl Config {
+    /// The campaign and notification settings as the vault takes them.
+    fn campaign_options(&self) -> Result<rekey_core::campaigns::CampaignOptions, ConfigError> {
+        use std::time::Duration;
+        let c = &self.campaign;
+        let invalid = |field: &'static str, message: &str| ConfigError::Invalid { field, message: message.to_owned() };
+        let interval = duration_setting("campaign.interval", &c.interval, true)?;
+        if interval == Some(0) {
+            return Err(invalid("campaign.interval", "must be above zero, or off"));
+        }
+        if !(1..=1024).contains(&c.concurrency) {
+            return Err(invalid("campaign.concurrency", "must be between 1 and 1024"));
+        }
+        if !(1..=100).contains(&c.max_attempts) {
+            return Err(invalid("campaign.max_attempts", "must be between 1 and 100"));
+        }
+        let retry_base = duration_setting("campaign.retry_base", &c.retry_base, false)?.unwrap_or(0);
+        let lease = duration_setting("campaign.lease", &c.lease, false)?.unwrap_or(0);
+        if retry_base == 0 || lease < 10 {
+            return Err(invalid("campaign", "retry_base must be above zero and lease at least 10s"));
+        }
+        // Without a setting, the server fills it in once it knows the address it listens on.
+        let public_url: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
+        if let Some(u) = &c.public_url {
+            let parsed = url::Url::parse(u).map_err(|e| invalid("campaign.public_url", &e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("campaign.public_url", "must be an http or https URL"));
+            }
+            let _ = public_url.set(u.trim_end_matches('/').to_owned());
+        }
+        let n = &self.notify;
+        let timeout = duration_setting("notify.timeout", &n.timeout, false)?.unwrap_or(0);
+        if timeout == 0 {
+            return Err(invalid("notify.timeout", "must be above zero"));
+        }
+        let timeout = Duration::from_secs(timeout);
+        let mail = match (&n.smtp_url, &n.from) {
+            (Some(url), Some(from)) => Some(
+                rekey_connect::notify::MailRelay::new(url.expose(), from, timeout)
+                    .map_err(|e| invalid("notify.smtp_url", &e.to_string()))?,
+            ),
+            (None, None) => None,
+            _ => return Err(invalid("notify", "email needs both smtp_url and from")),
+        };
+        let webhook = match &n.webhook_url {
+            Some(url) => {
+                let secret =
+                    match (&n.webhook_secret_file, &n.webhook_secret_env) {
+                        (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
+                            invalid("notify.webhook_secret_file", &format!("cannot read {}: {e}", path.display()))
+                        })?,
+                        (None, Some(var)) => std::env::var(var).map_err(|_| {
+                            invalid("notify.webhook_secret_env", &format!("the environment variable {var} is not set"))
+                        })?,
+                        _ => return Err(invalid(
+                            "notify",
+                            "a webhook needs its secret from exactly one of webhook_secret_file or webhook_secret_env",
+                        )),
+                    };
+                let secret = secret.trim().as_bytes().to_vec();
+                Some(
+                    rekey_connect::notify::Webhook::new(url, secret, timeout)
+                        .map_err(|e| invalid("notify.webhook_url", &e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(rekey_core::campaigns::CampaignOptions {
+            concurrency: c.concurrency,
+            interval: interval.map(Duration::from_secs),
+            max_attempts: c.max_attempts,
+            retry_base: Duration::from_secs(retry_base),
+            lease: Duration::from_secs(lease),
+            public_url,
+            mail,
+            webhook,
         })
     }
 }
@@ -490,6 +668,42 @@ impl Config {
         }
         if let Some(v) = get("REKEY_SCHEDULER_CONCURRENCY") {
             self.scheduler.concurrency = parse("REKEY_SCHEDULER_CONCURRENCY", &v)?;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_INTERVAL") {
+            self.campaign.interval = v;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_CONCURRENCY") {
+            self.campaign.concurrency = parse("REKEY_CAMPAIGN_CONCURRENCY", &v)?;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_MAX_ATTEMPTS") {
+            self.campaign.max_attempts = parse("REKEY_CAMPAIGN_MAX_ATTEMPTS", &v)?;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_RETRY_BASE") {
+            self.campaign.retry_base = v;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_LEASE") {
+            self.campaign.lease = v;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_PUBLIC_URL") {
+            self.campaign.public_url = Some(v);
+        }
+        if let Some(v) = get("REKEY_NOTIFY_SMTP_URL") {
+            self.notify.smtp_url = Some(Redacted(v));
+        }
+        if let Some(v) = get("REKEY_NOTIFY_FROM") {
+            self.notify.from = Some(v);
+        }
+        if let Some(v) = get("REKEY_NOTIFY_WEBHOOK_URL") {
+            self.notify.webhook_url = Some(v);
+        }
+        if let Some(v) = get("REKEY_NOTIFY_WEBHOOK_SECRET_FILE") {
+            self.notify.webhook_secret_file = Some(v.into());
+        }
+        if let Some(v) = get("REKEY_NOTIFY_WEBHOOK_SECRET_ENV") {
+            self.notify.webhook_secret_env = Some(v);
+        }
+        if let Some(v) = get("REKEY_NOTIFY_TIMEOUT") {
+            self.notify.timeout = v;
         }
         Ok(())
     }

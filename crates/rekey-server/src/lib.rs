@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod campaigns;
 pub mod config;
 mod error;
 mod extract;
@@ -17,6 +18,8 @@ mod incidents;
 mod keys;
 mod metrics;
 pub mod openapi;
+mod pages;
+mod report;
 mod routes;
 
 pub use app::{router, App, Started};

@@ -207,6 +207,62 @@ pub const ROUTES: &[Route] = &[
         response: "Incident",
     },
     Route {
+        method: "post",
+        path: "/v1/campaigns",
+        summary: "Start a rotation campaign for an open incident: one item per credential in scope",
+        roles: OPERATOR,
+        body: Some("StartCampaign"),
+        response: "Campaign",
+    },
+    Route {
+        method: "get",
+        path: "/v1/campaigns",
+        summary: "List campaigns, newest first",
+        roles: READERS,
+        body: None,
+        response: "CampaignList",
+    },
+    Route {
+        method: "get",
+        path: "/v1/campaigns/{id}",
+        summary: "A campaign's progress: items by state, overall and per tenant; notices",
+        roles: READERS,
+        body: None,
+        response: "CampaignStatus",
+    },
+    Route {
+        method: "get",
+        path: "/v1/campaigns/{id}/items",
+        summary: "A campaign's items (query: tenant, state, after=tenant/name, limit)",
+        roles: READERS,
+        body: None,
+        response: "CampaignItemList",
+    },
+    Route {
+        method: "post",
+        path: "/v1/campaigns/{id}/waive",
+        summary: "Waive an item: it will not be rotated, for the reason given",
+        roles: OPERATOR,
+        body: Some("Waive"),
+        response: "CampaignItem",
+    },
+    Route {
+        method: "post",
+        path: "/v1/campaigns/{id}/links",
+        summary: "A single-use reset link for one tenant's self-service items, for the operator to pass on",
+        roles: OPERATOR,
+        body: Some("IssueLink"),
+        response: "ResetLink",
+    },
+    Route {
+        method: "get",
+        path: "/v1/campaigns/{id}/report",
+        summary: "The campaign report per tenant (query: format=json|csv|html)",
+        roles: READERS,
+        body: None,
+        response: "CampaignReport",
+    },
+    Route {
         method: "get",
         path: "/v1/credentials",
         summary: "List credentials (query: tenant, kind, region, after=tenant/name, limit)",
@@ -495,10 +551,41 @@ fn schemas() -> Value {
         "VerifyReport": { "type": "object", "properties": { "ok": { "type": "boolean" }, "checked": n, "head_seq": n, "server_head_seq": n,
             "problems": { "type": "array", "items": { "type": "object", "properties": { "seq": n, "kind": s, "message": s } } } } },
     });
+    let campaigns = json!({
+        "StartCampaign": { "type": "object", "required": ["incident"], "additionalProperties": false, "properties": {
+            "incident": s, "deadline": { "type": "string", "description": "from now, e.g. 7d (default), 36h" },
+            "notify": { "type": "array", "items": { "type": "string", "enum": ["email", "webhook"] } } } },
+        "Campaign": { "type": "object", "properties": { "id": s, "incident": s, "state": { "type": "string", "enum": ["running", "finished"] },
+            "notify": { "type": "array", "items": s }, "deadline": ts, "remind_at": ts, "items": n, "created_by": s, "created_at": ts,
+            "finished_at": ts } },
+        "CampaignItem": { "type": "object", "properties": { "tenant": s, "region": s, "name": s, "kind": s,
+            "mode": { "type": "string", "enum": ["automatic", "self-service", "manual"] },
+            "state": { "type": "string", "enum": ["pending", "rotating", "notified", "rotated", "verified", "retired", "failed", "waived"] },
+            "attempts": n, "error": s, "done_by": s, "note": s, "next_attempt": ts, "notified_at": ts, "rotated_at": ts,
+            "verified_at": ts, "retired_at": ts, "changed_at": ts } },
+        "CampaignStatus": { "type": "object", "properties": { "campaign": { "$ref": "#/components/schemas/Campaign" },
+            "counts": { "type": "object", "additionalProperties": n }, "done": n, "open": n, "failed": n, "overdue": { "type": "boolean" },
+            "tenants": { "type": "array", "items": { "type": "object", "properties": { "tenant": s, "total": n, "done": n,
+                "counts": { "type": "object", "additionalProperties": n } } } },
+            "notices": { "type": "object", "additionalProperties": n, "description": "by channel/state" } } },
+        "Waive": { "type": "object", "required": ["credential", "reason"], "additionalProperties": false, "properties": {
+            "credential": { "type": "string", "description": "tenant/name" }, "reason": s } },
+        "IssueLink": { "type": "object", "required": ["tenant"], "additionalProperties": false, "properties": { "tenant": s } },
+        "ResetLink": { "type": "object", "properties": { "id": s, "tenant": s, "url": { "type": "string", "description": "shown once" },
+            "expires_at": ts, "credentials": { "type": "array", "items": s } } },
+        "CampaignReport": { "type": "object", "description": "format=csv answers text/csv, format=html one HTML page", "properties": {
+            "generated_at": ts, "incident": { "$ref": "#/components/schemas/Incident" }, "campaign": { "$ref": "#/components/schemas/Campaign" },
+            "done": n, "open": n, "tenants": { "type": "array", "items": { "type": "object", "properties": { "tenant": s, "region": s,
+                "items": { "type": "array", "items": { "$ref": "#/components/schemas/CampaignItem" } },
+                "notices": { "type": "array", "items": { "type": "object", "properties": { "channel": s, "purpose": s, "state": s,
+                    "attempts": n, "error": s, "sent_at": ts } } } } } } } },
+    });
     let mut all = vault;
     let map = all.as_object_mut().expect("schemas are an object");
-    for (k, v) in keys.as_object().expect("schemas are an object") {
-        map.insert(k.clone(), v.clone());
+    for more in [keys, campaigns] {
+        for (k, v) in more.as_object().expect("schemas are an object") {
+            map.insert(k.clone(), v.clone());
+        }
     }
     all
 }

@@ -30,6 +30,7 @@ use crate::ApiError;
 pub struct AppState {
     pub keeper: Arc<Keeper>,
     pub metrics: Arc<Metrics>,
+    pub pages: Arc<crate::pages::PageState>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;

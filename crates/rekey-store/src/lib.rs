@@ -19,7 +19,9 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, IncidentId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{
+    CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName, Timestamp, TokenId,
+};
 
 pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
@@ -110,7 +112,7 @@ pub trait Store: Send + Sync + 'static {
     /// The newest rotations of one credential, newest first.
     async fn rotations_of(&self, credential: CredentialId, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
     /// Rotations with a step to take: unfinished ones, and promoted ones whose grace period ended
-    /// before `now`. Oldest first.
+    /// before `now`; not those a campaign item holds (its worker takes them). Oldest first.
     async fn rotations_due(&self, now: Timestamp, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
     async fn health(&self, credential: CredentialId) -> Result<Option<HealthRow>, StoreError>;
     /// Live credentials with a target whose last check is before `before`, or never checked.
@@ -135,6 +137,50 @@ pub trait Store: Send + Sync + 'static {
     async fn reveals_by(&self, principal: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// The audit events about one resource, oldest first.
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRow>, StoreError>;
+    /// The newest campaigns first (only running ones, if asked).
+    async fn campaigns(&self, running_only: bool, limit: u32) -> Result<Vec<CampaignRow>, StoreError>;
+    /// Item counts by state, overall or by tenant.
+    async fn item_counts(&self, campaign: CampaignId, by_tenant: bool) -> Result<Vec<ItemCount>, StoreError>;
+    /// Items still to be done (failed ones with a retry planned included).
+    async fn open_items(&self, campaign: CampaignId) -> Result<i64, StoreError>;
+    async fn campaign_items(
+        &self,
+        campaign: CampaignId,
+        filter: &ItemFilter,
+    ) -> Result<Vec<CampaignItemRow>, StoreError>;
+    async fn campaign_item(
+        &self,
+        campaign: CampaignId,
+        credential: CredentialId,
+    ) -> Result<Option<CampaignItemRow>, StoreError>;
+    /// A tenant's self-service items still to be reset (pending, notified or failed).
+    async fn tenant_outstanding(
+        &self,
+        campaign: CampaignId,
+        tenant: TenantId,
+    ) -> Result<Vec<CampaignItemRow>, StoreError>;
+    async fn notices(&self, campaign: CampaignId) -> Result<Vec<NoticeRow>, StoreError>;
+    async fn due_notices(&self, now: Timestamp, limit: u32) -> Result<Vec<NoticeRow>, StoreError>;
+    /// Tenants with self-service items to reset and no notice of `purpose` yet.
+    async fn tenants_to_notify(
+        &self,
+        campaign: CampaignId,
+        purpose: &str,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, String)>, StoreError>;
+    async fn link(&self, id: LinkId) -> Result<Option<LinkRow>, StoreError>;
+    /// Takes up to `limit` items due at `now` (not leased by anyone), leasing them until `until`.
+    /// Not audited: a lease is bookkeeping between workers, and each step it leads to is.
+    async fn claim_items(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CampaignItemRow>, StoreError>;
+    /// Ends every lease; for a server that is the only one using its database (SQLite).
+    async fn release_leases(&self) -> Result<(), StoreError>;
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.

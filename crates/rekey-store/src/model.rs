@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use rekey_types::{
-    AuditRecord, CredentialId, CredentialKind, IncidentId, JobId, Role, RotationId, TenantId, Timestamp, TokenId,
+    AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, JobId, LinkId, NoticeId, Role, RotationId,
+    TenantId, Timestamp, TokenId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,6 +421,209 @@ pub enum WriteOp {
         sha256: String,
         at: Timestamp,
     },
+    /// Stores a campaign and one item per credential its incident reaches (live ones only),
+    /// each `pending`; `Conflict` if the incident is not open, `AlreadyExists` if it already has a
+    /// running campaign.
+    StartCampaign(CampaignRow),
+    /// Moves an item to `rotating` with the rotation that now holds it (written with the
+    /// rotation's insert).
+    StartItemRotation {
+        campaign: CampaignId,
+        credential: CredentialId,
+        rotation: RotationId,
+        at: Timestamp,
+    },
+    /// Moves an item from one of the `from` states; `Conflict` if it was in none of them.
+    SetItem(ItemUpdate),
+    /// Marks a campaign finished; `Conflict` if an item is still open.
+    FinishCampaign {
+        id: CampaignId,
+        at: Timestamp,
+    },
+    /// Records that a campaign's reminders are queued.
+    SetReminded {
+        id: CampaignId,
+    },
+    /// Queues notices (one already queued for the same tenant, channel and purpose is kept).
+    QueueNotices(Vec<NoticeRow>),
+    /// Records a delivery attempt. A delivered notice moves the tenant's `pending` self-service
+    /// items to `notified`.
+    SetNotice(NoticeUpdate),
+    InsertLink(LinkRow),
+    /// Spends a link; `Conflict` if it was spent, revoked or expired.
+    UseLink {
+        id: LinkId,
+        at: Timestamp,
+    },
+    RevokeLink {
+        id: LinkId,
+        at: Timestamp,
+    },
+}
+
+/// An item state change. Timestamps set here are only set where still empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemUpdate {
+    pub campaign: CampaignId,
+    pub credential: CredentialId,
+    pub from: &'static [&'static str],
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// When a worker should look at it again; `None` for none.
+    pub next_at: Option<Timestamp>,
+    pub done_by: Option<String>,
+    pub note: Option<String>,
+    /// Which of `notified_at`, `rotated_at`, `verified_at`, `retired_at` (and those before it)
+    /// to stamp, by state name.
+    pub stamp: Option<&'static str>,
+    /// Counts one more attempt.
+    pub attempt: bool,
+    pub at: Timestamp,
+}
+
+/// A delivery attempt of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeUpdate {
+    pub id: NoticeId,
+    /// `pending` (retry at `next_at`), `sent` or `failed`.
+    pub state: &'static str,
+    pub next_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub link_id: Option<LinkId>,
+    pub at: Timestamp,
+}
+
+/// Item states.
+pub mod item_state {
+    pub const PENDING: &str = "pending";
+    pub const ROTATING: &str = "rotating";
+    pub const NOTIFIED: &str = "notified";
+    pub const ROTATED: &str = "rotated";
+    pub const VERIFIED: &str = "verified";
+    pub const RETIRED: &str = "retired";
+    pub const FAILED: &str = "failed";
+    pub const WAIVED: &str = "waived";
+    /// Every state, in the order of the state machine.
+    pub const ALL: [&str; 8] = [PENDING, ROTATING, NOTIFIED, ROTATED, VERIFIED, RETIRED, FAILED, WAIVED];
+    /// States in which an item is still to be done (failed items may still be retried).
+    pub const OPEN: [&str; 5] = [PENDING, ROTATING, NOTIFIED, ROTATED, VERIFIED];
+
+    /// A state as its constant name, and the one-element list of it (for an update that keeps
+    /// an item in its state); `None` for a name that is not a state.
+    pub fn named(state: &str) -> Option<(&'static str, &'static [&'static str])> {
+        Some(match state {
+            PENDING => (PENDING, &[PENDING]),
+            ROTATING => (ROTATING, &[ROTATING]),
+            NOTIFIED => (NOTIFIED, &[NOTIFIED]),
+            ROTATED => (ROTATED, &[ROTATED]),
+            VERIFIED => (VERIFIED, &[VERIFIED]),
+            RETIRED => (RETIRED, &[RETIRED]),
+            FAILED => (FAILED, &[FAILED]),
+            WAIVED => (WAIVED, &[WAIVED]),
+            _ => return None,
+        })
+    }
+}
+
+/// A rotation campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignRow {
+    pub id: CampaignId,
+    pub incident_id: IncidentId,
+    /// `running` or `finished`.
+    pub state: String,
+    /// Channels: `email`, `webhook`.
+    pub notify: Vec<String>,
+    pub deadline: Timestamp,
+    pub remind_at: Timestamp,
+    pub reminded: bool,
+    pub items: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One credential of a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignItemRow {
+    pub campaign_id: CampaignId,
+    pub credential_id: CredentialId,
+    pub tenant_id: TenantId,
+    pub tenant: String,
+    pub region: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    /// `automatic`, `self-service` or `manual`.
+    pub mode: String,
+    pub from_version: u32,
+    pub state: String,
+    pub rotation_id: Option<RotationId>,
+    pub attempts: u32,
+    pub next_at: Option<Timestamp>,
+    /// Why it failed or waits (a connector's status and detail). Never a secret.
+    pub error: Option<String>,
+    /// Who did the last step (a principal, `system:campaign`, or `link:<id>`).
+    pub done_by: Option<String>,
+    /// Why it was waived.
+    pub note: Option<String>,
+    pub notified_at: Option<Timestamp>,
+    pub rotated_at: Option<Timestamp>,
+    pub verified_at: Option<Timestamp>,
+    pub retired_at: Option<Timestamp>,
+    pub changed_at: Timestamp,
+}
+
+/// A notification of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRow {
+    pub id: NoticeId,
+    pub campaign_id: CampaignId,
+    pub tenant_id: TenantId,
+    pub tenant: String,
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// `initial` or `reminder`.
+    pub purpose: String,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub link_id: Option<LinkId>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// A self-service reset link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: LinkId,
+    pub campaign_id: CampaignId,
+    pub tenant_id: TenantId,
+    pub secret_hash: Vec<u8>,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+/// Which items of a campaign to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemFilter {
+    pub tenant: Option<String>,
+    pub state: Option<String>,
+    /// Items after this `(tenant, name)`.
+    pub after: Option<(String, String)>,
+    pub limit: u32,
+}
+
+/// How many items of a campaign (of one tenant, if set) are in a state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemCount {
+    pub tenant: Option<String>,
+    pub state: String,
+    pub count: i64,
 }
 
 /// One staged rotation. `tenant` and `credential` (names) are filled in on reads only.

@@ -8,6 +8,9 @@ use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::*;
 use crate::{Backend, ChainFn, StoreError};
 
+mod campaigns;
+pub(crate) use campaigns::*;
+
 // ---- decoding -------------------------------------------------------------------------------
 
 fn corrupt(what: &str) -> StoreError {
@@ -145,12 +148,14 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (2, include_str!("../migrations/sqlite/0002_key_custody.sql")),
             (3, include_str!("../migrations/sqlite/0003_connectors.sql")),
             (4, include_str!("../migrations/sqlite/0004_incidents.sql")),
+            (5, include_str!("../migrations/sqlite/0005_campaigns.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
             (2, include_str!("../migrations/postgres/0002_key_custody.sql")),
             (3, include_str!("../migrations/postgres/0003_connectors.sql")),
             (4, include_str!("../migrations/postgres/0004_incidents.sql")),
+            (5, include_str!("../migrations/postgres/0005_campaigns.sql")),
         ],
     }
 }
@@ -785,8 +790,10 @@ pub(crate) async fn rotations_of<C: Conn>(
 /// ended before `now`. Oldest first.
 pub(crate) async fn rotations_due<C: Conn>(c: &mut C, now: i64, limit: u32) -> Result<Vec<RotationRow>, StoreError> {
     let sql = format!(
-        "{ROTATION_SELECT} WHERE r.state IN ('pending', 'applied') \
-         OR (r.state = 'promoted' AND r.retire_after <= $1) ORDER BY r.changed_at, r.id LIMIT $2"
+        "{ROTATION_SELECT} WHERE (r.state IN ('pending', 'applied') \
+         OR (r.state = 'promoted' AND r.retire_after <= $1)) \
+         AND NOT EXISTS (SELECT 1 FROM campaign_items ci WHERE ci.rotation_id = r.id) \
+         ORDER BY r.changed_at, r.id LIMIT $2"
     );
     all(c.query(&sql, args![now, limit]).await?, rotation_row)
 }
@@ -1302,6 +1309,9 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             )
             .await
             .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+            if !pending && !*create {
+                follow_put(c, cred_id, version.created_by.clone(), version.created_at).await?;
+            }
             Ok(())
         }
         WriteOp::DeleteCredential { id, at } => {
@@ -1585,11 +1595,10 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     ],
                 )
                 .await?;
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict)
+            if n != 1 {
+                return Err(StoreError::Conflict);
             }
+            follow_rotation(c, *id, state, error.clone(), *at).await
         }
         WriteOp::SetVersionStage { credential, version, from, stage } => c
             .exec(
@@ -1698,6 +1707,20 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 "UPDATE certificates SET state = 'revoked', revoked_at = $1 WHERE sha256 = $2 AND state <> 'revoked'";
             update_one(c, sql, at.as_micros(), "active certificate", sha256.clone()).await
         }
+        WriteOp::StartCampaign(campaign) => start_campaign(c, campaign).await,
+        WriteOp::StartItemRotation { campaign, credential, rotation, at } => {
+            start_item_rotation(c, *campaign, *credential, *rotation, *at).await
+        }
+        WriteOp::SetItem(update) => set_item(c, update).await,
+        WriteOp::FinishCampaign { id, at } => finish_campaign(c, id.to_string(), *at).await,
+        WriteOp::SetReminded { id } => {
+            c.exec("UPDATE campaigns SET reminded = 1 WHERE id = $1", args![id.to_string()]).await.map(drop)
+        }
+        WriteOp::QueueNotices(notices) => queue_notices(c, notices).await,
+        WriteOp::SetNotice(update) => set_notice(c, update).await,
+        WriteOp::InsertLink(link) => insert_link(c, link).await,
+        WriteOp::UseLink { id, at } => use_link(c, *id, *at).await,
+        WriteOp::RevokeLink { id, at } => revoke_link(c, *id, *at).await,
         WriteOp::All(ops) => {
             for op in ops {
                 Box::pin(apply_op(c, op)).await?;

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rekey_types::{CredentialId, IncidentId, JobId, RotationId, TenantId, TenantName, Timestamp, TokenId};
+use rekey_types::{
+    CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName, Timestamp, TokenId,
+};
 use sqlx::PgPool;
 
 use crate::conn::ready;
@@ -290,6 +292,82 @@ impl Store for SqlStore {
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         let resource = resource.to_owned();
         run!(self, read, |c| q::audit_of(c, resource, limit))
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRow>, StoreError> {
+        run!(self, point, |c| q::campaign(c, id.to_string()))
+    }
+
+    async fn campaigns(&self, running_only: bool, limit: u32) -> Result<Vec<CampaignRow>, StoreError> {
+        run!(self, read, |c| q::campaigns(c, running_only, limit))
+    }
+
+    async fn item_counts(&self, campaign: CampaignId, by_tenant: bool) -> Result<Vec<ItemCount>, StoreError> {
+        run!(self, read, |c| q::item_counts(c, campaign.to_string(), by_tenant))
+    }
+
+    async fn open_items(&self, campaign: CampaignId) -> Result<i64, StoreError> {
+        run!(self, read, |c| q::open_items(c, campaign.to_string()))
+    }
+
+    async fn campaign_items(
+        &self,
+        campaign: CampaignId,
+        filter: &ItemFilter,
+    ) -> Result<Vec<CampaignItemRow>, StoreError> {
+        let filter = filter.clone();
+        run!(self, read, |c| q::campaign_items(c, campaign.to_string(), filter))
+    }
+
+    async fn campaign_item(
+        &self,
+        campaign: CampaignId,
+        credential: CredentialId,
+    ) -> Result<Option<CampaignItemRow>, StoreError> {
+        run!(self, point, |c| q::campaign_item(c, campaign.to_string(), credential.to_string()))
+    }
+
+    async fn tenant_outstanding(
+        &self,
+        campaign: CampaignId,
+        tenant: TenantId,
+    ) -> Result<Vec<CampaignItemRow>, StoreError> {
+        run!(self, read, |c| q::tenant_outstanding(c, campaign.to_string(), tenant.to_string()))
+    }
+
+    async fn notices(&self, campaign: CampaignId) -> Result<Vec<NoticeRow>, StoreError> {
+        run!(self, read, |c| q::notices(c, campaign.to_string()))
+    }
+
+    async fn due_notices(&self, now: Timestamp, limit: u32) -> Result<Vec<NoticeRow>, StoreError> {
+        run!(self, read, |c| q::due_notices(c, now.as_micros(), limit))
+    }
+
+    async fn tenants_to_notify(
+        &self,
+        campaign: CampaignId,
+        purpose: &str,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, String)>, StoreError> {
+        let purpose = purpose.to_owned();
+        run!(self, read, |c| q::tenants_to_notify(c, campaign.to_string(), purpose, limit))
+    }
+
+    async fn link(&self, id: LinkId) -> Result<Option<LinkRow>, StoreError> {
+        run!(self, point, |c| q::link(c, id.to_string()))
+    }
+
+    async fn claim_items(
+        &self,
+        now: Timestamp,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<CampaignItemRow>, StoreError> {
+        run!(self, write, |c| q::claim_items(c, now.as_micros(), until.as_micros(), limit))
+    }
+
+    async fn release_leases(&self) -> Result<(), StoreError> {
+        run!(self, write, |c| q::release_leases(c))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

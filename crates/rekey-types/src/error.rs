@@ -45,6 +45,8 @@ pub enum ErrorCode {
     RotationInProgress,
     /// An incident froze this credential: connectors may not reveal it until it is rotated.
     Frozen,
+    /// A self-service reset link that was already used, was revoked, or expired.
+    LinkGone,
     /// The audit log cannot be written, so the request is refused (fail closed).
     AuditUnavailable,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
@@ -54,7 +56,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -73,6 +75,7 @@ impl ErrorCode {
         ErrorCode::NotRotatable,
         ErrorCode::RotationInProgress,
         ErrorCode::Frozen,
+        ErrorCode::LinkGone,
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
         ErrorCode::Internal,
@@ -98,6 +101,7 @@ impl ErrorCode {
             ErrorCode::NotRotatable => "not_rotatable",
             ErrorCode::RotationInProgress => "rotation_in_progress",
             ErrorCode::Frozen => "frozen",
+            ErrorCode::LinkGone => "link_gone",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::Internal => "internal",
@@ -117,7 +121,7 @@ impl ErrorCode {
             | ErrorCode::KeyInUse
             | ErrorCode::NotRotatable
             | ErrorCode::RotationInProgress => 409,
-            ErrorCode::KeyDestroyed => 410,
+            ErrorCode::KeyDestroyed | ErrorCode::LinkGone => 410,
             ErrorCode::Frozen => 423,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,

@@ -79,6 +79,18 @@ typed_id!(
     IncidentId
 );
 typed_id!(
+    /// One rotation campaign: every credential of an incident driven to a verified new secret.
+    CampaignId
+);
+typed_id!(
+    /// The public half of a self-service reset link. The secret half is only ever stored as a hash.
+    LinkId
+);
+typed_id!(
+    /// One notification of a tenant (an email or a webhook call) and its delivery attempts.
+    NoticeId
+);
+typed_id!(
     /// One HTTP request; returned to the client and written to the log and the audit event.
     RequestId
 );

@@ -20,7 +20,9 @@ pub mod time;
 pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
-pub use ids::{CredentialId, IncidentId, JobId, RequestId, RotationId, TenantId, TokenId};
+pub use ids::{
+    CampaignId, CredentialId, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId, TokenId,
+};
 pub use keyref::KeyRef;
 pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;

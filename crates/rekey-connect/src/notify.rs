@@ -1,0 +1,125 @@
+//! Outbound notifications of tenants: email through an SMTP relay (`lettre`), and webhooks
+//! signed with HMAC-SHA256 (`reqwest`).
+//!
+//! A webhook is a `POST` of a JSON body with `Content-Type: application/json` and
+//! `Rekey-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`; any 2xx answer
+//! is a delivery. Redirects are not followed. Nothing here retries: the caller keeps the attempt
+//! count and the schedule, durably.
+
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// Why a notice was not delivered. Never holds the message body (it carries a reset link).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotifyError {
+    #[error("bad notification setting: {0}")]
+    Config(String),
+    #[error("the mail relay refused or failed: {0}")]
+    Mail(String),
+    #[error("the webhook failed: {0}")]
+    Webhook(String),
+}
+
+/// Where email goes: a relay URL as `lettre` reads it (`smtp://host:port` for plain SMTP,
+/// `smtp://host:587?tls=required` for STARTTLS, `smtps://host:465`; user and password may be in
+/// the URL) and the sender address.
+#[derive(Clone)]
+pub struct MailRelay {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl MailRelay {
+    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, NotifyError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            // The URL may hold the relay's password: say what is wrong without repeating it.
+            .map_err(|_| NotifyError::Config("the smtp relay URL does not parse".into()))?
+            .timeout(Some(timeout))
+            .build();
+        let from = from.parse().map_err(|_| NotifyError::Config(format!("not an email address: {from}")))?;
+        Ok(Self { transport, from })
+    }
+
+    /// Sends one plain-text message to every recipient.
+    pub async fn send(&self, to: &[String], subject: &str, body: String) -> Result<(), NotifyError> {
+        let mut builder = Message::builder().from(self.from.clone()).subject(subject).header(ContentType::TEXT_PLAIN);
+        let mut any = false;
+        for address in to {
+            let mailbox: Mailbox =
+                address.parse().map_err(|_| NotifyError::Config(format!("not an email address: {address}")))?;
+            builder = builder.to(mailbox);
+            any = true;
+        }
+        if !any {
+            return Err(NotifyError::Config("the tenant has no email contact".into()));
+        }
+        let message = builder.body(body).map_err(|e| NotifyError::Config(e.to_string()))?;
+        self.transport
+            .send(message)
+            .await
+            .map(drop)
+            .map_err(|e| NotifyError::Mail(crate::error::one_line(&e.to_string())))
+    }
+}
+
+/// Where webhooks go, and the key that signs them. No `Debug`: it holds the signing secret.
+#[derive(Clone)]
+pub struct Webhook {
+    url: reqwest::Url,
+    secret: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(url: &str, secret: Vec<u8>, timeout: Duration) -> Result<Self, NotifyError> {
+        let url: reqwest::Url = url.parse().map_err(|_| NotifyError::Config(format!("not a URL: {url}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(NotifyError::Config("the webhook URL must be http or https".into()));
+        }
+        if secret.len() < 16 {
+            return Err(NotifyError::Config("the webhook secret must be at least 16 bytes".into()));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| NotifyError::Config(e.to_string()))?;
+        Ok(Self { url, secret: std::sync::Arc::new(zeroize::Zeroizing::new(secret)), client })
+    }
+
+    /// Posts a signed body; `Ok` on a 2xx answer.
+    pub async fn post(&self, body: Vec<u8>, delivery: &str) -> Result<(), NotifyError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let signature = rekey_crypto::link::webhook_signature(&self.secret, now, &body);
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("rekey-signature", signature)
+            .header("rekey-delivery", delivery)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                NotifyError::Webhook(if e.is_timeout() {
+                    "no answer in time".into()
+                } else {
+                    crate::error::one_line(&e.to_string())
+                })
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(NotifyError::Webhook(format!("answered {status}")))
+        }
+    }
+}

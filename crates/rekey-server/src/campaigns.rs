@@ -1,0 +1,197 @@
+//! Campaign routes: start, list, status, items, waive, hand out a reset link, report.
+
+use std::str::FromStr;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_core::campaigns::{CampaignStatus, CampaignView, ItemView, LinkView, StartCampaign};
+use rekey_store::ItemFilter;
+use rekey_types::{CampaignId, CredRef, ErrorCode, IncidentId, TenantName};
+use serde::Deserialize;
+
+use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
+use crate::routes::{audit_resource, core, query, ApiResult, AppState};
+use crate::ApiError;
+
+fn campaign_id(id: &str, ctx: &ReqCtx) -> ApiResult<CampaignId> {
+    CampaignId::from_str(id)
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a campaign id is a UUID", ctx.request_id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    incident: String,
+    /// A duration from now, e.g. `7d`, `36h`.
+    #[serde(default)]
+    deadline: Option<String>,
+    #[serde(default)]
+    notify: Vec<String>,
+}
+
+pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
+    let caller = s.auth(&ctx, "campaign.start", "").await?;
+    let parsed = (|| {
+        let b: StartBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
+        let incident =
+            IncidentId::from_str(&b.incident).map_err(|_| bad("incident: an incident id is a UUID".into()))?;
+        let deadline_secs = b
+            .deadline
+            .as_deref()
+            .map(|d| {
+                rekey_types::time::parse_duration_secs(d)
+                    .map_err(|e| bad(format!("deadline: {e}")))
+                    .and_then(|s| u64::try_from(s).map_err(|_| bad("deadline: must be in the future".into())))
+            })
+            .transpose()?;
+        Ok(StartCampaign { incident, deadline_secs, notify: b.notify })
+    })();
+    let input = s.input(&caller, "campaign.start", "", parsed).await?;
+    Ok(Json(s.vault(&ctx)?.start_campaign(&caller, input).await.map_err(core(&ctx))?))
+}
+
+pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
+    let caller = s.auth(&ctx, "campaign.list", "").await?;
+    Ok(Json(s.vault(&ctx)?.list_campaigns(&caller).await.map_err(core(&ctx))?))
+}
+
+pub async fn status(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<CampaignStatus>> {
+    let resource = audit_resource(&format!("campaign:{id}"));
+    let caller = s.auth(&ctx, "campaign.status", &resource).await?;
+    let id = s.input(&caller, "campaign.status", &resource, campaign_id(&id, &ctx)).await?;
+    Ok(Json(s.vault(&ctx)?.campaign_status(&caller, id).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsQuery {
+    tenant: Option<String>,
+    state: Option<String>,
+    /// `tenant/name`: items after this one.
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn items(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    q: Result<Query<ItemsQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<ItemView>>> {
+    let resource = audit_resource(&format!("campaign:{id}"));
+    let caller = s.auth(&ctx, "campaign.items", &resource).await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
+        let after = q
+            .after
+            .as_deref()
+            .map(CredRef::parse)
+            .transpose()
+            .map_err(|e| bad(format!("after: {e}")))?
+            .map(|c| (c.tenant.to_string(), c.name.to_string()));
+        let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(|e| bad(format!("tenant: {e}")))?;
+        let filter = ItemFilter {
+            tenant: tenant.map(|t| t.to_string()),
+            state: q.state,
+            after,
+            limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+        };
+        Ok((campaign_id(&id, &ctx)?, filter))
+    })();
+    let (id, filter) = s.input(&caller, "campaign.items", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.campaign_items(&caller, id, filter).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaiveBody {
+    /// `tenant/name`.
+    credential: String,
+    reason: String,
+}
+
+pub async fn waive(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<ItemView>> {
+    let resource = audit_resource(&format!("campaign:{id}"));
+    let caller = s.auth(&ctx, "campaign.item.waive", &resource).await?;
+    let parsed = (|| {
+        let b: WaiveBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        let cref = CredRef::parse(&b.credential)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("credential: {e}"), ctx.request_id))?;
+        Ok((campaign_id(&id, &ctx)?, cref, b.reason))
+    })();
+    let (id, cref, reason) = s.input(&caller, "campaign.item.waive", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.waive_item(&caller, id, &cref, &reason).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    tenant: String,
+}
+
+pub async fn link(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> ApiResult<Json<LinkView>> {
+    let resource = audit_resource(&format!("campaign:{id}"));
+    let caller = s.auth(&ctx, "campaign.link.issue", &resource).await?;
+    let parsed = (|| {
+        let b: LinkBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        let tenant = TenantName::parse(&b.tenant)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("tenant: {e}"), ctx.request_id))?;
+        Ok((campaign_id(&id, &ctx)?, tenant))
+    })();
+    let (id, tenant) = s.input(&caller, "campaign.link.issue", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.issue_reset_link(&caller, id, &tenant).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    /// `json` (default), `csv` or `html`.
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let resource = audit_resource(&format!("campaign:{id}"));
+    let caller = s.auth(&ctx, "campaign.report", &resource).await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let format = q.format.unwrap_or_else(|| "json".into());
+        if !matches!(format.as_str(), "json" | "csv" | "html") {
+            return Err(ApiError::new(ErrorCode::BadRequest, "format: use json, csv or html", ctx.request_id));
+        }
+        Ok((campaign_id(&id, &ctx)?, format))
+    })();
+    let (id, format) = s.input(&caller, "campaign.report", &resource, parsed).await?;
+    let report = s.vault(&ctx)?.campaign_report(&caller, id).await.map_err(core(&ctx))?;
+    let (content_type, body) = match format.as_str() {
+        "csv" => ("text/csv; charset=utf-8", crate::report::csv(&report)),
+        "html" => ("text/html; charset=utf-8", crate::report::html(&report)),
+        _ => return Ok(Json(report).into_response()),
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if format == "html" {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(crate::pages::CSP_REPORT));
+    }
+    Ok(response)
+}
