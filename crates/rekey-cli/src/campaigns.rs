@@ -57,7 +57,7 @@ pub async fn run(c: &Client, cmd: CampaignCmd, format: OutputFormat) -> Result<E
                 status = c.get(&path, &[]).await?;
             }
             show(format, &status, status_table);
-            if status.failed > 0 {
+            if watch && status.failed > 0 {
                 return Ok(ExitCode::from(3));
             }
         }

@@ -8,73 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::peers::*;
 use common::*;
-
-struct Peers {
-    ca: String,
-    ca_path: String,
-    ldap: String,
-    ldaps: String,
-    pop3s: String,
-    submission: String,
-    oidc: String,
-}
-
-fn peers() -> Option<Peers> {
-    let Ok(dir) = std::env::var("REKEY_TEST_PEERS") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_PEERS must be set under CI (scripts/test.sh)");
-        eprintln!("SKIPPED: no connector peers (run scripts/test.sh)");
-        return None;
-    };
-    let var = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v}"));
-    let ca_path = format!("{dir}/tls/ca.pem");
-    Some(Peers {
-        ca: std::fs::read_to_string(&ca_path).unwrap(),
-        ca_path,
-        ldap: var("REKEY_TEST_LDAP_PORT"),
-        ldaps: var("REKEY_TEST_LDAPS_PORT"),
-        pop3s: var("REKEY_TEST_POP3S_PORT"),
-        submission: var("REKEY_TEST_SUBMISSION_PORT"),
-        oidc: var("REKEY_TEST_OIDC_URL"),
-    })
-}
-
-const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
-
-/// Adds service accounts `uid=<prefix>-<i>` with password `pw-<prefix>-<i>`, as the directory admin.
-fn add_accounts(p: &Peers, prefix: &str, n: usize) {
-    let mut ldif = String::new();
-    for i in 0..n {
-        ldif.push_str(&format!(
-            "dn: uid={prefix}-{i},ou=services,dc=rekey,dc=test\nobjectClass: inetOrgPerson\nuid: {prefix}-{i}\ncn: {prefix}-{i}\nsn: service\nuserPassword: pw-{prefix}-{i}\n\n"
-        ));
-    }
-    let mut child = Command::new("ldapadd")
-        .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", p.ldap), "-D", ADMIN_DN, "-w", "admin-initial-pw"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ldapadd (ldap-utils)");
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), ldif.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "ldapadd: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn dn(prefix: &str, i: usize) -> String {
-    format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test")
-}
-
-fn unique() -> String {
-    format!("{:x}", rand_suffix() % 0xffff_ffff)
-}
-
-fn server_with(dir: &Path, config: &str) -> Server {
-    let cfg = dir.join("rekey.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let args = dev_with_config(&dir.join("data"), &cfg);
-    Server::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), "http")
-}
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).unwrap()

@@ -1078,10 +1078,12 @@ impl Vault {
             Err(e) => return Err(e),
         };
         let (campaign, credential_id) = (item.campaign_id, item.credential_id);
+        let by = actor.name.clone();
         let with = move |rotation| WriteOp::StartItemRotation {
             campaign,
             credential: credential_id,
             rotation,
+            by: by.clone(),
             at: Timestamp::now(),
         };
         match self.start_rotation(actor, &tenant, &credential, Some(&with)).await {
@@ -1460,10 +1462,12 @@ impl NoticeMessage {
 
     fn text(&self) -> String {
         let mut body = format!(
-            "Hello,\n\nWe are responding to a security incident: {}.\n\nThe credentials below, which \
-             your organisation ({}) gave us, may be exposed. Please set a new secret for each of them \
-             at its target, then enter the new secrets on this page, which checks each one against \
-             its target before accepting it:\n\n  {}\n\nThe link works once and until {}.\n\n",
+            "Hello,\n\nWe are responding to a security incident: {}.\n\n\
+             The credentials below, which your organisation ({}) gave us,\n\
+             may be exposed. Please set a new secret for each of them at its\n\
+             target, then enter the new secrets on this page, which checks each\n\
+             one against its target before accepting it:\n\n{}\n\n\
+             The link works once and until {}.\n\n",
             self.incident, self.tenant, self.link, self.deadline
         );
         for item in &self.items {

@@ -431,6 +431,7 @@ pub enum WriteOp {
         campaign: CampaignId,
         credential: CredentialId,
         rotation: RotationId,
+        by: String,
         at: Timestamp,
     },
     /// Moves an item from one of the `from` states; `Conflict` if it was in none of them.

@@ -1708,8 +1708,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             update_one(c, sql, at.as_micros(), "active certificate", sha256.clone()).await
         }
         WriteOp::StartCampaign(campaign) => start_campaign(c, campaign).await,
-        WriteOp::StartItemRotation { campaign, credential, rotation, at } => {
-            start_item_rotation(c, *campaign, *credential, *rotation, *at).await
+        WriteOp::StartItemRotation { campaign, credential, rotation, by, at } => {
+            start_item_rotation(c, *campaign, *credential, *rotation, by.clone(), *at).await
         }
         WriteOp::SetItem(update) => set_item(c, update).await,
         WriteOp::FinishCampaign { id, at } => finish_campaign(c, id.to_string(), *at).await,

@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI test files: a running `rekey serve`, and the `rekey` client.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -323,13 +323,14 @@ pub(crate) async fn start_item_rotation<C: Conn>(
     campaign: CampaignId,
     credential: rekey_types::CredentialId,
     rotation: rekey_types::RotationId,
+    by: String,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let n = c
         .exec(
             "UPDATE campaign_items SET state = 'rotating', rotation_id = $1, attempts = attempts + 1, error = NULL, \
-             changed_at = $2 WHERE campaign_id = $3 AND credential_id = $4 AND state IN ('pending', 'failed')",
-            args![rotation.to_string(), at.as_micros(), campaign.to_string(), credential.to_string()],
+             done_by = $2, changed_at = $3 WHERE campaign_id = $4 AND credential_id = $5 AND state IN ('pending', 'failed')",
+            args![rotation.to_string(), by, at.as_micros(), campaign.to_string(), credential.to_string()],
         )
         .await?;
     if n == 1 {

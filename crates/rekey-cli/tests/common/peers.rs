@@ -1,0 +1,159 @@
+//! The connector peers that `scripts/test.sh` starts (OpenLDAP, Dovecot, the SMTP sink, the
+//! OpenID provider with the Graph stand-in), as the CLI tests reach them.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::*;
+
+pub struct Peers {
+    pub ca: String,
+    pub ca_path: String,
+    pub ldap: String,
+    pub ldaps: String,
+    pub pop3s: String,
+    pub submission: String,
+    pub oidc: String,
+    pub sink: String,
+    pub maildir: String,
+    pub dovecot_users: String,
+}
+
+pub fn peers() -> Option<Peers> {
+    let Ok(dir) = std::env::var("REKEY_TEST_PEERS") else {
+        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_PEERS must be set under CI (scripts/test.sh)");
+        eprintln!("SKIPPED: no connector peers (run scripts/test.sh)");
+        return None;
+    };
+    let var = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v}"));
+    let ca_path = format!("{dir}/tls/ca.pem");
+    Some(Peers {
+        ca: std::fs::read_to_string(&ca_path).unwrap(),
+        ca_path,
+        ldap: var("REKEY_TEST_LDAP_PORT"),
+        ldaps: var("REKEY_TEST_LDAPS_PORT"),
+        pop3s: var("REKEY_TEST_POP3S_PORT"),
+        submission: var("REKEY_TEST_SUBMISSION_PORT"),
+        oidc: var("REKEY_TEST_OIDC_URL"),
+        sink: var("REKEY_TEST_SINK_PORT"),
+        maildir: var("REKEY_TEST_SINK_MAILDIR"),
+        dovecot_users: var("REKEY_TEST_DOVECOT_USERS"),
+    })
+}
+
+pub const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+
+/// Adds service accounts `uid=<prefix>-<i>` with password `pw-<prefix>-<i>`, as the directory admin.
+pub fn add_accounts(p: &Peers, prefix: &str, n: usize) {
+    let mut ldif = String::new();
+    for i in 0..n {
+        ldif.push_str(&format!(
+            "dn: uid={prefix}-{i},ou=services,dc=rekey,dc=test\nobjectClass: inetOrgPerson\nuid: {prefix}-{i}\ncn: {prefix}-{i}\nsn: service\nuserPassword: pw-{prefix}-{i}\n\n"
+        ));
+    }
+    let mut child = Command::new("ldapadd")
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", p.ldap), "-D", ADMIN_DN, "-w", "admin-initial-pw"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ldapadd (ldap-utils)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), ldif.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ldapadd: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn dn(prefix: &str, i: usize) -> String {
+    format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test")
+}
+
+pub fn unique() -> String {
+    format!("{:x}", rand_suffix() % 0xffff_ffff)
+}
+
+pub fn server_with(dir: &Path, config: &str) -> Server {
+    let cfg = dir.join("rekey.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let args = dev_with_config(&dir.join("data"), &cfg);
+    Server::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), "http")
+}
+
+/// Sets (adds or replaces) a Dovecot user's password in the passwd-file Dovecot reads; Dovecot
+/// notices the change within about a second. Test processes share the file, so a lock file
+/// beside it keeps their edits apart.
+pub fn set_mail_password(p: &Peers, user: &str, password: &str) {
+    let lock = format!("{}.lock", p.dovecot_users);
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("cannot lock {lock}: {e}"),
+        }
+    }
+    let text = std::fs::read_to_string(&p.dovecot_users).unwrap();
+    let mut lines: Vec<String> =
+        text.lines().filter(|l| !l.starts_with(&format!("{user}:"))).map(str::to_owned).collect();
+    lines.push(format!("{user}:{{PLAIN}}{password}::::"));
+    let tmp = format!("{}.tmp{}", p.dovecot_users, std::process::id());
+    std::fs::write(&tmp, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, &p.dovecot_users).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+}
+
+/// Waits until Dovecot accepts `password` for `user` over POP3S (it re-reads its passwd-file).
+pub fn wait_mail_login(p: &Peers, user: &str, password: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "--cacert", &p.ca_path, "-u", &format!("{user}:{password}")])
+            .arg(format!("pop3s://localhost:{}/", p.pop3s))
+            .output()
+            .expect("curl");
+        if out.status.success() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "dovecot never accepted the new password of {user}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A message's text with quoted-printable soft breaks and escapes undone (what a mail client
+/// shows).
+pub fn unquote(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The messages the SMTP sink received for `rcpt`, decoded, oldest first.
+pub fn mail_to(p: &Peers, rcpt: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(dir) = std::fs::read_dir(Path::new(&p.maildir).join(sub)) else { continue };
+        for entry in dir.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+            if text.lines().any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(rcpt)) {
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                found.push((modified, text));
+            }
+        }
+    }
+    found.sort_by_key(|(m, _)| *m);
+    found.into_iter().map(|(_, t)| unquote(&t)).collect()
+}

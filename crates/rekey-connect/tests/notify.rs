@@ -1,0 +1,130 @@
+//! Webhook delivery against receivers served from this test on loopback: the signature is
+//! checked with `openssl` (an implementation other than ours), a non-2xx answer and a silent
+//! receiver are failures, and a bad setting is refused up front.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rekey_connect::notify::{NotifyError, Webhook};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const SECRET: &str = "webhook-test-secret-0123456789";
+
+/// Answers one request with `status` and hands back the raw request, or never answers.
+async fn receiver(status: Option<&'static str>) -> (u16, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read the head, then as many body bytes as content-length says.
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            if let Some(end) = find(&request, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&request[..end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = tx.send(request);
+        match status {
+            Some(s) => {
+                let answer = format!("HTTP/1.1 {s}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            None => tokio::time::sleep(Duration::from_secs(30)).await,
+        }
+    });
+    (port, rx)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn hook(port: u16, timeout: Duration) -> Webhook {
+    Webhook::new(&format!("http://127.0.0.1:{port}/hook"), SECRET.as_bytes().to_vec(), timeout).unwrap()
+}
+
+/// `HMAC-SHA256(secret, "<t>.<body>")` in hex, by `openssl`.
+fn openssl_hmac(t: &str, body: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", SECRET])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    let mut input = format!("{t}.").into_bytes();
+    input.extend_from_slice(body);
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().rsplit(' ').next().unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_delivered_webhook_carries_a_signature_a_receiver_can_check() {
+    let (port, request) = receiver(Some("204 No Content")).await;
+    let body = br#"{"event":"rekey.campaign.notice","tenant":"acme"}"#.to_vec();
+    hook(port, Duration::from_secs(5)).post(body.clone(), "delivery-1").await.unwrap();
+    let raw = request.await.unwrap();
+    let end = find(&raw, b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert_eq!(&raw[end + 4..], body.as_slice(), "the body arrives unchanged");
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {name} header in {head}"))
+    };
+    assert_eq!(header("content-type"), "application/json");
+    assert_eq!(header("rekey-delivery"), "delivery-1");
+    let signature = header("rekey-signature");
+    let (t, v1) = signature.split_once(',').unwrap();
+    let t = t.strip_prefix("t=").unwrap();
+    let v1 = v1.strip_prefix("v1=").unwrap();
+    let sent_at: i64 = t.parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - sent_at).abs() < 60, "the timestamp is the time of sending");
+    assert_eq!(v1, openssl_hmac(t, &body), "the signature is HMAC-SHA256 over \"<t>.<body>\"");
+    assert!(!head.contains(SECRET), "the secret itself is never sent");
+}
+
+#[tokio::test]
+async fn a_refusing_or_silent_receiver_is_a_failure() {
+    let (port, _request) = receiver(Some("500 Internal Server Error")).await;
+    let e = hook(port, Duration::from_secs(5)).post(b"{}".to_vec(), "d").await.unwrap_err();
+    assert!(matches!(e, NotifyError::Webhook(ref m) if m.contains("500")), "{e}");
+
+    let (port, _request) = receiver(None).await;
+    let started = Instant::now();
+    let e = hook(port, Duration::from_millis(800)).post(b"{}".to_vec(), "d").await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout ends the attempt");
+    assert!(e.to_string().contains("no answer in time"), "{e}");
+    assert!(!e.to_string().contains(SECRET));
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let t = Duration::from_secs(1);
+    assert!(Webhook::new("not a url", SECRET.as_bytes().to_vec(), t).is_err());
+    assert!(Webhook::new("ftp://example.com/x", SECRET.as_bytes().to_vec(), t).is_err());
+    assert!(Webhook::new("https://example.com/x", b"short".to_vec(), t).is_err());
+    assert!(rekey_connect::notify::MailRelay::new("smtp://127.0.0.1:25", "not an address", t).is_err());
+    let e = rekey_connect::notify::MailRelay::new("bogus://user:hunter2@host", "a@b.example", t).err().unwrap();
+    assert!(!e.to_string().contains("hunter2"), "a relay URL's password never reaches an error");
+}
