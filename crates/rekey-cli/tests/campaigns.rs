@@ -368,3 +368,109 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         assert!(!log.contains(&format!("pw-{prefix}-{i}")));
     }
 }
+
+/// Rows of one query on the server's SQLite file, read-only, as (text, count) pairs.
+fn counts(db: &Path, sql: &str) -> BTreeMap<String, i64> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut q = c.prepare(sql).unwrap();
+    q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_campaign_of_1000_ldap_accounts_survives_kill_9() {
+    let Some(p) = peers() else { return };
+    const N: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique();
+    let prefix = format!("k9{u}");
+    add_accounts(&p, &prefix, N);
+    let extra = "[connectors]\nper_host = 8\n";
+    let mut s = campaign_server(dir.path(), &p, silent_receiver(), extra);
+    let root = s.root_token();
+    let tenant = format!("kill-{u}");
+    let url = format!("ldap://localhost:{}", p.ldap);
+    let lines: Vec<String> = (0..N)
+        .map(|i| {
+            serde_json::json!({
+                "tenant": tenant, "region": "us", "name": format!("svc-{i}"), "kind": "ldap",
+                "fields": {"url": url, "bind_dn": dn(&prefix, i), "ca_pem": p.ca},
+                "secret": format!("pw-{prefix}-{i}"),
+            })
+            .to_string()
+        })
+        .collect();
+    let file = dir.path().join("creds.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&s.rekey(&root, &["cred", "import", file.to_str().unwrap(), "--create-tenants"], None));
+    let incident = json(&s.rekey(
+        &root,
+        &["-o", "json", "incident", "open", "--title", "us keys", "--scope", &format!("tenant:{tenant}")],
+        None,
+    ));
+    let incident_id = incident["incident"]["id"].as_str().unwrap().to_owned();
+    let started = json(&s.rekey(&root, &["-o", "json", "campaign", "start", "--incident", &incident_id], None));
+    let id = started["id"].as_str().unwrap().to_owned();
+    assert_eq!(started["items"], N as i64);
+
+    // Kill the server while the campaign runs.
+    let db = dir.path().join("data").join("rekey.db");
+    let by_state = "SELECT state, COUNT(*) FROM campaign_items GROUP BY state";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let states = counts(&db, by_state);
+        if states.get("retired").copied().unwrap_or(0) >= (N / 5) as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the campaign did not progress: {states:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.kill9();
+    let at_kill = counts(&db, by_state);
+    eprintln!("items at kill -9: {at_kill:?}");
+    assert!(at_kill.get("retired").copied().unwrap_or(0) < N as i64, "killed too late: {at_kill:?}");
+
+    // Restart: the campaign resumes and finishes.
+    let args = dev_with_config(&dir.path().join("data"), &dir.path().join("rekey.toml"));
+    let s = Server::start_env(
+        dir.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "http",
+        &[("REKEY_TEST_WEBHOOK_SECRET", "campaign-webhook-secret-0123456789")],
+    );
+    let status = wait_status(&s, &root, &id, 180, |st| st["campaign"]["state"] == "finished");
+    assert_eq!(status["counts"]["retired"], N as i64, "{status:#}");
+
+    // Nothing lost, nothing done twice at the target: one rotation per credential, and at most
+    // one password change sent to the directory for each (a recovered step that found the
+    // directory already holding the new password says so instead).
+    let rotations =
+        counts(&db, "SELECT credential_id, COUNT(*) FROM rotations GROUP BY credential_id HAVING COUNT(*) > 1");
+    assert!(rotations.is_empty(), "credentials rotated more than once: {}", rotations.len());
+    let applied = counts(
+        &db,
+        "SELECT resource, COUNT(*) FROM audit_events WHERE action = 'cred.rotate.apply' AND outcome = 'success' \
+         AND detail NOT LIKE '%already took it%' GROUP BY resource HAVING COUNT(*) > 1",
+    );
+    assert!(applied.is_empty(), "a password sent twice: {applied:?}");
+    let recovered = counts(&db, "SELECT 'recovered', COUNT(*) FROM audit_events WHERE detail LIKE '%already took it%'");
+    eprintln!("steps that found the directory already changed: {recovered:?}");
+
+    // Every stored secret opens its account.
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for part in 0..8 {
+            let (s, root, tenant, failed) = (&s, &root, &tenant, &failed);
+            scope.spawn(move || {
+                for i in (part..N).step_by(8) {
+                    let out = s.rekey(root, &["-o", "json", "cred", "verify", &format!("{tenant}/svc-{i}")], None);
+                    if !out.status.success() {
+                        failed.lock().unwrap().push(i);
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    assert!(failed.is_empty(), "stored secrets that the directory refuses: {failed:?}");
+    ok(&s.rekey(&root, &["audit", "verify"], None));
+}
