@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CredentialId, CredentialKind, IncidentId, JobId, Role, RotationId, TenantId, TenantName,
-    Timestamp, TokenId,
+    AuditOutcome, AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, JobId, LinkId, NoticeId, Role,
+    RotationId, TenantId, TenantName, Timestamp, TokenId,
 };
 use sqlx::Connection;
 
@@ -73,6 +73,7 @@ both!(
     certificates_are_unique,
     rotations_move_forward_once_and_health_upserts,
     incidents_scope_reasons_counts_and_freeze,
+    campaigns_items_leases_notices_and_links,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -857,4 +858,267 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     db.store.apply(vec![WriteRequest { op: None, audit: e }], Arc::new(chain)).await.unwrap();
     assert_eq!(db.store.audit_of(&format!("incident:{id}"), 10).await.unwrap().len(), 1);
     assert_eq!(db.store.incidents(10).await.unwrap().len(), 2);
+}
+
+/// `put`, for a credential of another kind with a field.
+fn put_kind(tenant: TenantId, name: &str, kind: CredentialKind, field: (&str, &str)) -> (CredentialId, WriteOp) {
+    let id = CredentialId::generate();
+    let WriteOp::PutVersion { mut credential, version, create } = put(tenant, name, 1, Some(id)) else {
+        unreachable!()
+    };
+    credential.kind = kind;
+    credential.fields = BTreeMap::from([(field.0.to_string(), field.1.to_string())]);
+    (id, WriteOp::PutVersion { credential, version, create })
+}
+
+async fn campaigns_items_leases_notices_and_links(db: Db) {
+    let acme = create_tenant(&db, "acme", "uk").await;
+    let other = create_tenant(&db, "other", "eu").await;
+    let (dir, op) = put_kind(acme, "dir", CredentialKind::Ldap, ("url", "ldaps://dc.acme.example"));
+    apply(&db, vec![Some(op)]).await;
+    let (app, op) = put_kind(acme, "app", CredentialKind::EntraApp, ("client_id", "c"));
+    apply(&db, vec![Some(op)]).await;
+    let (mail, op) = put_kind(acme, "mail", CredentialKind::Pop3, ("host", "mail.acme.example"));
+    apply(&db, vec![Some(op)]).await;
+    apply(&db, vec![Some(put(acme, "blob", 1, None)), Some(put(other, "elsewhere", 1, None))]).await;
+
+    let incident = IncidentRow {
+        id: IncidentId::generate(),
+        title: "t".into(),
+        scope: vec![],
+        reasons: vec!["region:uk".into()],
+        kinds: None,
+        since: None,
+        state: "open".into(),
+        frozen: false,
+        affected: 0,
+        counts: Default::default(),
+        created_by: "test".into(),
+        created_at: Timestamp::now(),
+        contained_at: None,
+        closed_at: None,
+    };
+    let scope = vec![ScopeQuery::Region { region: "uk".into(), bit: 0 }];
+    apply(&db, vec![Some(WriteOp::OpenIncident { incident: incident.clone(), scope })]).await;
+    let now = Timestamp::now();
+    let later = Timestamp::from_micros(now.as_micros() + 86_400_000_000);
+    let campaign = |id| CampaignRow {
+        id,
+        incident_id: incident.id,
+        state: "running".into(),
+        notify: vec!["email".into()],
+        deadline: later,
+        remind_at: later,
+        reminded: false,
+        items: 0,
+        created_by: "test".into(),
+        created_at: Timestamp::now(),
+        finished_at: None,
+    };
+    let cid = CampaignId::generate();
+    assert!(apply(&db, vec![Some(WriteOp::StartCampaign(campaign(cid)))]).await[0].is_ok());
+    let r = apply(&db, vec![Some(WriteOp::StartCampaign(campaign(CampaignId::generate())))]).await;
+    assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "one running campaign per incident: {:?}", r[0]);
+    let stored = db.store.campaign(cid).await.unwrap().unwrap();
+    assert_eq!(stored.items, 4, "acme's four credentials; not other's");
+    let all = db.store.campaign_items(cid, &ItemFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let modes: Vec<(&str, &str, &str)> =
+        all.iter().map(|i| (i.name.as_str(), i.mode.as_str(), i.state.as_str())).collect();
+    assert_eq!(
+        modes,
+        [
+            ("app", "self-service", "pending"),
+            ("blob", "manual", "pending"),
+            ("dir", "automatic", "pending"),
+            ("mail", "self-service", "pending")
+        ],
+        "an entra-app without app_object_id is the customer's"
+    );
+
+    // Leases: a due item is taken once until its lease ends or is released.
+    let until = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
+    let taken = db.store.claim_items(Timestamp::now(), until, 10).await.unwrap();
+    assert_eq!(taken.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["dir"], "only automatic items are due");
+    assert!(db.store.claim_items(Timestamp::now(), until, 10).await.unwrap().is_empty(), "leased");
+    db.store.release_leases().await.unwrap();
+    assert_eq!(db.store.claim_items(Timestamp::now(), until, 10).await.unwrap().len(), 1);
+
+    // A rotation and its item move together.
+    let rid = RotationId::generate();
+    let rotation = RotationRow {
+        id: rid,
+        credential_id: dir,
+        tenant_id: acme,
+        from_version: 1,
+        to_version: 2,
+        state: rotation_state::PENDING.into(),
+        created_by: "system:campaign".into(),
+        created_at: now,
+        changed_at: now,
+        retire_after: None,
+        error: None,
+        target_ref: None,
+        tenant: String::new(),
+        credential: String::new(),
+        kind: None,
+    };
+    let start = WriteOp::All(vec![
+        WriteOp::InsertRotation(rotation),
+        WriteOp::StartItemRotation {
+            campaign: cid,
+            credential: dir,
+            rotation: rid,
+            by: "system:campaign".into(),
+            at: now,
+        },
+    ]);
+    assert!(apply(&db, vec![Some(start)]).await[0].is_ok());
+    assert!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().is_empty(), "the campaign's worker drives it");
+    let item = |db: &Db, id| {
+        let store = db.store.clone();
+        async move { store.campaign_item(cid, id).await.unwrap().unwrap() }
+    };
+    let got = item(&db, dir).await;
+    assert_eq!((got.state.as_str(), got.attempts, got.rotation_id), ("rotating", 1, Some(rid)));
+    let step = |from: &'static [&'static str], state: &'static str| WriteOp::SetRotation {
+        id: rid,
+        from,
+        state,
+        error: None,
+        retire_after: None,
+        target_ref: None,
+        at: Timestamp::now(),
+    };
+    apply(&db, vec![Some(step(&["pending"], "applied"))]).await;
+    let got = item(&db, dir).await;
+    assert_eq!(got.state, "rotated");
+    assert!(got.rotated_at.is_some() && got.verified_at.is_none());
+    apply(&db, vec![Some(step(&["applied"], "promoted"))]).await;
+    assert_eq!(item(&db, dir).await.state, "verified");
+    apply(&db, vec![Some(step(&["promoted"], "retired"))]).await;
+    let got = item(&db, dir).await;
+    assert_eq!((got.state.as_str(), got.next_at, got.done_by.as_deref()), ("retired", None, Some("system:campaign")));
+    assert!(got.verified_at.is_some() && got.retired_at.is_some());
+
+    // Notices: one per tenant, channel and purpose; a delivery marks the tenant notified.
+    let to_notify = db.store.tenants_to_notify(cid, "initial", 10).await.unwrap();
+    assert_eq!(to_notify, [(acme, "acme".to_string())]);
+    let notice = |id| NoticeRow {
+        id,
+        campaign_id: cid,
+        tenant_id: acme,
+        tenant: "acme".into(),
+        channel: "email".into(),
+        purpose: "initial".into(),
+        state: "pending".into(),
+        attempts: 0,
+        next_at: Some(Timestamp::now()),
+        error: None,
+        link_id: None,
+        created_at: Timestamp::now(),
+        sent_at: None,
+    };
+    let nid = NoticeId::generate();
+    apply(
+        &db,
+        vec![
+            Some(WriteOp::QueueNotices(vec![notice(nid)])),
+            Some(WriteOp::QueueNotices(vec![notice(NoticeId::generate())])),
+        ],
+    )
+    .await;
+    assert!(db.store.tenants_to_notify(cid, "initial", 10).await.unwrap().is_empty());
+    let due = db.store.due_notices(Timestamp::now(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|n| n.id).collect::<Vec<_>>(), [nid]);
+    let lid = LinkId::generate();
+    let link = LinkRow {
+        id: lid,
+        campaign_id: cid,
+        tenant_id: acme,
+        secret_hash: vec![7; 32],
+        expires_at: later,
+        used_at: None,
+        revoked_at: None,
+        created_by: "system:campaign".into(),
+        created_at: Timestamp::now(),
+    };
+    apply(&db, vec![Some(WriteOp::InsertLink(link.clone()))]).await;
+    let sent =
+        NoticeUpdate { id: nid, state: "sent", next_at: None, error: None, link_id: Some(lid), at: Timestamp::now() };
+    apply(&db, vec![Some(WriteOp::SetNotice(sent))]).await;
+    assert!(db.store.due_notices(Timestamp::now(), 10).await.unwrap().is_empty());
+    let n = &db.store.notices(cid).await.unwrap()[0];
+    assert_eq!((n.state.as_str(), n.attempts, n.link_id), ("sent", 1, Some(lid)));
+    assert_eq!(item(&db, mail).await.state, "notified");
+    assert_eq!(item(&db, app).await.state, "notified");
+    let outstanding = db.store.tenant_outstanding(cid, acme).await.unwrap();
+    assert_eq!(outstanding.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["app", "mail"]);
+
+    // Links: used once.
+    assert!(apply(&db, vec![Some(WriteOp::UseLink { id: lid, at: Timestamp::now() })]).await[0].is_ok());
+    let r = apply(&db, vec![Some(WriteOp::UseLink { id: lid, at: Timestamp::now() })]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
+    let expired = LinkRow { id: LinkId::generate(), expires_at: now, ..link };
+    apply(&db, vec![Some(WriteOp::InsertLink(expired.clone()))]).await;
+    let r = apply(&db, vec![Some(WriteOp::UseLink { id: expired.id, at: Timestamp::now() })]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "an expired link: {:?}", r[0]);
+
+    // A new current version stored by anyone moves a waiting item to rotated, due for a check.
+    let WriteOp::PutVersion { mut credential, mut version, .. } = put(acme, "mail", 2, Some(mail)) else {
+        unreachable!()
+    };
+    credential.kind = CredentialKind::Pop3;
+    credential.fields = BTreeMap::from([("host".to_string(), "mail.acme.example".to_string())]);
+    version.created_by = "link:x".into();
+    apply(&db, vec![Some(WriteOp::PutVersion { credential, version, create: false })]).await;
+    let got = item(&db, mail).await;
+    assert_eq!((got.state.as_str(), got.done_by.as_deref()), ("rotated", Some("link:x")));
+    assert_eq!(db.store.claim_items(Timestamp::now(), until, 10).await.unwrap()[0].name, "mail");
+
+    // Finishing waits for every item.
+    let finish = || Some(WriteOp::FinishCampaign { id: cid, at: Timestamp::now() });
+    assert!(matches!(apply(&db, vec![finish()]).await[0], Err(StoreError::Conflict)));
+    let close = |id, from: &'static [&'static str], state: &'static str| {
+        Some(WriteOp::SetItem(ItemUpdate {
+            campaign: cid,
+            credential: id,
+            from,
+            state,
+            error: None,
+            next_at: None,
+            done_by: Some("token:op".into()),
+            note: (state == "waived").then(|| "not ours".to_string()),
+            stamp: (state == "retired").then_some("retired"),
+            attempt: false,
+            at: Timestamp::now(),
+        }))
+    };
+    let r = apply(&db, vec![close(mail, &["notified"], "retired")]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "the item is not in that state: {:?}", r[0]);
+    let blob = all.iter().find(|i| i.name == "blob").unwrap().credential_id;
+    let r = apply(
+        &db,
+        vec![
+            close(mail, &["rotated"], "retired"),
+            close(app, &["notified"], "waived"),
+            close(blob, &["pending"], "waived"),
+        ],
+    )
+    .await;
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    assert_eq!(db.store.open_items(cid).await.unwrap(), 0);
+    assert!(apply(&db, vec![finish()]).await[0].is_ok());
+    let done = db.store.campaign(cid).await.unwrap().unwrap();
+    assert_eq!(done.state, "finished");
+    let mut counts: Vec<(String, i64)> =
+        db.store.item_counts(cid, false).await.unwrap().into_iter().map(|c| (c.state, c.count)).collect();
+    counts.sort();
+    assert_eq!(counts, [("retired".to_string(), 2), ("waived".to_string(), 2)]);
+    let by_tenant = db.store.item_counts(cid, true).await.unwrap();
+    assert!(by_tenant.iter().all(|c| c.tenant.as_deref() == Some("acme")));
+
+    // A closed incident takes no campaign.
+    apply(&db, vec![Some(WriteOp::CloseIncident { id: incident.id, at: Timestamp::now() })]).await;
+    let r = apply(&db, vec![Some(WriteOp::StartCampaign(campaign(CampaignId::generate())))]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
 }
