@@ -4,7 +4,8 @@
 # private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, the
 # aiosmtpd SMTP sink from PyPI, and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
-# installed by scripts/peers/oidc.sh into its own folder.
+# installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
+# Debian's Chromium in the browser tests) by scripts/browser/install.sh.
 set -euo pipefail
 
 packages=()
@@ -18,6 +19,9 @@ command -v ldapwhoami >/dev/null || packages+=(ldap-utils)
 [ -e /usr/lib/dovecot/submission ] || packages+=(dovecot-submissiond)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v node >/dev/null || packages+=(nodejs npm)
+command -v curl >/dev/null || packages+=(curl)
+# The reset pages are tested end to end in headless Chromium, driven by npm playwright-core.
+command -v chromium >/dev/null || packages+=(chromium)
 
 if [ "${#packages[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -39,6 +43,8 @@ if [ "$(id -u)" = 0 ] && ! id rekeymail >/dev/null 2>&1; then
 fi
 
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'aiosmtpd==1.4.6'
+
+scripts/browser/install.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, starts the real peers on loopback, runs every
 # test of the workspace (unit, store suite on SQLite and PostgreSQL, API, CLI, PKCS#11 on SoftHSM2,
-# connectors against OpenLDAP, Dovecot and the npm OpenID provider), stops the peers.
+# connectors against OpenLDAP, Dovecot and the npm OpenID provider, campaigns and the reset pages
+# in headless Chromium), stops the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +29,8 @@ echo "test SoftHSM2 token: rekey-test in $run/hsm"
 # OpenLDAP, Dovecot (POP3, submission), the SMTP sink, oidc-provider and the Graph stand-in.
 eval "$(scripts/peers/connectors.sh start "$run/peers")"
 echo "connector peers: ldap :$REKEY_TEST_LDAP_PORT, pop3s :$REKEY_TEST_POP3S_PORT, submission :$REKEY_TEST_SUBMISSION_PORT, oidc $REKEY_TEST_OIDC_URL"
+
+# npm playwright-core (installed by install-test-deps.sh) drives Debian's Chromium.
+export REKEY_TEST_BROWSER_MODULES=${REKEY_TEST_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/browser}/node_modules
 
 cargo nextest run --workspace --no-fail-fast "$@"

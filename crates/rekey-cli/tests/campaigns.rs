@@ -81,9 +81,18 @@ fn wait_status(
     }
 }
 
-fn items(s: &Server, root: &str, id: &str) -> BTreeMap<String, serde_json::Value> {
-    let list = json(&s.rekey(root, &["-o", "json", "campaign", "items", id], None));
+/// A campaign's items by name (of one tenant, if given).
+fn items_of(s: &Server, root: &str, id: &str, tenant: Option<&str>) -> BTreeMap<String, serde_json::Value> {
+    let mut args = vec!["-o", "json", "campaign", "items", id];
+    if let Some(t) = tenant {
+        args.extend(["--tenant", t]);
+    }
+    let list = json(&s.rekey(root, &args, None));
     list.as_array().unwrap().iter().map(|i| (i["name"].as_str().unwrap().to_owned(), i.clone())).collect()
+}
+
+fn items(s: &Server, root: &str, id: &str) -> BTreeMap<String, serde_json::Value> {
+    items_of(s, root, id, None)
 }
 
 /// A page request with curl: (status, headers, body). `jar` keeps cookies between calls.
@@ -473,4 +482,107 @@ fn a_campaign_of_1000_ldap_accounts_survives_kill_9() {
     let failed = failed.into_inner().unwrap();
     assert!(failed.is_empty(), "stored secrets that the directory refuses: {failed:?}");
     ok(&s.rekey(&root, &["audit", "verify"], None));
+}
+
+/// What `scripts/browser/reset.mjs` saw in headless Chromium (JavaScript off), or `None` when
+/// the browser tools are not installed (outside CI).
+fn browser(link: &str, secrets: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let Ok(modules) = std::env::var("REKEY_TEST_BROWSER_MODULES") else {
+        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_BROWSER_MODULES must be set under CI (scripts/test.sh)");
+        eprintln!("SKIPPED: no browser tools (run scripts/test.sh)");
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/browser/reset.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(link)
+        .args(secrets.iter().map(|(k, v)| format!("{k}={v}")))
+        .env("REKEY_TEST_BROWSER_MODULES", modules)
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "reset.mjs: {}", String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+#[test]
+fn the_reset_page_works_in_headless_chromium_without_javascript() {
+    let Some(p) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique();
+    let mail_user = format!("web{u}@rekey.test");
+    let (old, new) = (format!("web-old-{u}"), format!("web-new-{u}"));
+    set_mail_password(&p, &mail_user, &old);
+    wait_mail_login(&p, &mail_user, &old);
+    let s = campaign_server(dir.path(), &p, silent_receiver(), "");
+    let root = s.root_token();
+    let (t, other) = (format!("web-{u}"), format!("web-other-{u}"));
+    ok(&s.rekey(&root, &["tenant", "create", &t, "--region", "us"], None));
+    ok(&s.rekey(&root, &["tenant", "create", &other, "--region", "us"], None));
+    let pop3 = [
+        ("host", "localhost"),
+        ("port", p.pop3s.as_str()),
+        ("tls", "implicit"),
+        ("user", mail_user.as_str()),
+        ("ca_pem", p.ca.as_str()),
+    ];
+    put(&s, &root, &format!("{t}/journal"), "pop3", &pop3, &old);
+    put(&s, &root, &format!("{other}/journal"), "pop3", &pop3, &old);
+    let incident = json(&s.rekey(
+        &root,
+        &["-o", "json", "incident", "open", "--title", "us mailboxes", "--scope", "region:us"],
+        None,
+    ));
+    let incident_id = incident["incident"]["id"].as_str().unwrap().to_owned();
+    let id = json(&s.rekey(&root, &["-o", "json", "campaign", "start", "--incident", &incident_id], None))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No channel configured for this campaign: the operator hands the link out.
+    let link = json(&s.rekey(&root, &["-o", "json", "campaign", "link", &id, "--tenant", &t], None));
+    let link = link["url"].as_str().unwrap().to_owned();
+    assert_eq!(items_of(&s, &root, &id, Some(&t))["journal"]["state"], "notified");
+    assert_eq!(items_of(&s, &root, &id, Some(&other))["journal"]["state"], "pending");
+
+    let Some(seen) = browser(&link, &[]) else { return };
+    let opened = &seen["opened"];
+    assert_eq!(opened["status"], 200, "{seen:#}");
+    assert!(opened["csp"].as_str().unwrap().starts_with("default-src 'none'"), "{seen:#}");
+    assert_eq!(opened["fields"], serde_json::json!(["secret.journal"]), "only this tenant's credential: {seen:#}");
+    assert!(opened["text"].as_str().unwrap().contains("us mailboxes"), "{seen:#}");
+    assert_eq!(opened["stylesheet"], 1);
+    let complaints: Vec<&serde_json::Value> = seen["console"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !m.as_str().unwrap().starts_with("verbose:") && !m.as_str().unwrap().starts_with("debug:"))
+        .collect();
+    assert!(complaints.is_empty(), "no CSP violation or other complaint: {seen:#}");
+    assert!(!seen["console"].to_string().contains("username"), "password managers find the account: {seen:#}");
+
+    // A wrong password: refused with the connector's reason, nothing stored.
+    let seen = browser(&link, &[("journal", "not-the-new-one")]).unwrap();
+    let submitted = &seen["submitted"];
+    assert_eq!(submitted["status"], 422, "{seen:#}");
+    let alert = submitted["alerts"][0].as_str().unwrap();
+    assert!(alert.contains("journal") && alert.contains("auth-failed"), "{seen:#}");
+    assert!(!submitted["text"].as_str().unwrap().contains("not-the-new-one"));
+    let shown = json(&s.rekey(&root, &["-o", "json", "cred", "show", &format!("{t}/journal")], None));
+    assert_eq!(shown["current_version"], 1);
+
+    // The right one, after the administrator changed it at Dovecot.
+    set_mail_password(&p, &mail_user, &new);
+    wait_mail_login(&p, &mail_user, &new);
+    let seen = browser(&link, &[("journal", &new)]).unwrap();
+    assert_eq!(seen["submitted"]["status"], 200, "{seen:#}");
+    assert!(seen["submitted"]["heading"].as_str().unwrap().contains("every new secret works"), "{seen:#}");
+    let revealed = json(&s.rekey(&root, &["-o", "json", "cred", "reveal", &format!("{t}/journal")], None));
+    assert_eq!(revealed["secret"], new.as_str());
+    assert_eq!(items_of(&s, &root, &id, Some(&t))["journal"]["state"], "retired");
+
+    // Used: the same link again is refused, and the other tenant's credential was never offered.
+    let seen = browser(&link, &[]).unwrap();
+    assert_eq!(seen["opened"]["status"], 410, "{seen:#}");
+    assert!(seen["opened"]["heading"].as_str().unwrap().contains("can no longer be used"), "{seen:#}");
+    let shown = json(&s.rekey(&root, &["-o", "json", "cred", "show", &format!("{other}/journal")], None));
+    assert_eq!(shown["current_version"], 1);
 }

@@ -276,6 +276,8 @@ pub struct ResetPage {
 pub struct ResetItem {
     pub name: String,
     pub kind: CredentialKind,
+    /// The account the secret belongs to (a user, a bind DN, a client id), for password managers.
+    pub account: String,
     pub target: String,
 }
 
@@ -790,8 +792,11 @@ impl Vault {
         let mut items = Vec::new();
         for item in self.store.tenant_outstanding(campaign.id, link.tenant_id).await? {
             let Some(credential) = self.store.credential(item.tenant_id, &item.name).await? else { continue };
+            let fields = Fields::from_stored(credential.fields.clone());
+            let account = ["user", "bind_dn", "client_id"].iter().find_map(|k| fields.get(k)).unwrap_or_default();
             items.push(ResetItem {
-                target: target_of(item.kind, &Fields::from_stored(credential.fields.clone())),
+                account: account.to_owned(),
+                target: target_of(item.kind, &fields),
                 name: item.name,
                 kind: item.kind,
             });

@@ -33,6 +33,8 @@ pub const CSP_REPORT: &str =
 const COOKIE: &str = "rekey_csrf";
 /// Form fields holding a new secret are named `secret.<credential name>`.
 const SECRET_FIELD: &str = "secret.";
+/// Hidden fields naming each secret's account, for password managers; ignored when posted.
+const USER_FIELD: &str = "user.";
 
 /// The CSRF key (one per server process) and whether cookies are marked `Secure`.
 pub struct PageState {
@@ -153,6 +155,9 @@ fn form(page: &ResetPage, csrf: &str, errors: &[(String, String)]) -> Markup {
                 fieldset {
                     legend { (item.name) }
                     p class="muted" { (item.kind) " · " code { (item.target) } }
+                    // For password managers: whose secret this is (not read back by the server).
+                    input type="text" name=(format!("{USER_FIELD}{}", item.name)) value=(item.account)
+                        autocomplete="username" readonly hidden;
                     label for=(format!("{SECRET_FIELD}{}", item.name)) { "New secret for " (item.name) }
                     input type="password" id=(format!("{SECRET_FIELD}{}", item.name))
                         name=(format!("{SECRET_FIELD}{}", item.name)) autocomplete="new-password" required;
@@ -218,6 +223,8 @@ pub async fn submit(
             csrf = Some(value.into_owned());
         } else if let Some(name) = key.strip_prefix(SECRET_FIELD) {
             secrets.push((name.to_owned(), Secret::new(value.as_bytes().to_vec())));
+        } else if key.starts_with(USER_FIELD) {
+            continue;
         } else {
             return refusal(CoreError::BadRequest(format!("unexpected form field {key:?}")));
         }
