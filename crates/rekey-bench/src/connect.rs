@@ -19,15 +19,15 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::load::{load, one};
 
-struct Peers {
-    ca_pem: String,
-    ldap: u16,
+pub(crate) struct Peers {
+    pub(crate) ca_pem: String,
+    pub(crate) ldap: u16,
     pop3s: u16,
     submission: u16,
     oidc: String,
 }
 
-fn peers() -> Result<Peers> {
+pub(crate) fn peers() -> Result<Peers> {
     let var = |v: &str| {
         std::env::var(v).with_context(|| {
             format!(
@@ -48,7 +48,7 @@ fn peers() -> Result<Peers> {
 const SVC_DN: &str = "uid=svc-app,ou=services,dc=rekey,dc=test";
 const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
 
-fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -99,7 +99,7 @@ where
     (done as f64 / start.elapsed().as_secs_f64(), errors)
 }
 
-fn http(method: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
+pub(crate) fn http(method: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
     format!(
         "{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -107,7 +107,7 @@ fn http(method: &str, path: &str, token: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn call(addr: SocketAddr, request: &[u8]) -> Result<serde_json::Value> {
+pub(crate) async fn call(addr: SocketAddr, request: &[u8]) -> Result<serde_json::Value> {
     let (status, body) = one(addr, request).await?;
     ensure!(status == 200, "HTTP {status}: {}", String::from_utf8_lossy(&body));
     Ok(serde_json::from_slice(&body)?)
@@ -203,10 +203,22 @@ pub async fn run(seconds: u64, concurrency: usize, rounds: usize, accounts: usiz
     rotation(&p, addr, &root, &tls, concurrency, accounts).await
 }
 
-async fn raw_ldap_verify(tls: Arc<rustls::ClientConfig>, port: u16) -> Result<()> {
-    let settings = ldap3::LdapConnSettings::new().set_config(tls).set_starttls(true);
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &format!("ldap://localhost:{port}")).await?;
+/// A StartTLS connection with `ldap3`, its TCP connection opened as Rekey opens it (Nagle off),
+/// so that raw and Rekey differ only above it.
+async fn raw_ldap_open(tls: Arc<rustls::ClientConfig>, port: u16) -> Result<ldap3::Ldap> {
+    let stream = tokio::net::TcpStream::connect(("localhost", port)).await?;
+    stream.set_nodelay(true)?;
+    let settings = ldap3::LdapConnSettings::new()
+        .set_config(tls)
+        .set_starttls(true)
+        .set_std_stream(ldap3::StdStream::Tcp(stream.into_std()?));
+    let (conn, ldap) = ldap3::LdapConnAsync::with_settings(settings, &format!("ldap://localhost:{port}")).await?;
     tokio::spawn(async move { conn.drive().await });
+    Ok(ldap)
+}
+
+async fn raw_ldap_verify(tls: Arc<rustls::ClientConfig>, port: u16) -> Result<()> {
+    let mut ldap = raw_ldap_open(tls, port).await?;
     ldap.simple_bind(SVC_DN, "svc-initial-pw").await?.success()?;
     ldap.extended(ldap3::exop::WhoAmI).await?.success()?;
     ldap.unbind().await?;
@@ -263,7 +275,7 @@ async fn raw_token(client: reqwest::Client, url: String) -> Result<()> {
 }
 
 /// Adds `n` accounts `uid=<prefix>-<i>` with password `old-<i>`, as the directory admin.
-async fn add_accounts(port: u16, prefix: &str, n: usize) -> Result<()> {
+pub(crate) async fn add_accounts(port: u16, prefix: &str, n: usize) -> Result<()> {
     let (conn, mut ldap) = ldap3::LdapConnAsync::new(&format!("ldap://127.0.0.1:{port}")).await?;
     tokio::spawn(async move { conn.drive().await });
     ldap.simple_bind(ADMIN_DN, "admin-initial-pw").await?.success()?;
@@ -404,10 +416,13 @@ async fn rotation(
     Ok(())
 }
 
-async fn raw_password_modify(tls: Arc<rustls::ClientConfig>, port: u16, prefix: &str, i: usize) -> Result<()> {
-    let settings = ldap3::LdapConnSettings::new().set_config(tls).set_starttls(true);
-    let (conn, mut ldap) = ldap3::LdapConnAsync::with_settings(settings, &format!("ldap://localhost:{port}")).await?;
-    tokio::spawn(async move { conn.drive().await });
+pub(crate) async fn raw_password_modify(
+    tls: Arc<rustls::ClientConfig>,
+    port: u16,
+    prefix: &str,
+    i: usize,
+) -> Result<()> {
+    let mut ldap = raw_ldap_open(tls, port).await?;
     let dn = format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test");
     let old = format!("old-{i}");
     ldap.simple_bind(&dn, &old).await?.success()?;

@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod campaign;
 mod connect;
 mod custody;
 mod incidents;
@@ -73,6 +74,14 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         accounts: usize,
     },
+    /// A campaign of N automatic LDAP rotations against a raw password-modify loop (needs the
+    /// peers of scripts/peers/connectors.sh).
+    Campaign {
+        #[arg(long, default_value_t = 10_000)]
+        accounts: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Blast radius of `region:uk,us` (incident open) against a raw query listing the same
     /// credentials, on SQLite and, with --postgres, on PostgreSQL.
     Incidents {
@@ -109,6 +118,7 @@ fn main() -> Result<()> {
             Cmd::Incidents { credentials, per_tenant, data, postgres } => {
                 incidents::run(credentials, per_tenant, data, postgres).await
             }
+            Cmd::Campaign { accounts, concurrency } => campaign::run(accounts, concurrency).await,
             Cmd::Connect { seconds, concurrency, rounds, accounts } => {
                 connect::run(seconds, concurrency, rounds, accounts).await
             }

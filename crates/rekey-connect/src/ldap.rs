@@ -40,14 +40,31 @@ pub enum Changer<'a> {
     Rotator { fields: &'a Fields, secret: &'a Secret },
 }
 
-/// Sets the account's password to `new` at the directory (RFC 3062 password modify).
+/// What a password change did: the change itself, and (when the change went through and the
+/// connection was to the account's own directory) a bind as the account with the new password
+/// on that same connection, followed by who-am-I: proof that the directory takes it.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub changed: Outcome,
+    pub proof: Option<Outcome>,
+}
+
+/// Sets the account's password to `new` at the directory (RFC 3062 password modify), then
+/// binds as the account with it on the same connection. A directory behind a load balancer may
+/// not yet have replicated the change to the server a fresh connection reaches; the caller's
+/// later checks cover that.
 pub async fn change_password(
     fields: &Fields,
     changer: Changer<'_>,
     new: &Secret,
     limits: Limits,
-) -> Result<Outcome, ConnectError> {
+) -> Result<Changed, ConnectError> {
     let started = Instant::now();
+    let same_directory = match &changer {
+        Changer::Itself { .. } => true,
+        Changer::Rotator { fields: admin, .. } => admin.get("url") == fields.get("url"),
+    };
+    let mut proof = None;
     let attempt = async {
         let bind_dn = field(fields, "bind_dn")?;
         let new_text = secret_text(new)?;
@@ -65,21 +82,41 @@ pub async fn change_password(
         };
         let request = PasswordModify { user_id: Some(bind_dn), old_pass: old, new_pass: Some(new_text) };
         let result = ldap.extended(request).await.map_err(|e| failure(e, "password modify"))?;
-        let _ = ldap.unbind().await;
-        match result.1.rc {
+        let changed = match result.1.rc {
             0 => Ok(format!("password of {bind_dn} changed")),
             INVALID_CREDENTIALS => Err(Failure::auth("the directory refused the old password (49)")),
             INSUFFICIENT_ACCESS => {
                 Err(Failure::auth("the directory does not allow this account to change the password (50)"))
             }
             rc => Err(Failure::protocol(format!("password modify failed: {} ({rc})", one_line(&result.1.text)))),
+        };
+        if changed.is_ok() && same_directory {
+            let check_started = Instant::now();
+            let proven = async {
+                bind(&mut ldap, bind_dn, new).await?;
+                let who = who_am_i(&mut ldap).await?;
+                if !same_dn(who.strip_prefix("dn:").unwrap_or(&who), bind_dn) {
+                    return Err(Failure::protocol(format!("bound, but the server says the identity is {who:?}")));
+                }
+                Ok(format!("bound as {bind_dn} with the new password"))
+            }
+            .await;
+            proof = Some(conclude(proven, check_started));
         }
+        let _ = ldap.unbind().await;
+        changed
     };
     let result = match tokio::time::timeout(limits.overall, attempt).await {
         Ok(r) => r,
         Err(_) => Err(Failure::new(Status::Timeout, format!("no complete answer within {:?}", limits.overall))),
     };
-    conclude(result, started)
+    let changed = conclude(result, started)?;
+    let proof = match proof {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    Ok(Changed { changed, proof })
 }
 
 fn field<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, Failure> {
@@ -101,6 +138,28 @@ async fn open(fields: &Fields, limits: Limits) -> Result<ldap3::Ldap, Failure> {
     if mode == TlsMode::StartTls {
         settings = settings.set_starttls(true);
     }
+    // The TCP connection is opened here (each resolved address in turn, within the connect
+    // timeout, with Nagle's algorithm off: LDAP requests are small and answered at once) and
+    // handed to ldap3, which would otherwise open it itself.
+    let parsed = url::Url::parse(url).map_err(|e| Failure::Config(format!("url: {e}")))?;
+    let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost").to_owned();
+    let port = parsed.port().unwrap_or(if implicit { 636 } else { 389 });
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        stream.set_nodelay(true)?;
+        stream.into_std()
+    };
+    let stream = match tokio::time::timeout(limits.connect, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Failure::from_transport(&e, Status::Unreachable, "connecting")),
+        Err(_) => {
+            return Err(Failure::new(
+                Status::Timeout,
+                format!("no connection to {host}:{port} within {:?}", limits.connect),
+            ))
+        }
+    };
+    settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
     let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| failure(e, "connecting"))?;
     tokio::spawn(async move {
         let _ = conn.drive().await;

@@ -144,7 +144,8 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
     )
     .await
     .unwrap();
-    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.changed.status, Status::Ok, "{o:?}");
+    assert_eq!(o.proof.as_ref().map(|p| p.status), Some(Status::Ok), "proved on the same connection: {o:?}");
     assert_eq!(check(CredentialKind::Ldap, &f, "second-password-2").await.status, Status::Ok);
     assert_eq!(check(CredentialKind::Ldap, &f, "first-password-1").await.status, Status::AuthFailed);
 
@@ -157,7 +158,8 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
     )
     .await
     .unwrap();
-    assert_eq!(o.status, Status::AuthFailed, "{o:?}");
+    assert_eq!(o.changed.status, Status::AuthFailed, "{o:?}");
+    assert!(o.proof.is_none(), "nothing to prove when nothing changed");
     assert_eq!(check(CredentialKind::Ldap, &f, "second-password-2").await.status, Status::Ok);
 
     let admin = ldap_fields(&p, format!("ldaps://localhost:{}", p.ldaps), ADMIN_DN);
@@ -169,7 +171,8 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
     )
     .await
     .unwrap();
-    assert_eq!(o.status, Status::Ok, "{o:?}");
+    assert_eq!(o.changed.status, Status::Ok, "{o:?}");
+    assert!(o.proof.is_none(), "the rotator's connection is to another URL: no proof from it");
     assert_eq!(check(CredentialKind::Ldap, &f, "fourth-password-4").await.status, Status::Ok);
 }
 

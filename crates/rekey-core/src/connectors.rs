@@ -535,8 +535,13 @@ impl Vault {
 
         if rotation.state == rotation_state::PENDING {
             let taken = actor.recovering && self.probe(credential.kind, &fields, &new).await?.is_ok();
-            let applied = if taken {
-                Outcome { status: Status::Ok, detail: "the target already took it".into(), elapsed: Default::default() }
+            let (applied, proof) = if taken {
+                let o = Outcome {
+                    status: Status::Ok,
+                    detail: "the target already took it".into(),
+                    elapsed: Default::default(),
+                };
+                (o, None)
             } else {
                 self.apply(&credential, &fields, &current, &new).await?
             };
@@ -550,12 +555,17 @@ impl Vault {
             let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
             self.write(actor, "cred.rotate.apply", &resource, Some(op), AuditOutcome::Success, &detail).await?;
             ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
-            return Ok(RotationRow {
+            let rotation = RotationRow {
                 state: rotation_state::APPLIED.into(),
                 error: None,
                 changed_at: Timestamp::now(),
                 ..rotation
-            });
+            };
+            // The directory took the new password on the connection that changed it: promote.
+            return match proof.filter(Outcome::is_ok) {
+                Some(check) => self.promote_proven(actor, rotation, &credential, &new, &check).await,
+                None => Ok(rotation),
+            };
         }
 
         // Applied: the new secret must work before it is served.
@@ -574,10 +584,23 @@ impl Vault {
             }
             return self.note(actor, rotation, &why).await;
         }
+        self.promote_proven(actor, rotation, &credential, &new, &check).await
+    }
+
+    /// Makes the proven new version current (the old one `previous`, retired after the grace).
+    async fn promote_proven(
+        &self,
+        actor: &Actor,
+        rotation: RotationRow,
+        credential: &CredentialRow,
+        new: &Secret,
+        check: &Outcome,
+    ) -> Result<RotationRow, CoreError> {
+        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let mut promoted_fields = credential.fields.clone();
         if credential.kind == CredentialKind::EntraApp {
             let auth =
-                if rekey_connect::oauth::CertificateSecret::split(&new).is_some() { "certificate" } else { "secret" };
+                if rekey_connect::oauth::CertificateSecret::split(new).is_some() { "certificate" } else { "secret" };
             promoted_fields.insert("auth".into(), auth.into());
         }
         let now = Timestamp::now();
@@ -751,14 +774,15 @@ impl Vault {
         }
     }
 
-    /// Tells the target the new secret.
+    /// Tells the target the new secret; with it, where the protocol allows, proof from that
+    /// same exchange that the target takes it.
     async fn apply(
         &self,
         credential: &CredentialRow,
         fields: &Fields,
         current: &Secret,
         new: &Secret,
-    ) -> Result<Outcome, CoreError> {
+    ) -> Result<(Outcome, Option<Outcome>), CoreError> {
         let limits = self.options.connect.limits;
         let _permit = self.host_permit(credential.kind, fields).await;
         let outcome = match credential.kind {
@@ -785,8 +809,11 @@ impl Vault {
                     .await
                 }
                 None => rekey_connect::ldap::change_password(fields, Changer::Itself { current }, new, limits).await,
-            },
-            CredentialKind::EntraApp => rekey_connect::graph::add_certificate(fields, current, new, limits).await,
+            }
+            .map(|c| (c.changed, c.proof)),
+            CredentialKind::EntraApp => {
+                rekey_connect::graph::add_certificate(fields, current, new, limits).await.map(|o| (o, None))
+            }
             other => return Err(CoreError::NotRotatable(format!("{other} credentials are rotated by the customer"))),
         };
         outcome.map_err(not_rotatable)
