@@ -18,14 +18,15 @@ fn json(out: &Output) -> serde_json::Value {
 }
 
 /// A server with campaign workers and notices set up for tests: fast retries, email to the
-/// sink, webhooks to `hook`.
+/// sink, webhooks to `hook`. `extra` goes at the end of the `[campaign]` section (and may open
+/// sections of its own).
 fn campaign_server(dir: &Path, p: &Peers, hook: u16, extra: &str) -> Server {
     let config = format!(
         "[rotation]\ngrace = \"0s\"\n[scheduler]\ninterval = \"1s\"\nverify_every = \"off\"\n\
-         [campaign]\ninterval = \"1s\"\nretry_base = \"1s\"\nmax_attempts = 2\n\
+         [campaign]\ninterval = \"1s\"\nretry_base = \"1s\"\nmax_attempts = 2\n{extra}\n\
          [notify]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"rekey@rekey.test\"\n\
          webhook_url = \"http://127.0.0.1:{hook}/hook\"\nwebhook_secret_env = \"REKEY_TEST_WEBHOOK_SECRET\"\n\
-         timeout = \"1s\"\n{extra}",
+         timeout = \"1s\"\n",
         p.sink
     );
     let cfg = dir.join("rekey.toml");
@@ -585,4 +586,53 @@ fn the_reset_page_works_in_headless_chromium_without_javascript() {
     assert!(seen["opened"]["heading"].as_str().unwrap().contains("can no longer be used"), "{seen:#}");
     let shown = json(&s.rekey(&root, &["-o", "json", "cred", "show", &format!("{other}/journal")], None));
     assert_eq!(shown["current_version"], 1);
+}
+
+#[test]
+fn reminders_go_out_before_the_deadline_and_skip_what_is_done() {
+    let Some(p) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique();
+    // Deadline in a day, reminders a day minus five seconds before it: five seconds in.
+    let s = campaign_server(dir.path(), &p, silent_receiver(), "remind_before = \"86395s\"\n");
+    let root = s.root_token();
+    let (t, done) = (format!("rem-{u}"), format!("rem-done-{u}"));
+    let (contact, done_contact) = (format!("remind-{u}@tenant.test"), format!("done-{u}@tenant.test"));
+    ok(&s.rekey(&root, &["tenant", "create", &t, "--region", "eu", "--contact", &contact], None));
+    ok(&s.rekey(&root, &["tenant", "create", &done, "--region", "eu", "--contact", &done_contact], None));
+    let pop3 = [
+        ("host", "localhost"),
+        ("port", p.pop3s.as_str()),
+        ("tls", "implicit"),
+        ("user", "nobody@rekey.test"),
+        ("ca_pem", p.ca.as_str()),
+    ];
+    put(&s, &root, &format!("{t}/journal"), "pop3", &pop3, "old");
+    put(&s, &root, &format!("{done}/journal"), "pop3", &pop3, "old");
+    let incident = json(&s.rekey(
+        &root,
+        &["-o", "json", "incident", "open", "--title", "eu relay logs", "--scope", "region:eu"],
+        None,
+    ));
+    let incident_id = incident["incident"]["id"].as_str().unwrap().to_owned();
+    let started = json(&s.rekey(
+        &root,
+        &["-o", "json", "campaign", "start", "--incident", &incident_id, "--deadline", "1d", "--notify", "email"],
+        None,
+    ));
+    let id = started["id"].as_str().unwrap().to_owned();
+    // One tenant is done before the reminder: an operator waives its item.
+    wait_status(&s, &root, &id, 30, |st| st["notices"]["email/sent"] == 2);
+    ok(&s.rekey(&root, &["campaign", "waive", &id, &format!("{done}/journal"), "--reason", "mailbox closed"], None));
+    let status = wait_status(&s, &root, &id, 60, |st| {
+        st["notices"]["email/sent"].as_i64().unwrap_or(0) + st["notices"]["email/skipped"].as_i64().unwrap_or(0) >= 3
+    });
+    let mails = mail_to(&p, &contact);
+    assert_eq!(mails.len(), 2, "{status:#}");
+    assert!(mails[0].contains("Subject: Action required"), "{}", mails[0]);
+    assert!(mails[1].contains("Subject: Reminder: action required"), "{}", mails[1]);
+    let first_link = mails[0].lines().find(|l| l.contains("/r/")).unwrap().trim().to_owned();
+    let second_link = mails[1].lines().find(|l| l.contains("/r/")).unwrap().trim().to_owned();
+    assert_ne!(first_link, second_link, "each notice carries a link of its own");
+    assert_eq!(mail_to(&p, &done_contact).len(), 1, "no reminder for a tenant with nothing left");
 }

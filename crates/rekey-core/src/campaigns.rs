@@ -56,6 +56,8 @@ pub struct CampaignOptions {
     pub retry_base: Duration,
     /// How long a worker holds an item before another may take it (a crashed server's items).
     pub lease: Duration,
+    /// Reminders go out this long before the deadline (halfway, for a shorter campaign).
+    pub remind_before: Duration,
     /// Where tenants open their reset links: `<public_url>/r/<link>`. Set from the
     /// configuration, or by the server once it knows the address it listens on.
     pub public_url: Arc<std::sync::OnceLock<String>>,
@@ -71,6 +73,7 @@ impl Default for CampaignOptions {
             max_attempts: 5,
             retry_base: Duration::from_secs(30),
             lease: Duration::from_secs(300),
+            remind_before: Duration::from_secs(48 * 3600),
             public_url: Default::default(),
             mail: None,
             webhook: None,
@@ -384,14 +387,15 @@ impl Vault {
             }
             let now = Timestamp::now();
             let span = i64::try_from(deadline).unwrap_or(i64::MAX) * 1_000_000;
+            let before = micros(self.campaign_options().remind_before);
+            let remind_in = if span > before { span - before } else { span / 2 };
             Ok(CampaignRow {
                 id: CampaignId::generate(),
                 incident_id: incident.id,
                 state: "running".into(),
                 notify,
                 deadline: Timestamp::from_micros(now.as_micros() + span),
-                // Reminders go out when three quarters of the time have passed.
-                remind_at: Timestamp::from_micros(now.as_micros() + span / 4 * 3),
+                remind_at: Timestamp::from_micros(now.as_micros() + remind_in),
                 reminded: false,
                 items: 0,
                 created_by: caller.principal.audit_name(),
@@ -1252,7 +1256,7 @@ impl Vault {
     // ---- notices --------------------------------------------------------------------------
 
     /// Queues the initial notice of every tenant with self-service items, and the reminders once
-    /// three quarters of the time to the deadline have passed.
+    /// the campaign's reminder time has come.
     async fn queue_notices(&self, campaign: &CampaignRow) -> Result<(), CoreError> {
         let now = Timestamp::now();
         let remind = !campaign.reminded && now >= campaign.remind_at && now < campaign.deadline;

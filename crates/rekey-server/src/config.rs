@@ -268,6 +268,9 @@ pub struct CampaignConfig {
     /// How long a worker holds an item before another server may take it.
     #[serde(default = "default_lease")]
     pub lease: String,
+    /// Reminders go out this long before the deadline (halfway, for a shorter campaign).
+    #[serde(default = "default_remind_before")]
+    pub remind_before: String,
     /// The address tenants reach this server at, for reset links (`<public_url>/r/...`).
     /// Default: `http(s)://<listen>`.
     #[serde(default)]
@@ -286,6 +289,9 @@ fn default_retry_base() -> String {
 fn default_lease() -> String {
     "5m".into()
 }
+fn default_remind_before() -> String {
+    "48h".into()
+}
 
 impl Default for CampaignConfig {
     fn default() -> Self {
@@ -295,6 +301,7 @@ impl Default for CampaignConfig {
             max_attempts: default_max_attempts(),
             retry_base: default_retry_base(),
             lease: default_lease(),
+            remind_before: default_remind_before(),
             public_url: None,
         }
     }
@@ -437,6 +444,7 @@ impl Config {
         }
         let retry_base = duration_setting("campaign.retry_base", &c.retry_base, false)?.unwrap_or(0);
         let lease = duration_setting("campaign.lease", &c.lease, false)?.unwrap_or(0);
+        let remind_before = duration_setting("campaign.remind_before", &c.remind_before, false)?.unwrap_or(0);
         if retry_base == 0 || lease < 10 {
             return Err(invalid("campaign", "retry_base must be above zero and lease at least 10s"));
         }
@@ -492,6 +500,7 @@ impl Config {
             max_attempts: c.max_attempts,
             retry_base: Duration::from_secs(retry_base),
             lease: Duration::from_secs(lease),
+            remind_before: Duration::from_secs(remind_before),
             public_url,
             mail,
             webhook,
@@ -683,6 +692,9 @@ impl Config {
         }
         if let Some(v) = get("REKEY_CAMPAIGN_LEASE") {
             self.campaign.lease = v;
+        }
+        if let Some(v) = get("REKEY_CAMPAIGN_REMIND_BEFORE") {
+            self.campaign.remind_before = v;
         }
         if let Some(v) = get("REKEY_CAMPAIGN_PUBLIC_URL") {
             self.campaign.public_url = Some(v);
