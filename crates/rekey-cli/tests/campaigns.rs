@@ -169,6 +169,37 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         &[("url", &ldap_url), ("bind_dn", &bind2), ("ca_pem", &p.ca)],
         &format!("pw-{prefix}-2"),
     );
+    // An Entra application with a certificate of its own: rotated through Graph (the stand-in).
+    let (cert, key, der) = openssl_cert(dir.path(), "ews");
+    let (object_id, app_id) = register_app(&p, &der);
+    let (token_url, client_id) = (format!("token_url={}/token", p.oidc), format!("client_id={app_id}"));
+    let (object, graph) = (format!("app_object_id={object_id}"), format!("graph_url={}", p.oidc));
+    let ews = format!("{a}/ews");
+    ok(&s.rekey(
+        &root,
+        &[
+            "cred",
+            "put",
+            &ews,
+            "--kind",
+            "entra-app",
+            "--set",
+            &token_url,
+            "--set",
+            &client_id,
+            "--set",
+            "scope=api.read",
+            "--set",
+            &object,
+            "--set",
+            &graph,
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+        None,
+    ));
     let pop3 = [
         ("host", "localhost"),
         ("port", p.pop3s.as_str()),
@@ -192,7 +223,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         None,
     ));
     let incident_id = incident["incident"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(incident["incident"]["affected"], 5);
+    assert_eq!(incident["incident"]["affected"], 6);
 
     // Bad input changes nothing.
     let bad = fails(&s.rekey(&root, &["campaign", "start", "--incident", &incident_id, "--notify", "pigeon"], None));
@@ -218,14 +249,14 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         None,
     ));
     let id = started["id"].as_str().unwrap().to_owned();
-    assert_eq!(started["items"], 5);
+    assert_eq!(started["items"], 6);
     let again = fails(&s.rekey(&root, &["campaign", "start", "--incident", &incident_id], None));
     assert!(again.contains("already exists"), "one running campaign per incident: {again}");
 
     // LDAP rotates on its own; the bad one fails twice; mail waits for its tenant, notified by
     // email (the webhook never answers: recorded as failed after two attempts).
     let status = wait_status(&s, &root, &id, 90, |st| {
-        st["counts"]["retired"] == 2
+        st["counts"]["retired"] == 3
             && st["counts"]["failed"] == 1
             && st["counts"]["notified"] == 2
             && st["notices"]["webhook/failed"] == 1
@@ -241,7 +272,8 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
     assert_eq!(listed["dirbad"]["attempts"], 2);
     assert!(listed["dirbad"]["error"].as_str().unwrap().contains("auth-failed"), "{:#}", listed["dirbad"]);
     assert_eq!(listed["mail-in"]["mode"], "self-service");
-    for name in ["dir0", "dir1"] {
+    assert_eq!((listed["ews"]["mode"].as_str(), listed["ews"]["state"].as_str()), (Some("automatic"), Some("retired")));
+    for name in ["dir0", "dir1", "ews"] {
         ok(&s.rekey(&root, &["cred", "verify", &format!("{a}/{name}")], None));
         let versions = json(&s.rekey(&root, &["-o", "json", "cred", "versions", &format!("{a}/{name}")], None));
         let stages: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["stage"].as_str().unwrap()).collect();
@@ -336,7 +368,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         None,
     ));
     let status = wait_status(&s, &root, &id, 30, |st| st["campaign"]["state"] == "finished");
-    assert_eq!(status["done"], 5);
+    assert_eq!(status["done"], 6);
 
     // eu is untouched.
     let shown = json(&s.rekey(&root, &["-o", "json", "cred", "show", &format!("{e}/dir2")], None));
@@ -346,13 +378,13 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
     let report = json(&s.rekey(&root, &["campaign", "report", &id, "--format", "json"], None));
     assert_eq!(report["tenants"].as_array().unwrap().len(), 1);
     assert_eq!(report["tenants"][0]["tenant"], a.as_str());
-    assert_eq!(report["done"], 5);
+    assert_eq!(report["done"], 6);
     let html_path = dir.path().join("report.html");
     ok(&s.rekey(&root, &["campaign", "report", &id, "--format", "html", "--out", html_path.to_str().unwrap()], None));
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.contains("account decommissioned by the customer") && html.contains("stolen uk database"));
     let csv = ok(&s.rekey(&root, &["campaign", "report", &id, "--format", "csv"], None));
-    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert_eq!(csv.lines().count(), 7, "{csv}");
     assert!(csv.starts_with("tenant,region,credential,kind,reasons"), "{csv}");
 
     // A campaign needs an open incident.

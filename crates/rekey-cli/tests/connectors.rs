@@ -40,36 +40,6 @@ fn put_ldap(s: &Server, token: &str, cref: &str, target: (&str, &str), password:
     ok(&s.rekey(token, &args, Some(password.as_bytes())));
 }
 
-/// A self-signed certificate and key (PEM files in `dir`) made with openssl.
-fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let der = Command::new("openssl").args(["x509", "-outform", "der", "-in"]).arg(&cert).output().unwrap().stdout;
-    use base64::Engine;
-    (cert, key, base64::engine::general_purpose::STANDARD.encode(der))
-}
-
-/// Registers an application at the Graph stand-in with its first certificate: (object id, app id).
-fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
-    let out = Command::new("curl")
-        .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d"])
-        .arg(format!("{{\"certificate\":\"{der_b64}\"}}"))
-        .arg(format!("{}/_standin/applications", p.oidc))
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stand-in answer");
-    (v["id"].as_str().unwrap().to_owned(), v["appId"].as_str().unwrap().to_owned())
-}
-
 #[test]
 fn verify_and_rotate_every_kind_against_real_targets() {
     let Some(p) = peers() else { return };

@@ -85,6 +85,8 @@ impl Default for CampaignOptions {
 const DEFAULT_DEADLINE_SECS: u64 = 7 * 24 * 3600;
 const MIN_DEADLINE_SECS: u64 = 60;
 const MAX_DEADLINE_SECS: u64 = 365 * 24 * 3600;
+/// Items one pass works through before it sees to notices and finished campaigns.
+const ITEMS_PER_PASS: usize = 2_000;
 /// Tenants whose notices are queued per write.
 const NOTICE_BATCH: u32 = 500;
 /// The principal recorded for the workers' steps.
@@ -976,18 +978,36 @@ impl Vault {
         let mut pass = CampaignPass::default();
         let options = self.campaign_options().clone();
         let concurrency = options.concurrency.max(1);
-        let now = Timestamp::now();
-        let batch = u32::try_from(concurrency * 4).unwrap_or(u32::MAX);
-        let items = self.store.claim_items(now, after(options.lease), batch).await?;
-        pass.items = items.len();
-        futures_util::stream::iter(items)
-            .for_each_concurrent(concurrency, |item| async move {
-                let (campaign, name) = (item.campaign_id, format!("{}/{}", item.tenant, item.name));
-                if let Err(e) = self.work_item(item).await {
-                    tracing::warn!(%campaign, credential = %name, error = %e, "campaign item step failed");
+        // Items flow through `concurrency` slots: a slot that frees takes the next item at once
+        // (claimed a few at a time), so one slow target does not hold back a whole batch.
+        let batch = u32::try_from(concurrency * 2).unwrap_or(u32::MAX);
+        let mut queue = std::collections::VecDeque::new();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        let mut exhausted = false;
+        loop {
+            while running.len() < concurrency && pass.items + running.len() < ITEMS_PER_PASS {
+                if queue.is_empty() && !exhausted {
+                    let claimed = self.store.claim_items(Timestamp::now(), after(options.lease), batch).await?;
+                    exhausted = claimed.is_empty();
+                    queue.extend(claimed);
                 }
-            })
-            .await;
+                let Some(item) = queue.pop_front() else { break };
+                running.push(async move {
+                    let (campaign, name) = (item.campaign_id, format!("{}/{}", item.tenant, item.name));
+                    if let Err(e) = self.work_item(item).await {
+                        tracing::warn!(%campaign, credential = %name, error = %e, "campaign item step failed");
+                    }
+                });
+            }
+            if running.next().await.is_none() {
+                break;
+            }
+            pass.items += 1;
+        }
+        // Claimed but not started (the pass reached its size): free them for the next pass.
+        for item in queue {
+            self.hold(&item, item.error.clone(), item.next_at.or(Some(Timestamp::now()))).await?;
+        }
 
         for campaign in self.store.campaigns(true, 1000).await? {
             if !campaign.notify.is_empty() {

@@ -157,3 +157,34 @@ pub fn mail_to(p: &Peers, rcpt: &str) -> Vec<String> {
     found.sort_by_key(|(m, _)| *m);
     found.into_iter().map(|(_, t)| unquote(&t)).collect()
 }
+
+/// A throwaway certificate and key (PEM files) and the certificate as base64 DER.
+pub fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let der = Command::new("openssl").args(["x509", "-outform", "der", "-in"]).arg(&cert).output().unwrap().stdout;
+    use base64::Engine;
+    (cert, key, base64::engine::general_purpose::STANDARD.encode(der))
+}
+
+/// Registers an application whose credential is that certificate at the Graph stand-in, as a
+/// tenant's administrator would in the portal; returns (object id, client id).
+pub fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d"])
+        .arg(format!("{{\"certificate\":\"{der_b64}\"}}"))
+        .arg(format!("{}/_standin/applications", p.oidc))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stand-in answer");
+    (v["id"].as_str().unwrap().to_owned(), v["appId"].as_str().unwrap().to_owned())
+}
