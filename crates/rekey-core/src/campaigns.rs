@@ -1063,12 +1063,12 @@ impl Vault {
     /// One step of a due item, as far as it goes now.
     async fn work_item(&self, item: CampaignItemRow) -> Result<(), CoreError> {
         let resuming = matches!(item.state.as_str(), item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED);
-        let actor = Actor { recovering: resuming, ..Actor::system(WORKER) };
+        let actor = Actor { recovering: resuming, retire_at_once: true, ..Actor::system(WORKER) };
         match (item.state.as_str(), item.rotation_id) {
             (item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED, Some(rotation)) => {
                 match self.store.rotation(rotation).await? {
                     Some(r) => self.follow_through(&actor, &item, r).await,
-                    None => self.retry_or_fail(&item, "its rotation is missing", false).await,
+                    None => self.retry_or_fail(&item, "its rotation is missing", true).await,
                 }
             }
             (item_state::ROTATED | item_state::FAILED, None) => self.confirm(&item).await,
@@ -1103,7 +1103,7 @@ impl Vault {
         .await;
         let (tenant, credential) = match loaded {
             Ok(l) => l,
-            Err(CoreError::NotRotatable(why)) => return self.retry_or_fail(item, &why, false).await,
+            Err(CoreError::NotRotatable(why)) => return self.retry_or_fail(item, &why, true).await,
             Err(e) => return Err(e),
         };
         let (campaign, credential_id) = (item.campaign_id, item.credential_id);
@@ -1123,7 +1123,7 @@ impl Vault {
                 self.hold(item, Some(e.to_string()), Some(next)).await
             }
             Err(CoreError::NotRotatable(why) | CoreError::BadRequest(why)) => {
-                self.retry_or_fail(item, &why, false).await
+                self.retry_or_fail(item, &why, true).await
             }
             Err(e) => Err(e),
         }
@@ -1172,7 +1172,7 @@ impl Vault {
         let Some(credential) =
             self.store.credential(item.tenant_id, &item.name).await?.filter(|c| c.id == item.credential_id)
         else {
-            return self.retry_or_fail(item, "the credential was deleted", false).await;
+            return self.retry_or_fail(item, "the credential was deleted", true).await;
         };
         if credential.current_version == item.from_version {
             // A failed item whose secret nobody replaced yet.

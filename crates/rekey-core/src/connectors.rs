@@ -156,6 +156,9 @@ pub(crate) struct Actor {
     /// pending rotation first asks the target whether it already took the new secret, so that
     /// the target is never told twice.
     pub recovering: bool,
+    /// Retire the old version as soon as the new one is promoted, whatever the grace period
+    /// (a campaign: the old secret is the stolen one).
+    pub retire_at_once: bool,
 }
 
 impl Actor {
@@ -166,6 +169,7 @@ impl Actor {
             request: caller.request_id,
             patient: false,
             recovering: false,
+            retire_at_once: false,
         }
     }
 
@@ -181,6 +185,7 @@ impl Actor {
             request: RequestId::generate(),
             patient: true,
             recovering: false,
+            retire_at_once: false,
         }
     }
 }
@@ -553,19 +558,47 @@ impl Vault {
             }
             let detail = format!("rotation={}; {}", rotation.id, applied.detail);
             let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
-            self.write(actor, "cred.rotate.apply", &resource, Some(op), AuditOutcome::Success, &detail).await?;
-            ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
-            let rotation = RotationRow {
+            let apply = self.request(actor, "cred.rotate.apply", &resource, op, &detail);
+            let applied_row = RotationRow {
                 state: rotation_state::APPLIED.into(),
                 error: None,
                 changed_at: Timestamp::now(),
                 ..rotation
             };
-            // The directory took the new password on the connection that changed it: promote.
-            return match proof.filter(Outcome::is_ok) {
-                Some(check) => self.promote_proven(actor, rotation, &credential, &new, &check).await,
-                None => Ok(rotation),
+            let Some(check) = proof.filter(Outcome::is_ok) else {
+                self.submit(apply).await?;
+                ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
+                return Ok(applied_row);
             };
+            // The directory took the new password on the connection that changed it: promote in
+            // the same commit, and with no grace period retire the old version too (an LDAP
+            // retirement is local). Each step keeps its own audit event.
+            let (promote_op, promoted) = self.promote_op(applied_row, &credential, &new);
+            let detail = format!("rotation={}; version={}; {}", promoted.id, promoted.to_version, check.detail);
+            let mut requests = vec![apply, self.request(actor, "cred.rotate.promote", &resource, promote_op, &detail)];
+            let retire_now = (self.options.connect.grace_secs == 0 || actor.retire_at_once)
+                && credential.kind == CredentialKind::Ldap;
+            if retire_now {
+                let (retire_op, detail) = retire_op(&promoted, None);
+                requests.push(self.request(actor, "cred.rotate.retire", &resource, retire_op, &detail));
+            }
+            let results = self.submit_all(requests).await?;
+            let steps = ["applied", "promoted", "retired"];
+            for (result, step) in results.iter().zip(steps) {
+                if result.is_ok() {
+                    ConnectorStats::count(&self.stats().rotations, credential.kind, step);
+                }
+            }
+            if results.iter().all(Result::is_ok) {
+                let state = if retire_now { rotation_state::RETIRED } else { rotation_state::PROMOTED };
+                return Ok(RotationRow { state: state.into(), changed_at: Timestamp::now(), ..promoted });
+            }
+            // A step lost to a concurrent driver: carry on from where the rotation is now.
+            return self
+                .store
+                .rotation(promoted.id)
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("rotation {}", promoted.id)));
         }
 
         // Applied: the new secret must work before it is served.
@@ -597,6 +630,15 @@ impl Vault {
         check: &Outcome,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
+        let (op, promoted) = self.promote_op(rotation, credential, new);
+        let detail = format!("rotation={}; version={}; {}", promoted.id, promoted.to_version, check.detail);
+        self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
+        Ok(promoted)
+    }
+
+    /// The write that promotes an applied rotation, and the rotation as it will be.
+    fn promote_op(&self, rotation: RotationRow, credential: &CredentialRow, new: &Secret) -> (WriteOp, RotationRow) {
         let mut promoted_fields = credential.fields.clone();
         if credential.kind == CredentialKind::EntraApp {
             let auth =
@@ -616,16 +658,20 @@ impl Vault {
             },
             set_rotation(&rotation, &[rotation_state::APPLIED], rotation_state::PROMOTED, None, Some(retire_after)),
         ]);
-        let detail = format!("rotation={}; version={}; {}", rotation.id, rotation.to_version, check.detail);
-        self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
-        ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
-        Ok(RotationRow {
+        let promoted = RotationRow {
             state: rotation_state::PROMOTED.into(),
             error: None,
             retire_after: Some(retire_after),
-            changed_at: Timestamp::now(),
+            changed_at: now,
             ..rotation
-        })
+        };
+        (op, promoted)
+    }
+
+    /// A write request with its audit event, recorded as the actor.
+    fn request(&self, actor: &Actor, action: &str, resource: &str, op: WriteOp, detail: &str) -> WriteRequest {
+        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, AuditOutcome::Success, detail);
+        WriteRequest { op: Some(op), audit }
     }
 
     /// The apply step of a secret-based Entra app: removes a client secret left by an attempt
@@ -889,21 +935,7 @@ impl Vault {
                 }
             }
         }
-        let op = WriteOp::All(vec![
-            WriteOp::SetVersionStage {
-                credential: rotation.credential_id,
-                version: rotation.from_version,
-                from: "previous",
-                stage: "retired",
-            },
-            set_rotation(
-                &rotation,
-                &[rotation_state::PROMOTED],
-                rotation_state::RETIRED,
-                leftover.clone(),
-                rotation.retire_after,
-            ),
-        ]);
+        let (op, _) = retire_op(&rotation, leftover.clone());
         self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "retired");
@@ -965,6 +997,21 @@ impl Vault {
 /// rotation cannot work however often it is tried.
 fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
     CoreError::NotRotatable(e.to_string())
+}
+
+/// The write that retires a promoted rotation's old version (what a target needed done is done
+/// by then), and the audit detail of that step.
+fn retire_op(rotation: &RotationRow, leftover: Option<String>) -> (WriteOp, String) {
+    let op = WriteOp::All(vec![
+        WriteOp::SetVersionStage {
+            credential: rotation.credential_id,
+            version: rotation.from_version,
+            from: "previous",
+            stage: "retired",
+        },
+        set_rotation(rotation, &[rotation_state::PROMOTED], rotation_state::RETIRED, leftover, rotation.retire_after),
+    ]);
+    (op, format!("rotation={}; version={}", rotation.id, rotation.from_version))
 }
 
 fn set_rotation(

@@ -313,6 +313,17 @@ impl Vault {
         }
     }
 
+    /// Several writes in order, usually in one commit; each one's own result.
+    pub(crate) async fn submit_all(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<Result<(), CoreError>>, CoreError> {
+        match self.writer.submit_all(requests).await {
+            Ok(results) => Ok(results.into_iter().map(|r| r.map(drop).map_err(CoreError::from)).collect()),
+            Err(_) => Err(CoreError::AuditUnavailable),
+        }
+    }
+
     pub(crate) async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {
         self.submit(WriteRequest { op: None, audit: event }).await
     }

@@ -61,6 +61,23 @@ impl Writer {
         self.tx.send(Job { request, reply }).await.map_err(|_| WriteFailed)?;
         rx.await.map_err(|_| WriteFailed)?
     }
+
+    /// Queues several writes in order (they usually share one commit) and waits for all. Each
+    /// is applied in its own savepoint, as any two requests are: a later one that depends on an
+    /// earlier one that failed fails too.
+    pub async fn submit_all(&self, requests: Vec<WriteRequest>) -> Result<Vec<OpResult>, WriteFailed> {
+        let mut waiting = Vec::with_capacity(requests.len());
+        for request in requests {
+            let (reply, rx) = oneshot::channel();
+            self.tx.send(Job { request, reply }).await.map_err(|_| WriteFailed)?;
+            waiting.push(rx);
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            results.push(rx.await.map_err(|_| WriteFailed)??);
+        }
+        Ok(results)
+    }
 }
 
 async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
