@@ -932,7 +932,12 @@ impl Vault {
         match self.submit(rekey_store::WriteRequest { op: Some(WriteOp::All(ops)), audit: event }).await {
             Ok(()) => Ok(ResetOutcome::Done(names)),
             // Spent by a concurrent submission, or a credential changed meanwhile.
-            Err(CoreError::Conflict(_)) => Err(CoreError::LinkGone("this link was already used".into())),
+            Err(CoreError::Conflict(_)) => match self.store.link(link.id).await? {
+                Some(l) if l.used_at.is_some() => Err(CoreError::LinkGone("this link was already used".into())),
+                _ => Err(CoreError::Conflict(
+                    "a credential changed while the form was open; nothing was stored, open the link again".into(),
+                )),
+            },
             Err(e) => Err(e),
         }
     }

@@ -115,6 +115,7 @@ fn refusal(e: CoreError) -> Response {
             ),
         ),
         ErrorCode::BadRequest => message(StatusCode::BAD_REQUEST, "The form was not accepted", &e.to_string()),
+        ErrorCode::Conflict => message(StatusCode::CONFLICT, "Nothing was stored", &e.to_string()),
         ErrorCode::Sealed => message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Temporarily unavailable",
