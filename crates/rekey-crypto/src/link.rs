@@ -1,8 +1,8 @@
 //! Self-service reset links, the CSRF tokens of their forms, and webhook signatures.
 //!
-//! A link is `<link id>.<secret>` (32 + 64 hex digits). The id names it in lists and audit
-//! events; the 256-bit secret is stored only as SHA-256 (as API tokens are, and for the same
-//! reason: it is uniformly random) and compared in constant time.
+//! A link is `<link id>.<secret>` (32 + 64 hex digits), in the same bearer format as API tokens
+//! ([`crate::token`]): the id names it in lists and audit events; the 256-bit secret is stored
+//! only as SHA-256 (under a domain label of its own) and compared in constant time.
 //!
 //! A form's CSRF token is HMAC-SHA256 over the link id and a random nonce that also travels in a
 //! `SameSite=Strict` cookie; the server checks that the cookie's nonce and the form's token
@@ -11,14 +11,17 @@
 //! A webhook body is signed as `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use rekey_types::LinkId;
 
 use crate::keys::{random_32, SystemKey};
+use crate::token::{hash_matches, BearerFormat};
 use crate::CryptoError;
+
+const LINK: BearerFormat = BearerFormat { prefix: "", separator: '.', domain: b"rekey-link-v1" };
 
 /// A link as sent to a tenant, once. Zeroized on drop; no `Debug`.
 pub struct IssuedLink {
@@ -36,15 +39,8 @@ impl IssuedLink {
 
 pub fn issue_link() -> Result<IssuedLink, CryptoError> {
     let id = LinkId::generate();
-    let secret = random_32()?;
-    let secret_hex = Zeroizing::new(hex::encode(secret.as_ref()));
-    let hash = hash_secret(secret_hex.as_bytes());
-    let text = Zeroizing::new(format!("{}.{}", id.as_uuid().simple(), secret_hex.as_str()));
+    let (text, hash) = LINK.issue(id.as_uuid())?;
     Ok(IssuedLink { id, hash, text })
-}
-
-fn hash_secret(secret: &[u8]) -> [u8; 32] {
-    Sha256::new().chain_update(b"rekey-link-v1").chain_update(secret).finalize().into()
 }
 
 /// A link presented by a browser, split into id and the hash of its secret.
@@ -56,17 +52,13 @@ pub struct PresentedLink {
 impl PresentedLink {
     /// Parses `<32 hex>.<64 hex>`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
-        let (id, secret) = text.split_once('.')?;
-        if id.len() != 32 || secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let id = uuid::Uuid::try_parse(id).ok()?;
-        Some(Self { id: LinkId::from_uuid(id), hash: hash_secret(secret.to_ascii_lowercase().as_bytes()) })
+        let (id, hash) = LINK.parse(text)?;
+        Some(Self { id: LinkId::from_uuid(id), hash })
     }
 
     /// Constant-time comparison against the stored hash.
     pub fn matches(&self, stored_hash: &[u8]) -> bool {
-        stored_hash.len() == 32 && bool::from(self.hash.ct_eq(stored_hash))
+        hash_matches(&self.hash, stored_hash)
     }
 }
 
