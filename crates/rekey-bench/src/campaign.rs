@@ -4,14 +4,12 @@
 //! `campaign start` to `finished`, against a raw password-modify loop over N other accounts of
 //! the same directory at the same concurrency, in the same run.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rekey_server::App;
 
-use crate::connect::{add_accounts, call, http, peers, raw_password_modify, tls_config};
+use crate::connect::{add_accounts, call, http, import_accounts, peers, raw_password_modify_loop, tls_config};
 
 pub async fn run(accounts: usize, concurrency: usize) -> Result<()> {
     let p = peers()?;
@@ -43,51 +41,10 @@ pub async fn run(accounts: usize, concurrency: usize) -> Result<()> {
     );
 
     // Raw: StartTLS, bind as the account, password modify, unbind; `concurrency` loops.
-    let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (next, tls, prefix, port) = (next.clone(), tls.clone(), raw_prefix.clone(), p.ldap);
-        tasks.push(tokio::spawn(async move {
-            let mut errors = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return errors;
-                }
-                if raw_password_modify(tls.clone(), port, &prefix, i).await.is_err() {
-                    errors += 1;
-                }
-            }
-        }));
-    }
-    let mut errors = 0;
-    for task in tasks {
-        errors += task.await?;
-    }
-    let raw_secs = t.elapsed().as_secs_f64();
-    ensure!(errors == 0, "the raw password-modify loop had {errors} errors");
+    let raw_secs = raw_password_modify_loop(&tls, p.ldap, &raw_prefix, n, concurrency).await?;
 
     // Rekey: import the accounts, open an incident over their tenant, run the campaign.
-    let url = format!("ldap://localhost:{}", p.ldap);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let lines: Vec<String> = chunk
-            .iter()
-            .map(|i| {
-                serde_json::json!({"tenant": "campaign", "region": "uk", "name": format!("svc-{i}"), "kind": "ldap",
-                    "fields": {"url": url, "bind_dn": format!("uid={rekey_prefix}-{i},ou=services,dc=rekey,dc=test"), "ca_pem": p.ca_pem},
-                    "secret": format!("old-{i}")})
-                .to_string()
-            })
-            .collect();
-        let body = lines.join("\n");
-        let request = format!(
-            "POST /v1/import?create_tenants=true HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {root}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let report = call(addr, request.as_bytes()).await?;
-        ensure!(report["written"].as_u64() == Some(chunk.len() as u64), "import: {report}");
-    }
+    import_accounts(&p, addr, &root, "campaign", &rekey_prefix, n).await?;
     let incident =
         call(addr, &http("POST", "/v1/incidents", &root, r#"{"title":"bench","scope":["tenant:campaign"]}"#)).await?;
     let incident = incident["incident"]["id"].as_str().context("incident id")?.to_owned();

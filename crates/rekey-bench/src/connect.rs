@@ -329,51 +329,10 @@ async fn rotation(
     );
 
     // Raw: StartTLS, bind as the account, password modify, unbind.
-    let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (next, tls, prefix, port) = (next.clone(), tls.clone(), raw_prefix.clone(), p.ldap);
-        tasks.push(tokio::spawn(async move {
-            let mut errors = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return errors;
-                }
-                if raw_password_modify(tls.clone(), port, &prefix, i).await.is_err() {
-                    errors += 1;
-                }
-            }
-        }));
-    }
-    let mut errors = 0;
-    for task in tasks {
-        errors += task.await?;
-    }
-    let raw_rate = n as f64 / t.elapsed().as_secs_f64();
-    ensure!(errors == 0, "the raw password-modify loop had {errors} errors");
+    let raw_rate = n as f64 / raw_password_modify_loop(tls, p.ldap, &raw_prefix, n, concurrency).await?;
 
     // Rekey: import the accounts as credentials, then rotate each through the API.
-    let url = format!("ldap://localhost:{}", p.ldap);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let lines: Vec<String> = chunk
-            .iter()
-            .map(|i| {
-                serde_json::json!({"tenant": "rot", "region": "uk", "name": format!("svc-{i}"), "kind": "ldap",
-                    "fields": {"url": url, "bind_dn": format!("uid={rekey_prefix}-{i},ou=services,dc=rekey,dc=test"), "ca_pem": p.ca_pem},
-                    "secret": format!("old-{i}")})
-                .to_string()
-            })
-            .collect();
-        let body = lines.join("\n");
-        let request = format!(
-            "POST /v1/import?create_tenants=true HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {root}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let report = call(addr, request.as_bytes()).await?;
-        ensure!(report["written"].as_u64() == Some(chunk.len() as u64), "import: {report}");
-    }
+    import_accounts(p, addr, root, "rot", &rekey_prefix, n).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let next = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
@@ -416,12 +375,75 @@ async fn rotation(
     Ok(())
 }
 
-pub(crate) async fn raw_password_modify(
-    tls: Arc<rustls::ClientConfig>,
+/// Password modify over accounts `<prefix>-0..n` with `concurrency` loops, as a bare `ldap3`
+/// client would; returns the seconds it took.
+pub(crate) async fn raw_password_modify_loop(
+    tls: &Arc<rustls::ClientConfig>,
     port: u16,
     prefix: &str,
-    i: usize,
+    n: usize,
+    concurrency: usize,
+) -> Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, tls, prefix) = (next.clone(), tls.clone(), prefix.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return errors;
+                }
+                if raw_password_modify(tls.clone(), port, &prefix, i).await.is_err() {
+                    errors += 1;
+                }
+            }
+        }));
+    }
+    let mut errors = 0;
+    for task in tasks {
+        errors += task.await?;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    ensure!(errors == 0, "the raw password-modify loop had {errors} errors");
+    Ok(seconds)
+}
+
+/// Imports accounts `<prefix>-0..n` (password `old-<i>`) as `ldap` credentials `svc-<i>` of
+/// `tenant`, through the API, a thousand lines per request.
+pub(crate) async fn import_accounts(
+    p: &Peers,
+    addr: SocketAddr,
+    root: &str,
+    tenant: &str,
+    prefix: &str,
+    n: usize,
 ) -> Result<()> {
+    let url = format!("ldap://localhost:{}", p.ldap);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let lines: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                serde_json::json!({"tenant": tenant, "region": "uk", "name": format!("svc-{i}"), "kind": "ldap",
+                    "fields": {"url": url, "bind_dn": format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test"), "ca_pem": p.ca_pem},
+                    "secret": format!("old-{i}")})
+                .to_string()
+            })
+            .collect();
+        let body = lines.join("\n");
+        let request = format!(
+            "POST /v1/import?create_tenants=true HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {root}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let report = call(addr, request.as_bytes()).await?;
+        ensure!(report["written"].as_u64() == Some(chunk.len() as u64), "import: {report}");
+    }
+    Ok(())
+}
+
+async fn raw_password_modify(tls: Arc<rustls::ClientConfig>, port: u16, prefix: &str, i: usize) -> Result<()> {
     let mut ldap = raw_ldap_open(tls, port).await?;
     let dn = format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test");
     let old = format!("old-{i}");
