@@ -430,20 +430,7 @@ fn a_campaign_of_1000_ldap_accounts_survives_kill_9() {
     let mut s = campaign_server(dir.path(), &p, silent_receiver(), extra);
     let root = s.root_token();
     let tenant = format!("kill-{u}");
-    let url = format!("ldap://localhost:{}", p.ldap);
-    let lines: Vec<String> = (0..N)
-        .map(|i| {
-            serde_json::json!({
-                "tenant": tenant, "region": "us", "name": format!("svc-{i}"), "kind": "ldap",
-                "fields": {"url": url, "bind_dn": dn(&prefix, i), "ca_pem": p.ca},
-                "secret": format!("pw-{prefix}-{i}"),
-            })
-            .to_string()
-        })
-        .collect();
-    let file = dir.path().join("creds.jsonl");
-    std::fs::write(&file, lines.join("\n")).unwrap();
-    ok(&s.rekey(&root, &["cred", "import", file.to_str().unwrap(), "--create-tenants"], None));
+    import_accounts(&p, &s, &root, dir.path(), (&tenant, "us"), &prefix, N);
     let incident = json(&s.rekey(
         &root,
         &["-o", "json", "incident", "open", "--title", "us keys", "--scope", &format!("tenant:{tenant}")],
@@ -498,21 +485,7 @@ fn a_campaign_of_1000_ldap_accounts_survives_kill_9() {
     eprintln!("steps that found the directory already changed: {recovered:?}");
 
     // Every stored secret opens its account.
-    let failed = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for part in 0..8 {
-            let (s, root, tenant, failed) = (&s, &root, &tenant, &failed);
-            scope.spawn(move || {
-                for i in (part..N).step_by(8) {
-                    let out = s.rekey(root, &["-o", "json", "cred", "verify", &format!("{tenant}/svc-{i}")], None);
-                    if !out.status.success() {
-                        failed.lock().unwrap().push(i);
-                    }
-                }
-            });
-        }
-    });
-    let failed = failed.into_inner().unwrap();
+    let failed = refused_credentials(&s, &root, &tenant, N);
     assert!(failed.is_empty(), "stored secrets that the directory refuses: {failed:?}");
     ok(&s.rekey(&root, &["audit", "verify"], None));
 }

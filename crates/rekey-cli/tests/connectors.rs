@@ -316,20 +316,7 @@ fn bulk_rotation_survives_kill_9_and_loses_no_secret() {
     let tenant = format!("bulk{}", unique());
     let prefix = format!("blk{}", unique());
     add_accounts(&p, &prefix, N);
-    let url = format!("ldap://localhost:{}", p.ldap);
-    let lines: Vec<String> = (0..N)
-        .map(|i| {
-            serde_json::json!({
-                "tenant": tenant, "region": "uk", "name": format!("svc-{i}"), "kind": "ldap",
-                "fields": {"url": url, "bind_dn": dn(&prefix, i), "ca_pem": p.ca},
-                "secret": format!("pw-{prefix}-{i}"),
-            })
-            .to_string()
-        })
-        .collect();
-    let file = dir.path().join("creds.jsonl");
-    std::fs::write(&file, lines.join("\n")).unwrap();
-    ok(&s.rekey(&root, &["cred", "import", file.to_str().unwrap(), "--create-tenants"], None));
+    import_accounts(&p, &s, &root, dir.path(), (&tenant, "uk"), &prefix, N);
 
     // Rotate all of them; kill the server while the rotations run.
     let mut bulk = Command::new(BIN)
@@ -383,12 +370,7 @@ fn bulk_rotation_survives_kill_9_and_loses_no_secret() {
         .unwrap();
     assert_eq!(below_2, 0, "every credential was rotated at least once");
     drop(c);
-    let failed: Vec<usize> = (0..N)
-        .filter(|i| {
-            let out = s.rekey(&root, &["-o", "json", "cred", "verify", &format!("{tenant}/svc-{i}")], None);
-            !out.status.success()
-        })
-        .collect();
+    let failed = refused_credentials(&s, &root, &tenant, N);
     assert!(failed.is_empty(), "stored secrets that the directory refuses: {failed:?}");
     ok(&s.rekey(&root, &["audit", "verify"], None));
 }

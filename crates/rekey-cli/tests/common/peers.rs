@@ -63,6 +63,55 @@ pub fn add_accounts(p: &Peers, prefix: &str, n: usize) {
     assert!(out.status.success(), "ldapadd: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Imports the accounts `add_accounts` made as `ldap` credentials `svc-<i>` of a tenant (created
+/// in `region` if missing), with their passwords.
+pub fn import_accounts(
+    p: &Peers,
+    s: &Server,
+    root: &str,
+    dir: &Path,
+    (tenant, region): (&str, &str),
+    prefix: &str,
+    n: usize,
+) {
+    let url = format!("ldap://localhost:{}", p.ldap);
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "tenant": tenant, "region": region, "name": format!("svc-{i}"), "kind": "ldap",
+                "fields": {"url": url, "bind_dn": dn(prefix, i), "ca_pem": p.ca},
+                "secret": format!("pw-{prefix}-{i}"),
+            })
+            .to_string()
+        })
+        .collect();
+    let file = dir.join("creds.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&s.rekey(root, &["cred", "import", file.to_str().unwrap(), "--create-tenants"], None));
+}
+
+/// The `i` of each credential `<tenant>/svc-<i>` whose stored secret its target refuses
+/// (`cred verify`, eight at a time).
+pub fn refused_credentials(s: &Server, root: &str, tenant: &str, n: usize) -> Vec<usize> {
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for part in 0..8 {
+            let failed = &failed;
+            scope.spawn(move || {
+                for i in (part..n).step_by(8) {
+                    let out = s.rekey(root, &["-o", "json", "cred", "verify", &format!("{tenant}/svc-{i}")], None);
+                    if !out.status.success() {
+                        failed.lock().unwrap().push(i);
+                    }
+                }
+            });
+        }
+    });
+    let mut failed = failed.into_inner().unwrap();
+    failed.sort_unstable();
+    failed
+}
+
 pub fn dn(prefix: &str, i: usize) -> String {
     format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test")
 }
