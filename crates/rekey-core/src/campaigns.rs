@@ -30,8 +30,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rekey_connect::notify::{MailRelay, Webhook};
 use rekey_store::{
-    item_state, rotation_state, CampaignItemRow, CampaignRow, ItemFilter, ItemUpdate, LinkRow, NoticeRow, NoticeUpdate,
-    RotationRow, WriteOp,
+    item_state, rotation_state, CampaignItemRow, CampaignRow, CredentialRow, ItemFilter, ItemUpdate, LinkRow,
+    NoticeRow, NoticeUpdate, RotationRow, WriteOp,
 };
 use rekey_types::{
     AuditOutcome, CampaignId, CredRef, CredentialKind, Fields, IncidentId, NoticeId, Secret, TenantName, Timestamp,
@@ -291,8 +291,9 @@ pub struct ResetItem {
 pub enum ResetOutcome {
     /// Every new secret opened its target and is stored; the link is spent.
     Done(Vec<String>),
-    /// Nothing was stored: these credentials' new secrets were refused, and why.
-    Refused(Vec<(String, String)>),
+    /// Nothing was stored: these credentials' new secrets were refused, and why; the page to
+    /// show again.
+    Refused { page: ResetPage, refusals: Vec<(String, String)> },
 }
 
 /// What one worker pass did.
@@ -773,7 +774,7 @@ impl Vault {
     pub async fn reset_page(&self, token: &str, source: &str) -> Result<ResetPage, CoreError> {
         let result = async {
             let (link, campaign) = self.usable_link(token).await?;
-            self.reset_page_of(&link, &campaign).await
+            Ok::<_, CoreError>(self.reset_page_of(&link, &campaign).await?.0)
         }
         .await;
         let (resource, outcome, detail) = match &result {
@@ -784,7 +785,12 @@ impl Vault {
         result
     }
 
-    async fn reset_page_of(&self, link: &LinkRow, campaign: &CampaignRow) -> Result<ResetPage, CoreError> {
+    /// The page of a link, and beside each of its items the campaign item and the credential.
+    async fn reset_page_of(
+        &self,
+        link: &LinkRow,
+        campaign: &CampaignRow,
+    ) -> Result<(ResetPage, Vec<(CampaignItemRow, CredentialRow)>), CoreError> {
         let tenant = self
             .store
             .tenant_by_id(link.tenant_id)
@@ -796,6 +802,7 @@ impl Vault {
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("incident {}", campaign.incident_id)))?;
         let mut items = Vec::new();
+        let mut rows = Vec::new();
         for item in self.store.tenant_outstanding(campaign.id, link.tenant_id).await? {
             let Some(credential) = self.store.credential(item.tenant_id, &item.name).await? else { continue };
             let fields = Fields::from_stored(credential.fields.clone());
@@ -803,17 +810,19 @@ impl Vault {
             items.push(ResetItem {
                 account: account.to_owned(),
                 target: target_of(item.kind, &fields),
-                name: item.name,
+                name: item.name.clone(),
                 kind: item.kind,
             });
+            rows.push((item, credential));
         }
-        Ok(ResetPage {
+        let page = ResetPage {
             link: link.id,
             tenant: tenant.name,
             incident: incident.title,
             deadline: campaign.deadline,
             items,
-        })
+        };
+        Ok((page, rows))
     }
 
     /// Takes a reset form: every listed credential's new secret, each checked against its target.
@@ -827,7 +836,7 @@ impl Vault {
     ) -> Result<ResetOutcome, CoreError> {
         let checked = async {
             let (link, campaign) = self.usable_link(token).await?;
-            let page = self.reset_page_of(&link, &campaign).await?;
+            let (page, rows) = self.reset_page_of(&link, &campaign).await?;
             for (name, _) in &secrets {
                 if !page.items.iter().any(|i| &i.name == name) {
                     return Err(CoreError::BadRequest(format!("{name:?} is not a credential this link resets")));
@@ -835,23 +844,15 @@ impl Vault {
             }
             let mut refused = Vec::new();
             let mut accepted = Vec::new();
-            for item in &page.items {
-                let Some((_, secret)) = secrets.iter().find(|(n, _)| *n == item.name) else {
+            for (item, credential) in rows {
+                let secret = secrets.iter().find(|(n, _)| *n == item.name).map(|(_, s)| s);
+                let Some(secret) = secret.filter(|s| !s.expose().is_empty()) else {
                     refused.push((item.name.clone(), "a new secret is required".to_owned()));
                     continue;
                 };
-                if secret.expose().is_empty() {
-                    refused.push((item.name.clone(), "a new secret is required".to_owned()));
-                    continue;
-                }
-                let credential = self
-                    .store
-                    .credential(link.tenant_id, &item.name)
-                    .await?
-                    .ok_or_else(|| CoreError::NotFound(format!("credential {}", item.name)))?;
                 let fields = Fields::from_stored(credential.fields.clone());
                 match self.probe(credential.kind, &fields, secret).await {
-                    Ok(o) if o.is_ok() => accepted.push((credential, secret)),
+                    Ok(o) if o.is_ok() => accepted.push((item, credential, secret)),
                     Ok(o) => refused.push((item.name.clone(), format!("{}: {}", o.status, o.detail))),
                     Err(e) => refused.push((item.name.clone(), e.to_string())),
                 }
@@ -878,13 +879,13 @@ impl Vault {
                 &format!("refused: {detail}"),
             )
             .await?;
-            return Ok(ResetOutcome::Refused(refused));
+            return Ok(ResetOutcome::Refused { page, refusals: refused });
         }
         let by = format!("link:{}", link.id);
         let now = Timestamp::now();
         let mut ops = vec![WriteOp::UseLink { id: link.id, at: now }];
         let mut names = Vec::new();
-        for (credential, secret) in accepted {
+        for (item, credential, secret) in accepted {
             let next = crate::credentials::NextVersion {
                 tenant: link.tenant_id,
                 name: &credential.name,
@@ -898,10 +899,9 @@ impl Vault {
             };
             let (op, _) = self.sealed_version(next, secret).await?;
             ops.push(op);
-            let item = self.store.campaign_item(campaign.id, credential.id).await?;
             ops.push(WriteOp::SetVersionStage {
                 credential: credential.id,
-                version: item.map_or(credential.current_version, |i| i.from_version),
+                version: item.from_version,
                 from: "previous",
                 stage: "retired",
             });
@@ -1014,10 +1014,9 @@ impl Vault {
             self.hold(&item, item.error.clone(), item.next_at.or(Some(Timestamp::now()))).await?;
         }
 
-        for campaign in self.store.campaigns(true, 1000).await? {
-            if !campaign.notify.is_empty() {
-                self.queue_notices(&campaign).await?;
-            }
+        let campaigns = self.store.campaigns(true, 1000).await?;
+        for campaign in campaigns.iter().filter(|c| !c.notify.is_empty()) {
+            self.queue_notices(campaign).await?;
         }
         let due = self.store.due_notices(Timestamp::now(), 200).await?;
         pass.notices = due.len();
@@ -1030,7 +1029,7 @@ impl Vault {
             })
             .await;
 
-        for campaign in self.store.campaigns(true, 1000).await? {
+        for campaign in campaigns {
             if self.store.open_items(campaign.id).await? == 0 {
                 let op = WriteOp::FinishCampaign { id: campaign.id, at: Timestamp::now() };
                 let status = self.status_of(&campaign).await?;

@@ -882,60 +882,49 @@ impl Vault {
             .credential(rotation.tenant_id, &rotation.credential)
             .await?
             .filter(|c| c.id == rotation.credential_id);
-        let mut detail = format!("rotation={}; version={}", rotation.id, rotation.from_version);
+        // An Entra app's old client secret or certificate is removed at Graph first.
+        let mut removed = None;
         let mut leftover = None;
-        if let Some(credential) = credential.as_ref().filter(|c| is_secret_app(c)) {
+        if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
             let fields = Fields::from_stored(credential.fields.clone());
             let current = self.secret_of(credential, rotation.to_version).await?;
-            let _permit = self.host_permit(credential.kind, &fields).await;
-            match self
-                .client_secret_key_id(
-                    credential,
-                    &fields,
-                    &current,
-                    rotation.from_version,
-                    rotation.target_ref.as_deref(),
-                )
-                .await?
-            {
-                Ok(key_id) => {
-                    let removed =
-                        rekey_connect::graph::remove_password(&fields, &current, &key_id, self.options.connect.limits)
-                            .await
-                            .map_err(not_rotatable)?;
-                    if !removed.is_ok() {
-                        return self
-                            .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
-                            .await;
+            let limits = self.options.connect.limits;
+            if is_secret_app(credential) {
+                let _permit = self.host_permit(credential.kind, &fields).await;
+                let key_id = self
+                    .client_secret_key_id(
+                        credential,
+                        &fields,
+                        &current,
+                        rotation.from_version,
+                        rotation.target_ref.as_deref(),
+                    )
+                    .await?;
+                match key_id {
+                    Ok(key_id) => {
+                        removed = Some(rekey_connect::graph::remove_password(&fields, &current, &key_id, limits).await)
                     }
-                    detail.push_str(&format!("; {}", removed.detail));
+                    Err(why) => leftover = Some(format!("old client secret left at the provider: {why}")),
                 }
-                Err(why) => {
-                    detail.push_str(&format!("; old client secret left at the provider: {why}"));
-                    leftover = Some(format!("old client secret left at the provider: {why}"));
-                }
-            }
-        } else if let Some(credential) = &credential {
-            if credential.kind == CredentialKind::EntraApp {
-                let fields = Fields::from_stored(credential.fields.clone());
-                let current = self.secret_of(credential, rotation.to_version).await?;
+            } else {
                 let old = self.secret_of(credential, rotation.from_version).await?;
                 if rekey_connect::oauth::CertificateSecret::split(&old).is_some() {
                     let _permit = self.host_permit(credential.kind, &fields).await;
-                    let removed =
-                        rekey_connect::graph::remove_certificate(&fields, &current, &old, self.options.connect.limits)
-                            .await
-                            .map_err(not_rotatable)?;
-                    if !removed.is_ok() {
-                        return self
-                            .note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail))
-                            .await;
-                    }
-                    detail.push_str(&format!("; {}", removed.detail));
+                    removed = Some(rekey_connect::graph::remove_certificate(&fields, &current, &old, limits).await);
                 }
             }
         }
-        let (op, _) = retire_op(&rotation, leftover.clone());
+        let (op, mut detail) = retire_op(&rotation, leftover.clone());
+        if let Some(removed) = removed {
+            let removed = removed.map_err(not_rotatable)?;
+            if !removed.is_ok() {
+                return self.note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail)).await;
+            }
+            detail.push_str(&format!("; {}", removed.detail));
+        }
+        if let Some(left) = &leftover {
+            detail.push_str(&format!("; {left}"));
+        }
         self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "retired");

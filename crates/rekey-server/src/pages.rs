@@ -256,12 +256,8 @@ pub async fn submit(
             );
             respond(StatusCode::OK, page, None)
         }
-        Ok(ResetOutcome::Refused(errors)) => {
+        Ok(ResetOutcome::Refused { page, refusals: errors }) => {
             // Show the form again, with a fresh token for the same link.
-            let page = match vault.reset_page(&link, &client_source(&ctx)).await {
-                Ok(p) => p,
-                Err(e) => return refusal(e),
-            };
             let Ok((nonce, token)) = s.pages.csrf.issue(page.link) else {
                 return refusal(CoreError::BadRequest("try again".into()));
             };
