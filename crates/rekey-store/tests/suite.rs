@@ -154,6 +154,53 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
     }
 }
 
+/// A pending rotation from version 1 to 2.
+fn pending_rotation(
+    id: RotationId,
+    credential: CredentialId,
+    tenant: TenantId,
+    by: &str,
+    at: Timestamp,
+) -> RotationRow {
+    RotationRow {
+        id,
+        credential_id: credential,
+        tenant_id: tenant,
+        from_version: 1,
+        to_version: 2,
+        state: rotation_state::PENDING.into(),
+        created_by: by.into(),
+        created_at: at,
+        changed_at: at,
+        retire_after: None,
+        error: None,
+        target_ref: None,
+        tenant: String::new(),
+        credential: String::new(),
+        kind: None,
+    }
+}
+
+/// An incident opened now, counting reveals since the epoch.
+fn open_incident(id: IncidentId, reasons: &[&str], kinds: Option<Vec<CredentialKind>>) -> IncidentRow {
+    IncidentRow {
+        id,
+        title: "stolen backup".into(),
+        scope: vec![],
+        reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        kinds,
+        since: Some(Timestamp::from_micros(0)),
+        state: "open".into(),
+        frozen: false,
+        affected: 0,
+        counts: Default::default(),
+        created_by: "test".into(),
+        created_at: Timestamp::now(),
+        contained_at: None,
+        closed_at: None,
+    }
+}
+
 async fn apply(db: &Db, ops: Vec<Option<WriteOp>>) -> Vec<OpResult> {
     let reqs: Vec<WriteRequest> = ops.into_iter().map(|op| WriteRequest { op, audit: event("test") }).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap().results
@@ -685,23 +732,7 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
     let id = CredentialId::generate();
     apply(&db, vec![Some(put(t, "a", 1, Some(id)))]).await;
     let now = Timestamp::now();
-    let rotation = |rid: RotationId| RotationRow {
-        id: rid,
-        credential_id: id,
-        tenant_id: t,
-        from_version: 1,
-        to_version: 2,
-        state: rotation_state::PENDING.into(),
-        created_by: "test".into(),
-        created_at: now,
-        changed_at: now,
-        retire_after: None,
-        error: None,
-        target_ref: None,
-        tenant: String::new(),
-        credential: String::new(),
-        kind: None,
-    };
+    let rotation = |rid: RotationId| pending_rotation(rid, id, t, "test", now);
     let first = RotationId::generate();
     assert!(apply(&db, vec![Some(WriteOp::InsertRotation(rotation(first)))]).await[0].is_ok());
     // One unfinished rotation per credential.
@@ -774,22 +805,6 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let reqs = vec![reveal("acme/x"), reveal("acme/x"), reveal("globex/y")];
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
 
-    let row = |id: IncidentId, reasons: &[&str], kinds: Option<Vec<CredentialKind>>| IncidentRow {
-        id,
-        title: "stolen backup".into(),
-        scope: vec![],
-        reasons: reasons.iter().map(|r| r.to_string()).collect(),
-        kinds,
-        since: Some(Timestamp::from_micros(0)),
-        state: "open".into(),
-        frozen: false,
-        affected: 0,
-        counts: Default::default(),
-        created_by: "test".into(),
-        created_at: Timestamp::now(),
-        contained_at: None,
-        closed_at: None,
-    };
     let id = IncidentId::generate();
     let scope = vec![
         ScopeQuery::Region { region: "uk".into(), bit: 0 },
@@ -798,7 +813,7 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
         ScopeQuery::TenantKek { tenant: initech, version: 2, bit: 3 },
     ];
     let reasons = ["region:uk", "token:t1 revealed it", "key:initech@1", "key:initech@2"];
-    let r = apply(&db, vec![Some(WriteOp::OpenIncident { incident: row(id, &reasons, None), scope })]).await;
+    let r = apply(&db, vec![Some(WriteOp::OpenIncident { incident: open_incident(id, &reasons, None), scope })]).await;
     assert!(r[0].is_ok(), "{:?}", r[0]);
     let stored = db.store.incident(id).await.unwrap().unwrap();
     assert_eq!((stored.affected, stored.state.as_str()), (5, "open"));
@@ -830,7 +845,7 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     // Narrowed to a kind none of them has: nothing.
     let narrowed = IncidentId::generate();
     let op = WriteOp::OpenIncident {
-        incident: row(narrowed, &["all"], Some(vec![CredentialKind::Ldap])),
+        incident: open_incident(narrowed, &["all"], Some(vec![CredentialKind::Ldap])),
         scope: vec![ScopeQuery::AllTenants { bit: 0 }],
     };
     assert!(apply(&db, vec![Some(op)]).await[0].is_ok());
@@ -882,22 +897,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     apply(&db, vec![Some(op)]).await;
     apply(&db, vec![Some(put(acme, "blob", 1, None)), Some(put(other, "elsewhere", 1, None))]).await;
 
-    let incident = IncidentRow {
-        id: IncidentId::generate(),
-        title: "t".into(),
-        scope: vec![],
-        reasons: vec!["region:uk".into()],
-        kinds: None,
-        since: None,
-        state: "open".into(),
-        frozen: false,
-        affected: 0,
-        counts: Default::default(),
-        created_by: "test".into(),
-        created_at: Timestamp::now(),
-        contained_at: None,
-        closed_at: None,
-    };
+    let incident = open_incident(IncidentId::generate(), &["region:uk"], None);
     let scope = vec![ScopeQuery::Region { region: "uk".into(), bit: 0 }];
     apply(&db, vec![Some(WriteOp::OpenIncident { incident: incident.clone(), scope })]).await;
     let now = Timestamp::now();
@@ -945,23 +945,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
 
     // A rotation and its item move together.
     let rid = RotationId::generate();
-    let rotation = RotationRow {
-        id: rid,
-        credential_id: dir,
-        tenant_id: acme,
-        from_version: 1,
-        to_version: 2,
-        state: rotation_state::PENDING.into(),
-        created_by: "system:campaign".into(),
-        created_at: now,
-        changed_at: now,
-        retire_after: None,
-        error: None,
-        target_ref: None,
-        tenant: String::new(),
-        credential: String::new(),
-        kind: None,
-    };
+    let rotation = pending_rotation(rid, dir, acme, "system:campaign", now);
     let start = WriteOp::All(vec![
         WriteOp::InsertRotation(rotation),
         WriteOp::StartItemRotation {
