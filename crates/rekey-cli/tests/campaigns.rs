@@ -170,36 +170,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         &format!("pw-{prefix}-2"),
     );
     // An Entra application with a certificate of its own: rotated through Graph (the stand-in).
-    let (cert, key, der) = openssl_cert(dir.path(), "ews");
-    let (object_id, app_id) = register_app(&p, &der);
-    let (token_url, client_id) = (format!("token_url={}/token", p.oidc), format!("client_id={app_id}"));
-    let (object, graph) = (format!("app_object_id={object_id}"), format!("graph_url={}", p.oidc));
-    let ews = format!("{a}/ews");
-    ok(&s.rekey(
-        &root,
-        &[
-            "cred",
-            "put",
-            &ews,
-            "--kind",
-            "entra-app",
-            "--set",
-            &token_url,
-            "--set",
-            &client_id,
-            "--set",
-            "scope=api.read",
-            "--set",
-            &object,
-            "--set",
-            &graph,
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-        None,
-    ));
+    put_certificate_app(&p, &s, &root, dir.path(), &format!("{a}/ews"));
     let pop3 = [
         ("host", "localhost"),
         ("port", p.pop3s.as_str()),

@@ -153,34 +153,8 @@ fn verify_and_rotate_every_kind_against_real_targets() {
 
     // entra-app with a certificate: the new one is registered through Graph (stand-in), a token
     // is obtained with it from the real provider, the old one is removed.
-    let (cert, key, der) = openssl_cert(dir.path(), "ews");
-    let (object_id, app_id) = register_app(&p, &der);
     let ews = format!("{tenant}/ews");
-    ok(&s.rekey(
-        &root,
-        &[
-            "cred",
-            "put",
-            &ews,
-            "--kind",
-            "entra-app",
-            "--set",
-            &format!("token_url={}/token", p.oidc),
-            "--set",
-            &format!("client_id={app_id}"),
-            "--set",
-            "scope=api.read",
-            "--set",
-            &format!("app_object_id={object_id}"),
-            "--set",
-            &format!("graph_url={}", p.oidc),
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-        None,
-    ));
+    put_certificate_app(&p, &s, &root, dir.path(), &ews);
     assert_eq!(json(&s.rekey(&root, &["-o", "json", "cred", "verify", &ews], None))["status"], "ok");
     let r = json(&s.rekey(&root, &["-o", "json", "cred", "rotate", &ews], None));
     assert_eq!(r["state"], "retired", "{r}");

@@ -237,3 +237,37 @@ pub fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stand-in answer");
     (v["id"].as_str().unwrap().to_owned(), v["appId"].as_str().unwrap().to_owned())
 }
+
+/// Stores `cref` as an `entra-app` that signs in with a certificate of its own, registered at
+/// the Graph stand-in (so that Rekey can rotate it there).
+pub fn put_certificate_app(p: &Peers, s: &Server, root: &str, dir: &Path, cref: &str) {
+    let (cert, key, der) = openssl_cert(dir, &cref.replace('/', "-"));
+    let (object_id, app_id) = register_app(p, &der);
+    let (token_url, client_id) = (format!("token_url={}/token", p.oidc), format!("client_id={app_id}"));
+    let (object, graph) = (format!("app_object_id={object_id}"), format!("graph_url={}", p.oidc));
+    ok(&s.rekey(
+        root,
+        &[
+            "cred",
+            "put",
+            cref,
+            "--kind",
+            "entra-app",
+            "--set",
+            &token_url,
+            "--set",
+            &client_id,
+            "--set",
+            "scope=api.read",
+            "--set",
+            &object,
+            "--set",
+            &graph,
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+        None,
+    ));
+}
