@@ -149,6 +149,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (3, include_str!("../migrations/sqlite/0003_connectors.sql")),
             (4, include_str!("../migrations/sqlite/0004_incidents.sql")),
             (5, include_str!("../migrations/sqlite/0005_campaigns.sql")),
+            (6, include_str!("../migrations/sqlite/0006_region_reach.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -156,6 +157,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (3, include_str!("../migrations/postgres/0003_connectors.sql")),
             (4, include_str!("../migrations/postgres/0004_incidents.sql")),
             (5, include_str!("../migrations/postgres/0005_campaigns.sql")),
+            (6, include_str!("../migrations/postgres/0006_region_reach.sql")),
         ],
     }
 }
@@ -893,14 +895,27 @@ fn kinds_clause(kinds: &Option<Vec<CredentialKind>>) -> String {
     }
 }
 
+/// The tenants an incident reaches, as `(tenant_id, tenant_name, region, whole, reasons)`: the
+/// tenant rows outside covered regions, and every tenant of a covered region (its reasons merged
+/// with its tenant row's, if it has one). `$1` is the incident id.
+const REACH_TENANTS: &str =
+    "SELECT it.tenant_id, it.tenant_name, it.region, it.whole, it.reasons FROM incident_tenants it \
+     WHERE it.incident_id = $1 AND it.region NOT IN (SELECT r.region FROM incident_regions r WHERE r.incident_id = $1) \
+     UNION ALL \
+     SELECT t.id, t.name, t.region, 1, r.reasons | COALESCE(x.reasons, 0) FROM incident_regions r \
+     JOIN tenants t ON t.region = r.region \
+     LEFT JOIN incident_tenants x ON x.incident_id = r.incident_id AND x.tenant_id = t.id \
+     WHERE r.incident_id = $1";
+
 /// The credentials an incident reaches: `$1` is the incident id, `$2` its opening time. Joins
-/// `it` (incident_tenants), `t` (tenants), `c` (credentials) and `i` (incident_items, if any).
+/// `it` (the reached tenants, [`REACH_TENANTS`]), `c` (credentials) and `i` (incident_items, if
+/// any).
 fn reach(kinds: &Option<Vec<CredentialKind>>) -> String {
     format!(
-        "FROM incident_tenants it JOIN tenants t ON t.id = it.tenant_id \
+        "FROM ({REACH_TENANTS}) it \
          JOIN credentials c ON c.tenant_id = it.tenant_id \
-         LEFT JOIN incident_items i ON i.incident_id = it.incident_id AND i.credential_id = c.id \
-         WHERE it.incident_id = $1 AND c.deleted_at IS NULL AND c.created_at <= $2 \
+         LEFT JOIN incident_items i ON i.incident_id = $1 AND i.credential_id = c.id \
+         WHERE c.deleted_at IS NULL AND c.created_at <= $2 \
          AND (it.whole = 1 OR i.credential_id IS NOT NULL){}",
         kinds_clause(kinds)
     )
@@ -936,41 +951,26 @@ pub(crate) async fn incident_items<C: Conn>(
         first_after = Some((t, n));
     }
     // The tenant the previous page ended in: its remaining credentials first.
-    let mut tenants: Vec<(String, String, String, i64, i64)> = Vec::new();
+    let mut tenants: Vec<ReachTenant> = Vec::new();
     if let Some((t, _)) = &first_after {
-        if let Some(r) = c
-            .query_opt(
-                "SELECT tenant_id, tenant_name, region, whole, reasons FROM incident_tenants \
-                 WHERE incident_id = $1 AND tenant_name = $2",
-                args![id.clone(), t.clone()],
-            )
-            .await?
-        {
-            tenants.push((
-                r.text("tenant_id")?,
-                r.text("tenant_name")?,
-                r.text("region")?,
-                r.int("whole")?,
-                r.int("reasons")?,
-            ));
-        }
+        tenants = reach_tenants(c, &id, "=", t).await?;
     }
     loop {
-        for (tenant_id, tenant_name, region, whole, reasons) in std::mem::take(&mut tenants) {
-            let after_name = first_after.as_ref().filter(|(t, _)| *t == tenant_name).map(|(_, n)| n.clone());
+        for tenant in std::mem::take(&mut tenants) {
+            let after_name = first_after.as_ref().filter(|(t, _)| *t == tenant.name).map(|(_, n)| n.clone());
             let remaining = (limit - out.len()) as i64;
             let rows = c
                 .query(
                     &creds_sql(after_name.is_some()),
-                    args![id.clone(), tenant_id, opened, whole, after_name.unwrap_or_default(), remaining],
+                    args![id.clone(), tenant.id, opened, tenant.whole, after_name.unwrap_or_default(), remaining],
                 )
                 .await?;
             for r in rows {
-                let bits = reasons | r.opt_int("item_reasons")?.unwrap_or(0);
+                let bits = tenant.reasons | r.opt_int("item_reasons")?.unwrap_or(0);
                 out.push(IncidentItemRow {
                     credential_id: id_of(&r, "credential_id")?,
-                    tenant: tenant_name.clone(),
-                    region: region.clone(),
+                    tenant: tenant.name.clone(),
+                    region: tenant.region.clone(),
                     name: r.text("name")?,
                     kind: kind(&r, "kind")?,
                     reasons: bits as u64,
@@ -980,21 +980,66 @@ pub(crate) async fn incident_items<C: Conn>(
                 return Ok(out);
             }
         }
-        let next = c
-            .query(
-                "SELECT tenant_id, tenant_name, region, whole, reasons FROM incident_tenants \
-                 WHERE incident_id = $1 AND tenant_name > $2 ORDER BY tenant_name LIMIT 256",
-                args![id.clone(), cursor.clone()],
-            )
-            .await?;
-        if next.is_empty() {
-            return Ok(out);
+        let next = reach_tenants(c, &id, ">", &cursor).await?;
+        match next.last() {
+            None => return Ok(out),
+            Some(last) => cursor = last.name.clone(),
         }
-        for r in next {
-            cursor = r.text("tenant_name")?;
-            tenants.push((r.text("tenant_id")?, cursor.clone(), r.text("region")?, r.int("whole")?, r.int("reasons")?));
+        tenants = next;
+    }
+}
+
+/// A tenant an incident reaches, as [`REACH_TENANTS`] gives it.
+struct ReachTenant {
+    id: String,
+    name: String,
+    region: String,
+    whole: i64,
+    reasons: i64,
+}
+
+/// Up to 256 tenants an incident reaches whose name compares (`op`, `=` or `>`) with `name`, in
+/// name order: the tenant rows (`incident_tenants_name`) and the tenants of covered regions (the
+/// unique index on tenant names), merged.
+async fn reach_tenants<C: Conn>(
+    c: &mut C,
+    incident: &str,
+    op: &str,
+    name: &str,
+) -> Result<Vec<ReachTenant>, StoreError> {
+    const PAGE: usize = 256;
+    let covered =
+        c.query("SELECT region FROM incident_regions WHERE incident_id = $1", args![incident.to_owned()]).await?;
+    let mut sqls = vec![format!(
+        "SELECT it.tenant_id, it.tenant_name, it.region, it.whole, it.reasons FROM incident_tenants it \
+         WHERE it.incident_id = $1 AND it.tenant_name {op} $2 \
+         AND it.region NOT IN (SELECT r.region FROM incident_regions r WHERE r.incident_id = $1) \
+         ORDER BY it.tenant_name LIMIT {PAGE}"
+    )];
+    if !covered.is_empty() {
+        sqls.push(format!(
+            "SELECT t.id AS tenant_id, t.name AS tenant_name, t.region, 1 AS whole, \
+             r.reasons | COALESCE(x.reasons, 0) AS reasons FROM tenants t \
+             JOIN incident_regions r ON r.incident_id = $1 AND r.region = t.region \
+             LEFT JOIN incident_tenants x ON x.incident_id = $1 AND x.tenant_id = t.id \
+             WHERE t.name {op} $2 ORDER BY t.name LIMIT {PAGE}"
+        ));
+    }
+    let mut out = Vec::new();
+    for sql in sqls {
+        for r in c.query(&sql, args![incident.to_owned(), name.to_owned()]).await? {
+            out.push(ReachTenant {
+                id: r.text("tenant_id")?,
+                name: r.text("tenant_name")?,
+                region: r.text("region")?,
+                whole: r.int("whole")?,
+                reasons: r.int("reasons")?,
+            });
         }
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.truncate(PAGE);
+    Ok(out)
 }
 
 fn id_of<T: FromStr>(row: &OwnedRow, col: &str) -> Result<T, StoreError> {
@@ -1010,7 +1055,7 @@ pub(crate) async fn incident_reveals<C: Conn>(
     let sql = format!(
         "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
          WHERE a.action = 'cred.reveal' AND a.outcome = 'success' AND a.resource IN \
-         (SELECT t.name || '/' || c.name {}) AND a.time >= $3",
+         (SELECT it.tenant_name || '/' || c.name {}) AND a.time >= $3",
         reach(&incident.kinds)
     );
     let row = c.query_opt(&sql, args![incident.id.to_string(), incident.created_at.as_micros(), since]).await?;
@@ -1094,7 +1139,12 @@ async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result
             c.exec(&whole("WHERE 1 = 1"), args![id(), bit(*b)]).await?;
         }
         ScopeQuery::Region { region, bit: b } => {
-            c.exec(&whole("WHERE t.region = $3"), args![id(), bit(*b), region.clone()]).await?;
+            c.exec(
+                "INSERT INTO incident_regions (incident_id, region, reasons) VALUES ($1, $2, $3) \
+                 ON CONFLICT (incident_id, region) DO UPDATE SET reasons = incident_regions.reasons | excluded.reasons",
+                args![id(), region.clone(), bit(*b)],
+            )
+            .await?;
         }
         ScopeQuery::Tenants { ids, bit: b } => {
             for tenant in ids {
@@ -1129,14 +1179,65 @@ async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result
     Ok(())
 }
 
-/// Counts what an incident reaches by tenant, region and kind: whole tenants from the
-/// `credentials_reach` index alone, single credentials through their items.
+/// Counts what an incident reaches by tenant, region and kind. Covered regions come from
+/// `tenant_counts` (less the credentials created after the incident opened, found through
+/// `credentials_created`), so their credentials are not visited; whole tenants of other regions
+/// from the `credentials_reach` index; single credentials through their items.
 async fn count_reach<C: Conn>(c: &mut C, incident: &IncidentRow) -> Result<(i64, IncidentCounts), StoreError> {
+    const TOP: usize = 50;
     let kinds = kinds_clause(&incident.kinds);
+    let id = incident.id.to_string();
+    let opened = incident.created_at.as_micros();
+    let covered = "(SELECT r.region FROM incident_regions r WHERE r.incident_id = $1)";
+    let mut counts = IncidentCounts::default();
+    let mut tenants: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut total = 0;
+
+    // Covered regions. `tenant_counts` is aliased `c` for the kinds clause.
+    let live_now = format!(
+        "SELECT c.region AS region, c.kind AS kind, CAST(SUM(c.n) AS BIGINT) AS n FROM tenant_counts c \
+         WHERE c.region IN {covered}{kinds} GROUP BY c.region, c.kind"
+    );
+    // `CROSS JOIN` keeps SQLite on `credentials_created` (few rows) rather than walking the
+    // regions' tenants; PostgreSQL plans it as a plain join.
+    let late = format!(
+        "SELECT t.name AS tname, t.region AS region, c.kind AS kind, COUNT(*) AS n FROM credentials c \
+         CROSS JOIN tenants t WHERE t.id = c.tenant_id AND t.region IN {covered} AND c.deleted_at IS NULL \
+         AND c.created_at > $2{kinds} GROUP BY t.id, t.name, t.region, c.kind"
+    );
+    let mut late_by_tenant: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for r in c.query(&late, args![id.clone(), opened]).await? {
+        let n = r.int("n")?;
+        total -= n;
+        *counts.by_region.entry(r.text("region")?).or_default() -= n;
+        *counts.by_kind.entry(r.text("kind")?).or_default() -= n;
+        *late_by_tenant.entry(r.text("tname")?).or_default() += n;
+    }
+    for r in c.query(&live_now, args![id.clone()]).await? {
+        let n = r.int("n")?;
+        total += n;
+        *counts.by_region.entry(r.text("region")?).or_default() += n;
+        *counts.by_kind.entry(r.text("kind")?).or_default() += n;
+    }
+    // The largest tenants of covered regions: enough of them that the late credentials cannot
+    // change which are the largest.
+    let top = format!(
+        "SELECT c.tenant_name AS tname, CAST(SUM(c.n) AS BIGINT) AS n FROM tenant_counts c WHERE c.region IN {covered}{kinds} \
+         GROUP BY c.tenant_id, c.tenant_name ORDER BY SUM(c.n) DESC, c.tenant_name LIMIT {}",
+        TOP + late_by_tenant.len()
+    );
+    for r in c.query(&top, args![id.clone()]).await? {
+        let name = r.text("tname")?;
+        let n = r.int("n")? - late_by_tenant.get(&name).copied().unwrap_or(0);
+        tenants.insert(name, n);
+    }
+
+    // Tenant rows outside covered regions, and single credentials.
     let whole = format!(
         "SELECT it.tenant_name AS tname, it.region AS region, c.kind AS kind, COUNT(*) AS n \
          FROM incident_tenants it JOIN credentials c ON c.tenant_id = it.tenant_id \
-         WHERE it.incident_id = $1 AND it.whole = 1 AND c.deleted_at IS NULL AND c.created_at <= $2{kinds} \
+         WHERE it.incident_id = $1 AND it.whole = 1 AND it.region NOT IN {covered} \
+         AND c.deleted_at IS NULL AND c.created_at <= $2{kinds} \
          GROUP BY it.tenant_id, it.tenant_name, it.region, c.kind"
     );
     let single = format!(
@@ -1146,11 +1247,8 @@ async fn count_reach<C: Conn>(c: &mut C, incident: &IncidentRow) -> Result<(i64,
          WHERE i.incident_id = $1 AND it.whole = 0 AND c.deleted_at IS NULL AND c.created_at <= $2{kinds} \
          GROUP BY it.tenant_id, it.tenant_name, it.region, c.kind"
     );
-    let mut counts = IncidentCounts::default();
-    let mut tenants: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-    let mut total = 0;
     for sql in [whole, single] {
-        for r in c.query(&sql, args![incident.id.to_string(), incident.created_at.as_micros()]).await? {
+        for r in c.query(&sql, args![id.clone(), opened]).await? {
             let n = r.int("n")?;
             total += n;
             *counts.by_region.entry(r.text("region")?).or_default() += n;
@@ -1158,9 +1256,12 @@ async fn count_reach<C: Conn>(c: &mut C, incident: &IncidentRow) -> Result<(i64,
             *tenants.entry(r.text("tname")?).or_default() += n;
         }
     }
+    counts.by_region.retain(|_, n| *n != 0);
+    counts.by_kind.retain(|_, n| *n != 0);
+    tenants.retain(|_, n| *n != 0);
     let mut by_tenant: Vec<(String, i64)> = tenants.into_iter().collect();
     by_tenant.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    by_tenant.truncate(50);
+    by_tenant.truncate(TOP);
     counts.by_tenant = by_tenant;
     Ok((total, counts))
 }
@@ -1254,6 +1355,13 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 )
                 .await
                 .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+                c.exec(
+                    "INSERT INTO tenant_counts (tenant_id, tenant_name, region, kind, n) \
+                     SELECT t.id, t.name, t.region, $1, 1 FROM tenants t WHERE t.id = $2 \
+                     ON CONFLICT (region, tenant_id, kind) DO UPDATE SET n = tenant_counts.n + 1",
+                    args![credential.kind.as_str(), credential.tenant_id.to_string()],
+                )
+                .await?;
             } else {
                 // A new current version ends an incident's freeze of the credential.
                 let set_current = if pending { "current_version" } else { "$3, frozen_by = NULL" };
@@ -1316,7 +1424,14 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::DeleteCredential { id, at } => {
             let sql = "UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
-            update_one(c, sql, at.as_micros(), "credential", id.to_string()).await
+            update_one(c, sql, at.as_micros(), "credential", id.to_string()).await?;
+            c.exec(
+                "UPDATE tenant_counts SET n = n - 1 WHERE (region, tenant_id, kind) IN \
+                 (SELECT t.region, c.tenant_id, c.kind FROM credentials c JOIN tenants t ON t.id = c.tenant_id WHERE c.id = $1)",
+                args![id.to_string()],
+            )
+            .await
+            .map(drop)
         }
         WriteOp::CreateToken(t) => {
             c.exec(
@@ -1645,6 +1760,15 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             for q in scope {
                 add_scope(c, &id, q).await?;
             }
+            // A tenant of a covered region that another selector reached as well: whole, with
+            // the region's reasons too (readers take its row, not the region's, for its reasons).
+            c.exec(
+                "UPDATE incident_tenants SET whole = 1, reasons = reasons | (SELECT r.reasons FROM incident_regions r \
+                 WHERE r.incident_id = incident_tenants.incident_id AND r.region = incident_tenants.region) \
+                 WHERE incident_id = $1 AND region IN (SELECT region FROM incident_regions WHERE incident_id = $1)",
+                args![id.clone()],
+            )
+            .await?;
             let (total, counts) = count_reach(c, incident).await?;
             c.exec("UPDATE incidents SET affected = $1, counts = $2 WHERE id = $3", args![total, json(&counts), id])
                 .await

@@ -873,6 +873,23 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     db.store.apply(vec![WriteRequest { op: None, audit: e }], Arc::new(chain)).await.unwrap();
     assert_eq!(db.store.audit_of(&format!("incident:{id}"), 10).await.unwrap().len(), 1);
     assert_eq!(db.store.incidents(10).await.unwrap().len(), 2);
+
+    // A region is counted from the live counts: a deleted credential is out, and so is one
+    // created after the incident's opening time, in the counts as in the listing.
+    apply(&db, vec![Some(WriteOp::DeleteCredential { id: ids["hooli/y"], at: Timestamp::now() })]).await;
+    let late = IncidentId::generate();
+    let row = open_incident(late, &["region:eu"], None);
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    apply(&db, vec![Some(put(hooli, "after", 1, None))]).await;
+    let scope = vec![ScopeQuery::Region { region: "eu".into(), bit: 0 }];
+    assert!(apply(&db, vec![Some(WriteOp::OpenIncident { incident: row, scope })]).await[0].is_ok());
+    let stored = db.store.incident(late).await.unwrap().unwrap();
+    assert_eq!(stored.affected, 3);
+    assert_eq!(stored.counts.by_tenant, [("initech".to_string(), 2), ("hooli".to_string(), 1)]);
+    assert_eq!(stored.counts.by_kind.values().sum::<i64>(), 3);
+    let items = db.store.incident_items(&stored, None, 100).await.unwrap();
+    let names: Vec<String> = items.iter().map(|i| format!("{}/{}", i.tenant, i.name)).collect();
+    assert_eq!(names, ["hooli/x", "initech/x", "initech/y"]);
 }
 
 /// `put`, for a credential of another kind with a field.
