@@ -29,3 +29,8 @@ WHERE c.deleted_at IS NULL GROUP BY c.tenant_id, t.name, t.region, c.kind;
 
 -- Credentials created after an incident opened are outside its reach; counting finds them here.
 CREATE INDEX credentials_created ON credentials (created_at) WHERE deleted_at IS NULL;
+
+-- Staging a put looks up the current, previous and pending versions of one credential: index
+-- those only, so the lookup does not grow with the retired versions a credential accumulates.
+DROP INDEX credential_versions_stage;
+CREATE INDEX credential_versions_live ON credential_versions (credential_id, stage) WHERE stage <> 'retired';
