@@ -175,49 +175,75 @@ impl Vault {
         input: PutInput,
     ) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
+        let name = cref.name.as_str();
         let prepared = async {
             self.authorize(caller, Action::PutCredential(&cref.tenant), &format!("tenant {}", cref.tenant))?;
-            let tenant = self.tenant(&cref.tenant).await?;
+            // What the last put of this credential saw, if this server made one: the write checks
+            // it again (see `hints`), so the first attempt need not read the store.
+            let hint = self.put_hints.get(cref.tenant.as_str(), name);
+            let tenant = match &hint {
+                Some(h) => h.tenant.clone(),
+                None => self.tenant(&cref.tenant).await?,
+            };
             let kind = input.kind;
             let Prepared { fields, labels, secret, certificate } = prepare(input)?;
-            Ok((tenant, kind, fields, labels, secret, certificate))
+            Ok((tenant, hint, kind, fields, labels, secret, certificate))
         }
         .await;
-        let (tenant, kind, fields, labels, secret, certificate) = match prepared {
+        let (tenant, mut hint, kind, fields, labels, secret, certificate) = match prepared {
             Ok(p) => p,
             Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
         };
-        let _turn = self.credential_locks.lock(tenant.id, cref.name.as_str()).await;
+        let _turn = self.credential_locks.lock(tenant.id, name).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let hinted = hint.take().and_then(|h| Some((h.credential?, h.kek_version?)));
             let sealed = async {
-                let existing = self.store.credential(tenant.id, cref.name.as_str()).await?;
+                let (existing, kek_version) = match hinted {
+                    Some((credential, kek)) => (Some(credential), Some(kek)),
+                    None => (self.store.credential(tenant.id, name).await?, None),
+                };
                 let next = NextVersion {
                     tenant: tenant.id,
-                    name: cref.name.as_str(),
+                    name,
                     kind,
                     fields: fields.clone(),
                     labels: labels.clone(),
                     existing: existing.as_ref(),
                     created_by: &caller.principal.audit_name(),
-                    kek_version: None,
+                    kek_version,
                     pending: false,
                 };
                 let (op, credential) = self.sealed_version(next, &secret).await?;
+                let kek_version = match &op {
+                    WriteOp::PutVersion { version, .. } => version.kek_version,
+                    _ => unreachable!("sealed_version makes a PutVersion"),
+                };
                 let op = self.with_certificate(op, &credential, certificate.as_ref()).await?;
-                Ok((op, credential))
+                Ok((op, credential, kek_version))
             }
             .await;
-            let (op, credential) = match sealed {
+            let (op, credential, kek_version) = match sealed {
                 Ok(s) => s,
-                Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
+                Err(e) => {
+                    self.put_hints.forget(&tenant, name);
+                    return self.finish(caller, "cred.put", &resource, Err(e)).await;
+                }
             };
             let detail = format!("kind={kind}; version={}", credential.current_version);
             match self.commit(caller, "cred.put", &resource, op, &detail).await {
-                Ok(()) => return Ok(CredentialView::new(&tenant.name, &tenant.region, credential)),
-                Err(CoreError::Conflict(_)) if attempt < PUT_ATTEMPTS => continue,
-                Err(e) => return Err(e),
+                Ok(()) => {
+                    self.put_hints.wrote(&tenant, kek_version, &credential);
+                    return Ok(CredentialView::new(&tenant.name, &tenant.region, credential));
+                }
+                Err(e) => {
+                    self.put_hints.forget(&tenant, name);
+                    match e {
+                        CoreError::Conflict(_) if attempt < PUT_ATTEMPTS => continue,
+                        e => return Err(e),
+                    }
+                }
             }
         }
     }

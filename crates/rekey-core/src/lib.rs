@@ -18,6 +18,7 @@ pub mod connectors;
 pub mod credentials;
 pub mod custody;
 mod error;
+mod hints;
 pub mod import;
 pub mod incidents;
 mod jobs;

@@ -49,6 +49,7 @@ pub struct Vault {
     pub(crate) writer: Writer,
     pub(crate) audit_key: Arc<AuditKey>,
     pub(crate) credential_locks: crate::locks::CredentialLocks,
+    pub(crate) put_hints: crate::hints::PutHints,
     tokens: TokenCache,
     pub(crate) options: VaultOptions,
     /// Set when the vault is sealed: background jobs stop at their next step.
@@ -141,6 +142,7 @@ impl Vault {
             writer,
             audit_key,
             credential_locks: Default::default(),
+            put_hints: Default::default(),
             tokens: TokenCache::default(),
             closed: Default::default(),
             jobs_wake: Default::default(),
@@ -306,8 +308,12 @@ impl Vault {
     }
 
     pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
+        let touch = self.put_hints.before(&request.op);
         match self.writer.submit(request).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                self.put_hints.after(touch);
+                Ok(())
+            }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(CoreError::AuditUnavailable),
         }
@@ -318,8 +324,18 @@ impl Vault {
         &self,
         requests: Vec<WriteRequest>,
     ) -> Result<Vec<Result<(), CoreError>>, CoreError> {
+        let touches: Vec<_> = requests.iter().map(|r| self.put_hints.before(&r.op)).collect();
         match self.writer.submit_all(requests).await {
-            Ok(results) => Ok(results.into_iter().map(|r| r.map(drop).map_err(CoreError::from)).collect()),
+            Ok(results) => Ok(results
+                .into_iter()
+                .zip(touches)
+                .map(|(r, touch)| {
+                    if r.is_ok() {
+                        self.put_hints.after(touch);
+                    }
+                    r.map(drop).map_err(CoreError::from)
+                })
+                .collect()),
             Err(_) => Err(CoreError::AuditUnavailable),
         }
     }

@@ -742,6 +742,34 @@ async fn concurrent_puts_make_consecutive_versions() {
     assert_eq!(ok, 24, "concurrent puts of one credential take turns on one server");
 }
 
+/// A put starts from what the previous put of the credential saw; every other write of this
+/// server keeps that current, so none of these puts has to retry (a retry leaves a failed
+/// `cred.put` event behind) and each lands where it should.
+#[tokio::test]
+async fn puts_follow_rollbacks_deletes_and_key_rotations() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    for secret in ["one", "two"] {
+        assert_eq!(t.put("acme/a", secret).await.status, StatusCode::OK);
+    }
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/a/rollback", Some(json!({"to": 1}))).await;
+    assert_eq!(r.body["current_version"], 3);
+    assert_eq!(t.put("acme/a", "four").await.body["current_version"], 4);
+    assert_eq!(t.root(Method::DELETE, "/v1/tenants/acme/credentials/a", None).await.status, StatusCode::OK);
+    assert_eq!(t.put("acme/a", "fresh").await.body["current_version"], 1);
+    let job = t.start_job(Method::POST, "/v1/keys/rotate", Some(json!({"tenant": "acme"}))).await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(t.put("acme/a", "after").await.body["current_version"], 2);
+    let kek = |v: i64| stored_versions(&t, "acme").iter().filter(|s| s.0 == "a" && s.1 == v).map(|s| s.2).max();
+    assert_eq!(kek(2), Some(2), "the put after the rotation is under the new key");
+    let root = t.root.clone();
+    assert_eq!(t.reveal_with(&root, "acme/a").await.body["secret"], "after");
+    let events = t.root(Method::GET, "/v1/audit/events?n=100", None).await.body;
+    let failed: Vec<&Value> = events.as_array().unwrap().iter().filter(|e| e["outcome"] != "success").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(t.verify().await["ok"], true);
+}
+
 #[tokio::test]
 async fn import_is_all_or_nothing_unless_asked() {
     let t = TestApp::spawn().await;
