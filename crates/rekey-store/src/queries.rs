@@ -1135,8 +1135,16 @@ async fn add_scope<C: Conn>(c: &mut C, incident: &str, q: &ScopeQuery) -> Result
     let id = || incident.to_owned();
     match q {
         ScopeQuery::AllTenants { bit: b } => {
-            // SQLite reads `ON CONFLICT` after a bare `FROM t` as a join: give it a WHERE.
-            c.exec(&whole("WHERE 1 = 1"), args![id(), bit(*b)]).await?;
+            // Every tenant is every region's tenants: one row per region, not per tenant. (A
+            // region that appears later brings only tenants, and credentials, created after the
+            // opening.) SQLite reads `ON CONFLICT` after a bare `FROM t` as a join: give it a WHERE.
+            c.exec(
+                "INSERT INTO incident_regions (incident_id, region, reasons) \
+                 SELECT DISTINCT $1, t.region, $2 FROM tenants t WHERE 1 = 1 \
+                 ON CONFLICT (incident_id, region) DO UPDATE SET reasons = incident_regions.reasons | excluded.reasons",
+                args![id(), bit(*b)],
+            )
+            .await?;
         }
         ScopeQuery::Region { region, bit: b } => {
             c.exec(

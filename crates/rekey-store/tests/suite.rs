@@ -850,6 +850,17 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     };
     assert!(apply(&db, vec![Some(op)]).await[0].is_ok());
     assert_eq!(db.store.incident(narrowed).await.unwrap().unwrap().affected, 0);
+    // Not narrowed: every live credential, in every region.
+    let everything = IncidentId::generate();
+    let op = WriteOp::OpenIncident {
+        incident: open_incident(everything, &["all"], None),
+        scope: vec![ScopeQuery::AllTenants { bit: 0 }],
+    };
+    assert!(apply(&db, vec![Some(op)]).await[0].is_ok());
+    let all = db.store.incident(everything).await.unwrap().unwrap();
+    assert_eq!(all.affected, 9);
+    assert_eq!(all.counts.by_region.values().copied().collect::<Vec<_>>(), [4, 3, 2], "eu, uk, us");
+    assert_eq!(db.store.incident_items(&all, None, 100).await.unwrap().len(), 9);
 
     // Freeze: reveals see it, a new current version ends it.
     let r = apply(&db, vec![Some(WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() })]).await;
@@ -872,7 +883,7 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     e.resource = format!("incident:{id}");
     db.store.apply(vec![WriteRequest { op: None, audit: e }], Arc::new(chain)).await.unwrap();
     assert_eq!(db.store.audit_of(&format!("incident:{id}"), 10).await.unwrap().len(), 1);
-    assert_eq!(db.store.incidents(10).await.unwrap().len(), 2);
+    assert_eq!(db.store.incidents(10).await.unwrap().len(), 3);
 
     // A region is counted from the live counts: a deleted credential is out, and so is one
     // created after the incident's opening time, in the counts as in the listing.
