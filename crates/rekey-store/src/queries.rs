@@ -1406,27 +1406,24 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     return Err(StoreError::Conflict);
                 }
                 // A newer version supersedes any pending one. A new current one also moves the
-                // old current to previous, and the old previous to retired.
-                let retire = if pending { "('pending')" } else { "('pending', 'previous')" };
-                let versions = live_versions(c.backend());
+                // old current to previous, and the old previous to retired (one statement).
+                let (moved, set) = if pending {
+                    ("('pending')", "'retired'")
+                } else {
+                    (
+                        "('pending', 'previous', 'current')",
+                        "CASE WHEN stage = 'current' THEN 'previous' ELSE 'retired' END",
+                    )
+                };
                 c.exec(
                     &format!(
-                        "UPDATE {versions} SET stage = 'retired' WHERE credential_id = $1 AND stage IN {retire} \
-                         AND stage <> 'retired'"
+                        "UPDATE {} SET stage = {set} WHERE credential_id = $1 AND stage IN {moved} \
+                         AND stage <> 'retired'",
+                        live_versions(c.backend())
                     ),
                     args![cred_id.clone()],
                 )
                 .await?;
-                if !pending {
-                    c.exec(
-                        &format!(
-                            "UPDATE {versions} SET stage = 'previous' WHERE credential_id = $1 AND stage = 'current' \
-                             AND stage <> 'retired'"
-                        ),
-                        args![cred_id.clone()],
-                    )
-                    .await?;
-                }
             }
             c.exec(
                 "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, created_by, created_at) \
