@@ -240,8 +240,7 @@ impl Vault {
         outcome: AuditOutcome,
         detail: &str,
     ) -> Result<(), CoreError> {
-        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, outcome, detail);
-        self.submit(WriteRequest { op, audit }).await
+        self.submit(self.request(actor, action, resource, op, outcome, detail)).await
     }
 
     /// `rekey cred verify`: checks the current version against the target and records the result.
@@ -558,7 +557,7 @@ impl Vault {
             }
             let detail = format!("rotation={}; {}", rotation.id, applied.detail);
             let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
-            let apply = self.request(actor, "cred.rotate.apply", &resource, op, &detail);
+            let apply = self.request(actor, "cred.rotate.apply", &resource, Some(op), AuditOutcome::Success, &detail);
             let applied_row = RotationRow {
                 state: rotation_state::APPLIED.into(),
                 error: None,
@@ -573,14 +572,22 @@ impl Vault {
             // The directory took the new password on the connection that changed it: promote in
             // the same commit, and with no grace period retire the old version too (an LDAP
             // retirement is local). Each step keeps its own audit event.
-            let (promote_op, promoted) = self.promote_op(applied_row, &credential, &new);
-            let detail = format!("rotation={}; version={}; {}", promoted.id, promoted.to_version, check.detail);
-            let mut requests = vec![apply, self.request(actor, "cred.rotate.promote", &resource, promote_op, &detail)];
+            let (promote_op, promoted, detail) = self.promote_op(applied_row, &credential, &new, &check);
+            let promote =
+                self.request(actor, "cred.rotate.promote", &resource, Some(promote_op), AuditOutcome::Success, &detail);
+            let mut requests = vec![apply, promote];
             let retire_now = (self.options.connect.grace_secs == 0 || actor.retire_at_once)
                 && credential.kind == CredentialKind::Ldap;
             if retire_now {
                 let (retire_op, detail) = retire_op(&promoted, None);
-                requests.push(self.request(actor, "cred.rotate.retire", &resource, retire_op, &detail));
+                requests.push(self.request(
+                    actor,
+                    "cred.rotate.retire",
+                    &resource,
+                    Some(retire_op),
+                    AuditOutcome::Success,
+                    &detail,
+                ));
             }
             let results = self.submit_all(requests).await?;
             let steps = ["applied", "promoted", "retired"];
@@ -630,15 +637,21 @@ impl Vault {
         check: &Outcome,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let (op, promoted) = self.promote_op(rotation, credential, new);
-        let detail = format!("rotation={}; version={}; {}", promoted.id, promoted.to_version, check.detail);
+        let (op, promoted, detail) = self.promote_op(rotation, credential, new, check);
         self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
         Ok(promoted)
     }
 
-    /// The write that promotes an applied rotation, and the rotation as it will be.
-    fn promote_op(&self, rotation: RotationRow, credential: &CredentialRow, new: &Secret) -> (WriteOp, RotationRow) {
+    /// The write that promotes an applied rotation whose new secret passed `check`, the rotation
+    /// as it will be, and the audit detail of that step.
+    fn promote_op(
+        &self,
+        rotation: RotationRow,
+        credential: &CredentialRow,
+        new: &Secret,
+        check: &Outcome,
+    ) -> (WriteOp, RotationRow, String) {
         let mut promoted_fields = credential.fields.clone();
         if credential.kind == CredentialKind::EntraApp {
             let auth =
@@ -665,13 +678,22 @@ impl Vault {
             changed_at: now,
             ..rotation
         };
-        (op, promoted)
+        let detail = format!("rotation={}; version={}; {}", promoted.id, promoted.to_version, check.detail);
+        (op, promoted, detail)
     }
 
     /// A write request with its audit event, recorded as the actor.
-    fn request(&self, actor: &Actor, action: &str, resource: &str, op: WriteOp, detail: &str) -> WriteRequest {
-        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, AuditOutcome::Success, detail);
-        WriteRequest { op: Some(op), audit }
+    fn request(
+        &self,
+        actor: &Actor,
+        action: &str,
+        resource: &str,
+        op: Option<WriteOp>,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> WriteRequest {
+        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, outcome, detail);
+        WriteRequest { op, audit }
     }
 
     /// The apply step of a secret-based Entra app: removes a client secret left by an attempt
