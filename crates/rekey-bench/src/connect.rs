@@ -334,11 +334,44 @@ async fn rotation(
     // Rekey: import the accounts as credentials, then rotate each through the API.
     import_accounts(p, addr, root, "rot", &rekey_prefix, n).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let root = root.to_owned();
+    let (failures, seconds) = spread(n, concurrency, move |i| {
+        let (client, root) = (client.clone(), root.clone());
+        async move {
+            let answer = client
+                .post(format!("http://{addr}/v1/tenants/rot/credentials/svc-{i}/rotate"))
+                .bearer_auth(&root)
+                .send()
+                .await;
+            match answer {
+                Ok(r) if r.status().is_success() => {
+                    r.json::<serde_json::Value>().await.is_ok_and(|v| v["state"] == "retired")
+                }
+                _ => false,
+            }
+        }
+    })
+    .await?;
+    let rekey_rate = n as f64 / seconds;
+    ensure!(failures == 0, "{failures} Rekey rotations did not finish");
+    println!("{:<44} {:>10.0} accounts/s", "raw password modify (bind, exop, unbind)", raw_rate);
+    println!("{:<44} {:>10.0} accounts/s", "rekey rotate (staged, verified, audited)", rekey_rate);
+    println!("  ratio rekey / raw: {:.2}", rekey_rate / raw_rate);
+    Ok(())
+}
+
+/// Runs `step(i)` for every `i` in `0..n` on `concurrency` tasks, each taking the next index
+/// when it is done with one; returns how many steps failed and the seconds it all took.
+async fn spread<F, Fut>(n: usize, concurrency: usize, step: F) -> Result<(usize, f64)>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let t = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (next, client, root) = (next.clone(), client.clone(), root.to_owned());
+        let (next, step) = (next.clone(), step.clone());
         tasks.push(tokio::spawn(async move {
             let mut failures = 0;
             loop {
@@ -346,18 +379,7 @@ async fn rotation(
                 if i >= n {
                     return failures;
                 }
-                let answer = client
-                    .post(format!("http://{addr}/v1/tenants/rot/credentials/svc-{i}/rotate"))
-                    .bearer_auth(&root)
-                    .send()
-                    .await;
-                let done = match answer {
-                    Ok(r) if r.status().is_success() => {
-                        r.json::<serde_json::Value>().await.is_ok_and(|v| v["state"] == "retired")
-                    }
-                    _ => false,
-                };
-                if !done {
+                if !step(i).await {
                     failures += 1;
                 }
             }
@@ -367,12 +389,7 @@ async fn rotation(
     for task in tasks {
         failures += task.await?;
     }
-    let rekey_rate = n as f64 / t.elapsed().as_secs_f64();
-    ensure!(failures == 0, "{failures} Rekey rotations did not finish");
-    println!("{:<44} {:>10.0} accounts/s", "raw password modify (bind, exop, unbind)", raw_rate);
-    println!("{:<44} {:>10.0} accounts/s", "rekey rotate (staged, verified, audited)", rekey_rate);
-    println!("  ratio rekey / raw: {:.2}", rekey_rate / raw_rate);
-    Ok(())
+    Ok((failures, t.elapsed().as_secs_f64()))
 }
 
 /// Password modify over accounts `<prefix>-0..n` with `concurrency` loops, as a bare `ldap3`
@@ -384,29 +401,13 @@ pub(crate) async fn raw_password_modify_loop(
     n: usize,
     concurrency: usize,
 ) -> Result<f64> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (next, tls, prefix) = (next.clone(), tls.clone(), prefix.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut errors = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return errors;
-                }
-                if raw_password_modify(tls.clone(), port, &prefix, i).await.is_err() {
-                    errors += 1;
-                }
-            }
-        }));
-    }
-    let mut errors = 0;
-    for task in tasks {
-        errors += task.await?;
-    }
-    let seconds = t.elapsed().as_secs_f64();
+    let prefix = prefix.to_owned();
+    let tls = tls.clone();
+    let (errors, seconds) = spread(n, concurrency, move |i| {
+        let (tls, prefix) = (tls.clone(), prefix.clone());
+        async move { raw_password_modify(tls, port, &prefix, i).await.is_ok() }
+    })
+    .await?;
     ensure!(errors == 0, "the raw password-modify loop had {errors} errors");
     Ok(seconds)
 }
