@@ -234,7 +234,7 @@ impl Vault {
             let detail = format!("kind={kind}; version={}", credential.current_version);
             match self.commit(caller, "cred.put", &resource, op, &detail).await {
                 Ok(()) => {
-                    self.put_hints.wrote(&tenant, kek_version, &credential);
+                    self.put_hints.wrote_under(&tenant, kek_version);
                     return Ok(CredentialView::new(&tenant.name, &tenant.region, credential));
                 }
                 Err(e) => {

@@ -73,12 +73,12 @@ impl PutHints {
         Some(Hint { tenant: row, kek_version, credential })
     }
 
-    /// Remembers what a put just wrote.
-    pub(crate) fn wrote(&self, tenant: &TenantRow, kek_version: u32, credential: &CredentialRow) {
+    /// Remembers the tenant and the KEK version a put just wrote under (the credential row itself
+    /// is remembered by [`PutHints::after`], as for every write).
+    pub(crate) fn wrote_under(&self, tenant: &TenantRow, kek_version: u32) {
         let mut inner = self.inner();
         bounded(&mut inner.tenants, tenant.name.clone(), tenant.clone());
         bounded(&mut inner.keks, tenant.id, kek_version);
-        bounded(&mut inner.credentials, (tenant.id, credential.name.clone()), credential.clone());
     }
 
     /// Called before a write is submitted: a tenant key changing state is forgotten at once
@@ -147,12 +147,27 @@ mod tests {
         }
     }
 
+    fn put(credential: CredentialRow) -> WriteOp {
+        let version = rekey_store::VersionRow {
+            credential_id: credential.id,
+            version: credential.latest_version,
+            stage: "current".into(),
+            kek_version: 1,
+            wrapped_dek: vec![],
+            ciphertext: vec![],
+            created_by: "test".into(),
+            created_at: Timestamp::now(),
+        };
+        WriteOp::PutVersion { credential, version, create: false }
+    }
+
     #[test]
     fn remembers_what_was_written_and_forgets_on_demand() {
         let hints = PutHints::default();
         assert!(hints.get("acme", "dir").is_none());
         let acme = tenant("acme");
-        hints.wrote(&acme, 2, &credential(&acme, "dir", 5));
+        hints.wrote_under(&acme, 2);
+        hints.after(hints.before(&Some(put(credential(&acme, "dir", 5)))));
         let hint = hints.get("acme", "dir").expect("known tenant");
         assert_eq!((hint.tenant.id, hint.kek_version), (acme.id, Some(2)));
         assert_eq!(hint.credential.map(|c| c.latest_version), Some(5));
@@ -167,7 +182,8 @@ mod tests {
         let hints = PutHints::default();
         let acme = tenant("acme");
         for i in 0..(MAX_ENTRIES + 10) {
-            hints.wrote(&acme, 1, &credential(&acme, &format!("c{i}"), 1));
+            hints.wrote_under(&acme, 1);
+            hints.after(hints.before(&Some(put(credential(&acme, &format!("c{i}"), 1)))));
         }
         assert!(hints.inner().credentials.len() <= MAX_ENTRIES);
         assert!(hints.get("acme", &format!("c{}", MAX_ENTRIES + 9)).and_then(|h| h.credential).is_some());
