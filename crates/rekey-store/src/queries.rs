@@ -950,10 +950,12 @@ pub(crate) async fn incident_items<C: Conn>(
         cursor = t.clone();
         first_after = Some((t, n));
     }
+    let regions =
+        !c.query("SELECT region FROM incident_regions WHERE incident_id = $1", args![id.clone()]).await?.is_empty();
     // The tenant the previous page ended in: its remaining credentials first.
     let mut tenants: Vec<ReachTenant> = Vec::new();
     if let Some((t, _)) = &first_after {
-        tenants = reach_tenants(c, &id, "=", t).await?;
+        tenants = reach_tenants(c, &id, regions, "=", t).await?;
     }
     loop {
         for tenant in std::mem::take(&mut tenants) {
@@ -980,7 +982,7 @@ pub(crate) async fn incident_items<C: Conn>(
                 return Ok(out);
             }
         }
-        let next = reach_tenants(c, &id, ">", &cursor).await?;
+        let next = reach_tenants(c, &id, regions, ">", &cursor).await?;
         match next.last() {
             None => return Ok(out),
             Some(last) => cursor = last.name.clone(),
@@ -999,24 +1001,23 @@ struct ReachTenant {
 }
 
 /// Up to 256 tenants an incident reaches whose name compares (`op`, `=` or `>`) with `name`, in
-/// name order: the tenant rows (`incident_tenants_name`) and the tenants of covered regions (the
-/// unique index on tenant names), merged.
+/// name order: the tenant rows (`incident_tenants_name`) and, if the incident covers `regions`,
+/// the tenants of those regions (the unique index on tenant names), merged.
 async fn reach_tenants<C: Conn>(
     c: &mut C,
     incident: &str,
+    regions: bool,
     op: &str,
     name: &str,
 ) -> Result<Vec<ReachTenant>, StoreError> {
     const PAGE: usize = 256;
-    let covered =
-        c.query("SELECT region FROM incident_regions WHERE incident_id = $1", args![incident.to_owned()]).await?;
     let mut sqls = vec![format!(
         "SELECT it.tenant_id, it.tenant_name, it.region, it.whole, it.reasons FROM incident_tenants it \
          WHERE it.incident_id = $1 AND it.tenant_name {op} $2 \
          AND it.region NOT IN (SELECT r.region FROM incident_regions r WHERE r.incident_id = $1) \
          ORDER BY it.tenant_name LIMIT {PAGE}"
     )];
-    if !covered.is_empty() {
+    if regions {
         sqls.push(format!(
             "SELECT t.id AS tenant_id, t.name AS tenant_name, t.region, 1 AS whole, \
              r.reasons | COALESCE(x.reasons, 0) AS reasons FROM tenants t \
