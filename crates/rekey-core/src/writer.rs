@@ -1,10 +1,12 @@
 //! The group-commit writer: one task that owns all writes to the store.
 //!
 //! Requests queue on a channel; the task takes everything waiting (up to [`MAX_BATCH`]), applies
-//! it in one transaction together with the audit events, commits once (one fsync for SQLite),
-//! and then answers each request. Many concurrent requests therefore share one durable commit,
-//! and no request is answered before its audit event is on disk. If the commit fails, every
-//! request in the batch gets [`WriteFailed`] and is refused by its use case (fail closed).
+//! it in one transaction together with the audit events and commits once. A second task makes
+//! committed batches durable (one fsync of SQLite's WAL for all batches waiting) and only then
+//! answers each request, while the first applies the next batch. Many concurrent requests
+//! therefore share one commit and one sync, and no request is answered before its audit event
+//! is on disk. If the commit or the sync fails, every request in the batch gets [`WriteFailed`]
+//! and is refused by its use case (fail closed).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,29 +82,91 @@ impl Writer {
     }
 }
 
+/// Batches applied but not yet durable, at most. The next batch is applied while the previous
+/// one syncs; beyond that the writer waits, and requests gather into a larger batch.
+const UNSYNCED: usize = 2;
+
+/// A committed batch waiting for its sync.
+struct Unsynced {
+    replies: Vec<oneshot::Sender<Result<OpResult, WriteFailed>>>,
+    applied: rekey_store::Applied,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
     let chain: Arc<ChainFn> = Arc::new(move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes));
+    let slots = Arc::new(tokio::sync::Semaphore::new(UNSYNCED));
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (synced_tx, synced_rx) = mpsc::unbounded_channel();
+    tokio::spawn(sync(store.clone(), synced_rx, stats.clone(), failed.clone()));
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
+        }
         let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
         let count = requests.len();
-        match store.apply(requests, chain.clone()).await {
+        if failed.load(Ordering::SeqCst) {
+            refuse(replies);
+            continue;
+        }
+        match store.apply_unsynced(requests, chain.clone()).await {
             Ok(applied) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.events.fetch_add(count as u64, Ordering::Relaxed);
-                stats.head_seq.fetch_max(applied.last_seq, Ordering::SeqCst);
-                for (reply, result) in replies.into_iter().zip(applied.results) {
-                    let _ = reply.send(Ok(result));
-                }
+                let _ = synced_tx.send(Unsynced { replies, applied, _slot: slot });
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, source = ?std::error::Error::source(&e), requests = count,
                     "audit batch could not be committed; refusing its requests");
-                for reply in replies {
-                    let _ = reply.send(Err(WriteFailed));
-                }
+                refuse(replies);
             }
         }
+    }
+}
+
+/// Syncs committed batches, as many as are waiting at once, and only then answers their
+/// requests. A failed sync may have lost them, and the disk can no longer be trusted to hold
+/// later ones: every request from then on is refused until the server restarts.
+async fn sync(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Unsynced>,
+    stats: Arc<WriterStats>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut waiting = Vec::new();
+    while rx.recv_many(&mut waiting, MAX_BATCH).await > 0 {
+        let synced = if failed.load(Ordering::SeqCst) {
+            false
+        } else {
+            match store.sync().await {
+                Ok(()) => true,
+                Err(e) => {
+                    failed.store(true, Ordering::SeqCst);
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e),
+                        "the store could not make committed writes durable; refusing every write until restart");
+                    false
+                }
+            }
+        };
+        for batch in waiting.drain(..) {
+            if !synced {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                refuse(batch.replies);
+                continue;
+            }
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.events.fetch_add(batch.replies.len() as u64, Ordering::Relaxed);
+            stats.head_seq.fetch_max(batch.applied.last_seq, Ordering::SeqCst);
+            for (reply, result) in batch.replies.into_iter().zip(batch.applied.results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+    }
+}
+
+fn refuse(replies: Vec<oneshot::Sender<Result<OpResult, WriteFailed>>>) {
+    for reply in replies {
+        let _ = reply.send(Err(WriteFailed));
     }
 }

@@ -46,6 +46,9 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database migration failed")]
     Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The SQLite store is held by another server (one server per SQLite file).
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// Computes the chain MAC of an audit record from the previous MAC and the record's canonical
@@ -193,4 +196,18 @@ pub trait Store: Send + Sync + 'static {
     /// operation failed), and commits once. Returns each operation's result and the sequence
     /// number of the last audit event written. `Err` means nothing was committed.
     async fn apply(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError>;
+
+    /// [`Store::apply`], except that the commit is durable only once a later [`Store::sync`]
+    /// has returned. Other connections may see the commit before then; whoever acknowledges
+    /// it must wait for the sync. A backend whose commits are always durable (PostgreSQL)
+    /// keeps the default.
+    async fn apply_unsynced(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError> {
+        self.apply(requests, chain).await
+    }
+
+    /// Makes every commit of [`Store::apply_unsynced`] that has returned durable. An error
+    /// means they may be lost: the caller must refuse them and every later write.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

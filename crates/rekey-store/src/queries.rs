@@ -1955,7 +1955,7 @@ fn error_code_of(e: &StoreError) -> &'static str {
         StoreError::Conflict | StoreError::Duplicate => "conflict",
         StoreError::Constraint(_) => "constraint",
         StoreError::Corrupt(_) => "corrupt",
-        StoreError::Backend(_) | StoreError::Migrate(_) => "backend",
+        StoreError::Backend(_) | StoreError::Migrate(_) | StoreError::InUse(_) => "backend",
     }
 }
 

@@ -1,8 +1,9 @@
 //! [`SqlStore`]: the [`Store`] for SQLite (embedded default) and PostgreSQL.
 //!
-//! Both run the same statements (`queries`). SQLite runs in WAL mode with `synchronous=FULL`,
-//! so a commit is on disk when it returns; all writes go through one connection (SQLite has one
-//! writer anyway) and reads through a few more, each on a blocking thread. PostgreSQL uses one
+//! Both run the same statements (`queries`). SQLite runs in WAL mode; a write is on disk when
+//! it returns, except through `apply_unsynced`, whose commit is on disk after the next `sync`
+//! (see `sqlite`). All writes go through one connection (SQLite has one writer anyway) and
+//! reads through a few more, each on a blocking thread. PostgreSQL uses one
 //! pool; several Rekey servers may share the database, and the audit head row is locked
 //! (`FOR UPDATE`) while a batch appends, so the chain stays linear across servers.
 
@@ -141,7 +142,22 @@ impl Store for SqlStore {
 
     async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError> {
         let (tenant, name) = (tenant.to_string(), name.to_owned());
-        run!(self, point, |c| q::reveal_row(c, tenant, name))
+        match &self.engine {
+            // This server is the only writer of its SQLite file: see `RevealCache`.
+            Engine::Sqlite(pool) => {
+                if let Some(row) = pool.reveals().get(&tenant, &name) {
+                    return Ok(Some(row));
+                }
+                let seen = pool.reveals().generation();
+                let (t, n) = (tenant.clone(), name.clone());
+                let row = pool.point(move |c| ready(q::reveal_row(c, t, n))).await?;
+                if let Some(row) = &row {
+                    pool.reveals().put(tenant, name, seen, row.clone());
+                }
+                Ok(row)
+            }
+            Engine::Postgres(_) => run!(self, point, |c| q::reveal_row(c, tenant, name)),
+        }
     }
 
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError> {
@@ -384,5 +400,22 @@ impl Store for SqlStore {
 
     async fn apply(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError> {
         run!(self, write, |c| q::apply(c, &requests, &*chain))
+    }
+
+    async fn apply_unsynced(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(pool) => {
+                let changes = requests.iter().any(|r| r.op.is_some());
+                pool.write_unsynced(changes, move |c| ready(q::apply(c, &requests, &*chain))).await
+            }
+            Engine::Postgres(_) => self.apply(requests, chain).await,
+        }
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(pool) => pool.sync().await,
+            Engine::Postgres(_) => Ok(()),
+        }
     }
 }

@@ -1,23 +1,104 @@
 //! SQLite through `rusqlite`: one writer connection and a few readers, each used on a blocking
-//! thread. WAL mode with `synchronous=FULL`: a commit is on disk when it returns.
+//! thread, in WAL mode.
+//!
+//! Durability: the writer runs with `synchronous=NORMAL`, so a commit appends to the WAL without
+//! waiting for the disk, and [`SqlitePool::sync`] then flushes the WAL file. That is exactly the
+//! sync `synchronous=FULL` adds after each commit, taken out of the commit so that the next
+//! batch can be applied while the previous one reaches the disk. Every write of this module
+//! syncs before it returns, except [`SqlitePool::write_unsynced`], whose caller (the audit
+//! writer) answers nobody before its sync. Checkpoints keep SQLite's own syncs.
+//!
+//! One server per file: the process holds an exclusive lock on `<file>.lock` while it has the
+//! file open, so a second server on the same file refuses to start. This process's own writes
+//! are therefore the only ones, which is what lets [`RevealCache`] serve reads from memory.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{ErrorCode, OpenFlags};
 
 use crate::conn::{Arg, Conn, OwnedRow, Value};
-use crate::{Backend, StoreError};
+use crate::{Backend, RevealRow, StoreError};
 
 type Shared = Arc<Mutex<rusqlite::Connection>>;
+
+/// WAL pages after which a commit checkpoints (SQLite's default is 1,000). A page that many
+/// commits change (an index leaf of the audit log's resource index, say) is copied into the
+/// database file once per checkpoint, however many times the WAL holds it: fewer, larger
+/// checkpoints write far less. The WAL file grows to about this many pages (40 MB) before it
+/// starts over.
+const CHECKPOINT_PAGES: u32 = 10_000;
 
 pub(crate) struct SqlitePool {
     writer: Shared,
     readers: Vec<Shared>,
     next: AtomicUsize,
+    /// The write-ahead log, which [`SqlitePool::sync`] flushes.
+    wal: PathBuf,
+    file: Arc<FileState>,
+}
+
+/// What every pool of one database file in this process shares: the one-server lock, the
+/// write generation, the reveal cache and whether a flush failed. A process that opens the
+/// same file twice (a server restarted in place, while tasks of the old one finish) thus
+/// still has one writer's view of it; another process is refused.
+struct FileState {
+    /// Held (locked) while any pool of the file is open.
+    _lock: std::fs::File,
+    /// Bumped after every write that may have changed a row; see [`RevealCache`].
+    generation: Arc<AtomicU64>,
+    reveals: RevealCache,
+    /// Set when a flush of the WAL failed: the disk may have dropped writes already committed,
+    /// so no later write is accepted (see [`SqlitePool::sync`]).
+    flush_failed: std::sync::atomic::AtomicBool,
+}
+
+/// The files this process holds, by canonical path.
+static FILES: std::sync::LazyLock<Mutex<HashMap<PathBuf, std::sync::Weak<FileState>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Reveal rows (wrapped key and ciphertext, never a secret in clear) kept in memory, so that a
+/// connector fetching the same credential again does not re-read it. Every row is tagged with
+/// the write generation before it was read, and served only while no write has happened
+/// since: any commit that may change a row (every commit but an audit-only one) empties the
+/// cache in effect. That is sound because this process is the only writer of its SQLite file.
+/// A commit becomes visible before the generation moves, but it is acknowledged to nobody
+/// until after (its sync comes later still), so no caller can see a write acknowledged and
+/// then get the row from before it.
+pub(crate) struct RevealCache {
+    generation: Arc<AtomicU64>,
+    entries: Mutex<HashMap<(String, String), (u64, RevealRow)>>,
+}
+
+impl RevealCache {
+    /// Rows kept at most; when full, the cache starts over.
+    const MAX: usize = 16 * 1024;
+
+    /// The generation to tag a row with: read it before reading the row.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self, tenant: &str, name: &str) -> Option<RevealRow> {
+        let now = self.generation();
+        let entries = self.entries.lock().expect("reveal cache lock is never poisoned");
+        // The key is owned; a lookup by borrowed parts would need a second map layer.
+        entries.get(&(tenant.to_owned(), name.to_owned())).filter(|(g, _)| *g == now).map(|(_, row)| row.clone())
+    }
+
+    pub(crate) fn put(&self, tenant: String, name: String, seen: u64, row: RevealRow) {
+        let mut entries = self.entries.lock().expect("reveal cache lock is never poisoned");
+        if self.generation() != seen {
+            return;
+        }
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert((tenant, name), (seen, row));
+    }
 }
 
 /// Runs `f` on `conn` on a blocking thread.
@@ -45,6 +126,52 @@ fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     Ok(conn)
 }
 
+/// The shared state of the database at `path`, taking its one-server lock if this process
+/// does not hold it yet.
+fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
+    let io = |e: std::io::Error| StoreError::Backend(Box::new(e));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| StoreError::Corrupt(format!("{} is not a file", path.display())))?;
+    let key = dir.canonicalize().map_err(io)?.join(name);
+    let mut files = FILES.lock().expect("the file registry lock is never poisoned");
+    if let Some(state) = files.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok(state);
+    }
+    let mut lock_name = key.as_os_str().to_owned();
+    lock_name.push(".lock");
+    let lock_path = PathBuf::from(lock_name);
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::InUse(format!(
+                "another Rekey server is using the SQLite store {} (it holds {}): one server per SQLite file; \
+                 use PostgreSQL to run several",
+                key.display(),
+                lock_path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let generation = Arc::new(AtomicU64::new(0));
+    let state = Arc::new(FileState {
+        _lock: file,
+        reveals: RevealCache { generation: generation.clone(), entries: Default::default() },
+        generation,
+        flush_failed: Default::default(),
+    });
+    files.retain(|_, s| s.strong_count() > 0);
+    files.insert(key, Arc::downgrade(&state));
+    Ok(state)
+}
+
+fn flush_refused() -> StoreError {
+    StoreError::Backend(
+        "an earlier flush of the SQLite WAL failed: writes are refused until the store is reopened".into(),
+    )
+}
+
 fn backend(e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
         if f.code == ErrorCode::ConstraintViolation {
@@ -63,18 +190,77 @@ impl SqlitePool {
     /// Opens (creating if needed) the database file; the writer opens first so that the schema
     /// and WAL mode exist before any reader.
     pub(crate) fn open(path: &Path, readers: u32) -> Result<Self, StoreError> {
+        let file = file_state(path)?;
         let writer = open(path)?;
+        writer
+            .execute_batch(&format!("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES};"))
+            .map_err(backend)?;
         let readers =
             (0..readers.max(1)).map(|_| open(path).map(|c| Arc::new(Mutex::new(c)))).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { writer: Arc::new(Mutex::new(writer)), readers, next: AtomicUsize::new(0) })
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            readers,
+            next: AtomicUsize::new(0),
+            wal: PathBuf::from(wal),
+            file,
+        })
     }
 
-    /// Runs `f` on the writer connection on a blocking thread.
+    /// The reveal cache of this file.
+    pub(crate) fn reveals(&self) -> &RevealCache {
+        &self.file.reveals
+    }
+
+    /// Runs `f` on the writer connection on a blocking thread; durable when it returns.
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        blocking(self.writer.clone(), f).await
+        let value = self.write_unsynced(true, f).await?;
+        self.sync().await?;
+        Ok(value)
+    }
+
+    /// Runs `f` on the writer connection on a blocking thread; durable only after a later
+    /// [`SqlitePool::sync`]. `changes` is false when `f` only appends audit events, which no
+    /// cached row depends on.
+    pub(crate) async fn write_unsynced<T: Send + 'static>(
+        &self,
+        changes: bool,
+        f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if self.file.flush_failed.load(Ordering::SeqCst) {
+            return Err(flush_refused());
+        }
+        let generation = self.file.generation.clone();
+        blocking(self.writer.clone(), move |c| {
+            let result = f(c);
+            if changes {
+                generation.fetch_add(1, Ordering::AcqRel);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Flushes the WAL file to disk (`fdatasync`): every commit that returned before this call
+    /// is durable when it returns. After a failed flush the kernel may have dropped the dirty
+    /// pages it could not write, so a retry that succeeds proves nothing: every later flush
+    /// and write fails too, until the store is opened again.
+    pub(crate) async fn sync(&self) -> Result<(), StoreError> {
+        if self.file.flush_failed.load(Ordering::SeqCst) {
+            return Err(flush_refused());
+        }
+        let wal = self.wal.clone();
+        let result = tokio::task::spawn_blocking(move || std::fs::File::open(&wal)?.sync_data())
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        result.map_err(|e| {
+            self.file.flush_failed.store(true, Ordering::SeqCst);
+            StoreError::Backend(Box::new(e))
+        })
     }
 
     /// Runs a short point read (one indexed row) right here on the async thread when a reader is

@@ -74,6 +74,7 @@ both!(
     rotations_move_forward_once_and_health_upserts,
     incidents_scope_reasons_counts_and_freeze,
     campaigns_items_leases_notices_and_links,
+    reveal_reads_follow_every_write,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -248,6 +249,69 @@ async fn versions_advance_and_stage(db: Db) {
     let row = db.store.reveal_row(&TenantName::parse("acme").unwrap(), "dir").await.unwrap().unwrap();
     assert_eq!((row.version, row.credential_id, row.tenant_id), (3, id, t));
     assert_eq!(db.store.version(id, Some(1)).await.unwrap().unwrap().ciphertext.len(), 41);
+}
+
+/// A reveal read after a write sees it, however the write was committed, even when the same
+/// row was read (and, on SQLite, kept in memory) just before.
+async fn reveal_reads_follow_every_write(db: Db) {
+    let t = create_tenant(&db, "acme", "uk").await;
+    let acme = TenantName::parse("acme").unwrap();
+    let id = CredentialId::generate();
+    apply(&db, vec![Some(put(t, "dir", 1, Some(id)))]).await[0].as_ref().unwrap();
+    let version = |db: &Db| {
+        let store = db.store.clone();
+        let acme = acme.clone();
+        async move { store.reveal_row(&acme, "dir").await.unwrap().map(|r| (r.credential_id, r.version)) }
+    };
+    assert_eq!(version(&db).await, Some((id, 1)));
+    assert_eq!(version(&db).await, Some((id, 1)), "read again");
+    // An audit-only batch changes no row.
+    apply(&db, vec![None]).await;
+    assert_eq!(version(&db).await, Some((id, 1)));
+    // A put through the writer's path (commit now, sync after).
+    let reqs = vec![WriteRequest { op: Some(put(t, "dir", 2, Some(id))), audit: event("test") }];
+    let applied = db.store.apply_unsynced(reqs, Arc::new(chain)).await.unwrap();
+    assert!(applied.results[0].is_ok());
+    db.store.sync().await.unwrap();
+    assert_eq!(version(&db).await, Some((id, 2)));
+    assert_eq!(db.store.reveal_row(&acme, "dir").await.unwrap().unwrap().ciphertext, vec![3; 42]);
+    // Deleted, then a new credential under the same name.
+    apply(&db, vec![Some(WriteOp::DeleteCredential { id, at: Timestamp::now() })]).await[0].as_ref().unwrap();
+    assert_eq!(version(&db).await, None);
+    let again = CredentialId::generate();
+    apply(&db, vec![Some(put(t, "dir", 1, Some(again)))]).await[0].as_ref().unwrap();
+    assert_eq!(version(&db).await, Some((again, 1)));
+}
+
+/// One server per SQLite file: while another process holds the file's lock (here, a lock taken
+/// on a file description of our own, which `flock` treats alike), opening it is refused with a
+/// clear error. Once free, this process may open it more than once (a server restarted in
+/// place): the opens share one writer's view.
+#[tokio::test]
+async fn sqlite_file_serves_one_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let options = StoreOptions { url, max_connections: 2 };
+    let other = std::fs::File::create(dir.path().join("t.db.lock")).unwrap();
+    other.lock().unwrap();
+    let Err(e) = SqlStore::open(&options).await else { panic!("opened a SQLite file another server holds") };
+    assert!(matches!(e, StoreError::InUse(_)), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("another Rekey server") && message.contains("t.db.lock"), "{message}");
+    assert!(!dir.path().join("t.db").exists(), "a refused open creates nothing");
+    drop(other);
+    let first = SqlStore::open(&options).await.expect("the file is free once the other holder is gone");
+    let second = SqlStore::open(&options).await.expect("this process may open its own file again");
+    // A write through one is seen by a reveal read through the other, even one it had cached.
+    let t = create_tenant(&Db { store: Arc::new(first), _dir: None }, "acme", "uk").await;
+    let first = Db { store: Arc::new(SqlStore::open(&options).await.unwrap()), _dir: None };
+    let second = Db { store: Arc::new(second), _dir: None };
+    let id = CredentialId::generate();
+    apply(&first, vec![Some(put(t, "dir", 1, Some(id)))]).await[0].as_ref().unwrap();
+    let acme = TenantName::parse("acme").unwrap();
+    assert_eq!(second.store.reveal_row(&acme, "dir").await.unwrap().unwrap().version, 1);
+    apply(&first, vec![Some(put(t, "dir", 2, Some(id)))]).await[0].as_ref().unwrap();
+    assert_eq!(second.store.reveal_row(&acme, "dir").await.unwrap().unwrap().version, 2);
 }
 
 async fn stale_version_is_a_conflict(db: Db) {
