@@ -108,6 +108,7 @@ async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<J
         let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
         let count = requests.len();
         if failed.load(Ordering::SeqCst) {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             refuse(replies);
             continue;
         }
@@ -168,5 +169,54 @@ async fn sync(
 fn refuse(replies: Vec<oneshot::Sender<Result<OpResult, WriteFailed>>>) {
     for reply in replies {
         let _ = reply.send(Err(WriteFailed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekey_store::{SqlStore, StoreOptions};
+    use rekey_types::{AuditOutcome, AuditRecord, Timestamp};
+
+    fn event() -> WriteRequest {
+        let audit = AuditRecord {
+            seq: 0,
+            time: Timestamp::now(),
+            principal: "test".into(),
+            action: "test".into(),
+            resource: String::new(),
+            outcome: AuditOutcome::Success,
+            source: "127.0.0.1".into(),
+            request_id: "r".into(),
+            detail: String::new(),
+        };
+        WriteRequest { op: None, audit }
+    }
+
+    /// A flush that fails refuses its requests and every request after it, even once the disk
+    /// would take writes again: it may have lost what it was flushing.
+    #[tokio::test]
+    async fn a_failed_flush_refuses_its_batch_and_every_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.db");
+        let store = SqlStore::open(&StoreOptions { url: format!("sqlite://{}", db.display()), max_connections: 2 })
+            .await
+            .unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let writer = Writer::spawn(store.clone(), Arc::new(AuditKey::generate().unwrap()), 0, None);
+        assert!(matches!(writer.submit(event()).await, Ok(Ok(_))));
+        let committed = writer.stats().head_seq.load(Ordering::SeqCst);
+        assert_eq!(committed, 1);
+        // The WAL file vanishes from the folder (SQLite keeps writing to its open handle), so
+        // the next flush, which opens it by name, fails.
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::rename(&wal, dir.path().join("moved-wal")).unwrap();
+        assert!(writer.submit(event()).await.is_err(), "the batch whose flush failed is refused");
+        std::fs::rename(dir.path().join("moved-wal"), &wal).unwrap();
+        assert!(writer.submit(event()).await.is_err(), "every later write is refused");
+        assert!(store.sync().await.is_err(), "the store refuses to flush again");
+        assert_eq!(writer.stats().head_seq.load(Ordering::SeqCst), committed, "nothing refused counts as committed");
+        assert!(writer.stats().failed_batches.load(Ordering::Relaxed) >= 2);
     }
 }

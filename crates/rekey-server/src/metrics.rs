@@ -50,7 +50,7 @@ impl Collector for AuditCollector {
             ("rekey_audit_batches", "Group commits of audit events and writes", s.batches.load(Ordering::Relaxed)),
             (
                 "rekey_audit_failed_batches",
-                "Group commits that failed (their requests were refused)",
+                "Group commits that failed or were not flushed to disk (their requests were refused)",
                 s.failed_batches.load(Ordering::Relaxed),
             ),
         ] {
