@@ -145,14 +145,15 @@ impl Store for SqlStore {
         match &self.engine {
             // This server is the only writer of its SQLite file: see `RevealCache`.
             Engine::Sqlite(pool) => {
-                if let Some(row) = pool.reveals().get(&tenant, &name) {
+                let key = (tenant, name);
+                if let Some(row) = pool.reveals().get(&key) {
                     return Ok(Some(row));
                 }
                 let seen = pool.reveals().generation();
-                let (t, n) = (tenant.clone(), name.clone());
+                let (t, n) = key.clone();
                 let row = pool.point(move |c| ready(q::reveal_row(c, t, n))).await?;
                 if let Some(row) = &row {
-                    pool.reveals().put(tenant, name, seen, row.clone());
+                    pool.reveals().put(key, seen, row.clone());
                 }
                 Ok(row)
             }

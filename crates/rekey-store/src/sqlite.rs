@@ -48,8 +48,6 @@ pub(crate) struct SqlitePool {
 struct FileState {
     /// Held (locked) while any pool of the file is open.
     _lock: std::fs::File,
-    /// Bumped after every write that may have changed a row; see [`RevealCache`].
-    generation: Arc<AtomicU64>,
     reveals: RevealCache,
     /// Set when a flush of the WAL failed: the disk may have dropped writes already committed,
     /// so no later write is accepted (see [`SqlitePool::sync`]).
@@ -69,7 +67,8 @@ static FILES: std::sync::LazyLock<Mutex<HashMap<PathBuf, std::sync::Weak<FileSta
 /// until after (its sync comes later still), so no caller can see a write acknowledged and
 /// then get the row from before it.
 pub(crate) struct RevealCache {
-    generation: Arc<AtomicU64>,
+    /// Bumped after every write that may have changed a row.
+    generation: AtomicU64,
     entries: Mutex<HashMap<(String, String), (u64, RevealRow)>>,
 }
 
@@ -82,14 +81,19 @@ impl RevealCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn get(&self, tenant: &str, name: &str) -> Option<RevealRow> {
-        let now = self.generation();
-        let entries = self.entries.lock().expect("reveal cache lock is never poisoned");
-        // The key is owned; a lookup by borrowed parts would need a second map layer.
-        entries.get(&(tenant.to_owned(), name.to_owned())).filter(|(g, _)| *g == now).map(|(_, row)| row.clone())
+    /// Marks every row read before now as stale.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn put(&self, tenant: String, name: String, seen: u64, row: RevealRow) {
+    /// The row of `(tenant, name)`, if one was kept and no write has happened since.
+    pub(crate) fn get(&self, key: &(String, String)) -> Option<RevealRow> {
+        let now = self.generation();
+        let entries = self.entries.lock().expect("reveal cache lock is never poisoned");
+        entries.get(key).filter(|(g, _)| *g == now).map(|(_, row)| row.clone())
+    }
+
+    pub(crate) fn put(&self, key: (String, String), seen: u64, row: RevealRow) {
         let mut entries = self.entries.lock().expect("reveal cache lock is never poisoned");
         if self.generation() != seen {
             return;
@@ -97,7 +101,7 @@ impl RevealCache {
         if entries.len() >= Self::MAX {
             entries.clear();
         }
-        entries.insert((tenant, name), (seen, row));
+        entries.insert(key, (seen, row));
     }
 }
 
@@ -154,11 +158,9 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
-    let generation = Arc::new(AtomicU64::new(0));
     let state = Arc::new(FileState {
         _lock: file,
-        reveals: RevealCache { generation: generation.clone(), entries: Default::default() },
-        generation,
+        reveals: RevealCache { generation: AtomicU64::new(0), entries: Default::default() },
         flush_failed: Default::default(),
     });
     files.retain(|_, s| s.strong_count() > 0);
@@ -234,11 +236,11 @@ impl SqlitePool {
         if self.file.flush_failed.load(Ordering::SeqCst) {
             return Err(flush_refused());
         }
-        let generation = self.file.generation.clone();
+        let file = self.file.clone();
         blocking(self.writer.clone(), move |c| {
             let result = f(c);
             if changes {
-                generation.fetch_add(1, Ordering::AcqRel);
+                file.reveals.changed();
             }
             result
         })

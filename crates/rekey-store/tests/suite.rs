@@ -300,12 +300,11 @@ async fn sqlite_file_serves_one_server() {
     assert!(message.contains("another Rekey server") && message.contains("t.db.lock"), "{message}");
     assert!(!dir.path().join("t.db").exists(), "a refused open creates nothing");
     drop(other);
-    let first = SqlStore::open(&options).await.expect("the file is free once the other holder is gone");
-    let second = SqlStore::open(&options).await.expect("this process may open its own file again");
+    let open = || async { SqlStore::open(&options).await.map(|s| Db { store: Arc::new(s), _dir: None }) };
+    let first = open().await.expect("the file is free once the other holder is gone");
+    let second = open().await.expect("this process may open its own file again");
     // A write through one is seen by a reveal read through the other, even one it had cached.
-    let t = create_tenant(&Db { store: Arc::new(first), _dir: None }, "acme", "uk").await;
-    let first = Db { store: Arc::new(SqlStore::open(&options).await.unwrap()), _dir: None };
-    let second = Db { store: Arc::new(second), _dir: None };
+    let t = create_tenant(&first, "acme", "uk").await;
     let id = CredentialId::generate();
     apply(&first, vec![Some(put(t, "dir", 1, Some(id)))]).await[0].as_ref().unwrap();
     let acme = TenantName::parse("acme").unwrap();
