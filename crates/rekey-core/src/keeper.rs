@@ -148,6 +148,11 @@ impl Keeper {
         self.store.backend().as_str()
     }
 
+    /// Audit events not yet in the store's deferred audit index (SQLite); `None` without one.
+    pub async fn audit_index_lag(&self) -> Result<Option<i64>, CoreError> {
+        Ok(self.store.audit_index_lag().await?)
+    }
+
     pub fn writer_stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }

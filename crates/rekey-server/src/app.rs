@@ -74,7 +74,11 @@ impl App {
             );
         }
         let keeper = Arc::new(keeper);
-        let metrics = Arc::new(Metrics::new(keeper.writer_stats().clone(), keeper.connector_stats().clone()));
+        let metrics = Arc::new(Metrics::new(
+            keeper.writer_stats().clone(),
+            keeper.connector_stats().clone(),
+            keeper.store_backend() == "sqlite",
+        ));
         let pages = crate::pages::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
         let state = AppState { keeper: keeper.clone(), metrics, pages: Arc::new(pages) };
         Ok(Self { config, keeper, state, root_token, public_url })

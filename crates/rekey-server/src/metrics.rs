@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rekey_core::connectors::ConnectorStats;
@@ -32,6 +32,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
     duration: HistogramFamily,
+    /// Audit events not yet in the deferred audit index; only where there is one (SQLite).
+    index_lag: Option<Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,7 +126,8 @@ impl Collector for ConnectorCollector {
 }
 
 impl Metrics {
-    pub fn new(writer_stats: Arc<WriterStats>, connector_stats: Arc<ConnectorStats>) -> Self {
+    /// `deferred_index`: the store keeps the audit log's indexes behind the writer (SQLite).
+    pub fn new(writer_stats: Arc<WriterStats>, connector_stats: Arc<ConnectorStats>, deferred_index: bool) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -140,7 +143,17 @@ impl Metrics {
         );
         registry.register_collector(Box::new(AuditCollector(writer_stats)));
         registry.register_collector(Box::new(ConnectorCollector(connector_stats)));
-        Self { registry, requests, duration }
+        let index_lag = deferred_index.then(|| {
+            let g = Gauge::default();
+            registry.register(
+                "rekey_audit_index_lag",
+                "Audit events committed but not yet in the audit log's index by resource and principal \
+                 (queries scan them instead)",
+                g.clone(),
+            );
+            g
+        });
+        Self { registry, requests, duration, index_lag }
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -148,7 +161,11 @@ impl Metrics {
         self.duration.get_or_create(&RouteLabels { route: route.to_owned() }).observe(seconds);
     }
 
-    pub fn render(&self) -> String {
+    /// The metrics, with the audit index lag as just read from the store, if known.
+    pub fn render(&self, index_lag: Option<i64>) -> String {
+        if let (Some(gauge), Some(lag)) = (&self.index_lag, index_lag) {
+            gauge.set(lag);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

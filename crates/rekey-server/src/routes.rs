@@ -140,7 +140,9 @@ pub async fn openapi() -> Response {
 }
 
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.metrics.render();
+    // A failure to read it leaves the last value: metrics answer even when the store does not.
+    let lag = s.keeper.audit_index_lag().await.ok().flatten();
+    let body = s.metrics.render(lag);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 

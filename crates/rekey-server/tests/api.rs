@@ -868,6 +868,7 @@ async fn metrics_and_health_carry_no_names_or_secrets() {
     let text = String::from_utf8(m.raw).unwrap();
     assert!(text.contains("rekey_http_requests_total{"), "{text}");
     assert!(text.contains("rekey_audit_events_total"));
+    assert!(text.contains("\nrekey_audit_index_lag "), "the SQLite store's audit index lag is shown: {text}");
     for word in ["secretive", "hidden-name", "metric-secret", &t.root] {
         assert!(!text.contains(word), "{word} leaked into /metrics");
     }

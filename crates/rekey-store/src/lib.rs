@@ -9,6 +9,7 @@
 //! write an audit event outside the hash chain.
 #![forbid(unsafe_code)]
 
+mod audit_index;
 mod conn;
 mod model;
 mod postgres;
@@ -190,6 +191,12 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
+    /// Audit events not yet in the audit log's deferred indexes (SQLite keeps them behind the
+    /// writer); `None` where the indexes are kept with every commit (PostgreSQL). Queries
+    /// include such events either way, by scanning them.
+    async fn audit_index_lag(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
 
     /// Applies each request's operation (each in its own savepoint: one failing does not undo the
     /// others), appends every request's audit event to the chain (marked as an error where its

@@ -150,6 +150,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (4, include_str!("../migrations/sqlite/0004_incidents.sql")),
             (5, include_str!("../migrations/sqlite/0005_campaigns.sql")),
             (6, include_str!("../migrations/sqlite/0006_region_reach.sql")),
+            (7, include_str!("../migrations/sqlite/0007_audit_index_file.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -1047,6 +1048,27 @@ fn id_of<T: FromStr>(row: &OwnedRow, col: &str) -> Result<T, StoreError> {
     id(row, col)
 }
 
+/// The condition on audit events `a` whose `key` column (`resource` or `principal`) is in `set`
+/// (a list or a subquery, which may be used twice) and whose action is `action`, if given.
+/// PostgreSQL reads the log's own indexes. SQLite reads its index file (`ix`, see
+/// `audit_index`) and scans the events past that file's watermark, which the log's key keeps to
+/// the tail.
+fn audit_where(backend: Backend, key: &str, set: &str, action: Option<&str>) -> String {
+    let act = |t: &str| action.map(|a| format!(" AND {t}.action = '{a}'")).unwrap_or_default();
+    match backend {
+        Backend::Postgres => format!("a.{key} IN ({set}){}", act("a")),
+        Backend::Sqlite => format!(
+            "a.seq IN (SELECT x.seq FROM ix.by_{key} x WHERE x.{key} IN ({set}){} \
+             UNION ALL SELECT t.seq FROM audit_events t \
+             WHERE t.seq > (SELECT w.seq FROM ix.indexed w WHERE w.id = 1) AND t.{key} IN ({set}){})",
+            act("x"),
+            act("t")
+        ),
+    }
+}
+
+const REVEAL: Option<&str> = Some("cred.reveal");
+
 /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
 pub(crate) async fn incident_reveals<C: Conn>(
     c: &mut C,
@@ -1054,10 +1076,11 @@ pub(crate) async fn incident_reveals<C: Conn>(
     since: i64,
 ) -> Result<(i64, i64), StoreError> {
     let sql = format!(
-        "SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
-         WHERE a.action = 'cred.reveal' AND a.outcome = 'success' AND a.resource IN \
-         (SELECT it.tenant_name || '/' || c.name {}) AND a.time >= $3",
-        reach(&incident.kinds)
+        "WITH r (resource) AS (SELECT it.tenant_name || '/' || c.name {}) \
+         SELECT COUNT(*) AS n, COUNT(DISTINCT a.resource) AS d FROM audit_events a \
+         WHERE {} AND a.outcome = 'success' AND a.time >= $3",
+        reach(&incident.kinds),
+        audit_where(c.backend(), "resource", "SELECT r.resource FROM r", REVEAL)
     );
     let row = c.query_opt(&sql, args![incident.id.to_string(), incident.created_at.as_micros(), since]).await?;
     match row {
@@ -1075,10 +1098,11 @@ pub(crate) async fn reveal_counts<C: Conn>(
     let mut out = Vec::new();
     for chunk in resources.chunks(200) {
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        // `$1` first: SQLite numbers parameters in order of first use.
         let sql = format!(
-            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE time >= $1 AND resource IN ({}) \
-             AND action = 'cred.reveal' AND outcome = 'success' GROUP BY resource",
-            marks.join(", ")
+            "SELECT a.resource, COUNT(*) AS n FROM audit_events a WHERE a.time >= $1 AND {} \
+             AND a.outcome = 'success' GROUP BY a.resource",
+            audit_where(c.backend(), "resource", &marks.join(", "), REVEAL)
         );
         let mut a: Vec<Arg> = vec![since.into()];
         a.extend(chunk.iter().map(|r| Arg::from(r.clone())));
@@ -1091,22 +1115,31 @@ pub(crate) async fn reveal_counts<C: Conn>(
 
 /// The resources (`tenant/name`) a principal revealed successfully, with how many times.
 pub(crate) async fn reveals_by<C: Conn>(c: &mut C, principal: String) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT resource, COUNT(*) AS n FROM audit_events WHERE principal = $1 AND action = 'cred.reveal' \
-             AND outcome = 'success' GROUP BY resource",
-            args![principal],
-        )
-        .await?;
-    all(rows, |r| Ok((r.text("resource")?, r.int("n")?)))
+    let sql = format!(
+        "SELECT a.resource, COUNT(*) AS n FROM audit_events a WHERE {} AND a.outcome = 'success' GROUP BY a.resource",
+        audit_where(c.backend(), "principal", "$1", REVEAL)
+    );
+    all(c.query(&sql, args![principal]).await?, |r| Ok((r.text("resource")?, r.int("n")?)))
 }
 
 /// The audit events about one resource, oldest first (an incident's timeline).
 pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
-    all(
-        c.query("SELECT * FROM audit_events WHERE resource = $1 ORDER BY seq LIMIT $2", args![resource, limit]).await?,
-        audit_row,
-    )
+    let sql = format!(
+        "SELECT a.* FROM audit_events a WHERE {} ORDER BY a.seq LIMIT $2",
+        audit_where(c.backend(), "resource", "$1", None)
+    );
+    all(c.query(&sql, args![resource, limit]).await?, audit_row)
+}
+
+/// Events past the SQLite audit index's watermark (see `audit_where`).
+pub(crate) async fn audit_index_lag<C: Conn>(c: &mut C) -> Result<i64, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT (SELECT seq FROM audit_head WHERE id = 1) - (SELECT seq FROM ix.indexed WHERE id = 1) AS lag",
+            vec![],
+        )
+        .await?;
+    row.map_or(Ok(0), |r| r.int("lag"))
 }
 
 /// Adds what one scope query reaches to an incident, merging reason bits.

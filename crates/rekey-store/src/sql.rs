@@ -78,6 +78,7 @@ impl SqlStore {
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             let pool = SqlitePool::open(&path, options.max_connections.clamp(1, 8))?;
             pool.write(|c| ready(q::migrate(c))).await?;
+            pool.start_audit_index()?;
             Engine::Sqlite(pool)
         } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
             let pool = postgres::pool(&options.url, options.max_connections).await?;
@@ -309,6 +310,13 @@ impl Store for SqlStore {
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         let resource = resource.to_owned();
         run!(self, read, |c| q::audit_of(c, resource, limit))
+    }
+
+    async fn audit_index_lag(&self) -> Result<Option<i64>, StoreError> {
+        match &self.engine {
+            Engine::Sqlite(pool) => pool.point(|c| ready(q::audit_index_lag(c))).await.map(Some),
+            Engine::Postgres(_) => Ok(None),
+        }
     }
 
     async fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRow>, StoreError> {

@@ -11,6 +11,9 @@
 //! One server per file: the process holds an exclusive lock on `<file>.lock` while it has the
 //! file open, so a second server on the same file refuses to start. This process's own writes
 //! are therefore the only ones, which is what lets [`RevealCache`] serve reads from memory.
+//!
+//! The audit log's indexes by resource and principal live in a second file, filled behind the
+//! writer (see [`crate::audit_index`]); readers attach it as `ix`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::ValueRef;
 use rusqlite::{ErrorCode, OpenFlags};
 
+use crate::audit_index::{self, Indexer};
 use crate::conn::{Arg, Conn, OwnedRow, Value};
 use crate::{Backend, RevealRow, StoreError};
 
@@ -39,6 +43,9 @@ pub(crate) struct SqlitePool {
     /// The write-ahead log, which [`SqlitePool::sync`] flushes.
     wal: PathBuf,
     file: Arc<FileState>,
+    /// The audit index file's connection, until [`SqlitePool::start_audit_index`] hands it to
+    /// the indexer.
+    index: Mutex<Option<rusqlite::Connection>>,
 }
 
 /// What every pool of one database file in this process shares: the one-server lock, the
@@ -46,6 +53,8 @@ pub(crate) struct SqlitePool {
 /// same file twice (a server restarted in place, while tasks of the old one finish) thus
 /// still has one writer's view of it; another process is refused.
 struct FileState {
+    /// Keeps the audit index; stopped (on drop) before the lock below is released.
+    indexer: Mutex<Option<Indexer>>,
     /// Held (locked) while any pool of the file is open.
     _lock: std::fs::File,
     reveals: RevealCache,
@@ -159,6 +168,7 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
         Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
     let state = Arc::new(FileState {
+        indexer: Mutex::new(None),
         _lock: file,
         reveals: RevealCache { generation: AtomicU64::new(0), entries: Default::default() },
         flush_failed: Default::default(),
@@ -197,8 +207,15 @@ impl SqlitePool {
         writer
             .execute_batch(&format!("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES};"))
             .map_err(backend)?;
-        let readers =
-            (0..readers.max(1)).map(|_| open(path).map(|c| Arc::new(Mutex::new(c)))).collect::<Result<Vec<_>, _>>()?;
+        // Creates the index file, so that readers can attach it.
+        let index = audit_index::open(path).map_err(backend)?;
+        let readers = (0..readers.max(1))
+            .map(|_| {
+                let c = open(path)?;
+                audit_index::attach(&c, path).map_err(backend)?;
+                Ok(Arc::new(Mutex::new(c)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
@@ -207,7 +224,19 @@ impl SqlitePool {
             next: AtomicUsize::new(0),
             wal: PathBuf::from(wal),
             file,
+            index: Mutex::new(Some(index)),
         })
+    }
+
+    /// Starts keeping the audit index of this file, unless another pool of it in this process
+    /// already does. Call once the schema is up to date.
+    pub(crate) fn start_audit_index(&self) -> Result<(), StoreError> {
+        let mut indexer = self.file.indexer.lock().expect("the indexer slot is never poisoned");
+        let conn = self.index.lock().expect("the index connection slot is never poisoned").take();
+        if let (None, Some(conn)) = (indexer.as_ref(), conn) {
+            *indexer = Some(Indexer::start(conn)?);
+        }
+        Ok(())
     }
 
     /// The reveal cache of this file.

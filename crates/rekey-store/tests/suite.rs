@@ -75,6 +75,7 @@ both!(
     incidents_scope_reasons_counts_and_freeze,
     campaigns_items_leases_notices_and_links,
     reveal_reads_follow_every_write,
+    audit_queries_agree_across_the_index,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -199,6 +200,19 @@ fn open_incident(id: IncidentId, reasons: &[&str], kinds: Option<Vec<CredentialK
         created_at: Timestamp::now(),
         contained_at: None,
         closed_at: None,
+    }
+}
+
+/// Waits until the audit log's deferred index (SQLite) has every event; at once where the
+/// indexes are kept with each commit (PostgreSQL).
+async fn indexed(db: &Db) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Some(lag) = db.store.audit_index_lag().await.unwrap() {
+        if lag == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the audit index stayed {lag} events behind");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -898,6 +912,8 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     assert_eq!(page.len(), 2);
     assert_eq!((page[0].tenant.as_str(), page[0].name.as_str()), ("globex", "y"));
     assert_eq!(db.store.incident_reveals(&stored, Timestamp::from_micros(0)).await.unwrap(), (3, 2));
+    indexed(&db).await;
+    assert_eq!(db.store.incident_reveals(&stored, Timestamp::from_micros(0)).await.unwrap(), (3, 2));
     let mut by = db.store.reveals_by("token:t1").await.unwrap();
     by.sort();
     assert_eq!(by, [("acme/x".to_string(), 2), ("globex/y".to_string(), 1)]);
@@ -1196,4 +1212,175 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     apply(&db, vec![Some(WriteOp::CloseIncident { id: incident.id, at: Timestamp::now() })]).await;
     let r = apply(&db, vec![Some(WriteOp::StartCampaign(campaign(CampaignId::generate())))]).await;
     assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
+}
+
+/// An audit event of `action` on `resource` by `principal`.
+fn audit(action: &str, principal: &str, resource: &str, outcome: AuditOutcome) -> WriteRequest {
+    let mut e = event(action);
+    e.principal = principal.into();
+    e.resource = resource.into();
+    e.outcome = outcome;
+    WriteRequest { op: None, audit: e }
+}
+
+/// The audit queries by resource and by principal give the same answers whether the events
+/// are still past the deferred index's watermark (SQLite), already in it, or some of each.
+async fn audit_queries_agree_across_the_index(db: Db) {
+    // What every query should answer, kept alongside: (seq, action, principal, resource, outcome).
+    let mut log: Vec<(i64, String, String, String, AuditOutcome)> = Vec::new();
+    let resources = ["acme/x", "acme/y", "globex/x", "incident:1"];
+    let principals = ["token:a", "token:b", "operator"];
+    let outcomes = [AuditOutcome::Success, AuditOutcome::Denied, AuditOutcome::Success, AuditOutcome::Error];
+    let append = |log: &mut Vec<_>, round: usize| {
+        let mut reqs = Vec::new();
+        for i in 0..40 {
+            let n = round * 40 + i;
+            let action = if n % 5 == 4 { "cred.show" } else { "cred.reveal" };
+            let (p, r, o) = (principals[n % 3], resources[(n / 2) % 4], outcomes[n % 4]);
+            log.push((log.len() as i64 + 1, action.to_string(), p.to_string(), r.to_string(), o));
+            reqs.push(audit(action, p, r, o));
+        }
+        reqs
+    };
+    let check = |log: &[(i64, String, String, String, AuditOutcome)], db: &Db| {
+        let log = log.to_vec();
+        let store = db.store.clone();
+        async move {
+            let reveal =
+                |e: &&(i64, String, String, String, AuditOutcome)| e.1 == "cred.reveal" && e.4 == AuditOutcome::Success;
+            for r in resources {
+                let want: Vec<i64> = log.iter().filter(|e| e.3 == r).map(|e| e.0).collect();
+                let got: Vec<i64> = store.audit_of(r, 1000).await.unwrap().iter().map(|e| e.record.seq).collect();
+                assert_eq!(got, want, "events about {r}");
+                let limited = store.audit_of(r, 3).await.unwrap();
+                assert_eq!(
+                    limited.iter().map(|e| e.record.seq).collect::<Vec<_>>(),
+                    want[..3],
+                    "first three about {r}"
+                );
+            }
+            for p in principals {
+                let mut want = BTreeMap::<String, i64>::new();
+                for e in log.iter().filter(reveal).filter(|e| e.2 == p) {
+                    *want.entry(e.3.clone()).or_default() += 1;
+                }
+                let got: BTreeMap<String, i64> = store.reveals_by(p).await.unwrap().into_iter().collect();
+                assert_eq!(got, want, "reveals by {p}");
+            }
+            let mut want = BTreeMap::<String, i64>::new();
+            for e in log.iter().filter(reveal) {
+                *want.entry(e.3.clone()).or_default() += 1;
+            }
+            let all = resources.iter().map(|r| r.to_string()).collect();
+            let got: BTreeMap<String, i64> =
+                store.reveal_counts(all, Timestamp::from_micros(0)).await.unwrap().into_iter().collect();
+            assert_eq!(got, want, "reveal counts");
+            let later = store.reveal_counts(vec!["acme/x".into()], Timestamp::from_micros(i64::MAX)).await.unwrap();
+            assert!(later.is_empty(), "nothing revealed after the end of time: {later:?}");
+        }
+    };
+    // Not indexed yet, then indexed, then some of each, then indexed again.
+    db.store.apply(append(&mut log, 0), Arc::new(chain)).await.unwrap();
+    check(&log, &db).await;
+    indexed(&db).await;
+    check(&log, &db).await;
+    db.store.apply(append(&mut log, 1), Arc::new(chain)).await.unwrap();
+    check(&log, &db).await;
+    indexed(&db).await;
+    check(&log, &db).await;
+}
+
+/// The SQLite audit index is derived data: when it does not match its store (the store was
+/// restored from an older copy, or the index file comes from another store), it starts over
+/// instead of pointing at the wrong events.
+#[tokio::test]
+async fn sqlite_audit_index_starts_over_when_the_store_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("t.db");
+    let index_path = dir.path().join("t.db.audit-index");
+    let open = || async {
+        let url = format!("sqlite://{}", db_path.display());
+        let store = SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap();
+        Db { store: Arc::new(store), _dir: None }
+    };
+    let write = |db: &Db, resource: &str, n: usize| {
+        let reqs: Vec<WriteRequest> = (0..n)
+            .map(|i| audit("cred.reveal", &format!("token:{resource}{i}"), resource, AuditOutcome::Success))
+            .collect();
+        let store = db.store.clone();
+        async move { store.apply(reqs, Arc::new(chain)).await.unwrap() }
+    };
+    let seqs = |db: &Db, resource: &str| {
+        let (store, resource) = (db.store.clone(), resource.to_owned());
+        async move { store.audit_of(&resource, 100).await.unwrap().iter().map(|e| e.record.seq).collect::<Vec<_>>() }
+    };
+
+    // Restored from an older copy: the index reaches past the store's last event.
+    let db = open().await;
+    write(&db, "acme/x", 2).await;
+    // A backup as an operator takes one: a single consistent file.
+    let backup = dir.path().join("backup.db");
+    rusqlite::Connection::open(&db_path).unwrap().execute("VACUUM INTO ?1", [backup.to_str().unwrap()]).unwrap();
+    write(&db, "acme/x", 3).await;
+    indexed(&db).await;
+    assert_eq!(seqs(&db, "acme/x").await, [1, 2, 3, 4, 5]);
+    drop(db);
+    // Restored with the server stopped: the file replaced, its WAL and shared memory removed.
+    std::fs::copy(&backup, &db_path).unwrap();
+    for side in ["t.db-wal", "t.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(side));
+    }
+    let db = open().await;
+    write(&db, "globex/y", 3).await;
+    for round in 0..2 {
+        assert_eq!(seqs(&db, "acme/x").await, [1, 2], "round {round}");
+        assert_eq!(seqs(&db, "globex/y").await, [3, 4, 5], "round {round}");
+        indexed(&db).await;
+    }
+    drop(db);
+
+    // An index file from another store, whose event at the watermark differs.
+    let other = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", other.path().join("o.db").display());
+    let db =
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+    write(&db, "initech/z", 4).await;
+    indexed(&db).await;
+    drop(db);
+    std::fs::copy(other.path().join("o.db.audit-index"), &index_path).unwrap();
+    let db = open().await;
+    for round in 0..2 {
+        assert_eq!(seqs(&db, "acme/x").await, [1, 2], "round {round}");
+        assert!(seqs(&db, "initech/z").await.is_empty(), "round {round}");
+        assert_eq!(seqs(&db, "globex/y").await, [3, 4, 5], "round {round}");
+        indexed(&db).await;
+    }
+    drop(db);
+
+    // A damaged file: made afresh.
+    std::fs::write(&index_path, vec![0x5a; 8192]).unwrap();
+    let db = open().await;
+    for round in 0..2 {
+        assert_eq!(seqs(&db, "acme/x").await, [1, 2], "round {round}");
+        assert_eq!(seqs(&db, "globex/y").await, [3, 4, 5], "round {round}");
+        indexed(&db).await;
+    }
+}
+
+/// A SQLite store closed cleanly, with its audit index kept, leaves its file and the index file
+/// whole: their WALs checkpointed and removed.
+#[tokio::test]
+async fn sqlite_store_closes_into_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db =
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+    let reqs = (0..10).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
+    db.store.apply(reqs, Arc::new(chain)).await.unwrap();
+    indexed(&db).await;
+    drop(db);
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["t.db", "t.db.audit-index", "t.db.lock"]);
 }
