@@ -18,7 +18,6 @@
 //! of this size.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -51,8 +50,6 @@ const CHUNK: i64 = 16_384;
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Events indexed in one transaction at most (a rebuild proceeds in steps of this size).
 const MAX_STEP: i64 = 65_536;
-/// How often the indexer looks for new events.
-const POLL: Duration = Duration::from_millis(200);
 
 /// The index file of the store at `store`: `<store>.audit-index`.
 pub(crate) fn path_of(store: &Path) -> PathBuf {
@@ -160,78 +157,56 @@ fn lag(conn: &Connection) -> Result<i64, rusqlite::Error> {
     )
 }
 
-/// The thread that keeps the index up with the store; stopped and joined on drop, which waits
-/// for the step under way, if any (not interrupted: an interrupt still pending when the
-/// connection closes would stop it checkpointing the store's WAL on the way out).
-pub(crate) struct Indexer {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// Keeps the index up with the store, from the store's background thread: indexes what is
+/// waiting once there is a chunk of it or the oldest has waited long enough.
+pub(crate) struct Keeper {
+    conn: Connection,
+    /// When the oldest event not yet indexed was first seen.
+    pending_since: Option<Instant>,
+    failing: bool,
 }
 
-impl Indexer {
-    /// Checks the index against the store (starting it over if they disagree) and starts the
-    /// thread. The store's schema must be up to date.
-    pub(crate) fn start(mut conn: Connection) -> Result<Self, StoreError> {
+impl Keeper {
+    /// Checks the index against the store, starting it over if they disagree. The store's
+    /// schema must be up to date.
+    pub(crate) fn new(conn: Connection) -> Result<Self, StoreError> {
         check(&conn).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("rekey-audit-index".into())
-            .spawn(move || run(&mut conn, &signal))
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self { conn, pending_since: None, failing: false })
     }
-}
 
-fn run(conn: &mut Connection, stop: &(Mutex<bool>, Condvar)) {
-    let stopped = || *stop.0.lock().expect("the indexer's stop flag is never poisoned");
-    let mut pending_since: Option<Instant> = None;
-    let mut failing = false;
-    loop {
-        {
-            let flag = stop.0.lock().expect("the indexer's stop flag is never poisoned");
-            let (flag, _) = stop.1.wait_timeout(flag, POLL).expect("the indexer's stop flag is never poisoned");
-            if *flag {
-                return;
-            }
-        }
-        let result = lag(conn).and_then(|pending| {
+    /// The connection (the index file, with the store attached as `store`).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Indexes what is due, in steps of their own short transactions, until `stop` says so.
+    pub(crate) fn tick(&mut self, stop: impl Fn() -> bool) {
+        let result = lag(&self.conn).and_then(|pending| {
             if pending <= 0 {
-                pending_since = None;
+                self.pending_since = None;
                 return Ok(());
             }
-            let since = *pending_since.get_or_insert_with(Instant::now);
+            let since = *self.pending_since.get_or_insert_with(Instant::now);
             if pending < CHUNK && since.elapsed() < MAX_LAG {
                 return Ok(());
             }
-            // Catch up in steps, each its own short transaction.
-            while step(conn, MAX_STEP)? == MAX_STEP && !stopped() {}
-            pending_since = None;
+            while step(&mut self.conn, MAX_STEP)? == MAX_STEP && !stop() {}
+            self.pending_since = None;
             Ok(())
         });
         match result {
-            Ok(()) if failing => {
+            Ok(()) if self.failing => {
                 tracing::info!("the audit index is being kept again");
-                failing = false;
+                self.failing = false;
             }
             Ok(()) => {}
             // Queries stay correct without the index (they scan the events past it), only
             // slower; so log once and keep trying.
-            Err(e) if !failing => {
+            Err(e) if !self.failing => {
                 tracing::error!(error = %e, "indexing the audit log failed; queries scan the unindexed events");
-                failing = true;
+                self.failing = true;
             }
             Err(_) => {}
-        }
-    }
-}
-
-impl Drop for Indexer {
-    fn drop(&mut self) {
-        *self.stop.0.lock().expect("the indexer's stop flag is never poisoned") = true;
-        self.stop.1.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

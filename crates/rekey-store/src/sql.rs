@@ -78,7 +78,7 @@ impl SqlStore {
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             let pool = SqlitePool::open(&path, options.max_connections.clamp(1, 8))?;
             pool.write(|c| ready(q::migrate(c))).await?;
-            pool.start_audit_index()?;
+            pool.start_background()?;
             Engine::Sqlite(pool)
         } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
             let pool = postgres::pool(&options.url, options.max_connections).await?;

@@ -12,29 +12,37 @@
 //! file open, so a second server on the same file refuses to start. This process's own writes
 //! are therefore the only ones, which is what lets [`RevealCache`] serve reads from memory.
 //!
-//! The audit log's indexes by resource and principal live in a second file, filled behind the
-//! writer (see [`crate::audit_index`]); readers attach it as `ix`.
+//! A background thread per file keeps what the writer should not wait for: it checkpoints the
+//! WAL into the database file, and fills the audit log's indexes by resource and principal,
+//! which live in a second file (see [`crate::audit_index`]; readers attach it as `ix`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{ErrorCode, OpenFlags};
 
-use crate::audit_index::{self, Indexer};
+use crate::audit_index;
 use crate::conn::{Arg, Conn, OwnedRow, Value};
 use crate::{Backend, RevealRow, StoreError};
 
 type Shared = Arc<Mutex<rusqlite::Connection>>;
 
-/// WAL pages after which a commit checkpoints (SQLite's default is 1,000). A page that many
-/// commits change (an index leaf of the audit log's resource index, say) is copied into the
-/// database file once per checkpoint, however many times the WAL holds it: fewer, larger
-/// checkpoints write far less. The WAL file grows to about this many pages (40 MB) before it
-/// starts over.
-const CHECKPOINT_PAGES: u32 = 10_000;
+/// WAL pages after which the writer checkpoints by itself, should the background thread not
+/// have (160 MB). The background thread checkpoints every [`CHECKPOINT_EVERY`].
+const CHECKPOINT_PAGES: u32 = 40_000;
+
+/// How often the background thread checkpoints the WAL into the database file. A page that
+/// many commits change (the audit log's last page, say) is copied once per checkpoint however
+/// many times the WAL holds it, and the checkpoint runs beside the writer, which SQLite's own
+/// checkpoint after a commit would hold up for as long as the copy and its sync take.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the background thread looks for work.
+const POLL: Duration = Duration::from_millis(200);
 
 pub(crate) struct SqlitePool {
     writer: Shared,
@@ -43,8 +51,8 @@ pub(crate) struct SqlitePool {
     /// The write-ahead log, which [`SqlitePool::sync`] flushes.
     wal: PathBuf,
     file: Arc<FileState>,
-    /// The audit index file's connection, until [`SqlitePool::start_audit_index`] hands it to
-    /// the indexer.
+    /// The audit index file's connection, until [`SqlitePool::start_background`] hands it to
+    /// the background thread.
     index: Mutex<Option<rusqlite::Connection>>,
 }
 
@@ -53,8 +61,9 @@ pub(crate) struct SqlitePool {
 /// same file twice (a server restarted in place, while tasks of the old one finish) thus
 /// still has one writer's view of it; another process is refused.
 struct FileState {
-    /// Keeps the audit index; stopped (on drop) before the lock below is released.
-    indexer: Mutex<Option<Indexer>>,
+    /// Checkpoints and keeps the audit index; stopped (on drop) before the lock below is
+    /// released.
+    background: Mutex<Option<Background>>,
     /// Held (locked) while any pool of the file is open.
     _lock: std::fs::File,
     reveals: RevealCache,
@@ -168,7 +177,7 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
         Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
     }
     let state = Arc::new(FileState {
-        indexer: Mutex::new(None),
+        background: Mutex::new(None),
         _lock: file,
         reveals: RevealCache { generation: AtomicU64::new(0), entries: Default::default() },
         flush_failed: Default::default(),
@@ -228,13 +237,13 @@ impl SqlitePool {
         })
     }
 
-    /// Starts keeping the audit index of this file, unless another pool of it in this process
-    /// already does. Call once the schema is up to date.
-    pub(crate) fn start_audit_index(&self) -> Result<(), StoreError> {
-        let mut indexer = self.file.indexer.lock().expect("the indexer slot is never poisoned");
+    /// Starts this file's background thread, unless another pool of it in this process already
+    /// has. Call once the schema is up to date.
+    pub(crate) fn start_background(&self) -> Result<(), StoreError> {
+        let mut background = self.file.background.lock().expect("the background slot is never poisoned");
         let conn = self.index.lock().expect("the index connection slot is never poisoned").take();
-        if let (None, Some(conn)) = (indexer.as_ref(), conn) {
-            *indexer = Some(Indexer::start(conn)?);
+        if let (None, Some(conn)) = (background.as_ref(), conn) {
+            *background = Some(Background::start(audit_index::Keeper::new(conn)?)?);
         }
         Ok(())
     }
@@ -317,6 +326,64 @@ impl SqlitePool {
     ) -> Result<T, StoreError> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         blocking(self.readers[i].clone(), f).await
+    }
+}
+
+/// The file's background thread: checkpoints the WAL and keeps the audit index. Stopped and
+/// joined on drop, which waits for the work under way, if any (not interrupted: an interrupt
+/// still pending when its connection closes would stop that close from checkpointing).
+struct Background {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(mut keeper: audit_index::Keeper) -> Result<Self, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rekey-sqlite-bg".into())
+            .spawn(move || {
+                let stopped = || *signal.0.lock().expect("the stop flag is never poisoned");
+                let mut checkpointed = Instant::now();
+                let mut failing = false;
+                loop {
+                    {
+                        let flag = signal.0.lock().expect("the stop flag is never poisoned");
+                        let (flag, _) = signal.1.wait_timeout(flag, POLL).expect("the stop flag is never poisoned");
+                        if *flag {
+                            return;
+                        }
+                    }
+                    if checkpointed.elapsed() >= CHECKPOINT_EVERY {
+                        checkpointed = Instant::now();
+                        // PASSIVE: copies what no reader still needs, never waits for anyone.
+                        let done = keeper.conn().query_row("PRAGMA store.wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                        match done {
+                            Err(e) if !failing => {
+                                // The writer still checkpoints by itself past CHECKPOINT_PAGES.
+                                tracing::warn!(error = %e, "checkpointing the SQLite WAL failed");
+                                failing = true;
+                            }
+                            Err(_) => {}
+                            Ok(()) => failing = false,
+                        }
+                    }
+                    keeper.tick(stopped);
+                }
+            })
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        *self.stop.0.lock().expect("the stop flag is never poisoned") = true;
+        self.stop.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

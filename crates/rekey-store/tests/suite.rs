@@ -1384,3 +1384,30 @@ async fn sqlite_store_closes_into_whole_files() {
     left.sort();
     assert_eq!(left, ["t.db", "t.db.audit-index", "t.db.lock"]);
 }
+
+/// The WAL is copied into the database file in the background while the store runs: the file
+/// alone, read without its WAL, holds the events a second or so after they were written.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let url = format!("sqlite://{}", path.display());
+    let db =
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+    let reqs = (0..25).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
+    db.store.apply(reqs, Arc::new(chain)).await.unwrap();
+    // Opened `immutable`, SQLite reads the database file only, not the WAL beside it.
+    let in_file = || {
+        let uri = format!("file:{}?immutable=1", path.display());
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let c = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
+        // Until the first checkpoint the file has not even the table.
+        c.query_row("SELECT COUNT(*) FROM audit_events", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while in_file() < 25 {
+        assert!(std::time::Instant::now() < deadline, "the WAL was not checkpointed: {} events in the file", in_file());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(db);
+}
