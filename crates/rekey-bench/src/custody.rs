@@ -235,29 +235,14 @@ async fn send(addr: SocketAddr, request: String) -> Result<(u16, Vec<u8>)> {
 /// Starts `rekey serve` on a Shamir data folder and measures the last unseal share to the first
 /// served reveal, against a reveal on the warm server.
 async fn unseal_to_first_request(data: &Path) -> Result<(f64, f64, f64)> {
-    use std::io::BufRead;
     let bin = std::env::current_exe()?.parent().context("exe dir")?.join("rekey");
     ensure!(bin.exists(), "build the server first: cargo build --release -p rekey-cli ({} missing)", bin.display());
     let cfg = data.join("bench-shamir.toml");
     std::fs::write(&cfg, "[seal]\nkind = \"shamir\"\n[log]\nlevel = \"warn\"\n")?;
     let started = Instant::now();
-    let mut child = std::process::Command::new(&bin)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut addr = None;
-    for line in std::io::BufReader::new(stderr).lines() {
-        if let Some(rest) = line?.split("Rekey dev server on http://").nth(1) {
-            addr = Some(rest.trim().parse::<SocketAddr>()?);
-            break;
-        }
-    }
-    let addr = addr.context("server did not start")?;
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"]).arg(data).arg("--config").arg(&cfg);
+    let (mut child, addr) = crate::start_server(cmd)?;
     let listening = started.elapsed().as_secs_f64();
     let shares = std::fs::read_to_string(data.join(SHARES_FILE))?;
     let shares: Vec<&str> = shares.lines().collect();

@@ -339,6 +339,29 @@ async fn audit(events: usize) -> Result<()> {
     Ok(())
 }
 
+/// Spawns `rekey serve --dev …` and waits for the address it prints. Its stderr keeps being
+/// read (and dropped) afterwards: a server writing to a pipe nobody reads would block, or fail
+/// on a pipe closed under it.
+fn start_server(mut cmd: std::process::Command) -> Result<(std::process::Child, SocketAddr)> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        if let Some(rest) = line?.split("Rekey dev server on http://").nth(1) {
+            addr = Some(rest.trim().parse::<SocketAddr>()?);
+            break;
+        }
+    }
+    let addr = addr.context("server did not start")?;
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, addr))
+}
+
 fn rss_kib(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> Result<u64> {
@@ -358,25 +381,9 @@ async fn serve_and_measure(
     tenants: usize,
     per_tenant: usize,
 ) -> Result<(u64, u64)> {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(bin)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("REKEY_LOG_LEVEL", "warn")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut addr = None;
-    for line in std::io::BufReader::new(stderr).lines() {
-        let line = line?;
-        if let Some(rest) = line.split("Rekey dev server on http://").nth(1) {
-            addr = Some(rest.trim().parse::<SocketAddr>()?);
-            break;
-        }
-    }
-    let addr = addr.context("server did not start")?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data"]).arg(data).env("REKEY_LOG_LEVEL", "warn");
+    let (mut child, addr) = start_server(cmd)?;
     let root = std::fs::read_to_string(data.join("root-token"))?.trim().to_owned();
     let mut requests = Vec::new();
     for i in 0..reveals {
