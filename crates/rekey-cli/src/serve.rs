@@ -11,7 +11,11 @@ use crate::args::ServeArgs;
 fn init_logging(config: &Config) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .with_context(|| format!("log.level: {:?} is not a valid filter", config.log.level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written is dropped: the fallback (on by default) reports it
+    // with `eprintln!`, which panics when stderr is a closed pipe, taking a request or a
+    // background task down with it.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -55,10 +59,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(root) = app.root_token.take() {
         if dev {
             write_private(&token_file, root.expose())?;
-            eprintln!("Root operator token written to {} (mode 0600).", token_file.display());
+            notice(&format!("Root operator token written to {} (mode 0600).\n", token_file.display()));
         } else {
-            eprintln!("Root operator token (shown once; store it in a password manager and create narrower tokens):");
-            println!("{}", root.expose());
+            notice("Root operator token (shown once; store it in a password manager and create narrower tokens):\n");
+            // The one copy: failing to hand it over is an error, not a notice.
+            writeln!(std::io::stdout(), "{}", root.expose()).context("printing the root operator token")?;
         }
     }
     let scheme = if app.config.tls.is_some() { "https" } else { "http" };
@@ -70,17 +75,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         } else {
             "Plain HTTP on loopback (--dev). Never use --dev in production."
         };
-        eprintln!(
-            "\nRekey dev server on {scheme}://{addr}\n  {seal_note}\n\n  export REKEY_ADDR={scheme}://{addr}\n  export REKEY_TOKEN=$(cat {token})\n",
+        notice(&format!(
+            "\nRekey dev server on {scheme}://{addr}\n  {seal_note}\n\n  export REKEY_ADDR={scheme}://{addr}\n  export REKEY_TOKEN=$(cat {token})\n\n",
             addr = started.addr,
             token = token_file.display()
-        );
+        ));
     } else {
         tracing::info!(addr = %started.addr, "listening");
     }
     started.task.await.context("server task")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes a notice for the operator to stderr in one piece, and carries on if nobody reads it
+/// any more: a server must not stop because the terminal or pipe it started from went away
+/// (`eprintln!` would panic on a closed pipe, in the middle of a notice written piecemeal).
+fn notice(text: &str) {
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
 
 async fn shutdown_signal() {

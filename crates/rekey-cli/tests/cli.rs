@@ -284,6 +284,45 @@ fn nothing_is_lost_when_the_server_is_killed() {
     assert!(ok(&again.rekey(&root, &["-o", "table", "audit", "verify"], None)).starts_with("audit log OK"));
 }
 
+/// A server whose stderr goes nowhere (the pipe it was started with closed before it wrote a
+/// word: a terminal gone, a supervisor that stopped reading) still starts, serves and logs
+/// without panicking.
+#[test]
+fn a_server_whose_stderr_is_closed_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = dir.path().join("data");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(&data)
+        .env("REKEY_LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let addr = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let root = loop {
+        if let Ok(token) = std::fs::read_to_string(data.join("root-token")) {
+            if run(&addr, token.trim(), &["status"], None, &[]).status.success() {
+                break token.trim().to_owned();
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited: {:?}", child.try_wait());
+        assert!(std::time::Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Every request is logged, into the closed pipe.
+    for _ in 0..5 {
+        ok(&run(&addr, &root, &["tenant", "list"], None, &[]));
+        assert!(!run(&addr, "rk_bogus_token", &["tenant", "list"], None, &[]).status.success());
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn the_production_shape_needs_tls_and_serves_it() {
     let dir = tempfile::tempdir().unwrap();
