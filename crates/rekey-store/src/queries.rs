@@ -1911,16 +1911,24 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::UseLink { id, at } => use_link(c, *id, *at).await,
         WriteOp::RevokeLink { id, at } => revoke_link(c, *id, *at).await,
         WriteOp::All(ops) => {
-            for op in ops {
-                Box::pin(apply_op(c, op)).await?;
+            let mut rest = &ops[..];
+            while let Some(op) = rest.first() {
+                // On PostgreSQL, a run of new tenants and new credentials (an import) goes in
+                // a few multi-row statements instead of three or four round trips each.
+                let run =
+                    if c.backend() == Backend::Postgres { rest.iter().take_while(|op| bulk(op)).count() } else { 0 };
+                if run > 1 {
+                    apply_bulk(c, &rest[..run]).await?;
+                    rest = &rest[run..];
+                } else {
+                    Box::pin(apply_op(c, op)).await?;
+                    rest = &rest[1..];
+                }
             }
             Ok(())
         }
     }
 }
-
-/// Rows per multi-row INSERT of audit events on PostgreSQL (10 parameters each).
-const AUDIT_ROWS_PER_INSERT: usize = 500;
 
 const AUDIT_COLUMNS: &str = "INSERT INTO audit_events (seq, time, principal, action, resource, outcome, source, request_id, detail, mac) VALUES ";
 
@@ -1951,30 +1959,185 @@ async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])]) -
         }
         // PostgreSQL: few round trips, many rows each.
         Backend::Postgres => {
-            for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
-                let mut sql = String::with_capacity(120 + chunk.len() * 60);
-                sql.push_str(AUDIT_COLUMNS);
-                let mut a = Vec::with_capacity(chunk.len() * 10);
-                for (i, (r, mac)) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    let b = i * 10;
-                    sql.push('(');
-                    for j in 1..=10 {
-                        if j > 1 {
-                            sql.push(',');
-                        }
-                        sql.push_str(&format!("${}", b + j));
-                    }
-                    sql.push(')');
-                    a.extend(audit_args(r, mac));
-                }
-                c.exec(&sql, a).await?;
-            }
+            let rows = records.iter().map(|(r, mac)| audit_args(r, mac)).collect();
+            insert_rows(c, AUDIT_COLUMNS, "", 10, rows).await?;
         }
     }
     Ok(())
+}
+
+/// Rows per multi-row statement on PostgreSQL, which takes at most 65,535 parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Runs `{head}(…), (…), …{tail}` over `rows` of `width` arguments each, in statements of at
+/// most [`ROWS_PER_STATEMENT`] rows. `head` ends where the first row's parenthesis opens.
+async fn insert_rows<C: Conn>(
+    c: &mut C,
+    head: &str,
+    tail: &str,
+    width: usize,
+    rows: Vec<Vec<Arg>>,
+) -> Result<(), StoreError> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let mut sql = String::with_capacity(head.len() + tail.len() + ROWS_PER_STATEMENT * width * 6);
+        sql.push_str(head);
+        let mut a = Vec::with_capacity(ROWS_PER_STATEMENT * width);
+        for (i, row) in rows.by_ref().take(ROWS_PER_STATEMENT).enumerate() {
+            debug_assert_eq!(row.len(), width);
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for j in 1..=width {
+                if j > 1 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i * width + j));
+            }
+            sql.push(')');
+            a.extend(row);
+        }
+        sql.push_str(tail);
+        c.exec(&sql, a).await?;
+    }
+    Ok(())
+}
+
+/// Whether `apply_bulk` can take `op`: a new tenant, or the first (current) version of a new
+/// credential.
+fn bulk(op: &WriteOp) -> bool {
+    match op {
+        WriteOp::CreateTenant { .. } => true,
+        WriteOp::PutVersion { version, create, .. } => *create && version.stage != "pending",
+        _ => false,
+    }
+}
+
+/// Applies new tenants and new credentials (each accepted by [`bulk`]) in a few multi-row
+/// statements, as `apply_op` would one by one. If any statement fails for a reason of the data
+/// (a name taken, a key no longer active), they are applied again one by one, so that the
+/// error is the precise one.
+async fn apply_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreError> {
+    c.batch("SAVEPOINT bulk").await?;
+    match insert_bulk(c, ops).await {
+        Ok(()) => c.batch("RELEASE SAVEPOINT bulk").await,
+        Err(e @ (StoreError::Backend(_) | StoreError::Migrate(_))) => Err(e),
+        Err(_) => {
+            c.batch("ROLLBACK TO SAVEPOINT bulk").await?;
+            c.batch("RELEASE SAVEPOINT bulk").await?;
+            for op in ops {
+                Box::pin(apply_op(c, op)).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreError> {
+    let (mut tenants, mut keks, mut credentials, mut versions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut counts: std::collections::BTreeMap<(String, &str), i64> = Default::default();
+    let mut kek_uses = std::collections::BTreeSet::new();
+    for op in ops {
+        match op {
+            WriteOp::CreateTenant { tenant, kek } => {
+                tenants.push(args![
+                    tenant.id.to_string(),
+                    &tenant.name,
+                    &tenant.region,
+                    json(&tenant.contacts),
+                    &tenant.state,
+                    tenant.created_at.as_micros()
+                ]);
+                keks.push(args![
+                    kek.tenant_id.to_string(),
+                    kek.version,
+                    &kek.state,
+                    kek.wrapped.clone(),
+                    kek.root_version,
+                    kek.created_at.as_micros()
+                ]);
+            }
+            WriteOp::PutVersion { credential, version, .. } => {
+                let tenant = credential.tenant_id.to_string();
+                kek_uses.insert((tenant.clone(), version.kek_version));
+                *counts.entry((tenant.clone(), credential.kind.as_str())).or_default() += 1;
+                credentials.push(args![
+                    credential.id.to_string(),
+                    tenant,
+                    &credential.name,
+                    credential.kind.as_str(),
+                    json(&credential.fields),
+                    json(&credential.labels),
+                    version.version,
+                    version.version,
+                    credential.created_at.as_micros(),
+                    credential.updated_at.as_micros()
+                ]);
+                versions.push(args![
+                    version.credential_id.to_string(),
+                    version.version,
+                    "current",
+                    version.kek_version,
+                    version.wrapped_dek.clone(),
+                    version.ciphertext.clone(),
+                    &version.created_by,
+                    version.created_at.as_micros()
+                ]);
+            }
+            _ => return Err(StoreError::Constraint("not an operation for a bulk insert".into())),
+        }
+    }
+    insert_rows(c, "INSERT INTO tenants (id, name, region, contacts, state, created_at) VALUES ", "", 6, tenants)
+        .await?;
+    insert_rows(
+        c,
+        "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at) VALUES ",
+        "",
+        6,
+        keks,
+    )
+    .await?;
+    // A new DEK goes under its tenant's active KEK only (see `PutVersion`).
+    let uses: Vec<Vec<Arg>> = kek_uses.into_iter().map(|(t, v)| args![t, v]).collect();
+    for chunk in uses.chunks(ROWS_PER_STATEMENT) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM tenant_keks WHERE state = '{}' AND (tenant_id, version) IN (VALUES {})",
+            key_state::ACTIVE,
+            marks.join(", ")
+        );
+        let active = c.query_opt(&sql, chunk.concat()).await?.map_or(Ok(0), |r| r.int("n"))?;
+        if active != chunk.len() as i64 {
+            return Err(StoreError::Conflict);
+        }
+    }
+    insert_rows(
+        c,
+        "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, current_version, latest_version, \
+         created_at, updated_at) VALUES ",
+        "",
+        10,
+        credentials,
+    )
+    .await?;
+    let counts = counts.into_iter().map(|((tenant, kind), n)| args![tenant, kind, n]).collect();
+    insert_rows(
+        c,
+        "INSERT INTO tenant_counts (tenant_id, tenant_name, region, kind, n) \
+         SELECT t.id, t.name, t.region, v.kind, v.n FROM (VALUES ",
+        ") AS v (tenant_id, kind, n) JOIN tenants t ON t.id = v.tenant_id \
+         ON CONFLICT (region, tenant_id, kind) DO UPDATE SET n = tenant_counts.n + excluded.n",
+        3,
+        counts,
+    )
+    .await?;
+    insert_rows(
+        c,
+        "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, \
+         created_by, created_at) VALUES ",
+        "",
+        8,
+        versions,
+    )
+    .await
 }
 
 fn hex_of(bytes: &[u8]) -> String {

@@ -76,6 +76,7 @@ both!(
     campaigns_items_leases_notices_and_links,
     reveal_reads_follow_every_write,
     audit_queries_agree_across_the_index,
+    new_tenants_and_credentials_land_together,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -1410,4 +1411,58 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     drop(db);
+}
+
+/// New tenants and new credentials in one `All` (as an import writes them; PostgreSQL takes
+/// them in multi-row statements) land as they would one by one: rows, versions, per-tenant
+/// counts. A run with a name already taken fails with the same precise error, changing nothing.
+async fn new_tenants_and_credentials_land_together(db: Db) {
+    let acme = create_tenant(&db, "acme", "uk").await;
+    let (globex, globex_kek) = tenant("globex", "us");
+    let (initech, initech_kek) = tenant("initech", "us");
+    let mut ops = vec![
+        WriteOp::CreateTenant { tenant: globex.clone(), kek: globex_kek },
+        WriteOp::CreateTenant { tenant: initech.clone(), kek: initech_kek },
+    ];
+    for (t, n) in [(acme, 3), (globex.id, 2), (initech.id, 4)] {
+        ops.extend((0..n).map(|i| put(t, &format!("c{i}"), 1, None)));
+    }
+    let r = apply(&db, vec![Some(WriteOp::All(ops))]).await;
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    for (name, n) in [("acme", 3), ("globex", 2), ("initech", 4)] {
+        let tenant = TenantName::parse(name).unwrap();
+        for i in 0..n {
+            let row = db.store.reveal_row(&tenant, &format!("c{i}")).await.unwrap().expect("stored");
+            assert_eq!((row.version, row.ciphertext.len()), (1, 41), "{name}/c{i}");
+        }
+    }
+    let counts = db.store.counts().await.unwrap();
+    assert_eq!((counts.tenants, counts.credentials, counts.versions), (3, 9, 9));
+    let id = IncidentId::generate();
+    let op = WriteOp::OpenIncident {
+        incident: open_incident(id, &["all"], None),
+        scope: vec![ScopeQuery::AllTenants { bit: 0 }],
+    };
+    assert!(apply(&db, vec![Some(op)]).await[0].is_ok());
+    let by_region: Vec<(String, i64)> =
+        db.store.incident(id).await.unwrap().unwrap().counts.by_region.into_iter().collect();
+    assert_eq!(by_region, [("uk".to_string(), 3), ("us".to_string(), 6)], "per-tenant counts");
+
+    // A taken credential name in the middle of a run: the precise error, and nothing of the run.
+    let (hooli, hooli_kek) = tenant("hooli", "eu");
+    let ops = vec![
+        WriteOp::CreateTenant { tenant: hooli.clone(), kek: hooli_kek },
+        put(hooli.id, "c0", 1, None),
+        put(acme, "c1", 1, None),
+        put(acme, "c9", 1, None),
+    ];
+    let r = apply(&db, vec![Some(WriteOp::All(ops))]).await;
+    assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
+    // A taken tenant name: that error.
+    let (again, again_kek) = tenant("globex", "us");
+    let ops = vec![WriteOp::CreateTenant { tenant: again, kek: again_kek }, put(acme, "c8", 1, None)];
+    let r = apply(&db, vec![Some(WriteOp::All(ops))]).await;
+    assert!(matches!(r[0], Err(StoreError::AlreadyExists { entity: "tenant", .. })), "{:?}", r[0]);
+    let after = db.store.counts().await.unwrap();
+    assert_eq!((after.tenants, after.credentials, after.versions), (3, 9, 9), "nothing of the failed runs");
 }
