@@ -437,6 +437,11 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        if !sql.contains(';') {
+            // One statement: a transaction or savepoint step, run several times for every
+            // write, so taken from the statement cache rather than parsed each time.
+            return self.0.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(backend);
+        }
         self.0.execute_batch(sql).map_err(backend)
     }
 }
