@@ -183,8 +183,32 @@ impl Vault {
         // New tenants first: the puts of the same chunk wrap their keys under them.
         let mut tenant_ops = Vec::new();
         let created_by = caller.principal.audit_name();
+        let lines: Vec<(u64, Result<GoodLine, String>)> = lines.into_iter().map(|(n, l)| (n, parse_line(l))).collect();
+        // Existing tenants and their credentials named in the chunk, a few reads per tenant
+        // rather than one per line.
+        let mut wanted: HashMap<&TenantName, Vec<String>> = HashMap::new();
+        for good in lines.iter().filter_map(|(_, l)| l.as_ref().ok()) {
+            wanted.entry(&good.tenant).or_default().push(good.name.to_string());
+        }
+        for (name, mut names) in wanted {
+            let Some(t) = self.store.tenant_by_name(name).await? else { continue };
+            names.sort();
+            names.dedup();
+            let mut found: HashMap<String, CredentialRow> = self
+                .store
+                .credentials_named(t.id, names.clone())
+                .await?
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect();
+            for n in names {
+                let row = found.remove(&n);
+                credentials.insert((t.id, n), row);
+            }
+            tenants.insert(name.clone(), TenantSlot { id: t.id, region: t.region, created: false });
+        }
         for (number, line) in lines {
-            let good = match parse_line(line) {
+            let good = match line {
                 Ok(g) => g,
                 Err(reason) => {
                     report.errors.push(LineError { line: number, reason });

@@ -809,6 +809,18 @@ async fn import_is_all_or_nothing_unless_asked() {
     let r = t.call_on(&t.router, Method::POST, "/v1/import", Some(&root), Some(good.as_bytes().to_vec())).await;
     assert_eq!(r.body["written"], 1);
     assert_eq!(t.reveal_with(&root, "acme/a").await.body["version"], 2);
+    // One chunk: an existing credential, and a new one named twice.
+    let mixed = [
+        good,
+        r#"{"tenant":"acme","name":"d","kind":"generic","secret":"sd1"}"#,
+        r#"{"tenant":"acme","name":"d","kind":"generic","secret":"sd2"}"#,
+    ]
+    .join("\n");
+    let r = t.call_on(&t.router, Method::POST, "/v1/import", Some(&root), Some(mixed.into_bytes())).await;
+    assert_eq!(r.body["written"], 3, "{:?}", r.body);
+    assert_eq!(t.reveal_with(&root, "acme/a").await.body["version"], 3);
+    let d = t.reveal_with(&root, "acme/d").await;
+    assert_eq!((d.body["version"].as_u64(), d.body["secret"].as_str()), (Some(2), Some("sd2")));
 }
 
 #[tokio::test]

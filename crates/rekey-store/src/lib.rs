@@ -70,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A live (not deleted) credential by its tenant and name.
     async fn credential(&self, tenant: TenantId, name: &str) -> Result<Option<CredentialRow>, StoreError>;
+    /// The live credentials of one tenant among `names` (an import's lookups, a few round trips
+    /// for thousands of names); names without one are left out.
+    async fn credentials_named(&self, tenant: TenantId, names: Vec<String>) -> Result<Vec<CredentialRow>, StoreError>;
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError>;
     /// One version (or, with `None`, the current one) including its ciphertext.
     async fn version(&self, credential: CredentialId, version: Option<u32>) -> Result<Option<VersionRow>, StoreError>;

@@ -274,6 +274,28 @@ pub(crate) async fn credential<C: Conn>(
     c.query_opt(&sql, args![tenant, name]).await?.map(|r| credential_row(&r)).transpose()
 }
 
+/// The live credentials of one tenant among `names`, in statements of at most 500 names.
+pub(crate) async fn credentials_named<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    names: Vec<String>,
+) -> Result<Vec<CredentialRow>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in names.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {CRED_COLS} FROM credentials c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND c.name IN ({})",
+            marks.join(", ")
+        );
+        let mut a: Vec<Arg> = vec![tenant.clone().into()];
+        a.extend(chunk.iter().map(Arg::from));
+        for r in c.query(&sql, a).await? {
+            out.push(credential_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) async fn list_credentials<C: Conn>(
     c: &mut C,
     filter: CredentialFilter,

@@ -128,6 +128,10 @@ impl Store for SqlStore {
         run!(self, point, |c| q::credential(c, tenant.to_string(), name))
     }
 
+    async fn credentials_named(&self, tenant: TenantId, names: Vec<String>) -> Result<Vec<CredentialRow>, StoreError> {
+        run!(self, read, |c| q::credentials_named(c, tenant.to_string(), names))
+    }
+
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError> {
         let filter = filter.clone();
         run!(self, read, |c| q::list_credentials(c, filter))

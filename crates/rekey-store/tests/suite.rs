@@ -1438,6 +1438,11 @@ async fn new_tenants_and_credentials_land_together(db: Db) {
     }
     let counts = db.store.counts().await.unwrap();
     assert_eq!((counts.tenants, counts.credentials, counts.versions), (3, 9, 9));
+    let names = ["c0", "c2", "zz"].map(String::from).to_vec();
+    let mut found: Vec<String> =
+        db.store.credentials_named(acme, names).await.unwrap().into_iter().map(|c| c.name).collect();
+    found.sort();
+    assert_eq!(found, ["c0", "c2"], "live credentials among the names, of that tenant only");
     let id = IncidentId::generate();
     let op = WriteOp::OpenIncident {
         incident: open_incident(id, &["all"], None),
