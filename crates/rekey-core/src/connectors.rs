@@ -899,6 +899,14 @@ impl Vault {
         if !due {
             return Ok(rotation);
         }
+        let _turn = self.credential_locks.lock(rotation.tenant_id, &rotation.credential).await;
+        // Another driver (the scheduler, a campaign worker, `cred rotate`) may have retired it
+        // meanwhile: then that is the answer, not a conflict.
+        match self.store.rotation(rotation.id).await? {
+            Some(stored) if stored.state != rotation_state::PROMOTED => return Ok(stored),
+            None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
+            Some(_) => {}
+        }
         let credential = self
             .store
             .credential(rotation.tenant_id, &rotation.credential)
