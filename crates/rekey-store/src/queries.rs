@@ -1374,25 +1374,10 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             if c.query_opt("SELECT 1 AS one FROM tenants WHERE name = $1", args![&tenant.name]).await?.is_some() {
                 return Err(exists());
             }
-            c.exec(
-                "INSERT INTO tenants (id, name, region, contacts, state, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                args![
-                    tenant.id.to_string(),
-                    &tenant.name,
-                    &tenant.region,
-                    json(&tenant.contacts),
-                    &tenant.state,
-                    tenant.created_at.as_micros()
-                ],
-            )
-            .await
-            .map_err(|e| duplicate_as(e, exists()))?;
-            c.exec(
-                "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                args![kek.tenant_id.to_string(), kek.version, &kek.state, kek.wrapped.clone(), kek.root_version, kek.created_at.as_micros()],
-            )
-            .await?;
-            Ok(())
+            insert_rows(c, INSERT_TENANT, "", 6, vec![tenant_args(tenant)])
+                .await
+                .map_err(|e| duplicate_as(e, exists()))?;
+            insert_rows(c, INSERT_KEK, "", 6, vec![kek_args(kek)]).await
         }
         WriteOp::PutVersion { credential, version, create } => {
             let cred_id = credential.id.to_string();
@@ -2023,6 +2008,32 @@ async fn insert_rows<C: Conn>(
     Ok(())
 }
 
+const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, region, contacts, state, created_at) VALUES ";
+const INSERT_KEK: &str =
+    "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at) VALUES ";
+
+fn tenant_args(tenant: &TenantRow) -> Vec<Arg> {
+    args![
+        tenant.id.to_string(),
+        &tenant.name,
+        &tenant.region,
+        json(&tenant.contacts),
+        &tenant.state,
+        tenant.created_at.as_micros()
+    ]
+}
+
+fn kek_args(kek: &KekRow) -> Vec<Arg> {
+    args![
+        kek.tenant_id.to_string(),
+        kek.version,
+        &kek.state,
+        kek.wrapped.clone(),
+        kek.root_version,
+        kek.created_at.as_micros()
+    ]
+}
+
 /// Whether `apply_bulk` can take `op`: a new tenant, or the first (current) version of a new
 /// credential.
 fn bulk(op: &WriteOp) -> bool {
@@ -2060,22 +2071,8 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
     for op in ops {
         match op {
             WriteOp::CreateTenant { tenant, kek } => {
-                tenants.push(args![
-                    tenant.id.to_string(),
-                    &tenant.name,
-                    &tenant.region,
-                    json(&tenant.contacts),
-                    &tenant.state,
-                    tenant.created_at.as_micros()
-                ]);
-                keks.push(args![
-                    kek.tenant_id.to_string(),
-                    kek.version,
-                    &kek.state,
-                    kek.wrapped.clone(),
-                    kek.root_version,
-                    kek.created_at.as_micros()
-                ]);
+                tenants.push(tenant_args(tenant));
+                keks.push(kek_args(kek));
             }
             WriteOp::PutVersion { credential, version, .. } => {
                 let tenant = credential.tenant_id.to_string();
@@ -2107,16 +2104,8 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
             _ => return Err(StoreError::Constraint("not an operation for a bulk insert".into())),
         }
     }
-    insert_rows(c, "INSERT INTO tenants (id, name, region, contacts, state, created_at) VALUES ", "", 6, tenants)
-        .await?;
-    insert_rows(
-        c,
-        "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at) VALUES ",
-        "",
-        6,
-        keks,
-    )
-    .await?;
+    insert_rows(c, INSERT_TENANT, "", 6, tenants).await?;
+    insert_rows(c, INSERT_KEK, "", 6, keks).await?;
     // A new DEK goes under its tenant's active KEK only (see `PutVersion`).
     let uses: Vec<Vec<Arg>> = kek_uses.into_iter().map(|(t, v)| args![t, v]).collect();
     for chunk in uses.chunks(ROWS_PER_STATEMENT) {
