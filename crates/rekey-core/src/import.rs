@@ -216,36 +216,32 @@ impl Vault {
                 }
             };
             let outcome = async {
+                // Every tenant that exists is in `tenants` already (read above): one missing
+                // here does not exist.
                 if !tenants.contains_key(&good.tenant) {
-                    let slot = match self.store.tenant_by_name(&good.tenant).await? {
-                        Some(t) => TenantSlot { id: t.id, region: t.region, created: false },
-                        None if options.create_tenants => {
-                            let region = good.region.clone().ok_or_else(|| {
-                                CoreError::BadRequest(format!(
-                                    "tenant {} does not exist and the line has no region",
-                                    good.tenant
-                                ))
-                            })?;
-                            let new = NewTenant { name: good.tenant.clone(), region: region.clone(), contacts: vec![] };
-                            let id = if options.dry_run {
-                                TenantId::generate()
-                            } else {
-                                let (tenant, kek) = self.new_tenant_rows(&new)?;
-                                let id = tenant.id;
-                                tenant_ops.push(WriteOp::CreateTenant { tenant, kek });
-                                id
-                            };
-                            report.tenants_created.push(good.tenant.to_string());
-                            TenantSlot { id, region: region.to_string(), created: true }
-                        }
-                        None => {
-                            return Err(CoreError::NotFound(format!(
-                                "tenant {} (use --create-tenants to create it)",
-                                good.tenant
-                            )))
-                        }
+                    if !options.create_tenants {
+                        return Err(CoreError::NotFound(format!(
+                            "tenant {} (use --create-tenants to create it)",
+                            good.tenant
+                        )));
+                    }
+                    let region = good.region.clone().ok_or_else(|| {
+                        CoreError::BadRequest(format!(
+                            "tenant {} does not exist and the line has no region",
+                            good.tenant
+                        ))
+                    })?;
+                    let new = NewTenant { name: good.tenant.clone(), region: region.clone(), contacts: vec![] };
+                    let id = if options.dry_run {
+                        TenantId::generate()
+                    } else {
+                        let (tenant, kek) = self.new_tenant_rows(&new)?;
+                        let id = tenant.id;
+                        tenant_ops.push(WriteOp::CreateTenant { tenant, kek });
+                        id
                     };
-                    tenants.insert(good.tenant.clone(), slot);
+                    report.tenants_created.push(good.tenant.to_string());
+                    tenants.insert(good.tenant.clone(), TenantSlot { id, region: region.to_string(), created: true });
                 }
                 let slot = &tenants[&good.tenant];
                 if let Some(region) = &good.region {

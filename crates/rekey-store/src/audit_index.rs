@@ -58,8 +58,9 @@ pub(crate) fn path_of(store: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens the index file (creating it, in WAL mode, with the current layout) for the indexer,
-/// with the store attached as `store`. A file SQLite cannot read is deleted and made afresh.
+/// Opens the index file (creating it, in WAL mode, with the current layout) for the background
+/// thread, with the store attached as `store`. A file SQLite cannot read is deleted and made
+/// afresh.
 pub(crate) fn open(store: &Path) -> Result<Connection, rusqlite::Error> {
     open_file(store).or_else(|e| {
         tracing::warn!(error = %e, "the audit index file is unreadable: rebuilding it from the first event");

@@ -57,7 +57,7 @@ pub(crate) struct SqlitePool {
 }
 
 /// What every pool of one database file in this process shares: the one-server lock, the
-/// write generation, the reveal cache and whether a flush failed. A process that opens the
+/// write generation, the reveal cache, whether a flush failed, and the background thread. A process that opens the
 /// same file twice (a server restarted in place, while tasks of the old one finish) thus
 /// still has one writer's view of it; another process is refused.
 struct FileState {
