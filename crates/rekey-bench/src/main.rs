@@ -295,7 +295,7 @@ async fn audit(events: usize) -> Result<()> {
         .await?,
     );
     let key = Arc::new(rekey_crypto::AuditKey::generate()?);
-    let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0, None);
+    let writer = rekey_core::writer::Writer::spawn(store.clone(), key, 0, None)?;
     let rows = Arc::new(rows);
     let start = Instant::now();
     let tasks = 512;

@@ -23,7 +23,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // Tasks that still hold the store let go of it as the runtime goes, the audit writer's
+    // threads just after: wait for the store to close (a SQLite file then checkpoints its WAL).
+    // Every answered write is on disk either way.
+    drop(runtime);
+    if !rekey_store::wait_until_closed(std::time::Duration::from_secs(10)) {
+        tracing::warn!("the store did not close within 10 s; its WAL will be replayed at the next start");
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -284,6 +284,31 @@ fn nothing_is_lost_when_the_server_is_killed() {
     assert!(ok(&again.rekey(&root, &["-o", "table", "audit", "verify"], None)).starts_with("audit log OK"));
 }
 
+/// A server stopped with SIGTERM closes its store before it exits: the audit writer's threads
+/// let go of it after the async runtime is gone, and the process waits for them, so SQLite
+/// checkpoints its WAL into the database file and removes it.
+#[test]
+fn a_stopped_server_closes_its_store_into_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::dev(dir.path());
+    let root = server.root_token();
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    ok(&server.rekey(&root, &["cred", "put", "acme/c", "--kind", "generic", "--secret-stdin"], Some(b"whole")));
+    let data = dir.path().join("data");
+    assert!(data.join("rekey.db-wal").exists(), "a running server writes through its WAL");
+    let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", server.log_text());
+    let mut left: Vec<String> =
+        std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.retain(|f| f.starts_with("rekey.db"));
+    left.sort();
+    assert_eq!(left, ["rekey.db", "rekey.db.audit-index", "rekey.db.lock"], "{}", server.log_text());
+    let again = Server::dev(dir.path());
+    assert_eq!(ok(&again.rekey(&root, &["-o", "table", "cred", "reveal", "acme/c"], None)), "whole\n");
+}
+
 /// A server whose stderr goes nowhere (the pipe it was started with closed before it wrote a
 /// word: a terminal gone, a supervisor that stopped reading) still starts, serves and logs
 /// without panicking.

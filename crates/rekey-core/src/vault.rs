@@ -134,7 +134,8 @@ impl Vault {
         let (audit_key, created) = load_or_create_audit_key(store.as_ref(), seal.as_ref()).await?;
         let audit_key = Arc::new(audit_key);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
-        let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone());
+        let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone())
+            .map_err(|e| CoreError::Store(rekey_store::StoreError::Backend(Box::new(e))))?;
         let vault = Self {
             store,
             seal,

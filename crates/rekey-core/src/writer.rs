@@ -1,18 +1,23 @@
-//! The group-commit writer: one task that owns all writes to the store.
+//! The group-commit writer: owns all writes to the store.
 //!
-//! Requests queue on a channel; the task takes everything waiting (up to [`MAX_BATCH`]), applies
-//! it in one transaction together with the audit events and commits once. A second task makes
-//! committed batches durable (one fsync of SQLite's WAL for all batches waiting) and only then
-//! answers each request, while the first applies the next batch. Many concurrent requests
-//! therefore share one commit and one sync, and no request is answered before its audit event
-//! is on disk. If the commit or the sync fails, every request in the batch gets [`WriteFailed`]
-//! and is refused by its use case (fail closed).
+//! Requests queue on a channel; the writer takes everything waiting (up to [`MAX_BATCH`]),
+//! applies it in one transaction together with the audit events and commits once. A second
+//! step makes committed batches durable (one fsync of SQLite's WAL) and only then answers each
+//! request, while the first applies the next batch. Many concurrent requests therefore share
+//! one commit and one sync, and no request is answered before its audit event is on disk. If
+//! the commit or the sync fails, every request in the batch gets [`WriteFailed`] and is refused
+//! by its use case (fail closed).
+//!
+//! On SQLite, whose writes are blocking calls, the two steps run on two threads of their own
+//! (`rekey-audit-writer`, `rekey-audit-sync`), so that a batch does not hop to a blocking
+//! thread and back twice on its way to the disk. On PostgreSQL, whose commits are durable when
+//! they return, they are tasks on the async runtime.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rekey_crypto::AuditKey;
-use rekey_store::{ChainFn, OpResult, Store, WriteRequest};
+use rekey_store::{BlockingWrites, ChainFn, OpResult, Store, WriteRequest};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests committed in one transaction.
@@ -45,12 +50,24 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Arc<dyn Store>, key: Arc<AuditKey>, head_seq: i64, stats: Option<Arc<WriterStats>>) -> Self {
+    /// Starts the writer: on threads of its own where the store offers blocking writes
+    /// (SQLite), as tasks on the current runtime otherwise. Fails only if a thread cannot be
+    /// started.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        key: Arc<AuditKey>,
+        head_seq: i64,
+        stats: Option<Arc<WriterStats>>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = stats.unwrap_or_default();
         stats.head_seq.store(head_seq, Ordering::SeqCst);
-        tokio::spawn(run(store, key, rx, stats.clone()));
-        Self { tx, stats }
+        let chain: Arc<ChainFn> = Arc::new(move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes));
+        match store.blocking_writes() {
+            Some(writes) => start_threads(Arc::from(writes), chain, rx, stats.clone())?,
+            None => drop(tokio::spawn(run(store, chain, rx, stats.clone()))),
+        }
+        Ok(Self { tx, stats })
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
@@ -86,17 +103,104 @@ impl Writer {
 /// one syncs; beyond that the writer waits, and requests gather into a larger batch.
 const UNSYNCED: usize = 2;
 
+type Reply = oneshot::Sender<Result<OpResult, WriteFailed>>;
+
 /// A committed batch waiting for its sync.
 struct Unsynced {
-    replies: Vec<oneshot::Sender<Result<OpResult, WriteFailed>>>,
+    replies: Vec<Reply>,
     applied: rekey_store::Applied,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// The async writer's place among the [`UNSYNCED`] batches (the threads count with their
+    /// channel instead).
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
-    let chain: Arc<ChainFn> = Arc::new(move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes));
+/// The writer on two threads, for a store whose writes block (SQLite). The channel between
+/// them holds no batch: the writer thread hands a batch over only when the sync thread takes
+/// it, so at most [`UNSYNCED`] batches (one syncing, one applied and waiting to be taken) are
+/// not yet durable, as with the async writer, and requests gather meanwhile into the next.
+fn start_threads(
+    writes: Arc<dyn BlockingWrites>,
+    chain: Arc<ChainFn>,
+    mut rx: mpsc::Receiver<Job>,
+    stats: Arc<WriterStats>,
+) -> std::io::Result<()> {
+    const _: () = assert!(UNSYNCED == 2, "one batch syncing and one handed over");
+    let failed = Arc::new(AtomicBool::new(false));
+    let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel::<Unsynced>(0);
+    std::thread::Builder::new().name("rekey-audit-sync".into()).spawn({
+        let (writes, stats, failed) = (writes.clone(), stats.clone(), failed.clone());
+        move || {
+            while let Ok(batch) = synced_rx.recv() {
+                let synced = !failed.load(Ordering::SeqCst) && synced_or_failed(writes.sync(), &failed);
+                answer(vec![batch], synced, &stats);
+            }
+        }
+    })?;
+    std::thread::Builder::new().name("rekey-audit-writer".into()).spawn(move || {
+        let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        while rx.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+            let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
+            if failed.load(Ordering::SeqCst) {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                refuse(replies);
+                continue;
+            }
+            match writes.apply_unsynced(&requests, &*chain) {
+                // Should the sync thread be gone, the replies are dropped with the batch, and
+                // their requests refused.
+                Ok(applied) => {
+                    if synced_tx.send(Unsynced { replies, applied, _slot: None }).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => not_committed(&e, replies, &stats),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Logs a batch that could not be committed, and refuses its requests.
+fn not_committed(e: &rekey_store::StoreError, replies: Vec<Reply>, stats: &WriterStats) {
+    stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(error = %e, source = ?std::error::Error::source(e), requests = replies.len(),
+        "audit batch could not be committed; refusing its requests");
+    refuse(replies);
+}
+
+/// Whether a sync succeeded; a failed one is logged and sets `failed` for good.
+fn synced_or_failed(result: Result<(), rekey_store::StoreError>, failed: &AtomicBool) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            failed.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, source = ?std::error::Error::source(&e),
+                "the store could not make committed writes durable; refusing every write until restart");
+            false
+        }
+    }
+}
+
+/// Answers the requests of synced batches, or refuses them if the sync failed.
+fn answer(batches: Vec<Unsynced>, synced: bool, stats: &WriterStats) {
+    for batch in batches {
+        if !synced {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            refuse(batch.replies);
+            continue;
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.events.fetch_add(batch.replies.len() as u64, Ordering::Relaxed);
+        stats.head_seq.fetch_max(batch.applied.last_seq, Ordering::SeqCst);
+        for (reply, result) in batch.replies.into_iter().zip(batch.applied.results) {
+            let _ = reply.send(Ok(result));
+        }
+    }
+}
+
+async fn run(store: Arc<dyn Store>, chain: Arc<ChainFn>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(UNSYNCED));
-    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = mpsc::unbounded_channel();
     tokio::spawn(sync(store.clone(), synced_rx, stats.clone(), failed.clone()));
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -106,7 +210,6 @@ async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<J
             return;
         }
         let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-        let count = requests.len();
         if failed.load(Ordering::SeqCst) {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             refuse(replies);
@@ -114,14 +217,9 @@ async fn run(store: Arc<dyn Store>, key: Arc<AuditKey>, mut rx: mpsc::Receiver<J
         }
         match store.apply_unsynced(requests, chain.clone()).await {
             Ok(applied) => {
-                let _ = synced_tx.send(Unsynced { replies, applied, _slot: slot });
+                let _ = synced_tx.send(Unsynced { replies, applied, _slot: Some(slot) });
             }
-            Err(e) => {
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, source = ?std::error::Error::source(&e), requests = count,
-                    "audit batch could not be committed; refusing its requests");
-                refuse(replies);
-            }
+            Err(e) => not_committed(&e, replies, &stats),
         }
     }
 }
@@ -133,40 +231,16 @@ async fn sync(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Unsynced>,
     stats: Arc<WriterStats>,
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicBool>,
 ) {
     let mut waiting = Vec::new();
     while rx.recv_many(&mut waiting, MAX_BATCH).await > 0 {
-        let synced = if failed.load(Ordering::SeqCst) {
-            false
-        } else {
-            match store.sync().await {
-                Ok(()) => true,
-                Err(e) => {
-                    failed.store(true, Ordering::SeqCst);
-                    tracing::error!(error = %e, source = ?std::error::Error::source(&e),
-                        "the store could not make committed writes durable; refusing every write until restart");
-                    false
-                }
-            }
-        };
-        for batch in waiting.drain(..) {
-            if !synced {
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                refuse(batch.replies);
-                continue;
-            }
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.events.fetch_add(batch.replies.len() as u64, Ordering::Relaxed);
-            stats.head_seq.fetch_max(batch.applied.last_seq, Ordering::SeqCst);
-            for (reply, result) in batch.replies.into_iter().zip(batch.applied.results) {
-                let _ = reply.send(Ok(result));
-            }
-        }
+        let synced = !failed.load(Ordering::SeqCst) && synced_or_failed(store.sync().await, &failed);
+        answer(std::mem::take(&mut waiting), synced, &stats);
     }
 }
 
-fn refuse(replies: Vec<oneshot::Sender<Result<OpResult, WriteFailed>>>) {
+fn refuse(replies: Vec<Reply>) {
     for reply in replies {
         let _ = reply.send(Err(WriteFailed));
     }
@@ -203,7 +277,7 @@ mod tests {
             .await
             .unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
-        let writer = Writer::spawn(store.clone(), Arc::new(AuditKey::generate().unwrap()), 0, None);
+        let writer = Writer::spawn(store.clone(), Arc::new(AuditKey::generate().unwrap()), 0, None).unwrap();
         assert!(matches!(writer.submit(event()).await, Ok(Ok(_))));
         let committed = writer.stats().head_seq.load(Ordering::SeqCst);
         assert_eq!(committed, 1);

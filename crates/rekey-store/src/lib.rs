@@ -26,6 +26,7 @@ use rekey_types::{
 
 pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
+pub use sqlite::wait_until_closed;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -220,4 +221,18 @@ pub trait Store: Send + Sync + 'static {
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The same two steps as plain calls, for a writer that runs them on threads of its own
+    /// rather than hopping to a blocking thread and back for every batch; `None` where a
+    /// write is network I/O (PostgreSQL) and belongs on the async runtime.
+    fn blocking_writes(&self) -> Option<Box<dyn BlockingWrites>> {
+        None
+    }
+}
+
+/// [`Store::apply_unsynced`] and [`Store::sync`], run on the calling thread (which they block).
+/// Both must be called from a thread outside the async runtime.
+pub trait BlockingWrites: Send + Sync {
+    fn apply_unsynced(&self, requests: &[WriteRequest], chain: &ChainFn) -> Result<Applied, StoreError>;
+    fn sync(&self) -> Result<(), StoreError>;
 }

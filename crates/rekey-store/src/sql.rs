@@ -21,7 +21,7 @@ use crate::model::*;
 use crate::postgres::{self, PgConn};
 use crate::queries as q;
 use crate::sqlite::SqlitePool;
-use crate::{ChainFn, Store, StoreError};
+use crate::{BlockingWrites, ChainFn, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -430,5 +430,23 @@ impl Store for SqlStore {
             Engine::Sqlite(pool) => pool.sync().await,
             Engine::Postgres(_) => Ok(()),
         }
+    }
+
+    fn blocking_writes(&self) -> Option<Box<dyn BlockingWrites>> {
+        match &self.engine {
+            Engine::Sqlite(pool) => Some(Box::new(pool.writes())),
+            Engine::Postgres(_) => None,
+        }
+    }
+}
+
+impl BlockingWrites for crate::sqlite::SqliteWrites {
+    fn apply_unsynced(&self, requests: &[WriteRequest], chain: &ChainFn) -> Result<Applied, StoreError> {
+        let changes = requests.iter().any(|r| r.op.is_some());
+        self.write_unsynced(changes, |c| ready(q::apply(c, requests, chain)))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        crate::sqlite::SqliteWrites::sync(self)
     }
 }

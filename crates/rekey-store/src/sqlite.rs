@@ -41,6 +41,10 @@ const CHECKPOINT_PAGES: u32 = 40_000;
 /// checkpoint after a commit would hold up for as long as the copy and its sync take.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long an open waits for this process's own closing state of the same file to release
+/// its lock (see [`file_state`]).
+const CLOSING_WAIT: Duration = Duration::from_secs(5);
+
 /// How often the background thread looks for work.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -68,8 +72,41 @@ struct FileState {
     _lock: std::fs::File,
     reveals: RevealCache,
     /// Set when a flush of the WAL failed: the disk may have dropped writes already committed,
-    /// so no later write is accepted (see [`SqlitePool::sync`]).
+    /// so no later write is accepted (see [`SqliteWrites::sync`]).
     flush_failed: std::sync::atomic::AtomicBool,
+    /// Last, so that it counts the file as closed only once everything above is dropped.
+    _open: OpenFile,
+}
+
+/// How many SQLite files this process has open, for [`wait_until_closed`].
+static OPEN_FILES: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+struct OpenFile;
+
+impl OpenFile {
+    fn new() -> Self {
+        *OPEN_FILES.0.lock().expect("the open file count is never poisoned") += 1;
+        Self
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        *OPEN_FILES.0.lock().expect("the open file count is never poisoned") -= 1;
+        OPEN_FILES.1.notify_all();
+    }
+}
+
+/// Waits, at most `timeout`, until every SQLite store this process opened is closed: its
+/// connections closed (the last one checkpoints the WAL into the database file), its background
+/// thread stopped and its lock released. Whoever still holds a store (the audit writer's
+/// threads hold one until their queue closes) may let go of it just after the async runtime
+/// is gone; a process calls this before it exits. Returns whether they all closed in time.
+pub fn wait_until_closed(timeout: Duration) -> bool {
+    let count = OPEN_FILES.0.lock().expect("the open file count is never poisoned");
+    let (_count, waited) =
+        OPEN_FILES.1.wait_timeout_while(count, timeout, |n| *n > 0).expect("the open file count is never poisoned");
+    !waited.timed_out()
 }
 
 /// The files this process holds, by canonical path.
@@ -123,6 +160,52 @@ impl RevealCache {
     }
 }
 
+/// The writer connection of a file, used synchronously: by [`SqlitePool`] on a blocking thread
+/// of tokio's pool, or by the audit writer on a thread of its own (see
+/// [`crate::BlockingWrites`]).
+#[derive(Clone)]
+pub(crate) struct SqliteWrites {
+    writer: Shared,
+    /// The write-ahead log, which [`SqliteWrites::sync`] flushes.
+    wal: PathBuf,
+    file: Arc<FileState>,
+}
+
+impl SqliteWrites {
+    /// Runs `f` on the writer connection; durable only after a later [`SqliteWrites::sync`].
+    /// `changes` is false when `f` only appends audit events, which no cached row depends on.
+    pub(crate) fn write_unsynced<T>(
+        &self,
+        changes: bool,
+        f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.file.flush_failed.load(Ordering::SeqCst) {
+            return Err(flush_refused());
+        }
+        let mut guard = self.writer.lock().expect("connection locks are never poisoned: no panics while held");
+        let result = f(&mut SqliteConn(&mut guard));
+        if changes {
+            self.file.reveals.changed();
+        }
+        result
+    }
+
+    /// Flushes the WAL file to disk (`fdatasync`): every commit that returned before this call
+    /// is durable when it returns. After a failed flush the kernel may have dropped the dirty
+    /// pages it could not write, so a retry that succeeds proves nothing: every later flush
+    /// and write fails too, until the store is opened again. The file is opened by name each
+    /// time, so that a log SQLite has replaced is never the one flushed.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        if self.file.flush_failed.load(Ordering::SeqCst) {
+            return Err(flush_refused());
+        }
+        std::fs::File::open(&self.wal).and_then(|f| f.sync_data()).map_err(|e| {
+            self.file.flush_failed.store(true, Ordering::SeqCst);
+            StoreError::Backend(Box::new(e))
+        })
+    }
+}
+
 /// Runs `f` on `conn` on a blocking thread.
 async fn blocking<T: Send + 'static>(
     conn: Shared,
@@ -164,7 +247,19 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
     let lock_path = PathBuf::from(lock_name);
     let file =
         std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io)?;
-    match file.try_lock() {
+    // A state of this file that is no longer in use may still be closing on another thread
+    // (the audit writer's threads let go of it once their queue closes; its background thread
+    // then stops before the lock is released): that is this process's own lock, so wait for
+    // it, a little.
+    let closing = files.contains_key(&key);
+    let mut waited = Duration::ZERO;
+    let mut locked = file.try_lock();
+    while closing && waited < CLOSING_WAIT && matches!(locked, Err(std::fs::TryLockError::WouldBlock)) {
+        std::thread::sleep(Duration::from_millis(5));
+        waited += Duration::from_millis(5);
+        locked = file.try_lock();
+    }
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(StoreError::InUse(format!(
@@ -181,6 +276,7 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
         _lock: file,
         reveals: RevealCache { generation: AtomicU64::new(0), entries: Default::default() },
         flush_failed: Default::default(),
+        _open: OpenFile::new(),
     });
     files.retain(|_, s| s.strong_count() > 0);
     files.insert(key, Arc::downgrade(&state));
@@ -271,36 +367,21 @@ impl SqlitePool {
         changes: bool,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        if self.file.flush_failed.load(Ordering::SeqCst) {
-            return Err(flush_refused());
-        }
-        let file = self.file.clone();
-        blocking(self.writer.clone(), move |c| {
-            let result = f(c);
-            if changes {
-                file.reveals.changed();
-            }
-            result
-        })
-        .await
+        let writes = self.writes();
+        tokio::task::spawn_blocking(move || writes.write_unsynced(changes, f))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
-    /// Flushes the WAL file to disk (`fdatasync`): every commit that returned before this call
-    /// is durable when it returns. After a failed flush the kernel may have dropped the dirty
-    /// pages it could not write, so a retry that succeeds proves nothing: every later flush
-    /// and write fails too, until the store is opened again.
+    /// Flushes the WAL file to disk on a blocking thread; see [`SqliteWrites::sync`].
     pub(crate) async fn sync(&self) -> Result<(), StoreError> {
-        if self.file.flush_failed.load(Ordering::SeqCst) {
-            return Err(flush_refused());
-        }
-        let wal = self.wal.clone();
-        let result = tokio::task::spawn_blocking(move || std::fs::File::open(&wal)?.sync_data())
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        result.map_err(|e| {
-            self.file.flush_failed.store(true, Ordering::SeqCst);
-            StoreError::Backend(Box::new(e))
-        })
+        let writes = self.writes();
+        tokio::task::spawn_blocking(move || writes.sync()).await.map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    /// The writer connection, for a caller that runs writes on a thread of its own.
+    pub(crate) fn writes(&self) -> SqliteWrites {
+        SqliteWrites { writer: self.writer.clone(), wal: self.wal.clone(), file: self.file.clone() }
     }
 
     /// Runs a short point read (one indexed row) right here on the async thread when a reader is
