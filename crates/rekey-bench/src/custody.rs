@@ -68,17 +68,23 @@ pub async fn load_dataset(
 }
 
 /// Runs `work` on a runtime of its own and returns once that runtime has ended, with every task
-/// of any server `work` built: the process then no longer holds that server's SQLite file, which
-/// a `rekey serve` process started next must take.
+/// of any server `work` built, and the SQLite files it opened are closed (the audit writer's
+/// threads let go of them just after the runtime): the process then no longer holds that
+/// server's file, which a `rekey serve` process started next must take.
 pub fn on_own_runtime<T: Send + 'static, F: std::future::Future<Output = Result<T>>>(
     work: impl FnOnce() -> F + Send + 'static,
 ) -> Result<T> {
-    std::thread::spawn(move || {
+    let result = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(work())
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("a thread running part of the benchmark panicked"))?
+    .map_err(|_| anyhow::anyhow!("a thread running part of the benchmark panicked"))?;
+    anyhow::ensure!(
+        rekey_store::wait_until_closed(std::time::Duration::from_secs(300)),
+        "the in-process server's store did not close within 300 s"
+    );
+    result
 }
 
 pub async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {

@@ -1,12 +1,14 @@
-//! SQLite through `rusqlite`: one writer connection and a few readers, each used on a blocking
-//! thread, in WAL mode.
+//! SQLite through `rusqlite`: one writer connection and a few readers, in WAL mode. Readers run
+//! on a blocking thread (or inline, for a point read); the writer on a blocking thread, or on
+//! the audit writer's own thread ([`SqliteWrites`]).
 //!
 //! Durability: the writer runs with `synchronous=NORMAL`, so a commit appends to the WAL without
-//! waiting for the disk, and [`SqlitePool::sync`] then flushes the WAL file. That is exactly the
-//! sync `synchronous=FULL` adds after each commit, taken out of the commit so that the next
+//! waiting for the disk, and [`SqliteWrites::sync`] then flushes the WAL file. That is exactly
+//! the sync `synchronous=FULL` adds after each commit, taken out of the commit so that the next
 //! batch can be applied while the previous one reaches the disk. Every write of this module
-//! syncs before it returns, except [`SqlitePool::write_unsynced`], whose caller (the audit
-//! writer) answers nobody before its sync. Checkpoints keep SQLite's own syncs.
+//! syncs before it returns, except the two `write_unsynced` ([`SqlitePool::write_unsynced`],
+//! [`SqliteWrites::write_unsynced`]), whose caller (the audit writer) answers nobody before its
+//! sync. Checkpoints keep SQLite's own syncs.
 //!
 //! One server per file: the process holds an exclusive lock on `<file>.lock` while it has the
 //! file open, so a second server on the same file refuses to start. This process's own writes
@@ -43,7 +45,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long an open waits for this process's own closing state of the same file to release
 /// its lock (see [`file_state`]).
-const CLOSING_WAIT: Duration = Duration::from_secs(5);
+const CLOSING_WAIT: Duration = Duration::from_secs(30);
 
 /// How often the background thread looks for work.
 const POLL: Duration = Duration::from_millis(200);
