@@ -139,12 +139,7 @@ fn start_threads(
     std::thread::Builder::new().name("rekey-audit-writer".into()).spawn(move || {
         let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         while rx.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
-            let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-            if failed.load(Ordering::SeqCst) {
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                refuse(replies);
-                continue;
-            }
+            let Some((requests, replies)) = take_batch(&mut jobs, &failed, &stats) else { continue };
             match writes.apply_unsynced(&requests, &*chain) {
                 // Should the sync thread be gone, the replies are dropped with the batch, and
                 // their requests refused.
@@ -158,6 +153,22 @@ fn start_threads(
         }
     })?;
     Ok(())
+}
+
+/// The requests received and their replies, unless an earlier sync failed: then they are
+/// refused here.
+fn take_batch(
+    jobs: &mut Vec<Job>,
+    failed: &AtomicBool,
+    stats: &WriterStats,
+) -> Option<(Vec<WriteRequest>, Vec<Reply>)> {
+    let (requests, replies): (Vec<WriteRequest>, Vec<Reply>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
+    if failed.load(Ordering::SeqCst) {
+        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        refuse(replies);
+        return None;
+    }
+    Some((requests, replies))
 }
 
 /// Logs a batch that could not be committed, and refuses its requests.
@@ -209,12 +220,7 @@ async fn run(store: Arc<dyn Store>, chain: Arc<ChainFn>, mut rx: mpsc::Receiver<
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
-        let (requests, replies): (Vec<WriteRequest>, Vec<_>) = jobs.drain(..).map(|j| (j.request, j.reply)).unzip();
-        if failed.load(Ordering::SeqCst) {
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            refuse(replies);
-            continue;
-        }
+        let Some((requests, replies)) = take_batch(&mut jobs, &failed, &stats) else { continue };
         match store.apply_unsynced(requests, chain.clone()).await {
             Ok(applied) => {
                 let _ = synced_tx.send(Unsynced { replies, applied, _slot: Some(slot) });

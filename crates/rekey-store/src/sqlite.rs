@@ -51,12 +51,9 @@ const CLOSING_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
 
 pub(crate) struct SqlitePool {
-    writer: Shared,
+    writes: SqliteWrites,
     readers: Vec<Shared>,
     next: AtomicUsize,
-    /// The write-ahead log, which [`SqlitePool::sync`] flushes.
-    wal: PathBuf,
-    file: Arc<FileState>,
     /// The audit index file's connection, until [`SqlitePool::start_background`] hands it to
     /// the background thread.
     index: Mutex<Option<rusqlite::Connection>>,
@@ -169,7 +166,7 @@ impl RevealCache {
 pub(crate) struct SqliteWrites {
     writer: Shared,
     /// The write-ahead log, which [`SqliteWrites::sync`] flushes.
-    wal: PathBuf,
+    wal: Arc<Path>,
     file: Arc<FileState>,
 }
 
@@ -208,17 +205,23 @@ impl SqliteWrites {
     }
 }
 
+/// Runs `f` on a blocking thread of the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend(Box::new(e)))?
+}
+
 /// Runs `f` on `conn` on a blocking thread.
 async fn blocking<T: Send + 'static>(
     conn: Shared,
     f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(move || {
+    off_runtime(move || {
         let mut guard = conn.lock().expect("connection locks are never poisoned: no panics while held");
         f(&mut SqliteConn(&mut guard))
     })
     .await
-    .map_err(|e| StoreError::Backend(Box::new(e)))?
 }
 
 fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
@@ -326,11 +329,9 @@ impl SqlitePool {
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
+            writes: SqliteWrites { writer: Arc::new(Mutex::new(writer)), wal: PathBuf::from(wal).into(), file },
             readers,
             next: AtomicUsize::new(0),
-            wal: PathBuf::from(wal),
-            file,
             index: Mutex::new(Some(index)),
         })
     }
@@ -338,7 +339,7 @@ impl SqlitePool {
     /// Starts this file's background thread, unless another pool of it in this process already
     /// has. Call once the schema is up to date.
     pub(crate) fn start_background(&self) -> Result<(), StoreError> {
-        let mut background = self.file.background.lock().expect("the background slot is never poisoned");
+        let mut background = self.writes.file.background.lock().expect("the background slot is never poisoned");
         let conn = self.index.lock().expect("the index connection slot is never poisoned").take();
         if let (None, Some(conn)) = (background.as_ref(), conn) {
             *background = Some(Background::start(audit_index::Keeper::new(conn)?)?);
@@ -348,7 +349,7 @@ impl SqlitePool {
 
     /// The reveal cache of this file.
     pub(crate) fn reveals(&self) -> &RevealCache {
-        &self.file.reveals
+        &self.writes.file.reveals
     }
 
     /// Runs `f` on the writer connection on a blocking thread; durable when it returns.
@@ -356,9 +357,13 @@ impl SqlitePool {
         &self,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let value = self.write_unsynced(true, f).await?;
-        self.sync().await?;
-        Ok(value)
+        let writes = self.writes();
+        off_runtime(move || {
+            let value = writes.write_unsynced(true, f)?;
+            writes.sync()?;
+            Ok(value)
+        })
+        .await
     }
 
     /// Runs `f` on the writer connection on a blocking thread; durable only after a later
@@ -370,20 +375,18 @@ impl SqlitePool {
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writes = self.writes();
-        tokio::task::spawn_blocking(move || writes.write_unsynced(changes, f))
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?
+        off_runtime(move || writes.write_unsynced(changes, f)).await
     }
 
     /// Flushes the WAL file to disk on a blocking thread; see [`SqliteWrites::sync`].
     pub(crate) async fn sync(&self) -> Result<(), StoreError> {
         let writes = self.writes();
-        tokio::task::spawn_blocking(move || writes.sync()).await.map_err(|e| StoreError::Backend(Box::new(e)))?
+        off_runtime(move || writes.sync()).await
     }
 
     /// The writer connection, for a caller that runs writes on a thread of its own.
     pub(crate) fn writes(&self) -> SqliteWrites {
-        SqliteWrites { writer: self.writer.clone(), wal: self.wal.clone(), file: self.file.clone() }
+        self.writes.clone()
     }
 
     /// Runs a short point read (one indexed row) right here on the async thread when a reader is
