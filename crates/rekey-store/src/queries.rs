@@ -1,5 +1,6 @@
 //! Every statement Rekey runs, written once for both backends over [`Conn`].
 
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use rekey_types::{AuditOutcome, AuditRecord, CredentialKind, Role, TenantId, Timestamp};
@@ -1399,23 +1400,9 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 if pending {
                     return Err(StoreError::Constraint("a new credential starts with a current version".into()));
                 }
-                c.exec(
-                    "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, current_version, latest_version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
-                    args![
-                        cred_id.clone(),
-                        credential.tenant_id.to_string(),
-                        &credential.name,
-                        credential.kind.as_str(),
-                        json(&credential.fields),
-                        json(&credential.labels),
-                        version.version,
-                        credential.created_at.as_micros(),
-                        credential.updated_at.as_micros()
-                    ],
-                )
-                .await
-                .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+                insert_rows(c, INSERT_CREDENTIAL, "", 10, vec![new_credential_args(credential, version)])
+                    .await
+                    .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
                 c.exec(
                     "INSERT INTO tenant_counts (tenant_id, tenant_name, region, kind, n) \
                      SELECT t.id, t.name, t.region, $1, 1 FROM tenants t WHERE t.id = $2 \
@@ -1466,22 +1453,10 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 )
                 .await?;
             }
-            c.exec(
-                "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                args![
-                    version.credential_id.to_string(),
-                    version.version,
-                    if pending { "pending" } else { "current" },
-                    version.kek_version,
-                    version.wrapped_dek.clone(),
-                    version.ciphertext.clone(),
-                    &version.created_by,
-                    version.created_at.as_micros()
-                ],
-            )
-            .await
-            .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+            let stage = if pending { "pending" } else { "current" };
+            insert_rows(c, INSERT_VERSION, "", 8, vec![version_args(version, stage)])
+                .await
+                .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
             if !pending && !*create {
                 follow_put(c, cred_id, version.created_by.clone(), version.created_at).await?;
             }
@@ -1997,7 +1972,7 @@ async fn insert_rows<C: Conn>(
                 if j > 1 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("${}", i * width + j));
+                let _ = write!(sql, "${}", i * width + j);
             }
             sql.push(')');
             a.extend(row);
@@ -2020,6 +1995,40 @@ fn tenant_args(tenant: &TenantRow) -> Vec<Arg> {
         json(&tenant.contacts),
         &tenant.state,
         tenant.created_at.as_micros()
+    ]
+}
+
+const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, \
+     current_version, latest_version, created_at, updated_at) VALUES ";
+const INSERT_VERSION: &str = "INSERT INTO credential_versions (credential_id, version, stage, kek_version, \
+     wrapped_dek, ciphertext, created_by, created_at) VALUES ";
+
+/// A new credential, whose first version (current and latest) is `version`.
+fn new_credential_args(credential: &CredentialRow, version: &VersionRow) -> Vec<Arg> {
+    args![
+        credential.id.to_string(),
+        credential.tenant_id.to_string(),
+        &credential.name,
+        credential.kind.as_str(),
+        json(&credential.fields),
+        json(&credential.labels),
+        version.version,
+        version.version,
+        credential.created_at.as_micros(),
+        credential.updated_at.as_micros()
+    ]
+}
+
+fn version_args(version: &VersionRow, stage: &str) -> Vec<Arg> {
+    args![
+        version.credential_id.to_string(),
+        version.version,
+        stage,
+        version.kek_version,
+        version.wrapped_dek.clone(),
+        version.ciphertext.clone(),
+        &version.created_by,
+        version.created_at.as_micros()
     ]
 }
 
@@ -2077,29 +2086,9 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
             WriteOp::PutVersion { credential, version, .. } => {
                 let tenant = credential.tenant_id.to_string();
                 kek_uses.insert((tenant.clone(), version.kek_version));
-                *counts.entry((tenant.clone(), credential.kind.as_str())).or_default() += 1;
-                credentials.push(args![
-                    credential.id.to_string(),
-                    tenant,
-                    &credential.name,
-                    credential.kind.as_str(),
-                    json(&credential.fields),
-                    json(&credential.labels),
-                    version.version,
-                    version.version,
-                    credential.created_at.as_micros(),
-                    credential.updated_at.as_micros()
-                ]);
-                versions.push(args![
-                    version.credential_id.to_string(),
-                    version.version,
-                    "current",
-                    version.kek_version,
-                    version.wrapped_dek.clone(),
-                    version.ciphertext.clone(),
-                    &version.created_by,
-                    version.created_at.as_micros()
-                ]);
+                *counts.entry((tenant, credential.kind.as_str())).or_default() += 1;
+                credentials.push(new_credential_args(credential, version));
+                versions.push(version_args(version, "current"));
             }
             _ => return Err(StoreError::Constraint("not an operation for a bulk insert".into())),
         }
@@ -2120,15 +2109,7 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
             return Err(StoreError::Conflict);
         }
     }
-    insert_rows(
-        c,
-        "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, current_version, latest_version, \
-         created_at, updated_at) VALUES ",
-        "",
-        10,
-        credentials,
-    )
-    .await?;
+    insert_rows(c, INSERT_CREDENTIAL, "", 10, credentials).await?;
     let counts = counts.into_iter().map(|((tenant, kind), n)| args![tenant, kind, n]).collect();
     insert_rows(
         c,
@@ -2140,15 +2121,7 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
         counts,
     )
     .await?;
-    insert_rows(
-        c,
-        "INSERT INTO credential_versions (credential_id, version, stage, kek_version, wrapped_dek, ciphertext, \
-         created_by, created_at) VALUES ",
-        "",
-        8,
-        versions,
-    )
-    .await
+    insert_rows(c, INSERT_VERSION, "", 8, versions).await
 }
 
 fn hex_of(bytes: &[u8]) -> String {
