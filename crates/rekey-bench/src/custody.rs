@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use rekey_core::custody::RotateScope;
 use rekey_core::import::{ImportLine, ImportMode, ImportOptions};
 use rekey_core::{Caller, Vault};
-use rekey_crypto::{rewrap_dek, seal_payload, Kek, PayloadSlot};
+use rekey_crypto::{rewrap_dek, seal_payload, Kek, PayloadSlot, TargetBinding};
 use rekey_server::{App, Config};
 use rekey_types::{CredentialId, CredentialKind, RequestId, TenantId};
 
@@ -185,7 +185,8 @@ fn baseline(n: usize, tenants: usize, dir: &Path) -> Result<(f64, f64)> {
             version: 1,
             kind: CredentialKind::Ldap,
         };
-        let sealed = seal_payload(&old[t], 1, &slot, b"x")?;
+        let binding = TargetBinding::of("bench", &Default::default());
+        let sealed = seal_payload(&old[t], 1, &slot, &binding, b"x")?;
         deks.push((t, slot, sealed.wrapped_dek));
     }
     let start = Instant::now();

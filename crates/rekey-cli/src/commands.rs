@@ -207,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     ("root key version", opt(&s.seal.root_key_version)),
                     ("store", s.store.clone()),
                     ("audit head", opt(&s.audit_head_seq)),
+                    ("integrity failures", opt(&s.integrity_failures)),
                 ];
                 if let (Some(init), Some(t), Some(n)) = (s.seal.initialized, s.seal.threshold, s.seal.shares) {
                     if !init {

@@ -304,18 +304,7 @@ pub struct CampaignPass {
     pub finished: usize,
 }
 
-/// Who can describe a target without its secret, for the page and the notices.
-fn target_of(kind: CredentialKind, fields: &Fields) -> String {
-    let get = |k: &str| fields.get(k).unwrap_or("?").to_owned();
-    match kind {
-        CredentialKind::Ldap => format!("{} at {}", get("bind_dn"), get("url")),
-        CredentialKind::Pop3 | CredentialKind::Smtp => {
-            format!("{} at {}:{}", get("user"), get("host"), get("port"))
-        }
-        CredentialKind::EntraApp => format!("application {} at {}", get("client_id"), get("token_url")),
-        CredentialKind::Generic => "no target".into(),
-    }
-}
+use crate::target::target_of;
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -770,6 +759,21 @@ impl Vault {
         self.audit_event(event).await
     }
 
+    /// The target fields of the version a campaign replaces (`None` for one stored before
+    /// target binding and not migrated yet): where a reset form sends the new secret.
+    async fn campaign_target(
+        &self,
+        credential: &CredentialRow,
+        from_version: u32,
+    ) -> Result<Option<Fields>, CoreError> {
+        Ok(self
+            .store
+            .version(credential.id, Some(from_version))
+            .await?
+            .and_then(|v| v.fields.filter(|_| !rekey_crypto::is_legacy_payload(&v.ciphertext)))
+            .map(Fields::from_stored))
+    }
+
     /// What a reset page shows. Audited as `link.view`.
     pub async fn reset_page(&self, token: &str, source: &str) -> Result<ResetPage, CoreError> {
         let result = async {
@@ -805,7 +809,10 @@ impl Vault {
         let mut rows = Vec::new();
         for item in self.store.tenant_outstanding(campaign.id, link.tenant_id).await? {
             let Some(credential) = self.store.credential(item.tenant_id, &item.name).await? else { continue };
-            let fields = Fields::from_stored(credential.fields.clone());
+            let fields = self
+                .campaign_target(&credential, item.from_version)
+                .await?
+                .unwrap_or_else(|| Fields::from_stored(credential.fields.clone()));
             let account = ["user", "bind_dn", "client_id"].iter().find_map(|k| fields.get(k)).unwrap_or_default();
             items.push(ResetItem {
                 account: account.to_owned(),
@@ -844,15 +851,41 @@ impl Vault {
             }
             let mut refused = Vec::new();
             let mut accepted = Vec::new();
+            let by = format!("link:{}", link.id);
             for (item, credential) in rows {
                 let secret = secrets.iter().find(|(n, _)| *n == item.name).map(|(_, s)| s);
                 let Some(secret) = secret.filter(|s| !s.expose().is_empty()) else {
                     refused.push((item.name.clone(), "a new secret is required".to_owned()));
                     continue;
                 };
-                let fields = Fields::from_stored(credential.fields.clone());
+                // A secret that any version of the credential held before is refused before it
+                // is sent anywhere: the old one may be the stolen one.
+                let fingerprint = self.fingerprint(credential.id, secret);
+                if self.holder_of(credential.id, &fingerprint, None).await?.is_some() {
+                    refused.push((
+                        item.name.clone(),
+                        "this secret was used before; choose one that this credential never had".to_owned(),
+                    ));
+                    continue;
+                }
+                // The new secret goes to the target of the version the campaign replaces, as an
+                // operator left it, never to fields changed since.
+                let Some(fields) = self.campaign_target(&credential, item.from_version).await? else {
+                    refused.push((item.name.clone(), "the credential's target is not migrated yet".to_owned()));
+                    continue;
+                };
+                let event = crate::vault::record(
+                    &by,
+                    source,
+                    &rekey_types::RequestId::generate(),
+                    "cred.send",
+                    &format!("{}/{}", item.tenant, item.name),
+                    AuditOutcome::Success,
+                    &format!("purpose=reset-form; target={}", crate::target::target_of(credential.kind, &fields)),
+                );
+                self.audit_event(event).await?;
                 match self.probe(credential.kind, &fields, secret).await {
-                    Ok(o) if o.is_ok() => accepted.push((item, credential, secret)),
+                    Ok(o) if o.is_ok() => accepted.push((item, credential, fields, secret, fingerprint)),
                     Ok(o) => refused.push((item.name.clone(), format!("{}: {}", o.status, o.detail))),
                     Err(e) => refused.push((item.name.clone(), e.to_string())),
                 }
@@ -885,19 +918,19 @@ impl Vault {
         let now = Timestamp::now();
         let mut ops = vec![WriteOp::UseLink { id: link.id, at: now }];
         let mut names = Vec::new();
-        for (item, credential, secret) in accepted {
+        for (item, credential, fields, secret, fingerprint) in accepted {
             let next = crate::credentials::NextVersion {
                 tenant: link.tenant_id,
                 name: &credential.name,
                 kind: credential.kind,
-                fields: Fields::from_stored(credential.fields.clone()),
+                fields,
                 labels: credential.labels.clone(),
                 existing: Some(&credential),
                 created_by: &by,
                 kek_version: None,
                 pending: false,
             };
-            let (op, _) = self.sealed_version(next, secret).await?;
+            let (op, updated) = self.sealed_version(next, secret).await?;
             ops.push(op);
             ops.push(WriteOp::SetVersionStage {
                 credential: credential.id,
@@ -905,10 +938,16 @@ impl Vault {
                 from: "previous",
                 stage: "retired",
             });
+            // Verified at its target just now, and fresh: the freeze ends with it (the store
+            // checks the fingerprint again in the same write).
+            ops.push(WriteOp::LiftFreeze {
+                credential: credential.id,
+                fresh: Some((updated.latest_version, fingerprint.0.to_vec())),
+            });
             ops.push(WriteOp::SetItem(ItemUpdate {
                 campaign: campaign.id,
                 credential: credential.id,
-                from: &[item_state::ROTATED],
+                from: &[item_state::PENDING, item_state::NOTIFIED, item_state::FAILED, item_state::ROTATED],
                 state: item_state::RETIRED,
                 error: None,
                 next_at: None,
@@ -1181,6 +1220,24 @@ impl Vault {
         if credential.current_version == item.from_version {
             // A failed item whose secret nobody replaced yet.
             return self.hold(item, item.error.clone(), None).await;
+        }
+        // Only a version made after the campaign started, holding a secret that no other
+        // version of the credential ever held, counts: the old secret put back is not a rotation.
+        let campaign = self.campaign_row(item.campaign_id).await?;
+        let versions = self.store.list_versions(credential.id).await?;
+        let current = versions.iter().find(|v| v.version == credential.current_version);
+        let fresh = current.is_some_and(|c| {
+            c.created_at > campaign.created_at
+                && c.fingerprint.as_ref().is_some_and(|fp| {
+                    versions.iter().all(|v| v.version == c.version || v.fingerprint.as_ref().is_some_and(|o| o != fp))
+                })
+        });
+        if !fresh {
+            let why = format!(
+                "version {} is not a new secret (it was made before the campaign, or holds a secret an earlier version held)",
+                credential.current_version
+            );
+            return self.retry_or_fail(item, &why, true).await;
         }
         let verified = if credential.kind == CredentialKind::Generic {
             None

@@ -135,7 +135,10 @@ impl Vault {
                 )));
             }
             let (secret, info) = self.new_certificate_secret(&tenant.name, &credential.name, Some(lifetime)).await?;
-            let fields = rekey_types::Fields::validate(credential.kind, credential.fields.clone())?;
+            // The pending version authenticates with its certificate once promoted.
+            let mut fields = credential.fields.clone();
+            fields.insert("auth".into(), "certificate".into());
+            let fields = rekey_types::Fields::validate(credential.kind, fields)?;
             let next = NextVersion {
                 tenant: tenant.id,
                 name: cref.name.as_str(),

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 
 use rekey_connect::ldap::Changer;
 use rekey_connect::{Limits, Outcome, Status};
-use rekey_crypto::{open_payload, PayloadSlot};
 use rekey_store::{rotation_state, CredentialRow, HealthRow, RotationRow, TenantRow, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RequestId, RotationId, Secret, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -214,21 +213,15 @@ impl Vault {
             .map_err(|e| CoreError::BadRequest(e.to_string()))
     }
 
-    /// The secret of one version, for use inside the server (never returned to a caller). A
-    /// compromised key still opens it: rotating off a stolen secret is the point.
-    async fn secret_of(&self, credential: &CredentialRow, version: u32) -> Result<Secret, CoreError> {
+    /// The secret of one version for a comparison inside the server; never sent anywhere (what
+    /// is sent goes through [`Vault::secret_for_target`]).
+    async fn secret_local(&self, credential: &CredentialRow, version: u32) -> Result<Secret, CoreError> {
         let row = self
             .store
             .version(credential.id, Some(version))
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("version {version} of {}", credential.name)))?;
-        let kek = self
-            .keks
-            .get(self.store.as_ref(), self.seal.as_ref(), credential.tenant_id, row.kek_version, KeyUse::Rewrap)
-            .await?;
-        let slot =
-            PayloadSlot { tenant: credential.tenant_id, credential: credential.id, version, kind: credential.kind };
-        open_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext).map_err(CoreError::Decrypt)
+        self.open_version(credential.tenant_id, credential, &row, KeyUse::Rewrap).await
     }
 
     async fn write(
@@ -273,13 +266,13 @@ impl Vault {
     ) -> Result<HealthView, CoreError> {
         let resource = format!("{}/{}", tenant.name, credential.name);
         let version = credential.current_version;
-        let fields = Fields::from_stored(credential.fields.clone());
         let outcome = async {
-            let secret = self.secret_of(credential, version).await?;
-            self.probe(credential.kind, &fields, &secret).await
+            let (fields, secret) = self.secret_for_target(actor, credential, version, "verify").await?;
+            let outcome = self.probe(credential.kind, &fields, &secret).await?;
+            Ok::<_, CoreError>((outcome, self.fingerprint(credential.id, &secret)))
         }
         .await;
-        let outcome = match outcome {
+        let (outcome, fingerprint) = match outcome {
             Ok(o) => o,
             Err(e) => {
                 let event = record(
@@ -304,16 +297,18 @@ impl Vault {
             elapsed_ms: i64::try_from(outcome.elapsed.as_millis()).unwrap_or(i64::MAX),
             checked_at: Timestamp::now(),
         };
-        let detail = format!("version={version}; status={}; ms={}; {}", row.status, row.elapsed_ms, row.detail);
-        self.write(
-            actor,
-            "cred.verify",
-            &resource,
-            Some(WriteOp::RecordHealth(row.clone())),
-            AuditOutcome::Success,
-            &detail,
-        )
-        .await?;
+        let mut detail = format!("version={version}; status={}; ms={}; {}", row.status, row.elapsed_ms, row.detail);
+        let mut op = WriteOp::RecordHealth(row.clone());
+        // A frozen credential thaws once a secret that no earlier version held works at its
+        // target (the store checks the fingerprint in the same write).
+        if let (Some(incident), true) = (&credential.frozen_by, outcome.is_ok()) {
+            op = WriteOp::All(vec![
+                op,
+                WriteOp::LiftFreeze { credential: credential.id, fresh: Some((version, fingerprint.0.to_vec())) },
+            ]);
+            detail.push_str(&format!("; lifts the freeze of incident {incident} unless the secret was used before"));
+        }
+        self.write(actor, "cred.verify", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         Ok(health_view(tenant, credential, &row))
     }
 
@@ -514,7 +509,6 @@ impl Vault {
         else {
             return self.fail(actor, rotation, "the credential was deleted").await;
         };
-        let fields = Fields::from_stored(credential.fields.clone());
         // A secret-based Entra app gets its new secret from Graph at this step.
         let awaiting_secret = rotation.state == rotation_state::PENDING
             && is_secret_app(&credential)
@@ -531,11 +525,14 @@ impl Vault {
         if superseded {
             return self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await;
         }
-        let current = self.secret_of(&credential, rotation.from_version).await?;
+        let (fields, current) = self.secret_for_target(actor, &credential, rotation.from_version, "rotate").await?;
         if awaiting_secret {
             return self.add_client_secret(actor, rotation, &credential, &fields, &current).await;
         }
-        let new = self.secret_of(&credential, rotation.to_version).await?;
+        let (new_fields, new) = self.secret_for_target(actor, &credential, rotation.to_version, "rotate").await?;
+        if new_fields != fields {
+            return self.fail(actor, rotation, "the new version is bound to another target than the current one").await;
+        }
 
         if rotation.state == rotation_state::PENDING {
             let taken = actor.recovering && self.probe(credential.kind, &fields, &new).await?.is_ok();
@@ -547,7 +544,7 @@ impl Vault {
                 };
                 (o, None)
             } else {
-                self.apply(&credential, &fields, &current, &new).await?
+                self.apply(actor, &credential, &fields, &current, &new).await?
             };
             if !applied.is_ok() {
                 // Did the target take it anyway (a lost answer, or an earlier attempt)?
@@ -572,7 +569,7 @@ impl Vault {
             // The directory took the new password on the connection that changed it: promote in
             // the same commit, and with no grace period retire the old version too (an LDAP
             // retirement is local). Each step keeps its own audit event.
-            let (promote_op, promoted, detail) = self.promote_op(applied_row, &credential, &new, &check);
+            let (promote_op, promoted, detail) = self.promote_op(applied_row, &credential, &new_fields, &new, &check);
             let promote =
                 self.request(actor, "cred.rotate.promote", &resource, Some(promote_op), AuditOutcome::Success, &detail);
             let mut requests = vec![apply, promote];
@@ -624,7 +621,7 @@ impl Vault {
             }
             return self.note(actor, rotation, &why).await;
         }
-        self.promote_proven(actor, rotation, &credential, &new, &check).await
+        self.promote_proven(actor, rotation, &credential, &new_fields, &new, &check).await
     }
 
     /// Makes the proven new version current (the old one `previous`, retired after the grace).
@@ -633,11 +630,12 @@ impl Vault {
         actor: &Actor,
         rotation: RotationRow,
         credential: &CredentialRow,
+        fields: &Fields,
         new: &Secret,
         check: &Outcome,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let (op, promoted, detail) = self.promote_op(rotation, credential, new, check);
+        let (op, promoted, detail) = self.promote_op(rotation, credential, fields, new, check);
         self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
         ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
         Ok(promoted)
@@ -649,20 +647,17 @@ impl Vault {
         &self,
         rotation: RotationRow,
         credential: &CredentialRow,
+        fields: &Fields,
         new: &Secret,
         check: &Outcome,
     ) -> (WriteOp, RotationRow, String) {
-        let mut promoted_fields = credential.fields.clone();
-        if credential.kind == CredentialKind::EntraApp {
-            let auth =
-                if rekey_connect::oauth::CertificateSecret::split(new).is_some() { "certificate" } else { "secret" };
-            promoted_fields.insert("auth".into(), auth.into());
-        }
+        // The new version serves the target it was stored (and proven) for.
+        let promoted_fields = fields.as_map().clone();
         let now = Timestamp::now();
         let retire_after = Timestamp::from_micros(now.as_micros().saturating_add(
             i64::try_from(self.options.connect.grace_secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
         ));
-        let op = WriteOp::All(vec![
+        let mut ops = vec![
             WriteOp::PromotePending {
                 credential: credential.id,
                 version: rotation.to_version,
@@ -670,7 +665,16 @@ impl Vault {
                 at: now,
             },
             set_rotation(&rotation, &[rotation_state::APPLIED], rotation_state::PROMOTED, None, Some(retire_after)),
-        ]);
+        ];
+        if credential.frozen_by.is_some() {
+            // Proven at the target; a fresh secret (checked by the store) ends the freeze.
+            let fingerprint = self.fingerprint(credential.id, new).0.to_vec();
+            ops.push(WriteOp::LiftFreeze {
+                credential: credential.id,
+                fresh: Some((rotation.to_version, fingerprint)),
+            });
+        }
+        let op = WriteOp::All(ops);
         let promoted = RotationRow {
             state: rotation_state::PROMOTED.into(),
             error: None,
@@ -820,7 +824,7 @@ impl Vault {
         {
             return Ok(Ok(made.target_ref.unwrap_or_default()));
         }
-        let old = self.secret_of(credential, version).await?;
+        let old = self.secret_local(credential, version).await?;
         let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
         let (listed, all) = rekey_connect::graph::password_credentials(fields, current, self.options.connect.limits)
             .await
@@ -846,6 +850,7 @@ impl Vault {
     /// same exchange that the target takes it.
     async fn apply(
         &self,
+        actor: &Actor,
         credential: &CredentialRow,
         fields: &Fields,
         current: &Secret,
@@ -866,8 +871,25 @@ impl Vault {
                                 "the rotator {rotator} is not an ldap credential of this tenant"
                             ))
                         })?;
-                    let admin_secret = self.secret_of(&admin, admin.current_version).await?;
-                    let admin_fields = Fields::from_stored(admin.fields.clone());
+                    // The rotator resets only accounts inside the subtrees an operator gave it.
+                    let bind_dn = fields.get("bind_dn").unwrap_or_default();
+                    let allowed = crate::target::subtrees(&Fields::from_stored(admin.fields.clone()));
+                    if !allowed.iter().any(|base| crate::target::dn_within(bind_dn, base)) {
+                        return Err(CoreError::NotRotatable(format!(
+                            "the rotator {rotator} may not reset {bind_dn}: it is outside the rotator's subtrees ({})",
+                            if allowed.is_empty() { "none set".to_owned() } else { allowed.join("; ") }
+                        )));
+                    }
+                    let (admin_fields, admin_secret) =
+                        self.secret_for_target(actor, &admin, admin.current_version, "rotator").await?;
+                    if !crate::target::subtrees(&admin_fields)
+                        .iter()
+                        .any(|base| crate::target::dn_within(bind_dn, base))
+                    {
+                        return Err(CoreError::NotRotatable(format!(
+                            "the rotator {rotator} may not reset {bind_dn}: it is outside the rotator's subtrees"
+                        )));
+                    }
                     rekey_connect::ldap::change_password(
                         fields,
                         Changer::Rotator { fields: &admin_fields, secret: &admin_secret },
@@ -916,8 +938,7 @@ impl Vault {
         let mut removed = None;
         let mut leftover = None;
         if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
-            let fields = Fields::from_stored(credential.fields.clone());
-            let current = self.secret_of(credential, rotation.to_version).await?;
+            let (fields, current) = self.secret_for_target(actor, credential, rotation.to_version, "retire").await?;
             let limits = self.options.connect.limits;
             if is_secret_app(credential) {
                 let _permit = self.host_permit(credential.kind, &fields).await;
@@ -937,7 +958,7 @@ impl Vault {
                     Err(why) => leftover = Some(format!("old client secret left at the provider: {why}")),
                 }
             } else {
-                let old = self.secret_of(credential, rotation.from_version).await?;
+                let old = self.secret_local(credential, rotation.from_version).await?;
                 if rekey_connect::oauth::CertificateSecret::split(&old).is_some() {
                     let _permit = self.host_permit(credential.kind, &fields).await;
                     removed = Some(rekey_connect::graph::remove_certificate(&fields, &current, &old, limits).await);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rekey_crypto::{open_payload, seal_payload, PayloadSlot};
+use rekey_crypto::{open_legacy_payload, open_payload, seal_payload, PayloadSlot};
 use rekey_store::{CredentialFilter, CredentialRow, VersionRow, WriteOp};
 use rekey_types::fields::validate_labels;
 use rekey_types::{
@@ -136,12 +136,19 @@ impl Vault {
         };
         let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_version, KeyUse::Serve).await?;
         let now = Timestamp::now();
+        let version_fields = fields.into_map();
         let credential = CredentialRow {
             id: existing.map_or_else(CredentialId::generate, |e| e.id),
             tenant_id: tenant,
             name: name.to_owned(),
             kind,
-            fields: fields.into_map(),
+            // The credential shows its current version's fields; a pending version keeps its
+            // own beside it until it is promoted.
+            fields: match existing {
+                Some(e) if pending => e.fields.clone(),
+                _ => version_fields.clone(),
+            },
+            frozen_by: existing.and_then(|e| e.frozen_by.clone()),
             labels,
             current_version: existing.map_or(1, |e| e.current_version),
             latest_version: existing.map_or(1, |e| e.latest_version + 1),
@@ -153,7 +160,9 @@ impl Vault {
             credential.current_version = credential.latest_version;
         }
         let slot = PayloadSlot { tenant, credential: credential.id, version: credential.latest_version, kind };
-        let sealed = seal_payload(&kek, kek_version, &slot, secret.expose()).map_err(CoreError::Crypto)?;
+        // The secret is bound to the name and the fields it is stored for: it opens for no other.
+        let binding = crate::target::binding(name, &version_fields);
+        let sealed = seal_payload(&kek, kek_version, &slot, &binding, secret.expose()).map_err(CoreError::Crypto)?;
         let version = VersionRow {
             credential_id: credential.id,
             version: credential.latest_version,
@@ -163,6 +172,9 @@ impl Vault {
             ciphertext: sealed.ciphertext,
             created_by: created_by.to_owned(),
             created_at: now,
+            fields: Some(version_fields),
+            binding: Some(binding.as_bytes().to_vec()),
+            fingerprint: Some(self.fingerprint(credential.id, secret).0.to_vec()),
         };
         let op = WriteOp::PutVersion { credential: credential.clone(), version, create: existing.is_none() };
         Ok((op, credential))
@@ -215,11 +227,17 @@ impl Vault {
                     kek_version,
                     pending: false,
                 };
+                self.may_write_fields(caller, cref, existing.as_ref(), fields.as_map())?;
                 let (op, credential) = self.sealed_version(next, &secret).await?;
                 let kek_version = match &op {
                     WriteOp::PutVersion { version, .. } => version.kek_version,
                     _ => unreachable!("sealed_version makes a PutVersion"),
                 };
+                let mut ops = vec![op];
+                if let Some(before) = &existing {
+                    ops.extend(self.after_new_secret(caller, before, &credential, &secret));
+                }
+                let op = if ops.len() == 1 { ops.remove(0) } else { WriteOp::All(ops) };
                 let op = self.with_certificate(op, &credential, certificate.as_ref()).await?;
                 Ok((op, credential, kek_version))
             }
@@ -246,6 +264,54 @@ impl Vault {
                 }
             }
         }
+    }
+
+    /// Refuses a write of `fields` that only an operator may make: naming a rotator or its
+    /// subtrees, or writing a rotator credential (one with subtrees).
+    pub(crate) fn may_write_fields(
+        &self,
+        caller: &Caller,
+        cref: &CredRef,
+        existing: Option<&CredentialRow>,
+        fields: &BTreeMap<String, String>,
+    ) -> Result<(), CoreError> {
+        let before = existing.map(|c| &c.fields);
+        let rotator = before.is_some_and(|f| f.contains_key("subtrees"));
+        if rotator || !crate::target::operator_fields_changed(before, fields).is_empty() {
+            self.authorize(caller, Action::ManageRotators(&cref.tenant), &format!("credential {cref}"))?;
+        }
+        Ok(())
+    }
+
+    /// What a new current version stored by a caller moves besides itself, each an operation
+    /// of its own in the same write: the credential's campaign items that wait for a new secret
+    /// (only if the secret differs from every earlier one), and for a `generic` credential put by
+    /// an operator, the freeze (nothing to verify it against; again only for a fresh secret).
+    pub(crate) fn after_new_secret(
+        &self,
+        caller: &Caller,
+        before: &CredentialRow,
+        credential: &CredentialRow,
+        secret: &Secret,
+    ) -> Vec<WriteOp> {
+        let fingerprint = self.fingerprint(credential.id, secret).0.to_vec();
+        let mut ops = vec![WriteOp::ItemsRotated {
+            credential: credential.id,
+            version: credential.latest_version,
+            fingerprint: fingerprint.clone(),
+            by: caller.principal.audit_name(),
+            at: credential.updated_at,
+        }];
+        if before.frozen_by.is_some()
+            && credential.kind == CredentialKind::Generic
+            && caller.principal.role == Role::Operator
+        {
+            ops.push(WriteOp::LiftFreeze {
+                credential: credential.id,
+                fresh: Some((credential.latest_version, fingerprint)),
+            });
+        }
+        ops
     }
 
     /// The live credential `cref`, after the policy allowed `action` on it.
@@ -301,6 +367,7 @@ impl Vault {
                         kek_version: ver.kek_version,
                         wrapped_dek: ver.wrapped_dek,
                         ciphertext: ver.ciphertext,
+                        fields: ver.fields,
                     }
                 }
             };
@@ -319,8 +386,17 @@ impl Vault {
                 version: row.version,
                 kind: row.kind,
             };
-            let secret = open_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext)
-                .map_err(CoreError::Decrypt)?;
+            // The binding is recomputed from the name asked for: a payload opens only under the
+            // name (and fields) it was stored with.
+            let secret = if rekey_crypto::is_legacy_payload(&row.ciphertext) {
+                open_legacy_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext)
+            } else {
+                let fields =
+                    row.fields.as_ref().ok_or(rekey_crypto::CryptoError::Decrypt).map_err(CoreError::Decrypt)?;
+                let binding = crate::target::binding(cref.name.as_str(), fields);
+                open_payload(&kek, row.kek_version, &slot, &binding, &row.wrapped_dek, &row.ciphertext)
+            }
+            .map_err(CoreError::Decrypt)?;
             Ok(Revealed {
                 tenant: cref.tenant.to_string(),
                 name: cref.name.to_string(),
@@ -389,36 +465,62 @@ impl Vault {
         self.finish(caller, "cred.versions", &resource, result).await
     }
 
-    /// Makes version `to` current again, as a new version (re-encrypted under a fresh DEK).
+    /// Makes version `to` current again, as a new version (re-encrypted under a fresh DEK) with
+    /// the target fields `to` was stored for. Refused on a frozen credential, for a retired
+    /// version, and for a version that existed when an open incident covering the credential
+    /// was opened: none of those may put a possibly stolen secret back in service.
     pub async fn rollback(&self, caller: &Caller, cref: &CredRef, to: u32) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
+        if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))
+        {
+            return self.finish(caller, "cred.rollback", &resource, Err(e)).await;
+        }
         let _turn = self.turn_of(cref).await;
         let prepared = async {
-            self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;
             if to == credential.current_version {
                 return Err(CoreError::Conflict(format!("version {to} is already current")));
+            }
+            if let Some(incident) = &credential.frozen_by {
+                return Err(CoreError::Frozen(format!(
+                    "credential {cref} is frozen by incident {incident}: no rollback until a new, verified secret is current"
+                )));
             }
             let old = self
                 .store
                 .version(credential.id, Some(to))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("version {to} of credential {cref}")))?;
-            let kek = self
-                .keks
-                .get(self.store.as_ref(), self.seal.as_ref(), tenant.id, old.kek_version, KeyUse::Serve)
-                .await?;
-            let slot = PayloadSlot { tenant: tenant.id, credential: credential.id, version: to, kind: credential.kind };
-            let secret = open_payload(&kek, old.kek_version, &slot, &old.wrapped_dek, &old.ciphertext)
-                .map_err(CoreError::Decrypt)?;
-            let fields = Fields::from_stored(credential.fields.clone());
+            if old.stage == "retired" || old.stage == "failed" {
+                return Err(CoreError::Conflict(format!(
+                    "version {to} of credential {cref} is {}: it is never served again",
+                    old.stage
+                )));
+            }
+            for incident in self.store.open_incidents_covering(credential.id).await? {
+                if old.created_at <= incident.created_at {
+                    return Err(CoreError::Conflict(format!(
+                        "version {to} of credential {cref} existed when incident {} ({}) was opened and may be stolen: \
+                         it cannot be made current while the incident is open",
+                        incident.id, incident.title
+                    )));
+                }
+            }
+            let Some(fields) = old.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&old.ciphertext)) else {
+                return Err(CoreError::Conflict(format!(
+                    "version {to} of credential {cref} was stored before target binding and is not migrated yet"
+                )));
+            };
+            // The rolled-back secret goes back to the target it was stored for, and only there.
+            self.may_write_fields(caller, cref, Some(&credential), &fields)?;
+            let secret = self.open_version(tenant.id, &credential, &old, KeyUse::Serve).await?;
             let (op, updated) = self
                 .sealed_version(
                     NextVersion {
                         tenant: tenant.id,
                         name: &credential.name,
                         kind: credential.kind,
-                        fields,
+                        fields: Fields::from_stored(fields),
                         labels: credential.labels.clone(),
                         existing: Some(&credential),
                         created_by: &caller.principal.audit_name(),
@@ -437,6 +539,77 @@ impl Vault {
         };
         let detail = format!("to={to}; new version={}", updated.current_version);
         self.commit(caller, "cred.rollback", &resource, op, &detail).await?;
+        Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
+    }
+
+    /// `rekey cred retarget`: sends the current secret to another target, as a new version
+    /// with the changed fields and the same secret. An operator's act, audited with the old and
+    /// the new target (`cred.retarget`).
+    pub async fn retarget(
+        &self,
+        caller: &Caller,
+        cref: &CredRef,
+        set: BTreeMap<String, String>,
+        unset: Vec<String>,
+    ) -> Result<CredentialView, CoreError> {
+        let resource = cref.to_string();
+        if let Err(e) = self.authorize(caller, Action::RetargetCredential(&cref.tenant), &format!("credential {cref}"))
+        {
+            return self.finish(caller, "cred.retarget", &resource, Err(e)).await;
+        }
+        let _turn = self.turn_of(cref).await;
+        let prepared = async {
+            let (tenant, credential) = self.load(cref).await?;
+            let current = self
+                .store
+                .version(credential.id, Some(credential.current_version))
+                .await?
+                .ok_or_else(|| CoreError::NotFound(format!("the current version of credential {cref}")))?;
+            let Some(before) = current.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&current.ciphertext))
+            else {
+                return Err(CoreError::Conflict(format!(
+                    "the current version of {cref} was stored before target binding and is not migrated yet"
+                )));
+            };
+            let mut after = before.clone();
+            for key in &unset {
+                if after.remove(key).is_none() {
+                    return Err(CoreError::BadRequest(format!("field {key:?} is not set on {cref}")));
+                }
+            }
+            after.extend(set);
+            let fields = Fields::validate(credential.kind, after)?;
+            if fields.as_map() == &before {
+                return Err(CoreError::BadRequest("nothing to change: the target is already that".into()));
+            }
+            let change = describe_change(&before, fields.as_map());
+            let secret = self.open_version(tenant.id, &credential, &current, KeyUse::Serve).await?;
+            let (op, updated) = self
+                .sealed_version(
+                    NextVersion {
+                        tenant: tenant.id,
+                        name: &credential.name,
+                        kind: credential.kind,
+                        fields,
+                        labels: credential.labels.clone(),
+                        existing: Some(&credential),
+                        created_by: &caller.principal.audit_name(),
+                        kek_version: None,
+                        pending: false,
+                    },
+                    &secret,
+                )
+                .await?;
+            Ok((tenant, op, updated, change))
+        }
+        .await;
+        let (tenant, op, updated, change) = match prepared {
+            Ok(p) => p,
+            Err(e) => return self.finish(caller, "cred.retarget", &resource, Err(e)).await,
+        };
+        let detail =
+            format!("from version={}; new version={}; {change}", updated.current_version - 1, updated.current_version);
+        self.commit(caller, "cred.retarget", &resource, op, &detail).await?;
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 
@@ -469,11 +642,11 @@ impl Vault {
             self.keks
                 .get(self.store.as_ref(), self.seal.as_ref(), tenant.id, pending.kek_version, KeyUse::Serve)
                 .await?;
-            let mut fields = credential.fields.clone();
-            if credential.kind == CredentialKind::EntraApp {
-                let is_cert = self.store.certificate_of(credential.id, version).await?.is_some();
-                fields.insert("auth".into(), if is_cert { "certificate" } else { "secret" }.into());
-            }
+            // The pending version serves the target it was stored for.
+            let fields = pending
+                .fields
+                .clone()
+                .ok_or_else(|| CoreError::Conflict(format!("the pending version of {cref} is not migrated yet")))?;
             let now = Timestamp::now();
             let updated = CredentialRow {
                 current_version: version,
@@ -509,4 +682,22 @@ impl Vault {
         let op = WriteOp::DeleteCredential { id: credential.id, at: Timestamp::now() };
         self.commit(caller, "cred.delete", &resource, op, "").await
     }
+}
+
+/// `field: old -> new` for each changed field; long values (a CA bundle) by a digest.
+fn describe_change(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+    use sha2::Digest;
+    let show = |v: Option<&String>| match v {
+        None => "(unset)".to_owned(),
+        Some(v) if v.len() > 120 || v.contains('\n') => {
+            format!("sha256:{}", &hex::encode(sha2::Sha256::digest(v.as_bytes()))[..16])
+        }
+        Some(v) => format!("{v:?}"),
+    };
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(|k| format!("{k}: {} -> {}", show(before.get(k)), show(after.get(k))))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

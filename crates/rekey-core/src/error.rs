@@ -42,6 +42,9 @@ pub enum CoreError {
     NotRotatable(String),
     #[error("{0}")]
     Frozen(String),
+    /// A version's payload does not open for the target fields stored beside it.
+    #[error("{0}")]
+    TargetMismatch(String),
     #[error("{0}")]
     RotationInProgress(String),
     #[error("{0}")]
@@ -74,6 +77,7 @@ impl CoreError {
             CoreError::KeyInUse(_) => ErrorCode::KeyInUse,
             CoreError::NotRotatable(_) => ErrorCode::NotRotatable,
             CoreError::Frozen(_) => ErrorCode::Frozen,
+            CoreError::TargetMismatch(_) => ErrorCode::DecryptFailed,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::LinkGone(_) => ErrorCode::LinkGone,
             CoreError::Seal(_) => ErrorCode::Internal,

@@ -90,6 +90,11 @@ impl PutHints {
                 Touch::Nothing
             }
             Some(WriteOp::PutVersion { credential, .. }) => Touch::Wrote(Box::new(credential.clone())),
+            // A put with the operations that go with it (a certificate, campaign items).
+            Some(WriteOp::All(ops)) => match ops.first() {
+                Some(WriteOp::PutVersion { credential, .. }) => Touch::Wrote(Box::new(credential.clone())),
+                _ => Touch::Nothing,
+            },
             Some(WriteOp::DeleteCredential { id, .. }) => Touch::Deleted(*id),
             _ => Touch::Nothing,
         }
@@ -144,6 +149,7 @@ mod tests {
             latest_version: version,
             created_at: Timestamp::now(),
             updated_at: Timestamp::now(),
+            frozen_by: None,
         }
     }
 
@@ -157,6 +163,9 @@ mod tests {
             ciphertext: vec![],
             created_by: "test".into(),
             created_at: Timestamp::now(),
+            fields: Some(Default::default()),
+            binding: None,
+            fingerprint: None,
         };
         WriteOp::PutVersion { credential, version, create: false }
     }

@@ -131,6 +131,7 @@ impl Keeper {
         vault.clone().start_jobs();
         vault.clone().start_scheduler();
         vault.clone().start_campaigns();
+        vault.start_binding();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)
     }

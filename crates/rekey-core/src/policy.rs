@@ -68,6 +68,10 @@ pub enum Action<'a> {
     ReadIncidents,
     /// Open, contain, close incidents.
     ManageIncidents,
+    /// Change where an existing secret goes without a new secret (`cred retarget`).
+    RetargetCredential(&'a TenantName),
+    /// Name a rotator or the subtrees it may reset, or write a rotator credential.
+    ManageRotators(&'a TenantName),
 }
 
 /// Why a request was refused. `Hidden` is answered as "not found".
@@ -112,6 +116,13 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
                 }
             }
             DeleteCredential(t) if !own_tenant(t) => Err(Denial::Hidden),
+            RetargetCredential(t) | ManageRotators(t) if !own_tenant(t) => Err(Denial::Hidden),
+            RetargetCredential(_) => {
+                Err(Denial::Forbidden("only an operator may send a stored secret to another target"))
+            }
+            ManageRotators(_) => Err(Denial::Forbidden(
+                "only an operator may name a rotator, set the subtrees it resets, or change a rotator credential",
+            )),
             _ => Err(Denial::Forbidden("tenant admins manage only their own tenant's credentials")),
         },
         Role::Connector => match action {

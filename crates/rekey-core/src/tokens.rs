@@ -83,7 +83,9 @@ impl Vault {
                 created_at: now,
                 expires_at,
                 revoked_at: None,
+                mac: None,
             };
+            let row = TokenRow { mac: Some(crate::integrity::token_mac(&self.integrity, &row)), ..row };
             Ok((row, issued))
         }
         .await;
@@ -111,8 +113,17 @@ impl Vault {
         if let Err(e) = self.authorize(caller, Action::ManageTokens, "tokens") {
             return self.finish(caller, "token.revoke", &resource, Err(e)).await;
         }
-        let result =
-            self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at: Timestamp::now() }, "").await;
+        let at = Timestamp::now();
+        let row = match self.store.token(id).await {
+            Ok(Some(row)) if row.revoked_at.is_none() => row,
+            Ok(_) => {
+                let err = CoreError::NotFound(format!("active token {id}"));
+                return self.finish(caller, "token.revoke", &resource, Err(err)).await;
+            }
+            Err(e) => return self.finish(caller, "token.revoke", &resource, Err(e.into())).await,
+        };
+        let mac = crate::integrity::token_mac(&self.integrity, &TokenRow { revoked_at: Some(at), ..row });
+        let result = self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at, mac }, "").await;
         self.forget_token(id);
         result
     }

@@ -48,6 +48,8 @@ pub struct Vault {
     pub(crate) keks: KekCache,
     pub(crate) writer: Writer,
     pub(crate) audit_key: Arc<AuditKey>,
+    /// Authenticates token rows and fingerprints secrets (see `integrity`).
+    pub(crate) integrity: Arc<rekey_crypto::IntegrityKey>,
     pub(crate) credential_locks: crate::locks::CredentialLocks,
     pub(crate) put_hints: crate::hints::PutHints,
     tokens: TokenCache,
@@ -133,6 +135,7 @@ impl Vault {
         }
         let (audit_key, created) = load_or_create_audit_key(store.as_ref(), seal.as_ref()).await?;
         let audit_key = Arc::new(audit_key);
+        let integrity = Arc::new(crate::integrity::load_or_create_key(store.as_ref(), seal.as_ref()).await?);
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone())
             .map_err(|e| CoreError::Store(rekey_store::StoreError::Backend(Box::new(e))))?;
@@ -142,6 +145,7 @@ impl Vault {
             keks: KekCache::default(),
             writer,
             audit_key,
+            integrity,
             credential_locks: Default::default(),
             put_hints: Default::default(),
             tokens: TokenCache::default(),
@@ -165,6 +169,7 @@ impl Vault {
             vault.audit_event(event).await?;
         }
         vault.register_root_versions(&registered).await?;
+        vault.seal_legacy_tokens().await?;
         let root = vault.create_root_token_if_none().await?;
         Ok((vault, root))
     }
@@ -200,7 +205,9 @@ impl Vault {
             created_at: Timestamp::now(),
             expires_at: None,
             revoked_at: None,
+            mac: None,
         };
+        let row = TokenRow { mac: Some(crate::integrity::token_mac(&self.integrity, &row)), ..row };
         let audit = record(
             SYSTEM,
             "",
@@ -228,13 +235,19 @@ impl Vault {
         let row = match &presented {
             Some(p) => match self.tokens.get(p.id) {
                 Some(row) => Some(row),
-                None => {
-                    let row = self.store.token(p.id).await?;
-                    if let Some(r) = &row {
+                None => match self.store.token(p.id).await? {
+                    Some(r) if crate::integrity::token_ok(&self.integrity, &r) => {
                         self.tokens.put(r.clone());
+                        Some(r)
                     }
-                    row
-                }
+                    Some(r) => {
+                        // Inserted or edited outside Rekey: never believed.
+                        self.integrity_failure(&format!("token:{}", r.id), "token row failed its integrity check")
+                            .await?;
+                        None
+                    }
+                    None => None,
+                },
             },
             None => None,
         };
@@ -419,6 +432,9 @@ impl Vault {
                     active_tokens: counts.tokens,
                 }),
                 audit_head_seq: Some(counts.audit_events),
+                integrity_failures: Some(
+                    self.writer.stats().integrity_failures.load(std::sync::atomic::Ordering::Relaxed),
+                ),
             })
         }
         .await;

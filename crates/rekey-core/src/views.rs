@@ -152,6 +152,9 @@ pub struct StatusView {
     pub counts: Option<CountsView>,
     /// Absent while sealed.
     pub audit_head_seq: Option<i64>,
+    /// Rows refused by their integrity check since this server started (absent while sealed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity_failures: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -41,6 +41,9 @@ pub struct WriterStats {
     pub failed_batches: AtomicU64,
     /// The highest audit sequence number this server has seen committed.
     pub head_seq: AtomicI64,
+    /// Rows refused because their integrity check failed (a token row or a version's target
+    /// fields changed outside Rekey).
+    pub integrity_failures: AtomicU64,
 }
 
 #[derive(Clone)]

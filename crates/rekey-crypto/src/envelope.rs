@@ -3,7 +3,7 @@
 //! Every sealed blob (a payload, a wrapped DEK, a wrapped KEK) is
 //!
 //! ```text
-//! "RK" | format=1 | alg=1 (AES-256-GCM) | purpose | key id (16) | key version (u32 BE) | nonce (12) | ciphertext+tag
+//! "RK" | format | alg=1 (AES-256-GCM) | purpose | key id (16) | key version (u32 BE) | nonce (12) | ciphertext+tag
 //! ```
 //!
 //! The header names the key that opens the blob (compare Tink's key-id prefix), so decryption
@@ -11,12 +11,22 @@
 //! blob's slot (tenant, credential, version, kind): a blob copied to any other slot, or a header
 //! edited to point elsewhere, fails to decrypt.
 //!
+//! Format 2 (payloads only) adds the version's [`TargetBinding`] to the payload's associated
+//! data: a digest of the credential's name and of the target fields the secret was stored for.
+//! A secret can then be decrypted for use against a target only with the very fields it was
+//! stored with; fields changed in the database, or a name swapped between two credentials, make
+//! the payload fail to open. Format 1 payloads (stored before target binding) open only through
+//! [`open_legacy_payload`], which reveal and the format migration use, never a connector.
+//!
 //! Nonces are random (96 bits). A DEK encrypts one payload only; a KEK wraps one DEK per
 //! credential version, far below the 2^32 messages per key that random GCM nonces allow.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
+use std::collections::BTreeMap;
+
 use aes_gcm::{Aes256Gcm, Nonce};
 use rekey_types::{CredentialId, CredentialKind, Secret, TenantId};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::keys::{Dek, Kek};
@@ -24,6 +34,8 @@ use crate::CryptoError;
 
 const MAGIC: &[u8; 2] = b"RK";
 const FORMAT_V1: u8 = 1;
+/// Payloads bound to their target (see [`TargetBinding`]).
+const FORMAT_V2: u8 = 2;
 const ALG_AES256GCM: u8 = 1;
 pub(crate) const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -58,7 +70,7 @@ impl Header {
         if &blob[..2] != MAGIC {
             return Err(CryptoError::Malformed("not a Rekey ciphertext"));
         }
-        if blob[2] != FORMAT_V1 {
+        if blob[2] != FORMAT_V1 && blob[2] != FORMAT_V2 {
             return Err(CryptoError::Malformed("unknown format version"));
         }
         if blob[3] != ALG_AES256GCM {
@@ -110,7 +122,17 @@ pub(crate) fn seal_blob(
     context: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    seal_blob_with(header, context, plaintext, |nonce, aad, plaintext| {
+    seal_blob_format(key, FORMAT_V1, header, context, plaintext)
+}
+
+fn seal_blob_format(
+    key: &[u8; 32],
+    format: u8,
+    header: Header,
+    context: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    seal_any(format, header, context, plaintext, |nonce, aad, plaintext| {
         Aes256Gcm::new(key.into())
             .encrypt(Nonce::from_slice(nonce), Payload { msg: plaintext, aad })
             .map_err(|_| CryptoError::Decrypt)
@@ -125,9 +147,19 @@ pub(crate) fn seal_blob_with(
     plaintext: &[u8],
     encrypt: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
 ) -> Result<Vec<u8>, CryptoError> {
+    seal_any(FORMAT_V1, header, context, plaintext, encrypt)
+}
+
+fn seal_any(
+    format: u8,
+    header: Header,
+    context: &[u8],
+    plaintext: &[u8],
+    encrypt: impl FnOnce(&[u8; NONCE_LEN], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
+) -> Result<Vec<u8>, CryptoError> {
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(MAGIC);
-    out.push(FORMAT_V1);
+    out.push(format);
     out.push(ALG_AES256GCM);
     out.push(header.purpose as u8);
     out.extend_from_slice(&header.key_id);
@@ -150,7 +182,20 @@ pub(crate) fn open_blob(
     context: &[u8],
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    open_blob_with(expected, context, blob, |nonce, aad, ct| {
+    open_blob_format(key, FORMAT_V1, expected, context, blob)
+}
+
+fn open_blob_format(
+    key: &[u8; 32],
+    format: u8,
+    expected: Header,
+    context: &[u8],
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if blob.len() > 2 && blob[2] != format {
+        return Err(CryptoError::Decrypt);
+    }
+    open_any(expected, context, blob, |nonce, aad, ct| {
         Aes256Gcm::new(key.into())
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)
@@ -160,6 +205,18 @@ pub(crate) fn open_blob(
 
 /// [`open_blob`] with the decryption done by `decrypt(nonce, aad, ciphertext_and_tag)`.
 pub(crate) fn open_blob_with(
+    expected: Header,
+    context: &[u8],
+    blob: &[u8],
+    decrypt: impl FnOnce(&[u8], &[u8], &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if blob.len() > 2 && blob[2] != FORMAT_V1 {
+        return Err(CryptoError::Decrypt);
+    }
+    open_any(expected, context, blob, decrypt)
+}
+
+fn open_any(
     expected: Header,
     context: &[u8],
     blob: &[u8],
@@ -205,6 +262,17 @@ impl PayloadSlot {
         c
     }
 
+    fn bound_payload_context(&self, binding: &TargetBinding) -> Vec<u8> {
+        let mut c = Vec::with_capacity(96);
+        c.extend_from_slice(b"rekey/payload/v2");
+        c.extend_from_slice(self.tenant.as_bytes());
+        c.extend_from_slice(self.credential.as_bytes());
+        c.extend_from_slice(&self.version.to_be_bytes());
+        c.extend_from_slice(self.kind.as_str().as_bytes());
+        c.extend_from_slice(&binding.0);
+        c
+    }
+
     fn dek_context(&self) -> Vec<u8> {
         let mut c = Vec::with_capacity(64);
         c.extend_from_slice(b"rekey/dek/v1");
@@ -223,27 +291,99 @@ impl PayloadSlot {
     }
 }
 
+/// What a secret was stored for: SHA-256 over the credential's name and every one of the
+/// version's target fields, in a length-prefixed canonical encoding. Bound into the payload's
+/// associated data (format 2), so the payload opens only for this name and these fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TargetBinding([u8; 32]);
+
+impl TargetBinding {
+    pub fn of(name: &str, fields: &BTreeMap<String, String>) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"rekey/target/v1");
+        let mut put = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        put(name.as_bytes());
+        for (k, v) in fields {
+            put(k.as_bytes());
+            put(v.as_bytes());
+        }
+        Self(h.finalize().into())
+    }
+
+    /// The digest as stored beside the version (it decides nothing on its own: a connector
+    /// always recomputes it from the fields it is about to use).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+}
+
 /// A credential version as stored: the DEK wrapped by the tenant KEK, and the payload.
 pub struct SealedPayload {
     pub wrapped_dek: Vec<u8>,
     pub ciphertext: Vec<u8>,
 }
 
-/// Encrypts a secret into its slot under a fresh DEK, and wraps the DEK under `kek`.
+/// Encrypts a secret into its slot, bound to its target, under a fresh DEK, and wraps the DEK
+/// under `kek`.
 pub fn seal_payload(
     kek: &Kek,
     kek_version: u32,
     slot: &PayloadSlot,
+    binding: &TargetBinding,
     plaintext: &[u8],
 ) -> Result<SealedPayload, CryptoError> {
     let dek = Dek::generate()?;
-    let ciphertext = seal_blob(dek.bytes(), slot.payload_header(), &slot.payload_context(), plaintext)?;
+    let ciphertext = seal_blob_format(
+        dek.bytes(),
+        FORMAT_V2,
+        slot.payload_header(),
+        &slot.bound_payload_context(binding),
+        plaintext,
+    )?;
     let wrapped_dek = seal_blob(kek.bytes(), slot.dek_header(kek_version), &slot.dek_context(), dek.bytes())?;
     Ok(SealedPayload { wrapped_dek, ciphertext })
 }
 
-/// Decrypts a credential version. Fails if either blob was changed or belongs to another slot.
+/// Decrypts a credential version stored for `binding`. Fails if either blob was changed or
+/// belongs to another slot, if the binding differs from the one it was stored with, and for a
+/// format 1 payload (stored before target binding: it cannot say where it may go).
 pub fn open_payload(
+    kek: &Kek,
+    kek_version: u32,
+    slot: &PayloadSlot,
+    binding: &TargetBinding,
+    wrapped_dek: &[u8],
+    ciphertext: &[u8],
+) -> Result<Secret, CryptoError> {
+    if is_legacy_payload(ciphertext) {
+        return Err(CryptoError::Unbound);
+    }
+    let dek = unwrap_dek(kek, kek_version, slot, wrapped_dek)?;
+    let plain = open_blob_format(
+        dek.bytes(),
+        FORMAT_V2,
+        slot.payload_header(),
+        &slot.bound_payload_context(binding),
+        ciphertext,
+    )?;
+    Ok(Secret::new(plain.to_vec()))
+}
+
+/// Whether a payload is in format 1 (stored before target binding).
+pub fn is_legacy_payload(ciphertext: &[u8]) -> bool {
+    ciphertext.len() > 2 && ciphertext[2] == FORMAT_V1
+}
+
+/// Decrypts a format 1 payload. Only for callers that never send the secret anywhere but to an
+/// authorized reader (reveal) and for the migration to format 2.
+pub fn open_legacy_payload(
     kek: &Kek,
     kek_version: u32,
     slot: &PayloadSlot,
@@ -251,8 +391,25 @@ pub fn open_payload(
     ciphertext: &[u8],
 ) -> Result<Secret, CryptoError> {
     let dek = unwrap_dek(kek, kek_version, slot, wrapped_dek)?;
-    let plain = open_blob(dek.bytes(), slot.payload_header(), &slot.payload_context(), ciphertext)?;
+    let plain = open_blob_format(dek.bytes(), FORMAT_V1, slot.payload_header(), &slot.payload_context(), ciphertext)?;
     Ok(Secret::new(plain.to_vec()))
+}
+
+/// Moves a format 1 payload to format 2 under the same DEK (fresh nonce), bound to `binding`;
+/// returns the new ciphertext and the secret (for its fingerprint). The wrapped DEK is kept.
+pub fn bind_legacy_payload(
+    kek: &Kek,
+    kek_version: u32,
+    slot: &PayloadSlot,
+    binding: &TargetBinding,
+    wrapped_dek: &[u8],
+    ciphertext: &[u8],
+) -> Result<(Vec<u8>, Secret), CryptoError> {
+    let dek = unwrap_dek(kek, kek_version, slot, wrapped_dek)?;
+    let plain = open_blob_format(dek.bytes(), FORMAT_V1, slot.payload_header(), &slot.payload_context(), ciphertext)?;
+    let bound =
+        seal_blob_format(dek.bytes(), FORMAT_V2, slot.payload_header(), &slot.bound_payload_context(binding), &plain)?;
+    Ok((bound, Secret::new(plain.to_vec())))
 }
 
 fn unwrap_dek(kek: &Kek, kek_version: u32, slot: &PayloadSlot, wrapped: &[u8]) -> Result<Dek, CryptoError> {
@@ -281,6 +438,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn bind() -> TargetBinding {
+        TargetBinding::of("db", &BTreeMap::from([("url".to_string(), "ldaps://dc1".to_string())]))
+    }
+
     fn slot() -> PayloadSlot {
         PayloadSlot {
             tenant: TenantId::generate(),
@@ -302,8 +463,8 @@ mod tests {
     fn round_trip() {
         let kek = Kek::generate().unwrap();
         let s = slot();
-        let sealed = seal_payload(&kek, 1, &s, b"hunter2").unwrap();
-        let out = open_payload(&kek, 1, &s, &sealed.wrapped_dek, &sealed.ciphertext).unwrap();
+        let sealed = seal_payload(&kek, 1, &s, &bind(), b"hunter2").unwrap();
+        let out = open_payload(&kek, 1, &s, &bind(), &sealed.wrapped_dek, &sealed.ciphertext).unwrap();
         assert_eq!(out.expose(), b"hunter2");
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
     }
@@ -312,16 +473,16 @@ mod tests {
     fn every_flipped_bit_fails() {
         let kek = Kek::generate().unwrap();
         let s = slot();
-        let sealed = seal_payload(&kek, 1, &s, b"secret value").unwrap();
+        let sealed = seal_payload(&kek, 1, &s, &bind(), b"secret value").unwrap();
         for i in 0..sealed.ciphertext.len() * 8 {
             let mut ct = sealed.ciphertext.clone();
             ct[i / 8] ^= 1 << (i % 8);
-            assert!(open_payload(&kek, 1, &s, &sealed.wrapped_dek, &ct).is_err(), "bit {i}");
+            assert!(open_payload(&kek, 1, &s, &bind(), &sealed.wrapped_dek, &ct).is_err(), "bit {i}");
         }
         for i in 0..sealed.wrapped_dek.len() * 8 {
             let mut w = sealed.wrapped_dek.clone();
             w[i / 8] ^= 1 << (i % 8);
-            assert!(open_payload(&kek, 1, &s, &w, &sealed.ciphertext).is_err(), "bit {i}");
+            assert!(open_payload(&kek, 1, &s, &bind(), &w, &sealed.ciphertext).is_err(), "bit {i}");
         }
     }
 
@@ -329,46 +490,94 @@ mod tests {
     fn truncation_fails() {
         let kek = Kek::generate().unwrap();
         let s = slot();
-        let sealed = seal_payload(&kek, 1, &s, b"secret value").unwrap();
+        let sealed = seal_payload(&kek, 1, &s, &bind(), b"secret value").unwrap();
         for len in 0..sealed.ciphertext.len() {
-            let r = open_payload(&kek, 1, &s, &sealed.wrapped_dek, &sealed.ciphertext[..len]);
+            let r = open_payload(&kek, 1, &s, &bind(), &sealed.wrapped_dek, &sealed.ciphertext[..len]);
             assert!(r.is_err(), "len {len}");
         }
         let mut extended = sealed.ciphertext.clone();
         extended.push(0);
-        assert!(open_payload(&kek, 1, &s, &sealed.wrapped_dek, &extended).is_err());
+        assert!(open_payload(&kek, 1, &s, &bind(), &sealed.wrapped_dek, &extended).is_err());
     }
 
     #[test]
     fn swapped_between_slots_fails() {
         let kek = Kek::generate().unwrap();
         let a = slot();
-        let sealed = seal_payload(&kek, 1, &a, b"tenant a").unwrap();
+        let sealed = seal_payload(&kek, 1, &a, &bind(), b"tenant a").unwrap();
         let other_tenant = PayloadSlot { tenant: TenantId::generate(), ..a };
         let other_cred = PayloadSlot { credential: CredentialId::generate(), ..a };
         let other_version = PayloadSlot { version: 2, ..a };
         let other_kind = PayloadSlot { kind: CredentialKind::Smtp, ..a };
         for b in [other_tenant, other_cred, other_version, other_kind] {
             assert!(matches!(
-                open_payload(&kek, 1, &b, &sealed.wrapped_dek, &sealed.ciphertext),
+                open_payload(&kek, 1, &b, &bind(), &sealed.wrapped_dek, &sealed.ciphertext),
                 Err(CryptoError::Decrypt)
             ));
         }
         // A payload swapped with another of the same tenant, each with its own wrapped DEK.
         let b = PayloadSlot { credential: CredentialId::generate(), ..a };
-        let sealed_b = seal_payload(&kek, 1, &b, b"tenant a, other cred").unwrap();
-        assert!(open_payload(&kek, 1, &a, &sealed.wrapped_dek, &sealed_b.ciphertext).is_err());
-        assert!(open_payload(&kek, 1, &a, &sealed_b.wrapped_dek, &sealed.ciphertext).is_err());
+        let sealed_b = seal_payload(&kek, 1, &b, &bind(), b"tenant a, other cred").unwrap();
+        assert!(open_payload(&kek, 1, &a, &bind(), &sealed.wrapped_dek, &sealed_b.ciphertext).is_err());
+        assert!(open_payload(&kek, 1, &a, &bind(), &sealed_b.wrapped_dek, &sealed.ciphertext).is_err());
+    }
+
+    #[test]
+    fn another_target_fails_to_open() {
+        let kek = Kek::generate().unwrap();
+        let s = slot();
+        let fields = BTreeMap::from([("url".to_string(), "ldaps://dc1".to_string())]);
+        let sealed = seal_payload(&kek, 1, &s, &TargetBinding::of("db", &fields), b"bound").unwrap();
+        let mut moved = fields.clone();
+        moved.insert("url".into(), "ldap://attacker".into());
+        let mut added = fields.clone();
+        added.insert("tls".into(), "none".into());
+        for (name, f) in [("db", &moved), ("db", &added), ("other", &fields), ("db", &BTreeMap::new())] {
+            let b = TargetBinding::of(name, f);
+            assert!(matches!(
+                open_payload(&kek, 1, &s, &b, &sealed.wrapped_dek, &sealed.ciphertext),
+                Err(CryptoError::Decrypt)
+            ));
+        }
+        // Fields and name are length-prefixed: moving bytes between them changes the binding.
+        let a = TargetBinding::of("ab", &BTreeMap::from([("c".to_string(), "d".to_string())]));
+        let b = TargetBinding::of("a", &BTreeMap::from([("bc".to_string(), "d".to_string())]));
+        assert!(a != b);
+        let out = open_payload(&kek, 1, &s, &TargetBinding::of("db", &fields), &sealed.wrapped_dek, &sealed.ciphertext);
+        assert_eq!(out.unwrap().expose(), b"bound");
+    }
+
+    #[test]
+    fn legacy_payloads_open_only_by_the_legacy_path_and_migrate() {
+        let kek = Kek::generate().unwrap();
+        let s = slot();
+        // A format 1 payload, as stored before target binding.
+        let dek = Dek::generate().unwrap();
+        let ct = seal_blob(dek.bytes(), s.payload_header(), &s.payload_context(), b"old").unwrap();
+        let wrapped = seal_blob(kek.bytes(), s.dek_header(1), &s.dek_context(), dek.bytes()).unwrap();
+        assert!(is_legacy_payload(&ct));
+        assert!(matches!(open_payload(&kek, 1, &s, &bind(), &wrapped, &ct), Err(CryptoError::Unbound)));
+        assert_eq!(open_legacy_payload(&kek, 1, &s, &wrapped, &ct).unwrap().expose(), b"old");
+        let (bound, secret) = bind_legacy_payload(&kek, 1, &s, &bind(), &wrapped, &ct).unwrap();
+        assert_eq!(secret.expose(), b"old");
+        assert!(!is_legacy_payload(&bound));
+        assert_eq!(open_payload(&kek, 1, &s, &bind(), &wrapped, &bound).unwrap().expose(), b"old");
+        // A format 2 payload is not opened by the legacy path, nor one whose format byte was
+        // edited back to 1.
+        assert!(open_legacy_payload(&kek, 1, &s, &wrapped, &bound).is_err());
+        let mut edited = bound.clone();
+        edited[2] = 1;
+        assert!(open_legacy_payload(&kek, 1, &s, &wrapped, &edited).is_err());
     }
 
     #[test]
     fn wrong_kek_fails() {
         let s = slot();
-        let sealed = seal_payload(&Kek::generate().unwrap(), 1, &s, b"x").unwrap();
+        let sealed = seal_payload(&Kek::generate().unwrap(), 1, &s, &bind(), b"x").unwrap();
         let other = Kek::generate().unwrap();
-        assert!(open_payload(&other, 1, &s, &sealed.wrapped_dek, &sealed.ciphertext).is_err());
+        assert!(open_payload(&other, 1, &s, &bind(), &sealed.wrapped_dek, &sealed.ciphertext).is_err());
         assert!(matches!(
-            open_payload(&other, 2, &s, &sealed.wrapped_dek, &sealed.ciphertext),
+            open_payload(&other, 2, &s, &bind(), &sealed.wrapped_dek, &sealed.ciphertext),
             Err(CryptoError::WrongKeyVersion { found: 1, expected: 2 })
         ));
     }
@@ -378,10 +587,10 @@ mod tests {
         let s = slot();
         let k1 = Kek::generate().unwrap();
         let k2 = Kek::generate().unwrap();
-        let sealed = seal_payload(&k1, 1, &s, b"stay").unwrap();
+        let sealed = seal_payload(&k1, 1, &s, &bind(), b"stay").unwrap();
         let rewrapped = rewrap_dek((&k1, 1), (&k2, 2), &s, &sealed.wrapped_dek).unwrap();
         assert_eq!(kek_version_of(&rewrapped).unwrap(), 2);
-        let out = open_payload(&k2, 2, &s, &rewrapped, &sealed.ciphertext).unwrap();
+        let out = open_payload(&k2, 2, &s, &bind(), &rewrapped, &sealed.ciphertext).unwrap();
         assert_eq!(out.expose(), b"stay");
     }
 
@@ -410,8 +619,8 @@ mod tests {
         fn round_trip_any_secret(secret in proptest::collection::vec(any::<u8>(), 0..2048), version in 1u32..1000) {
             let kek = Kek::generate().unwrap();
             let s = PayloadSlot { version, ..slot() };
-            let sealed = seal_payload(&kek, 7, &s, &secret).unwrap();
-            let out = open_payload(&kek, 7, &s, &sealed.wrapped_dek, &sealed.ciphertext).unwrap();
+            let sealed = seal_payload(&kek, 7, &s, &bind(), &secret).unwrap();
+            let out = open_payload(&kek, 7, &s, &bind(), &sealed.wrapped_dek, &sealed.ciphertext).unwrap();
             prop_assert_eq!(out.expose(), &secret[..]);
         }
 
@@ -419,7 +628,7 @@ mod tests {
         fn garbage_never_panics(blob in proptest::collection::vec(any::<u8>(), 0..200)) {
             let kek = Kek::generate().unwrap();
             let s = slot();
-            prop_assert!(open_payload(&kek, 1, &s, &blob, &blob).is_err());
+            prop_assert!(open_payload(&kek, 1, &s, &bind(), &blob, &blob).is_err());
         }
     }
 }

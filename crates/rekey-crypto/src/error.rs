@@ -5,6 +5,10 @@ pub enum CryptoError {
     /// opened with the wrong key. Deliberately one error: telling these apart helps an attacker.
     #[error("decryption failed: the data was tampered with, moved from its slot, or the key is wrong")]
     Decrypt,
+    /// A format 1 payload asked for by a caller that would send the secret to a target: it was
+    /// stored before target binding and cannot say where it may go.
+    #[error("the version was stored before target binding and is not yet migrated; it is not sent to any target")]
+    Unbound,
     #[error("malformed ciphertext: {0}")]
     Malformed(&'static str),
     #[error("ciphertext was made with key version {found}, expected {expected}")]

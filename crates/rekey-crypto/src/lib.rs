@@ -7,6 +7,7 @@
 //!  └ tenant KEK   one per tenant and version, stored wrapped by the root key
 //!     └ DEK       one per credential version, random, stored wrapped by the tenant KEK
 //!        └ payload   AES-256-GCM, associated data binding tenant, credential, version, kind
+//!                    and (format 2) the name and target fields the secret was stored for
 //! ```
 //!
 //! Every ciphertext and wrapped key starts with a versioned header (see [`envelope`]) that names
@@ -20,6 +21,7 @@ pub mod audit_mac;
 pub mod cert;
 pub mod envelope;
 mod error;
+pub mod integrity;
 pub mod jwt;
 pub mod keys;
 pub mod link;
@@ -28,8 +30,12 @@ pub mod seal;
 pub mod token;
 
 pub use audit_mac::AuditKey;
-pub use envelope::{kek_version_of, open_payload, rewrap_dek, seal_payload, PayloadSlot, SealedPayload};
+pub use envelope::{
+    bind_legacy_payload, is_legacy_payload, kek_version_of, open_legacy_payload, open_payload, rewrap_dek,
+    seal_payload, PayloadSlot, SealedPayload, TargetBinding,
+};
 pub use error::CryptoError;
+pub use integrity::{Fingerprint, IntegrityKey};
 pub use keys::{Dek, Kek, SystemKey};
 pub use seal::dev::DevSeal;
 pub use seal::pkcs11::{Pkcs11Options, Pkcs11Seal};

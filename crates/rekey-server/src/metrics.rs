@@ -55,6 +55,12 @@ impl Collector for AuditCollector {
                 "Group commits that failed or were not flushed to disk (their requests were refused)",
                 s.failed_batches.load(Ordering::Relaxed),
             ),
+            (
+                "rekey_integrity_failures",
+                "Rows refused because their integrity check failed (a token row or a version's target fields \
+                 changed outside Rekey)",
+                s.integrity_failures.load(Ordering::Relaxed),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;

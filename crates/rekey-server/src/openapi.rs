@@ -468,7 +468,7 @@ fn schemas() -> Value {
             "code": { "type": "string", "enum": rekey_types::ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>() },
             "message": s, "request_id": s } },
         "Health": { "type": "object", "properties": { "status": s, "sealed": { "type": "boolean" }, "version": s } },
-        "Status": { "type": "object", "properties": { "version": s, "store": s, "audit_head_seq": n,
+        "Status": { "type": "object", "properties": { "version": s, "store": s, "audit_head_seq": n, "integrity_failures": n,
             "seal": { "type": "object", "properties": { "kind": { "type": "string", "enum": ["dev", "shamir", "pkcs11"] },
                 "sealed": { "type": "boolean" }, "initialized": { "type": "boolean" }, "unseal_progress": n, "threshold": n,
                 "shares": n, "root_key_version": n, "root_key_versions": { "type": "array", "items": n }, "warning": s } },

@@ -127,6 +127,7 @@ pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<St
             store: s.keeper.store_backend().to_owned(),
             counts: None,
             audit_head_seq: None,
+            integrity_failures: None,
         }));
     }
     let caller = s.auth(&ctx, "sys.status", "").await?;

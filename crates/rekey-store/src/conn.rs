@@ -122,6 +122,14 @@ impl OwnedRow {
         }
     }
 
+    pub(crate) fn opt_blob(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.value(col)? {
+            Value::Null => Ok(None),
+            Value::Blob(b) => Ok(Some(b.clone())),
+            _ => Err(missing(col)),
+        }
+    }
+
     pub(crate) fn blob(&self, col: &str) -> Result<Vec<u8>, StoreError> {
         match self.value(col)? {
             Value::Blob(b) => Ok(b.clone()),

@@ -184,6 +184,9 @@ pub struct CredentialRow {
     pub latest_version: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The incident that froze this credential for connectors, if any (read only; set by
+    /// `ContainIncident`, cleared by `LiftFreeze`).
+    pub frozen_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -213,6 +216,13 @@ pub struct VersionRow {
     pub ciphertext: Vec<u8>,
     pub created_by: String,
     pub created_at: Timestamp,
+    /// The target fields this version's secret was stored for (`None`: stored before target
+    /// binding and not migrated yet).
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+    /// The target binding bound into the payload (a digest of the name and `fields`).
+    pub binding: Option<Vec<u8>>,
+    /// The keyed fingerprint of the secret.
+    pub fingerprint: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +232,35 @@ pub struct VersionMeta {
     pub kek_version: u32,
     pub created_by: String,
     pub created_at: Timestamp,
+    /// The keyed fingerprint of the version's secret (not a secret: an HMAC under a key the
+    /// database does not hold).
+    pub fingerprint: Option<Vec<u8>>,
+}
+
+/// A version stored before target binding, with what binding it needs.
+#[derive(Clone)]
+pub struct LegacyVersion {
+    pub tenant_id: TenantId,
+    pub credential_id: CredentialId,
+    pub name: String,
+    pub kind: CredentialKind,
+    /// The credential's fields as they stand: what the version gets bound to.
+    pub fields: BTreeMap<String, String>,
+    pub version: u32,
+    pub kek_version: u32,
+    pub wrapped_dek: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A legacy version moved to format 2. Applied only if the row is still unbound.
+#[derive(Clone)]
+pub struct VersionBinding {
+    pub credential_id: CredentialId,
+    pub version: u32,
+    pub ciphertext: Vec<u8>,
+    pub fields: BTreeMap<String, String>,
+    pub binding: Vec<u8>,
+    pub fingerprint: Vec<u8>,
 }
 
 /// A reveal's single read: tenant, credential and current version together.
@@ -236,6 +275,10 @@ pub struct RevealRow {
     pub kek_version: u32,
     pub wrapped_dek: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    /// The target fields the version was stored for (`None` for a version not migrated yet):
+    /// the reveal recomputes the binding from them and the name it was asked for, so a name
+    /// swapped between two credentials in the database opens nothing.
+    pub fields: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -256,6 +299,9 @@ pub struct TokenRow {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// MAC of the row under the integrity key (see `rekey-core`'s `integrity`); `None` for a row
+    /// stored before rows were authenticated, until the first unseal seals it.
+    pub mac: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -316,10 +362,33 @@ pub enum WriteOp {
         at: Timestamp,
     },
     CreateToken(TokenRow),
+    /// Revokes an active token; `mac` is the row's MAC with `revoked_at` set.
     RevokeToken {
         id: TokenId,
         at: Timestamp,
+        mac: Vec<u8>,
     },
+    /// Ends an incident's freeze of a credential: the caller verified a new secret at its
+    /// target. With `fresh = (version, fingerprint)`, only if no other version of the
+    /// credential holds that fingerprint (or lacks one): a reused secret keeps the freeze.
+    LiftFreeze {
+        credential: CredentialId,
+        fresh: Option<(u32, Vec<u8>)>,
+    },
+    /// Moves the credential's campaign items that wait for a new secret to `rotated`, for a
+    /// worker to verify, if version `version`'s `fingerprint` differs from every other version's
+    /// (a reused secret moves nothing).
+    ItemsRotated {
+        credential: CredentialId,
+        version: u32,
+        fingerprint: Vec<u8>,
+        by: String,
+        at: Timestamp,
+    },
+    /// Moves legacy versions to the bound payload format.
+    BindVersions(Vec<VersionBinding>),
+    /// Stores the MACs of token rows stored before rows were authenticated, once.
+    SealTokens(Vec<(TokenId, Vec<u8>)>),
     /// Several operations that succeed or fail together (used by bulk import).
     All(Vec<WriteOp>),
     /// A new KEK version; every older `active` version of the tenant becomes `retired`.

@@ -69,7 +69,7 @@ fn kek_row(row: &OwnedRow) -> Result<KekRow, StoreError> {
 }
 
 const CRED_COLS: &str = "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, \
-     c.latest_version, c.created_at, c.updated_at";
+     c.latest_version, c.created_at, c.updated_at, c.frozen_by";
 
 fn credential_row(row: &OwnedRow) -> Result<CredentialRow, StoreError> {
     Ok(CredentialRow {
@@ -83,6 +83,7 @@ fn credential_row(row: &OwnedRow) -> Result<CredentialRow, StoreError> {
         latest_version: u32_of(row, "latest_version")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
+        frozen_by: row.opt_text("frozen_by")?,
     })
 }
 
@@ -103,6 +104,7 @@ fn token_row(row: &OwnedRow) -> Result<TokenRow, StoreError> {
         created_at: ts(row, "created_at")?,
         expires_at: opt_ts(row, "expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
+        mac: row.opt_blob("mac")?,
     })
 }
 
@@ -133,6 +135,9 @@ fn version_row(r: &OwnedRow) -> Result<VersionRow, StoreError> {
         ciphertext: r.blob("ciphertext")?,
         created_by: r.text("created_by")?,
         created_at: ts(r, "created_at")?,
+        fields: r.opt_text("fields")?.map(|f| serde_json::from_str(&f).map_err(|_| corrupt("fields"))).transpose()?,
+        binding: r.opt_blob("binding")?,
+        fingerprint: r.opt_blob("fingerprint")?,
     })
 }
 
@@ -152,6 +157,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (5, include_str!("../migrations/sqlite/0005_campaigns.sql")),
             (6, include_str!("../migrations/sqlite/0006_region_reach.sql")),
             (7, include_str!("../migrations/sqlite/0007_audit_index_file.sql")),
+            (8, include_str!("../migrations/sqlite/0008_custody_binding.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -160,6 +166,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (4, include_str!("../migrations/postgres/0004_incidents.sql")),
             (5, include_str!("../migrations/postgres/0005_campaigns.sql")),
             (6, include_str!("../migrations/postgres/0006_region_reach.sql")),
+            (7, include_str!("../migrations/postgres/0007_custody_binding.sql")),
         ],
     }
 }
@@ -363,7 +370,7 @@ pub(crate) async fn version<C: Conn>(
 pub(crate) async fn list_versions<C: Conn>(c: &mut C, credential: String) -> Result<Vec<VersionMeta>, StoreError> {
     let rows = c
         .query(
-            "SELECT version, stage, kek_version, created_by, created_at FROM credential_versions \
+            "SELECT version, stage, kek_version, created_by, created_at, fingerprint FROM credential_versions \
              WHERE credential_id = $1 ORDER BY version",
             args![credential],
         )
@@ -375,6 +382,7 @@ pub(crate) async fn list_versions<C: Conn>(c: &mut C, credential: String) -> Res
             kek_version: u32_of(r, "kek_version")?,
             created_by: r.text("created_by")?,
             created_at: ts(r, "created_at")?,
+            fingerprint: r.opt_blob("fingerprint")?,
         })
     })
 }
@@ -386,7 +394,8 @@ pub(crate) async fn reveal_row<C: Conn>(
 ) -> Result<Option<RevealRow>, StoreError> {
     let row = c
         .query_opt(
-            "SELECT c.tenant_id, c.id, c.kind, c.frozen_by, v.version, v.kek_version, v.wrapped_dek, v.ciphertext \
+            "SELECT c.tenant_id, c.id, c.kind, c.frozen_by, v.version, v.kek_version, v.wrapped_dek, v.ciphertext, \
+             v.fields \
              FROM tenants t JOIN credentials c ON c.tenant_id = t.id AND c.deleted_at IS NULL \
              JOIN credential_versions v ON v.credential_id = c.id AND v.version = c.current_version \
              WHERE t.name = $1 AND c.name = $2",
@@ -403,6 +412,10 @@ pub(crate) async fn reveal_row<C: Conn>(
             kek_version: u32_of(&r, "kek_version")?,
             wrapped_dek: r.blob("wrapped_dek")?,
             ciphertext: r.blob("ciphertext")?,
+            fields: r
+                .opt_text("fields")?
+                .map(|f| serde_json::from_str(&f).map_err(|_| corrupt("fields")))
+                .transpose()?,
         })
     })
     .transpose()
@@ -908,6 +921,67 @@ pub(crate) async fn incidents<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<Inci
     )
 }
 
+/// No version of credential `cred` other than `version` holds fingerprint `fp` (or has none,
+/// which cannot be shown to differ). The arguments are parameter names (`$1`); SQLite numbers
+/// them in order of first use, so the caller's statement must use them in order.
+pub(crate) fn fresh(cred: &str, version: &str, fp: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM credential_versions fv WHERE fv.credential_id = {cred} \
+         AND fv.version <> {version} AND (fv.fingerprint IS NULL OR fv.fingerprint = {fp}))"
+    )
+}
+
+/// The open incidents whose scope holds `credential`.
+pub(crate) async fn open_incidents_covering<C: Conn>(
+    c: &mut C,
+    credential: String,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let open = all(
+        c.query("SELECT * FROM incidents WHERE state = 'open' ORDER BY created_at, id", vec![]).await?,
+        incident_row,
+    )?;
+    let mut out = Vec::new();
+    for incident in open {
+        let sql = format!("SELECT c.id {} AND c.id = $3", reach(&incident.kinds));
+        let hit = c
+            .query_opt(&sql, args![incident.id.to_string(), incident.created_at.as_micros(), credential.clone()])
+            .await?;
+        if hit.is_some() {
+            out.push(incident);
+        }
+    }
+    Ok(out)
+}
+
+/// Versions stored before target binding, a batch at a time.
+pub(crate) async fn legacy_versions<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<LegacyVersion>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT c.tenant_id, c.id, c.name, c.kind, c.fields, v.version, v.kek_version, v.wrapped_dek, \
+             v.ciphertext FROM credential_versions v JOIN credentials c ON c.id = v.credential_id \
+             WHERE v.binding IS NULL LIMIT $1",
+            args![limit],
+        )
+        .await?;
+    all(rows, |r| {
+        Ok(LegacyVersion {
+            tenant_id: id(r, "tenant_id")?,
+            credential_id: id(r, "id")?,
+            name: r.text("name")?,
+            kind: kind(r, "kind")?,
+            fields: json_of(r, "fields")?,
+            version: u32_of(r, "version")?,
+            kek_version: u32_of(r, "kek_version")?,
+            wrapped_dek: r.blob("wrapped_dek")?,
+            ciphertext: r.blob("ciphertext")?,
+        })
+    })
+}
+
+pub(crate) async fn integrity_pending<C: Conn>(c: &mut C, what: String) -> Result<bool, StoreError> {
+    Ok(c.query_opt("SELECT what FROM integrity_pending WHERE what = $1", args![what]).await?.is_some())
+}
+
 /// `AND c.kind IN (…)` for an incident limited to some kinds (constant names, never input).
 fn kinds_clause(kinds: &Option<Vec<CredentialKind>>) -> String {
     match kinds {
@@ -1411,8 +1485,9 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 )
                 .await?;
             } else {
-                // A new current version ends an incident's freeze of the credential.
-                let set_current = if pending { "current_version" } else { "$3, frozen_by = NULL" };
+                // Freezes and campaign items move only by operations of their own (`LiftFreeze`,
+                // `ItemsRotated`), which the caller adds to the same write when they apply.
+                let set_current = if pending { "current_version" } else { "$3" };
                 let updated = c
                     .exec(
                         &format!(
@@ -1454,13 +1529,54 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                 .await?;
             }
             let stage = if pending { "pending" } else { "current" };
-            insert_rows(c, INSERT_VERSION, "", 8, vec![version_args(version, stage)])
+            insert_rows(c, INSERT_VERSION, "", 11, vec![version_args(version, stage)])
                 .await
                 .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
-            if !pending && !*create {
-                follow_put(c, cred_id, version.created_by.clone(), version.created_at).await?;
+            Ok(())
+        }
+        WriteOp::LiftFreeze { credential, fresh: unless } => {
+            let id = credential.to_string();
+            match unless {
+                None => c.exec("UPDATE credentials SET frozen_by = NULL WHERE id = $1", args![id]).await.map(drop),
+                Some((version, fingerprint)) => c
+                    .exec(
+                        &format!(
+                            "UPDATE credentials SET frozen_by = NULL WHERE id = $1 AND frozen_by IS NOT NULL AND {}",
+                            fresh("$1", "$2", "$3")
+                        ),
+                        args![id, *version, fingerprint.clone()],
+                    )
+                    .await
+                    .map(drop),
+            }
+        }
+        WriteOp::ItemsRotated { credential, version, fingerprint, by, at } => {
+            follow_put(c, credential.to_string(), *version, fingerprint.clone(), by.clone(), *at).await
+        }
+        WriteOp::BindVersions(updates) => {
+            for u in updates {
+                c.exec(
+                    "UPDATE credential_versions SET ciphertext = $1, fields = $2, binding = $3, fingerprint = $4 \
+                     WHERE credential_id = $5 AND version = $6 AND binding IS NULL",
+                    args![
+                        u.ciphertext.clone(),
+                        json(&u.fields),
+                        u.binding.clone(),
+                        u.fingerprint.clone(),
+                        u.credential_id.to_string(),
+                        u.version
+                    ],
+                )
+                .await?;
             }
             Ok(())
+        }
+        WriteOp::SealTokens(macs) => {
+            for (id, mac) in macs {
+                c.exec("UPDATE tokens SET mac = $1 WHERE id = $2 AND mac IS NULL", args![mac.clone(), id.to_string()])
+                    .await?;
+            }
+            c.exec("DELETE FROM integrity_pending WHERE what = 'tokens'", vec![]).await.map(drop)
         }
         WriteOp::DeleteCredential { id, at } => {
             let sql = "UPDATE credentials SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
@@ -1475,8 +1591,8 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::CreateToken(t) => {
             c.exec(
-                "INSERT INTO tokens (id, hash, role, tenant_id, bound, cidrs, description, created_by, created_at, expires_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+                "INSERT INTO tokens (id, hash, role, tenant_id, bound, cidrs, description, created_by, created_at, expires_at, revoked_at, mac) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
                 args![
                     t.id.to_string(),
                     t.hash.clone(),
@@ -1487,15 +1603,24 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                     &t.description,
                     &t.created_by,
                     t.created_at.as_micros(),
-                    t.expires_at.map(Timestamp::as_micros)
+                    t.expires_at.map(Timestamp::as_micros),
+                    t.mac.clone().unwrap_or_default()
                 ],
             )
             .await?;
             Ok(())
         }
-        WriteOp::RevokeToken { id, at } => {
-            let sql = "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
-            update_one(c, sql, at.as_micros(), "active token", id.to_string()).await
+        WriteOp::RevokeToken { id, at, mac } => {
+            let n = c
+                .exec(
+                    "UPDATE tokens SET revoked_at = $1, mac = $2 WHERE id = $3 AND revoked_at IS NULL",
+                    args![at.as_micros(), mac.clone(), id.to_string()],
+                )
+                .await?;
+            if n != 1 {
+                return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
+            }
+            Ok(())
         }
         WriteOp::CreateKek(kek) => {
             let tenant = kek.tenant_id.to_string();
@@ -1676,7 +1801,7 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             let id = credential.to_string();
             let n = c
                 .exec(
-                    "UPDATE credentials SET current_version = $1, fields = $2, updated_at = $3, frozen_by = NULL \
+                    "UPDATE credentials SET current_version = $1, fields = $2, updated_at = $3 \
                      WHERE id = $4 AND latest_version = $1 AND current_version < $1 AND deleted_at IS NULL",
                     args![*version, json(fields), at.as_micros(), id.clone()],
                 )
@@ -2001,7 +2126,7 @@ fn tenant_args(tenant: &TenantRow) -> Vec<Arg> {
 const INSERT_CREDENTIAL: &str = "INSERT INTO credentials (id, tenant_id, name, kind, fields, labels, \
      current_version, latest_version, created_at, updated_at) VALUES ";
 const INSERT_VERSION: &str = "INSERT INTO credential_versions (credential_id, version, stage, kek_version, \
-     wrapped_dek, ciphertext, created_by, created_at) VALUES ";
+     wrapped_dek, ciphertext, created_by, created_at, fields, binding, fingerprint) VALUES ";
 
 /// A new credential, whose first version (current and latest) is `version`.
 fn new_credential_args(credential: &CredentialRow, version: &VersionRow) -> Vec<Arg> {
@@ -2028,7 +2153,10 @@ fn version_args(version: &VersionRow, stage: &str) -> Vec<Arg> {
         version.wrapped_dek.clone(),
         version.ciphertext.clone(),
         &version.created_by,
-        version.created_at.as_micros()
+        version.created_at.as_micros(),
+        json(&version.fields.clone().unwrap_or_default()),
+        version.binding.clone().unwrap_or_default(),
+        version.fingerprint.clone().unwrap_or_default()
     ]
 }
 
@@ -2121,7 +2249,7 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
         counts,
     )
     .await?;
-    insert_rows(c, INSERT_VERSION, "", 8, versions).await
+    insert_rows(c, INSERT_VERSION, "", 11, versions).await
 }
 
 fn hex_of(bytes: &[u8]) -> String {

@@ -166,6 +166,19 @@ impl Store for SqlStore {
         }
     }
 
+    async fn legacy_versions(&self, limit: u32) -> Result<Vec<LegacyVersion>, StoreError> {
+        run!(self, read, |c| q::legacy_versions(c, limit))
+    }
+
+    async fn integrity_pending(&self, what: &str) -> Result<bool, StoreError> {
+        let what = what.to_owned();
+        run!(self, point, |c| q::integrity_pending(c, what))
+    }
+
+    async fn open_incidents_covering(&self, credential: CredentialId) -> Result<Vec<IncidentRow>, StoreError> {
+        run!(self, read, |c| q::open_incidents_covering(c, credential.to_string()))
+    }
+
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError> {
         run!(self, point, |c| q::token(c, id.to_string()))
     }

@@ -142,6 +142,7 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
             latest_version: version,
             created_at: now,
             updated_at: now,
+            frozen_by: None,
         },
         version: VersionRow {
             credential_id: id,
@@ -152,6 +153,10 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
             ciphertext: vec![3; 40 + version as usize],
             created_by: "test".into(),
             created_at: now,
+            fields: Some(BTreeMap::from([("description".to_string(), format!("v{version}"))])),
+            binding: Some(vec![version as u8; 32]),
+            // Each version's own fingerprint.
+            fingerprint: Some(vec![version as u8; 32]),
         },
         create: version == 1,
     }
@@ -349,7 +354,7 @@ async fn failed_op_does_not_undo_others_and_is_audited_as_error(db: Db) {
         &db,
         vec![
             Some(put(t, "a", 1, None)),
-            Some(WriteOp::RevokeToken { id: TokenId::generate(), at: Timestamp::now() }),
+            Some(WriteOp::RevokeToken { id: TokenId::generate(), at: Timestamp::now(), mac: vec![0; 32] }),
             None,
             Some(put(t, "b", 1, None)),
         ],
@@ -405,6 +410,7 @@ async fn tokens_create_and_revoke(db: Db) {
         created_at: Timestamp::now(),
         expires_at: Some(Timestamp::now().add_seconds(60)),
         revoked_at: None,
+        mac: Some(vec![7; 32]),
     };
     assert!(apply(&db, vec![Some(WriteOp::CreateToken(row))]).await[0].is_ok());
     let got = db.store.token(id).await.unwrap().unwrap();
@@ -412,9 +418,13 @@ async fn tokens_create_and_revoke(db: Db) {
     assert_eq!(got.bound, vec!["dir".to_string()]);
     assert_eq!(got.role, Role::Connector);
     assert!(got.revoked_at.is_none());
-    assert!(apply(&db, vec![Some(WriteOp::RevokeToken { id, at: Timestamp::now() })]).await[0].is_ok());
-    assert!(db.store.token(id).await.unwrap().unwrap().revoked_at.is_some());
-    let again = apply(&db, vec![Some(WriteOp::RevokeToken { id, at: Timestamp::now() })]).await;
+    assert_eq!(got.mac, Some(vec![7; 32]));
+    let revoke = || Some(WriteOp::RevokeToken { id, at: Timestamp::now(), mac: vec![8; 32] });
+    assert!(apply(&db, vec![revoke()]).await[0].is_ok());
+    let got = db.store.token(id).await.unwrap().unwrap();
+    assert!(got.revoked_at.is_some());
+    assert_eq!(got.mac, Some(vec![8; 32]), "a revocation stores the row's new MAC");
+    let again = apply(&db, vec![revoke()]).await;
     assert!(matches!(again[0], Err(StoreError::NotFound { .. })));
     assert_eq!(db.store.list_tokens().await.unwrap().len(), 1);
     assert!(db.store.token(TokenId::generate()).await.unwrap().is_none());
@@ -942,7 +952,8 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     assert_eq!(all.counts.by_region.values().copied().collect::<Vec<_>>(), [4, 3, 2], "eu, uk, us");
     assert_eq!(db.store.incident_items(&all, None, 100).await.unwrap().len(), 9);
 
-    // Freeze: reveals see it, a new current version ends it.
+    // Freeze: reveals see it; a new current version alone does not end it, only an explicit
+    // LiftFreeze does, and only for a secret no other version held.
     let r = apply(&db, vec![Some(WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() })]).await;
     assert!(r[0].is_ok());
     let acme_name = TenantName::parse("acme").unwrap();
@@ -952,6 +963,15 @@ async fn incidents_scope_reasons_counts_and_freeze(db: Db) {
     let hooli_name = TenantName::parse("hooli").unwrap();
     assert_eq!(db.store.reveal_row(&hooli_name, "x").await.unwrap().unwrap().frozen_by, None);
     apply(&db, vec![Some(put(acme, "x", 2, Some(ids["acme/x"])))]).await;
+    assert_eq!(db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by, Some(id.to_string()));
+    let lift = |fp: u8| Some(WriteOp::LiftFreeze { credential: ids["acme/x"], fresh: Some((2, vec![fp; 32])) });
+    assert!(apply(&db, vec![lift(1)]).await[0].is_ok());
+    assert_eq!(
+        db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by,
+        Some(id.to_string()),
+        "version 1's secret again keeps the freeze"
+    );
+    assert!(apply(&db, vec![lift(2)]).await[0].is_ok());
     assert_eq!(db.store.reveal_row(&acme_name, "x").await.unwrap().unwrap().frozen_by, None);
     assert!(db.store.reveal_row(&acme_name, "y").await.unwrap().unwrap().frozen_by.is_some());
     let close = || Some(WriteOp::CloseIncident { id, at: Timestamp::now() });
@@ -1163,6 +1183,19 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     credential.fields = BTreeMap::from([("host".to_string(), "mail.acme.example".to_string())]);
     version.created_by = "link:x".into();
     apply(&db, vec![Some(WriteOp::PutVersion { credential, version, create: false })]).await;
+    let rotated = |fp: u8| {
+        Some(WriteOp::ItemsRotated {
+            credential: mail,
+            version: 2,
+            fingerprint: vec![fp; 32],
+            by: "link:x".into(),
+            at: Timestamp::now(),
+        })
+    };
+    // The put alone moves nothing; a secret version 1 held moves nothing either.
+    assert!(apply(&db, vec![rotated(1)]).await[0].is_ok());
+    assert_ne!(item(&db, mail).await.state, "rotated");
+    assert!(apply(&db, vec![rotated(2)]).await[0].is_ok());
     let got = item(&db, mail).await;
     assert_eq!((got.state.as_str(), got.done_by.as_deref()), ("rotated", Some("link:x")));
     assert_eq!(db.store.claim_items(Timestamp::now(), until, 10).await.unwrap()[0].name, "mail");

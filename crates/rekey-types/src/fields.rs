@@ -51,6 +51,7 @@ impl CredentialKind {
                     "tls",
                     "ca_pem",
                     "rotator",
+                    "subtrees",
                     "password_length",
                     "password_alphabet",
                     "max_age",
@@ -228,6 +229,16 @@ fn check_value(kind: CredentialKind, key: &str, value: &str, all: &BTreeMap<Stri
             }
         }
         "bind_dn" => validate_dn(value).map_err(|e| invalid(key, e.to_string()))?,
+        // A rotator's subtrees: the base DNs whose accounts it may reset, separated by `;`.
+        "subtrees" => {
+            let bases: Vec<&str> = value.split(';').map(str::trim).filter(|b| !b.is_empty()).collect();
+            if bases.is_empty() {
+                return Err(invalid(key, "must name at least one base DN (separate several with ;)"));
+            }
+            for base in bases {
+                validate_dn(base).map_err(|e| invalid(key, format!("{base:?}: {e}")))?;
+            }
+        }
         "tls" => {
             value.parse::<TlsMode>().map_err(|e| invalid(key, e))?;
         }
@@ -359,6 +370,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, FieldError::Unknown { .. }), "{err}");
+    }
+
+    #[test]
+    fn rotator_subtrees() {
+        let base = [("url", "ldaps://dc1"), ("bind_dn", "cn=admin,dc=acme,dc=example")];
+        let mut ok = map(&base);
+        ok.insert("subtrees".into(), "ou=people,dc=acme,dc=example; ou=svc,dc=acme,dc=example".into());
+        Fields::validate(CredentialKind::Ldap, ok).unwrap();
+        let mut bad = map(&base);
+        bad.insert("subtrees".into(), " ; ".into());
+        assert!(Fields::validate(CredentialKind::Ldap, bad).is_err());
+        let mut bad = map(&base);
+        bad.insert("subtrees".into(), "not a dn".into());
+        assert!(Fields::validate(CredentialKind::Ldap, bad).is_err());
     }
 
     #[test]

@@ -404,18 +404,24 @@ pub(crate) async fn follow_rotation<C: Conn>(
 }
 
 /// A new current version stored by anyone (an operator, a tenant administrator) moves the
-/// credential's items that were waiting for one to `rotated`, for a worker to verify.
+/// credential's items that were waiting for one to `rotated`, for a worker to verify, unless
+/// its secret is one an earlier version held (see [`super::fresh`]).
 pub(crate) async fn follow_put<C: Conn>(
     c: &mut C,
     credential: String,
+    version: u32,
+    fingerprint: Vec<u8>,
     by: String,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     c.exec(
-        "UPDATE campaign_items SET state = 'rotated', rotated_at = $1, changed_at = $1, next_at = $1, \
-         lease_until = NULL, error = NULL, done_by = $2 WHERE credential_id = $3 \
-         AND state IN ('pending', 'notified', 'failed')",
-        args![at.as_micros(), by, credential],
+        &format!(
+            "UPDATE campaign_items SET state = 'rotated', rotated_at = $1, changed_at = $1, next_at = $1, \
+             lease_until = NULL, error = NULL, done_by = $2 WHERE credential_id = $3 \
+             AND state IN ('pending', 'notified', 'failed') AND {}",
+            super::fresh("$3", "$4", "$5")
+        ),
+        args![at.as_micros(), by, credential, version, fingerprint],
     )
     .await
     .map(drop)

@@ -1,0 +1,192 @@
+//! Rows a database writer cannot forge, and the format migration to bound payloads.
+//!
+//! Token rows decide who gets what (role, tenant, bound credentials, CIDRs, expiry, revocation).
+//! Each carries an HMAC under the integrity key, a system key wrapped by the seal like the audit
+//! chain key: a row inserted or edited with SQL fails its check, and is refused everywhere,
+//! counted (`rekey_integrity_failures`) and audited (`integrity.fail`). Where a secret goes is
+//! held by the version's own payload (its target binding, see `target`), and the name-to-id
+//! mapping of credentials likewise (the name is part of the binding).
+//!
+//! Rows stored before this release are sealed once, at the first unseal after the upgrade
+//! (`integrity.seal`, with the count), and versions stored before target binding are bound to
+//! the credential's fields as they stand, by a background migration that commits a batch at a
+//! time with its audit event (`cred.bind`) and resumes after a crash from what is left unbound.
+//!
+//! Must never: accept a row whose MAC fails; log or audit a token secret or a payload.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rekey_crypto::integrity::canonical;
+use rekey_crypto::{bind_legacy_payload, IntegrityKey, KeyContext, PayloadSlot, Seal, SystemKey};
+use rekey_store::{Store, StoreError, SystemKeyRow, TokenRow, VersionBinding, WriteOp, WriteRequest};
+use rekey_types::{AuditOutcome, RequestId};
+
+use crate::keys::KeyUse;
+use crate::vault::record;
+use crate::{CoreError, Vault};
+
+/// The table label of token row MACs.
+const TOKENS: &str = "tokens";
+/// Versions bound per committed batch of the format migration.
+const BIND_BATCH: u32 = 2_000;
+
+/// The bytes of a token row that its MAC covers: everything that decides what it may do.
+fn token_bytes(row: &TokenRow) -> Vec<u8> {
+    let tenant = row.tenant_id.map(|t| t.to_string()).unwrap_or_default();
+    let bound = serde_json::to_vec(&row.bound).expect("a list of strings serializes");
+    let cidrs = serde_json::to_vec(&row.cidrs).expect("a list of strings serializes");
+    let expires = row.expires_at.map_or(-1, |t| t.as_micros()).to_be_bytes();
+    let revoked = row.revoked_at.map_or(-1, |t| t.as_micros()).to_be_bytes();
+    canonical(&[
+        row.id.to_string().as_bytes(),
+        &row.hash,
+        row.role.as_str().as_bytes(),
+        tenant.as_bytes(),
+        &bound,
+        &cidrs,
+        &expires,
+        &revoked,
+    ])
+}
+
+/// The MAC a token row must carry.
+pub(crate) fn token_mac(key: &IntegrityKey, row: &TokenRow) -> Vec<u8> {
+    key.row_mac(TOKENS, &token_bytes(row)).to_vec()
+}
+
+/// Whether a token row carries its MAC.
+pub(crate) fn token_ok(key: &IntegrityKey, row: &TokenRow) -> bool {
+    row.mac.as_deref().is_some_and(|m| key.row_ok(TOKENS, &token_bytes(row), m))
+}
+
+/// The integrity key lives in the store wrapped by the seal; on first start it is created (if
+/// another server sharing the database stored one first, that one is used).
+pub(crate) async fn load_or_create_key(store: &dyn Store, seal: &dyn Seal) -> Result<IntegrityKey, CoreError> {
+    if store.system_key(IntegrityKey::PURPOSE).await?.is_none() {
+        let key = IntegrityKey::generate().map_err(CoreError::Crypto)?;
+        let ctx = KeyContext::System { purpose: IntegrityKey::PURPOSE, version: 1 };
+        let wrapped = seal.wrap_system_key(ctx, key.as_system_key()).map_err(CoreError::Crypto)?;
+        if store.insert_system_key(&SystemKeyRow { purpose: IntegrityKey::PURPOSE.into(), version: 1, wrapped }).await?
+        {
+            return Ok(key);
+        }
+    }
+    let row = store
+        .system_key(IntegrityKey::PURPOSE)
+        .await?
+        .ok_or_else(|| CoreError::Store(StoreError::Corrupt("integrity key vanished".into())))?;
+    let ctx = KeyContext::System { purpose: IntegrityKey::PURPOSE, version: row.version };
+    let key: SystemKey = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
+    Ok(IntegrityKey::from_system_key(key))
+}
+
+impl Vault {
+    /// Records a row that failed its integrity check: counted and audited, never believed.
+    pub(crate) async fn integrity_failure(&self, what: &str, detail: &str) -> Result<(), CoreError> {
+        self.writer.stats().integrity_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(what, "a row failed its integrity check and was refused");
+        let event = record("system", "", &RequestId::generate(), "integrity.fail", what, AuditOutcome::Denied, detail);
+        self.audit_event(event).await
+    }
+
+    /// Seals the token rows stored before rows were authenticated, once (the store's marker
+    /// says whether that is still to do).
+    pub(crate) async fn seal_legacy_tokens(&self) -> Result<(), CoreError> {
+        if !self.store.integrity_pending("tokens").await? {
+            return Ok(());
+        }
+        let macs: Vec<_> = self
+            .store
+            .list_tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.mac.is_none())
+            .map(|t| (t.id, token_mac(&self.integrity, &t)))
+            .collect();
+        let detail = format!("sealed {} token rows stored before rows were authenticated", macs.len());
+        let audit =
+            record("system", "", &RequestId::generate(), "integrity.seal", "tokens", AuditOutcome::Success, &detail);
+        self.submit(WriteRequest { op: Some(WriteOp::SealTokens(macs)), audit }).await
+    }
+
+    /// Starts the format migration in the background if versions stored before target binding
+    /// are left.
+    pub(crate) fn start_binding(self: &Arc<Self>) {
+        let vault = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(this) = vault.upgrade() else { return };
+            match this.bind_legacy_versions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(versions = n, "bound legacy versions to their targets"),
+                Err(e) => tracing::error!(error = %e, "the format migration stopped; it resumes at the next start"),
+            }
+        });
+    }
+
+    /// Moves every version stored before target binding to format 2, bound to its credential's
+    /// current fields, with its fingerprint. Batches are committed one by one with an audit
+    /// event; a crash loses at most the batch in flight, which the next start redoes.
+    pub async fn bind_legacy_versions(&self) -> Result<u64, CoreError> {
+        let mut total = 0u64;
+        let mut damaged = std::collections::HashSet::new();
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Ok(total);
+            }
+            let rows = self.store.legacy_versions(BIND_BATCH + damaged.len() as u32).await?;
+            let mut updates = Vec::with_capacity(rows.len());
+            for r in rows {
+                if damaged.contains(&(r.credential_id, r.version)) {
+                    continue;
+                }
+                let kek = match self
+                    .keks
+                    .get(self.store.as_ref(), self.seal.as_ref(), r.tenant_id, r.kek_version, KeyUse::Rewrap)
+                    .await
+                {
+                    Ok(k) => k,
+                    Err(CoreError::Sealed) => return Err(CoreError::Sealed),
+                    Err(e) => {
+                        tracing::error!(version = r.version, error = %e, "cannot bind a legacy version: no key");
+                        damaged.insert((r.credential_id, r.version));
+                        continue;
+                    }
+                };
+                let slot =
+                    PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
+                let binding = crate::target::binding(&r.name, &r.fields);
+                match bind_legacy_payload(&kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext) {
+                    Ok((ciphertext, secret)) => updates.push(VersionBinding {
+                        credential_id: r.credential_id,
+                        version: r.version,
+                        ciphertext,
+                        fingerprint: self.fingerprint(r.credential_id, &secret).0.to_vec(),
+                        binding: binding.as_bytes().to_vec(),
+                        fields: r.fields,
+                    }),
+                    Err(e) => {
+                        tracing::error!(version = r.version, error = %e, "cannot bind a legacy version: it does not open");
+                        damaged.insert((r.credential_id, r.version));
+                    }
+                }
+            }
+            if updates.is_empty() {
+                return Ok(total);
+            }
+            let n = updates.len() as u64;
+            let detail = format!("bound {n} versions to their targets (format 2)");
+            let audit = record(
+                "system",
+                "",
+                &RequestId::generate(),
+                "cred.bind",
+                "credentials",
+                AuditOutcome::Success,
+                &detail,
+            );
+            self.submit(WriteRequest { op: Some(WriteOp::BindVersions(updates)), audit }).await?;
+            total += n;
+        }
+    }
+}

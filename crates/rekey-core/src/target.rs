@@ -1,0 +1,253 @@
+//! Where a stored secret may go: to the target it was stored for, and nowhere else.
+//!
+//! Each credential version keeps the target fields its secret was stored with, and its payload's
+//! associated data binds a digest of the credential's name and those fields (ciphertext format
+//! 2, see `rekey_crypto::envelope`). Everything that sends a secret out (verify, rotation, the
+//! scheduler, retirement, the campaign workers) decrypts it here, with the fields it is about to
+//! use: fields changed anywhere but through a new version fail to decrypt, so nothing is sent.
+//!
+//! Before a decrypted secret can leave, [`Vault::secret_for_target`] commits an audit event of
+//! the intent (`cred.send`: who, which version, which target, why); if that write fails, the
+//! secret is never decrypted (fail closed, as for reveal).
+//!
+//! Must never: decrypt a version for a connector with fields other than its own; send before
+//! the intent is durable.
+
+use std::collections::BTreeMap;
+
+use rekey_crypto::{open_legacy_payload, open_payload, CryptoError, Fingerprint, PayloadSlot, TargetBinding};
+use rekey_store::{CredentialRow, VersionRow};
+use rekey_types::{AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
+
+use crate::connectors::Actor;
+use crate::keys::KeyUse;
+use crate::vault::record;
+use crate::{CoreError, Vault};
+
+/// Fields that only an operator may name or change: which tenant credential resets others'
+/// passwords, and the subtrees it may reset.
+pub(crate) const OPERATOR_FIELDS: [&str; 2] = ["rotator", "subtrees"];
+
+/// The binding of a secret stored for `name` with `fields`.
+pub(crate) fn binding(name: &str, fields: &BTreeMap<String, String>) -> TargetBinding {
+    TargetBinding::of(name, fields)
+}
+
+/// A one-line description of a target, without its secret (for audit details and pages).
+pub(crate) fn target_of(kind: CredentialKind, fields: &Fields) -> String {
+    let get = |k: &str| fields.get(k).unwrap_or("?").to_owned();
+    match kind {
+        CredentialKind::Ldap => format!("{} at {}", get("bind_dn"), get("url")),
+        CredentialKind::Pop3 | CredentialKind::Smtp => {
+            format!("{} at {}:{}", get("user"), get("host"), get("port"))
+        }
+        CredentialKind::EntraApp => match fields.get("graph_url") {
+            Some(graph) => format!("application {} at {} and {graph}", get("client_id"), get("token_url")),
+            None => format!("application {} at {}", get("client_id"), get("token_url")),
+        },
+        CredentialKind::Generic => "no target".into(),
+    }
+}
+
+/// The operator-only fields that `after` names with a value `before` did not have (dropping
+/// one is not naming one).
+pub(crate) fn operator_fields_changed(
+    before: Option<&BTreeMap<String, String>>,
+    after: &BTreeMap<String, String>,
+) -> Vec<&'static str> {
+    OPERATOR_FIELDS
+        .into_iter()
+        .filter(|f| after.get(*f).is_some_and(|v| before.and_then(|b| b.get(*f)) != Some(v)))
+        .collect()
+}
+
+/// Whether `dn` is `base` or below it (RDNs compared case-insensitively, spaces around `,`
+/// and `=` ignored).
+pub(crate) fn dn_within(dn: &str, base: &str) -> bool {
+    let norm = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(|rdn| rdn.split('=').map(|p| p.trim().to_ascii_lowercase()).collect::<Vec<_>>().join("="))
+            .filter(|r| !r.is_empty())
+            .collect()
+    };
+    let (dn, base) = (norm(dn), norm(base));
+    !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
+}
+
+/// The subtrees of a rotator credential (its `subtrees` field: base DNs separated by `;`).
+pub(crate) fn subtrees(fields: &Fields) -> Vec<String> {
+    fields
+        .get("subtrees")
+        .map(|s| s.split(';').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+impl Vault {
+    /// Opens one version with the fields stored beside it, for use inside the server only (a
+    /// local comparison, a re-encryption): nothing is sent. A legacy (format 1) version opens
+    /// too, for the callers that never send (reveal, rollback's re-encryption, migration).
+    pub(crate) async fn open_version(
+        &self,
+        tenant: TenantId,
+        credential: &CredentialRow,
+        row: &VersionRow,
+        use_: KeyUse,
+    ) -> Result<Secret, CoreError> {
+        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, row.kek_version, use_).await?;
+        let slot = PayloadSlot { tenant, credential: credential.id, version: row.version, kind: credential.kind };
+        if rekey_crypto::is_legacy_payload(&row.ciphertext) {
+            return open_legacy_payload(&kek, row.kek_version, &slot, &row.wrapped_dek, &row.ciphertext)
+                .map_err(CoreError::Decrypt);
+        }
+        let fields = row.fields.clone().unwrap_or_default();
+        open_payload(
+            &kek,
+            row.kek_version,
+            &slot,
+            &binding(&credential.name, &fields),
+            &row.wrapped_dek,
+            &row.ciphertext,
+        )
+        .map_err(|e| mismatch(credential, row.version, e))
+    }
+
+    /// The fields and the secret of `version`, to be sent to that target by `actor` for
+    /// `purpose` (`verify`, `rotate`, `retire`, `rotator`). The intent is recorded first, and
+    /// durably; the payload opens only with the fields it was stored for. A compromised key
+    /// still opens it: rotating off a stolen secret is the point.
+    pub(crate) async fn secret_for_target(
+        &self,
+        actor: &Actor,
+        credential: &CredentialRow,
+        version: u32,
+        purpose: &str,
+    ) -> Result<(Fields, Secret), CoreError> {
+        let resource = self.resource_of(credential).await?;
+        let row = self
+            .store
+            .version(credential.id, Some(version))
+            .await?
+            .ok_or_else(|| CoreError::NotFound(format!("version {version} of {resource}")))?;
+        let Some(map) = row.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&row.ciphertext)) else {
+            return Err(CoreError::Conflict(format!(
+                "version {version} of {resource} was stored before target binding and is not migrated yet; \
+                 nothing was sent"
+            )));
+        };
+        let fields = Fields::from_stored(map);
+        let detail = format!("version={version}; purpose={purpose}; target={}", target_of(credential.kind, &fields));
+        let event =
+            record(&actor.name, &actor.source, &actor.request, "cred.send", &resource, AuditOutcome::Success, &detail);
+        self.audit_event(event).await?;
+        let kek = self
+            .keks
+            .get(self.store.as_ref(), self.seal.as_ref(), credential.tenant_id, row.kek_version, KeyUse::Rewrap)
+            .await?;
+        let slot =
+            PayloadSlot { tenant: credential.tenant_id, credential: credential.id, version, kind: credential.kind };
+        let opened = open_payload(
+            &kek,
+            row.kek_version,
+            &slot,
+            &binding(&credential.name, fields.as_map()),
+            &row.wrapped_dek,
+            &row.ciphertext,
+        );
+        match opened {
+            Ok(secret) => Ok((fields, secret)),
+            Err(e) => {
+                let err = mismatch(credential, version, e);
+                let event = record(
+                    &actor.name,
+                    &actor.source,
+                    &actor.request,
+                    "cred.send",
+                    &resource,
+                    AuditOutcome::Denied,
+                    &format!("version={version}; purpose={purpose}; refused: {err}"),
+                );
+                self.audit_event(event).await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// `tenant/name` of a credential, for audit events.
+    async fn resource_of(&self, credential: &CredentialRow) -> Result<String, CoreError> {
+        let tenant = self
+            .store
+            .tenant_by_id(credential.tenant_id)
+            .await?
+            .ok_or_else(|| CoreError::NotFound("the credential's tenant".into()))?;
+        Ok(format!("{}/{}", tenant.name, credential.name))
+    }
+
+    /// The keyed fingerprint of a secret of a credential.
+    pub(crate) fn fingerprint(&self, credential: CredentialId, secret: &Secret) -> Fingerprint {
+        self.integrity.fingerprint(credential.as_bytes(), secret.expose())
+    }
+
+    /// The version of the credential (other than `except`) whose secret has fingerprint `fp`,
+    /// if any. A version without a fingerprint (stored before fingerprints, not yet migrated)
+    /// counts as holding it: freshness cannot be shown, so it is not assumed.
+    pub(crate) async fn holder_of(
+        &self,
+        credential: CredentialId,
+        fp: &Fingerprint,
+        except: Option<u32>,
+    ) -> Result<Option<u32>, CoreError> {
+        Ok(self
+            .store
+            .list_versions(credential)
+            .await?
+            .into_iter()
+            .filter(|v| Some(v.version) != except)
+            .find(|v| v.fingerprint.as_deref().is_none_or(|stored| fp.same(stored)))
+            .map(|v| v.version))
+    }
+}
+
+/// A payload that does not open for the fields stored beside it.
+fn mismatch(credential: &CredentialRow, version: u32, e: CryptoError) -> CoreError {
+    match e {
+        CryptoError::Decrypt => CoreError::TargetMismatch(format!(
+            "version {version} of credential {} does not open for the target stored with it (its fields or \
+             name were changed outside Rekey); nothing was sent",
+            credential.name
+        )),
+        CryptoError::Unbound => CoreError::Conflict(format!(
+            "version {version} of credential {} was stored before target binding and is not migrated yet; \
+             nothing was sent",
+            credential.name
+        )),
+        other => CoreError::Decrypt(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dn_within_subtree() {
+        assert!(dn_within("cn=svc,ou=people,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
+        assert!(dn_within("CN=svc, OU=People ,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
+        assert!(dn_within("ou=people,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
+        assert!(!dn_within("cn=admin,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
+        assert!(!dn_within("cn=x,ou=people,dc=acme,dc=evil", "ou=people,dc=acme,dc=example"));
+        // A suffix of an RDN is not a subtree.
+        assert!(!dn_within("cn=x,ou=xpeople,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
+        assert!(!dn_within("cn=x", ""));
+    }
+
+    #[test]
+    fn operator_fields() {
+        let a = BTreeMap::from([("rotator".to_string(), "admin".to_string())]);
+        assert!(operator_fields_changed(Some(&a), &a).is_empty());
+        assert!(operator_fields_changed(Some(&a), &BTreeMap::new()).is_empty());
+        let b = BTreeMap::from([("rotator".to_string(), "other".to_string())]);
+        assert_eq!(operator_fields_changed(Some(&a), &b), vec!["rotator"]);
+        assert_eq!(operator_fields_changed(None, &a), vec!["rotator"]);
+        assert!(operator_fields_changed(None, &BTreeMap::new()).is_empty());
+    }
+}
