@@ -270,6 +270,17 @@ pub enum CredCmd {
     },
     /// Make the pending version current (a certificate from `cert issue`, once registered).
     Promote { cred: String },
+    /// Send the current secret to another target (operators only): a new version with the
+    /// changed fields and the same secret, audited with the old and the new target.
+    Retarget {
+        cred: String,
+        /// A field to set, key=value; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A field to remove; repeatable.
+        #[arg(long = "unset", value_name = "KEY")]
+        unset: Vec<String>,
+    },
     /// Check the current version against its target (LDAP bind, POP3/SMTP login, OAuth token).
     /// The secret never leaves the server. Exits 3 if the check did not pass.
     Verify { cred: String },

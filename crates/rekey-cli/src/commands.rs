@@ -356,6 +356,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         c.json(Method::POST, &format!("{}/rollback", cred_path(&cred)?), &json!({ "to": to })).await?;
                     show(format, &v, credential_pairs);
                 }
+                CredCmd::Retarget { cred, set, unset } => {
+                    let set = key_values(&set, "--set")?;
+                    let body = json!({ "set": set, "unset": unset });
+                    let v: CredentialView =
+                        c.json(Method::POST, &format!("{}/retarget", cred_path(&cred)?), &body).await?;
+                    show(format, &v, credential_pairs);
+                }
                 CredCmd::Promote { cred } => {
                     let v: CredentialView =
                         c.send(c.request(Method::POST, &format!("{}/promote", cred_path(&cred)?))).await?;

@@ -1239,6 +1239,17 @@ impl Vault {
             );
             return self.retry_or_fail(item, &why, true).await;
         }
+        // And for the same target: a secret for somewhere else leaves the stolen one in place.
+        let now_at = self.store.version(credential.id, Some(credential.current_version)).await?.and_then(|v| v.fields);
+        let was_at = self.store.version(credential.id, Some(item.from_version)).await?.and_then(|v| v.fields);
+        if now_at.is_none() || now_at != was_at {
+            let why = format!(
+                "version {} is for another target than the credential had when the campaign started; \
+                 an operator can retarget the credential or waive the item",
+                credential.current_version
+            );
+            return self.retry_or_fail(item, &why, true).await;
+        }
         let verified = if credential.kind == CredentialKind::Generic {
             None
         } else {

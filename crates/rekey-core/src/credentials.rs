@@ -478,13 +478,13 @@ impl Vault {
         let _turn = self.turn_of(cref).await;
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
-            if to == credential.current_version {
-                return Err(CoreError::Conflict(format!("version {to} is already current")));
-            }
             if let Some(incident) = &credential.frozen_by {
                 return Err(CoreError::Frozen(format!(
                     "credential {cref} is frozen by incident {incident}: no rollback until a new, verified secret is current"
                 )));
+            }
+            if to == credential.current_version {
+                return Err(CoreError::Conflict(format!("version {to} is already current")));
             }
             let old = self
                 .store

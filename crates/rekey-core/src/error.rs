@@ -77,7 +77,7 @@ impl CoreError {
             CoreError::KeyInUse(_) => ErrorCode::KeyInUse,
             CoreError::NotRotatable(_) => ErrorCode::NotRotatable,
             CoreError::Frozen(_) => ErrorCode::Frozen,
-            CoreError::TargetMismatch(_) => ErrorCode::DecryptFailed,
+            CoreError::TargetMismatch(_) => ErrorCode::TargetMismatch,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::LinkGone(_) => ErrorCode::LinkGone,
             CoreError::Seal(_) => ErrorCode::Internal,

@@ -38,4 +38,4 @@ pub mod writer;
 pub use error::CoreError;
 pub use keeper::Keeper;
 pub use policy::{Caller, Principal};
-pub use vault::{Vault, VaultOptions};
+pub use vault::{Vault, VaultOptions, TOKEN_CACHE_TTL};

@@ -157,6 +157,10 @@ impl Vault {
             Ok(secret) => Ok((fields, secret)),
             Err(e) => {
                 let err = mismatch(credential, version, e);
+                if matches!(err, CoreError::TargetMismatch(_)) {
+                    self.integrity_failure(&resource, &format!("version {version}: target fields fail their binding"))
+                        .await?;
+                }
                 let event = record(
                     &actor.name,
                     &actor.source,

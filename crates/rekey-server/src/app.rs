@@ -208,6 +208,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route(&format!("{tenant_cred}/versions"), get(routes::versions))
         .route(&format!("{tenant_cred}/rollback"), post(routes::rollback))
         .route(&format!("{tenant_cred}/promote"), post(routes::promote))
+        .route(&format!("{tenant_cred}/retarget"), post(routes::retarget))
         .route(&format!("{tenant_cred}/verify"), post(routes::verify))
         .route(&format!("{tenant_cred}/rotate"), post(routes::rotate))
         .route(&format!("{tenant_cred}/rotations"), get(routes::rotations))

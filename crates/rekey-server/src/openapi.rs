@@ -128,6 +128,14 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/v1/tenants/{tenant}/credentials/{name}/retarget",
+        summary: "Send the current secret to another target: a new version with changed fields and the same secret (operators only; audited with the old and new target)",
+        roles: OPERATOR,
+        body: Some("Retarget"),
+        response: "Credential",
+    },
+    Route {
+        method: "post",
         path: "/v1/tenants/{tenant}/credentials/{name}/promote",
         summary: "Make the pending version current (e.g. a certificate once registered with the provider)",
         roles: WRITERS,
@@ -494,6 +502,8 @@ fn schemas() -> Value {
             "secret_base64": { "type": "string", "description": "set otherwise" } } },
         "Version": { "type": "object", "properties": { "version": n, "stage": s, "kek_version": n, "created_by": s, "created_at": ts } },
         "Rollback": { "type": "object", "required": ["to"], "additionalProperties": false, "properties": { "to": n } },
+        "Retarget": { "type": "object", "additionalProperties": false, "properties": {
+            "set": { "type": "object", "additionalProperties": s }, "unset": { "type": "array", "items": s } } },
         "ImportLines": { "type": "string", "description": "application/x-ndjson: one {tenant, region?, name, kind, fields?, labels?, secret | secret_base64} per line" },
         "ImportReport": { "type": "object", "properties": { "lines": n, "written": n, "tenants_created": { "type": "array", "items": s },
             "errors": { "type": "array", "items": { "type": "object", "properties": { "line": n, "reason": s } } } } },

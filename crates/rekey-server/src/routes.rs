@@ -409,6 +409,34 @@ pub async fn rollback(
     Ok(Json(s.vault(&ctx)?.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetargetBody {
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    unset: Vec<String>,
+}
+
+/// Sends the current secret to another target (an operator's act): a new version with the
+/// changed fields and the same secret.
+pub async fn retarget(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path((tenant, name)): Path<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<CredentialView>> {
+    let resource = audit_resource(&format!("{tenant}/{name}"));
+    let caller = s.auth(&ctx, "cred.retarget", &resource).await?;
+    let parsed = (|| {
+        let cref = cred_ref(&tenant, &name, &ctx)?;
+        let b: RetargetBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+        Ok((cref, b))
+    })();
+    let (cref, b) = s.input(&caller, "cred.retarget", &resource, parsed).await?;
+    Ok(Json(s.vault(&ctx)?.retarget(&caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
+}
+
 pub async fn promote(
     State(s): State<AppState>,
     ctx: ReqCtx,

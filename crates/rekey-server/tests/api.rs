@@ -1,178 +1,11 @@
 //! API tests through the router (no socket), each on a fresh SQLite data folder; one tour runs
 //! on PostgreSQL too. Tampering and faults are made for real, with SQL on the database file.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod common;
 
-use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
-use axum::http::{Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use rekey_server::{App, Config};
+use axum::http::{Method, StatusCode};
+use common::{assert_error, fresh_postgres_database, Reply, TestApp};
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor};
-use tower::ServiceExt;
-
-struct TestApp {
-    app: App,
-    router: Router,
-    root: String,
-    dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    body: Value,
-    raw: Vec<u8>,
-    request_id_header: Option<String>,
-}
-
-impl TestApp {
-    async fn spawn() -> Self {
-        Self::spawn_with(None).await
-    }
-
-    async fn spawn_with(store_url: Option<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Self::config(&dir);
-        config.store.url = store_url.map(rekey_server::config::Redacted::new);
-        let mut app = App::build(config).await.unwrap();
-        let root = app.root_token.take().expect("a fresh vault creates a root token").expose().to_owned();
-        let router = Self::router_from(&app, "127.0.0.1:40000");
-        Self { app, router, root, dir }
-    }
-
-    fn config(dir: &tempfile::TempDir) -> Config {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
-        let mut config = Config::dev_defaults();
-        config.data_dir = dir.path().join("data");
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.limits.max_body_bytes = 64 * 1024;
-        config
-    }
-
-    /// A server on the same data folder, as after a restart (`root` is kept from before).
-    async fn restart(self, seal_kind: &str) -> Self {
-        let Self { app, root, dir, router } = self;
-        drop((app, router));
-        let mut config = Self::config(&dir);
-        config.seal.kind = seal_kind.into();
-        let app = App::build(config).await.unwrap();
-        let router = Self::router_from(&app, "127.0.0.1:40000");
-        Self { app, router, root, dir }
-    }
-
-    /// Waits for a key job to end and returns it.
-    async fn wait_job(&self, id: &str) -> Value {
-        for _ in 0..600 {
-            let r = self.root(Method::GET, &format!("/v1/keys/jobs/{id}"), None).await;
-            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-            if r.body["state"] != "running" {
-                return r.body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("job {id} did not finish");
-    }
-
-    async fn start_job(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let r = self.root(method, path, body).await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        self.wait_job(r.body["id"].as_str().expect("a job")).await
-    }
-
-    fn router_from(app: &App, source: &str) -> Router {
-        app.router().layer(MockConnectInfo(source.parse::<SocketAddr>().unwrap()))
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("rekey.db")
-    }
-
-    /// A second, independent connection to the database file, for tampering.
-    fn db(&self) -> rusqlite::Connection {
-        let c = rusqlite::Connection::open(self.db_path()).unwrap();
-        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-        c
-    }
-
-    async fn call_on(
-        &self,
-        router: &Router,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req.body(body.map(Body::from).unwrap_or_else(Body::empty)).unwrap();
-        let resp = router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let request_id_header = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
-        let raw = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
-        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        Reply { status, body, raw, request_id_header }
-    }
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-        self.call_on(&self.router, method, path, token, body.map(|b| serde_json::to_vec(&b).unwrap())).await
-    }
-
-    async fn root(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        self.call(method, path, Some(&self.root.clone()), body).await
-    }
-
-    async fn tenant(&self, name: &str, region: &str) {
-        let r = self.root(Method::POST, "/v1/tenants", Some(json!({"name": name, "region": region}))).await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    }
-
-    async fn put(&self, cred: &str, secret: &str) -> Reply {
-        let (t, n) = cred.split_once('/').unwrap();
-        self.root(
-            Method::PUT,
-            &format!("/v1/tenants/{t}/credentials/{n}"),
-            Some(json!({"kind": "generic", "secret": secret})),
-        )
-        .await
-    }
-
-    async fn reveal_with(&self, token: &str, cred: &str) -> Reply {
-        let (t, n) = cred.split_once('/').unwrap();
-        self.call(Method::POST, &format!("/v1/tenants/{t}/credentials/{n}/reveal"), Some(token), None).await
-    }
-
-    async fn token(&self, body: Value) -> String {
-        let r = self.root(Method::POST, "/v1/tokens", Some(body)).await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body["secret"].as_str().unwrap().to_owned()
-    }
-
-    async fn counts(&self) -> Value {
-        self.root(Method::GET, "/v1/sys/status", None).await.body["counts"].clone()
-    }
-
-    async fn verify(&self) -> Value {
-        let r = self.root(Method::GET, "/v1/audit/verify", None).await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body
-    }
-}
-
-fn assert_error(r: &Reply, status: StatusCode, code: &str) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.raw));
-    assert_eq!(r.body["code"], code, "{:?}", r.body);
-    assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    let rid = r.body["request_id"].as_str().expect("request_id in body");
-    assert_eq!(Some(rid), r.request_id_header.as_deref(), "body and header carry the same request id");
-}
 
 #[tokio::test]
 async fn tour_create_put_show_reveal_versions_rollback_delete() {
@@ -943,21 +776,6 @@ async fn key_custody_on_postgres() {
 
 /// A new, empty database on the test PostgreSQL; `None` (skipped loudly) without one, except
 /// under CI, where that is a failure.
-async fn fresh_postgres_database() -> Option<String> {
-    let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
-        eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
-        return None;
-    };
-    let name = format!("rekey_api_{}", uuid_like());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
-}
-
-fn uuid_like() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-}
 
 // ---- key custody ----------------------------------------------------------------------------
 
@@ -1193,7 +1011,7 @@ async fn shamir_seal_init_unseal_seal_and_root_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = TestApp::config(&dir);
     config.seal.kind = "shamir".into();
-    let app = App::build(config).await.unwrap();
+    let app = rekey_server::App::build(config).await.unwrap();
     assert!(app.root_token.is_none(), "nothing exists before init and unseal");
     let router = TestApp::router_from(&app, "127.0.0.1:40000");
     let mut t = TestApp { app, router, root: String::new(), dir };

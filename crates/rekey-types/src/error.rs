@@ -51,12 +51,15 @@ pub enum ErrorCode {
     AuditUnavailable,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
     DecryptFailed,
+    /// A version's secret does not open for the target fields stored with it (they were
+    /// changed outside Rekey): nothing was sent.
+    TargetMismatch,
     /// Anything else. The detail is only in the server log, under the request id.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -78,6 +81,7 @@ impl ErrorCode {
         ErrorCode::LinkGone,
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
+        ErrorCode::TargetMismatch,
         ErrorCode::Internal,
     ];
 
@@ -104,6 +108,7 @@ impl ErrorCode {
             ErrorCode::LinkGone => "link_gone",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
+            ErrorCode::TargetMismatch => "target_mismatch",
             ErrorCode::Internal => "internal",
         }
     }
@@ -120,7 +125,8 @@ impl ErrorCode {
             | ErrorCode::KeyCompromised
             | ErrorCode::KeyInUse
             | ErrorCode::NotRotatable
-            | ErrorCode::RotationInProgress => 409,
+            | ErrorCode::RotationInProgress
+            | ErrorCode::TargetMismatch => 409,
             ErrorCode::KeyDestroyed | ErrorCode::LinkGone => 410,
             ErrorCode::Frozen => 423,
             ErrorCode::PayloadTooLarge => 413,
