@@ -81,7 +81,16 @@ fn verify_and_rotate_every_kind_against_real_targets() {
 
     // ldap, through an admin rotator, with a password policy.
     let admin = format!("{tenant}/directory-admin");
-    put_ldap(&s, &root, &admin, (&ldaps, ADMIN_DN), "admin-initial-pw", &[], &p.ca);
+    // The rotator resets only the accounts of the subtrees an operator gives it.
+    put_ldap(
+        &s,
+        &root,
+        &admin,
+        (&ldaps, ADMIN_DN),
+        "admin-initial-pw",
+        &["subtrees=ou=services,dc=rekey,dc=test"],
+        &p.ca,
+    );
     let b = format!("{tenant}/dir-b");
     let extra = ["rotator=directory-admin", "password_length=20", "password_alphabet=alnum-symbols"];
     put_ldap(&s, &root, &b, (&starttls, &dn(&prefix, 1)), &format!("pw-{prefix}-1"), &extra, &p.ca);

@@ -234,8 +234,8 @@ impl Vault {
                     _ => unreachable!("sealed_version makes a PutVersion"),
                 };
                 let mut ops = vec![op];
-                if let Some(before) = &existing {
-                    ops.extend(self.after_new_secret(caller, before, &credential, &secret));
+                if existing.is_some() {
+                    ops.extend(self.after_new_secret(caller, &credential, &secret));
                 }
                 let op = if ops.len() == 1 { ops.remove(0) } else { WriteOp::All(ops) };
                 let op = self.with_certificate(op, &credential, certificate.as_ref()).await?;
@@ -290,7 +290,6 @@ impl Vault {
     pub(crate) fn after_new_secret(
         &self,
         caller: &Caller,
-        before: &CredentialRow,
         credential: &CredentialRow,
         secret: &Secret,
     ) -> Vec<WriteOp> {
@@ -302,10 +301,9 @@ impl Vault {
             by: caller.principal.audit_name(),
             at: credential.updated_at,
         }];
-        if before.frozen_by.is_some()
-            && credential.kind == CredentialKind::Generic
-            && caller.principal.role == Role::Operator
-        {
+        // Added whether or not the credential looked frozen (a remembered row may predate the
+        // freeze): the store lifts only a freeze that is there, and only for a fresh secret.
+        if credential.kind == CredentialKind::Generic && caller.principal.role == Role::Operator {
             ops.push(WriteOp::LiftFreeze {
                 credential: credential.id,
                 fresh: Some((credential.latest_version, fingerprint)),

@@ -134,7 +134,7 @@ impl Vault {
             if self.closed.load(Ordering::SeqCst) {
                 return Ok(total);
             }
-            let rows = self.store.legacy_versions(BIND_BATCH + damaged.len() as u32).await?;
+            let rows = self.store.legacy_versions(false, None, BIND_BATCH + damaged.len() as u32).await?;
             let mut updates = Vec::with_capacity(rows.len());
             for r in rows {
                 if damaged.contains(&(r.credential_id, r.version)) {
@@ -187,6 +187,54 @@ impl Vault {
             );
             self.submit(WriteRequest { op: Some(WriteOp::BindVersions(updates)), audit }).await?;
             total += n;
+        }
+    }
+}
+
+#[cfg(feature = "legacy-format")]
+impl Vault {
+    /// Rewrites every version as releases before target binding stored it (format 1, no
+    /// fields, binding or fingerprint), so that migration tests and benchmarks start from such a
+    /// store. Returns how many versions it rewrote.
+    pub async fn downgrade_to_legacy(&self) -> Result<u64, CoreError> {
+        let mut after = None;
+        let mut total = 0u64;
+        loop {
+            let rows = self.store.legacy_versions(true, after, BIND_BATCH).await?;
+            let Some(last) = rows.last() else { return Ok(total) };
+            after = Some((last.credential_id, last.version));
+            let mut rewrites = Vec::with_capacity(rows.len());
+            for r in rows {
+                let kek = self
+                    .keks
+                    .get(self.store.as_ref(), self.seal.as_ref(), r.tenant_id, r.kek_version, KeyUse::Rewrap)
+                    .await?;
+                let slot =
+                    PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
+                let binding = crate::target::binding(&r.name, &r.fields);
+                let secret =
+                    rekey_crypto::open_payload(&kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext)
+                        .map_err(CoreError::Decrypt)?;
+                let sealed = rekey_crypto::seal_legacy_payload(&kek, r.kek_version, &slot, secret.expose())
+                    .map_err(CoreError::Crypto)?;
+                rewrites.push(rekey_store::LegacyRewrite {
+                    credential_id: r.credential_id,
+                    version: r.version,
+                    wrapped_dek: sealed.wrapped_dek,
+                    ciphertext: sealed.ciphertext,
+                });
+            }
+            total += rewrites.len() as u64;
+            let audit = record(
+                "system",
+                "",
+                &RequestId::generate(),
+                "test.downgrade",
+                "credentials",
+                AuditOutcome::Success,
+                "",
+            );
+            self.submit(WriteRequest { op: Some(WriteOp::UnbindVersions(rewrites)), audit }).await?;
         }
     }
 }

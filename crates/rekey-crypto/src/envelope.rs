@@ -376,6 +376,21 @@ pub fn open_payload(
     Ok(Secret::new(plain.to_vec()))
 }
 
+/// Encrypts a secret in format 1, as releases before target binding did, under a fresh DEK.
+/// Only for building such stores in migration tests and benchmarks.
+#[cfg(feature = "legacy-format")]
+pub fn seal_legacy_payload(
+    kek: &Kek,
+    kek_version: u32,
+    slot: &PayloadSlot,
+    plaintext: &[u8],
+) -> Result<SealedPayload, CryptoError> {
+    let dek = Dek::generate()?;
+    let ciphertext = seal_blob(dek.bytes(), slot.payload_header(), &slot.payload_context(), plaintext)?;
+    let wrapped_dek = seal_blob(kek.bytes(), slot.dek_header(kek_version), &slot.dek_context(), dek.bytes())?;
+    Ok(SealedPayload { wrapped_dek, ciphertext })
+}
+
 /// Whether a payload is in format 1 (stored before target binding).
 pub fn is_legacy_payload(ciphertext: &[u8]) -> bool {
     ciphertext.len() > 2 && ciphertext[2] == FORMAT_V1

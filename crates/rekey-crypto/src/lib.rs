@@ -30,6 +30,8 @@ pub mod seal;
 pub mod token;
 
 pub use audit_mac::AuditKey;
+#[cfg(feature = "legacy-format")]
+pub use envelope::seal_legacy_payload;
 pub use envelope::{
     bind_legacy_payload, is_legacy_payload, kek_version_of, open_legacy_payload, open_payload, rewrap_dek,
     seal_payload, PayloadSlot, SealedPayload, TargetBinding,

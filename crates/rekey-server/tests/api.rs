@@ -2,6 +2,8 @@
 //! on PostgreSQL too. Tampering and faults are made for real, with SQL on the database file.
 
 mod common;
+#[path = "common/recorder.rs"]
+mod recorder;
 
 use axum::http::{Method, StatusCode};
 use common::{assert_error, fresh_postgres_database, Reply, TestApp};
@@ -1198,5 +1200,71 @@ async fn certificates_are_issued_per_credential_as_pending_versions() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    assert_eq!(t.verify().await["ok"], true);
+}
+
+/// A store written before target binding (format 1 payloads, token rows without MACs) is
+/// migrated at the first start: the versions are bound to their credential's fields by a
+/// background job that commits batch by batch (resuming from what is left unbound), and the
+/// token rows are sealed once. Until a version is bound, it is revealed but never sent.
+#[tokio::test]
+async fn a_store_from_before_target_binding_migrates_at_start() {
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    let target = recorder::Recorder::start(recorder::Speaks::Pop3).await;
+    let fields = json!({"host": "127.0.0.1", "port": target.port.to_string(), "tls": "none", "user": "svc"});
+    let r = t
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/mail",
+            Some(json!({"kind": "pop3", "fields": fields, "secret": "mail-v1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    t.put("acme/a", "a-v1").await;
+    t.put("acme/a", "a-v2").await;
+    let admin = t.token(json!({"role": "tenant-admin", "tenant": "acme"})).await;
+    let vault = t.app.keeper.vault().unwrap();
+    assert_eq!(vault.downgrade_to_legacy().await.unwrap(), 3);
+    // As the older release left it: no MAC on token rows, and the one-time seal still to do.
+    t.db()
+        .execute_batch("UPDATE tokens SET mac = NULL; INSERT INTO integrity_pending (what) VALUES ('tokens');")
+        .unwrap();
+    let unbound = |t: &TestApp| -> i64 {
+        t.db().query_row("SELECT COUNT(*) FROM credential_versions WHERE binding IS NULL", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(unbound(&t), 3);
+    // An unbound version is revealed, but not sent to any target.
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/mail").await.body["secret"], "mail-v1");
+    let r = t.root(Method::POST, "/v1/tenants/acme/credentials/mail/verify", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert_eq!(target.connections(), 0);
+
+    let t = t.restart("dev").await;
+    for _ in 0..200 {
+        if unbound(&t) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(unbound(&t), 0, "every version is bound after the start");
+    let unsealed: i64 = t.db().query_row("SELECT COUNT(*) FROM tokens WHERE mac IS NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(unsealed, 0, "every token row carries its MAC");
+    // Same secrets, now sent to their targets; old tokens still work.
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/a").await.body["secret"], "a-v2");
+    let r = t.call(Method::POST, "/v1/tenants/acme/credentials/mail/verify", Some(&admin), None).await;
+    assert_eq!(r.body["status"], "ok", "{:?}", r.body);
+    assert!(target.saw("mail-v1"));
+    // Fingerprints came with the migration: the old secret is recognised.
+    let fps: i64 = t
+        .db()
+        .query_row("SELECT COUNT(*) FROM credential_versions WHERE length(fingerprint) = 32", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fps, 3);
+    let audit = t.root(Method::GET, "/v1/audit/events?n=1000", None).await.body.to_string();
+    assert!(audit.contains("cred.bind") && audit.contains("integrity.seal"), "{audit}");
+    // A restart after that has nothing left to do.
+    let t = t.restart("dev").await;
+    assert_eq!(unbound(&t), 0);
     assert_eq!(t.verify().await["ok"], true);
 }

@@ -81,8 +81,14 @@ pub trait Store: Send + Sync + 'static {
     /// Everything a reveal needs in one round trip: the live credential and its current version.
     async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError>;
 
-    /// Versions stored before target binding (at most `limit`).
-    async fn legacy_versions(&self, limit: u32) -> Result<Vec<LegacyVersion>, StoreError>;
+    /// Versions stored before target binding (at most `limit`); with `bound`, versions stored
+    /// after it instead, in key order after `after` (to build a legacy store for tests).
+    async fn legacy_versions(
+        &self,
+        bound: bool,
+        after: Option<(CredentialId, u32)>,
+        limit: u32,
+    ) -> Result<Vec<LegacyVersion>, StoreError>;
     /// Whether a one-time integrity step (`tokens`: seal the token rows) is still to be done.
     async fn integrity_pending(&self, what: &str) -> Result<bool, StoreError>;
     /// The open incidents whose scope holds the credential.

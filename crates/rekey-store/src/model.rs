@@ -244,10 +244,20 @@ pub struct LegacyVersion {
     pub credential_id: CredentialId,
     pub name: String,
     pub kind: CredentialKind,
-    /// The credential's fields as they stand: what the version gets bound to.
+    /// The credential's fields as they stand: what the version gets bound to (for a version
+    /// read as bound, its own fields).
     pub fields: BTreeMap<String, String>,
     pub version: u32,
     pub kek_version: u32,
+    pub wrapped_dek: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A version rewritten in format 1 (see `WriteOp::UnbindVersions`).
+#[derive(Clone)]
+pub struct LegacyRewrite {
+    pub credential_id: CredentialId,
+    pub version: u32,
     pub wrapped_dek: Vec<u8>,
     pub ciphertext: Vec<u8>,
 }
@@ -387,6 +397,9 @@ pub enum WriteOp {
     },
     /// Moves legacy versions to the bound payload format.
     BindVersions(Vec<VersionBinding>),
+    /// Stores versions as releases before target binding did (format 1 payload, no fields,
+    /// binding or fingerprint). Only migration tests and benchmarks build such stores.
+    UnbindVersions(Vec<LegacyRewrite>),
     /// Stores the MACs of token rows stored before rows were authenticated, once.
     SealTokens(Vec<(TokenId, Vec<u8>)>),
     /// Several operations that succeed or fail together (used by bulk import).

@@ -953,16 +953,33 @@ pub(crate) async fn open_incidents_covering<C: Conn>(
     Ok(out)
 }
 
-/// Versions stored before target binding, a batch at a time.
-pub(crate) async fn legacy_versions<C: Conn>(c: &mut C, limit: u32) -> Result<Vec<LegacyVersion>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT c.tenant_id, c.id, c.name, c.kind, c.fields, v.version, v.kek_version, v.wrapped_dek, \
-             v.ciphertext FROM credential_versions v JOIN credentials c ON c.id = v.credential_id \
-             WHERE v.binding IS NULL LIMIT $1",
-            args![limit],
+/// Versions stored before target binding, a batch at a time (`bound`: those stored after it,
+/// in key order after `after`, for tests and benchmarks that build a legacy store).
+pub(crate) async fn legacy_versions<C: Conn>(
+    c: &mut C,
+    bound: bool,
+    after: Option<(String, u32)>,
+    limit: u32,
+) -> Result<Vec<LegacyVersion>, StoreError> {
+    // A legacy version is bound to its credential's fields; a bound one carries its own.
+    let cols = format!(
+        "SELECT c.tenant_id, c.id, c.name, c.kind, {}.fields AS fields, v.version, v.kek_version, v.wrapped_dek, \
+         v.ciphertext FROM credential_versions v JOIN credentials c ON c.id = v.credential_id",
+        if bound { "v" } else { "c" }
+    );
+    let rows = if bound {
+        let (cred, version) = after.unwrap_or_default();
+        c.query(
+            &format!(
+                "{cols} WHERE v.binding IS NOT NULL AND (v.credential_id > $1 OR (v.credential_id = $1 AND v.version > $2)) \
+                 ORDER BY v.credential_id, v.version LIMIT $3"
+            ),
+            args![cred, version, limit],
         )
-        .await?;
+        .await?
+    } else {
+        c.query(&format!("{cols} WHERE v.binding IS NULL LIMIT $1"), args![limit]).await?
+    };
     all(rows, |r| {
         Ok(LegacyVersion {
             tenant_id: id(r, "tenant_id")?,
@@ -1566,6 +1583,17 @@ async fn apply_op<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
                         u.credential_id.to_string(),
                         u.version
                     ],
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        WriteOp::UnbindVersions(rows) => {
+            for r in rows {
+                c.exec(
+                    "UPDATE credential_versions SET wrapped_dek = $1, ciphertext = $2, fields = NULL, binding = NULL, \
+                     fingerprint = NULL WHERE credential_id = $3 AND version = $4",
+                    args![r.wrapped_dek.clone(), r.ciphertext.clone(), r.credential_id.to_string(), r.version],
                 )
                 .await?;
             }

@@ -166,8 +166,14 @@ impl Store for SqlStore {
         }
     }
 
-    async fn legacy_versions(&self, limit: u32) -> Result<Vec<LegacyVersion>, StoreError> {
-        run!(self, read, |c| q::legacy_versions(c, limit))
+    async fn legacy_versions(
+        &self,
+        bound: bool,
+        after: Option<(CredentialId, u32)>,
+        limit: u32,
+    ) -> Result<Vec<LegacyVersion>, StoreError> {
+        let after = after.map(|(c, v)| (c.to_string(), v));
+        run!(self, read, |c| q::legacy_versions(c, bound, after, limit))
     }
 
     async fn integrity_pending(&self, what: &str) -> Result<bool, StoreError> {

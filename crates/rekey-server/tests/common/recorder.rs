@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Listeners that record every byte they receive, speaking just enough of a protocol for a
 //! client to send its secret (a POP3 or SMTP login, an LDAP simple bind, an HTTP form post),
 //! and a check that a recording holds a secret in any encoding a protocol would give it.
