@@ -680,3 +680,62 @@ fn pkcs11_seal_keeps_the_root_key_in_softhsm() {
         assert!(!out.status.success() && err.contains(says), "{says}: {err}");
     }
 }
+
+/// The custody commands through the real binary: a tenant admin cannot retarget a secret or
+/// name a rotator, cannot roll back during an incident; an operator retargets, and the audit
+/// log shows the old and new target.
+#[test]
+fn custody_commands_as_tenant_admin_and_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::dev(dir.path());
+    let root = server.root_token();
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    let put = |token: &str, url: &str, extra: &[&str], secret: &[u8]| {
+        let mut args = vec!["cred", "put", "acme/dir", "--kind", "ldap", "--set", url];
+        args.extend(["--set", "bind_dn=cn=svc,ou=people,dc=acme,dc=example"]);
+        args.extend(extra);
+        args.push("--secret-stdin");
+        server.rekey(token, &args, Some(secret))
+    };
+    ok(&put(&root, "url=ldaps://dc1.acme.example", &[], b"first"));
+    ok(&put(&root, "url=ldaps://dc1.acme.example", &[], b"S3cond-Secret"));
+    let admin = json_of(&server.rekey(
+        &root,
+        &["-o", "json", "token", "create", "--role", "tenant-admin", "--tenant", "acme"],
+        None,
+    ))["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err =
+        fails(&server.rekey(&admin, &["cred", "retarget", "acme/dir", "--set", "url=ldaps://evil.example"], None));
+    assert!(err.contains("only an operator") && err.contains("403"), "{err}");
+    let err = fails(&put(&admin, "url=ldaps://dc1.acme.example", &["--set", "rotator=admin"], b"third"));
+    assert!(err.contains("rotator") && err.contains("403"), "{err}");
+    // Rollback during an open incident that covers the credential names the incident.
+    let incident = json_of(&server.rekey(
+        &root,
+        &["-o", "json", "incident", "open", "--title", "dump", "--scope", "tenant:acme"],
+        None,
+    ));
+    let id = incident["incident"]["id"].as_str().unwrap().to_owned();
+    let err = fails(&server.rekey(&admin, &["cred", "rollback", "acme/dir", "--to", "1"], None));
+    assert!(err.contains(&id) && err.contains("409"), "{err}");
+    ok(&server.rekey(&root, &["incident", "close", &id], None));
+    // The operator retargets: a new version, same secret, audited with both targets.
+    let moved = json_of(&server.rekey(
+        &root,
+        &["-o", "json", "cred", "retarget", "acme/dir", "--set", "url=ldaps://dc2.acme.example"],
+        None,
+    ));
+    assert_eq!(moved["current_version"], 3);
+    assert_eq!(moved["fields"]["url"], "ldaps://dc2.acme.example");
+    let revealed = json_of(&server.rekey(&root, &["-o", "json", "cred", "reveal", "acme/dir"], None));
+    assert_eq!(revealed["secret"], "S3cond-Secret");
+    let tail = ok(&server.rekey(&root, &["-o", "json", "audit", "tail", "-n", "20"], None));
+    assert!(
+        tail.contains("cred.retarget") && tail.contains("dc1.acme.example") && tail.contains("dc2.acme.example"),
+        "{tail}"
+    );
+    assert!(!tail.contains("S3cond-Secret"), "no secret in the audit log");
+}

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::connectors::Actor;
 use crate::incidents::IncidentView;
 use crate::policy::Action;
+use crate::target::target_of;
 use crate::{Caller, CoreError, Vault};
 
 /// How campaigns run; from the `[campaign]` and `[notify]` config sections.
@@ -303,8 +304,6 @@ pub struct CampaignPass {
     pub notices: usize,
     pub finished: usize,
 }
-
-use crate::target::target_of;
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
@@ -881,7 +880,7 @@ impl Vault {
                     "cred.send",
                     &format!("{}/{}", item.tenant, item.name),
                     AuditOutcome::Success,
-                    &format!("purpose=reset-form; target={}", crate::target::target_of(credential.kind, &fields)),
+                    &format!("purpose=reset-form; target={}", target_of(credential.kind, &fields)),
                 );
                 self.audit_event(event).await?;
                 match self.probe(credential.kind, &fields, secret).await {

@@ -136,7 +136,7 @@ impl Vault {
             }
             let (secret, info) = self.new_certificate_secret(&tenant.name, &credential.name, Some(lifetime)).await?;
             // The pending version authenticates with its certificate once promoted.
-            let mut fields = credential.fields.clone();
+            let mut fields = self.current_fields(&credential).await?.into_map();
             fields.insert("auth".into(), "certificate".into());
             let fields = rekey_types::Fields::validate(credential.kind, fields)?;
             let next = NextVersion {

@@ -435,7 +435,7 @@ impl Vault {
                 tenant: tenant.id,
                 name: &credential.name,
                 kind: credential.kind,
-                fields: Fields::from_stored(credential.fields.clone()),
+                fields: self.current_fields(&credential).await?,
                 labels: credential.labels.clone(),
                 existing: Some(&credential),
                 created_by: &actor.name,

@@ -211,6 +211,7 @@ impl Vault {
         loop {
             attempt += 1;
             let hinted = hint.take().and_then(|h| Some((h.credential?, h.kek_version?)));
+            let from_hint = hinted.is_some();
             let sealed = async {
                 let (existing, kek_version) = match hinted {
                     Some((credential, kek)) => (Some(credential), Some(kek)),
@@ -228,14 +229,21 @@ impl Vault {
                     pending: false,
                 };
                 self.may_write_fields(caller, cref, existing.as_ref(), fields.as_map())?;
-                let (op, credential) = self.sealed_version(next, &secret).await?;
-                let kek_version = match &op {
-                    WriteOp::PutVersion { version, .. } => version.kek_version,
+                let (mut op, credential) = self.sealed_version(next, &secret).await?;
+                let (kek_version, fingerprint) = match &mut op {
+                    WriteOp::PutVersion { version, .. } => {
+                        // The version this server last wrote was stored for the same fields: the
+                        // store holds them already under the same binding, nothing to add.
+                        if from_hint && existing.as_ref().map(|e| &e.fields) == version.fields.as_ref() {
+                            version.fields = None;
+                        }
+                        (version.kek_version, version.fingerprint.clone().unwrap_or_default())
+                    }
                     _ => unreachable!("sealed_version makes a PutVersion"),
                 };
                 let mut ops = vec![op];
                 if existing.is_some() {
-                    ops.extend(self.after_new_secret(caller, &credential, &secret));
+                    ops.extend(self.after_new_secret(caller, &credential, fingerprint));
                 }
                 let op = if ops.len() == 1 { ops.remove(0) } else { WriteOp::All(ops) };
                 let op = self.with_certificate(op, &credential, certificate.as_ref()).await?;
@@ -287,13 +295,13 @@ impl Vault {
     /// of its own in the same write: the credential's campaign items that wait for a new secret
     /// (only if the secret differs from every earlier one), and for a `generic` credential put by
     /// an operator, the freeze (nothing to verify it against; again only for a fresh secret).
+    /// `fingerprint` is the new version's.
     pub(crate) fn after_new_secret(
         &self,
         caller: &Caller,
         credential: &CredentialRow,
-        secret: &Secret,
+        fingerprint: Vec<u8>,
     ) -> Vec<WriteOp> {
-        let fingerprint = self.fingerprint(credential.id, secret).0.to_vec();
         let mut ops = vec![WriteOp::ItemsRotated {
             credential: credential.id,
             version: credential.latest_version,

@@ -176,6 +176,22 @@ impl Vault {
         }
     }
 
+    /// The fields the current version was stored for (the credential row's copy is for
+    /// display): what a new version of the same target, a rotation's or a certificate's, takes.
+    pub(crate) async fn current_fields(&self, credential: &CredentialRow) -> Result<Fields, CoreError> {
+        self.store
+            .version(credential.id, Some(credential.current_version))
+            .await?
+            .and_then(|v| v.fields.filter(|_| !rekey_crypto::is_legacy_payload(&v.ciphertext)))
+            .map(Fields::from_stored)
+            .ok_or_else(|| {
+                CoreError::Conflict(format!(
+                    "the current version of {} was stored before target binding and is not migrated yet",
+                    credential.name
+                ))
+            })
+    }
+
     /// `tenant/name` of a credential, for audit events.
     async fn resource_of(&self, credential: &CredentialRow) -> Result<String, CoreError> {
         let tenant = self

@@ -267,7 +267,7 @@ async fn target_fields_edited_in_the_database_send_nothing() {
         let s = Scene::new(target).await;
         let moved = s.target.fields(s.attacker.port, s.token.port).to_string();
         let db = s.t.db();
-        db.execute("UPDATE credential_versions SET fields = ?1", [&moved]).unwrap();
+        db.execute("UPDATE version_targets SET fields = ?1", [&moved]).unwrap();
         db.execute("UPDATE credentials SET fields = ?1", [&moved]).unwrap();
         let r = s.admin(Method::POST, "/verify", None).await;
         assert_error(&r, StatusCode::CONFLICT, "target_mismatch");

@@ -217,7 +217,9 @@ pub struct VersionRow {
     pub created_by: String,
     pub created_at: Timestamp,
     /// The target fields this version's secret was stored for (`None`: stored before target
-    /// binding and not migrated yet).
+    /// binding and not migrated yet). On a write with a binding, `None` means that the store
+    /// already holds these fields for the credential under that binding (the writer knows it
+    /// wrote them with the version before), so there is nothing to add.
     pub fields: Option<std::collections::BTreeMap<String, String>>,
     /// The target binding bound into the payload (a digest of the name and `fields`).
     pub binding: Option<Vec<u8>>,

@@ -1,11 +1,18 @@
--- Secret custody. Each version keeps the target fields it was stored for, the digest of those
--- fields and the credential's name (bound into the payload's associated data, format 2), and a
--- keyed fingerprint of its secret. Versions stored before this have none of them until the
--- format migration binds them (`binding IS NULL` marks what is left to do).
-ALTER TABLE credential_versions ADD COLUMN fields TEXT;
+-- Secret custody. Each version records the target binding its payload was sealed with (a digest
+-- of the credential's name and the target fields, bound into the payload's associated data,
+-- format 2) and a keyed fingerprint of its secret. The fields themselves are kept once per
+-- credential and binding in `version_targets`: successive versions for the same target share a
+-- row, which keeps version rows (rewritten at every stage change) small. Versions stored before
+-- this have neither until the format migration binds them (`binding IS NULL` marks what is left).
 ALTER TABLE credential_versions ADD COLUMN binding BYTEA;
 ALTER TABLE credential_versions ADD COLUMN fingerprint BYTEA;
 CREATE INDEX credential_versions_unbound ON credential_versions (credential_id, version) WHERE binding IS NULL;
+CREATE TABLE version_targets (
+    credential_id TEXT NOT NULL,
+    binding BYTEA NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (credential_id, binding)
+);
 
 -- Token rows carry a MAC under the integrity key. Rows stored before this are sealed once, at the
 -- first unseal after the upgrade (the marker below), and audited.

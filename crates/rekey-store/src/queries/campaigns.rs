@@ -415,11 +415,11 @@ pub(crate) async fn follow_put<C: Conn>(
     at: Timestamp,
 ) -> Result<(), StoreError> {
     c.exec(
-        &format!(
+        concat!(
             "UPDATE campaign_items SET state = 'rotated', rotated_at = $1, changed_at = $1, next_at = $1, \
              lease_until = NULL, error = NULL, done_by = $2 WHERE credential_id = $3 \
-             AND state IN ('pending', 'notified', 'failed') AND {}",
-            super::fresh("$3", "$4", "$5")
+             AND state IN ('pending', 'notified', 'failed') AND ",
+            super::fresh!("campaign_items.credential_id", "$4", "$5")
         ),
         args![at.as_micros(), by, credential, version, fingerprint],
     )
