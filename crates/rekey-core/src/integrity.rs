@@ -14,6 +14,7 @@
 //!
 //! Must never: accept a row whose MAC fails; log or audit a token secret or a payload.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -126,56 +127,50 @@ impl Vault {
 
     /// Moves every version stored before target binding to format 2, bound to its credential's
     /// current fields, with its fingerprint. Batches are committed one by one with an audit
-    /// event; a crash loses at most the batch in flight, which the next start redoes.
+    /// event; a crash loses at most the batch in flight, which the next start redoes (the rows
+    /// still unbound are the work left). The next batch is read and encrypted while the one
+    /// before commits, and each batch's crypto runs on two blocking threads.
     pub async fn bind_legacy_versions(&self) -> Result<u64, CoreError> {
         let mut total = 0u64;
-        let mut damaged = std::collections::HashSet::new();
+        if !self.store.has_legacy_versions().await? {
+            return Ok(0);
+        }
+        let mut after: Option<(rekey_types::CredentialId, u32)> = None;
+        let mut keks: HashMap<(rekey_types::TenantId, u32), Arc<rekey_crypto::Kek>> = HashMap::new();
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<(), CoreError>>> = None;
         loop {
             if self.closed.load(Ordering::SeqCst) {
-                return Ok(total);
+                break;
             }
-            let rows = self.store.legacy_versions(false, None, BIND_BATCH + damaged.len() as u32).await?;
-            let mut updates = Vec::with_capacity(rows.len());
-            for r in rows {
-                if damaged.contains(&(r.credential_id, r.version)) {
-                    continue;
-                }
-                let kek = match self
-                    .keks
-                    .get(self.store.as_ref(), self.seal.as_ref(), r.tenant_id, r.kek_version, KeyUse::Rewrap)
-                    .await
-                {
-                    Ok(k) => k,
-                    Err(CoreError::Sealed) => return Err(CoreError::Sealed),
-                    Err(e) => {
-                        tracing::error!(version = r.version, error = %e, "cannot bind a legacy version: no key");
-                        damaged.insert((r.credential_id, r.version));
-                        continue;
-                    }
-                };
-                let slot =
-                    PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
-                let binding = crate::target::binding(&r.name, &r.fields);
-                match bind_legacy_payload(&kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext) {
-                    Ok((ciphertext, secret)) => updates.push(VersionBinding {
-                        credential_id: r.credential_id,
-                        version: r.version,
-                        ciphertext,
-                        fingerprint: self.fingerprint(r.credential_id, &secret).0.to_vec(),
-                        binding: binding.as_bytes().to_vec(),
-                        fields: r.fields,
-                    }),
-                    Err(e) => {
-                        tracing::error!(version = r.version, error = %e, "cannot bind a legacy version: it does not open");
-                        damaged.insert((r.credential_id, r.version));
+            let rows = self.store.legacy_versions(false, after, BIND_BATCH).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.credential_id, last.version));
+            for r in &rows {
+                if let std::collections::hash_map::Entry::Vacant(slot) = keks.entry((r.tenant_id, r.kek_version)) {
+                    match self
+                        .keks
+                        .get(self.store.as_ref(), self.seal.as_ref(), r.tenant_id, r.kek_version, KeyUse::Rewrap)
+                        .await
+                    {
+                        Ok(k) => {
+                            slot.insert(k);
+                        }
+                        Err(e @ (CoreError::Sealed | CoreError::Store(_))) => return Err(e),
+                        Err(e) => {
+                            tracing::error!(version = r.kek_version, error = %e, "cannot bind legacy versions: no key")
+                        }
                     }
                 }
+            }
+            let updates = self.bind_batch(rows, &keks).await?;
+            if let Some(previous) = in_flight.take() {
+                previous.await.map_err(|_| CoreError::AuditUnavailable)??;
             }
             if updates.is_empty() {
-                return Ok(total);
+                continue;
             }
-            let n = updates.len() as u64;
-            let detail = format!("bound {n} versions to their targets (format 2)");
+            total += updates.len() as u64;
+            let detail = format!("bound {} versions to their targets (format 2)", updates.len());
             let audit = record(
                 "system",
                 "",
@@ -185,9 +180,70 @@ impl Vault {
                 AuditOutcome::Success,
                 &detail,
             );
-            self.submit(WriteRequest { op: Some(WriteOp::BindVersions(updates)), audit }).await?;
-            total += n;
+            let writer = self.writer.clone();
+            in_flight = Some(tokio::spawn(async move {
+                match writer.submit(WriteRequest { op: Some(WriteOp::BindVersions(updates)), audit }).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(CoreError::AuditUnavailable),
+                }
+            }));
         }
+        if let Some(previous) = in_flight.take() {
+            previous.await.map_err(|_| CoreError::AuditUnavailable)??;
+        }
+        Ok(total)
+    }
+
+    /// The format 2 ciphertexts, bindings and fingerprints of a batch, computed on two blocking
+    /// threads. A row that does not open (no key, tampered) is logged and left unbound.
+    async fn bind_batch(
+        &self,
+        rows: Vec<rekey_store::LegacyVersion>,
+        keks: &HashMap<(rekey_types::TenantId, u32), Arc<rekey_crypto::Kek>>,
+    ) -> Result<Vec<VersionBinding>, CoreError> {
+        let half = rows.len().div_ceil(2).max(1);
+        let mut parts = Vec::new();
+        let mut rows = rows;
+        while !rows.is_empty() {
+            let rest = rows.split_off(half.min(rows.len()));
+            let chunk = std::mem::replace(&mut rows, rest);
+            let keys: HashMap<_, _> = chunk
+                .iter()
+                .filter_map(|r| {
+                    keks.get(&(r.tenant_id, r.kek_version)).map(|k| ((r.tenant_id, r.kek_version), k.clone()))
+                })
+                .collect();
+            let integrity = self.integrity.clone();
+            parts.push(tokio::task::spawn_blocking(move || {
+                let mut out = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    let Some(kek) = keys.get(&(r.tenant_id, r.kek_version)) else { continue };
+                    let slot =
+                        PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
+                    let binding = crate::target::binding(&r.name, &r.fields);
+                    match bind_legacy_payload(kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext) {
+                        Ok((ciphertext, secret)) => out.push(VersionBinding {
+                            credential_id: r.credential_id,
+                            version: r.version,
+                            ciphertext,
+                            fingerprint: integrity.fingerprint(r.credential_id.as_bytes(), secret.expose()).0.to_vec(),
+                            binding: binding.as_bytes().to_vec(),
+                            fields: r.fields,
+                        }),
+                        Err(e) => {
+                            tracing::error!(version = r.version, error = %e, "cannot bind a legacy version: it does not open")
+                        }
+                    }
+                }
+                out
+            }));
+        }
+        let mut updates = Vec::new();
+        for part in parts {
+            updates.extend(part.await.map_err(|e| CoreError::Crypto(rekey_crypto::CryptoError::Seal(e.to_string())))?);
+        }
+        Ok(updates)
     }
 }
 

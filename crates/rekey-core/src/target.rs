@@ -61,18 +61,7 @@ pub(crate) fn operator_fields_changed(
         .collect()
 }
 
-/// Whether `dn` is `base` or below it (RDNs compared case-insensitively, spaces around `,`
-/// and `=` ignored).
-pub(crate) fn dn_within(dn: &str, base: &str) -> bool {
-    let norm = |s: &str| -> Vec<String> {
-        s.split(',')
-            .map(|rdn| rdn.split('=').map(|p| p.trim().to_ascii_lowercase()).collect::<Vec<_>>().join("="))
-            .filter(|r| !r.is_empty())
-            .collect()
-    };
-    let (dn, base) = (norm(dn), norm(base));
-    !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..]
-}
+pub(crate) use rekey_types::dn::dn_within;
 
 /// The subtrees of a rotator credential (its `subtrees` field: base DNs separated by `;`).
 pub(crate) fn subtrees(fields: &Fields) -> Vec<String> {
@@ -247,18 +236,6 @@ fn mismatch(credential: &CredentialRow, version: u32, e: CryptoError) -> CoreErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dn_within_subtree() {
-        assert!(dn_within("cn=svc,ou=people,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
-        assert!(dn_within("CN=svc, OU=People ,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
-        assert!(dn_within("ou=people,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
-        assert!(!dn_within("cn=admin,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
-        assert!(!dn_within("cn=x,ou=people,dc=acme,dc=evil", "ou=people,dc=acme,dc=example"));
-        // A suffix of an RDN is not a subtree.
-        assert!(!dn_within("cn=x,ou=xpeople,dc=acme,dc=example", "ou=people,dc=acme,dc=example"));
-        assert!(!dn_within("cn=x", ""));
-    }
 
     #[test]
     fn operator_fields() {

@@ -1020,7 +1020,23 @@ pub(crate) async fn legacy_versions<C: Conn>(
         )
         .await?
     } else {
-        c.query(&format!("{cols} WHERE v.binding IS NULL LIMIT $1"), args![limit]).await?
+        // In key order along the primary key, which holds the rows themselves: a sequential
+        // read. Through the partial index of unbound rows instead, each row cost two more
+        // lookups out of order (25 s against 1 s for a million). On SQLite, `+` keeps the
+        // planner off that index.
+        let unbound = match c.backend() {
+            Backend::Sqlite => "+v.binding IS NULL",
+            Backend::Postgres => "v.binding IS NULL",
+        };
+        let (cred, version) = after.unwrap_or_default();
+        c.query(
+            &format!(
+                "{cols} WHERE (v.credential_id, v.version) > ($1, $2) AND {unbound} \
+                 ORDER BY v.credential_id, v.version LIMIT $3"
+            ),
+            args![cred, version, limit],
+        )
+        .await?
     };
     all(rows, |r| {
         Ok(LegacyVersion {
@@ -1035,6 +1051,11 @@ pub(crate) async fn legacy_versions<C: Conn>(
             ciphertext: r.blob("ciphertext")?,
         })
     })
+}
+
+/// Whether any version is still unbound (through the partial index: instant when none is).
+pub(crate) async fn has_legacy_versions<C: Conn>(c: &mut C) -> Result<bool, StoreError> {
+    Ok(c.query_opt("SELECT 1 AS one FROM credential_versions WHERE binding IS NULL LIMIT 1", vec![]).await?.is_some())
 }
 
 pub(crate) async fn integrity_pending<C: Conn>(c: &mut C, what: String) -> Result<bool, StoreError> {
@@ -1649,31 +1670,23 @@ async fn apply_one<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         }
         WriteOp::BindVersions(updates) => {
             for u in updates {
-                let n = c
-                    .exec(
-                        "UPDATE credential_versions SET ciphertext = $1, binding = $2, fingerprint = $3 \
-                         WHERE credential_id = $4 AND version = $5 AND binding IS NULL",
-                        args![
-                            u.ciphertext.clone(),
-                            u.binding.clone(),
-                            u.fingerprint.clone(),
-                            u.credential_id.to_string(),
-                            u.version
-                        ],
-                    )
-                    .await?;
-                if n == 1 {
-                    insert_rows(
-                        c,
-                        INSERT_TARGET,
-                        TARGET_CONFLICT,
-                        3,
-                        vec![target_args(&u.credential_id, &u.binding, &u.fields)],
-                    )
-                    .await?;
-                }
+                c.exec(
+                    "UPDATE credential_versions SET ciphertext = $1, binding = $2, fingerprint = $3 \
+                     WHERE credential_id = $4 AND version = $5 AND binding IS NULL",
+                    args![
+                        u.ciphertext.clone(),
+                        u.binding.clone(),
+                        u.fingerprint.clone(),
+                        u.credential_id.to_string(),
+                        u.version
+                    ],
+                )
+                .await?;
             }
-            Ok(())
+            // In multi-row statements; a target row for a version another server bound first is
+            // the same row (or an unused one): harmless.
+            let targets = updates.iter().map(|u| target_args(&u.credential_id, &u.binding, &u.fields)).collect();
+            insert_rows(c, INSERT_TARGET, TARGET_CONFLICT, 3, targets).await
         }
         WriteOp::UnbindVersions(rows) => {
             for r in rows {

@@ -92,6 +92,64 @@ pub fn validate_dn(dn: &str) -> Result<(), DnError> {
     }
 }
 
+/// The RDNs of a valid DN, most specific first, each normalized for comparison: split only on
+/// unescaped commas (so `cn=a\,ou=x` is one RDN), escapes decoded (`\,` and `\2C` alike),
+/// attribute types and values lowercased, spaces around separators dropped. `None` for a DN that
+/// [`validate_dn`] refuses.
+pub fn normalized_rdns(dn: &str) -> Option<Vec<String>> {
+    validate_dn(dn).ok()?;
+    let bytes = dn.as_bytes();
+    let mut rdns = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                let next = bytes[i + 1];
+                if next.is_ascii_hexdigit() && bytes.get(i + 2).is_some_and(|b| b.is_ascii_hexdigit()) {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                    current.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 3;
+                } else {
+                    current.push(next);
+                    i += 2;
+                }
+                // An escaped byte is part of the value, never a separator: mark it so that a
+                // decoded comma, plus or equals sign cannot pass for one.
+                current.push(0);
+            }
+            b',' => {
+                rdns.push(normalize_rdn(&current));
+                current.clear();
+                i += 1;
+            }
+            b => {
+                current.push(b);
+                i += 1;
+            }
+        }
+    }
+    rdns.push(normalize_rdn(&current));
+    Some(rdns)
+}
+
+fn normalize_rdn(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.split('+')
+        .map(|ava| ava.split('=').map(|p| p.trim().to_lowercase()).collect::<Vec<_>>().join("="))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Whether `dn` is `base` or an entry below it, comparing normalized RDNs. False when either
+/// is not a valid DN.
+pub fn dn_within(dn: &str, base: &str) -> bool {
+    match (normalized_rdns(dn), normalized_rdns(base)) {
+        (Some(dn), Some(base)) => !base.is_empty() && dn.len() >= base.len() && dn[dn.len() - base.len()..] == base[..],
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +168,20 @@ mod tests {
         ] {
             validate_dn(dn).unwrap_or_else(|e| panic!("{dn}: {e}"));
         }
+    }
+
+    #[test]
+    fn subtrees_compare_rdns_not_text() {
+        let base = "ou=people,dc=acme,dc=example";
+        assert!(dn_within("cn=svc,ou=people,dc=acme,dc=example", base));
+        assert!(dn_within("CN=svc, OU=People , dc=acme,dc=example", base));
+        assert!(dn_within(base, base));
+        assert!(!dn_within("cn=admin,dc=acme,dc=example", base));
+        assert!(!dn_within("cn=x,ou=xpeople,dc=acme,dc=example", base));
+        // An escaped comma is part of a value: this entry is directly under dc=acme.
+        assert!(!dn_within("cn=evil\\,ou=people,dc=acme,dc=example", base));
+        assert!(!dn_within("cn=evil\\2Cou=people,dc=acme,dc=example", base));
+        assert!(!dn_within("cn=x", "not a dn"));
     }
 
     #[test]
