@@ -114,7 +114,11 @@ struct Scene {
 
 impl Scene {
     async fn new(target: Target) -> Self {
-        let t = spawn().await;
+        Self::new_on(target, None).await
+    }
+
+    async fn new_on(target: Target, store: Option<String>) -> Self {
+        let t = spawn_on(store).await;
         t.tenant("acme", "uk").await;
         let admin = t.token(json!({"role": "tenant-admin", "tenant": "acme"})).await;
         let legit = Recorder::start(target.speaks()).await;
@@ -281,6 +285,37 @@ async fn target_fields_edited_in_the_database_send_nothing() {
     }
 }
 
+#[tokio::test]
+async fn target_fields_edited_in_the_database_send_nothing_on_postgres() {
+    let Some(url) = fresh_postgres_database().await else { return };
+    let s = Scene::new_on(Target::Pop3, Some(url.clone())).await;
+    let moved = s.target.fields(s.attacker.port, s.token.port).to_string();
+    pg_exec(&url, &format!("UPDATE version_targets SET fields = '{moved}'"));
+    pg_exec(&url, &format!("UPDATE credentials SET fields = '{moved}'"));
+    let r = s.admin(Method::POST, "/verify", None).await;
+    assert_error(&r, StatusCode::CONFLICT, "target_mismatch");
+    s.send_everything().await;
+    assert_eq!(s.attacker.connections(), 0, "nothing connected to the attacker");
+    s.assert_real_never_left("database edit on PostgreSQL");
+}
+
+/// Runs one statement on a PostgreSQL database, from a thread of its own.
+fn pg_exec(url: &str, sql: &str) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sqlx::{Connection, Executor};
+                    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                    c.execute(sql).await.unwrap();
+                })
+            })
+            .join()
+            .unwrap()
+    });
+}
+
 /// Two credentials' names swapped with SQL: a connector bound to one never gets the other's
 /// secret (the name is part of the binding).
 #[tokio::test]
@@ -319,23 +354,8 @@ async fn token_rows_forged_in_the_database_are_refused_on_sqlite() {
 async fn token_rows_forged_in_the_database_are_refused_on_postgres() {
     let Some(url) = fresh_postgres_database().await else { return };
     let t = spawn_on(Some(url.clone())).await;
-    forged_tokens(&t, |sql| {
-        let sql = sql.replace("X'", "'\\x").replace("x'", "'\\x");
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async {
-                        use sqlx::{Connection, Executor};
-                        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-                        c.execute(sql.replace("X'", "'\\x").as_str()).await.unwrap();
-                    })
-                })
-                .join()
-                .unwrap()
-        });
-    })
-    .await;
+    // PostgreSQL spells a blob literal '\x…' where SQLite takes X'…'.
+    forged_tokens(&t, |sql| pg_exec(&url, &sql.replace("X'", "'\\x"))).await;
 }
 
 async fn forged_tokens(t: &TestApp, exec: impl Fn(&str)) {
