@@ -769,7 +769,7 @@ impl Vault {
             .store
             .version(credential.id, Some(from_version))
             .await?
-            .and_then(|v| v.fields.filter(|_| !rekey_crypto::is_legacy_payload(&v.ciphertext)))
+            .and_then(|v| crate::target::bound_fields(&v).cloned())
             .map(Fields::from_stored))
     }
 
@@ -860,7 +860,7 @@ impl Vault {
                 // A secret that any version of the credential held before is refused before it
                 // is sent anywhere: the old one may be the stolen one.
                 let fingerprint = self.fingerprint(credential.id, secret);
-                if self.holder_of(credential.id, &fingerprint, None).await?.is_some() {
+                if self.holder_of(credential.id, &fingerprint).await?.is_some() {
                     refused.push((
                         item.name.clone(),
                         "this secret was used before; choose one that this credential never had".to_owned(),

@@ -267,9 +267,11 @@ impl Vault {
         let resource = format!("{}/{}", tenant.name, credential.name);
         let version = credential.current_version;
         let outcome = async {
-            let (fields, secret) = self.secret_for_target(actor, credential, version, "verify").await?;
+            let (fields, secret) = self.secret_for_target(actor, &tenant.name, credential, version, "verify").await?;
             let outcome = self.probe(credential.kind, &fields, &secret).await?;
-            Ok::<_, CoreError>((outcome, self.fingerprint(credential.id, &secret)))
+            // Only a frozen credential needs it (computed from the secret itself, not read back).
+            let fingerprint = credential.frozen_by.is_some().then(|| self.fingerprint(credential.id, &secret));
+            Ok::<_, CoreError>((outcome, fingerprint))
         }
         .await;
         let (outcome, fingerprint) = match outcome {
@@ -301,7 +303,7 @@ impl Vault {
         let mut op = WriteOp::RecordHealth(row.clone());
         // A frozen credential thaws once a secret that no earlier version held works at its
         // target (the store checks the fingerprint in the same write).
-        if let (Some(incident), true) = (&credential.frozen_by, outcome.is_ok()) {
+        if let (Some(incident), Some(fingerprint), true) = (&credential.frozen_by, fingerprint, outcome.is_ok()) {
             op = WriteOp::All(vec![
                 op,
                 WriteOp::LiftFreeze { credential: credential.id, fresh: Some((version, fingerprint.0.to_vec())) },
@@ -525,11 +527,13 @@ impl Vault {
         if superseded {
             return self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await;
         }
-        let (fields, current) = self.secret_for_target(actor, &credential, rotation.from_version, "rotate").await?;
+        let (fields, current) =
+            self.secret_for_target(actor, &rotation.tenant, &credential, rotation.from_version, "rotate").await?;
         if awaiting_secret {
             return self.add_client_secret(actor, rotation, &credential, &fields, &current).await;
         }
-        let (new_fields, new) = self.secret_for_target(actor, &credential, rotation.to_version, "rotate").await?;
+        let (new_fields, new) =
+            self.secret_for_target(actor, &rotation.tenant, &credential, rotation.to_version, "rotate").await?;
         if new_fields != fields {
             return self.fail(actor, rotation, "the new version is bound to another target than the current one").await;
         }
@@ -544,7 +548,7 @@ impl Vault {
                 };
                 (o, None)
             } else {
-                self.apply(actor, &credential, &fields, &current, &new).await?
+                self.apply(actor, &rotation.tenant, &credential, &fields, &current, &new).await?
             };
             if !applied.is_ok() {
                 // Did the target take it anyway (a lost answer, or an earlier attempt)?
@@ -851,6 +855,7 @@ impl Vault {
     async fn apply(
         &self,
         actor: &Actor,
+        tenant: &str,
         credential: &CredentialRow,
         fields: &Fields,
         current: &Secret,
@@ -871,25 +876,14 @@ impl Vault {
                                 "the rotator {rotator} is not an ldap credential of this tenant"
                             ))
                         })?;
-                    // The rotator resets only accounts inside the subtrees an operator gave it.
+                    // The rotator resets only accounts inside the subtrees an operator gave it:
+                    // checked before its secret is even decrypted, and again with the fields that
+                    // secret is bound to.
                     let bind_dn = fields.get("bind_dn").unwrap_or_default();
-                    let allowed = crate::target::subtrees(&Fields::from_stored(admin.fields.clone()));
-                    if !allowed.iter().any(|base| crate::target::dn_within(bind_dn, base)) {
-                        return Err(CoreError::NotRotatable(format!(
-                            "the rotator {rotator} may not reset {bind_dn}: it is outside the rotator's subtrees ({})",
-                            if allowed.is_empty() { "none set".to_owned() } else { allowed.join("; ") }
-                        )));
-                    }
+                    crate::target::may_reset(rotator, &Fields::from_stored(admin.fields.clone()), bind_dn)?;
                     let (admin_fields, admin_secret) =
-                        self.secret_for_target(actor, &admin, admin.current_version, "rotator").await?;
-                    if !crate::target::subtrees(&admin_fields)
-                        .iter()
-                        .any(|base| crate::target::dn_within(bind_dn, base))
-                    {
-                        return Err(CoreError::NotRotatable(format!(
-                            "the rotator {rotator} may not reset {bind_dn}: it is outside the rotator's subtrees"
-                        )));
-                    }
+                        self.secret_for_target(actor, tenant, &admin, admin.current_version, "rotator").await?;
+                    crate::target::may_reset(rotator, &admin_fields, bind_dn)?;
                     rekey_connect::ldap::change_password(
                         fields,
                         Changer::Rotator { fields: &admin_fields, secret: &admin_secret },
@@ -938,7 +932,8 @@ impl Vault {
         let mut removed = None;
         let mut leftover = None;
         if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
-            let (fields, current) = self.secret_for_target(actor, credential, rotation.to_version, "retire").await?;
+            let (fields, current) =
+                self.secret_for_target(actor, &rotation.tenant, credential, rotation.to_version, "retire").await?;
             let limits = self.options.connect.limits;
             if is_secret_app(credential) {
                 let _permit = self.host_permit(credential.kind, &fields).await;

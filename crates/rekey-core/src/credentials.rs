@@ -512,30 +512,12 @@ impl Vault {
                     )));
                 }
             }
-            let Some(fields) = old.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&old.ciphertext)) else {
-                return Err(CoreError::Conflict(format!(
-                    "version {to} of credential {cref} was stored before target binding and is not migrated yet"
-                )));
-            };
+            let fields = crate::target::bound_fields(&old)
+                .ok_or_else(|| crate::target::not_migrated(&format!("version {to} of credential {cref}")))?;
             // The rolled-back secret goes back to the target it was stored for, and only there.
-            self.may_write_fields(caller, cref, Some(&credential), &fields)?;
-            let secret = self.open_version(tenant.id, &credential, &old, KeyUse::Serve).await?;
-            let (op, updated) = self
-                .sealed_version(
-                    NextVersion {
-                        tenant: tenant.id,
-                        name: &credential.name,
-                        kind: credential.kind,
-                        fields: Fields::from_stored(fields),
-                        labels: credential.labels.clone(),
-                        existing: Some(&credential),
-                        created_by: &caller.principal.audit_name(),
-                        kek_version: None,
-                        pending: false,
-                    },
-                    &secret,
-                )
-                .await?;
+            self.may_write_fields(caller, cref, Some(&credential), fields)?;
+            let fields = Fields::from_stored(fields.clone());
+            let (op, updated) = self.reseal(caller, tenant.id, &credential, &old, fields).await?;
             Ok((tenant, op, updated))
         }
         .await;
@@ -571,12 +553,9 @@ impl Vault {
                 .version(credential.id, Some(credential.current_version))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("the current version of credential {cref}")))?;
-            let Some(before) = current.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&current.ciphertext))
-            else {
-                return Err(CoreError::Conflict(format!(
-                    "the current version of {cref} was stored before target binding and is not migrated yet"
-                )));
-            };
+            let before = crate::target::bound_fields(&current)
+                .ok_or_else(|| crate::target::not_migrated(&format!("the current version of {cref}")))?
+                .clone();
             let mut after = before.clone();
             for key in &unset {
                 if after.remove(key).is_none() {
@@ -589,23 +568,7 @@ impl Vault {
                 return Err(CoreError::BadRequest("nothing to change: the target is already that".into()));
             }
             let change = describe_change(&before, fields.as_map());
-            let secret = self.open_version(tenant.id, &credential, &current, KeyUse::Serve).await?;
-            let (op, updated) = self
-                .sealed_version(
-                    NextVersion {
-                        tenant: tenant.id,
-                        name: &credential.name,
-                        kind: credential.kind,
-                        fields,
-                        labels: credential.labels.clone(),
-                        existing: Some(&credential),
-                        created_by: &caller.principal.audit_name(),
-                        kek_version: None,
-                        pending: false,
-                    },
-                    &secret,
-                )
-                .await?;
+            let (op, updated) = self.reseal(caller, tenant.id, &credential, &current, fields).await?;
             Ok((tenant, op, updated, change))
         }
         .await;
@@ -617,6 +580,31 @@ impl Vault {
             format!("from version={}; new version={}; {change}", updated.current_version - 1, updated.current_version);
         self.commit(caller, "cred.retarget", &resource, op, &detail).await?;
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
+    }
+
+    /// The secret of `from` stored again as the next, current version of `credential`, for
+    /// `fields` (re-encrypted under a fresh DEK): how a rollback and a retarget write.
+    async fn reseal(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        credential: &CredentialRow,
+        from: &VersionRow,
+        fields: Fields,
+    ) -> Result<(WriteOp, CredentialRow), CoreError> {
+        let secret = self.open_version(tenant, credential, from, KeyUse::Serve).await?;
+        let next = NextVersion {
+            tenant,
+            name: &credential.name,
+            kind: credential.kind,
+            fields,
+            labels: credential.labels.clone(),
+            existing: Some(credential),
+            created_by: &caller.principal.audit_name(),
+            kek_version: None,
+            pending: false,
+        };
+        self.sealed_version(next, &secret).await
     }
 
     /// Waits for this server's turn on `cref` (puts, rollbacks and promotions of one credential

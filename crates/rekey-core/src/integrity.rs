@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rekey_crypto::integrity::canonical;
-use rekey_crypto::{bind_legacy_payload, IntegrityKey, KeyContext, PayloadSlot, Seal, SystemKey};
-use rekey_store::{Store, StoreError, SystemKeyRow, TokenRow, VersionBinding, WriteOp, WriteRequest};
+use rekey_crypto::{bind_legacy_payload, IntegrityKey, PayloadSlot};
+use rekey_store::{TokenRow, VersionBinding, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, RequestId};
 
 use crate::keys::KeyUse;
@@ -59,27 +59,6 @@ pub(crate) fn token_mac(key: &IntegrityKey, row: &TokenRow) -> Vec<u8> {
 /// Whether a token row carries its MAC.
 pub(crate) fn token_ok(key: &IntegrityKey, row: &TokenRow) -> bool {
     row.mac.as_deref().is_some_and(|m| key.row_ok(TOKENS, &token_bytes(row), m))
-}
-
-/// The integrity key lives in the store wrapped by the seal; on first start it is created (if
-/// another server sharing the database stored one first, that one is used).
-pub(crate) async fn load_or_create_key(store: &dyn Store, seal: &dyn Seal) -> Result<IntegrityKey, CoreError> {
-    if store.system_key(IntegrityKey::PURPOSE).await?.is_none() {
-        let key = IntegrityKey::generate().map_err(CoreError::Crypto)?;
-        let ctx = KeyContext::System { purpose: IntegrityKey::PURPOSE, version: 1 };
-        let wrapped = seal.wrap_system_key(ctx, key.as_system_key()).map_err(CoreError::Crypto)?;
-        if store.insert_system_key(&SystemKeyRow { purpose: IntegrityKey::PURPOSE.into(), version: 1, wrapped }).await?
-        {
-            return Ok(key);
-        }
-    }
-    let row = store
-        .system_key(IntegrityKey::PURPOSE)
-        .await?
-        .ok_or_else(|| CoreError::Store(StoreError::Corrupt("integrity key vanished".into())))?;
-    let ctx = KeyContext::System { purpose: IntegrityKey::PURPOSE, version: row.version };
-    let key: SystemKey = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
-    Ok(IntegrityKey::from_system_key(key))
 }
 
 impl Vault {

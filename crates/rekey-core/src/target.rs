@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use rekey_crypto::{open_legacy_payload, open_payload, CryptoError, Fingerprint, PayloadSlot, TargetBinding};
+
 use rekey_store::{CredentialRow, VersionRow};
 use rekey_types::{AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
 
@@ -61,14 +62,23 @@ pub(crate) fn operator_fields_changed(
         .collect()
 }
 
-pub(crate) use rekey_types::dn::dn_within;
+use rekey_types::dn::dn_within;
 
-/// The subtrees of a rotator credential (its `subtrees` field: base DNs separated by `;`).
-pub(crate) fn subtrees(fields: &Fields) -> Vec<String> {
-    fields
+/// Refuses a reset of `bind_dn` by the rotator `rotator` (with fields `rotator_fields`) unless
+/// the account is inside one of the rotator's `subtrees` (base DNs separated by `;`); a rotator
+/// without subtrees resets nothing.
+pub(crate) fn may_reset(rotator: &str, rotator_fields: &Fields, bind_dn: &str) -> Result<(), CoreError> {
+    let subtrees: Vec<&str> = rotator_fields
         .get("subtrees")
-        .map(|s| s.split(';').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect())
-        .unwrap_or_default()
+        .map(|s| s.split(';').map(str::trim).filter(|b| !b.is_empty()).collect())
+        .unwrap_or_default();
+    if subtrees.iter().any(|base| dn_within(bind_dn, base)) {
+        return Ok(());
+    }
+    Err(CoreError::NotRotatable(format!(
+        "the rotator {rotator} may not reset {bind_dn}: it is outside the rotator's subtrees ({})",
+        if subtrees.is_empty() { "none set".to_owned() } else { subtrees.join("; ") }
+    )))
 }
 
 impl Vault {
@@ -100,52 +110,34 @@ impl Vault {
         .map_err(|e| mismatch(credential, row.version, e))
     }
 
-    /// The fields and the secret of `version`, to be sent to that target by `actor` for
-    /// `purpose` (`verify`, `rotate`, `retire`, `rotator`). The intent is recorded first, and
-    /// durably; the payload opens only with the fields it was stored for. A compromised key
-    /// still opens it: rotating off a stolen secret is the point.
+    /// The fields and the secret of `version` of `tenant`'s `credential`, to be sent to that
+    /// target by `actor` for `purpose` (`verify`, `rotate`, `retire`, `rotator`). The intent is
+    /// recorded first, and durably; the payload opens only with the fields it was stored for. A
+    /// compromised key still opens it: rotating off a stolen secret is the point.
     pub(crate) async fn secret_for_target(
         &self,
         actor: &Actor,
+        tenant: &str,
         credential: &CredentialRow,
         version: u32,
         purpose: &str,
     ) -> Result<(Fields, Secret), CoreError> {
-        let resource = self.resource_of(credential).await?;
+        let resource = format!("{tenant}/{}", credential.name);
         let row = self
             .store
             .version(credential.id, Some(version))
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("version {version} of {resource}")))?;
-        let Some(map) = row.fields.clone().filter(|_| !rekey_crypto::is_legacy_payload(&row.ciphertext)) else {
-            return Err(CoreError::Conflict(format!(
-                "version {version} of {resource} was stored before target binding and is not migrated yet; \
-                 nothing was sent"
-            )));
-        };
-        let fields = Fields::from_stored(map);
+        let fields = Fields::from_stored(
+            bound_fields(&row).ok_or_else(|| not_migrated(&format!("version {version} of {resource}")))?.clone(),
+        );
         let detail = format!("version={version}; purpose={purpose}; target={}", target_of(credential.kind, &fields));
         let event =
             record(&actor.name, &actor.source, &actor.request, "cred.send", &resource, AuditOutcome::Success, &detail);
         self.audit_event(event).await?;
-        let kek = self
-            .keks
-            .get(self.store.as_ref(), self.seal.as_ref(), credential.tenant_id, row.kek_version, KeyUse::Rewrap)
-            .await?;
-        let slot =
-            PayloadSlot { tenant: credential.tenant_id, credential: credential.id, version, kind: credential.kind };
-        let opened = open_payload(
-            &kek,
-            row.kek_version,
-            &slot,
-            &binding(&credential.name, fields.as_map()),
-            &row.wrapped_dek,
-            &row.ciphertext,
-        );
-        match opened {
+        match self.open_version(credential.tenant_id, credential, &row, KeyUse::Rewrap).await {
             Ok(secret) => Ok((fields, secret)),
-            Err(e) => {
-                let err = mismatch(credential, version, e);
+            Err(err) => {
                 if matches!(err, CoreError::TargetMismatch(_)) {
                     self.integrity_failure(&resource, &format!("version {version}: target fields fail their binding"))
                         .await?;
@@ -168,27 +160,13 @@ impl Vault {
     /// The fields the current version was stored for (the credential row's copy is for
     /// display): what a new version of the same target, a rotation's or a certificate's, takes.
     pub(crate) async fn current_fields(&self, credential: &CredentialRow) -> Result<Fields, CoreError> {
-        self.store
+        let what = || format!("the current version of {}", credential.name);
+        let row = self
+            .store
             .version(credential.id, Some(credential.current_version))
             .await?
-            .and_then(|v| v.fields.filter(|_| !rekey_crypto::is_legacy_payload(&v.ciphertext)))
-            .map(Fields::from_stored)
-            .ok_or_else(|| {
-                CoreError::Conflict(format!(
-                    "the current version of {} was stored before target binding and is not migrated yet",
-                    credential.name
-                ))
-            })
-    }
-
-    /// `tenant/name` of a credential, for audit events.
-    async fn resource_of(&self, credential: &CredentialRow) -> Result<String, CoreError> {
-        let tenant = self
-            .store
-            .tenant_by_id(credential.tenant_id)
-            .await?
-            .ok_or_else(|| CoreError::NotFound("the credential's tenant".into()))?;
-        Ok(format!("{}/{}", tenant.name, credential.name))
+            .ok_or_else(|| CoreError::NotFound(what()))?;
+        Ok(Fields::from_stored(bound_fields(&row).ok_or_else(|| not_migrated(&what()))?.clone()))
     }
 
     /// The keyed fingerprint of a secret of a credential.
@@ -196,24 +174,31 @@ impl Vault {
         self.integrity.fingerprint(credential.as_bytes(), secret.expose())
     }
 
-    /// The version of the credential (other than `except`) whose secret has fingerprint `fp`,
-    /// if any. A version without a fingerprint (stored before fingerprints, not yet migrated)
-    /// counts as holding it: freshness cannot be shown, so it is not assumed.
-    pub(crate) async fn holder_of(
-        &self,
-        credential: CredentialId,
-        fp: &Fingerprint,
-        except: Option<u32>,
-    ) -> Result<Option<u32>, CoreError> {
+    /// The version of the credential whose secret has fingerprint `fp`, if any. A version
+    /// without a fingerprint (stored before fingerprints, not yet migrated) counts as holding
+    /// it: freshness cannot be shown, so it is not assumed.
+    pub(crate) async fn holder_of(&self, credential: CredentialId, fp: &Fingerprint) -> Result<Option<u32>, CoreError> {
         Ok(self
             .store
             .list_versions(credential)
             .await?
             .into_iter()
-            .filter(|v| Some(v.version) != except)
             .find(|v| v.fingerprint.as_deref().is_none_or(|stored| fp.same(stored)))
             .map(|v| v.version))
     }
+}
+
+/// The target fields a version is bound to; `None` for one stored before target binding (format
+/// 1, no fields) and not migrated yet.
+pub(crate) fn bound_fields(row: &VersionRow) -> Option<&BTreeMap<String, String>> {
+    row.fields.as_ref().filter(|_| !rekey_crypto::is_legacy_payload(&row.ciphertext))
+}
+
+/// `what` (a version) was stored before target binding and is not migrated yet.
+pub(crate) fn not_migrated(what: &str) -> CoreError {
+    CoreError::Conflict(format!(
+        "{what} was stored before target binding and is not migrated yet: nothing is sent or changed until it is"
+    ))
 }
 
 /// A payload that does not open for the fields stored beside it.
@@ -224,11 +209,7 @@ fn mismatch(credential: &CredentialRow, version: u32, e: CryptoError) -> CoreErr
              name were changed outside Rekey); nothing was sent",
             credential.name
         )),
-        CryptoError::Unbound => CoreError::Conflict(format!(
-            "version {version} of credential {} was stored before target binding and is not migrated yet; \
-             nothing was sent",
-            credential.name
-        )),
+        CryptoError::Unbound => not_migrated(&format!("version {version} of credential {}", credential.name)),
         other => CoreError::Decrypt(other),
     }
 }

@@ -133,9 +133,11 @@ impl Vault {
                 ))));
             }
         }
-        let (audit_key, created) = load_or_create_audit_key(store.as_ref(), seal.as_ref()).await?;
-        let audit_key = Arc::new(audit_key);
-        let integrity = Arc::new(crate::integrity::load_or_create_key(store.as_ref(), seal.as_ref()).await?);
+        let (audit_key, created) = load_or_create_system_key(store.as_ref(), seal.as_ref(), AuditKey::PURPOSE).await?;
+        let audit_key = Arc::new(AuditKey::from_system_key(audit_key));
+        let (integrity, _) =
+            load_or_create_system_key(store.as_ref(), seal.as_ref(), rekey_crypto::IntegrityKey::PURPOSE).await?;
+        let integrity = Arc::new(rekey_crypto::IntegrityKey::from_system_key(integrity));
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone())
             .map_err(|e| CoreError::Store(rekey_store::StoreError::Backend(Box::new(e))))?;
@@ -468,23 +470,28 @@ pub(crate) fn record(
     }
 }
 
-/// The audit chain key lives in the store wrapped by the seal. On first start it is created; if
-/// another server sharing the database stored one first, that one is used. The creation is
-/// audited once the key is settled, so the event is chained with the key that stays.
-async fn load_or_create_audit_key(store: &dyn Store, seal: &dyn Seal) -> Result<(AuditKey, bool), CoreError> {
-    if store.system_key(AuditKey::PURPOSE).await?.is_none() {
-        let key = AuditKey::generate().map_err(CoreError::Crypto)?;
-        let ctx = KeyContext::System { purpose: AuditKey::PURPOSE, version: 1 };
-        let wrapped = seal.wrap_system_key(ctx, key.as_system_key()).map_err(CoreError::Crypto)?;
-        if store.insert_system_key(&SystemKeyRow { purpose: AuditKey::PURPOSE.into(), version: 1, wrapped }).await? {
+/// A system key (the audit chain key, the integrity key) lives in the store wrapped by the seal.
+/// On first start it is created; if another server sharing the database stored one first, that
+/// one is used. `true` when this call created it, so that the caller can audit that once the key
+/// is settled (the event is then chained with the key that stays).
+pub(crate) async fn load_or_create_system_key(
+    store: &dyn Store,
+    seal: &dyn Seal,
+    purpose: &'static str,
+) -> Result<(SystemKey, bool), CoreError> {
+    if store.system_key(purpose).await?.is_none() {
+        let key = SystemKey::generate().map_err(CoreError::Crypto)?;
+        let ctx = KeyContext::System { purpose, version: 1 };
+        let wrapped = seal.wrap_system_key(ctx, &key).map_err(CoreError::Crypto)?;
+        if store.insert_system_key(&SystemKeyRow { purpose: purpose.into(), version: 1, wrapped }).await? {
             return Ok((key, true));
         }
     }
     let row = store
-        .system_key(AuditKey::PURPOSE)
+        .system_key(purpose)
         .await?
-        .ok_or_else(|| CoreError::Store(StoreError::Corrupt("audit key vanished".into())))?;
-    let ctx = KeyContext::System { purpose: AuditKey::PURPOSE, version: row.version };
-    let key: SystemKey = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
-    Ok((AuditKey::from_system_key(key), false))
+        .ok_or_else(|| CoreError::Store(StoreError::Corrupt(format!("system key {purpose} vanished"))))?;
+    let ctx = KeyContext::System { purpose, version: row.version };
+    let key = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
+    Ok((key, false))
 }

@@ -192,10 +192,7 @@ fn open_blob_format(
     context: &[u8],
     blob: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if blob.len() > 2 && blob[2] != format {
-        return Err(CryptoError::Decrypt);
-    }
-    open_any(expected, context, blob, |nonce, aad, ct| {
+    open_any(format, expected, context, blob, |nonce, aad, ct| {
         Aes256Gcm::new(key.into())
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)
@@ -210,19 +207,21 @@ pub(crate) fn open_blob_with(
     blob: &[u8],
     decrypt: impl FnOnce(&[u8], &[u8], &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    if blob.len() > 2 && blob[2] != FORMAT_V1 {
-        return Err(CryptoError::Decrypt);
-    }
-    open_any(expected, context, blob, decrypt)
+    open_any(FORMAT_V1, expected, context, blob, decrypt)
 }
 
+/// Opens a blob of format `format` (another format is refused, as a changed header would be).
 fn open_any(
+    format: u8,
     expected: Header,
     context: &[u8],
     blob: &[u8],
     decrypt: impl FnOnce(&[u8], &[u8], &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let header = Header::parse(blob)?;
+    if blob[2] != format {
+        return Err(CryptoError::Decrypt);
+    }
     if header.purpose != expected.purpose || header.key_id != expected.key_id {
         return Err(CryptoError::Decrypt);
     }
@@ -317,10 +316,6 @@ impl TargetBinding {
     /// always recomputes it from the fields it is about to use).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
-    }
-
-    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
     }
 }
 

@@ -20,10 +20,6 @@ use crate::CryptoError;
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
-    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
-
     /// Constant-time equality.
     pub fn same(&self, other: &[u8]) -> bool {
         other.len() == 32 && bool::from(self.0.ct_eq(other))

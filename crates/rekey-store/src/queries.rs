@@ -69,6 +69,10 @@ fn json_of<T: serde::de::DeserializeOwned>(row: &OwnedRow, col: &str) -> Result<
     serde_json::from_str(&row.text(col)?).map_err(|_| corrupt(col))
 }
 
+fn opt_json_of<T: serde::de::DeserializeOwned>(row: &OwnedRow, col: &str) -> Result<Option<T>, StoreError> {
+    row.opt_text(col)?.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(col))).transpose()
+}
+
 fn kind(row: &OwnedRow, col: &str) -> Result<CredentialKind, StoreError> {
     row.text(col)?.parse().map_err(|_| corrupt(col))
 }
@@ -166,7 +170,7 @@ fn version_row(r: &OwnedRow) -> Result<VersionRow, StoreError> {
         ciphertext: r.blob("ciphertext")?,
         created_by: r.text("created_by")?,
         created_at: ts(r, "created_at")?,
-        fields: r.opt_text("fields")?.map(|f| serde_json::from_str(&f).map_err(|_| corrupt("fields"))).transpose()?,
+        fields: opt_json_of(r, "fields")?,
         binding: r.opt_blob("binding")?,
         fingerprint: r.opt_blob("fingerprint")?,
     })
@@ -450,10 +454,7 @@ pub(crate) async fn reveal_row<C: Conn>(
             kek_version: u32_of(&r, "kek_version")?,
             wrapped_dek: r.blob("wrapped_dek")?,
             ciphertext: r.blob("ciphertext")?,
-            fields: r
-                .opt_text("fields")?
-                .map(|f| serde_json::from_str(&f).map_err(|_| corrupt("fields")))
-                .transpose()?,
+            fields: opt_json_of(&r, "fields")?,
         })
     })
     .transpose()
@@ -1009,35 +1010,24 @@ pub(crate) async fn legacy_versions<C: Conn>(
          v.ciphertext FROM credential_versions v JOIN credentials c ON c.id = v.credential_id",
         if bound { TARGET_FIELDS } else { "c.fields AS fields" }
     );
-    let rows = if bound {
-        let (cred, version) = after.unwrap_or_default();
-        c.query(
-            &format!(
-                "{cols} WHERE v.binding IS NOT NULL AND (v.credential_id > $1 OR (v.credential_id = $1 AND v.version > $2)) \
-                 ORDER BY v.credential_id, v.version LIMIT $3"
-            ),
-            args![cred, version, limit],
-        )
-        .await?
-    } else {
-        // In key order along the primary key, which holds the rows themselves: a sequential
-        // read. Through the partial index of unbound rows instead, each row cost two more
-        // lookups out of order (25 s against 1 s for a million). On SQLite, `+` keeps the
-        // planner off that index.
-        let unbound = match c.backend() {
-            Backend::Sqlite => "+v.binding IS NULL",
-            Backend::Postgres => "v.binding IS NULL",
-        };
-        let (cred, version) = after.unwrap_or_default();
-        c.query(
-            &format!(
-                "{cols} WHERE (v.credential_id, v.version) > ($1, $2) AND {unbound} \
-                 ORDER BY v.credential_id, v.version LIMIT $3"
-            ),
-            args![cred, version, limit],
-        )
-        .await?
+    // In key order along the primary key, which holds the rows themselves: a sequential read.
+    // Through the partial index of unbound rows instead, each row cost two more lookups out of
+    // order (25 s against 1 s for a million). On SQLite, `+` keeps the planner off that index.
+    let which = match (bound, c.backend()) {
+        (true, _) => "v.binding IS NOT NULL",
+        (false, Backend::Sqlite) => "+v.binding IS NULL",
+        (false, Backend::Postgres) => "v.binding IS NULL",
     };
+    let (cred, version) = after.unwrap_or_default();
+    let rows = c
+        .query(
+            &format!(
+                "{cols} WHERE (v.credential_id, v.version) > ($1, $2) AND {which} \
+                 ORDER BY v.credential_id, v.version LIMIT $3"
+            ),
+            args![cred, version, limit],
+        )
+        .await?;
     all(rows, |r| {
         Ok(LegacyVersion {
             tenant_id: id(r, "tenant_id")?,
