@@ -1240,9 +1240,13 @@ async fn a_store_from_before_target_binding_migrates_at_start() {
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     assert_eq!(target.connections(), 0);
 
+    let pending = |t: &TestApp| -> i64 {
+        t.db().query_row("SELECT COUNT(*) FROM integrity_pending", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(pending(&t), 2, "tokens and versions are pending");
     let t = t.restart("dev").await;
     for _ in 0..200 {
-        if unbound(&t) == 0 {
+        if unbound(&t) == 0 && pending(&t) == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -1263,6 +1267,8 @@ async fn a_store_from_before_target_binding_migrates_at_start() {
     assert_eq!(fps, 3);
     let audit = t.root(Method::GET, "/v1/audit/events?n=1000", None).await.body.to_string();
     assert!(audit.contains("cred.bind") && audit.contains("integrity.seal"), "{audit}");
+    assert!(audit.contains("format migration complete"), "{audit}");
+    assert_eq!(pending(&t), 0, "both one-time steps are done");
     // A restart after that has nothing left to do.
     let t = t.restart("dev").await;
     assert_eq!(unbound(&t), 0);

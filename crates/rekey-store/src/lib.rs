@@ -89,9 +89,8 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(CredentialId, u32)>,
         limit: u32,
     ) -> Result<Vec<LegacyVersion>, StoreError>;
-    /// Whether any version stored before target binding is left.
-    async fn has_legacy_versions(&self) -> Result<bool, StoreError>;
-    /// Whether a one-time integrity step (`tokens`: seal the token rows) is still to be done.
+    /// Whether a one-time integrity step is still to be done (`tokens`: seal the token rows;
+    /// `versions`: bind the versions stored before target binding).
     async fn integrity_pending(&self, what: &str) -> Result<bool, StoreError>;
     /// The open incidents whose scope holds the credential.
     async fn open_incidents_covering(&self, credential: CredentialId) -> Result<Vec<IncidentRow>, StoreError>;

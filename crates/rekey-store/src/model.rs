@@ -402,6 +402,8 @@ pub enum WriteOp {
     /// Stores versions as releases before target binding did (format 1 payload, no fields,
     /// binding or fingerprint). Only migration tests and benchmarks build such stores.
     UnbindVersions(Vec<LegacyRewrite>),
+    /// Ends the format migration: no version stored before target binding is left.
+    VersionsBound,
     /// Stores the MACs of token rows stored before rows were authenticated, once.
     SealTokens(Vec<(TokenId, Vec<u8>)>),
     /// Several operations that succeed or fail together (used by bulk import).

@@ -193,6 +193,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (6, include_str!("../migrations/sqlite/0006_region_reach.sql")),
             (7, include_str!("../migrations/sqlite/0007_audit_index_file.sql")),
             (8, include_str!("../migrations/sqlite/0008_custody_binding.sql")),
+            (9, include_str!("../migrations/sqlite/0009_bind_marker.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -202,6 +203,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (5, include_str!("../migrations/postgres/0005_campaigns.sql")),
             (6, include_str!("../migrations/postgres/0006_region_reach.sql")),
             (7, include_str!("../migrations/postgres/0007_custody_binding.sql")),
+            (8, include_str!("../migrations/postgres/0008_bind_marker.sql")),
         ],
     }
 }
@@ -1004,48 +1006,52 @@ pub(crate) async fn legacy_versions<C: Conn>(
     after: Option<(String, u32)>,
     limit: u32,
 ) -> Result<Vec<LegacyVersion>, StoreError> {
-    // A legacy version is bound to its credential's fields; a bound one carries its own.
-    let cols = format!(
-        "SELECT c.tenant_id, c.id, c.name, c.kind, {}, v.version, v.kek_version, v.wrapped_dek, \
-         v.ciphertext FROM credential_versions v JOIN credentials c ON c.id = v.credential_id",
-        if bound { TARGET_FIELDS } else { "c.fields AS fields" }
-    );
     // In key order along the primary key, which holds the rows themselves: a sequential read.
-    // Through the partial index of unbound rows instead, each row cost two more lookups out of
-    // order (25 s against 1 s for a million). On SQLite, `+` keeps the planner off that index.
-    let which = match (bound, c.backend()) {
-        (true, _) => "v.binding IS NOT NULL",
-        (false, Backend::Sqlite) => "+v.binding IS NULL",
-        (false, Backend::Postgres) => "v.binding IS NULL",
-    };
+    let which = if bound { "v.binding IS NOT NULL" } else { "v.binding IS NULL" };
+    // A bound version carries its own fields; a legacy one is bound to its credential's.
+    let own = if bound { TARGET_FIELDS } else { "NULL AS fields" };
     let (cred, version) = after.unwrap_or_default();
-    let rows = c
+    let versions = c
         .query(
             &format!(
-                "{cols} WHERE (v.credential_id, v.version) > ($1, $2) AND {which} \
+                "SELECT v.credential_id, v.version, v.kek_version, v.wrapped_dek, v.ciphertext, {own} \
+                 FROM credential_versions v WHERE (v.credential_id, v.version) > ($1, $2) AND {which} \
                  ORDER BY v.credential_id, v.version LIMIT $3"
             ),
             args![cred, version, limit],
         )
         .await?;
-    all(rows, |r| {
-        Ok(LegacyVersion {
-            tenant_id: id(r, "tenant_id")?,
-            credential_id: id(r, "id")?,
-            name: r.text("name")?,
-            kind: kind(r, "kind")?,
-            fields: json_of(r, "fields")?,
-            version: u32_of(r, "version")?,
-            kek_version: u32_of(r, "kek_version")?,
-            wrapped_dek: r.blob("wrapped_dek")?,
-            ciphertext: r.blob("ciphertext")?,
-        })
-    })
-}
-
-/// Whether any version is still unbound (through the partial index: instant when none is).
-pub(crate) async fn has_legacy_versions<C: Conn>(c: &mut C) -> Result<bool, StoreError> {
-    Ok(c.query_opt("SELECT 1 AS one FROM credential_versions WHERE binding IS NULL LIMIT 1", vec![]).await?.is_some())
+    let (Some(first), Some(last)) = (versions.first(), versions.last()) else { return Ok(Vec::new()) };
+    // The credentials of the batch in one range read along their key, not one lookup per
+    // version (a join looked each one up: most of the migration's time).
+    let (first, last) = (first.text("credential_id")?, last.text("credential_id")?);
+    let credentials = c
+        .query(
+            "SELECT id, tenant_id, name, kind, fields FROM credentials WHERE id >= $1 AND id <= $2 ORDER BY id",
+            args![first, last],
+        )
+        .await?;
+    let mut of: std::collections::HashMap<String, &OwnedRow> = std::collections::HashMap::with_capacity(credentials.len());
+    for r in &credentials {
+        of.insert(r.text("id")?, r);
+    }
+    let mut out = Vec::with_capacity(versions.len());
+    for v in &versions {
+        let id_text = v.text("credential_id")?;
+        let c = of.get(&id_text).ok_or_else(|| StoreError::Corrupt(format!("version of a missing credential {id_text}")))?;
+        out.push(LegacyVersion {
+            tenant_id: id(c, "tenant_id")?,
+            credential_id: id(c, "id")?,
+            name: c.text("name")?,
+            kind: kind(c, "kind")?,
+            fields: json_of(if bound { v } else { c }, "fields")?,
+            version: u32_of(v, "version")?,
+            kek_version: u32_of(v, "kek_version")?,
+            wrapped_dek: v.blob("wrapped_dek")?,
+            ciphertext: v.blob("ciphertext")?,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) async fn integrity_pending<C: Conn>(c: &mut C, what: String) -> Result<bool, StoreError> {
@@ -1678,7 +1684,11 @@ async fn apply_one<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
             let targets = updates.iter().map(|u| target_args(&u.credential_id, &u.binding, &u.fields)).collect();
             insert_rows(c, INSERT_TARGET, TARGET_CONFLICT, 3, targets).await
         }
+        WriteOp::VersionsBound => {
+            c.exec("DELETE FROM integrity_pending WHERE what = 'versions'", vec![]).await.map(drop)
+        }
         WriteOp::UnbindVersions(rows) => {
+            c.exec("INSERT INTO integrity_pending (what) VALUES ('versions') ON CONFLICT DO NOTHING", vec![]).await?;
             for r in rows {
                 c.exec(
                     "UPDATE credential_versions SET wrapped_dek = $1, ciphertext = $2, binding = NULL, \

@@ -176,10 +176,6 @@ impl Store for SqlStore {
         run!(self, read, |c| q::legacy_versions(c, bound, after, limit))
     }
 
-    async fn has_legacy_versions(&self) -> Result<bool, StoreError> {
-        run!(self, point, |c| q::has_legacy_versions(c))
-    }
-
     async fn integrity_pending(&self, what: &str) -> Result<bool, StoreError> {
         let what = what.to_owned();
         run!(self, point, |c| q::integrity_pending(c, what))
