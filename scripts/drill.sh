@@ -35,6 +35,10 @@ interval = "1s"
 [notify]
 smtp_url = "smtp://127.0.0.1:$REKEY_TEST_SINK_PORT"
 from = "security@provider.example"
+
+# The drill's directory and mail server listen on loopback, which Rekey refuses by default.
+[egress]
+allow = ["127.0.0.0/8", "::1"]
 TOML
 target/release/rekey serve --dev --listen "127.0.0.1:$port" --data "$run/data" --config "$run/rekey.toml" \
   >"$run/server.out" 2>"$run/server.log" &

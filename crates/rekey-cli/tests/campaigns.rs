@@ -30,7 +30,7 @@ fn campaign_server(dir: &Path, p: &Peers, hook: u16, extra: &str) -> Server {
         p.sink
     );
     let cfg = dir.join("rekey.toml");
-    std::fs::write(&cfg, config).unwrap();
+    std::fs::write(&cfg, format!("{config}{LOOPBACK_EGRESS}")).unwrap();
     let args = dev_with_config(&dir.join("data"), &cfg);
     Server::start_env(
         dir,

@@ -55,6 +55,9 @@ impl Failure {
 fn classify(err: &(dyn StdError + 'static)) -> Option<Failure> {
     let mut current: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = current {
+        if let Some(denied) = e.downcast_ref::<crate::egress::Denied>() {
+            return Some(denied.clone().into());
+        }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(Failure::new(Status::TlsFailed, tls_reason(tls)));
         }

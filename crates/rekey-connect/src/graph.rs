@@ -24,7 +24,7 @@ use rekey_types::{Fields, Secret};
 use serde::Deserialize;
 
 use crate::error::one_line;
-use crate::oauth::{access_token, http_client, http_failure, CertificateSecret};
+use crate::oauth::{access_token, capped_body, egress_url, http_client, http_failure, CertificateSecret};
 use crate::{conclude, ConnectError, Failure, Limits, Outcome, Status};
 
 /// The scope of an application token for Microsoft Graph.
@@ -76,7 +76,7 @@ pub struct NewPassword {
 pub async fn password_credentials(
     fields: &Fields,
     current: &Secret,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<(Outcome, Vec<PasswordCredential>), ConnectError> {
     let started = Instant::now();
     let mut list = Vec::new();
@@ -95,7 +95,7 @@ pub async fn add_password(
     fields: &Fields,
     current: &Secret,
     display_name: &str,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<(Outcome, Option<NewPassword>), ConnectError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -126,7 +126,7 @@ pub async fn remove_password(
     fields: &Fields,
     current: &Secret,
     key_id: &str,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let result = within(limits, async {
@@ -147,7 +147,7 @@ pub async fn add_certificate(
     fields: &Fields,
     current: &Secret,
     new: &Secret,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let result = within(limits, async {
@@ -182,7 +182,7 @@ pub async fn remove_certificate(
     fields: &Fields,
     current: &Secret,
     old: &Secret,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let result = within(limits, async {
@@ -200,7 +200,7 @@ pub async fn remove_certificate(
 }
 
 async fn within(
-    limits: Limits,
+    limits: &Limits,
     f: impl std::future::Future<Output = Result<String, Failure>>,
 ) -> Result<String, Failure> {
     match tokio::time::timeout(limits.overall, f).await {
@@ -245,14 +245,18 @@ struct App<'a> {
 }
 
 impl<'a> App<'a> {
-    async fn new(fields: &'a Fields, limits: Limits, current: &'a Secret) -> Result<Self, Failure> {
+    async fn new(fields: &'a Fields, limits: &Limits, current: &'a Secret) -> Result<Self, Failure> {
         let object_id = fields.get("app_object_id").ok_or_else(|| {
             Failure::Config("the credential has no app_object_id (the application's object id in the directory)".into())
         })?;
         let base = fields.get("graph_url").unwrap_or(DEFAULT_GRAPH_URL).trim_end_matches('/').to_owned();
+        // Checked before the token is asked for: a Graph URL that may not be reached gets no
+        // access token. Every request below goes to this base, through the same client.
+        egress_url(limits, &base, false, "graph_url")?;
+        let client = http_client(fields, limits)?;
         let token = access_token(fields, current, GRAPH_SCOPE, limits).await?;
         let signer = CertificateSecret::split(current);
-        Ok(Self { base, object_id, client: http_client(fields, limits)?, token, signer })
+        Ok(Self { base, object_id, client, token, signer })
     }
 
     fn url(&self, action: Option<&str>) -> String {
@@ -329,9 +333,9 @@ impl<'a> App<'a> {
 /// The body of a successful answer, or a failure with Graph's error code and message.
 async fn checked(response: reqwest::Response, doing: &str) -> Result<Vec<u8>, Failure> {
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| http_failure(&e, doing))?;
+    let bytes = capped_body(response, doing).await?;
     if status.is_success() {
-        return Ok(bytes.to_vec());
+        return Ok(bytes);
     }
     #[derive(Deserialize, Default)]
     struct GraphError {

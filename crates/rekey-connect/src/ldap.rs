@@ -20,7 +20,7 @@ const INVALID_CREDENTIALS: u32 = 49;
 /// LDAP result code 50: insufficient access rights.
 const INSUFFICIENT_ACCESS: u32 = 50;
 
-pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> Result<String, Failure> {
+pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) -> Result<String, Failure> {
     let bind_dn = field(fields, "bind_dn")?;
     let mut ldap = open(fields, limits).await?;
     bind(&mut ldap, bind_dn, secret).await?;
@@ -57,7 +57,7 @@ pub async fn change_password(
     fields: &Fields,
     changer: Changer<'_>,
     new: &Secret,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Changed, ConnectError> {
     let started = Instant::now();
     let same_directory = match &changer {
@@ -123,7 +123,7 @@ fn field<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, Failure> {
     fields.get(name).ok_or_else(|| Failure::Config(format!("the credential has no {name}")))
 }
 
-async fn open(fields: &Fields, limits: Limits) -> Result<ldap3::Ldap, Failure> {
+async fn open(fields: &Fields, limits: &Limits) -> Result<ldap3::Ldap, Failure> {
     let url = field(fields, "url")?;
     let implicit = url.starts_with("ldaps://");
     let mode = match fields.get("tls") {
@@ -138,27 +138,17 @@ async fn open(fields: &Fields, limits: Limits) -> Result<ldap3::Ldap, Failure> {
     if mode == TlsMode::StartTls {
         settings = settings.set_starttls(true);
     }
-    // The TCP connection is opened here (each resolved address in turn, within the connect
-    // timeout, with Nagle's algorithm off: LDAP requests are small and answered at once) and
-    // handed to ldap3, which would otherwise open it itself.
+    // The TCP connection is opened here (each resolved address the egress policy allows in
+    // turn, within the connect timeout, with Nagle's algorithm off: LDAP requests are small and
+    // answered at once) and handed to ldap3, which would otherwise open it itself.
     let parsed = url::Url::parse(url).map_err(|e| Failure::Config(format!("url: {e}")))?;
     let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost").to_owned();
     let port = parsed.port().unwrap_or(if implicit { 636 } else { 389 });
-    let connect = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        stream.set_nodelay(true)?;
-        stream.into_std()
-    };
-    let stream = match tokio::time::timeout(limits.connect, connect).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(Failure::from_transport(&e, Status::Unreachable, "connecting")),
-        Err(_) => {
-            return Err(Failure::new(
-                Status::Timeout,
-                format!("no connection to {host}:{port} within {:?}", limits.connect),
-            ))
-        }
-    };
+    let stream = limits.egress.connect(&host, port, limits.connect).await?;
+    let stream = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.into_std())
+        .map_err(|e| Failure::from_transport(&e, Status::Unreachable, "connecting"))?;
     settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
     let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| failure(e, "connecting"))?;
     tokio::spawn(async move {

@@ -18,11 +18,13 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rekey_types::{CredentialKind, Fields, Secret};
 use serde::{Deserialize, Serialize};
 
+pub mod egress;
 mod error;
 pub mod graph;
 pub mod ldap;
@@ -32,6 +34,7 @@ pub mod pop3;
 pub mod smtp;
 mod tls;
 
+pub use egress::{Denied, EgressPolicy, PolicyError};
 pub use error::ConnectError;
 pub(crate) use error::Failure;
 
@@ -51,16 +54,19 @@ pub enum Status {
     ProtocolError,
     /// The connect or the whole exchange took longer than its limit.
     Timeout,
+    /// The egress policy refused the destination: nothing was sent (the detail names the rule).
+    EgressDenied,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Ok,
         Status::AuthFailed,
         Status::Unreachable,
         Status::TlsFailed,
         Status::ProtocolError,
         Status::Timeout,
+        Status::EgressDenied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +77,7 @@ impl Status {
             Status::TlsFailed => "tls-failed",
             Status::ProtocolError => "protocol-error",
             Status::Timeout => "timeout",
+            Status::EgressDenied => "egress-denied",
         }
     }
 
@@ -100,18 +107,24 @@ impl Outcome {
     }
 }
 
-/// Limits of every connection.
-#[derive(Debug, Clone, Copy)]
+/// Limits of every connection, and where connections may go.
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Opening the TCP connection.
     pub connect: Duration,
     /// The whole exchange, connect and TLS included.
     pub overall: Duration,
+    /// The destinations allowed (see [`egress`]).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(5), overall: Duration::from_secs(20) }
+        Self {
+            connect: Duration::from_secs(5),
+            overall: Duration::from_secs(20),
+            egress: Arc::new(EgressPolicy::deny_internal()),
+        }
     }
 }
 
@@ -141,7 +154,7 @@ pub async fn verify(
     kind: CredentialKind,
     fields: &Fields,
     secret: &Secret,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Outcome, ConnectError> {
     let started = Instant::now();
     let attempt = async {

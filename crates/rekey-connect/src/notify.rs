@@ -6,10 +6,13 @@
 //! is a delivery. Redirects are not followed. Nothing here retries: the caller keeps the attempt
 //! count and the schedule, durably.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::egress::{EgressPolicy, PolicyResolver};
 
 /// Why a notice was not delivered. Never holds the message body (it carries a reset link).
 #[derive(Debug, thiserror::Error)]
@@ -69,16 +72,25 @@ impl MailRelay {
 #[derive(Clone)]
 pub struct Webhook {
     url: reqwest::Url,
-    secret: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
+    secret: Arc<zeroize::Zeroizing<Vec<u8>>>,
     client: reqwest::Client,
 }
 
 impl Webhook {
-    pub fn new(url: &str, secret: Vec<u8>, timeout: Duration) -> Result<Self, NotifyError> {
-        let url: reqwest::Url = url.parse().map_err(|_| NotifyError::Config(format!("not a URL: {url}")))?;
+    /// The URL is held as a secret would be (it often carries a token): no error, log or audit
+    /// event repeats it. It must pass the egress policy, here for its port and an address
+    /// written in it, and at every delivery for the addresses its host resolves to.
+    pub fn new(
+        url: &str,
+        secret: Vec<u8>,
+        timeout: Duration,
+        egress: Arc<EgressPolicy>,
+    ) -> Result<Self, NotifyError> {
+        let url: reqwest::Url = url.parse().map_err(|_| NotifyError::Config("the webhook URL does not parse".into()))?;
         if !matches!(url.scheme(), "https" | "http") {
             return Err(NotifyError::Config("the webhook URL must be http or https".into()));
         }
+        egress.check_url(&url, false).map_err(|d| NotifyError::Config(format!("the webhook URL: {d}")))?;
         if secret.len() < 16 {
             return Err(NotifyError::Config("the webhook secret must be at least 16 bytes".into()));
         }
@@ -86,10 +98,12 @@ impl Webhook {
             .connect_timeout(timeout)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(PolicyResolver(egress)))
             .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| NotifyError::Config(e.to_string()))?;
-        Ok(Self { url, secret: std::sync::Arc::new(zeroize::Zeroizing::new(secret)), client })
+            .map_err(|e| NotifyError::Config(e.without_url().to_string()))?;
+        Ok(Self { url, secret: Arc::new(zeroize::Zeroizing::new(secret)), client })
     }
 
     /// Posts a signed body; `Ok` on a 2xx answer.
@@ -111,8 +125,10 @@ impl Webhook {
             .map_err(|e| {
                 NotifyError::Webhook(if e.is_timeout() {
                     "no answer in time".into()
+                } else if let Some(denied) = crate::egress::denied_in(&e) {
+                    denied.to_string()
                 } else {
-                    crate::error::one_line(&e.to_string())
+                    crate::error::one_line(&e.without_url().to_string())
                 })
             })?;
         let status = response.status();

@@ -13,7 +13,7 @@
 //! `/.well-known/openid-configuration`). Key sets are cached for ten minutes.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,6 +22,7 @@ use rekey_types::{Fields, Secret};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::egress::PolicyResolver;
 use crate::error::one_line;
 use crate::{tls, Failure, Limits, Status};
 
@@ -30,7 +31,7 @@ const ASSERTION_LIFETIME: i64 = 300;
 /// How long a provider's key set is reused.
 const JWKS_TTL: Duration = Duration::from_secs(600);
 
-pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> Result<String, Failure> {
+pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) -> Result<String, Failure> {
     let scope = fields.get("scope").ok_or_else(|| Failure::Config("the credential has no scope".into()))?;
     let token = access_token(fields, secret, scope, limits).await?;
     let checked = check_signature(fields, &token, limits).await?;
@@ -42,13 +43,14 @@ pub(crate) async fn access_token(
     fields: &Fields,
     secret: &Secret,
     scope: &str,
-    limits: Limits,
+    limits: &Limits,
 ) -> Result<Zeroizing<String>, Failure> {
     let token_url = fields.get("token_url").ok_or_else(|| Failure::Config("the credential has no token_url".into()))?;
     let client_id = fields.get("client_id").ok_or_else(|| Failure::Config("the credential has no client_id".into()))?;
     let client = http_client(fields, limits)?;
+    let token_target = egress_url(limits, token_url, false, "token_url")?;
     let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into()), ("scope", scope.into())];
-    let mut request = client.post(token_url);
+    let mut request = client.post(token_target);
     let secret_form: Zeroizing<String>;
     match CertificateSecret::split(secret) {
         Some(pair) => {
@@ -97,7 +99,7 @@ pub(crate) async fn access_token(
         .await
         .map_err(|e| http_failure(&e, "token request"))?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| http_failure(&e, "token response"))?;
+    let bytes = capped_body(response, "token response").await?;
     if status.is_success() {
         let parsed: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|_| Failure::protocol(format!("the token endpoint answered {status} without a token")))?;
@@ -175,11 +177,19 @@ fn client_assertion(pair: &CertificateSecret<'_>, client_id: &str, token_url: &s
 }
 
 /// A reqwest client for the credential's trust settings and the limits, reused between checks.
-pub(crate) fn http_client(fields: &Fields, limits: Limits) -> Result<reqwest::Client, Failure> {
-    type Key = (Option<String>, bool, Duration, Duration);
+/// It resolves names through the egress policy (no proxy: the address checked is the address
+/// connected); URLs are checked with [`egress_url`] before each request.
+pub(crate) fn http_client(fields: &Fields, limits: &Limits) -> Result<reqwest::Client, Failure> {
+    // The policy by identity: the client holds it, so its address is not reused while cached.
+    type Key = (Option<String>, bool, Duration, Duration, usize);
     static CLIENTS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
-    let key: Key =
-        (fields.get("ca_pem").map(str::to_owned), crate::accepts_invalid_certs(fields), limits.connect, limits.overall);
+    let key: Key = (
+        fields.get("ca_pem").map(str::to_owned),
+        crate::accepts_invalid_certs(fields),
+        limits.connect,
+        limits.overall,
+        Arc::as_ptr(&limits.egress) as usize,
+    );
     let clients = CLIENTS.get_or_init(Default::default);
     if let Some(c) = clients.lock().expect("http clients").get(&key) {
         return Ok(c.clone());
@@ -190,6 +200,8 @@ pub(crate) fn http_client(fields: &Fields, limits: Limits) -> Result<reqwest::Cl
         .connect_timeout(limits.connect)
         .timeout(limits.overall)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(PolicyResolver(limits.egress.clone())))
         .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Failure::Config(format!("HTTP client: {e}")))?;
@@ -201,6 +213,41 @@ pub(crate) fn http_client(fields: &Fields, limits: Limits) -> Result<reqwest::Cl
     Ok(client)
 }
 
+/// `url` parsed and checked against the egress policy before a request; `discovered` for a
+/// URL found at run time rather than configured (it must then be `https` unless allowed by
+/// name). Host names are checked again on the addresses they resolve to.
+pub(crate) fn egress_url(limits: &Limits, url: &str, discovered: bool, what: &str) -> Result<url::Url, Failure> {
+    let parsed = url::Url::parse(url).map_err(|e| Failure::Config(format!("{what}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Failure::Config(format!("{what}: only http and https URLs are used")));
+    }
+    limits.egress.check_url(&parsed, discovered)?;
+    Ok(parsed)
+}
+
+/// The most read of any HTTP answer from a target (token endpoint, discovery, key set, Graph):
+/// larger than any of them legitimately is, small enough that a body streamed without end
+/// cannot grow the server's memory.
+pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Reads an answer's body up to [`MAX_ANSWER_BYTES`]; a longer one is a protocol error, said so.
+pub(crate) async fn capped_body(mut response: reqwest::Response, doing: &str) -> Result<Vec<u8>, Failure> {
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(Failure::protocol(format!("{doing}: the answer is larger than {} KiB", MAX_ANSWER_BYTES >> 10)));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| http_failure(&e, doing))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Failure::protocol(format!(
+                "{doing}: the answer is larger than {} KiB; cut there",
+                MAX_ANSWER_BYTES >> 10
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 pub(crate) fn http_failure(err: &reqwest::Error, doing: &str) -> Failure {
     if err.is_timeout() {
         return Failure::new(Status::Timeout, format!("{doing}: no answer in time"));
@@ -210,14 +257,14 @@ pub(crate) fn http_failure(err: &reqwest::Error, doing: &str) -> Failure {
 }
 
 /// Checks the access token's signature against the provider's keys.
-async fn check_signature(fields: &Fields, token: &str, limits: Limits) -> Result<String, Failure> {
+async fn check_signature(fields: &Fields, token: &str, limits: &Limits) -> Result<String, Failure> {
     let Some(jwt) = UnverifiedJwt::parse(token) else {
         return Ok("token issued (opaque: no signature to check)".into());
     };
-    let jwks_url = jwks_url(fields, limits).await?;
+    let (jwks_url, discovered) = jwks_url(fields, &limits).await?;
     let kid = jwt.header.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
     for refresh in [false, true] {
-        let keys = key_set(fields, &jwks_url, refresh, limits).await?;
+        let keys = key_set(fields, &jwks_url, discovered, refresh, &limits).await?;
         let candidates: Vec<&Jwk> = keys.iter().filter(|k| k.kty == "RSA" && (kid.is_none() || k.kid == kid)).collect();
         if candidates.iter().any(|k| jwt.verify_rs256(&k.n, &k.e)) {
             if let Some(exp) = jwt.claims.get("exp").and_then(|e| e.as_i64()) {
@@ -250,13 +297,15 @@ struct JwkSet {
     keys: Vec<Jwk>,
 }
 
-async fn jwks_url(fields: &Fields, limits: Limits) -> Result<String, Failure> {
+/// The key set's URL, and whether it was discovered (from the provider's OpenID configuration)
+/// rather than configured or derived from the token URL.
+async fn jwks_url(fields: &Fields, limits: &Limits) -> Result<(String, bool), Failure> {
     if let Some(url) = fields.get("jwks_url") {
-        return Ok(url.to_owned());
+        return Ok((url.to_owned(), false));
     }
     let token_url = fields.get("token_url").unwrap_or_default();
     if let Some(base) = token_url.strip_suffix("/oauth2/v2.0/token") {
-        return Ok(format!("{base}/discovery/v2.0/keys"));
+        return Ok((format!("{base}/discovery/v2.0/keys"), false));
     }
     let mut url = url::Url::parse(token_url).map_err(|e| Failure::Config(format!("token_url: {e}")))?;
     url.set_path("/.well-known/openid-configuration");
@@ -266,16 +315,24 @@ async fn jwks_url(fields: &Fields, limits: Limits) -> Result<String, Failure> {
         jwks_uri: String,
     }
     let client = http_client(fields, limits)?;
+    limits.egress.check_url(&url, false)?;
     let response = client.get(url.as_str()).send().await.map_err(|e| http_failure(&e, "discovery"))?;
     if !response.status().is_success() {
         return Err(Failure::protocol(format!("discovery at {url} answered {}", response.status())));
     }
-    let discovery: Discovery =
-        response.json().await.map_err(|_| Failure::protocol(format!("discovery at {url} has no jwks_uri")))?;
-    Ok(discovery.jwks_uri)
+    let body = capped_body(response, "discovery").await?;
+    let discovery: Discovery = serde_json::from_slice(&body)
+        .map_err(|_| Failure::protocol(format!("discovery at {url} has no jwks_uri")))?;
+    Ok((discovery.jwks_uri, true))
 }
 
-async fn key_set(fields: &Fields, url: &str, refresh: bool, limits: Limits) -> Result<Vec<Jwk>, Failure> {
+async fn key_set(
+    fields: &Fields,
+    url: &str,
+    discovered: bool,
+    refresh: bool,
+    limits: &Limits,
+) -> Result<Vec<Jwk>, Failure> {
     type Sets = Mutex<HashMap<String, (Instant, Vec<Jwk>)>>;
     static SETS: OnceLock<Sets> = OnceLock::new();
     let sets = SETS.get_or_init(Default::default);
@@ -287,12 +344,14 @@ async fn key_set(fields: &Fields, url: &str, refresh: bool, limits: Limits) -> R
         }
     }
     let client = http_client(fields, limits)?;
-    let response = client.get(url).send().await.map_err(|e| http_failure(&e, "fetching the provider's keys"))?;
+    let target = egress_url(limits, url, discovered, "the provider's key set URL")?;
+    let response = client.get(target).send().await.map_err(|e| http_failure(&e, "fetching the provider's keys"))?;
     if !response.status().is_success() {
         return Err(Failure::protocol(format!("the provider's key set at {url} answered {}", response.status())));
     }
+    let body = capped_body(response, "fetching the provider's keys").await?;
     let set: JwkSet =
-        response.json().await.map_err(|_| Failure::protocol(format!("{url} is not a JSON Web Key Set")))?;
+        serde_json::from_slice(&body).map_err(|_| Failure::protocol(format!("{url} is not a JSON Web Key Set")))?;
     let mut sets = sets.lock().expect("jwks");
     if sets.len() > 1024 {
         sets.clear();

@@ -16,7 +16,7 @@ use crate::{secret_text, tls, Failure, Limits, Status};
 /// RFC 1939 allows 512 octets per response line; some servers send a little more.
 const MAX_LINE: usize = 4096;
 
-pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> Result<String, Failure> {
+pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) -> Result<String, Failure> {
     let host = fields.get("host").ok_or_else(|| Failure::Config("the credential has no host".into()))?;
     let port: u16 =
         fields.get("port").and_then(|p| p.parse().ok()).ok_or_else(|| Failure::Config("bad port".into()))?;
@@ -52,19 +52,11 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> 
     }
 }
 
-/// Opens a TCP connection within the connect limit.
-pub(crate) async fn connect(host: &str, port: u16, limits: Limits) -> Result<TcpStream, Failure> {
-    match tokio::time::timeout(limits.connect, TcpStream::connect((host, port))).await {
-        Ok(Ok(tcp)) => {
-            let _ = tcp.set_nodelay(true);
-            Ok(tcp)
-        }
-        Ok(Err(e)) => Err(Failure::from_transport(&e, Status::Unreachable, &format!("connecting to {host}:{port}"))),
-        Err(_) => Err(Failure::new(
-            Status::Timeout,
-            format!("connecting to {host}:{port} took longer than {:?}", limits.connect),
-        )),
-    }
+/// Opens a TCP connection within the connect limit, to an address the egress policy allows.
+async fn connect(host: &str, port: u16, limits: &Limits) -> Result<TcpStream, Failure> {
+    let tcp = limits.egress.connect(host, port, limits.connect).await?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 async fn handshake(

@@ -16,7 +16,7 @@ use crate::{accepts_invalid_certs, secret_text, tls, Failure, Limits, Status};
 /// The name Rekey gives in EHLO.
 const HELLO: &str = "rekey.localhost";
 
-pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> Result<String, Failure> {
+pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) -> Result<String, Failure> {
     let host = fields.get("host").ok_or_else(|| Failure::Config("the credential has no host".into()))?;
     let port: u16 =
         fields.get("port").and_then(|p| p.parse().ok()).ok_or_else(|| Failure::Config("bad port".into()))?;
@@ -25,7 +25,12 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: Limits) -> 
     let password = secret_text(secret)?;
     let hello = ClientId::Domain(HELLO.into());
     let implicit = (mode == TlsMode::Implicit).then(|| parameters(host, fields)).transpose()?;
-    let mut conn = AsyncSmtpConnection::connect_tokio1((host, port), Some(limits.connect), &hello, implicit, None)
+    // Resolved and checked here; lettre connects to these addresses only.
+    let addrs = match tokio::time::timeout(limits.connect, limits.egress.resolve(host, port)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(Failure::new(Status::Timeout, format!("resolving {host} took longer than {:?}", limits.connect))),
+    };
+    let mut conn = AsyncSmtpConnection::connect_tokio1(&addrs[..], Some(limits.connect), &hello, implicit, None)
         .await
         .map_err(|e| failure(&e, "connecting"))?;
     if mode == TlsMode::StartTls {

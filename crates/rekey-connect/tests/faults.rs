@@ -32,7 +32,11 @@ async fn server(greeting: Option<&'static [u8]>) -> u16 {
 }
 
 fn limits() -> Limits {
-    Limits { connect: Duration::from_millis(500), overall: Duration::from_millis(800) }
+    Limits {
+        connect: Duration::from_millis(500),
+        overall: Duration::from_millis(800),
+        egress: std::sync::Arc::new(rekey_connect::EgressPolicy::deny_internal().with_loopback()),
+    }
 }
 
 #[tokio::test]
@@ -64,7 +68,7 @@ async fn a_silent_target_times_out_for_every_kind() {
     ];
     for (kind, f) in cases {
         let started = Instant::now();
-        let o = verify(kind, &f, &Secret::new(b"pw".to_vec()), limits()).await.unwrap();
+        let o = verify(kind, &f, &Secret::new(b"pw".to_vec()), &limits()).await.unwrap();
         assert_eq!(o.status, Status::Timeout, "{kind}: {o:?}");
         assert!(started.elapsed() < Duration::from_secs(3), "{kind} took {:?}", started.elapsed());
     }
@@ -74,21 +78,21 @@ async fn a_silent_target_times_out_for_every_kind() {
 async fn a_target_speaking_another_protocol_is_a_protocol_error() {
     let port = server(Some(b"HTTP/1.1 400 Bad Request\r\n\r\n")).await.to_string();
     let pop3 = fields(CredentialKind::Pop3, &[("host", "127.0.0.1"), ("port", &port), ("tls", "none"), ("user", "u")]);
-    let o = verify(CredentialKind::Pop3, &pop3, &Secret::new(b"pw".to_vec()), limits()).await.unwrap();
+    let o = verify(CredentialKind::Pop3, &pop3, &Secret::new(b"pw".to_vec()), &limits()).await.unwrap();
     assert_eq!(o.status, Status::ProtocolError, "{o:?}");
     // A POP3 server that refuses STLS: nothing is sent in clear, the check fails as TLS.
     let port = server(Some(b"+OK ready\r\n-ERR no STLS here\r\n")).await.to_string();
     let stls =
         fields(CredentialKind::Pop3, &[("host", "127.0.0.1"), ("port", &port), ("tls", "starttls"), ("user", "u")]);
-    let o = verify(CredentialKind::Pop3, &stls, &Secret::new(b"pw".to_vec()), limits()).await.unwrap();
+    let o = verify(CredentialKind::Pop3, &stls, &Secret::new(b"pw".to_vec()), &limits()).await.unwrap();
     assert_eq!(o.status, Status::TlsFailed, "{o:?}");
 }
 
 #[tokio::test]
 async fn generic_credentials_and_unusable_secrets_are_refused_up_front() {
     let g = fields(CredentialKind::Generic, &[]);
-    assert!(verify(CredentialKind::Generic, &g, &Secret::new(b"x".to_vec()), limits()).await.is_err());
+    assert!(verify(CredentialKind::Generic, &g, &Secret::new(b"x".to_vec()), &limits()).await.is_err());
     let pop3 = fields(CredentialKind::Pop3, &[("host", "127.0.0.1"), ("port", "1"), ("tls", "none"), ("user", "u")]);
-    let err = verify(CredentialKind::Pop3, &pop3, &Secret::new(b"a\r\nQUIT".to_vec()), limits()).await.unwrap_err();
+    let err = verify(CredentialKind::Pop3, &pop3, &Secret::new(b"a\r\nQUIT".to_vec()), &limits()).await.unwrap_err();
     assert!(err.to_string().contains("line break"), "{err}");
 }

@@ -5,7 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use rekey_connect::notify::{NotifyError, Webhook};
+use rekey_connect::EgressPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -55,8 +58,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+fn loopback() -> Arc<EgressPolicy> {
+    Arc::new(EgressPolicy::deny_internal().with_loopback())
+}
+
 fn hook(port: u16, timeout: Duration) -> Webhook {
-    Webhook::new(&format!("http://127.0.0.1:{port}/hook"), SECRET.as_bytes().to_vec(), timeout).unwrap()
+    Webhook::new(&format!("http://127.0.0.1:{port}/hook"), SECRET.as_bytes().to_vec(), timeout, loopback()).unwrap()
 }
 
 /// `HMAC-SHA256(secret, "<t>.<body>")` in hex, by `openssl`.
@@ -121,10 +128,43 @@ async fn a_refusing_or_silent_receiver_is_a_failure() {
 #[test]
 fn bad_settings_are_refused() {
     let t = Duration::from_secs(1);
-    assert!(Webhook::new("not a url", SECRET.as_bytes().to_vec(), t).is_err());
-    assert!(Webhook::new("ftp://example.com/x", SECRET.as_bytes().to_vec(), t).is_err());
-    assert!(Webhook::new("https://example.com/x", b"short".to_vec(), t).is_err());
+    assert!(Webhook::new("not a url", SECRET.as_bytes().to_vec(), t, loopback()).is_err());
+    assert!(Webhook::new("ftp://example.com/x", SECRET.as_bytes().to_vec(), t, loopback()).is_err());
+    assert!(Webhook::new("https://example.com/x", b"short".to_vec(), t, loopback()).is_err());
     assert!(rekey_connect::notify::MailRelay::new("smtp://127.0.0.1:25", "not an address", t).is_err());
     let e = rekey_connect::notify::MailRelay::new("bogus://user:hunter2@host", "a@b.example", t).err().unwrap();
     assert!(!e.to_string().contains("hunter2"), "a relay URL's password never reaches an error");
+}
+
+/// The default egress policy refuses a webhook to an internal address, written in the URL or
+/// behind a name, and nothing reaches the listener; the URL (often a credential) is in no error.
+#[tokio::test]
+async fn a_webhook_to_an_internal_address_is_refused_by_default() {
+    let (port, mut rx) = receiver(Some("200 OK")).await;
+    let t = Duration::from_secs(2);
+    let default = Arc::new(EgressPolicy::deny_internal());
+    for url in [
+        format!("http://127.0.0.1:{port}/hook?token=hunter2"),
+        "http://169.254.169.254/latest/meta-data/?token=hunter2".to_owned(),
+        "http://10.0.0.1/hook?token=hunter2".to_owned(),
+        format!("http://[::1]:{port}/hook?token=hunter2"),
+    ] {
+        let e = Webhook::new(&url, SECRET.as_bytes().to_vec(), t, default.clone()).err().expect("refused");
+        let text = e.to_string();
+        assert!(text.contains("egress denied") && !text.contains("hunter2"), "{text}");
+    }
+    // A name that resolves to loopback passes the URL check and is refused on its address.
+    let named = Webhook::new(
+        &format!("http://localhost:{port}/hook?token=hunter2"),
+        SECRET.as_bytes().to_vec(),
+        t,
+        default,
+    )
+    .unwrap();
+    let e = named.post(b"{}".to_vec(), "d1").await.unwrap_err().to_string();
+    assert!(e.contains("egress denied: loopback address") && !e.contains("hunter2"), "{e}");
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut rx).await.is_err(), "nothing reached the listener");
+    // Allowed, it is delivered.
+    hook(port, t).post(b"{}".to_vec(), "d2").await.unwrap();
+    assert!(rx.await.is_ok());
 }

@@ -50,11 +50,16 @@ fn secret(s: &str) -> Secret {
 }
 
 fn limits() -> Limits {
-    Limits { connect: Duration::from_secs(3), overall: Duration::from_secs(10) }
+    // The peers listen on loopback, which the default egress policy refuses.
+    Limits {
+        connect: Duration::from_secs(3),
+        overall: Duration::from_secs(10),
+        egress: std::sync::Arc::new(rekey_connect::EgressPolicy::deny_internal().with_loopback()),
+    }
 }
 
 async fn check(kind: CredentialKind, f: &Fields, s: &str) -> Outcome {
-    let outcome = verify(kind, f, &secret(s), limits()).await.unwrap();
+    let outcome = verify(kind, f, &secret(s), &limits()).await.unwrap();
     assert!(!outcome.detail.contains(s), "the detail shows the secret: {}", outcome.detail);
     outcome
 }
@@ -140,7 +145,7 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
         &f,
         Changer::Itself { current: &secret("first-password-1") },
         &secret("second-password-2"),
-        limits(),
+        &limits(),
     )
     .await
     .unwrap();
@@ -154,7 +159,7 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
         &f,
         Changer::Itself { current: &secret("first-password-1") },
         &secret("third-password-3"),
-        limits(),
+        &limits(),
     )
     .await
     .unwrap();
@@ -167,7 +172,7 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
         &f,
         Changer::Rotator { fields: &admin, secret: &secret("admin-initial-pw") },
         &secret("fourth-password-4"),
-        limits(),
+        &limits(),
     )
     .await
     .unwrap();
@@ -297,33 +302,33 @@ async fn entra_certificate_assertion_and_graph_key_roll() {
     let (object_id, app_id) = register_app(&p, &first.info.pem).await;
     let f = entra(&p, &app_id, &[("app_object_id", &object_id), ("graph_url", &p.oidc)]);
     let current = cert_secret(&first);
-    let o = verify(k, &f, &current, limits()).await.unwrap();
+    let o = verify(k, &f, &current, &limits()).await.unwrap();
     assert_eq!(o.status, Status::Ok, "{o:?}");
 
     let second = rekey_crypto::cert::issue("acme", "ews", 86400).unwrap();
     let next = cert_secret(&second);
     // Not registered yet: refused.
-    let o = verify(k, &f, &next, limits()).await.unwrap();
+    let o = verify(k, &f, &next, &limits()).await.unwrap();
     assert_eq!(o.status, Status::AuthFailed, "{o:?}");
 
-    let o = rekey_connect::graph::add_certificate(&f, &current, &next, limits()).await.unwrap();
+    let o = rekey_connect::graph::add_certificate(&f, &current, &next, &limits()).await.unwrap();
     assert_eq!(o.status, Status::Ok, "{o:?}");
-    let o = rekey_connect::graph::add_certificate(&f, &current, &next, limits()).await.unwrap();
+    let o = rekey_connect::graph::add_certificate(&f, &current, &next, &limits()).await.unwrap();
     assert!(o.detail.contains("already registered"), "{o:?}");
     // Both work during the overlap.
-    assert_eq!(verify(k, &f, &next, limits()).await.unwrap().status, Status::Ok);
-    assert_eq!(verify(k, &f, &current, limits()).await.unwrap().status, Status::Ok);
+    assert_eq!(verify(k, &f, &next, &limits()).await.unwrap().status, Status::Ok);
+    assert_eq!(verify(k, &f, &current, &limits()).await.unwrap().status, Status::Ok);
 
-    let o = rekey_connect::graph::remove_certificate(&f, &next, &current, limits()).await.unwrap();
+    let o = rekey_connect::graph::remove_certificate(&f, &next, &current, &limits()).await.unwrap();
     assert_eq!(o.status, Status::Ok, "{o:?}");
-    assert_eq!(verify(k, &f, &current, limits()).await.unwrap().status, Status::AuthFailed);
-    assert_eq!(verify(k, &f, &next, limits()).await.unwrap().status, Status::Ok);
-    let o = rekey_connect::graph::remove_certificate(&f, &next, &current, limits()).await.unwrap();
+    assert_eq!(verify(k, &f, &current, &limits()).await.unwrap().status, Status::AuthFailed);
+    assert_eq!(verify(k, &f, &next, &limits()).await.unwrap().status, Status::Ok);
+    let o = rekey_connect::graph::remove_certificate(&f, &next, &current, &limits()).await.unwrap();
     assert!(o.detail.contains("already removed"), "{o:?}");
 
     // A proof signed by a certificate the application does not have is refused.
     let stranger = cert_secret(&rekey_crypto::cert::issue("evil", "ews", 86400).unwrap());
-    let o = rekey_connect::graph::add_certificate(&f, &stranger, &stranger, limits()).await.unwrap();
+    let o = rekey_connect::graph::add_certificate(&f, &stranger, &stranger, &limits()).await.unwrap();
     assert_eq!(o.status, Status::AuthFailed, "{o:?}");
 }
 
@@ -343,22 +348,22 @@ async fn entra_client_secret_roll_through_graph_add_and_remove_password() {
     let (object_id, app_id) = (r["id"].as_str().unwrap(), r["appId"].as_str().unwrap());
     let f = entra(&p, app_id, &[("app_object_id", object_id), ("graph_url", &p.oidc)]);
     let first = secret("first-secret-value");
-    assert_eq!(verify(k, &f, &first, limits()).await.unwrap().status, Status::Ok);
+    assert_eq!(verify(k, &f, &first, &limits()).await.unwrap().status, Status::Ok);
 
-    let (o, new) = rekey_connect::graph::add_password(&f, &first, "rekey rotation test", limits()).await.unwrap();
+    let (o, new) = rekey_connect::graph::add_password(&f, &first, "rekey rotation test", &limits()).await.unwrap();
     assert_eq!(o.status, Status::Ok, "{o:?}");
     let new = new.unwrap();
     assert!(!o.detail.contains(std::str::from_utf8(new.secret.expose()).unwrap()), "the detail shows the secret");
-    assert_eq!(verify(k, &f, &new.secret, limits()).await.unwrap().status, Status::Ok);
-    let (o, listed) = rekey_connect::graph::password_credentials(&f, &new.secret, limits()).await.unwrap();
+    assert_eq!(verify(k, &f, &new.secret, &limits()).await.unwrap().status, Status::Ok);
+    let (o, listed) = rekey_connect::graph::password_credentials(&f, &new.secret, &limits()).await.unwrap();
     assert!(o.is_ok());
     assert!(listed.iter().any(|p| p.key_id == new.key_id && p.display_name.as_deref() == Some("rekey rotation test")));
-    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, limits()).await.unwrap();
+    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, &limits()).await.unwrap();
     assert_eq!(o.status, Status::Ok, "{o:?}");
-    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, limits()).await.unwrap();
+    let o = rekey_connect::graph::remove_password(&f, &new.secret, &new.key_id, &limits()).await.unwrap();
     assert!(o.detail.contains("already removed"), "{o:?}");
     // A proof-less app cannot use addKey.
     let cert = cert_secret(&rekey_crypto::cert::issue("acme", "ews", 3600).unwrap());
-    let err = rekey_connect::graph::add_certificate(&f, &new.secret, &cert, limits()).await.unwrap_err();
+    let err = rekey_connect::graph::add_certificate(&f, &new.secret, &cert, &limits()).await.unwrap_err();
     assert!(err.to_string().contains("client secret"), "{err}");
 }

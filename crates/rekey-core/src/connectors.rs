@@ -208,7 +208,7 @@ impl Vault {
         secret: &Secret,
     ) -> Result<Outcome, CoreError> {
         let _permit = self.host_permit(kind, fields).await;
-        rekey_connect::verify(kind, fields, secret, self.options.connect.limits)
+        rekey_connect::verify(kind, fields, secret, &self.options.connect.limits)
             .await
             .map_err(|e| CoreError::BadRequest(e.to_string()))
     }
@@ -310,7 +310,9 @@ impl Vault {
             ]);
             detail.push_str(&format!("; lifts the freeze of incident {incident} unless the secret was used before"));
         }
-        self.write(actor, "cred.verify", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        // A destination the egress policy refused is recorded as a denial, with its rule.
+        let audited = if outcome.status == Status::EgressDenied { AuditOutcome::Denied } else { AuditOutcome::Success };
+        self.write(actor, "cred.verify", &resource, Some(op), audited, &detail).await?;
         Ok(health_view(tenant, credential, &row))
     }
 
@@ -716,7 +718,7 @@ impl Vault {
         current: &Secret,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let limits = self.options.connect.limits;
+        let limits = &self.options.connect.limits;
         let label = password_label(&rotation);
         let _permit = self.host_permit(credential.kind, fields).await;
         let (listed, existing) =
@@ -830,7 +832,7 @@ impl Vault {
         }
         let old = self.secret_local(credential, version).await?;
         let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
-        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, self.options.connect.limits)
+        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, &self.options.connect.limits)
             .await
             .map_err(not_rotatable)?;
         if !listed.is_ok() {
@@ -861,7 +863,7 @@ impl Vault {
         current: &Secret,
         new: &Secret,
     ) -> Result<(Outcome, Option<Outcome>), CoreError> {
-        let limits = self.options.connect.limits;
+        let limits = &self.options.connect.limits;
         let _permit = self.host_permit(credential.kind, fields).await;
         let outcome = match credential.kind {
             CredentialKind::Ldap => match fields.get("rotator") {
@@ -934,7 +936,7 @@ impl Vault {
         if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
             let (fields, current) =
                 self.secret_for_target(actor, &rotation.tenant, credential, rotation.to_version, "retire").await?;
-            let limits = self.options.connect.limits;
+            let limits = &self.options.connect.limits;
             if is_secret_app(credential) {
                 let _permit = self.host_permit(credential.kind, &fields).await;
                 let key_id = self

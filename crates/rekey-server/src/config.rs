@@ -53,6 +53,8 @@ pub struct Config {
     #[serde(default)]
     pub connectors: ConnectorsConfig,
     #[serde(default)]
+    pub egress: EgressConfig,
+    #[serde(default)]
     pub rotation: RotationConfig,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
@@ -167,6 +169,29 @@ impl CertificatesConfig {
                 Ok(secs)
             }
         }
+    }
+}
+
+/// Where Rekey may connect on a tenant's behalf (targets, token and key URLs, Graph, the
+/// webhook). By default every public address and port; loopback, private, shared, link-local,
+/// unique-local, multicast and cloud metadata addresses are refused unless allowed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// CIDRs (`10.20.0.0/16`), addresses (`::1`), host names (`ldap.corp.example`) and domains
+    /// (`*.corp.example`) allowed besides the public internet.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// If set, the only ports connected to.
+    #[serde(default)]
+    pub ports: Option<Vec<u16>>,
+}
+
+impl EgressConfig {
+    pub fn policy(&self) -> Result<std::sync::Arc<rekey_connect::EgressPolicy>, ConfigError> {
+        rekey_connect::EgressPolicy::new(&self.allow, self.ports.clone())
+            .map(std::sync::Arc::new)
+            .map_err(|e| ConfigError::Invalid { field: "egress", message: e.to_string() })
     }
 }
 
@@ -412,6 +437,7 @@ impl Config {
                 limits: rekey_connect::Limits {
                     connect: Duration::from_secs(connect),
                     overall: Duration::from_secs(overall),
+                    egress: self.egress.policy()?,
                 },
                 per_host: c.per_host,
                 grace_secs: grace,
@@ -488,7 +514,7 @@ impl Config {
                     };
                 let secret = secret.trim().as_bytes().to_vec();
                 Some(
-                    rekey_connect::notify::Webhook::new(url, secret, timeout)
+                    rekey_connect::notify::Webhook::new(url, secret, timeout, self.egress.policy()?)
                         .map_err(|e| invalid("notify.webhook_url", &e.to_string()))?,
                 )
             }

@@ -492,7 +492,7 @@ fn schemas() -> Value {
             "fields": string_map(), "labels": string_map(), "current_version": n, "latest_version": n, "created_at": ts, "updated_at": ts,
             "health": { "$ref": "#/components/schemas/CheckResult" }, "rotation": { "$ref": "#/components/schemas/Rotation" } } },
         "CheckResult": { "type": "object", "properties": { "tenant": s, "name": s, "kind": kind, "version": n,
-            "status": { "type": "string", "enum": ["ok", "auth-failed", "unreachable", "tls-failed", "protocol-error", "timeout"] },
+            "status": { "type": "string", "enum": ["ok", "auth-failed", "unreachable", "tls-failed", "protocol-error", "timeout", "egress-denied"] },
             "detail": s, "elapsed_ms": n, "checked_at": ts } },
         "Rotation": { "type": "object", "properties": { "id": s, "tenant": s, "name": s, "from_version": n, "to_version": n,
             "state": { "type": "string", "enum": ["pending", "applied", "promoted", "retired", "failed"] }, "error": s,

@@ -19,12 +19,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// A dev server whose egress policy allows loopback, where the test peers listen.
     pub fn dev(dir: &Path) -> Self {
-        Self::start(
-            dir,
-            &["serve", "--dev", "--listen", "127.0.0.1:0", "--data", &dir.join("data").display().to_string()],
-            "http",
-        )
+        let cfg = dir.join("dev.toml");
+        std::fs::write(&cfg, LOOPBACK_EGRESS).unwrap();
+        let args = dev_with_config(&dir.join("data"), &cfg);
+        Self::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), "http")
     }
 
     pub fn start(dir: &Path, args: &[&str], scheme: &str) -> Self {
@@ -136,6 +136,10 @@ pub fn fails(out: &Output) -> String {
     assert!(!out.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The egress section the tests add: their peers listen on loopback, which the default policy
+/// refuses.
+pub const LOOPBACK_EGRESS: &str = "\n[egress]\nallow = [\"127.0.0.0/8\", \"::1\"]\n";
 
 pub fn dev_with_config(data: &Path, cfg: &Path) -> Vec<String> {
     ["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", cfg.to_str().unwrap()]

@@ -122,7 +122,7 @@ pub fn unique() -> String {
 
 pub fn server_with(dir: &Path, config: &str) -> Server {
     let cfg = dir.join("rekey.toml");
-    std::fs::write(&cfg, config).unwrap();
+    std::fs::write(&cfg, format!("{config}{LOOPBACK_EGRESS}")).unwrap();
     let args = dev_with_config(&dir.join("data"), &cfg);
     Server::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), "http")
 }
