@@ -86,7 +86,7 @@ pub async fn password_credentials(
         Ok(format!("{} client secrets", list.len()))
     })
     .await;
-    Ok((conclude(result, started)?, list))
+    Ok((conclude(result, started, &[current])?, list))
 }
 
 /// Asks Graph for a new client secret named `display_name` (`addPassword`), authenticating with
@@ -117,7 +117,7 @@ pub async fn add_password(
         Ok(format!("client secret {} added to application {}", added.key_id, app.object_id))
     })
     .await;
-    Ok((conclude(result, started)?, created))
+    Ok((conclude(result, started, &[current])?, created))
 }
 
 /// Removes a client secret by key id (`removePassword`), authenticating with `current`. Does
@@ -138,7 +138,7 @@ pub async fn remove_password(
         Ok(format!("client secret {key_id} removed from application {}", app.object_id))
     })
     .await;
-    conclude(result, started)
+    conclude(result, started, &[current])
 }
 
 /// Registers the certificate of `new` with the application, proving possession with `current`
@@ -173,7 +173,7 @@ pub async fn add_certificate(
         Ok(format!("certificate {thumbprint} registered with application {}", app.object_id))
     })
     .await;
-    conclude(result, started)
+    conclude(result, started, &[current])
 }
 
 /// Removes the certificate of `old` from the application, proving possession with `current`.
@@ -196,7 +196,7 @@ pub async fn remove_certificate(
         Ok(format!("certificate {thumbprint} removed from application {}", app.object_id))
     })
     .await;
-    conclude(result, started)
+    conclude(result, started, &[current])
 }
 
 async fn within(

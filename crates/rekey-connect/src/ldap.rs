@@ -65,6 +65,11 @@ pub async fn change_password(
         Changer::Rotator { fields: admin, .. } => admin.get("url") == fields.get("url"),
     };
     let mut proof = None;
+    // Every secret this exchange sends, masked out of whatever the directory answers.
+    let sent: Vec<&Secret> = match &changer {
+        Changer::Itself { current } => vec![*current, new],
+        Changer::Rotator { secret, .. } => vec![*secret, new],
+    };
     let attempt = async {
         let bind_dn = field(fields, "bind_dn")?;
         let new_text = secret_text(new)?;
@@ -101,7 +106,7 @@ pub async fn change_password(
                 Ok(format!("bound as {bind_dn} with the new password"))
             }
             .await;
-            proof = Some(conclude(proven, check_started));
+            proof = Some(conclude(proven, check_started, &sent));
         }
         let _ = ldap.unbind().await;
         changed
@@ -110,7 +115,7 @@ pub async fn change_password(
         Ok(r) => r,
         Err(_) => Err(Failure::new(Status::Timeout, format!("no complete answer within {:?}", limits.overall))),
     };
-    let changed = conclude(result, started)?;
+    let changed = conclude(result, started, &sent)?;
     let proof = match proof {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => return Err(e),

@@ -28,6 +28,7 @@ pub mod egress;
 mod error;
 pub mod graph;
 pub mod ldap;
+mod mask;
 pub mod notify;
 pub mod oauth;
 pub mod pop3;
@@ -170,17 +171,24 @@ pub async fn verify(
         Ok(r) => r,
         Err(_) => Err(Failure::new(Status::Timeout, format!("no complete answer within {:?}", limits.overall))),
     };
-    conclude(result, started)
+    conclude(result, started, &[secret])
 }
 
-/// Turns a protocol's result into an outcome with the time taken.
-pub(crate) fn conclude(result: Result<String, Failure>, started: Instant) -> Result<Outcome, ConnectError> {
+/// Turns a protocol's result into an outcome with the time taken, every secret `sent` in the
+/// exchange masked out of its text (see [`mask`]).
+pub(crate) fn conclude(
+    result: Result<String, Failure>,
+    started: Instant,
+    sent: &[&Secret],
+) -> Result<Outcome, ConnectError> {
     let elapsed = started.elapsed();
+    let sent: Vec<&[u8]> = sent.iter().map(|s| s.expose()).collect();
+    let clean = |text: String| mask::mask(&text, &sent);
     match result {
-        Ok(detail) => Ok(Outcome { status: Status::Ok, detail, elapsed }),
+        Ok(detail) => Ok(Outcome { status: Status::Ok, detail: clean(detail), elapsed }),
         Err(Failure::Unsupported) => Err(ConnectError::Unsupported),
-        Err(Failure::Config(why)) => Err(ConnectError::Config(why)),
-        Err(Failure::Target { status, detail }) => Ok(Outcome { status, detail, elapsed }),
+        Err(Failure::Config(why)) => Err(ConnectError::Config(clean(why))),
+        Err(Failure::Target { status, detail }) => Ok(Outcome { status, detail: clean(detail), elapsed }),
     }
 }
 

@@ -202,3 +202,64 @@ async fn an_endless_token_answer_is_cut_at_the_cap() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 64 << 20, "the server kept reading");
 }
+
+/// A target that echoes what it is sent: POP3 `PASS x` → `-ERR wrong password x`, SMTP
+/// `AUTH PLAIN b64` → `535 rejected b64`.
+async fn echoing(kind: &'static str) -> u16 {
+    use tokio::io::AsyncBufReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                let greeting = if kind == "pop3" { "+OK ready\r\n" } else { "220 echo ESMTP\r\n" };
+                w.write_all(greeting.as_bytes()).await.unwrap();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let answer = if kind == "pop3" {
+                        match line.split_once(' ') {
+                            Some((cmd, arg)) if cmd.eq_ignore_ascii_case("PASS") => {
+                                format!("-ERR [AUTH] wrong password {arg}\r\n")
+                            }
+                            _ => "+OK\r\n".to_owned(),
+                        }
+                    } else if upper.starts_with("EHLO") {
+                        "250-echo\r\n250 AUTH PLAIN LOGIN\r\n".to_owned()
+                    } else if upper.starts_with("AUTH PLAIN ") {
+                        format!("535 5.7.8 rejected {}\r\n", &line[11..])
+                    } else if upper.starts_with("QUIT") {
+                        "221 bye\r\n".to_owned()
+                    } else {
+                        format!("500 unknown {line}\r\n")
+                    };
+                    if w.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_target_that_echoes_the_secret_does_not_put_it_in_the_detail() {
+    use base64::Engine as _;
+    let t = spawn(&["127.0.0.0/8"]).await;
+    t.tenant("acme", "uk").await;
+    let admin = t.token(json!({"role": "tenant-admin", "tenant": "acme"})).await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    for kind in ["pop3", "smtp"] {
+        let port = echoing(kind).await;
+        let v = put_and_verify(&t, &admin, kind, fields(kind, "127.0.0.1", port)).await;
+        assert_eq!(v["status"], "auth-failed", "{kind}: {v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains("[masked]"), "{kind}: the echo is there, masked: {detail}");
+        assert!(!detail.contains(SECRET) && !detail.contains(&b64), "{kind}: {detail}");
+    }
+    let audit = t.root(Method::GET, "/v1/audit/events?n=1000", None).await;
+    let text = String::from_utf8_lossy(&audit.raw).to_string();
+    assert!(text.contains("[masked]") && !text.contains(SECRET), "{text}");
+}
