@@ -80,7 +80,8 @@ pub enum Command {
     },
     /// Shamir seal: give one unseal share, read from stdin (never an argument).
     Unseal {
-        /// Forget the shares given so far instead.
+        /// Forget the shares given so far instead (the share read proves a share holder asks;
+        /// it does not count).
         #[arg(long)]
         reset: bool,
     },

@@ -81,22 +81,19 @@ pub async fn init(c: &Client, shares: u8, threshold: u8, format: OutputFormat) -
 }
 
 pub async fn unseal(c: &Client, reset: bool, format: OutputFormat) -> Result<ExitCode> {
-    let body = if reset {
-        json!({ "reset": true })
+    // A reset carries a share too: only a share holder may forget the shares given so far.
+    let mut text = Zeroizing::new(String::new());
+    if std::io::stdin().is_terminal() {
+        // Typed or pasted at a terminal: not echoed, like a password.
+        *text = rpassword::prompt_password("Unseal share (not shown): ").context("reading the share")?;
     } else {
-        let mut text = Zeroizing::new(String::new());
-        if std::io::stdin().is_terminal() {
-            // Typed or pasted at a terminal: not echoed, like a password.
-            *text = rpassword::prompt_password("Unseal share (not shown): ").context("reading the share")?;
-        } else {
-            std::io::stdin().read_to_string(&mut text).context("reading the share from stdin")?;
-        }
-        let share = text.trim();
-        if share.is_empty() {
-            bail!("no share on stdin");
-        }
-        json!({ "share": share })
-    };
+        std::io::stdin().read_to_string(&mut text).context("reading the share from stdin")?;
+    }
+    let share = text.trim();
+    if share.is_empty() {
+        bail!("no share on stdin");
+    }
+    let body = if reset { json!({ "reset": true, "share": share }) } else { json!({ "share": share }) };
     let bytes = c.send_raw(c.request(Method::POST, "/v1/sys/unseal").json(&body)).await?;
     let answer: UnsealAnswer = serde_json::from_slice(&bytes).context("unexpected answer")?;
     match format {

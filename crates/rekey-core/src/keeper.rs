@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rekey_crypto::seal::shamir::check_share;
+use rekey_crypto::seal::shamir::{check_issued, check_share};
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::{Seal, SealedKeyring, ShamirSeal, Share, ShareError};
 use rekey_store::{SealKeyringRow, Store};
@@ -29,6 +29,9 @@ use crate::{Caller, CoreError, Vault, VaultOptions};
 struct Progress {
     shares: Vec<Share>,
     sources: Vec<String>,
+    /// Where the resets since the last unseal came from (the vault cannot audit while sealed:
+    /// the unseal's own audit event reports them).
+    resets: Vec<String>,
 }
 
 pub struct Keeper {
@@ -63,7 +66,13 @@ pub(crate) fn keyring_of(row: &SealKeyringRow) -> Result<SealedKeyring, CoreErro
         .as_slice()
         .try_into()
         .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.set_id".into())))?;
-    Ok(SealedKeyring { set_id, shares: row.shares, threshold: row.threshold, blob: row.blob.clone() })
+    let commitments = match &row.commitments {
+        Some(bytes) => Some(rekey_crypto::ShareCommitment::decode(bytes).ok_or_else(|| {
+            CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.commitments".into()))
+        })?),
+        None => None,
+    };
+    Ok(SealedKeyring { set_id, shares: row.shares, threshold: row.threshold, blob: row.blob.clone(), commitments })
 }
 
 pub(crate) fn keyring_row(slot: &str, sealed: &SealedKeyring) -> SealKeyringRow {
@@ -73,6 +82,7 @@ pub(crate) fn keyring_row(slot: &str, sealed: &SealedKeyring) -> SealKeyringRow 
         shares: sealed.shares,
         threshold: sealed.threshold,
         blob: sealed.blob.clone(),
+        commitments: sealed.commitments.as_deref().map(rekey_crypto::ShareCommitment::encode),
         created_at: Timestamp::now(),
     }
 }
@@ -231,7 +241,8 @@ impl Keeper {
             let given = self.progress.lock().expect("lock is never poisoned").shares.len() as u8;
             return Ok(UnsealOutcome { sealed: true, progress: given, threshold: sealed.threshold, root_token: None });
         }
-        let Progress { shares, sources } = std::mem::take(&mut *self.progress.lock().expect("lock is never poisoned"));
+        let Progress { shares, sources, resets } =
+            std::mem::take(&mut *self.progress.lock().expect("lock is never poisoned"));
         if let Err(e) = shamir.unseal(&sealed, &shares) {
             tracing::warn!(error = %e, "the shares did not open the keyring; progress was reset");
             return Err(CoreError::from_seal(e));
@@ -251,15 +262,52 @@ impl Keeper {
             "sys.unseal",
             "seal",
             AuditOutcome::Success,
-            &format!("{} shares of a {}-of-{} split", shares.len(), sealed.threshold, sealed.shares),
+            &format!(
+                "{} shares of a {}-of-{} split{}{}",
+                shares.len(),
+                sealed.threshold,
+                sealed.shares,
+                if sealed.commitments.is_none() {
+                    "; the split has no share commitments: a root rotation makes one that has"
+                } else {
+                    ""
+                },
+                if resets.is_empty() {
+                    String::new()
+                } else {
+                    format!("; progress was reset {} times while sealed, from {}", resets.len(), resets.join(","))
+                }
+            ),
         );
         vault.audit_event(event).await?;
         Ok(UnsealOutcome { sealed: false, progress: 0, threshold: sealed.threshold, root_token: root })
     }
 
-    /// Forgets the shares given so far.
-    pub fn unseal_reset(&self) {
-        *self.progress.lock().expect("lock is never poisoned") = Progress::default();
+    /// Forgets the shares given so far. Only a share holder may: `share_text` must be a share
+    /// of the current split (checked against its commitment; it does not count toward the
+    /// threshold). Logged now, and reported in the audit event of the next unseal.
+    pub async fn unseal_reset(&self, share_text: &str, source: IpAddr) -> Result<u8, CoreError> {
+        let _t = self.transition.lock().await;
+        self.shamir()?;
+        let stored = self
+            .store
+            .seal_keyring("active")
+            .await?
+            .ok_or_else(|| CoreError::Conflict("the vault is not initialized: run rekey init first".into()))?;
+        let sealed = keyring_of(&stored)?;
+        let refused = |e: ShareError| {
+            tracing::warn!(source = %source, reason = %e, "refused an unseal reset");
+            CoreError::InvalidShare(e)
+        };
+        let share = Share::parse(share_text).map_err(refused)?;
+        check_issued(&sealed, &share).map_err(refused)?;
+        let mut progress = self.progress.lock().expect("lock is never poisoned");
+        let forgotten = progress.shares.len();
+        let mut resets = std::mem::take(&mut progress.resets);
+        resets.push(source.to_string());
+        *progress = Progress { resets, ..Progress::default() };
+        tracing::warn!(source = %source, forgotten, "unseal progress reset by a share holder");
+        Ok(sealed.threshold)
     }
 
     /// `rekey seal`: audited, then the vault closes and every key in memory is dropped.

@@ -41,5 +41,5 @@ pub use integrity::{Fingerprint, IntegrityKey};
 pub use keys::{Dek, Kek, SystemKey};
 pub use seal::dev::DevSeal;
 pub use seal::pkcs11::{Pkcs11Options, Pkcs11Seal};
-pub use seal::shamir::{NewSplit, SealedKeyring, ShamirSeal, Share, ShareError};
+pub use seal::shamir::{NewSplit, SealedKeyring, ShamirSeal, Share, ShareCommitment, ShareError};
 pub use seal::{KeyContext, Seal};

@@ -72,14 +72,17 @@ struct UnsealAnswer {
 pub async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let b: UnsealBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
     if b.reset {
-        s.keeper.unseal_reset();
+        // Only a share holder may forget the shares given so far: the reset carries a share.
+        let share = b.share.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "a reset needs one of the current shares (it does not count toward the threshold)",
+                ctx.request_id,
+            )
+        })?;
+        let threshold = s.keeper.unseal_reset(share.expose(), ctx.source).await.map_err(core(&ctx))?;
         let status = s.keeper.seal_status().await.map_err(core(&ctx))?;
-        let answer = UnsealAnswer {
-            sealed: status.sealed,
-            progress: 0,
-            threshold: status.threshold.unwrap_or(0),
-            root_token: None,
-        };
+        let answer = UnsealAnswer { sealed: status.sealed, progress: 0, threshold, root_token: None };
         return json_no_store(&answer, &ctx);
     }
     let share =

@@ -338,7 +338,7 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/v1/sys/unseal",
-        summary: "Shamir seal: give one share (or reset); the vault opens at the threshold (no token)",
+        summary: "Shamir seal: give one share (or reset, with a share that does not count); the vault opens at the threshold (no token)",
         roles: &[],
         body: Some("Unseal"),
         response: "UnsealAnswer",

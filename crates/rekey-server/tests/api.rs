@@ -1058,8 +1058,32 @@ async fn shamir_seal_init_unseal_seal_and_root_rotation() {
     let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
     assert!(r.body["message"].as_str().unwrap().contains("already given"), "{:?}", r.body);
     assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 1);
-    // Reset forgets progress.
-    t.call(Method::POST, "/v1/sys/unseal", None, Some(json!({"reset": true}))).await;
+    // A forged share (right format, checksum, key set and index; another value) is refused on
+    // arrival and counts for nothing.
+    let forged = forge_share(&shares[1]);
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(forged.clone()))).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_share");
+    assert!(r.body["message"].as_str().unwrap().contains("not issued"), "{:?}", r.body);
+    assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 1);
+    // Only a share holder resets: no share, or a forged one, is refused and changes nothing.
+    let reset = |share: Option<String>| match share {
+        Some(s) => json!({"reset": true, "share": s}),
+        None => json!({"reset": true}),
+    };
+    assert_error(
+        &t.call(Method::POST, "/v1/sys/unseal", None, Some(reset(None))).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &t.call(Method::POST, "/v1/sys/unseal", None, Some(reset(Some(forged)))).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_share",
+    );
+    assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 1);
+    // Reset with a real share forgets progress (that share does not count).
+    let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(reset(Some(shares[4].clone())))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(t.call(Method::GET, "/v1/sys/status", None, None).await.body["seal"]["unseal_progress"], 0);
     for s in &shares[2..4] {
         t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(s.clone()))).await;
@@ -1067,6 +1091,9 @@ async fn shamir_seal_init_unseal_seal_and_root_rotation() {
     let r = t.call(Method::POST, "/v1/sys/unseal", None, Some(unseal(shares[0].clone()))).await;
     assert_eq!(r.body["sealed"], false, "{:?}", r.body);
     t.root = r.body["root_token"].as_str().expect("the first unseal hands out the root token").to_owned();
+    // The reset made while sealed is in the unseal's audit event, with its source.
+    let audit = t.root(Method::GET, "/v1/audit/events?n=100", None).await.body.to_string();
+    assert!(audit.contains("progress was reset 1 times while sealed"), "{audit}");
     t.tenant("acme", "uk").await;
     t.put("acme/a", "alpha").await;
     // Sealing drops the keys; unsealing again needs shares again; no second root token.
@@ -1273,4 +1300,16 @@ async fn a_store_from_before_target_binding_migrates_at_start() {
     let t = t.restart("dev").await;
     assert_eq!(unbound(&t), 0);
     assert_eq!(t.verify().await["ok"], true);
+}
+
+/// A share with the right format, checksum, key set and index, and another value: what anyone
+/// who saw one share's header could make.
+fn forge_share(real: &str) -> String {
+    use sha2::Digest as _;
+    let mut body = hex::decode(real.trim().strip_prefix("rekey-share-").unwrap()).unwrap();
+    body.truncate(body.len() - 4);
+    body[15] ^= 0x5a;
+    let checksum = sha2::Sha256::new().chain_update(b"rekey-share-v1").chain_update(&body).finalize();
+    body.extend_from_slice(&checksum[..4]);
+    format!("rekey-share-{}", hex::encode(body))
 }

@@ -19,6 +19,7 @@ pub(crate) enum Arg {
     Blob(Vec<u8>),
     OptText(Option<String>),
     OptInt(Option<i64>),
+    OptBlob(Option<Vec<u8>>),
 }
 
 impl From<&str> for Arg {
@@ -54,6 +55,11 @@ impl From<Vec<u8>> for Arg {
 impl From<Option<String>> for Arg {
     fn from(s: Option<String>) -> Self {
         Arg::OptText(s)
+    }
+}
+impl From<Option<Vec<u8>>> for Arg {
+    fn from(b: Option<Vec<u8>>) -> Self {
+        Arg::OptBlob(b)
     }
 }
 impl From<Option<i64>> for Arg {

@@ -77,6 +77,9 @@ pub struct SealKeyringRow {
     pub shares: u8,
     pub threshold: u8,
     pub blob: Vec<u8>,
+    /// The split's share commitments (see `rekey_crypto::ShareCommitment`); none for a split
+    /// made before they were kept.
+    pub commitments: Option<Vec<u8>>,
     pub created_at: Timestamp,
 }
 

@@ -44,6 +44,7 @@ fn bound<'q>(
             Arg::Blob(b) => q.bind(b),
             Arg::OptText(s) => q.bind(s),
             Arg::OptInt(i) => q.bind(i),
+            Arg::OptBlob(b) => q.bind(b),
         };
     }
     q

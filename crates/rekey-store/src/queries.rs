@@ -194,6 +194,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (7, include_str!("../migrations/sqlite/0007_audit_index_file.sql")),
             (8, include_str!("../migrations/sqlite/0008_custody_binding.sql")),
             (9, include_str!("../migrations/sqlite/0009_bind_marker.sql")),
+            (10, include_str!("../migrations/sqlite/0010_share_commitments.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -204,6 +205,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (6, include_str!("../migrations/postgres/0006_region_reach.sql")),
             (7, include_str!("../migrations/postgres/0007_custody_binding.sql")),
             (8, include_str!("../migrations/postgres/0008_bind_marker.sql")),
+            (9, include_str!("../migrations/postgres/0009_share_commitments.sql")),
         ],
     }
 }
@@ -564,6 +566,7 @@ pub(crate) async fn seal_keyring<C: Conn>(c: &mut C, slot: String) -> Result<Opt
                 shares: small(&r, "shares")?,
                 threshold: small(&r, "threshold")?,
                 blob: r.blob("blob")?,
+                commitments: r.opt_blob("commitments")?,
                 created_at: ts(&r, "created_at")?,
             })
         })
@@ -578,13 +581,14 @@ pub(crate) async fn put_seal_keyring<C: Conn>(c: &mut C, row: SealKeyringRow) ->
         "ON CONFLICT (slot) DO NOTHING"
     } else {
         "ON CONFLICT (slot) DO UPDATE SET set_id = excluded.set_id, shares = excluded.shares, \
-         threshold = excluded.threshold, blob = excluded.blob, created_at = excluded.created_at"
+         threshold = excluded.threshold, blob = excluded.blob, commitments = excluded.commitments, \
+         created_at = excluded.created_at"
     };
     let n = c
         .exec(
             &format!(
-                "INSERT INTO seal_keyring (slot, set_id, shares, threshold, blob, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) {on_conflict}"
+                "INSERT INTO seal_keyring (slot, set_id, shares, threshold, blob, created_at, commitments) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) {on_conflict}"
             ),
             args![
                 row.slot,
@@ -592,7 +596,8 @@ pub(crate) async fn put_seal_keyring<C: Conn>(c: &mut C, row: SealKeyringRow) ->
                 i64::from(row.shares),
                 i64::from(row.threshold),
                 row.blob,
-                row.created_at.as_micros()
+                row.created_at.as_micros(),
+                row.commitments
             ],
         )
         .await?;

@@ -484,6 +484,7 @@ fn bind(args: &[Arg]) -> Vec<rusqlite::types::Value> {
             Arg::Blob(b) => V::Blob(b.clone()),
             Arg::OptText(s) => s.clone().map_or(V::Null, V::Text),
             Arg::OptInt(i) => i.map_or(V::Null, V::Integer),
+            Arg::OptBlob(b) => b.clone().map_or(V::Null, V::Blob),
         })
         .collect()
 }

@@ -12,6 +12,18 @@
 //! a mistyped share. The key set id ties a share to one split, so a share from an older split
 //! or another vault is named as such before any key is rebuilt.
 //!
+//! Each split also stores one commitment per share, SHA-256 over the share (domain-separated,
+//! with the key set id and threshold): a share is counted only if it matches the commitment of
+//! its index, so a well-formed share that was never issued (forged by anyone who can reach the
+//! unseal endpoint, to make the unseal fail and every collected share be discarded) is refused
+//! on arrival. Hash commitments, not a verifiable secret sharing scheme: the dealer is Rekey
+//! itself at split time, so shares need checking only against what it issued, not against a
+//! dishonest dealer (which is what Feldman or Pedersen VSS add, with group arithmetic that
+//! GF(256) byte-wise sharing does not have). A commitment reveals nothing usable: each share's
+//! y is 32 uniformly random bytes. Splits made before commitments have none; their shares are
+//! checked as before, and a root rotation (`rekey key rotate --root`) makes a split that has
+//! them.
+//!
 //! The keyring blob is AES-256-GCM under the unseal key, with the Rekey header and the key set
 //! id as associated data. Rotating the root makes a new split: the new keyring is stored as
 //! pending and becomes the active one only when the caller commits, after the new shares were
@@ -47,6 +59,46 @@ pub enum ShareError {
     Parameters,
     #[error("the shares do not rebuild this vault's unseal key")]
     WrongKey,
+    #[error("this share was not issued for this vault's key set (it does not match the commitment stored at the split)")]
+    NotIssued,
+}
+
+/// What a split stores of each share: its index and a commitment to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareCommitment {
+    pub index: u8,
+    pub digest: [u8; 32],
+}
+
+impl ShareCommitment {
+    const BYTES: usize = 33;
+
+    fn of(threshold: u8, set_id: &[u8; 8], point: &[u8]) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"rekey/share-commitment/v1")
+            .chain_update([threshold])
+            .chain_update(set_id)
+            .chain_update(point)
+            .finalize();
+        Self { index: point[0], digest: digest.into() }
+    }
+
+    /// The commitments of a split as stored: 33 bytes each (index, digest).
+    pub fn encode(list: &[ShareCommitment]) -> Vec<u8> {
+        list.iter().flat_map(|c| std::iter::once(c.index).chain(c.digest)).collect()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Vec<ShareCommitment>> {
+        if bytes.is_empty() || bytes.len() % Self::BYTES != 0 {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks(Self::BYTES)
+                .map(|c| Self { index: c[0], digest: c[1..].try_into().expect("33-byte chunks") })
+                .collect(),
+        )
+    }
 }
 
 /// A parsed, checksum-verified share. Zeroized on drop; no `Debug`.
@@ -104,13 +156,15 @@ fn share_checksum(body: &[u8]) -> [u8; CHECKSUM_BYTES] {
     out
 }
 
-/// The keyring as kept in the store: encrypted under the unseal key.
+/// The keyring as kept in the store: encrypted under the unseal key, with the commitments to
+/// the shares of its split (none for a split made before commitments).
 #[derive(Clone)]
 pub struct SealedKeyring {
     pub set_id: [u8; 8],
     pub shares: u8,
     pub threshold: u8,
     pub blob: Vec<u8>,
+    pub commitments: Option<Vec<ShareCommitment>>,
 }
 
 /// A fresh split: the shares to hand out (once) and the keyring they open.
@@ -124,6 +178,8 @@ struct UnsealKey {
     set_id: [u8; 8],
     shares: u8,
     threshold: u8,
+    /// Kept to store again with the keyring (after a root version is destroyed).
+    commitments: Option<Vec<ShareCommitment>>,
 }
 
 impl UnsealKey {
@@ -133,7 +189,7 @@ impl UnsealKey {
         }
         let mut set_id = [0u8; 8];
         getrandom::fill(&mut set_id).map_err(|_| CryptoError::Random)?;
-        Ok(Self { key: random_32()?, set_id, shares, threshold })
+        Ok(Self { key: random_32()?, set_id, shares, threshold, commitments: None })
     }
 
     fn context(set_id: &[u8; 8]) -> Vec<u8> {
@@ -146,7 +202,13 @@ impl UnsealKey {
 
     fn seal(&self, ring: &RootKeyring) -> Result<SealedKeyring, CryptoError> {
         let blob = seal_blob(&self.key, self.header(), &Self::context(&self.set_id), &ring.to_bytes())?;
-        Ok(SealedKeyring { set_id: self.set_id, shares: self.shares, threshold: self.threshold, blob })
+        Ok(SealedKeyring {
+            set_id: self.set_id,
+            shares: self.shares,
+            threshold: self.threshold,
+            blob,
+            commitments: self.commitments.clone(),
+        })
     }
 
     fn open(&self, sealed: &SealedKeyring) -> Result<RootKeyring, CryptoError> {
@@ -155,14 +217,19 @@ impl UnsealKey {
         RootKeyring::from_bytes(&bytes)
     }
 
-    fn split(&self) -> Result<Vec<Zeroizing<String>>, CryptoError> {
+    /// Splits the key into shares, and keeps the commitment to each.
+    fn split(&mut self) -> Result<Vec<Zeroizing<String>>, CryptoError> {
         let rng = getrandom::rand_core::UnwrapErr(getrandom::SysRng);
         let points = Gf256::split_bytes(self.threshold as usize, self.shares as usize, self.key.as_ref(), rng)
             .map_err(|_| CryptoError::Share(ShareError::Parameters))?;
-        Ok(points
-            .into_iter()
-            .map(|p| Share { threshold: self.threshold, set_id: self.set_id, point: Zeroizing::new(p) }.to_text())
-            .collect())
+        let mut commitments = Vec::with_capacity(points.len());
+        let mut texts = Vec::with_capacity(points.len());
+        for p in points {
+            commitments.push(ShareCommitment::of(self.threshold, &self.set_id, &p));
+            texts.push(Share { threshold: self.threshold, set_id: self.set_id, point: Zeroizing::new(p) }.to_text());
+        }
+        self.commitments = Some(commitments);
+        Ok(texts)
     }
 
     fn combine(sealed: &SealedKeyring, shares: &[Share]) -> Result<Self, CryptoError> {
@@ -173,17 +240,37 @@ impl UnsealKey {
         }
         let bytes = Zeroizing::new(combined.map_err(|_| CryptoError::Share(ShareError::WrongKey))?);
         let key = crate::envelope::to_key(bytes).map_err(|_| CryptoError::Share(ShareError::WrongKey))?;
-        Ok(Self { key, set_id: sealed.set_id, shares: sealed.shares, threshold: sealed.threshold })
+        Ok(Self {
+            key,
+            set_id: sealed.set_id,
+            shares: sealed.shares,
+            threshold: sealed.threshold,
+            commitments: sealed.commitments.clone(),
+        })
     }
 }
 
-/// Checks one share against the stored keyring and the shares given so far.
+/// Checks one share against the stored keyring (its key set and, where the split has them,
+/// the commitment of its index) and the shares given so far.
 pub fn check_share(sealed: &SealedKeyring, given: &[Share], share: &Share) -> Result<(), ShareError> {
+    check_issued(sealed, share)?;
+    if given.iter().any(|g| g.index() == share.index()) {
+        return Err(ShareError::Repeated);
+    }
+    Ok(())
+}
+
+/// Whether `share` is one that the stored keyring's split issued (as far as a split without
+/// commitments can tell: its key set and threshold).
+pub fn check_issued(sealed: &SealedKeyring, share: &Share) -> Result<(), ShareError> {
     if share.set_id != sealed.set_id || share.threshold != sealed.threshold {
         return Err(ShareError::OtherSet);
     }
-    if given.iter().any(|g| g.index() == share.index()) {
-        return Err(ShareError::Repeated);
+    if let Some(commitments) = &sealed.commitments {
+        let expected = ShareCommitment::of(share.threshold, &share.set_id, &share.point);
+        if !commitments.iter().any(|c| c.index == expected.index && c.digest == expected.digest) {
+            return Err(ShareError::NotIssued);
+        }
     }
     Ok(())
 }
@@ -209,10 +296,11 @@ impl ShamirSeal {
     /// `rekey init`: a new root keyring with version 1, encrypted under a new unseal key that
     /// is split into `shares` shares, `threshold` of which open it. The seal stays sealed.
     pub fn initialize(shares: u8, threshold: u8) -> Result<NewSplit, CryptoError> {
-        let unseal = UnsealKey::generate(shares, threshold)?;
+        let mut unseal = UnsealKey::generate(shares, threshold)?;
         let mut ring = RootKeyring::default();
         ring.add_new()?;
-        Ok(NewSplit { sealed: unseal.seal(&ring)?, shares: unseal.split()? })
+        let shares = unseal.split()?;
+        Ok(NewSplit { sealed: unseal.seal(&ring)?, shares })
     }
 
     /// Rebuilds the unseal key from `shares` (already checked with [`check_share`]), opens the
@@ -231,10 +319,11 @@ impl ShamirSeal {
     /// First step of a root rotation: the current keyring plus a new root version, under a new
     /// unseal key with a new split. Nothing changes until [`ShamirSeal::commit_split`].
     pub fn prepare_split(&self, shares: u8, threshold: u8) -> Result<NewSplit, CryptoError> {
-        let unseal = UnsealKey::generate(shares, threshold)?;
+        let mut unseal = UnsealKey::generate(shares, threshold)?;
         let mut ring = self.inner.with(|r| Ok(r.duplicate()))?;
         ring.add_new()?;
-        let split = NewSplit { sealed: unseal.seal(&ring)?, shares: unseal.split()? };
+        let shares = unseal.split()?;
+        let split = NewSplit { sealed: unseal.seal(&ring)?, shares };
         *self.pending.lock().expect("lock is never poisoned") = Some(Pending { unseal });
         Ok(split)
     }
@@ -356,6 +445,35 @@ mod tests {
         assert_eq!(check_share(&split.sealed, std::slice::from_ref(&first), &again), Err(ShareError::Repeated));
         let foreign = Share::parse(&other.shares[1]).unwrap();
         assert_eq!(check_share(&split.sealed, &[], &foreign), Err(ShareError::OtherSet));
+    }
+
+    /// A share with the right format, checksum, key set and index but another y: what anyone
+    /// who saw a share's header could make.
+    fn forged_from(real: &Share) -> Share {
+        let mut point = real.point.to_vec();
+        point[5] ^= 0x5a;
+        Share { threshold: real.threshold, set_id: real.set_id, point: Zeroizing::new(point) }
+    }
+
+    #[test]
+    fn a_forged_share_is_refused_before_it_counts_and_the_real_ones_still_open() {
+        let split = ShamirSeal::initialize(3, 2).unwrap();
+        let real = parse_all(&split);
+        let forged = Share::parse(&forged_from(&real[0]).to_text()).expect("well-formed, checksum right");
+        assert_eq!(check_share(&split.sealed, &[], &forged), Err(ShareError::NotIssued));
+        assert_eq!(check_share(&split.sealed, &[], &real[0]), Ok(()));
+        // Without commitments (a split made before them), the same share would have counted
+        // and the unseal failed, as it did before.
+        let mut old = split.sealed.clone();
+        old.commitments = None;
+        assert_eq!(check_share(&old, &[], &forged), Ok(()));
+        assert!(ShamirSeal::new().unseal(&old, &[forged, Share::parse(&split.shares[1]).unwrap()]).is_err());
+        ShamirSeal::new().unseal(&split.sealed, &real[1..]).unwrap();
+        // Commitments survive their stored form.
+        let stored = ShareCommitment::encode(split.sealed.commitments.as_ref().unwrap());
+        assert_eq!(stored.len(), 3 * 33);
+        assert_eq!(ShareCommitment::decode(&stored).as_ref(), split.sealed.commitments.as_ref());
+        assert_eq!(ShareCommitment::decode(&stored[..32]), None);
     }
 
     #[test]
