@@ -621,9 +621,13 @@ impl Vault {
     /// to certificate authentication.
     pub async fn promote(&self, caller: &Caller, cref: &CredRef) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
+        // Authorized before the credential's turn is taken: waiting on another tenant's
+        // credential would tell a caller that it exists and is busy.
+        if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}")) {
+            return self.finish(caller, "cred.promote", &resource, Err(e)).await;
+        }
         let _turn = self.turn_of(cref).await;
         let prepared = async {
-            self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.load(cref).await?;
             let version = credential.latest_version;
             let pending = self

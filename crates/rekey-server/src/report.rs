@@ -7,9 +7,15 @@ use rekey_core::campaigns::{CampaignReport, ReportItem};
 use rekey_types::Timestamp;
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break. A field that
-/// a spreadsheet would run as a formula is prefixed with a quote mark.
+/// a spreadsheet would run as a formula is prefixed with a quote mark: one that starts with
+/// `=`, `+`, `-` or `@`, or with a tab or carriage return (spreadsheets skip those and read on;
+/// OWASP's list for CSV injection).
 fn field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -163,5 +169,7 @@ mod tests {
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(field("-1"), "'-1");
+        assert_eq!(field("\t=1+1"), "'\t=1+1");
+        assert_eq!(field("\r=1+1"), "\"'\r=1+1\"");
     }
 }
