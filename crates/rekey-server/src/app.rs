@@ -80,7 +80,8 @@ impl App {
             keeper.store_backend() == "sqlite",
         ));
         let pages = crate::pages::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
-        let state = AppState { keeper: keeper.clone(), metrics, pages: Arc::new(pages) };
+        let guard = Arc::new(crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?));
+        let state = AppState { keeper: keeper.clone(), metrics, pages: Arc::new(pages), guard };
         Ok(Self { config, keeper, state, root_token, public_url })
     }
 
@@ -251,6 +252,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/r/{link}", get(pages::show).post(pages::submit))
         .route("/assets/reset.css", get(pages::stylesheet))
         .layer(DefaultBodyLimit::max(64 * 1024));
+    // Limits before work, on every routed request (see `guard`).
+    let guarded = |r: Router<AppState>| r.route_layer(middleware::from_fn_with_state(state.clone(), crate::guard::guard));
+    let (api, import, pages) = (guarded(api), guarded(import), guarded(pages));
     api.merge(import)
         .merge(pages)
         .fallback(routes::not_found)

@@ -135,12 +135,37 @@ pub struct LimitsConfig {
     /// Largest import request body (one chunk of JSON lines), in bytes. Default 64 MiB.
     #[serde(default = "default_max_import")]
     pub max_import_bytes: usize,
+    /// Requests in the server at once; beyond, `503 overloaded`. Default 1024.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Requests from one address at once; beyond, `429 too_many_requests`. Default 256.
+    #[serde(default = "default_max_concurrent_per_source")]
+    pub max_concurrent_per_source: usize,
+    /// The time a request body may take to arrive; beyond, `408 request_timeout`. Default 30s.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body(), max_import_bytes: default_max_import() }
+        Self {
+            max_body_bytes: default_max_body(),
+            max_import_bytes: default_max_import(),
+            max_concurrent: default_max_concurrent(),
+            max_concurrent_per_source: default_max_concurrent_per_source(),
+            body_timeout: default_body_timeout(),
+        }
     }
+}
+
+fn default_max_concurrent() -> usize {
+    1024
+}
+fn default_max_concurrent_per_source() -> usize {
+    256
+}
+fn default_body_timeout() -> String {
+    "30s".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -453,6 +478,29 @@ impl Config {
 }
 
 impl Config {
+    /// The limits the server applies before any work (see `guard`).
+    pub(crate) fn guard_limits(&self) -> Result<crate::guard::GuardLimits, ConfigError> {
+        let l = &self.limits;
+        let body_timeout = duration_setting("limits.body_timeout", &l.body_timeout, false)?.unwrap_or(0);
+        if body_timeout == 0 {
+            return Err(ConfigError::Invalid { field: "limits.body_timeout", message: "must be above zero".into() });
+        }
+        if l.max_concurrent == 0 || l.max_concurrent_per_source == 0 || l.max_concurrent_per_source > l.max_concurrent {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "max_concurrent and max_concurrent_per_source must be above zero, per source at most the total"
+                    .into(),
+            });
+        }
+        Ok(crate::guard::GuardLimits {
+            max_concurrent: l.max_concurrent,
+            max_concurrent_per_source: l.max_concurrent_per_source,
+            body_timeout: std::time::Duration::from_secs(body_timeout),
+            max_body_bytes: l.max_body_bytes,
+            max_import_bytes: l.max_import_bytes,
+        })
+    }
+
     /// The campaign and notification settings as the vault takes them.
     fn campaign_options(&self) -> Result<rekey_core::campaigns::CampaignOptions, ConfigError> {
         use std::time::Duration;
@@ -791,6 +839,7 @@ impl Config {
         }
         self.certificates.lifetime_secs()?;
         self.vault_options()?;
+        self.guard_limits()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid { field: "log.format", message: "must be text or json".into() });
         }

@@ -19,6 +19,8 @@ pub struct ReqCtx {
     pub request_id: RequestId,
     pub source: IpAddr,
     pub bearer: Option<Zeroizing<String>>,
+    /// The caller, when the token was checked before the body was read (see `guard`).
+    pub caller: Option<rekey_core::policy::Caller>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
@@ -37,7 +39,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| Zeroizing::new(t.trim().to_owned()));
-        Ok(Self { request_id, source, bearer })
+        let caller = parts.extensions.get::<rekey_core::policy::Caller>().cloned();
+        Ok(Self { request_id, source, bearer, caller })
     }
 }
 

@@ -14,6 +14,7 @@ mod campaigns;
 pub mod config;
 mod error;
 mod extract;
+mod guard;
 mod incidents;
 mod keys;
 mod metrics;

@@ -54,12 +54,18 @@ pub enum ErrorCode {
     /// A version's secret does not open for the target fields stored with it (they were
     /// changed outside Rekey): nothing was sent.
     TargetMismatch,
+    /// The body did not arrive within the server's time limit.
+    RequestTimeout,
+    /// Too many requests from this address at once; `Retry-After` says when to try again.
+    TooManyRequests,
+    /// The server is at its limit of requests in flight; `Retry-After` says when to try again.
+    Overloaded,
     /// Anything else. The detail is only in the server log, under the request id.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -82,6 +88,9 @@ impl ErrorCode {
         ErrorCode::AuditUnavailable,
         ErrorCode::DecryptFailed,
         ErrorCode::TargetMismatch,
+        ErrorCode::RequestTimeout,
+        ErrorCode::TooManyRequests,
+        ErrorCode::Overloaded,
         ErrorCode::Internal,
     ];
 
@@ -109,6 +118,9 @@ impl ErrorCode {
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::TargetMismatch => "target_mismatch",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
         }
     }
@@ -130,9 +142,11 @@ impl ErrorCode {
             ErrorCode::KeyDestroyed | ErrorCode::LinkGone => 410,
             ErrorCode::Frozen => 423,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal | ErrorCode::DecryptFailed => 500,
-            ErrorCode::Sealed | ErrorCode::AuditUnavailable => 503,
+            ErrorCode::Sealed | ErrorCode::AuditUnavailable | ErrorCode::Overloaded => 503,
         }
     }
 }

@@ -1,0 +1,172 @@
+//! Limits before work: what a request may cost the server before anyone knows who sent it.
+//!
+//! For every routed request, in this order:
+//!
+//! 1. **Concurrency.** At most `limits.max_concurrent` requests in the server at once (beyond
+//!    that `503 overloaded`) and `limits.max_concurrent_per_source` from one address (beyond
+//!    that `429 too_many_requests`), both with `Retry-After: 1`.
+//! 2. **The token before the body.** A request with a body to a route that needs a token is
+//!    authenticated from its headers first; without a valid token it is answered `401` (and
+//!    audited, as every failed authentication is) before one byte of its body is read. The
+//!    caller found is handed to the handler, which does not look the token up again.
+//! 3. **The body under a deadline.** The body is read up to the route's own limit (413 beyond)
+//!    within `limits.body_timeout` (408 after it), so a client that trickles a body holds a
+//!    connection, not the server's memory.
+//!
+//! Must never: read a body before the token of a route that needs one was checked.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts as _, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rekey_types::{ErrorCode, RequestId};
+
+use crate::routes::AppState;
+use crate::ApiError;
+
+/// The limits, as configured.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLimits {
+    pub max_concurrent: usize,
+    pub max_concurrent_per_source: usize,
+    pub body_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_import_bytes: usize,
+}
+
+/// Requests in flight, in all and per source address.
+pub struct Guard {
+    limits: GuardLimits,
+    in_flight: AtomicUsize,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Routes under `/v1/` that answer without a token (they authenticate otherwise, or not at all).
+const ANONYMOUS: [&str; 5] = ["/v1/sys/health", "/v1/sys/status", "/v1/openapi.json", "/v1/sys/init", "/v1/sys/unseal"];
+
+impl Guard {
+    pub fn new(limits: GuardLimits) -> Self {
+        Self { limits, in_flight: AtomicUsize::new(0), per_source: Mutex::new(HashMap::new()) }
+    }
+
+    /// A place among the requests in flight, or the answer that refuses one.
+    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, (ErrorCode, &'static str)> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limits.max_concurrent {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err((ErrorCode::Overloaded, "the server is at its limit of requests in flight"));
+        }
+        let mut per = self.per_source.lock().expect("never poisoned");
+        let n = per.entry(source).or_insert(0);
+        if *n >= self.limits.max_concurrent_per_source {
+            drop(per);
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err((ErrorCode::TooManyRequests, "too many requests from this address at once"));
+        }
+        *n += 1;
+        Ok(Admitted { guard: self.clone(), source })
+    }
+}
+
+/// A request in flight; leaving frees its place.
+struct Admitted {
+    guard: Arc<Guard>,
+    source: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut per = self.guard.per_source.lock().expect("never poisoned");
+        if let Some(n) = per.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.source);
+            }
+        }
+        drop(per);
+        self.guard.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn refusal(code: ErrorCode, message: &str, request_id: RequestId) -> Response {
+    let mut response = ApiError::new(code, message, request_id).into_response();
+    if matches!(code, ErrorCode::TooManyRequests | ErrorCode::Overloaded) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Whether a body may follow: a length above zero, or none known (chunked).
+fn has_body(req: &Request) -> bool {
+    axum::body::HttpBody::size_hint(req.body()).exact() != Some(0)
+}
+
+/// The middleware; see the module documentation.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let request_id = req.extensions().get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
+    // Through the extractor, as `ReqCtx` does (tests give the address with `MockConnectInfo`).
+    let (mut parts, body) = req.into_parts();
+    let source = ConnectInfo::<std::net::SocketAddr>::from_request_parts(&mut parts, &state).await.map(|c| c.0.ip());
+    let req = Request::from_parts(parts, body);
+    let Ok(source) = source else {
+        return refusal(ErrorCode::Internal, "no client address", request_id);
+    };
+    let _admitted = match state.guard.admit(source) {
+        Ok(a) => a,
+        Err((code, message)) => return refusal(code, message, request_id),
+    };
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    if !has_body(&req) || req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
+    }
+    // The token first, from the headers, for a route that needs one.
+    let needs_token = route.starts_with("/v1/") && !ANONYMOUS.contains(&route.as_str());
+    let mut req = req;
+    if needs_token {
+        if let Ok(vault) = state.keeper.vault() {
+            let bearer = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+            // Audited as any failed authentication, under the route (the body, which names the
+            // resource, is not read for a caller without a token).
+            match vault.authenticate(bearer.as_deref().map(String::as_str), source, request_id, "http.auth", &route).await
+            {
+                Ok(caller) => {
+                    req.extensions_mut().insert(caller);
+                }
+                Err(e) => return ApiError::from_core(e, request_id).into_response(),
+            }
+        }
+    }
+    // Then the body, up to the route's limit, within the deadline.
+    let limits = state.guard.limits;
+    let limit = if route == "/v1/import" { limits.max_import_bytes } else { limits.max_body_bytes };
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return refusal(
+                ErrorCode::PayloadTooLarge,
+                "the request body is larger than this server accepts, or was cut off",
+                request_id,
+            )
+        }
+        Err(_) => {
+            return refusal(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+                request_id,
+            )
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
