@@ -691,6 +691,7 @@ async fn seal_keyring_pending_commits_once(db: Db) {
         shares: 5,
         threshold: 3,
         blob: vec![set; 80],
+        commitments: Some(vec![set; 33 * 5]),
         created_at: Timestamp::now(),
     };
     assert!(db.store.seal_keyring("active").await.unwrap().is_none());
@@ -704,11 +705,13 @@ async fn seal_keyring_pending_commits_once(db: Db) {
     assert!(matches!(apply(&db, vec![Some(WriteOp::CommitKeyring { set_id: vec![4; 8] })]).await[0], Ok(OpOk::Done)));
     let active = db.store.seal_keyring("active").await.unwrap().unwrap();
     assert_eq!((active.set_id, active.threshold), (vec![4; 8], 3));
+    assert_eq!(active.commitments, Some(vec![4; 33 * 5]), "the commitments come with the split");
     assert!(db.store.seal_keyring("pending").await.unwrap().is_none());
     let mut replaced = row("active", 4);
     replaced.blob = vec![7; 80];
     assert!(matches!(apply(&db, vec![Some(WriteOp::ReplaceKeyring(replaced))]).await[0], Ok(OpOk::Done)));
-    assert_eq!(db.store.seal_keyring("active").await.unwrap().unwrap().blob, vec![7; 80]);
+    let after = db.store.seal_keyring("active").await.unwrap().unwrap();
+    assert_eq!((after.blob, after.commitments), (vec![7; 80], Some(vec![4; 33 * 5])), "same split, same commitments");
 }
 
 async fn jobs_record_progress(db: Db) {
