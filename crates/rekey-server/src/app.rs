@@ -252,9 +252,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/r/{link}", get(pages::show).post(pages::submit))
         .route("/assets/reset.css", get(pages::stylesheet))
         .layer(DefaultBodyLimit::max(64 * 1024));
-    // Limits before work, on every routed request (see `guard`).
-    let guarded = |r: Router<AppState>| r.route_layer(middleware::from_fn_with_state(state.clone(), crate::guard::guard));
-    let (api, import, pages) = (guarded(api), guarded(import), guarded(pages));
+
     api.merge(import)
         .merge(pages)
         .fallback(routes::not_found)
@@ -271,7 +269,8 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     req.extensions_mut().insert(request_id);
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut response = next.run(req).await;
+    // Limits before work (concurrency, the token before the body, the body's deadline).
+    let mut response = crate::guard::guard(&state, req, next, request_id).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());

@@ -15,14 +15,16 @@
 //!
 //! Must never: read a body before the token of a route that needs one was checked.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts as _, MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::connect_info::MockConnectInfo;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -41,11 +43,17 @@ pub struct GuardLimits {
     pub max_import_bytes: usize,
 }
 
+/// Slots of the per-source counts: addresses are counted in the slot their hash picks, so two
+/// addresses share a count only when they share a slot (1 in 4,096), and then the limit holds
+/// for the two together. No lock on the path of every request.
+const SLOTS: usize = 4096;
+
 /// Requests in flight, in all and per source address.
 pub struct Guard {
     limits: GuardLimits,
     in_flight: AtomicUsize,
-    per_source: Mutex<HashMap<IpAddr, usize>>,
+    per_source: Box<[AtomicUsize]>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// Routes under `/v1/` that answer without a token (they authenticate otherwise, or not at all).
@@ -53,7 +61,12 @@ const ANONYMOUS: [&str; 5] = ["/v1/sys/health", "/v1/sys/status", "/v1/openapi.j
 
 impl Guard {
     pub fn new(limits: GuardLimits) -> Self {
-        Self { limits, in_flight: AtomicUsize::new(0), per_source: Mutex::new(HashMap::new()) }
+        Self {
+            limits,
+            in_flight: AtomicUsize::new(0),
+            per_source: (0..SLOTS).map(|_| AtomicUsize::new(0)).collect(),
+            hasher: Default::default(),
+        }
     }
 
     /// A place among the requests in flight, or the answer that refuses one.
@@ -62,34 +75,25 @@ impl Guard {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err((ErrorCode::Overloaded, "the server is at its limit of requests in flight"));
         }
-        let mut per = self.per_source.lock().expect("never poisoned");
-        let n = per.entry(source).or_insert(0);
-        if *n >= self.limits.max_concurrent_per_source {
-            drop(per);
+        let slot = (std::hash::BuildHasher::hash_one(&self.hasher, source) as usize) % SLOTS;
+        if self.per_source[slot].fetch_add(1, Ordering::AcqRel) >= self.limits.max_concurrent_per_source {
+            self.per_source[slot].fetch_sub(1, Ordering::AcqRel);
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err((ErrorCode::TooManyRequests, "too many requests from this address at once"));
         }
-        *n += 1;
-        Ok(Admitted { guard: self.clone(), source })
+        Ok(Admitted { guard: self.clone(), slot })
     }
 }
 
 /// A request in flight; leaving frees its place.
 struct Admitted {
     guard: Arc<Guard>,
-    source: IpAddr,
+    slot: usize,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut per = self.guard.per_source.lock().expect("never poisoned");
-        if let Some(n) = per.get_mut(&self.source) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.source);
-            }
-        }
-        drop(per);
+        self.guard.per_source[self.slot].fetch_sub(1, Ordering::AcqRel);
         self.guard.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -107,24 +111,28 @@ fn has_body(req: &Request) -> bool {
     axum::body::HttpBody::size_hint(req.body()).exact() != Some(0)
 }
 
-/// The middleware; see the module documentation.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let request_id = req.extensions().get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
-    // Through the extractor, as `ReqCtx` does (tests give the address with `MockConnectInfo`).
-    let (mut parts, body) = req.into_parts();
-    let source = ConnectInfo::<std::net::SocketAddr>::from_request_parts(&mut parts, &state).await.map(|c| c.0.ip());
-    let req = Request::from_parts(parts, body);
-    let Ok(source) = source else {
+/// The peer's address, as `ReqCtx` finds it (tests give it with `MockConnectInfo`).
+fn source_of(req: &Request) -> Option<IpAddr> {
+    let ext = req.extensions();
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()))
+}
+
+/// Runs `next` within the limits; see the module documentation. Called by the request
+/// middleware (`app::track`), so that it costs no layer of its own.
+pub async fn guard(state: &AppState, req: Request, next: Next, request_id: RequestId) -> Response {
+    let Some(source) = source_of(&req) else {
         return refusal(ErrorCode::Internal, "no client address", request_id);
     };
     let _admitted = match state.guard.admit(source) {
         Ok(a) => a,
         Err((code, message)) => return refusal(code, message, request_id),
     };
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     if !has_body(&req) || req.method() == Method::GET || req.method() == Method::HEAD {
         return next.run(req).await;
     }
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     // The token first, from the headers, for a route that needs one.
     let needs_token = route.starts_with("/v1/") && !ANONYMOUS.contains(&route.as_str());
     let mut req = req;
