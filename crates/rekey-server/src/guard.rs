@@ -1,6 +1,6 @@
 //! Limits before work: what a request may cost the server before anyone knows who sent it.
 //!
-//! For every routed request, in this order:
+//! For every request (run by the request middleware, `app::track`), in this order:
 //!
 //! 1. **Concurrency.** At most `limits.max_concurrent` requests in the server at once (beyond
 //!    that `503 overloaded`) and `limits.max_concurrent_per_source` from one address (beyond
