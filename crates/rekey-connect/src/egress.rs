@@ -102,10 +102,8 @@ impl EgressPolicy {
     fn names(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(domain) => host.len() > domain.len() + 1 && host.ends_with(domain) && {
-                let cut = host.len() - domain.len();
-                host.as_bytes()[cut - 1] == b'.'
-            },
+            // Below the domain: at least one label and a dot before it.
+            Some(domain) => host.strip_suffix(domain).is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
             None => *h == host,
         })
     }
@@ -212,10 +210,7 @@ impl EgressPolicy {
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(Failure::new(
-                Status::Timeout,
-                format!("no connection to {host}:{port} within {timeout:?}"),
-            )),
+            Err(_) => Err(Failure::new(Status::Timeout, format!("no connection to {host}:{port} within {timeout:?}"))),
         }
     }
 }

@@ -148,7 +148,10 @@ mod tests {
         assert_eq!(mask(plain, &[S]), "-ERR [AUTH] bad password [masked] for svc");
         let b64 = format!("535 5.7.8 rejected {}", STANDARD.encode(S));
         assert_eq!(mask(&b64, &[S]), "535 5.7.8 rejected [masked]");
-        let form = format!("invalid_client: client_secret={} is wrong", url::form_urlencoded::byte_serialize(S).collect::<String>());
+        let form = format!(
+            "invalid_client: client_secret={} is wrong",
+            url::form_urlencoded::byte_serialize(S).collect::<String>()
+        );
         assert_eq!(mask(&form, &[S]), "invalid_client: client_secret=[masked] is wrong");
         let pct = format!("bad secret {}", percent_encode(S));
         assert_eq!(mask(&pct, &[S]), "bad secret [masked]");

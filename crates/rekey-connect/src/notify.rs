@@ -80,13 +80,9 @@ impl Webhook {
     /// The URL is held as a secret would be (it often carries a token): no error, log or audit
     /// event repeats it. It must pass the egress policy, here for its port and an address
     /// written in it, and at every delivery for the addresses its host resolves to.
-    pub fn new(
-        url: &str,
-        secret: Vec<u8>,
-        timeout: Duration,
-        egress: Arc<EgressPolicy>,
-    ) -> Result<Self, NotifyError> {
-        let url: reqwest::Url = url.parse().map_err(|_| NotifyError::Config("the webhook URL does not parse".into()))?;
+    pub fn new(url: &str, secret: Vec<u8>, timeout: Duration, egress: Arc<EgressPolicy>) -> Result<Self, NotifyError> {
+        let url: reqwest::Url =
+            url.parse().map_err(|_| NotifyError::Config("the webhook URL does not parse".into()))?;
         if !matches!(url.scheme(), "https" | "http") {
             return Err(NotifyError::Config("the webhook URL must be http or https".into()));
         }

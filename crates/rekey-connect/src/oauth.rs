@@ -261,10 +261,10 @@ async fn check_signature(fields: &Fields, token: &str, limits: &Limits) -> Resul
     let Some(jwt) = UnverifiedJwt::parse(token) else {
         return Ok("token issued (opaque: no signature to check)".into());
     };
-    let (jwks_url, discovered) = jwks_url(fields, &limits).await?;
+    let (jwks_url, discovered) = jwks_url(fields, limits).await?;
     let kid = jwt.header.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
     for refresh in [false, true] {
-        let keys = key_set(fields, &jwks_url, discovered, refresh, &limits).await?;
+        let keys = key_set(fields, &jwks_url, discovered, refresh, limits).await?;
         let candidates: Vec<&Jwk> = keys.iter().filter(|k| k.kty == "RSA" && (kid.is_none() || k.kid == kid)).collect();
         if candidates.iter().any(|k| jwt.verify_rs256(&k.n, &k.e)) {
             if let Some(exp) = jwt.claims.get("exp").and_then(|e| e.as_i64()) {
@@ -321,8 +321,8 @@ async fn jwks_url(fields: &Fields, limits: &Limits) -> Result<(String, bool), Fa
         return Err(Failure::protocol(format!("discovery at {url} answered {}", response.status())));
     }
     let body = capped_body(response, "discovery").await?;
-    let discovery: Discovery = serde_json::from_slice(&body)
-        .map_err(|_| Failure::protocol(format!("discovery at {url} has no jwks_uri")))?;
+    let discovery: Discovery =
+        serde_json::from_slice(&body).map_err(|_| Failure::protocol(format!("discovery at {url} has no jwks_uri")))?;
     Ok((discovery.jwks_uri, true))
 }
 

@@ -28,7 +28,12 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) ->
     // Resolved and checked here; lettre connects to these addresses only.
     let addrs = match tokio::time::timeout(limits.connect, limits.egress.resolve(host, port)).await {
         Ok(r) => r?,
-        Err(_) => return Err(Failure::new(Status::Timeout, format!("resolving {host} took longer than {:?}", limits.connect))),
+        Err(_) => {
+            return Err(Failure::new(
+                Status::Timeout,
+                format!("resolving {host} took longer than {:?}", limits.connect),
+            ))
+        }
     };
     let mut conn = AsyncSmtpConnection::connect_tokio1(&addrs[..], Some(limits.connect), &hello, implicit, None)
         .await

@@ -154,13 +154,9 @@ async fn a_webhook_to_an_internal_address_is_refused_by_default() {
         assert!(text.contains("egress denied") && !text.contains("hunter2"), "{text}");
     }
     // A name that resolves to loopback passes the URL check and is refused on its address.
-    let named = Webhook::new(
-        &format!("http://localhost:{port}/hook?token=hunter2"),
-        SECRET.as_bytes().to_vec(),
-        t,
-        default,
-    )
-    .unwrap();
+    let named =
+        Webhook::new(&format!("http://localhost:{port}/hook?token=hunter2"), SECRET.as_bytes().to_vec(), t, default)
+            .unwrap();
     let e = named.post(b"{}".to_vec(), "d1").await.unwrap_err().to_string();
     assert!(e.contains("egress denied: loopback address") && !e.contains("hunter2"), "{e}");
     assert!(tokio::time::timeout(Duration::from_millis(300), &mut rx).await.is_err(), "nothing reached the listener");

@@ -623,7 +623,8 @@ impl Vault {
         let resource = cref.to_string();
         // Authorized before the credential's turn is taken: waiting on another tenant's
         // credential would tell a caller that it exists and is busy.
-        if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}")) {
+        if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))
+        {
             return self.finish(caller, "cred.promote", &resource, Err(e)).await;
         }
         let _turn = self.turn_of(cref).await;

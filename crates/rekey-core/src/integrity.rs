@@ -202,8 +202,15 @@ impl Vault {
         read?;
         if complete {
             let detail = format!("format migration complete ({total} versions bound in this pass)");
-            let audit =
-                record("system", "", &RequestId::generate(), "cred.bind", "credentials", AuditOutcome::Success, &detail);
+            let audit = record(
+                "system",
+                "",
+                &RequestId::generate(),
+                "cred.bind",
+                "credentials",
+                AuditOutcome::Success,
+                &detail,
+            );
             self.submit(WriteRequest { op: Some(WriteOp::VersionsBound), audit }).await?;
         }
         Ok(total)

@@ -67,9 +67,10 @@ pub(crate) fn keyring_of(row: &SealKeyringRow) -> Result<SealedKeyring, CoreErro
         .try_into()
         .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.set_id".into())))?;
     let commitments = match &row.commitments {
-        Some(bytes) => Some(rekey_crypto::ShareCommitment::decode(bytes).ok_or_else(|| {
-            CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.commitments".into()))
-        })?),
+        Some(bytes) => Some(
+            rekey_crypto::ShareCommitment::decode(bytes)
+                .ok_or_else(|| CoreError::Store(rekey_store::StoreError::Corrupt("seal_keyring.commitments".into())))?,
+        ),
         None => None,
     };
     Ok(SealedKeyring { set_id, shares: row.shares, threshold: row.threshold, blob: row.blob.clone(), commitments })
@@ -212,16 +213,21 @@ impl Keeper {
         Ok(InitOutcome { shares: split.shares, threshold })
     }
 
-    /// Takes one share. At the threshold, rebuilds the unseal key and opens the vault.
-    pub async fn unseal(&self, share_text: &str, source: IpAddr) -> Result<UnsealOutcome, CoreError> {
-        let _t = self.transition.lock().await;
-        let shamir = self.shamir()?;
+    /// The stored keyring of the current split.
+    async fn active_keyring(&self) -> Result<SealedKeyring, CoreError> {
         let stored = self
             .store
             .seal_keyring("active")
             .await?
             .ok_or_else(|| CoreError::Conflict("the vault is not initialized: run rekey init first".into()))?;
-        let sealed = keyring_of(&stored)?;
+        keyring_of(&stored)
+    }
+
+    /// Takes one share. At the threshold, rebuilds the unseal key and opens the vault.
+    pub async fn unseal(&self, share_text: &str, source: IpAddr) -> Result<UnsealOutcome, CoreError> {
+        let _t = self.transition.lock().await;
+        let shamir = self.shamir()?;
+        let sealed = self.active_keyring().await?;
         if !self.is_sealed() {
             return Ok(UnsealOutcome { sealed: false, progress: 0, threshold: sealed.threshold, root_token: None });
         }
@@ -289,12 +295,7 @@ impl Keeper {
     pub async fn unseal_reset(&self, share_text: &str, source: IpAddr) -> Result<u8, CoreError> {
         let _t = self.transition.lock().await;
         self.shamir()?;
-        let stored = self
-            .store
-            .seal_keyring("active")
-            .await?
-            .ok_or_else(|| CoreError::Conflict("the vault is not initialized: run rekey init first".into()))?;
-        let sealed = keyring_of(&stored)?;
+        let sealed = self.active_keyring().await?;
         let refused = |e: ShareError| {
             tracing::warn!(source = %source, reason = %e, "refused an unseal reset");
             CoreError::InvalidShare(e)

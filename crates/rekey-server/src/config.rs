@@ -488,8 +488,9 @@ impl Config {
         if l.max_concurrent == 0 || l.max_concurrent_per_source == 0 || l.max_concurrent_per_source > l.max_concurrent {
             return Err(ConfigError::Invalid {
                 field: "limits",
-                message: "max_concurrent and max_concurrent_per_source must be above zero, per source at most the total"
-                    .into(),
+                message:
+                    "max_concurrent and max_concurrent_per_source must be above zero, per source at most the total"
+                        .into(),
             });
         }
         Ok(crate::guard::GuardLimits {

@@ -137,22 +137,24 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
     let needs_token = route.starts_with("/v1/") && !ANONYMOUS.contains(&route.as_str());
     let mut req = req;
     if needs_token {
-        if let Ok(vault) = state.keeper.vault() {
-            let bearer = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
-            // Audited as any failed authentication, under the route (the body, which names the
-            // resource, is not read for a caller without a token).
-            match vault.authenticate(bearer.as_deref().map(String::as_str), source, request_id, "http.auth", &route).await
-            {
-                Ok(caller) => {
-                    req.extensions_mut().insert(caller);
-                }
-                Err(e) => return ApiError::from_core(e, request_id).into_response(),
+        // Sealed: refused as every such route is, without reading the body.
+        let vault = match state.keeper.vault() {
+            Ok(v) => v,
+            Err(e) => return ApiError::from_core(e, request_id).into_response(),
+        };
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        // Audited as any failed authentication, under the route (the body, which names the
+        // resource, is not read for a caller without a token).
+        match vault.authenticate(bearer.as_deref().map(String::as_str), source, request_id, "http.auth", &route).await {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
             }
+            Err(e) => return ApiError::from_core(e, request_id).into_response(),
         }
     }
     // Then the body, up to the route's limit, within the deadline.
@@ -168,13 +170,7 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
                 request_id,
             )
         }
-        Err(_) => {
-            return refusal(
-                ErrorCode::RequestTimeout,
-                "the request body did not arrive in time",
-                request_id,
-            )
-        }
+        Err(_) => return refusal(ErrorCode::RequestTimeout, "the request body did not arrive in time", request_id),
     };
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }

@@ -11,11 +11,8 @@ use rekey_types::Timestamp;
 /// `=`, `+`, `-` or `@`, or with a tab or carriage return (spreadsheets skip those and read on;
 /// OWASP's list for CSV injection).
 fn field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
+    let value =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

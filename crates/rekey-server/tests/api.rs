@@ -776,9 +776,6 @@ async fn key_custody_on_postgres() {
     assert_eq!(t.verify().await["ok"], true);
 }
 
-/// A new, empty database on the test PostgreSQL; `None` (skipped loudly) without one, except
-/// under CI, where that is a failure.
-
 // ---- key custody ----------------------------------------------------------------------------
 
 /// `(credential name, version, kek_version, wrapped_dek, ciphertext)`.
@@ -1268,9 +1265,8 @@ async fn a_store_from_before_target_binding_migrates_at_start() {
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     assert_eq!(target.connections(), 0);
 
-    let pending = |t: &TestApp| -> i64 {
-        t.db().query_row("SELECT COUNT(*) FROM integrity_pending", [], |r| r.get(0)).unwrap()
-    };
+    let pending =
+        |t: &TestApp| -> i64 { t.db().query_row("SELECT COUNT(*) FROM integrity_pending", [], |r| r.get(0)).unwrap() };
     assert_eq!(pending(&t), 2, "tokens and versions are pending");
     let t = t.restart("dev").await;
     for _ in 0..200 {

@@ -33,7 +33,9 @@ async fn spawn(allow: &[&str]) -> TestApp {
 fn fields(kind: &str, host: &str, port: u16) -> Value {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match kind {
-        "ldap" => json!({"url": format!("ldap://{host}:{port}"), "tls": "none", "bind_dn": "cn=svc,dc=acme,dc=example"}),
+        "ldap" => {
+            json!({"url": format!("ldap://{host}:{port}"), "tls": "none", "bind_dn": "cn=svc,dc=acme,dc=example"})
+        }
         "pop3" | "smtp" => json!({"host": bare, "port": port.to_string(), "tls": "none", "user": "svc@acme.example"}),
         // An address other than loopback needs https in a token URL.
         _ => {
@@ -59,7 +61,8 @@ fn speaks(kind: &str) -> Speaks {
 async fn put_and_verify(t: &TestApp, admin: &str, kind: &str, fields: Value) -> Value {
     let path = format!("/v1/tenants/acme/credentials/{kind}");
     let path = path.as_str();
-    let r = t.call(Method::PUT, path, Some(admin), Some(json!({"kind": kind, "fields": fields, "secret": SECRET}))).await;
+    let r =
+        t.call(Method::PUT, path, Some(admin), Some(json!({"kind": kind, "fields": fields, "secret": SECRET}))).await;
     assert_eq!(r.status, StatusCode::OK, "{kind}: {:?}", r.body);
     let r = t.call(Method::POST, &format!("{path}/verify"), Some(admin), None).await;
     assert_eq!(r.status, StatusCode::OK, "{kind}: {:?}", r.body);
@@ -181,7 +184,8 @@ async fn an_endless_token_answer_is_cut_at_the_cap() {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"access_token\":\"").await;
+                let _ =
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"access_token\":\"").await;
                 let chunk = vec![b'a'; 64 * 1024];
                 while s.write_all(&chunk).await.is_ok() {
                     counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);

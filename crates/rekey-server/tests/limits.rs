@@ -37,7 +37,11 @@ fn stalled(method: Method, path: &str, token: Option<&str>, length: u64) -> Requ
     req.body(Body::from_stream(chunks)).unwrap()
 }
 
-async fn answer(router: &Router, req: Request<Body>, within: Duration) -> (StatusCode, serde_json::Value, Option<String>) {
+async fn answer(
+    router: &Router,
+    req: Request<Body>,
+    within: Duration,
+) -> (StatusCode, serde_json::Value, Option<String>) {
     let resp = tokio::time::timeout(within, router.clone().oneshot(req))
         .await
         .expect("answered without waiting for the body")
@@ -95,14 +99,16 @@ async fn concurrency_is_capped_per_source_and_in_all() {
     hold(&a);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A third from a: too many from that address.
-    let (status, body, retry) = answer(&a, stalled(Method::PUT, path, Some(&root), 4096), Duration::from_millis(500)).await;
+    let (status, body, retry) =
+        answer(&a, stalled(Method::PUT, path, Some(&root), 4096), Duration::from_millis(500)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(retry.as_deref(), Some("1"));
     hold(&b);
     hold(&b);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Four in flight in all: c, which has none, is refused as the server is full.
-    let req = Request::builder().method(Method::GET).uri("/v1/tenants").header("authorization", format!("Bearer {root}"));
+    let req =
+        Request::builder().method(Method::GET).uri("/v1/tenants").header("authorization", format!("Bearer {root}"));
     let (status, body, retry) = answer(&c, req.body(Body::empty()).unwrap(), Duration::from_millis(500)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!((body["code"].as_str(), retry.as_deref()), (Some("overloaded"), Some("1")));
@@ -110,6 +116,14 @@ async fn concurrency_is_capped_per_source_and_in_all() {
     for h in held {
         assert_eq!(h.await.unwrap(), StatusCode::REQUEST_TIMEOUT);
     }
-    let r = t.call_on(&c, Method::PUT, path, Some(&root), Some(serde_json::to_vec(&json!({"kind": "generic", "secret": "v"})).unwrap())).await;
+    let r = t
+        .call_on(
+            &c,
+            Method::PUT,
+            path,
+            Some(&root),
+            Some(serde_json::to_vec(&json!({"kind": "generic", "secret": "v"})).unwrap()),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }

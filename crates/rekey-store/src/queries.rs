@@ -1036,14 +1036,17 @@ pub(crate) async fn legacy_versions<C: Conn>(
             args![first, last],
         )
         .await?;
-    let mut of: std::collections::HashMap<String, &OwnedRow> = std::collections::HashMap::with_capacity(credentials.len());
+    let mut of: std::collections::HashMap<String, &OwnedRow> =
+        std::collections::HashMap::with_capacity(credentials.len());
     for r in &credentials {
         of.insert(r.text("id")?, r);
     }
     let mut out = Vec::with_capacity(versions.len());
     for v in &versions {
         let id_text = v.text("credential_id")?;
-        let c = of.get(&id_text).ok_or_else(|| StoreError::Corrupt(format!("version of a missing credential {id_text}")))?;
+        let c = of
+            .get(&id_text)
+            .ok_or_else(|| StoreError::Corrupt(format!("version of a missing credential {id_text}")))?;
         out.push(LegacyVersion {
             tenant_id: id(c, "tenant_id")?,
             credential_id: id(c, "id")?,

@@ -59,7 +59,9 @@ pub enum ShareError {
     Parameters,
     #[error("the shares do not rebuild this vault's unseal key")]
     WrongKey,
-    #[error("this share was not issued for this vault's key set (it does not match the commitment stored at the split)")]
+    #[error(
+        "this share was not issued for this vault's key set (it does not match the commitment stored at the split)"
+    )]
     NotIssued,
 }
 
@@ -89,7 +91,7 @@ impl ShareCommitment {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Vec<ShareCommitment>> {
-        if bytes.is_empty() || bytes.len() % Self::BYTES != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(Self::BYTES) {
             return None;
         }
         Some(
