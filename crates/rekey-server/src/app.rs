@@ -251,7 +251,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let pages = Router::new()
         .route("/r/{link}", get(pages::show).post(pages::submit))
         .route("/assets/reset.css", get(pages::stylesheet))
-        .layer(DefaultBodyLimit::max(64 * 1024));
+        .layer(DefaultBodyLimit::max(crate::guard::PAGE_BODY_BYTES));
 
     api.merge(import)
         .merge(pages)

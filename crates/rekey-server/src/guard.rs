@@ -56,6 +56,9 @@ pub struct Guard {
     hasher: std::collections::hash_map::RandomState,
 }
 
+/// The largest form a reset page takes.
+pub(crate) const PAGE_BODY_BYTES: usize = 64 * 1024;
+
 /// Routes under `/v1/` that answer without a token (they authenticate otherwise, or not at all).
 const ANONYMOUS: [&str; 5] = ["/v1/sys/health", "/v1/sys/status", "/v1/openapi.json", "/v1/sys/init", "/v1/sys/unseal"];
 
@@ -159,7 +162,12 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
     }
     // Then the body, up to the route's limit, within the deadline.
     let limits = state.guard.limits;
-    let limit = if route == "/v1/import" { limits.max_import_bytes } else { limits.max_body_bytes };
+    let limit = match route.as_str() {
+        "/v1/import" => limits.max_import_bytes,
+        // The reset pages' forms (the same limit as their router's).
+        r if r.starts_with("/r/") => PAGE_BODY_BYTES,
+        _ => limits.max_body_bytes,
+    };
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(b)) => b,
