@@ -176,20 +176,34 @@ impl EgressPolicy {
                 .map_err(|e| Failure::from_transport(&e, Status::Unreachable, &format!("resolving {host}")))?
                 .collect(),
         };
+        match self.allowed_of(bare, found) {
+            Ok(allowed) => Ok(allowed),
+            Err(Some(denied)) => Err(denied.into()),
+            Err(None) => Err(Failure::new(Status::Unreachable, format!("{host} resolves to no address"))),
+        }
+    }
+
+    /// The addresses `host` resolved to that the policy allows, in order; when none is, the
+    /// rule of the first refused one (`None`: there was no address at all).
+    fn allowed_of(
+        &self,
+        host: &str,
+        found: impl IntoIterator<Item = SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, Option<Denied>> {
         let mut first_refusal = None;
-        let mut allowed = Vec::with_capacity(found.len());
+        let mut allowed = Vec::new();
         for addr in found {
-            match self.check_ip(bare, addr.ip()) {
+            match self.check_ip(host, addr.ip()) {
                 Ok(()) => allowed.push(addr),
                 Err(d) => {
                     first_refusal.get_or_insert(d);
                 }
             }
         }
-        match (allowed.is_empty(), first_refusal) {
-            (false, _) => Ok(allowed),
-            (true, Some(denied)) => Err(denied.into()),
-            (true, None) => Err(Failure::new(Status::Unreachable, format!("{host} resolves to no address"))),
+        if allowed.is_empty() {
+            Err(first_refusal)
+        } else {
+            Ok(allowed)
         }
     }
 
@@ -243,24 +257,11 @@ impl reqwest::dns::Resolve for PolicyResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let mut first_refusal = None;
-            let allowed: Vec<SocketAddr> = found
-                .filter(|a| match policy.check_ip(&host, a.ip()) {
-                    Ok(()) => true,
-                    Err(d) => {
-                        first_refusal.get_or_insert(d);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let err: Box<dyn StdError + Send + Sync> = match first_refusal {
-                    Some(d) => Box::new(d),
-                    None => format!("{host} resolves to no address").into(),
-                };
-                return Err(err);
+            match policy.allowed_of(&host, found) {
+                Ok(allowed) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                Err(Some(denied)) => Err(Box::new(denied) as Box<dyn StdError + Send + Sync>),
+                Err(None) => Err(format!("{host} resolves to no address").into()),
             }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

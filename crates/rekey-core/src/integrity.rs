@@ -35,6 +35,11 @@ const VERSIONS: &str = "versions";
 /// cache of the connection that reads the next batch, so fewer, larger batches read less twice.
 const BIND_BATCH: u32 = 10_000;
 
+/// An audit event of the format migration (`cred.bind`), made by the system.
+fn bind_event(detail: &str) -> rekey_types::AuditRecord {
+    record("system", "", &RequestId::generate(), "cred.bind", "credentials", AuditOutcome::Success, detail)
+}
+
 /// The bytes of a token row that its MAC covers: everything that decides what it may do.
 fn token_bytes(row: &TokenRow) -> Vec<u8> {
     let tenant = row.tenant_id.map(|t| t.to_string()).unwrap_or_default();
@@ -170,16 +175,7 @@ impl Vault {
                     continue;
                 }
                 total += updates.len() as u64;
-                let detail = format!("bound {} versions to their targets (format 2)", updates.len());
-                let audit = record(
-                    "system",
-                    "",
-                    &RequestId::generate(),
-                    "cred.bind",
-                    "credentials",
-                    AuditOutcome::Success,
-                    &detail,
-                );
+                let audit = bind_event(&format!("bound {} versions to their targets (format 2)", updates.len()));
                 let writer = self.writer.clone();
                 in_flight = Some(tokio::spawn(async move {
                     match writer.submit(WriteRequest { op: Some(WriteOp::BindVersions(updates)), audit }).await {
@@ -201,16 +197,7 @@ impl Vault {
         outcome?;
         read?;
         if complete {
-            let detail = format!("format migration complete ({total} versions bound in this pass)");
-            let audit = record(
-                "system",
-                "",
-                &RequestId::generate(),
-                "cred.bind",
-                "credentials",
-                AuditOutcome::Success,
-                &detail,
-            );
+            let audit = bind_event(&format!("format migration complete ({total} versions bound in this pass)"));
             self.submit(WriteRequest { op: Some(WriteOp::VersionsBound), audit }).await?;
         }
         Ok(total)

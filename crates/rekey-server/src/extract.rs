@@ -33,15 +33,19 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
             .await
             .map(|ci| ci.0.ip())
             .map_err(|_| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| Zeroizing::new(t.trim().to_owned()));
+        let bearer = bearer_of(&parts.headers);
         let caller = parts.extensions.get::<rekey_core::policy::Caller>().cloned();
         Ok(Self { request_id, source, bearer, caller })
     }
+}
+
+/// The bearer token of a request's `Authorization` header, zeroized on drop.
+pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<Zeroizing<String>> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Zeroizing::new(t.trim().to_owned()))
 }
 
 /// A body that was read (or failed to read: too large, broken connection). Reading is deferred

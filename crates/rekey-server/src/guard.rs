@@ -145,12 +145,7 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
             Ok(v) => v,
             Err(e) => return ApiError::from_core(e, request_id).into_response(),
         };
-        let bearer = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| zeroize::Zeroizing::new(t.trim().to_owned()));
+        let bearer = crate::extract::bearer_of(req.headers());
         // Audited as any failed authentication, under the route (the body, which names the
         // resource, is not read for a caller without a token).
         match vault.authenticate(bearer.as_deref().map(String::as_str), source, request_id, "http.auth", &route).await {
