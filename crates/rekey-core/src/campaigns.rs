@@ -23,9 +23,10 @@
 //! target before calling it `verified`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rekey_connect::notify::{MailRelay, Webhook};
@@ -39,6 +40,7 @@ use rekey_types::{
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::Actor;
+use crate::failures::AttemptKind;
 use crate::incidents::IncidentView;
 use crate::policy::Action;
 use crate::target::target_of;
@@ -740,7 +742,7 @@ impl Vault {
     async fn link_audit(
         &self,
         token: &str,
-        source: &str,
+        source: IpAddr,
         action: &str,
         resource: &str,
         outcome: AuditOutcome,
@@ -748,7 +750,7 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let event = crate::vault::record(
             &Self::link_principal(token),
-            source,
+            &source.to_string(),
             &rekey_types::RequestId::generate(),
             action,
             resource,
@@ -756,6 +758,26 @@ impl Vault {
             detail,
         );
         self.audit_event(event).await
+    }
+
+    /// Audits a link that did not open (forged, unknown, used, withdrawn, expired) as a failed
+    /// attempt of its source: the first of a window as itself, the rest counted (see `failures`).
+    async fn link_missed(&self, token: &str, source: IpAddr, action: &str, e: &CoreError) -> Result<(), CoreError> {
+        let event = crate::vault::record(
+            &Self::link_principal(token),
+            &source.to_string(),
+            &rekey_types::RequestId::generate(),
+            action,
+            "",
+            e.audit_outcome(),
+            e.code().as_str(),
+        );
+        self.failed_attempt(AttemptKind::Link, source, event).await
+    }
+
+    /// Refuses a source that spent its allowance of link failures, before the link is looked up.
+    fn admit_link(&self, source: IpAddr) -> Result<(), CoreError> {
+        self.options.failures.admit(AttemptKind::Link, source, Instant::now()).map_err(CoreError::TooManyAttempts)
     }
 
     /// The target fields of the version a campaign replaces (`None` for one stored before
@@ -774,12 +796,16 @@ impl Vault {
     }
 
     /// What a reset page shows. Audited as `link.view`.
-    pub async fn reset_page(&self, token: &str, source: &str) -> Result<ResetPage, CoreError> {
-        let result = async {
-            let (link, campaign) = self.usable_link(token).await?;
-            Ok::<_, CoreError>(self.reset_page_of(&link, &campaign).await?.0)
-        }
-        .await;
+    pub async fn reset_page(&self, token: &str, source: IpAddr) -> Result<ResetPage, CoreError> {
+        self.admit_link(source)?;
+        let link = match self.usable_link(token).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.link_missed(token, source, "link.view", &e).await?;
+                return Err(e);
+            }
+        };
+        let result = self.reset_page_of(&link.0, &link.1).await.map(|(page, _)| page);
         let (resource, outcome, detail) = match &result {
             Ok(p) => (format!("tenant:{}", p.tenant), AuditOutcome::Success, format!("{} credentials", p.items.len())),
             Err(e) => (String::new(), e.audit_outcome(), e.code().as_str().to_owned()),
@@ -837,11 +863,18 @@ impl Vault {
     pub async fn reset_submit(
         &self,
         token: &str,
-        source: &str,
+        source: IpAddr,
         secrets: Vec<(String, Secret)>,
     ) -> Result<ResetOutcome, CoreError> {
+        self.admit_link(source)?;
+        let (link, campaign) = match self.usable_link(token).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.link_missed(token, source, "link.submit", &e).await?;
+                return Err(e);
+            }
+        };
         let checked = async {
-            let (link, campaign) = self.usable_link(token).await?;
             let (page, rows) = self.reset_page_of(&link, &campaign).await?;
             for (name, _) in &secrets {
                 if !page.items.iter().any(|i| &i.name == name) {
@@ -875,7 +908,7 @@ impl Vault {
                 };
                 let event = crate::vault::record(
                     &by,
-                    source,
+                    &source.to_string(),
                     &rekey_types::RequestId::generate(),
                     "cred.send",
                     &format!("{}/{}", item.tenant, item.name),
@@ -960,7 +993,7 @@ impl Vault {
         }
         let event = crate::vault::record(
             &by,
-            source,
+            &source.to_string(),
             &rekey_types::RequestId::generate(),
             "link.submit",
             &resource,

@@ -49,6 +49,9 @@ pub enum CoreError {
     RotationInProgress(String),
     #[error("{0}")]
     LinkGone(String),
+    /// A source whose failed attempts spent its allowance; the seconds it should wait.
+    #[error("too many failed attempts from this address; try again in {0} s")]
+    TooManyAttempts(u64),
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
     #[error("the stored secret cannot be decrypted")]
@@ -80,6 +83,7 @@ impl CoreError {
             CoreError::TargetMismatch(_) => ErrorCode::TargetMismatch,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::LinkGone(_) => ErrorCode::LinkGone,
+            CoreError::TooManyAttempts(_) => ErrorCode::TooManyRequests,
             CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
             CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,
@@ -91,7 +95,10 @@ impl CoreError {
     /// How the audit log records a request that failed with this error.
     pub fn audit_outcome(&self) -> rekey_types::AuditOutcome {
         match self {
-            CoreError::Unauthenticated | CoreError::Forbidden(_) | CoreError::Hidden(_) => {
+            CoreError::Unauthenticated
+            | CoreError::Forbidden(_)
+            | CoreError::Hidden(_)
+            | CoreError::TooManyAttempts(_) => {
                 rekey_types::AuditOutcome::Denied
             }
             _ => rekey_types::AuditOutcome::Error,

@@ -18,6 +18,7 @@ pub mod connectors;
 pub mod credentials;
 pub mod custody;
 mod error;
+pub mod failures;
 mod hints;
 pub mod import;
 pub mod incidents;

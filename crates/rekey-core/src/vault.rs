@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use rekey_crypto::token::{IssuedToken, PresentedToken};
@@ -10,6 +11,7 @@ use rekey_crypto::{AuditKey, KeyContext, Seal, SystemKey};
 use rekey_store::{Store, StoreError, SystemKeyRow, TokenRow, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, AuditRecord, RequestId, Role, TenantName, Timestamp};
 
+use crate::failures::{AttemptKind, Noted};
 use crate::keys::KekCache;
 use crate::policy::{self, Action, Denial};
 use crate::views::{CountsView, StatusView};
@@ -27,6 +29,8 @@ pub struct VaultOptions {
     /// Connector counters; shared so metrics survive a seal and unseal.
     pub connector_stats: Option<Arc<crate::connectors::ConnectorStats>>,
     pub campaign: crate::campaigns::CampaignOptions,
+    /// Failed attempts per source; shared so that a seal and unseal does not reset them.
+    pub failures: Arc<crate::failures::Failures>,
 }
 
 impl Default for VaultOptions {
@@ -38,6 +42,7 @@ impl Default for VaultOptions {
             scheduler: Default::default(),
             connector_stats: None,
             campaign: Default::default(),
+            failures: Default::default(),
         }
     }
 }
@@ -232,6 +237,8 @@ impl Vault {
         action: &str,
         resource: &str,
     ) -> Result<Caller, CoreError> {
+        // A source that spent its allowance of failures is refused before anything is looked up.
+        self.options.failures.admit(AttemptKind::Token, source, Instant::now()).map_err(CoreError::TooManyAttempts)?;
         let presented = bearer.and_then(PresentedToken::parse);
         let principal_name = presented.as_ref().map_or_else(|| "anonymous".to_owned(), |p| format!("token:{}", p.id));
         let row = match &presented {
@@ -271,7 +278,7 @@ impl Vault {
                 AuditOutcome::Denied,
                 detail,
             );
-            self.audit_event(event).await?;
+            self.failed_attempt(AttemptKind::Token, source, event).await?;
             return Err(CoreError::Unauthenticated);
         };
         let tenant = match (row.tenant_id, row.tenant_name) {
@@ -290,10 +297,64 @@ impl Vault {
             request_id,
         };
         if !policy::source_allowed(&caller.principal, source) {
-            let err = CoreError::Forbidden("this token may not be used from this address".into());
-            return self.finish(&caller, action, resource, Err(err)).await;
+            let why = "this token may not be used from this address";
+            let event = self.event(&caller, action, resource, AuditOutcome::Denied, why);
+            self.failed_attempt(AttemptKind::Token, source, event).await?;
+            return Err(CoreError::Forbidden(why.into()));
         }
         Ok(caller)
+    }
+
+    /// Notes a failed attempt of `source`, and audits `event` if it is the first of the source's
+    /// window; the others are counted and audited together (see `failures`).
+    pub(crate) async fn failed_attempt(
+        &self,
+        kind: AttemptKind,
+        source: IpAddr,
+        event: AuditRecord,
+    ) -> Result<(), CoreError> {
+        match self.options.failures.failed(kind, source, Instant::now()) {
+            Noted::First => self.audit_event(event).await,
+            Noted::Counted => Ok(()),
+        }
+    }
+
+    /// Writes the aggregate events of the failure windows that ended (see `failures`).
+    pub async fn audit_failure_windows(&self) -> Result<usize, CoreError> {
+        let due = self.options.failures.due(Instant::now());
+        let n = due.len();
+        for aggregate in due {
+            let event = record(
+                "anonymous",
+                aggregate.source.as_deref().unwrap_or(""),
+                &RequestId::generate(),
+                aggregate.kind.aggregate_action(),
+                "",
+                AuditOutcome::Denied,
+                &aggregate.detail(),
+            );
+            self.audit_event(event).await?;
+        }
+        Ok(n)
+    }
+
+    /// Every quarter of a failure window, writes the aggregates of the windows that ended.
+    pub(crate) fn start_failure_audit(self: Arc<Self>) {
+        let every = (self.options.failures.options().window / 4).max(Duration::from_millis(250));
+        let vault = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(this) = vault.upgrade() else { return };
+                if this.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                if let Err(e) = this.audit_failure_windows().await {
+                    tracing::error!(error = %e, "the aggregate of failed attempts could not be audited");
+                }
+            }
+        });
     }
 
     /// Applies the policy; a hidden denial becomes "`what` not found".

@@ -144,6 +144,18 @@ pub struct LimitsConfig {
     /// The time a request body may take to arrive; beyond, `408 request_timeout`. Default 30s.
     #[serde(default = "default_body_timeout")]
     pub body_timeout: String,
+    /// Failed attempts (tokens, reset links) a source may make at once before `429`. Default 30.
+    #[serde(default = "default_failures_burst")]
+    pub failures_burst: u32,
+    /// Failed attempts a source regains per minute. Default 30.
+    #[serde(default = "default_failures_per_minute")]
+    pub failures_per_minute: u32,
+    /// Failures after a source's first are audited as one event per this window. Default 60s.
+    #[serde(default = "default_failures_window")]
+    pub failures_window: String,
+    /// Sources whose failures are tracked one by one. Default 10,000.
+    #[serde(default = "default_failures_sources")]
+    pub failures_sources: usize,
 }
 
 impl Default for LimitsConfig {
@@ -154,8 +166,25 @@ impl Default for LimitsConfig {
             max_concurrent: default_max_concurrent(),
             max_concurrent_per_source: default_max_concurrent_per_source(),
             body_timeout: default_body_timeout(),
+            failures_burst: default_failures_burst(),
+            failures_per_minute: default_failures_per_minute(),
+            failures_window: default_failures_window(),
+            failures_sources: default_failures_sources(),
         }
     }
+}
+
+fn default_failures_burst() -> u32 {
+    30
+}
+fn default_failures_per_minute() -> u32 {
+    30
+}
+fn default_failures_window() -> String {
+    "60s".into()
+}
+fn default_failures_sources() -> usize {
+    10_000
 }
 
 fn default_max_concurrent() -> usize {
@@ -472,7 +501,32 @@ impl Config {
                 verify_every: verify_every.map(Duration::from_secs),
                 concurrency: s.concurrency,
             },
+            failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
             ..Default::default()
+        })
+    }
+
+    /// How failed attempts are limited and audited (see `rekey_core::failures`).
+    fn failure_options(&self) -> Result<rekey_core::failures::FailureOptions, ConfigError> {
+        let l = &self.limits;
+        let window = duration_setting("limits.failures_window", &l.failures_window, false)?.unwrap_or(0);
+        if !(1..=86_400).contains(&window) {
+            return Err(ConfigError::Invalid {
+                field: "limits.failures_window",
+                message: "must be between 1s and 1d".into(),
+            });
+        }
+        if l.failures_burst == 0 || l.failures_per_minute == 0 || l.failures_sources == 0 {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "failures_burst, failures_per_minute and failures_sources must be above zero".into(),
+            });
+        }
+        Ok(rekey_core::failures::FailureOptions {
+            burst: l.failures_burst,
+            per_minute: l.failures_per_minute,
+            window: std::time::Duration::from_secs(window),
+            max_sources: l.failures_sources,
         })
     }
 }

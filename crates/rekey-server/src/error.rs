@@ -2,7 +2,7 @@
 
 use std::error::Error as _;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rekey_core::CoreError;
 use rekey_types::{ErrorCode, RequestId};
@@ -16,6 +16,8 @@ pub struct ApiError {
     request_id: RequestId,
     /// Internal detail for the server log; never sent.
     internal: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -27,12 +29,21 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>, request_id: RequestId) -> Self {
-        Self { code, message: message.into(), request_id, internal: None }
+        Self { code, message: message.into(), request_id, internal: None, retry_after: None }
+    }
+
+    /// With a `Retry-After` header of `seconds`.
+    pub fn retry_after(self, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds), ..self }
     }
 
     pub fn from_core(e: CoreError, request_id: RequestId) -> Self {
         let internal = e.source().map(|_| error_chain(&e));
-        Self { code: e.code(), message: e.to_string(), request_id, internal }
+        let retry_after = match e {
+            CoreError::TooManyAttempts(seconds) => Some(seconds),
+            _ => None,
+        };
+        Self { code: e.code(), message: e.to_string(), request_id, internal, retry_after }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -68,6 +79,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
-use axum::http::{header, HeaderValue, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rekey_types::{ErrorCode, RequestId};
@@ -102,11 +102,12 @@ impl Drop for Admitted {
 }
 
 fn refusal(code: ErrorCode, message: &str, request_id: RequestId) -> Response {
-    let mut response = ApiError::new(code, message, request_id).into_response();
-    if matches!(code, ErrorCode::TooManyRequests | ErrorCode::Overloaded) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let error = ApiError::new(code, message, request_id);
+    match code {
+        ErrorCode::TooManyRequests | ErrorCode::Overloaded => error.retry_after(1),
+        _ => error,
     }
-    response
+    .into_response()
 }
 
 /// Whether a body may follow: a length above zero, or none known (chunked).

@@ -100,6 +100,15 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
 
 /// The page for a link that cannot be used, by the reason `rekey-core` gave.
 fn refusal(e: CoreError) -> Response {
+    if let CoreError::TooManyAttempts(seconds) = e {
+        let mut page = message(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            "Too many links that did not work came from your address. Please wait a minute and open the link again.",
+        );
+        page.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        return page;
+    }
     match e.code() {
         ErrorCode::NotFound => message(
             StatusCode::NOT_FOUND,
@@ -169,16 +178,12 @@ fn form(page: &ResetPage, csrf: &str, errors: &[(String, String)]) -> Markup {
     }
 }
 
-fn client_source(ctx: &ReqCtx) -> String {
-    ctx.source.to_string()
-}
-
 pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(link): Path<String>) -> Response {
     let vault = match s.keeper.vault() {
         Ok(v) => v,
         Err(e) => return refusal(e),
     };
-    let page = match vault.reset_page(&link, &client_source(&ctx)).await {
+    let page = match vault.reset_page(&link, ctx.source).await {
         Ok(p) => p,
         Err(e) => return refusal(e),
     };
@@ -244,7 +249,7 @@ pub async fn submit(
             "Nothing was stored. Open the link from your message again and fill in the form once more.",
         );
     }
-    match vault.reset_submit(&link, &client_source(&ctx), secrets).await {
+    match vault.reset_submit(&link, ctx.source, secrets).await {
         Ok(ResetOutcome::Done(names)) => {
             let page = layout(
                 "Credentials saved",

@@ -127,3 +127,146 @@ async fn concurrency_is_capped_per_source_and_in_all() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
+
+/// Audit events in the database.
+fn audit_rows(t: &TestApp) -> i64 {
+    t.db().query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0)).unwrap()
+}
+
+/// The aggregate events written so far: (action, source, failures + refused).
+fn aggregates(t: &TestApp) -> Vec<(String, String, u64)> {
+    let db = t.db();
+    let mut stmt = db
+        .prepare("SELECT action, source, detail FROM audit_events WHERE action IN ('auth.failures', 'link.failures')")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)));
+    rows.unwrap()
+        .map(|r| {
+            let (action, source, detail) = r.unwrap();
+            let count = |key: &str| -> u64 {
+                let rest = &detail[detail.find(key).unwrap() + key.len()..];
+                rest.split(' ').next().unwrap().parse().unwrap()
+            };
+            (action, source, count("failures=") + count("refused="))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ten_thousand_anonymous_requests_add_a_bounded_number_of_audit_events() {
+    let t = TestApp::spawn_configured(None, |c| {
+        c.limits.failures_window = "2s".into();
+    })
+    .await;
+    let before = audit_rows(&t);
+    let sources = ["198.51.100.1", "198.51.100.2", "2001:db8:7::1", "2001:db8:7::2"];
+    let (mut unauthenticated, mut refused, mut not_found) = (0, 0, 0);
+    for (i, source) in sources.iter().enumerate() {
+        let addr = if source.contains(':') { format!("[{source}]:40000") } else { format!("{source}:40000") };
+        let router = TestApp::router_from(&t.app, &addr);
+        for n in 0..1250 {
+            // A guessed token on the API...
+            let token = format!("rk_{:016x}.{n:064x}", i);
+            let req = Request::builder().uri("/v1/tenants").header("authorization", format!("Bearer {token}"));
+            let resp = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            match resp.status() {
+                StatusCode::UNAUTHORIZED => unauthenticated += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(resp.headers().contains_key("retry-after"));
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}"),
+            }
+            // ...and a guessed reset link.
+            let req = Request::builder().uri(format!("/r/rl_{n:032x}.{:064x}", i));
+            let resp = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            match resp.status() {
+                StatusCode::NOT_FOUND => not_found += 1,
+                StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    assert_eq!(unauthenticated + refused + not_found, 10_000);
+    assert!(refused > 9_000, "a source is stopped after its burst ({unauthenticated} 401, {not_found} 404)");
+    // The two IPv6 sources share a /64: counted as one. So three sources, two kinds, and at most
+    // two events each (the first failure, then one aggregate).
+    let first = audit_rows(&t) - before;
+    assert_eq!(first, 6, "the first failure of each source and kind, at once");
+    // A valid token from a stopped source is refused too; from another source it works.
+    let stopped = TestApp::router_from(&t.app, "198.51.100.1:40000");
+    let r = t.call_on(&stopped, Method::GET, "/v1/tenants", Some(&t.root.clone()), None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(t.root(Method::GET, "/v1/tenants", None).await.status, StatusCode::OK);
+    // Once the window is over, one aggregate per source and kind accounts for every other attempt.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let mut found = aggregates(&t);
+    for _ in 0..20 {
+        if found.len() == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        found = aggregates(&t);
+    }
+    assert_eq!(found.len(), 6, "{found:?}");
+    let counted: u64 = found.iter().map(|(_, _, n)| n).sum();
+    // Every attempt is in the log: the 6 first ones as themselves, the rest (and the root token's
+    // refusal) in the aggregates.
+    assert_eq!(counted + 6, 10_001, "{found:?}");
+    assert!(found.iter().any(|(a, s, _)| a == "link.failures" && s == "2001:db8:7::/64"), "{found:?}");
+    let growth = audit_rows(&t) - before;
+    assert!(growth <= 12 + 2, "the audit log grew by {growth} events");
+}
+
+#[tokio::test]
+async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
+    // The peak resident size of this process (the server runs in it): `VmHWM` in /proc.
+    fn peak_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let t = spawn().await;
+    const CHUNK: usize = 64 * 1024;
+    const LENGTH: usize = 64 * 1024 * 1024;
+    // A body made as it is read: chunks are counted as the server takes them.
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = |taken: std::sync::Arc<std::sync::atomic::AtomicUsize>| {
+        let chunks = futures_util::stream::iter(0..LENGTH / CHUNK).map(move |_| {
+            taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'\n'; CHUNK]))
+        });
+        Body::from_stream(chunks)
+    };
+    let before = peak_kib();
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/import")
+            .header("content-length", LENGTH.to_string())
+            .body(body(taken.clone()))
+            .unwrap();
+        waiting.push(tokio::spawn(t.router.clone().oneshot(req)));
+    }
+    for w in waiting {
+        assert_eq!(w.await.unwrap().unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let grown = peak_kib().saturating_sub(before);
+    let read = taken.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(read, 0, "no chunk of an anonymous body was read");
+    assert!(grown < 16 * 1024, "the peak resident size grew by {grown} KiB for 512 MiB of anonymous bodies");
+    // The same body with a token is read (so the measurement would have shown it).
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/import")
+        .header("authorization", format!("Bearer {}", t.root))
+        .header("content-length", LENGTH.to_string())
+        .body(body(taken.clone()))
+        .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    assert_ne!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), LENGTH / CHUNK);
+    let grown = peak_kib().saturating_sub(before);
+    assert!(grown >= 60 * 1024, "reading one 64 MiB body shows in the peak ({grown} KiB)");
+}
