@@ -1,5 +1,5 @@
-//! Outbound notifications of tenants: email through an SMTP relay (`lettre`), and webhooks
-//! signed with HMAC-SHA256 (`reqwest`).
+//! Outbound notifications of tenants: email through an SMTP relay (`relay`), and webhooks
+//! signed with HMAC-SHA256 (`reqwest`), both under the egress policy.
 //!
 //! A webhook is a `POST` of a JSON body with `Content-Type: application/json` and
 //! `Rekey-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`; any 2xx answer
@@ -9,10 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-
 use crate::egress::{EgressPolicy, PolicyResolver};
+pub use crate::relay::MailRelay;
 
 /// Why a notice was not delivered. Never holds the message body (it carries a reset link).
 #[derive(Debug, thiserror::Error)]
@@ -24,48 +22,6 @@ pub enum NotifyError {
     Mail(String),
     #[error("the webhook failed: {0}")]
     Webhook(String),
-}
-
-/// Where email goes: a relay URL as `lettre` reads it (`smtp://host:port` for plain SMTP,
-/// `smtp://host:587?tls=required` for STARTTLS, `smtps://host:465`; user and password may be in
-/// the URL) and the sender address.
-#[derive(Clone)]
-pub struct MailRelay {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    from: Mailbox,
-}
-
-impl MailRelay {
-    pub fn new(url: &str, from: &str, timeout: Duration) -> Result<Self, NotifyError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            // The URL may hold the relay's password: say what is wrong without repeating it.
-            .map_err(|_| NotifyError::Config("the smtp relay URL does not parse".into()))?
-            .timeout(Some(timeout))
-            .build();
-        let from = from.parse().map_err(|_| NotifyError::Config(format!("not an email address: {from}")))?;
-        Ok(Self { transport, from })
-    }
-
-    /// Sends one plain-text message to every recipient.
-    pub async fn send(&self, to: &[String], subject: &str, body: String) -> Result<(), NotifyError> {
-        let mut builder = Message::builder().from(self.from.clone()).subject(subject).header(ContentType::TEXT_PLAIN);
-        let mut any = false;
-        for address in to {
-            let mailbox: Mailbox =
-                address.parse().map_err(|_| NotifyError::Config(format!("not an email address: {address}")))?;
-            builder = builder.to(mailbox);
-            any = true;
-        }
-        if !any {
-            return Err(NotifyError::Config("the tenant has no email contact".into()));
-        }
-        let message = builder.body(body).map_err(|e| NotifyError::Config(e.to_string()))?;
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|e| NotifyError::Mail(crate::error::one_line(&e.to_string())))
-    }
 }
 
 /// Where webhooks go, and the key that signs them. No `Debug`: it holds the signing secret.

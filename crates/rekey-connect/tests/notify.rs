@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use rekey_connect::notify::{NotifyError, Webhook};
+use rekey_connect::notify::{MailRelay, NotifyError, Webhook};
 use rekey_connect::EgressPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -131,9 +131,11 @@ fn bad_settings_are_refused() {
     assert!(Webhook::new("not a url", SECRET.as_bytes().to_vec(), t, loopback()).is_err());
     assert!(Webhook::new("ftp://example.com/x", SECRET.as_bytes().to_vec(), t, loopback()).is_err());
     assert!(Webhook::new("https://example.com/x", b"short".to_vec(), t, loopback()).is_err());
-    assert!(rekey_connect::notify::MailRelay::new("smtp://127.0.0.1:25", "not an address", t).is_err());
-    let e = rekey_connect::notify::MailRelay::new("bogus://user:hunter2@host", "a@b.example", t).err().unwrap();
-    assert!(!e.to_string().contains("hunter2"), "a relay URL's password never reaches an error");
+    assert!(MailRelay::new("smtp://127.0.0.1:25", "not an address", t, loopback()).is_err());
+    for bad in ["bogus://user:hunter2@host", "smtp://user:hunter2@host?tls=sometimes", "smtp://user:hunter2@"] {
+        let e = MailRelay::new(bad, "a@b.example", t, loopback()).err().unwrap();
+        assert!(!e.to_string().contains("hunter2"), "a relay URL's password never reaches an error: {e}");
+    }
 }
 
 /// The default egress policy refuses a webhook to an internal address, written in the URL or
@@ -163,4 +165,42 @@ async fn a_webhook_to_an_internal_address_is_refused_by_default() {
     // Allowed, it is delivered.
     hook(port, t).post(b"{}".to_vec(), "d2").await.unwrap();
     assert!(rx.await.is_ok());
+}
+
+/// The notice relay is under the egress policy too: at an internal address, written in the URL
+/// or behind a name, it is refused by default and nothing reaches the listener; the URL's
+/// password is in no error. Allowed, it connects (delivery itself is shown against the real SMTP
+/// sink in `peers.rs`).
+#[tokio::test]
+async fn the_notice_relay_to_an_internal_address_is_refused_by_default() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let t = Duration::from_secs(2);
+    let default = Arc::new(EgressPolicy::deny_internal());
+    let to = ["admin@tenant.example".to_owned()];
+    for url in [
+        format!("smtp://rekey:hunter2@127.0.0.1:{port}"),
+        "smtp://rekey:hunter2@10.0.0.1:25".to_owned(),
+        "smtps://rekey:hunter2@169.254.169.254".to_owned(),
+        format!("smtp://rekey:hunter2@[::1]:{port}?tls=required"),
+    ] {
+        let e = MailRelay::new(&url, "rekey@rekey.test", t, default.clone()).err().expect("refused");
+        let text = e.to_string();
+        assert!(text.contains("egress denied") && !text.contains("hunter2"), "{text}");
+    }
+    let named = MailRelay::new(&format!("smtp://rekey:hunter2@localhost:{port}"), "rekey@rekey.test", t, default)
+        .expect("a name is checked on its addresses, at delivery");
+    let e = named.send(&to, "notice", "body".into()).await.unwrap_err().to_string();
+    assert!(e.contains("egress denied: loopback address") && !e.contains("hunter2"), "{e}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.accept()).await.is_err(),
+        "nothing reached the listener"
+    );
+    // Allowed, the relay connects to the listener.
+    let allowed = MailRelay::new(&format!("smtp://localhost:{port}"), "rekey@rekey.test", t, loopback()).unwrap();
+    let sending = tokio::spawn(async move { allowed.send(&to, "notice", "body".into()).await });
+    let accepted = tokio::time::timeout(Duration::from_secs(2), listener.accept()).await;
+    let stream = accepted.expect("the allowed relay connected").unwrap();
+    drop(stream);
+    let _ = sending.await;
 }

@@ -19,6 +19,8 @@ struct Peers {
     submission: u16,
     submissions: u16,
     oidc: String,
+    sink: u16,
+    maildir: String,
 }
 
 fn peers() -> Option<Peers> {
@@ -37,6 +39,8 @@ fn peers() -> Option<Peers> {
         submission: port("REKEY_TEST_SUBMISSION_PORT"),
         submissions: port("REKEY_TEST_SUBMISSIONS_PORT"),
         oidc: std::env::var("REKEY_TEST_OIDC_URL").unwrap(),
+        sink: port("REKEY_TEST_SINK_PORT"),
+        maildir: std::env::var("REKEY_TEST_SINK_MAILDIR").unwrap(),
     })
 }
 
@@ -242,6 +246,28 @@ async fn smtp_verify_outcomes() {
     assert!(o.detail.contains("unknown CA"), "{o:?}");
     let o = check(k, &mail_fields(&p, k, "localhost", 1, "starttls"), "mail-initial-pw").await;
     assert_eq!(o.status, Status::Unreachable, "{o:?}");
+}
+
+/// The notice relay delivers through the real SMTP sink once the policy allows its loopback
+/// address (refusals by the default policy: `notify.rs`).
+#[tokio::test]
+async fn the_notice_relay_delivers_when_the_policy_allows_it() {
+    let Some(p) = peers() else { return };
+    let marker = format!("relay-{}", uuid_suffix());
+    let allowed = std::sync::Arc::new(rekey_connect::EgressPolicy::deny_internal().with_loopback());
+    let relay = rekey_connect::notify::MailRelay::new(
+        &format!("smtp://localhost:{}", p.sink),
+        "rekey@rekey.test",
+        Duration::from_secs(5),
+        allowed,
+    )
+    .unwrap();
+    relay.send(&["admin@tenant.example".into()], &marker, "a notice".into()).await.unwrap();
+    let landed = std::fs::read_dir(format!("{}/new", p.maildir))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .any(|m| m.contains(&marker));
+    assert!(landed, "the message reached the sink's Maildir");
 }
 
 fn entra(p: &Peers, client_id: &str, extra: &[(&str, &str)]) -> Fields {

@@ -98,9 +98,7 @@ impl CoreError {
             CoreError::Unauthenticated
             | CoreError::Forbidden(_)
             | CoreError::Hidden(_)
-            | CoreError::TooManyAttempts(_) => {
-                rekey_types::AuditOutcome::Denied
-            }
+            | CoreError::TooManyAttempts(_) => rekey_types::AuditOutcome::Denied,
             _ => rekey_types::AuditOutcome::Error,
         }
     }

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,8 @@ struct Table {
 pub struct Failures {
     options: FailureOptions,
     table: Mutex<Table>,
+    /// Sources in the table: while none is, `admit` takes no lock (the path of every request).
+    tracked: AtomicUsize,
 }
 
 impl Default for Failures {
@@ -157,7 +160,7 @@ fn source_text(key: IpAddr) -> String {
 
 impl Failures {
     pub fn new(options: FailureOptions) -> Self {
-        Self { options, table: Mutex::new(Table::default()) }
+        Self { options, table: Mutex::new(Table::default()), tracked: AtomicUsize::new(0) }
     }
 
     pub fn options(&self) -> FailureOptions {
@@ -182,6 +185,9 @@ impl Failures {
     /// May `source` try again? `Err(seconds)` to wait when its bucket is empty (the refusal is
     /// counted in its window).
     pub fn admit(&self, kind: AttemptKind, source: IpAddr, now: Instant) -> Result<(), u64> {
+        if self.tracked.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         let mut table = self.table();
         let Some(entry) = table.entries.get_mut(&(kind, source_key(source))) else { return Ok(()) };
         self.refill(entry, now);
@@ -203,7 +209,10 @@ impl Failures {
             return Noted::Counted;
         }
         let burst = f64::from(self.options.burst);
-        let entry = table.entries.entry((kind, key)).or_insert(Entry { tokens: burst, refilled: now, window: None });
+        let entry = table.entries.entry((kind, key)).or_insert_with(|| {
+            self.tracked.fetch_add(1, Ordering::AcqRel);
+            Entry { tokens: burst, refilled: now, window: None }
+        });
         self.refill(entry, now);
         entry.tokens = (entry.tokens - 1.0).max(0.0);
         match &mut entry.window {
@@ -244,10 +253,18 @@ impl Failures {
             let tokens = entry.tokens + now.saturating_duration_since(entry.refilled).as_secs_f64() * rate;
             entry.window.is_some() || tokens < burst
         });
+        self.tracked.store(table.entries.len(), Ordering::Release);
         let kinds: Vec<AttemptKind> = table.overflow.iter().filter(|(_, w)| ended(w)).map(|(k, _)| *k).collect();
         for kind in kinds {
             let w = table.overflow.remove(&kind).expect("listed above");
-            out.push(Aggregate { kind, source: None, failures: w.failures, refused: w.refused, since: w.since, window: span });
+            out.push(Aggregate {
+                kind,
+                source: None,
+                failures: w.failures,
+                refused: w.refused,
+                since: w.since,
+                window: span,
+            });
         }
         out.sort_by_key(|a| a.since);
         out

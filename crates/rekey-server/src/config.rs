@@ -483,7 +483,9 @@ impl Config {
                 message: "must be between 1 and 1024".into(),
             });
         }
-        let campaign = self.campaign_options()?;
+        // One policy for the connectors, the notice relay and the webhook.
+        let egress = self.egress.policy()?;
+        let campaign = self.campaign_options(&egress)?;
         Ok(rekey_core::VaultOptions {
             campaign,
             cert_lifetime_secs: self.certificates.lifetime_secs()?,
@@ -491,7 +493,7 @@ impl Config {
                 limits: rekey_connect::Limits {
                     connect: Duration::from_secs(connect),
                     overall: Duration::from_secs(overall),
-                    egress: self.egress.policy()?,
+                    egress,
                 },
                 per_host: c.per_host,
                 grace_secs: grace,
@@ -557,7 +559,10 @@ impl Config {
     }
 
     /// The campaign and notification settings as the vault takes them.
-    fn campaign_options(&self) -> Result<rekey_core::campaigns::CampaignOptions, ConfigError> {
+    fn campaign_options(
+        &self,
+        egress: &std::sync::Arc<rekey_connect::egress::EgressPolicy>,
+    ) -> Result<rekey_core::campaigns::CampaignOptions, ConfigError> {
         use std::time::Duration;
         let c = &self.campaign;
         let invalid = |field: &'static str, message: &str| ConfigError::Invalid { field, message: message.to_owned() };
@@ -594,7 +599,7 @@ impl Config {
         let timeout = Duration::from_secs(timeout);
         let mail = match (&n.smtp_url, &n.from) {
             (Some(url), Some(from)) => Some(
-                rekey_connect::notify::MailRelay::new(url.expose(), from, timeout)
+                rekey_connect::notify::MailRelay::new(url.expose(), from, timeout, egress.clone())
                     .map_err(|e| invalid("notify.smtp_url", &e.to_string()))?,
             ),
             (None, None) => None,
@@ -617,7 +622,7 @@ impl Config {
                     };
                 let secret = secret.trim().as_bytes().to_vec();
                 Some(
-                    rekey_connect::notify::Webhook::new(url, secret, timeout, self.egress.policy()?)
+                    rekey_connect::notify::Webhook::new(url, secret, timeout, egress.clone())
                         .map_err(|e| invalid("notify.webhook_url", &e.to_string()))?,
                 )
             }

@@ -479,7 +479,11 @@ async fn campaign_item_not_verified_by_the_old_secret() {
     let link = r.body["url"].as_str().unwrap().rsplit_once("/r/").unwrap().1.to_owned();
     let before = s.legit.received().len();
     let outcome = vault
-        .reset_submit(&link, std::net::Ipv4Addr::LOCALHOST.into(), vec![("c".into(), rekey_types::Secret::new(REAL.as_bytes().to_vec()))])
+        .reset_submit(
+            &link,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            vec![("c".into(), rekey_types::Secret::new(REAL.as_bytes().to_vec()))],
+        )
         .await
         .unwrap();
     match outcome {
@@ -522,7 +526,11 @@ async fn reset_form_sends_to_the_campaign_target_not_to_changed_fields() {
     assert!(r.body[0]["error"].as_str().unwrap().contains("another target"), "{:?}", r.body);
     let typed = "typed-by-the-real-admin";
     let outcome = vault
-        .reset_submit(&link, std::net::Ipv4Addr::LOCALHOST.into(), vec![("c".into(), rekey_types::Secret::new(typed.as_bytes().to_vec()))])
+        .reset_submit(
+            &link,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            vec![("c".into(), rekey_types::Secret::new(typed.as_bytes().to_vec()))],
+        )
         .await;
     assert!(matches!(outcome, Ok(rekey_core::campaigns::ResetOutcome::Done(_))), "{outcome:?}");
     assert!(!s.attacker.saw(typed), "the typed secret went to the attacker");
