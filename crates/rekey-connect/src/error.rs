@@ -58,6 +58,9 @@ fn classify(err: &(dyn StdError + 'static)) -> Option<Failure> {
         if let Some(denied) = e.downcast_ref::<crate::egress::Denied>() {
             return Some(denied.clone().into());
         }
+        if let Some(cut) = e.downcast_ref::<crate::capped::AnswerTooLarge>() {
+            return Some((*cut).into());
+        }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(Failure::new(Status::TlsFailed, tls_reason(tls)));
         }

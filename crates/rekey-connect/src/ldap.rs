@@ -12,6 +12,7 @@ use ldap3::{LdapConnAsync, LdapConnSettings, LdapError};
 use rekey_types::fields::TlsMode;
 use rekey_types::{Fields, Secret};
 
+use crate::capped::{self, AnswerTooLarge, Cut};
 use crate::error::{one_line, tls_reason};
 use crate::{conclude, secret_text, tls, ConnectError, Failure, Limits, Outcome, Status};
 
@@ -22,10 +23,10 @@ const INSUFFICIENT_ACCESS: u32 = 50;
 
 pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) -> Result<String, Failure> {
     let bind_dn = field(fields, "bind_dn")?;
-    let mut ldap = open(fields, limits).await?;
-    bind(&mut ldap, bind_dn, secret).await?;
-    let who = who_am_i(&mut ldap).await?;
-    let _ = ldap.unbind().await;
+    let mut conn = open(fields, limits).await?;
+    bind(&mut conn, bind_dn, secret).await?;
+    let who = who_am_i(&mut conn).await?;
+    let _ = conn.ldap.unbind().await;
     if !same_dn(who.strip_prefix("dn:").unwrap_or(&who), bind_dn) {
         return Err(Failure::protocol(format!("bound, but the server says the identity is {who:?}")));
     }
@@ -73,20 +74,23 @@ pub async fn change_password(
     let attempt = async {
         let bind_dn = field(fields, "bind_dn")?;
         let new_text = secret_text(new)?;
-        let (mut ldap, old) = match changer {
+        let (mut conn, old) = match changer {
             Changer::Itself { current } => {
-                let mut ldap = open(fields, limits).await?;
-                bind(&mut ldap, bind_dn, current).await?;
-                (ldap, Some(secret_text(current)?))
+                let mut conn = open(fields, limits).await?;
+                bind(&mut conn, bind_dn, current).await?;
+                (conn, Some(secret_text(current)?))
             }
             Changer::Rotator { fields: admin, secret } => {
-                let mut ldap = open(admin, limits).await?;
-                bind(&mut ldap, field(admin, "bind_dn")?, secret).await?;
-                (ldap, None)
+                let mut conn = open(admin, limits).await?;
+                bind(&mut conn, field(admin, "bind_dn")?, secret).await?;
+                (conn, None)
             }
         };
         let request = PasswordModify { user_id: Some(bind_dn), old_pass: old, new_pass: Some(new_text) };
-        let result = ldap.extended(request).await.map_err(|e| failure(e, "password modify"))?;
+        let result = match conn.ldap.extended(request).await {
+            Ok(r) => r,
+            Err(e) => return Err(conn.failure(e, "password modify")),
+        };
         let changed = match result.1.rc {
             0 => Ok(format!("password of {bind_dn} changed")),
             INVALID_CREDENTIALS => Err(Failure::auth("the directory refused the old password (49)")),
@@ -98,8 +102,8 @@ pub async fn change_password(
         if changed.is_ok() && same_directory {
             let check_started = Instant::now();
             let proven = async {
-                bind(&mut ldap, bind_dn, new).await?;
-                let who = who_am_i(&mut ldap).await?;
+                bind(&mut conn, bind_dn, new).await?;
+                let who = who_am_i(&mut conn).await?;
                 if !same_dn(who.strip_prefix("dn:").unwrap_or(&who), bind_dn) {
                     return Err(Failure::protocol(format!("bound, but the server says the identity is {who:?}")));
                 }
@@ -108,7 +112,7 @@ pub async fn change_password(
             .await;
             proof = Some(conclude(proven, check_started, &sent));
         }
-        let _ = ldap.unbind().await;
+        let _ = conn.ldap.unbind().await;
         changed
     };
     let result = match tokio::time::timeout(limits.overall, attempt).await {
@@ -128,7 +132,23 @@ fn field<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, Failure> {
     fields.get(name).ok_or_else(|| Failure::Config(format!("the credential has no {name}")))
 }
 
-async fn open(fields: &Fields, limits: &Limits) -> Result<ldap3::Ldap, Failure> {
+/// A connection to a directory, and whether its answers were cut at the cap (`capped`).
+struct Conn {
+    ldap: ldap3::Ldap,
+    cut: Cut,
+}
+
+impl Conn {
+    /// The failure of an operation: the cap, if the directory's answer was cut, else `err`'s.
+    fn failure(&self, err: LdapError, doing: &str) -> Failure {
+        if self.cut.happened() {
+            return AnswerTooLarge.into();
+        }
+        failure(err, doing)
+    }
+}
+
+async fn open(fields: &Fields, limits: &Limits) -> Result<Conn, Failure> {
     let url = field(fields, "url")?;
     let implicit = url.starts_with("ldaps://");
     let mode = match fields.get("tls") {
@@ -145,27 +165,35 @@ async fn open(fields: &Fields, limits: &Limits) -> Result<ldap3::Ldap, Failure> 
     }
     // The TCP connection is opened here (each resolved address the egress policy allows in
     // turn, within the connect timeout, with Nagle's algorithm off: LDAP requests are small and
-    // answered at once) and handed to ldap3, which would otherwise open it itself.
+    // answered at once), and ldap3, which would otherwise open it itself, gets a capped pipe to
+    // it (`capped::pipe`).
     let parsed = url::Url::parse(url).map_err(|e| Failure::Config(format!("url: {e}")))?;
     let host = parsed.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost").to_owned();
     let port = parsed.port().unwrap_or(if implicit { 636 } else { 389 });
     let stream = limits.egress.connect(&host, port, limits.connect).await?;
-    let stream = stream
+    let (stream, cut) = stream
         .set_nodelay(true)
-        .and_then(|()| stream.into_std())
+        .and_then(|()| capped::pipe(stream))
         .map_err(|e| Failure::from_transport(&e, Status::Unreachable, "connecting"))?;
     settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
-    let (conn, ldap) = LdapConnAsync::with_settings(settings, url).await.map_err(|e| failure(e, "connecting"))?;
+    let (driver, ldap) = match LdapConnAsync::with_settings(settings, url).await {
+        Ok(pair) => pair,
+        Err(_) if cut.happened() => return Err(AnswerTooLarge.into()),
+        Err(e) => return Err(failure(e, "connecting")),
+    };
     tokio::spawn(async move {
-        let _ = conn.drive().await;
+        let _ = driver.drive().await;
     });
-    Ok(ldap)
+    Ok(Conn { ldap, cut })
 }
 
-async fn bind(ldap: &mut ldap3::Ldap, dn: &str, secret: &Secret) -> Result<(), Failure> {
+async fn bind(conn: &mut Conn, dn: &str, secret: &Secret) -> Result<(), Failure> {
     // An empty password is an unauthenticated bind, which "succeeds" on many servers.
     let password = secret_text(secret)?;
-    let result = ldap.simple_bind(dn, password).await.map_err(|e| failure(e, "bind"))?;
+    let result = match conn.ldap.simple_bind(dn, password).await {
+        Ok(r) => r,
+        Err(e) => return Err(conn.failure(e, "bind")),
+    };
     match result.rc {
         0 => Ok(()),
         INVALID_CREDENTIALS => Err(Failure::auth(format!("invalid credentials for {dn} (49)"))),
@@ -173,8 +201,11 @@ async fn bind(ldap: &mut ldap3::Ldap, dn: &str, secret: &Secret) -> Result<(), F
     }
 }
 
-async fn who_am_i(ldap: &mut ldap3::Ldap) -> Result<String, Failure> {
-    let ldap3::result::ExopResult(exop, result) = ldap.extended(WhoAmI).await.map_err(|e| failure(e, "who-am-I"))?;
+async fn who_am_i(conn: &mut Conn) -> Result<String, Failure> {
+    let ldap3::result::ExopResult(exop, result) = match conn.ldap.extended(WhoAmI).await {
+        Ok(r) => r,
+        Err(e) => return Err(conn.failure(e, "who-am-I")),
+    };
     if result.rc != 0 {
         return Err(Failure::protocol(format!("who-am-I failed: {} ({})", one_line(&result.text), result.rc)));
     }

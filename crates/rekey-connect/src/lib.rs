@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use rekey_types::{CredentialKind, Fields, Secret};
 use serde::{Deserialize, Serialize};
 
+mod capped;
 pub mod egress;
 mod error;
 pub mod graph;

@@ -1,7 +1,7 @@
 //! The SMTP relay that carries notices to tenants, under the egress policy like every other
-//! connection: the relay's name is resolved and each address checked before `lettre`'s
-//! connection layer opens a connection to that very address (no pooled transport, which would
-//! resolve on its own).
+//! connection: the relay's name is resolved and each address checked, the connection opened to
+//! that very address, and `lettre`'s connection layer speaks SMTP over it (no pooled transport,
+//! which would resolve on its own); the relay's answers are capped as a target's are.
 //!
 //! The relay URL reads as `lettre`'s transport URL did: `smtp://host[:25]` plain,
 //! `smtp://host[:587]?tls=required` STARTTLS or fail, `smtp://host[:587]?tls=opportunistic`
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::TlsParameters;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 use zeroize::Zeroizing;
@@ -124,12 +124,14 @@ impl MailRelay {
             Failure::Config(m) => m,
             Failure::Unsupported => "unsupported".into(),
         };
-        let addrs = self.egress.resolve(&self.host, self.port).await.map_err(text)?;
-        let implicit = (self.tls == RelayTls::Implicit).then(|| self.parameters()).transpose()?;
+        let implicit = match self.tls {
+            RelayTls::Implicit => Some(crate::tls::client_config(&rekey_types::Fields::default()).map_err(text)?),
+            _ => None,
+        };
         let smtp = |doing: &str, e: lettre::transport::smtp::Error| format!("{doing}: {}", one_line(&e.to_string()));
-        let mut conn = AsyncSmtpConnection::connect_tokio1(&addrs[..], Some(self.timeout), &self.hello, implicit, None)
+        let mut conn = crate::smtp::open(&self.host, self.port, &self.egress, self.timeout, &self.hello, implicit)
             .await
-            .map_err(|e| smtp("connecting", e))?;
+            .map_err(text)?;
         let starttls = match self.tls {
             RelayTls::Required if !conn.can_starttls() => return Err("the relay does not offer STARTTLS".into()),
             RelayTls::Required => true,

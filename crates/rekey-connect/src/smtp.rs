@@ -5,11 +5,18 @@
 //! offer STARTTLS on a `starttls` credential fails the check as `tls-failed`.
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use rekey_types::fields::TlsMode;
 use rekey_types::{Fields, Secret};
 
+use crate::capped::CappedStream;
+use crate::egress::EgressPolicy;
 use crate::error::one_line;
 use crate::{accepts_invalid_certs, secret_text, tls, Failure, Limits, Status};
 
@@ -24,20 +31,8 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) ->
     let mode: TlsMode = fields.get("tls").unwrap_or("starttls").parse().map_err(Failure::Config)?;
     let password = secret_text(secret)?;
     let hello = ClientId::Domain(HELLO.into());
-    let implicit = (mode == TlsMode::Implicit).then(|| parameters(host, fields)).transpose()?;
-    // Resolved and checked here; lettre connects to these addresses only.
-    let addrs = match tokio::time::timeout(limits.connect, limits.egress.resolve(host, port)).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(Failure::new(
-                Status::Timeout,
-                format!("resolving {host} took longer than {:?}", limits.connect),
-            ))
-        }
-    };
-    let mut conn = AsyncSmtpConnection::connect_tokio1(&addrs[..], Some(limits.connect), &hello, implicit, None)
-        .await
-        .map_err(|e| failure(&e, "connecting"))?;
+    let implicit = (mode == TlsMode::Implicit).then(|| tls::client_config(fields)).transpose()?;
+    let mut conn = open(host, port, &limits.egress, limits.connect, &hello, implicit).await?;
     if mode == TlsMode::StartTls {
         if !conn.can_starttls() {
             return Err(Failure::new(Status::TlsFailed, "the server does not offer STARTTLS"));
@@ -57,6 +52,36 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) ->
         conn.abort().await;
     }
     result
+}
+
+/// Opens an SMTP connection (and reads the greeting, sends EHLO) on an address the egress policy
+/// allows, within `connect`; with `implicit`, inside TLS from the first byte. What the server
+/// sends is capped (`capped`).
+pub(crate) async fn open(
+    host: &str,
+    port: u16,
+    egress: &EgressPolicy,
+    connect: Duration,
+    hello: &ClientId,
+    implicit: Option<Arc<rustls::ClientConfig>>,
+) -> Result<AsyncSmtpConnection, Failure> {
+    let stream = egress.connect(host, port, connect).await?;
+    let peer = stream.peer_addr().ok();
+    let stream: Box<dyn AsyncTokioStream> = match implicit {
+        None => Box::new(CappedStream::new(stream, peer)),
+        Some(config) => {
+            let handshake = tokio_rustls::TlsConnector::from(config).connect(tls::server_name(host)?, stream);
+            let tls = match tokio::time::timeout(connect, handshake).await {
+                Ok(r) => r.map_err(|e| Failure::from_transport(&e, Status::TlsFailed, "TLS"))?,
+                Err(_) => return Err(Failure::new(Status::Timeout, "TLS: no answer in time")),
+            };
+            Box::new(CappedStream::new(tls, peer))
+        }
+    };
+    match tokio::time::timeout(connect, AsyncSmtpConnection::connect_with_transport(stream, hello)).await {
+        Ok(r) => r.map_err(|e| failure(&e, "connecting")),
+        Err(_) => Err(Failure::new(Status::Timeout, "connecting: no greeting in time")),
+    }
 }
 
 fn parameters(host: &str, fields: &Fields) -> Result<TlsParameters, Failure> {

@@ -96,3 +96,67 @@ async fn generic_credentials_and_unusable_secrets_are_refused_up_front() {
     let err = verify(CredentialKind::Pop3, &pop3, &Secret::new(b"a\r\nQUIT".to_vec()), &limits()).await.unwrap_err();
     assert!(err.to_string().contains("line break"), "{err}");
 }
+
+/// Accepts connections and sends `head`, then filler bytes without end (no line end, no end of
+/// message), as fast as the connection takes them.
+async fn flood(head: &'static [u8]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let filler = vec![b'a'; 64 * 1024];
+                if socket.write_all(head).await.is_ok() {
+                    while socket.write_all(&filler).await.is_ok() {}
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The peak resident size of this process, in KiB.
+fn peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A target that never stops sending (an SMTP or POP3 greeting line without end, an LDAP message
+/// that announces 2 GiB) is cut at the cap: a `protocol-error` that says so, long before the
+/// timeout, with the process's memory where it was.
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_cap_for_every_kind() {
+    let long = Limits { overall: Duration::from_secs(20), connect: Duration::from_secs(10), ..limits() };
+    let text = flood(b"220-").await.to_string();
+    let pop3 = flood(b"+OK ").await.to_string();
+    // SEQUENCE of 0x7fffffff bytes, message id 1, then filler.
+    let ldap = flood(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x02, 0x01, 0x01]).await.to_string();
+    let cases = [
+        (
+            CredentialKind::Smtp,
+            fields(CredentialKind::Smtp, &[("host", "127.0.0.1"), ("port", &text), ("tls", "none"), ("user", "u")]),
+        ),
+        (
+            CredentialKind::Pop3,
+            fields(CredentialKind::Pop3, &[("host", "127.0.0.1"), ("port", &pop3), ("tls", "none"), ("user", "u")]),
+        ),
+        (
+            CredentialKind::Ldap,
+            fields(
+                CredentialKind::Ldap,
+                &[("url", &format!("ldap://127.0.0.1:{ldap}")), ("bind_dn", "cn=x"), ("tls", "none")],
+            ),
+        ),
+    ];
+    let before = peak_kib();
+    for (kind, f) in cases {
+        let started = Instant::now();
+        let o = verify(kind, &f, &Secret::new(b"pw".to_vec()), &long).await.unwrap();
+        assert_eq!(o.status, Status::ProtocolError, "{kind}: {o:?}");
+        assert!(o.detail.contains("cut off") || o.detail.contains("longer than"), "{kind}: {o:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{kind} took {:?}", started.elapsed());
+    }
+    let grown = peak_kib().saturating_sub(before);
+    assert!(grown < 32 * 1024, "the peak resident size grew by {grown} KiB");
+}
