@@ -593,3 +593,60 @@ async fn import_as_tenant_admin_is_refused() {
     s.send_everything().await;
     assert_eq!(s.attacker.connections(), 0);
 }
+
+/// Rollback and promote decide the caller's permission before they wait for the credential's
+/// turn: while a rotation holds the turn (its directory never answers), another tenant's admin
+/// is refused at once, so the wait cannot tell it that the credential exists and is busy. The
+/// operator's own promote, allowed, does wait: the turn was held.
+#[tokio::test]
+async fn rollback_and_promote_refuse_another_tenant_before_waiting_for_the_credential() {
+    let t = spawn().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    t.tenant("acme", "uk").await;
+    t.tenant("other", "uk").await;
+    let fields = json!({"url": format!("ldap://127.0.0.1:{port}"), "bind_dn": "uid=svc,dc=acme", "tls": "none"});
+    let r = t
+        .root(
+            Method::PUT,
+            "/v1/tenants/acme/credentials/dir",
+            Some(json!({"kind": "ldap", "fields": fields, "secret": REAL})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let stranger = t.token(json!({"role": "tenant-admin", "tenant": "other"})).await;
+    let path = "/v1/tenants/acme/credentials/dir";
+    let router = t.router.clone();
+    let root = t.root.clone();
+    let rotating = tokio::spawn(async move {
+        let req = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(format!("{path}/rotate"))
+            .header("authorization", format!("Bearer {root}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        tower::ServiceExt::oneshot(router, req).await.unwrap().status()
+    });
+    // The rotation now waits on the directory, holding the credential's turn (up to 4 s).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (action, body) in [("rollback", Some(json!({"to": 1}))), ("promote", None)] {
+        let started = std::time::Instant::now();
+        let r = t.call(Method::POST, &format!("{path}/{action}"), Some(&stranger), body).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{action} waited {:?}", started.elapsed());
+    }
+    let started = std::time::Instant::now();
+    let r = t.root(Method::POST, &format!("{path}/promote"), None).await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "the operator's promote waited for the turn: {:?}",
+        r.body
+    );
+    rotating.await.unwrap();
+}
