@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Server CPU per audited reveal, measured from outside with an independent load tool (wrk), for
+# one or more `rekey` binaries in alternating runs (so that a comparison shares the machine's
+# noise).
+#
+#   scripts/bench/reveal-cpu.sh [--seconds S] [--pairs N] [--connections C] BIN [BIN...]
+#
+# For each run: a fresh `BIN serve --dev` on a free loopback port, one tenant, one generic
+# credential and a connector token bound to it; `wrk -t1 -cC -dS` POSTs its reveal; the server's
+# CPU time (user + system, from /proc/PID/stat) over the run divided by the requests wrk
+# completed is the CPU per request. Prints one line per run and the median per binary.
+# Installs wrk from Debian's packages if it is missing.
+set -euo pipefail
+
+seconds=8
+pairs=5
+connections=32
+bins=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) seconds=$2; shift 2 ;;
+    --pairs) pairs=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) bins+=("$(realpath "$1")"); shift ;;
+  esac
+done
+[[ ${#bins[@]} -gt 0 ]] || { echo "usage: $0 [--seconds S] [--pairs N] [--connections C] BIN [BIN...]" >&2; exit 2; }
+
+if ! command -v wrk >/dev/null; then
+  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+tick=$(getconf CLK_TCK)
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat >"$work/reveal.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
+LUA
+
+# CPU ticks (user + system) of a process so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run() {
+  local bin=$1 dir port pid token out requests used
+  dir=$(mktemp -d -p "$work")
+  port=$(python3 "$here/peers/free-port.py")
+  "$bin" serve --dev --listen "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/v1/sys/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  export REKEY_ADDR="http://127.0.0.1:$port" REKEY_TOKEN_FILE="$dir/data/root-token"
+  "$bin" tenant create acme --region uk -o json >/dev/null
+  printf 'bench-secret-value' | "$bin" cred put acme/db --kind generic --secret-stdin -o json >/dev/null
+  token=$("$bin" token create --role connector --tenant acme --cred db -o json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  unset REKEY_ADDR REKEY_TOKEN_FILE
+  # A short warm-up, then the measured run.
+  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d1s -s "$work/reveal.lua" \
+    "http://127.0.0.1:$port/v1/tenants/acme/credentials/db/reveal" >/dev/null
+  local before after
+  before=$(ticks "$pid")
+  out=$(REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/reveal.lua" \
+    "http://127.0.0.1:$port/v1/tenants/acme/credentials/db/reveal")
+  after=$(ticks "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $bin:" >&2; echo "$out" >&2; exit 1; fi
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  used=$((after - before))
+  python3 - "$bin" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" <<'PY'
+import sys
+bin_, req, used, tick, secs, p99 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+print(f"{bin_}\t{req / secs:9.0f} req/s\t{used / tick * 1e6 / req:7.1f} us CPU/request\tp99 {p99}")
+PY
+}
+
+results=$work/results
+for _ in $(seq "$pairs"); do
+  for bin in "${bins[@]}"; do
+    run "$bin" | tee -a "$results"
+  done
+done
+echo "medians:"
+python3 - "$results" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(lambda: ([], []))
+for line in open(sys.argv[1]):
+    parts = line.split("\t")
+    rows[parts[0]][0].append(float(parts[1].split()[0]))
+    rows[parts[0]][1].append(float(parts[2].split()[0]))
+first = None
+for bin_, (rps, cpu) in rows.items():
+    m_rps, m_cpu = statistics.median(rps), statistics.median(cpu)
+    note = ""
+    if first is None:
+        first = m_cpu
+    else:
+        note = f"\tCPU/request {100 * (m_cpu / first - 1):+.1f} % against the first"
+    print(f"{bin_}\t{m_rps:9.0f} req/s\t{m_cpu:7.1f} us CPU/request{note}")
+PY
