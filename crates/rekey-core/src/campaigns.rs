@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use rekey_connect::notify::{MailRelay, Webhook};
@@ -777,7 +777,7 @@ impl Vault {
 
     /// Refuses a source that spent its allowance of link failures, before the link is looked up.
     fn admit_link(&self, source: IpAddr) -> Result<(), CoreError> {
-        self.options.failures.admit(AttemptKind::Link, source, Instant::now()).map_err(CoreError::TooManyAttempts)
+        self.options.failures.admit(AttemptKind::Link, source).map_err(CoreError::TooManyAttempts)
     }
 
     /// The target fields of the version a campaign replaces (`None` for one stored before

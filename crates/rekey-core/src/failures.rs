@@ -183,11 +183,16 @@ impl Failures {
     }
 
     /// May `source` try again? `Err(seconds)` to wait when its bucket is empty (the refusal is
-    /// counted in its window).
-    pub fn admit(&self, kind: AttemptKind, source: IpAddr, now: Instant) -> Result<(), u64> {
+    /// counted in its window). Costs one atomic load while no source has failed.
+    pub fn admit(&self, kind: AttemptKind, source: IpAddr) -> Result<(), u64> {
         if self.tracked.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
+        self.admit_at(kind, source, Instant::now())
+    }
+
+    /// [`Failures::admit`] at `now`.
+    pub fn admit_at(&self, kind: AttemptKind, source: IpAddr, now: Instant) -> Result<(), u64> {
         let mut table = self.table();
         let Some(entry) = table.entries.get_mut(&(kind, source_key(source))) else { return Ok(()) };
         self.refill(entry, now);
@@ -295,14 +300,14 @@ mod tests {
         let a = ip("203.0.113.7");
         assert_eq!(f.failed(AttemptKind::Token, a, t0), Noted::First);
         assert_eq!(f.failed(AttemptKind::Token, a, t0), Noted::Counted);
-        assert_eq!(f.admit(AttemptKind::Token, a, t0), Ok(()));
+        assert_eq!(f.admit_at(AttemptKind::Token, a, t0), Ok(()));
         f.failed(AttemptKind::Token, a, t0);
-        assert_eq!(f.admit(AttemptKind::Token, a, t0), Err(1));
+        assert_eq!(f.admit_at(AttemptKind::Token, a, t0), Err(1));
         // Another source and another kind are not affected.
-        assert_eq!(f.admit(AttemptKind::Token, ip("203.0.113.8"), t0), Ok(()));
-        assert_eq!(f.admit(AttemptKind::Link, a, t0), Ok(()));
+        assert_eq!(f.admit_at(AttemptKind::Token, ip("203.0.113.8"), t0), Ok(()));
+        assert_eq!(f.admit_at(AttemptKind::Link, a, t0), Ok(()));
         // One per second comes back.
-        assert_eq!(f.admit(AttemptKind::Token, a, t0 + Duration::from_millis(1100)), Ok(()));
+        assert_eq!(f.admit_at(AttemptKind::Token, a, t0 + Duration::from_millis(1100)), Ok(()));
     }
 
     #[test]
@@ -314,7 +319,7 @@ mod tests {
             f.failed(AttemptKind::Token, a, t0);
         }
         for _ in 0..7 {
-            let _ = f.admit(AttemptKind::Token, a, t0);
+            let _ = f.admit_at(AttemptKind::Token, a, t0);
         }
         assert!(f.due(t0 + Duration::from_secs(59)).is_empty(), "the window is still open");
         let due = f.due(t0 + Duration::from_secs(60));
@@ -345,7 +350,7 @@ mod tests {
         let f = Failures::new(opts(1, 60));
         let t0 = Instant::now();
         f.failed(AttemptKind::Token, ip("2001:db8:1:2::1"), t0);
-        assert!(f.admit(AttemptKind::Token, ip("2001:db8:1:2::99"), t0).is_err());
+        assert!(f.admit_at(AttemptKind::Token, ip("2001:db8:1:2::99"), t0).is_err());
         f.failed(AttemptKind::Token, ip("2001:db8:1:2::99"), t0);
         let due = f.due(t0 + Duration::from_secs(60));
         assert_eq!(due[0].source.as_deref(), Some("2001:db8:1:2::/64"));
@@ -360,7 +365,7 @@ mod tests {
         }
         for i in 4..=10 {
             let s = ip(&format!("192.0.2.{i}"));
-            assert_eq!(f.admit(AttemptKind::Token, s, t0), Ok(()));
+            assert_eq!(f.admit_at(AttemptKind::Token, s, t0), Ok(()));
             assert_eq!(f.failed(AttemptKind::Token, s, t0), Noted::Counted);
         }
         assert_eq!(f.tracked(), 3);

@@ -238,7 +238,7 @@ impl Vault {
         resource: &str,
     ) -> Result<Caller, CoreError> {
         // A source that spent its allowance of failures is refused before anything is looked up.
-        self.options.failures.admit(AttemptKind::Token, source, Instant::now()).map_err(CoreError::TooManyAttempts)?;
+        self.options.failures.admit(AttemptKind::Token, source).map_err(CoreError::TooManyAttempts)?;
         let presented = bearer.and_then(PresentedToken::parse);
         let principal_name = presented.as_ref().map_or_else(|| "anonymous".to_owned(), |p| format!("token:{}", p.id));
         let row = match &presented {

@@ -80,8 +80,8 @@ impl App {
             keeper.store_backend() == "sqlite",
         ));
         let pages = crate::pages::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
-        let guard = Arc::new(crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?));
-        let state = AppState { keeper: keeper.clone(), metrics, pages: Arc::new(pages), guard };
+        let guard = crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?);
+        let state = AppState::new(crate::routes::Shared { keeper: keeper.clone(), metrics, pages, guard });
         Ok(Self { config, keeper, state, root_token, public_url })
     }
 

@@ -17,7 +17,6 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -73,7 +72,7 @@ impl Guard {
     }
 
     /// A place among the requests in flight, or the answer that refuses one.
-    fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, (ErrorCode, &'static str)> {
+    fn admit(&self, source: IpAddr) -> Result<Admitted<'_>, (ErrorCode, &'static str)> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limits.max_concurrent {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err((ErrorCode::Overloaded, "the server is at its limit of requests in flight"));
@@ -84,17 +83,17 @@ impl Guard {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err((ErrorCode::TooManyRequests, "too many requests from this address at once"));
         }
-        Ok(Admitted { guard: self.clone(), slot })
+        Ok(Admitted { guard: self, slot })
     }
 }
 
 /// A request in flight; leaving frees its place.
-struct Admitted {
-    guard: Arc<Guard>,
+struct Admitted<'a> {
+    guard: &'a Guard,
     slot: usize,
 }
 
-impl Drop for Admitted {
+impl Drop for Admitted<'_> {
     fn drop(&mut self) {
         self.guard.per_source[self.slot].fetch_sub(1, Ordering::AcqRel);
         self.guard.in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -26,12 +26,30 @@ use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
 use crate::metrics::Metrics;
 use crate::ApiError;
 
+/// What every handler shares. Cloned for each request (axum's `State`), so it is one `Arc`:
+/// one reference count to move, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub keeper: Arc<Keeper>,
     pub metrics: Arc<Metrics>,
-    pub pages: Arc<crate::pages::PageState>,
-    pub guard: Arc<crate::guard::Guard>,
+    pub pages: crate::pages::PageState,
+    pub guard: crate::guard::Guard,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
