@@ -196,16 +196,10 @@ async fn an_endless_token_answer_is_cut_at_the_cap() {
     let t = spawn(&["127.0.0.0/8"]).await;
     t.tenant("acme", "uk").await;
     let admin = t.token(json!({"role": "tenant-admin", "tenant": "acme"})).await;
-    // The peak resident size of this process (the server runs in it): `VmHWM` in /proc.
-    let peak_kib = || -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let before = peak_kib();
+    let before = common::peak_kib();
     let started = std::time::Instant::now();
     let v = put_and_verify(&t, &admin, "entra-app", fields("entra-app", "127.0.0.1", port)).await;
-    let grown = peak_kib().saturating_sub(before);
+    let grown = common::peak_kib().saturating_sub(before);
     assert!(grown < 32 * 1024, "the server's peak memory grew by {grown} KiB");
     assert_eq!(v["status"], "protocol-error", "{v}");
     assert!(v["detail"].as_str().unwrap().contains("larger than 1024 KiB"), "{v}");

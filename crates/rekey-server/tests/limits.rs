@@ -220,12 +220,6 @@ async fn ten_thousand_anonymous_requests_add_a_bounded_number_of_audit_events() 
 
 #[tokio::test]
 async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
-    // The peak resident size of this process (the server runs in it): `VmHWM` in /proc.
-    fn peak_kib() -> u64 {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
     let t = spawn().await;
     const CHUNK: usize = 64 * 1024;
     const LENGTH: usize = 64 * 1024 * 1024;
@@ -238,7 +232,7 @@ async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
         });
         Body::from_stream(chunks)
     };
-    let before = peak_kib();
+    let before = common::peak_kib();
     let mut waiting = Vec::new();
     for _ in 0..8 {
         let req = Request::builder()
@@ -252,7 +246,7 @@ async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
     for w in waiting {
         assert_eq!(w.await.unwrap().unwrap().status(), StatusCode::UNAUTHORIZED);
     }
-    let grown = peak_kib().saturating_sub(before);
+    let grown = common::peak_kib().saturating_sub(before);
     let read = taken.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(read, 0, "no chunk of an anonymous body was read");
     assert!(grown < 16 * 1024, "the peak resident size grew by {grown} KiB for 512 MiB of anonymous bodies");
@@ -267,6 +261,6 @@ async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
     let resp = t.router.clone().oneshot(req).await.unwrap();
     assert_ne!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(taken.load(std::sync::atomic::Ordering::Relaxed), LENGTH / CHUNK);
-    let grown = peak_kib().saturating_sub(before);
+    let grown = common::peak_kib().saturating_sub(before);
     assert!(grown >= 60 * 1024, "reading one 64 MiB body shows in the peak ({grown} KiB)");
 }
