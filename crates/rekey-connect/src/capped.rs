@@ -7,7 +7,8 @@
 //!   ours (SMTP, with `lettre`'s connection layer).
 //! - [`pipe`] puts a capped copy between a target and a socket pair, for a client that insists
 //!   on a `std::net::TcpStream` of its own (`ldap3`): the client gets one end of a Unix socket
-//!   pair as its stream, and a task copies bytes between the other end and the target.
+//!   pair as its stream, and a task copies bytes between the other end and the target. This
+//!   doubles the system calls of each message (measured in BENCHMARKS.md).
 //!
 //! Must never: let more than [`MAX_ANSWER_BYTES`] from one target connection into the process.
 

@@ -760,9 +760,13 @@ impl Vault {
         self.audit_event(event).await
     }
 
-    /// Audits a link that did not open (forged, unknown, used, withdrawn, expired) as a failed
-    /// attempt of its source: the first of a window as itself, the rest counted (see `failures`).
+    /// Audits a link that did not open. A miss (forged, unknown, used, withdrawn, expired) is a
+    /// failed attempt of its source: the first of a window audited as itself, the rest counted
+    /// (see `failures`); any other failure (the store's, say) is audited as itself.
     async fn link_missed(&self, token: &str, source: IpAddr, action: &str, e: &CoreError) -> Result<(), CoreError> {
+        if !matches!(e, CoreError::NotFound(_) | CoreError::LinkGone(_)) {
+            return self.link_audit(token, source, action, "", e.audit_outcome(), e.code().as_str()).await;
+        }
         let event = crate::vault::record(
             &Self::link_principal(token),
             &source.to_string(),
