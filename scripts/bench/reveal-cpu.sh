@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Server CPU per audited reveal, measured from outside with an independent load tool (wrk), for
-# one or more `rekey` binaries in alternating runs (so that a comparison shares the machine's
-# noise).
+# Server CPU per audited reveal (or put), measured from outside with an independent load tool
+# (wrk), for one or more `rekey` binaries in alternating runs (so that a comparison shares the
+# machine's noise).
 #
-#   scripts/bench/reveal-cpu.sh [--seconds S] [--pairs N] [--connections C] BIN [BIN...]
+#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C] BIN [BIN...]
 #
 # For each run: a fresh `BIN serve --dev` on a free loopback port, one tenant, one generic
-# credential and a connector token bound to it; `wrk -t1 -cC -dS` POSTs its reveal; the server's
-# CPU time (user + system, from /proc/PID/stat) over the run divided by the requests wrk
-# completed is the CPU per request. Prints one line per run and the median per binary.
+# credential and a connector token bound to it; `wrk -t1 -cC -dS` POSTs its reveal (or, with
+# `--op put`, PUTs a new version of it with a tenant admin's token); the server's CPU time (user
+# + system, from /proc/PID/stat) over the run divided by the requests wrk completed is the CPU
+# per request. Prints one line per run and the median per binary.
 # Installs wrk from Debian's packages if it is missing.
 set -euo pipefail
 
+op=reveal
 seconds=8
 pairs=5
 connections=32
 bins=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --op) op=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
@@ -36,10 +39,26 @@ tick=$(getconf CLK_TCK)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cat >"$work/reveal.lua" <<'LUA'
-wrk.method = "POST"
+case "$op" in
+  reveal) method=POST; path=/v1/tenants/acme/credentials/db/reveal ;;
+  put) method=PUT; path=/v1/tenants/acme/credentials/db ;;
+  *) echo "--op is reveal or put" >&2; exit 2 ;;
+esac
+cat >"$work/request.lua" <<LUA
+wrk.method = "$method"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
 LUA
+if [[ $op == put ]]; then
+  # Each put a new secret.
+  cat >>"$work/request.lua" <<'LUA'
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{"kind":"generic","secret":"bench-secret-' .. n .. '"}')
+end
+LUA
+fi
 
 # CPU ticks (user + system) of a process so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -57,16 +76,20 @@ run() {
   export REKEY_ADDR="http://127.0.0.1:$port" REKEY_TOKEN_FILE="$dir/data/root-token"
   "$bin" tenant create acme --region uk -o json >/dev/null
   printf 'bench-secret-value' | "$bin" cred put acme/db --kind generic --secret-stdin -o json >/dev/null
-  token=$("$bin" token create --role connector --tenant acme --cred db -o json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  if [[ $op == reveal ]]; then
+    token=$("$bin" token create --role connector --tenant acme --cred db -o json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  else
+    token=$("$bin" token create --role tenant-admin --tenant acme -o json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  fi
   unset REKEY_ADDR REKEY_TOKEN_FILE
   # A short warm-up, then the measured run.
-  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d1s -s "$work/reveal.lua" \
-    "http://127.0.0.1:$port/v1/tenants/acme/credentials/db/reveal" >/dev/null
+  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d1s -s "$work/request.lua" "http://127.0.0.1:$port$path" >/dev/null
   local before after
   before=$(ticks "$pid")
-  out=$(REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/reveal.lua" \
-    "http://127.0.0.1:$port/v1/tenants/acme/credentials/db/reveal")
+  out=$(REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
+    "http://127.0.0.1:$port$path")
   after=$(ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $bin:" >&2; echo "$out" >&2; exit 1; fi
