@@ -7,7 +7,7 @@
 #
 # For each run: a fresh `BIN serve --dev` on a free loopback port, one tenant, one generic
 # credential and a connector token bound to it; `wrk -t1 -cC -dS` POSTs its reveal (or, with
-# `--op put`, PUTs a new version of it with a tenant admin's token); the server's CPU time (user
+# `--op put`, PUTs new versions round 1,000 credentials with a tenant admin's token); the server's CPU time (user
 # + system, from /proc/PID/stat) over the run divided by the requests wrk completed is the CPU
 # per request. Prints one line per run and the median per binary.
 # Installs wrk from Debian's packages if it is missing.
@@ -49,13 +49,15 @@ wrk.method = "$method"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
 LUA
 if [[ $op == put ]]; then
-  # Each put a new secret.
+  # Each put a new secret, round the 1,000 credentials c0 … c999 of the tenant (puts of one
+  # credential take turns, so one hot credential would measure one disk flush per put).
   cat >>"$work/request.lua" <<'LUA'
 wrk.headers["Content-Type"] = "application/json"
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, nil, '{"kind":"generic","secret":"bench-secret-' .. n .. '"}')
+  return wrk.format(nil, "/v1/tenants/acme/credentials/c" .. (n % 1000), nil,
+    '{"kind":"generic","secret":"bench-secret-' .. n .. '"}')
 end
 LUA
 fi
