@@ -1,341 +1,17 @@
-//! Connectors in the vault: verify a credential against its real target, and rotate it there
-//! with a staged protocol that survives a crash at any step.
-//!
-//! ```text
-//! start     a new secret is stored as a `pending` version, with a rotation row    cred.rotate.start
-//! apply     the target is told the new secret (LDAP password modify, Graph addKey) cred.rotate.apply
-//! verify    the new secret is checked against the target
-//! promote   the pending version becomes current, the old one previous             cred.rotate.promote
-//! retire    after the grace period, the old version is retired (and, for an        cred.rotate.retire
-//!           Entra app, its certificate removed from the application)
-//! ```
-//!
-//! The new secret is durable before the target hears of it, so no crash can leave the target
-//! with a secret Rekey does not have. A failure before the target took the new secret fails the
-//! rotation (`cred.rotate.fail`) and leaves the current version serving. After a crash the
-//! scheduler finds the unfinished rotation and asks the target which secret it accepts: the new
-//! one → promote; the old one → apply again; no answer → try again later.
-//!
-//! Every network step holds a permit of its target host (`per_host` at once, across verify,
-//! rotation and the scheduler), and runs within the connect and overall timeouts.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! The staged rotation (see the module documentation of `connectors`): start, drive, advance
+//! (apply, verify, promote), retire, fail.
 
 use rekey_connect::ldap::Changer;
-use rekey_connect::{Limits, Outcome, Status};
-use rekey_store::{rotation_state, CredentialRow, HealthRow, RotationRow, TenantRow, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RequestId, RotationId, Secret, Timestamp};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rekey_connect::{Outcome, Status};
+use rekey_store::{rotation_state, CredentialRow, RotationRow, TenantRow, WriteOp};
+use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
 
-use crate::keys::KeyUse;
+use super::entra::is_secret_app;
+use super::{Actor, ConnectorStats, RotationView, DEFAULT_PASSWORD_LENGTH, VERIFY_ATTEMPTS};
 use crate::policy::Action;
-use crate::vault::record;
 use crate::{Caller, CoreError, Vault};
 
-/// How connectors behave; from the `[connectors]` and `[rotation]` config sections.
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    pub limits: Limits,
-    /// Connections to one `host:port` at once, across everything this server does.
-    pub per_host: usize,
-    /// How long the old version stays `previous` (and an Entra app keeps its old certificate)
-    /// after a rotation is promoted.
-    pub grace_secs: u64,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        Self { limits: Limits::default(), per_host: 4, grace_secs: 24 * 3600 }
-    }
-}
-
-/// New LDAP passwords when the credential names no policy.
-const DEFAULT_PASSWORD_LENGTH: usize = 32;
-/// Checks of a new secret before a rotation waits for the scheduler (directories replicate).
-const VERIFY_ATTEMPTS: u32 = 3;
-
-/// The last check of a credential.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HealthView {
-    pub tenant: String,
-    pub name: String,
-    pub kind: CredentialKind,
-    pub version: u32,
-    pub status: String,
-    pub detail: String,
-    pub elapsed_ms: i64,
-    pub checked_at: Timestamp,
-}
-
-/// One rotation of a credential.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RotationView {
-    pub id: String,
-    pub tenant: String,
-    pub name: String,
-    pub from_version: u32,
-    pub to_version: u32,
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub created_by: String,
-    pub created_at: Timestamp,
-    pub changed_at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retire_after: Option<Timestamp>,
-}
-
-impl From<&RotationRow> for RotationView {
-    fn from(r: &RotationRow) -> Self {
-        Self {
-            id: r.id.to_string(),
-            tenant: r.tenant.clone(),
-            name: r.credential.clone(),
-            from_version: r.from_version,
-            to_version: r.to_version,
-            state: r.state.clone(),
-            error: r.error.clone(),
-            created_by: r.created_by.clone(),
-            created_at: r.created_at,
-            changed_at: r.changed_at,
-            retire_after: r.retire_after,
-        }
-    }
-}
-
-/// Counters for `/metrics`; shared so they survive a seal and unseal.
-#[derive(Debug, Default)]
-pub struct ConnectorStats {
-    /// Checks by (kind, status).
-    pub verifies: Mutex<HashMap<(String, String), u64>>,
-    /// Rotation steps by (kind, step): started, applied, promoted, retired, failed.
-    pub rotations: Mutex<HashMap<(String, String), u64>>,
-    /// The last health counts the scheduler read: (kind, status) → credentials.
-    pub health: Mutex<Vec<rekey_store::HealthCount>>,
-}
-
-impl ConnectorStats {
-    fn count(map: &Mutex<HashMap<(String, String), u64>>, kind: CredentialKind, what: &str) {
-        *map.lock().expect("stats lock").entry((kind.as_str().to_owned(), what.to_owned())).or_default() += 1;
-    }
-}
-
-/// Permits per target host.
-#[derive(Default)]
-pub(crate) struct HostLimiter {
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl HostLimiter {
-    async fn acquire(&self, host: Option<String>, per_host: usize) -> Option<OwnedSemaphorePermit> {
-        let host = host?;
-        let semaphore = {
-            let mut hosts = self.hosts.lock().expect("host limiter lock");
-            if hosts.len() > 10_000 {
-                hosts.retain(|_, s| s.available_permits() < per_host);
-            }
-            hosts.entry(host).or_insert_with(|| Arc::new(Semaphore::new(per_host.max(1)))).clone()
-        };
-        semaphore.acquire_owned().await.ok()
-    }
-}
-
-/// Who a step is recorded as: a caller, or the server's own scheduler.
-#[derive(Debug, Clone)]
-pub(crate) struct Actor {
-    pub name: String,
-    pub source: String,
-    pub request: RequestId,
-    /// The scheduler keeps an unfinished rotation for later instead of failing it when the
-    /// target cannot be reached.
-    pub patient: bool,
-    /// Picking up a rotation that an earlier run (perhaps one that crashed) left unfinished: a
-    /// pending rotation first asks the target whether it already took the new secret, so that
-    /// the target is never told twice.
-    pub recovering: bool,
-    /// Retire the old version as soon as the new one is promoted, whatever the grace period
-    /// (a campaign: the old secret is the stolen one).
-    pub retire_at_once: bool,
-}
-
-impl Actor {
-    pub fn of(caller: &Caller) -> Self {
-        Self {
-            name: caller.principal.audit_name(),
-            source: caller.source.to_string(),
-            request: caller.request_id,
-            patient: false,
-            recovering: false,
-            retire_at_once: false,
-        }
-    }
-
-    pub fn scheduler() -> Self {
-        Self::system("system:scheduler")
-    }
-
-    /// The server's own background work, under a name of its own.
-    pub fn system(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            source: String::new(),
-            request: RequestId::generate(),
-            patient: true,
-            recovering: false,
-            retire_at_once: false,
-        }
-    }
-}
-
 impl Vault {
-    fn stats(&self) -> &ConnectorStats {
-        &self.connector_stats
-    }
-
-    /// A permit of the credential's target host (`per_host` at once); none for a kind without a
-    /// target.
-    async fn host_permit(&self, kind: CredentialKind, fields: &Fields) -> Option<OwnedSemaphorePermit> {
-        self.hosts.acquire(rekey_connect::target_host(kind, fields), self.options.connect.per_host).await
-    }
-
-    /// Checks a secret against the credential's target, holding a permit of its host.
-    pub(crate) async fn probe(
-        &self,
-        kind: CredentialKind,
-        fields: &Fields,
-        secret: &Secret,
-    ) -> Result<Outcome, CoreError> {
-        let _permit = self.host_permit(kind, fields).await;
-        rekey_connect::verify(kind, fields, secret, &self.options.connect.limits)
-            .await
-            .map_err(|e| CoreError::BadRequest(e.to_string()))
-    }
-
-    /// The secret of one version for a comparison inside the server; never sent anywhere (what
-    /// is sent goes through [`Vault::secret_for_target`]).
-    async fn secret_local(&self, credential: &CredentialRow, version: u32) -> Result<Secret, CoreError> {
-        let row = self
-            .store
-            .version(credential.id, Some(version))
-            .await?
-            .ok_or_else(|| CoreError::NotFound(format!("version {version} of {}", credential.name)))?;
-        self.open_version(credential.tenant_id, credential, &row, KeyUse::Rewrap).await
-    }
-
-    async fn write(
-        &self,
-        actor: &Actor,
-        action: &str,
-        resource: &str,
-        op: Option<WriteOp>,
-        outcome: AuditOutcome,
-        detail: &str,
-    ) -> Result<(), CoreError> {
-        self.submit(self.request(actor, action, resource, op, outcome, detail)).await
-    }
-
-    /// `rekey cred verify`: checks the current version against the target and records the result.
-    pub async fn verify_credential(&self, caller: &Caller, cref: &CredRef) -> Result<HealthView, CoreError> {
-        let resource = cref.to_string();
-        let loaded = async {
-            self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
-            let (tenant, credential) = self.tenant_credential(cref).await?;
-            if credential.kind == CredentialKind::Generic {
-                return Err(CoreError::BadRequest(format!(
-                    "{cref} is a generic credential: it has no target to verify"
-                )));
-            }
-            Ok((tenant, credential))
-        }
-        .await;
-        let (tenant, credential) = match loaded {
-            Ok(l) => l,
-            Err(e) => return self.finish(caller, "cred.verify", &resource, Err(e)).await,
-        };
-        self.check(&Actor::of(caller), &tenant, &credential).await
-    }
-
-    /// Checks the current version of a credential and records (and audits) the result.
-    pub(crate) async fn check(
-        &self,
-        actor: &Actor,
-        tenant: &TenantRow,
-        credential: &CredentialRow,
-    ) -> Result<HealthView, CoreError> {
-        let resource = format!("{}/{}", tenant.name, credential.name);
-        let version = credential.current_version;
-        let outcome = async {
-            let (fields, secret) = self.secret_for_target(actor, &tenant.name, credential, version, "verify").await?;
-            let outcome = self.probe(credential.kind, &fields, &secret).await?;
-            // Only a frozen credential needs it (computed from the secret itself, not read back).
-            let fingerprint = credential.frozen_by.is_some().then(|| self.fingerprint(credential.id, &secret));
-            Ok::<_, CoreError>((outcome, fingerprint))
-        }
-        .await;
-        let (outcome, fingerprint) = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                let event = record(
-                    &actor.name,
-                    &actor.source,
-                    &actor.request,
-                    "cred.verify",
-                    &resource,
-                    e.audit_outcome(),
-                    e.code().as_str(),
-                );
-                self.audit_event(event).await?;
-                return Err(e);
-            }
-        };
-        ConnectorStats::count(&self.stats().verifies, credential.kind, outcome.status.as_str());
-        let row = HealthRow {
-            credential_id: credential.id,
-            version,
-            status: outcome.status.as_str().into(),
-            detail: outcome.detail.clone(),
-            elapsed_ms: i64::try_from(outcome.elapsed.as_millis()).unwrap_or(i64::MAX),
-            checked_at: Timestamp::now(),
-        };
-        let mut detail = format!("version={version}; status={}; ms={}; {}", row.status, row.elapsed_ms, row.detail);
-        let mut op = WriteOp::RecordHealth(row.clone());
-        // A frozen credential thaws once a secret that no earlier version held works at its
-        // target (the store checks the fingerprint in the same write).
-        if let (Some(incident), Some(fingerprint), true) = (&credential.frozen_by, fingerprint, outcome.is_ok()) {
-            op = WriteOp::All(vec![
-                op,
-                WriteOp::LiftFreeze { credential: credential.id, fresh: Some((version, fingerprint.0.to_vec())) },
-            ]);
-            detail.push_str(&format!("; lifts the freeze of incident {incident} unless the secret was used before"));
-        }
-        // A destination the egress policy refused is recorded as a denial, with its rule.
-        let audited = if outcome.status == Status::EgressDenied { AuditOutcome::Denied } else { AuditOutcome::Success };
-        self.write(actor, "cred.verify", &resource, Some(op), audited, &detail).await?;
-        Ok(health_view(tenant, credential, &row))
-    }
-
-    /// The last check and the newest rotation of a credential, for `cred show`.
-    pub(crate) async fn connector_state(
-        &self,
-        tenant: &str,
-        credential: &CredentialRow,
-    ) -> Result<(Option<HealthView>, Option<RotationView>), CoreError> {
-        let health = self.store.health(credential.id).await?.map(|h| HealthView {
-            tenant: tenant.to_owned(),
-            name: credential.name.clone(),
-            kind: credential.kind,
-            version: h.version,
-            status: h.status,
-            detail: h.detail,
-            elapsed_ms: h.elapsed_ms,
-            checked_at: h.checked_at,
-        });
-        let rotation = self.store.rotations_of(credential.id, 1).await?.first().map(RotationView::from);
-        Ok((health, rotation))
-    }
-
     /// `rekey cred rotations`: the rotations of a credential, newest first.
     pub async fn rotations(&self, caller: &Caller, cref: &CredRef) -> Result<Vec<RotationView>, CoreError> {
         let resource = cref.to_string();
@@ -692,111 +368,9 @@ impl Vault {
         (op, promoted, detail)
     }
 
-    /// A write request with its audit event, recorded as the actor.
-    fn request(
-        &self,
-        actor: &Actor,
-        action: &str,
-        resource: &str,
-        op: Option<WriteOp>,
-        outcome: AuditOutcome,
-        detail: &str,
-    ) -> WriteRequest {
-        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, outcome, detail);
-        WriteRequest { op, audit }
-    }
-
-    /// The apply step of a secret-based Entra app: removes a client secret left by an attempt
-    /// that crashed before storing it, asks Graph for a new one, and stores it as the pending
-    /// version in the same write that marks the rotation applied.
-    async fn add_client_secret(
-        &self,
-        actor: &Actor,
-        rotation: RotationRow,
-        credential: &CredentialRow,
-        fields: &Fields,
-        current: &Secret,
-    ) -> Result<RotationRow, CoreError> {
-        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let limits = &self.options.connect.limits;
-        let label = password_label(&rotation);
-        let _permit = self.host_permit(credential.kind, fields).await;
-        let (listed, existing) =
-            rekey_connect::graph::password_credentials(fields, current, limits).await.map_err(not_rotatable)?;
-        if !listed.is_ok() {
-            return self.apply_failed(actor, rotation, &listed).await;
-        }
-        for orphan in existing.iter().filter(|p| p.display_name.as_deref() == Some(label.as_str())) {
-            let removed = rekey_connect::graph::remove_password(fields, current, &orphan.key_id, limits)
-                .await
-                .map_err(not_rotatable)?;
-            if !removed.is_ok() {
-                return self.apply_failed(actor, rotation, &removed).await;
-            }
-        }
-        let (added, new) =
-            rekey_connect::graph::add_password(fields, current, &label, limits).await.map_err(not_rotatable)?;
-        let Some(new) = new else { return self.apply_failed(actor, rotation, &added).await };
-        let stored = async {
-            let next = crate::credentials::NextVersion {
-                tenant: credential.tenant_id,
-                name: &credential.name,
-                kind: credential.kind,
-                fields: fields.clone(),
-                labels: credential.labels.clone(),
-                existing: Some(credential),
-                created_by: &actor.name,
-                kek_version: None,
-                pending: true,
-            };
-            let (op, updated) = self.sealed_version(next, &new.secret).await?;
-            if updated.latest_version != rotation.to_version {
-                return Err(CoreError::Conflict("the credential changed while the rotation ran".into()));
-            }
-            let step = WriteOp::SetRotation {
-                id: rotation.id,
-                from: &[rotation_state::PENDING],
-                state: rotation_state::APPLIED,
-                error: None,
-                retire_after: None,
-                target_ref: Some(new.key_id.clone()),
-                at: Timestamp::now(),
-            };
-            let detail = format!("rotation={}; {}", rotation.id, added.detail);
-            self.write(
-                actor,
-                "cred.rotate.apply",
-                &resource,
-                Some(WriteOp::All(vec![op, step])),
-                AuditOutcome::Success,
-                &detail,
-            )
-            .await
-        }
-        .await;
-        if let Err(e) = stored {
-            // Not stored: take the new secret back so that nothing Rekey lacks stays valid.
-            let _ = rekey_connect::graph::remove_password(fields, current, &new.key_id, limits).await;
-            return match e {
-                CoreError::Conflict(_) => {
-                    self.fail(actor, rotation, "superseded: the credential changed while the rotation ran").await
-                }
-                other => Err(other),
-            };
-        }
-        ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
-        Ok(RotationRow {
-            state: rotation_state::APPLIED.into(),
-            error: None,
-            target_ref: Some(new.key_id),
-            changed_at: Timestamp::now(),
-            ..rotation
-        })
-    }
-
     /// A failed apply step: a timeout (the target may have acted) waits for the scheduler; a
     /// refusal fails the rotation.
-    async fn apply_failed(
+    pub(super) async fn apply_failed(
         &self,
         actor: &Actor,
         rotation: RotationRow,
@@ -808,47 +382,6 @@ impl Vault {
             self.note(actor, rotation, &why).await
         } else {
             self.fail(actor, rotation, &why).await
-        }
-    }
-
-    /// The Graph key id of the client secret `version` of a credential: the one a rotation made,
-    /// or the only one at Graph whose hint (first three characters) matches.
-    async fn client_secret_key_id(
-        &self,
-        credential: &CredentialRow,
-        fields: &Fields,
-        current: &Secret,
-        version: u32,
-        keep: Option<&str>,
-    ) -> Result<Result<String, String>, CoreError> {
-        if let Some(made) = self
-            .store
-            .rotations_of(credential.id, 100)
-            .await?
-            .into_iter()
-            .find(|r| r.to_version == version && r.target_ref.is_some())
-        {
-            return Ok(Ok(made.target_ref.unwrap_or_default()));
-        }
-        let old = self.secret_local(credential, version).await?;
-        let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
-        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, &self.options.connect.limits)
-            .await
-            .map_err(not_rotatable)?;
-        if !listed.is_ok() {
-            return Ok(Err(format!("{}: {}", listed.status, listed.detail)));
-        }
-        let matching: Vec<_> = all
-            .iter()
-            .filter(|p| p.hint.as_deref() == Some(hint.as_str()) && Some(p.key_id.as_str()) != keep)
-            .collect();
-        match matching.as_slice() {
-            [one] => Ok(Ok(one.key_id.clone())),
-            [] => Ok(Err("no client secret at Graph matches the old one (already removed?)".into())),
-            _ => Ok(Err(format!(
-                "{} client secrets at Graph start like the old one; remove the old one in the portal",
-                matching.len()
-            ))),
         }
     }
 
@@ -986,7 +519,7 @@ impl Vault {
     }
 
     /// Fails an unfinished rotation: the pending version is marked `failed`; current serves on.
-    async fn fail(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
+    pub(super) async fn fail(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let op = WriteOp::All(vec![
             WriteOp::SetVersionStage {
@@ -1032,7 +565,7 @@ impl Vault {
 
 /// A connector that cannot even try (bad fields, a secret the protocol cannot carry): the
 /// rotation cannot work however often it is tried.
-fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
+pub(super) fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
     CoreError::NotRotatable(e.to_string())
 }
 
@@ -1061,30 +594,10 @@ fn set_rotation(
     WriteOp::SetRotation { id: rotation.id, from, state, error, retire_after, target_ref: None, at: Timestamp::now() }
 }
 
-/// Whether the credential is an Entra application that authenticates with a client secret
-/// (rotated with Graph `addPassword`, which makes the secret itself).
-fn is_secret_app(credential: &CredentialRow) -> bool {
-    credential.kind == CredentialKind::EntraApp
-        && credential.fields.get("auth").map(String::as_str) != Some("certificate")
-}
-
 /// The name a rotation gives the client secret it asks Graph for, so that one made by an attempt
 /// that crashed before storing it can be found again.
-fn password_label(rotation: &RotationRow) -> String {
+pub(super) fn password_label(rotation: &RotationRow) -> String {
     format!("rekey rotation {}", rotation.id)
-}
-
-fn health_view(tenant: &TenantRow, credential: &CredentialRow, row: &HealthRow) -> HealthView {
-    HealthView {
-        tenant: tenant.name.clone(),
-        name: credential.name.clone(),
-        kind: credential.kind,
-        version: row.version,
-        status: row.status.clone(),
-        detail: row.detail.clone(),
-        elapsed_ms: row.elapsed_ms,
-        checked_at: row.checked_at,
-    }
 }
 
 /// Refuses what Rekey cannot rotate, saying what to do instead.
