@@ -9,6 +9,7 @@ use super::{Actor, ConnectorStats, HealthView, RotationView};
 use crate::policy::Action;
 use crate::vault::record;
 use crate::{Caller, CoreError, Vault};
+
 impl Vault {
     /// `rekey cred verify`: checks the current version against the target and records the result.
     pub async fn verify_credential(&self, caller: &Caller, cref: &CredRef) -> Result<HealthView, CoreError> {
