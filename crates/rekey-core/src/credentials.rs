@@ -311,7 +311,8 @@ impl Vault {
         }];
         // Added whether or not the credential looked frozen (a remembered row may predate the
         // freeze): the store lifts only a freeze that is there, and only for a fresh secret.
-        if credential.kind == CredentialKind::Generic && caller.principal.role == Role::Operator {
+        let lifts = crate::policy::check(&caller.principal, Action::LiftFreezeByPut).is_ok();
+        if credential.kind == CredentialKind::Generic && lifts {
             ops.push(WriteOp::LiftFreeze {
                 credential: credential.id,
                 fresh: Some((credential.latest_version, fingerprint)),
@@ -349,10 +350,8 @@ impl Vault {
         let resource = cref.to_string();
         let result = async {
             self.authorize(caller, Action::RevealCredential(cref), &format!("credential {cref}"))?;
-            if version.is_some() && caller.principal.role != Role::Operator {
-                return Err(CoreError::Forbidden(
-                    "only operators may reveal a version other than the current one".into(),
-                ));
+            if version.is_some() {
+                self.authorize(caller, Action::RevealVersion(cref), &format!("credential {cref}"))?;
             }
             let not_found = || CoreError::NotFound(format!("credential {cref}"));
             let row = match version {
@@ -377,10 +376,12 @@ impl Vault {
                     }
                 }
             };
-            if let (Some(incident), Role::Connector) = (&row.frozen_by, caller.principal.role) {
-                return Err(CoreError::Frozen(format!(
-                    "credential {cref} is frozen by incident {incident}: connectors get it again once it is rotated"
-                )));
+            if let Some(incident) = &row.frozen_by {
+                if crate::policy::check(&caller.principal, Action::RevealFrozen(cref)).is_err() {
+                    return Err(CoreError::Frozen(format!(
+                        "credential {cref} is frozen by incident {incident}: connectors get it again once it is rotated"
+                    )));
+                }
             }
             let kek = self
                 .keks
@@ -481,7 +482,10 @@ impl Vault {
         {
             return self.finish(caller, "cred.rollback", &resource, Err(e)).await;
         }
-        let _turn = self.turn_of(cref).await;
+        let _turn = match self.turn_of(cref).await {
+            Ok(turn) => turn,
+            Err(e) => return self.finish(caller, "cred.rollback", &resource, Err(e)).await,
+        };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
             if let Some(incident) = &credential.frozen_by {
@@ -545,7 +549,10 @@ impl Vault {
         {
             return self.finish(caller, "cred.retarget", &resource, Err(e)).await;
         }
-        let _turn = self.turn_of(cref).await;
+        let _turn = match self.turn_of(cref).await {
+            Ok(turn) => turn,
+            Err(e) => return self.finish(caller, "cred.retarget", &resource, Err(e)).await,
+        };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
             let current = self
@@ -609,11 +616,11 @@ impl Vault {
 
     /// Waits for this server's turn on `cref` (puts, rollbacks and promotions of one credential
     /// take turns). No turn is needed for a tenant that does not exist: the use case refuses it.
-    async fn turn_of(&self, cref: &CredRef) -> Option<crate::locks::CredentialGuard<'_>> {
-        match self.store.tenant_by_name(&cref.tenant).await {
-            Ok(Some(t)) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
-            _ => None,
-        }
+    async fn turn_of(&self, cref: &CredRef) -> Result<Option<crate::locks::CredentialGuard<'_>>, CoreError> {
+        Ok(match self.store.tenant_by_name(&cref.tenant).await? {
+            Some(t) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
+            None => None,
+        })
     }
 
     /// Makes the pending version current (after it was registered with, or applied at, its
@@ -627,7 +634,10 @@ impl Vault {
         {
             return self.finish(caller, "cred.promote", &resource, Err(e)).await;
         }
-        let _turn = self.turn_of(cref).await;
+        let _turn = match self.turn_of(cref).await {
+            Ok(turn) => turn,
+            Err(e) => return self.finish(caller, "cred.promote", &resource, Err(e)).await,
+        };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
             let version = credential.latest_version;

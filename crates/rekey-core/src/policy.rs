@@ -72,7 +72,17 @@ pub enum Action<'a> {
     RetargetCredential(&'a TenantName),
     /// Name a rotator or the subtrees it may reset, or write a rotator credential.
     ManageRotators(&'a TenantName),
+    /// Reveal a version other than the current one (after `RevealCredential` was allowed).
+    RevealVersion(&'a CredRef),
+    /// Reveal a credential that an incident froze (after `RevealCredential` was allowed).
+    RevealFrozen(&'a CredRef),
+    /// End a freeze by putting a new secret of a `generic` credential (there is no target to
+    /// verify it at, so the word of whoever puts it must do).
+    LiftFreezeByPut,
 }
+
+/// What every role but the operator is told about `RevealVersion`.
+const OLD_VERSIONS: &str = "only operators may reveal a version other than the current one";
 
 /// Why a request was refused. `Hidden` is answered as "not found".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +97,9 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
     let own_tenant = |t: &TenantName| p.tenant.as_ref().is_some_and(|(_, name)| name == t);
     match p.role {
         Role::Operator => Ok(()),
+        Role::Auditor | Role::TenantAdmin | Role::Connector if matches!(action, RevealVersion(_)) => {
+            Err(Denial::Forbidden(OLD_VERSIONS))
+        }
         Role::Auditor => match action {
             ReadStatus
             | ListTenants
@@ -133,6 +146,7 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
                     Err(Denial::Hidden)
                 }
             }
+            RevealFrozen(_) => Err(Denial::Forbidden("connectors get a frozen credential again once it is rotated")),
             _ => Err(Denial::Forbidden("connector tokens may only reveal their bound credentials")),
         },
     }
@@ -183,5 +197,22 @@ mod tests {
         assert_eq!(check(&p, Action::RevealCredential(&other_cred)), Err(Denial::Hidden));
         assert_eq!(check(&p, Action::RevealCredential(&other_tenant)), Err(Denial::Hidden));
         assert!(matches!(check(&p, Action::ReadCredentialMeta(&mine.tenant)), Err(Denial::Forbidden(_))));
+    }
+
+    #[test]
+    fn old_versions_frozen_credentials_and_freeze_lifting_by_role() {
+        let cref = CredRef::parse("acme/directory").unwrap();
+        let operator = principal(Role::Operator, None, &[]);
+        let auditor = principal(Role::Auditor, None, &[]);
+        let admin = principal(Role::TenantAdmin, Some("acme"), &[]);
+        let connector = principal(Role::Connector, Some("acme"), &["directory"]);
+        assert_eq!(check(&operator, Action::RevealVersion(&cref)), Ok(()));
+        for p in [&auditor, &admin, &connector] {
+            assert_eq!(check(p, Action::RevealVersion(&cref)), Err(Denial::Forbidden(OLD_VERSIONS)), "{:?}", p.role);
+            assert!(check(p, Action::LiftFreezeByPut).is_err(), "{:?}", p.role);
+        }
+        assert_eq!(check(&operator, Action::LiftFreezeByPut), Ok(()));
+        assert_eq!(check(&operator, Action::RevealFrozen(&cref)), Ok(()));
+        assert!(matches!(check(&connector, Action::RevealFrozen(&cref)), Err(Denial::Forbidden(_))));
     }
 }
