@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::args::{CampaignCmd, OutputFormat, ReportFormat};
 use crate::client::Client;
-use crate::commands::show;
+use crate::output::show;
 use crate::output::{pairs, table};
 
 /// Items fetched per request.

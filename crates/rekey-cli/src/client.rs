@@ -11,6 +11,12 @@ use zeroize::Zeroizing;
 
 use crate::args::Global;
 
+/// Splits `tenant/name` for a URL path, checking the shape here for a clearer message.
+pub(crate) fn cred_path(cred: &str) -> Result<String> {
+    let r = rekey_types::CredRef::parse(cred).with_context(|| format!("{cred:?} is not tenant/name"))?;
+    Ok(format!("/v1/tenants/{}/credentials/{}", r.tenant, r.name))
+}
+
 /// An error answered by the server.
 #[derive(Debug, Deserialize)]
 pub struct ApiFailure {

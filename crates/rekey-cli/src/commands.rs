@@ -6,21 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use reqwest::Method;
-use serde::Serialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 use rekey_core::views::{AuditEventView, CredentialView, StatusView, TenantView, TokenView, VerifyReport, VersionView};
 
 use crate::args::{AuditCmd, Cli, Command, CredCmd, OutputFormat, PutArgs, TenantCmd, TokenCmd};
-use crate::client::Client;
-use crate::output::{self, opt, pairs, table};
-
-/// Splits `tenant/name` for a URL path, checking the shape here for a clearer message.
-pub(crate) fn cred_path(cred: &str) -> Result<String> {
-    let r = rekey_types::CredRef::parse(cred).with_context(|| format!("{cred:?} is not tenant/name"))?;
-    Ok(format!("/v1/tenants/{}/credentials/{}", r.tenant, r.name))
-}
+use crate::client::{cred_path, Client};
+use crate::output::{self, opt, pairs, show, table};
 
 fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
@@ -93,13 +86,6 @@ fn print_line(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;
     out.write_all(b"\n")
-}
-
-pub(crate) fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
-    match format {
-        OutputFormat::Json => output::json(value),
-        OutputFormat::Table => as_table(value),
-    }
 }
 
 fn tenants_table(ts: &[TenantView]) {

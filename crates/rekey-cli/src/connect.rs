@@ -10,8 +10,9 @@ use rekey_core::views::CredentialView;
 use reqwest::Method;
 
 use crate::args::{OutputFormat, RotateArgs};
+use crate::client::cred_path;
 use crate::client::Client;
-use crate::commands::{cred_path, show};
+use crate::output::show;
 use crate::output::{pairs, table};
 
 /// Exit status when a check or a rotation did not succeed (the command itself worked).

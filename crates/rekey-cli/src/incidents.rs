@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::args::{IncidentCmd, OutputFormat};
 use crate::client::Client;
-use crate::commands::show;
+use crate::output::show;
 use crate::output::{csv_field, pairs, table};
 
 /// Rows fetched per request when exporting an incident's credentials.

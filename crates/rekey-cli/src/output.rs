@@ -66,3 +66,11 @@ pub fn pairs(items: &[(&str, String)]) {
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
 }
+
+/// Prints `value` as JSON, or as `as_table` draws it.
+pub(crate) fn show<T: Serialize>(format: OutputFormat, value: &T, as_table: impl FnOnce(&T)) {
+    match format {
+        OutputFormat::Json => json(value),
+        OutputFormat::Table => as_table(value),
+    }
+}

@@ -33,7 +33,6 @@ mod mask;
 pub mod notify;
 pub mod oauth;
 pub mod pop3;
-mod relay;
 pub mod smtp;
 mod tls;
 

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::egress::{EgressPolicy, PolicyResolver};
-pub use crate::relay::MailRelay;
+
+mod relay;
+
+pub use relay::MailRelay;
 
 /// Why a notice was not delivered. Never holds the message body (it carries a reset link).
 #[derive(Debug, thiserror::Error)]

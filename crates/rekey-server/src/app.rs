@@ -79,9 +79,9 @@ impl App {
             keeper.connector_stats().clone(),
             keeper.store_backend() == "sqlite",
         ));
-        let pages = crate::pages::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
+        let pages = crate::state::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
         let guard = crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?);
-        let state = AppState::new(crate::routes::Shared { keeper: keeper.clone(), metrics, pages, guard });
+        let state = AppState::new(crate::state::Shared { keeper: keeper.clone(), metrics, pages, guard });
         Ok(Self { config, keeper, state, root_token, public_url })
     }
 
@@ -270,7 +270,7 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Limits before work (concurrency, the token before the body, the body's deadline).
-    let mut response = crate::guard::guard(&state, req, next, request_id).await;
+    let mut response = crate::guard::guard(&state.guard, &state.keeper, req, next, request_id).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());

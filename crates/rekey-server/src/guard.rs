@@ -29,8 +29,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rekey_types::{ErrorCode, RequestId};
 
-use crate::routes::AppState;
 use crate::ApiError;
+use rekey_core::Keeper;
 
 /// The limits, as configured.
 #[derive(Debug, Clone, Copy)]
@@ -124,11 +124,11 @@ fn source_of(req: &Request) -> Option<IpAddr> {
 
 /// Runs `next` within the limits; see the module documentation. Called by the request
 /// middleware (`app::track`), so that it costs no layer of its own.
-pub async fn guard(state: &AppState, req: Request, next: Next, request_id: RequestId) -> Response {
+pub async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, request_id: RequestId) -> Response {
     let Some(source) = source_of(&req) else {
         return refusal(ErrorCode::Internal, "no client address", request_id);
     };
-    let _admitted = match state.guard.admit(source) {
+    let _admitted = match guard.admit(source) {
         Ok(a) => a,
         Err((code, message)) => return refusal(code, message, request_id),
     };
@@ -141,7 +141,7 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
     let mut req = req;
     if needs_token {
         // Sealed: refused as every such route is, without reading the body.
-        let vault = match state.keeper.vault() {
+        let vault = match keeper.vault() {
             Ok(v) => v,
             Err(e) => return ApiError::from_core(e, request_id).into_response(),
         };
@@ -156,7 +156,7 @@ pub async fn guard(state: &AppState, req: Request, next: Next, request_id: Reque
         }
     }
     // Then the body, up to the route's limit, within the deadline.
-    let limits = state.guard.limits;
+    let limits = guard.limits;
     let limit = match route.as_str() {
         "/v1/import" => limits.max_import_bytes,
         // The reset pages' forms (the same limit as their router's).

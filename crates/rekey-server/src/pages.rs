@@ -17,11 +17,10 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 use rekey_core::campaigns::{ResetOutcome, ResetPage};
 use rekey_core::CoreError;
-use rekey_crypto::link::CsrfKey;
 use rekey_types::{ErrorCode, Secret};
 
 use crate::extract::{body_bytes, RawBody, ReqCtx};
-use crate::routes::AppState;
+use crate::state::{AppState, PageState};
 
 /// What the pages may load: this server's stylesheet; forms post back here only.
 pub const CSP: &str =
@@ -36,18 +35,7 @@ const SECRET_FIELD: &str = "secret.";
 /// Hidden fields naming each secret's account, for password managers; ignored when posted.
 const USER_FIELD: &str = "user.";
 
-/// The CSRF key (one per server process) and whether cookies are marked `Secure`.
-pub struct PageState {
-    csrf: CsrfKey,
-    secure: bool,
-}
-
-impl PageState {
-    pub fn new(secure: bool) -> Result<Self, CoreError> {
-        Ok(Self { csrf: CsrfKey::generate().map_err(CoreError::Crypto)?, secure })
-    }
-}
-
+/// The pages' stylesheet, served from this server (the only source their policy allows).
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;\
 color:#1a1a1a;line-height:1.45}fieldset{border:1px solid #bbb;border-radius:6px;margin:1rem 0;padding:.8rem 1rem}\
 legend{font-weight:600}label{display:block;margin-top:.5rem}input[type=password]{width:100%;padding:.4rem;\

@@ -17,40 +17,14 @@ use rekey_core::import::{ImportLine, ImportMode, ImportOptions, SecretText};
 use rekey_core::tenants::NewTenant;
 use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
 use rekey_core::views::*;
-use rekey_core::{Caller, CoreError, Keeper, Vault};
+use rekey_core::{Caller, CoreError, Vault};
 use rekey_types::{CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
-use crate::metrics::Metrics;
+pub use crate::state::AppState;
 use crate::ApiError;
-
-/// What every handler shares. Cloned for each request (axum's `State`), so it is one `Arc`:
-/// one reference count to move, not one per part.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-pub struct Shared {
-    pub keeper: Arc<Keeper>,
-    pub metrics: Arc<Metrics>,
-    pub pages: crate::pages::PageState,
-    pub guard: crate::guard::Guard,
-}
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 

@@ -21,9 +21,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 use zeroize::Zeroizing;
 
+use super::NotifyError;
 use crate::egress::EgressPolicy;
 use crate::error::{one_line, Failure};
-use crate::notify::NotifyError;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RelayTls {

@@ -1,0 +1,49 @@
+//! What every handler shares: the keeper, the metrics, the reset pages' keys, and the limits.
+//! Its own module, below the handlers (`routes`, `pages`, …), so that none of them imports
+//! another for it.
+
+use std::sync::Arc;
+
+use rekey_core::{CoreError, Keeper};
+use rekey_crypto::link::CsrfKey;
+
+use crate::guard::Guard;
+use crate::metrics::Metrics;
+
+/// Cloned for each request (axum's `State`), so it is one `Arc`: one reference count to move,
+/// not one per part.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub keeper: Arc<Keeper>,
+    pub metrics: Arc<Metrics>,
+    pub pages: PageState,
+    pub guard: Guard,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The reset pages' own state: the key of their CSRF tokens, and whether cookies are `Secure`.
+pub struct PageState {
+    pub(crate) csrf: CsrfKey,
+    pub(crate) secure: bool,
+}
+
+impl PageState {
+    pub fn new(secure: bool) -> Result<Self, CoreError> {
+        Ok(Self { csrf: CsrfKey::generate().map_err(CoreError::Crypto)?, secure })
+    }
+}
