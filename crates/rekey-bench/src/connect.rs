@@ -19,30 +19,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::load::{load, one};
 
-pub(crate) struct Peers {
-    pub(crate) ca_pem: String,
-    pub(crate) ldap: u16,
-    pop3s: u16,
-    submission: u16,
-    oidc: String,
-}
+pub(crate) use rekey_test_peers::Peers;
 
+/// The peers of `scripts/peers/connectors.sh`, which must be running.
 pub(crate) fn peers() -> Result<Peers> {
-    let var = |v: &str| {
-        std::env::var(v).with_context(|| {
-            format!(
-                "{v} is not set: start the peers first: eval \"$(scripts/peers/connectors.sh start /tmp/rekey-peers)\""
-            )
-        })
-    };
-    let dir = var("REKEY_TEST_PEERS")?;
-    Ok(Peers {
-        ca_pem: std::fs::read_to_string(format!("{dir}/tls/ca.pem"))?,
-        ldap: var("REKEY_TEST_LDAP_PORT")?.parse()?,
-        pop3s: var("REKEY_TEST_POP3S_PORT")?.parse()?,
-        submission: var("REKEY_TEST_SUBMISSION_PORT")?.parse()?,
-        oidc: var("REKEY_TEST_OIDC_URL")?,
-    })
+    Peers::from_env().context("start the peers first: eval \"$(scripts/peers/connectors.sh start /tmp/rekey-peers)\"")
 }
 
 const SVC_DN: &str = "uid=svc-app,ou=services,dc=rekey,dc=test";

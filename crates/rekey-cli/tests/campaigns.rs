@@ -147,7 +147,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
             &root,
             &format!("{a}/{name}"),
             "ldap",
-            &[("url", &ldap_url), ("bind_dn", &bind), ("ca_pem", &p.ca)],
+            &[("url", &ldap_url), ("bind_dn", &bind), ("ca_pem", &p.ca_pem)],
             &format!("pw-{prefix}-{i}"),
         );
     }
@@ -158,7 +158,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         &root,
         &format!("{a}/dirbad"),
         "ldap",
-        &[("url", &ldap_url), ("bind_dn", &bind2), ("ca_pem", &p.ca)],
+        &[("url", &ldap_url), ("bind_dn", &bind2), ("ca_pem", &p.ca_pem)],
         "not-the-password",
     );
     put(
@@ -166,25 +166,25 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
         &root,
         &format!("{e}/dir2"),
         "ldap",
-        &[("url", &ldap_url), ("bind_dn", &bind2), ("ca_pem", &p.ca)],
+        &[("url", &ldap_url), ("bind_dn", &bind2), ("ca_pem", &p.ca_pem)],
         &format!("pw-{prefix}-2"),
     );
     // An Entra application with a certificate of its own: rotated through Graph (the stand-in).
     put_certificate_app(&p, &s, &root, dir.path(), &format!("{a}/ews"));
     let pop3 = [
         ("host", "localhost"),
-        ("port", p.pop3s.as_str()),
+        ("port", &p.pop3s.to_string()),
         ("tls", "implicit"),
         ("user", mail_user.as_str()),
-        ("ca_pem", p.ca.as_str()),
+        ("ca_pem", p.ca_pem.as_str()),
     ];
     put(&s, &root, &format!("{a}/mail-in"), "pop3", &pop3, &mail_old);
     let smtp = [
         ("host", "localhost"),
-        ("port", p.submission.as_str()),
+        ("port", &p.submission.to_string()),
         ("tls", "starttls"),
         ("user", mail_user.as_str()),
-        ("ca_pem", p.ca.as_str()),
+        ("ca_pem", p.ca_pem.as_str()),
     ];
     put(&s, &root, &format!("{a}/relay"), "smtp", &smtp, &mail_old);
 
@@ -497,10 +497,10 @@ fn the_reset_page_works_in_headless_chromium_without_javascript() {
     ok(&s.rekey(&root, &["tenant", "create", &other, "--region", "us"], None));
     let pop3 = [
         ("host", "localhost"),
-        ("port", p.pop3s.as_str()),
+        ("port", &p.pop3s.to_string()),
         ("tls", "implicit"),
         ("user", mail_user.as_str()),
-        ("ca_pem", p.ca.as_str()),
+        ("ca_pem", p.ca_pem.as_str()),
     ];
     put(&s, &root, &format!("{t}/journal"), "pop3", &pop3, &old);
     put(&s, &root, &format!("{other}/journal"), "pop3", &pop3, &old);
@@ -578,10 +578,10 @@ fn reminders_go_out_before_the_deadline_and_skip_what_is_done() {
     ok(&s.rekey(&root, &["tenant", "create", &done, "--region", "eu", "--contact", &done_contact], None));
     let pop3 = [
         ("host", "localhost"),
-        ("port", p.pop3s.as_str()),
+        ("port", &p.pop3s.to_string()),
         ("tls", "implicit"),
         ("user", "nobody@rekey.test"),
-        ("ca_pem", p.ca.as_str()),
+        ("ca_pem", p.ca_pem.as_str()),
     ];
     put(&s, &root, &format!("{t}/journal"), "pop3", &pop3, "old");
     put(&s, &root, &format!("{done}/journal"), "pop3", &pop3, "old");

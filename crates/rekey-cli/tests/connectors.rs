@@ -56,7 +56,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
 
     // ldap, as itself.
     let a = format!("{tenant}/dir-a");
-    put_ldap(&s, &root, &a, (&starttls, &dn(&prefix, 0)), &format!("pw-{prefix}-0"), &[], &p.ca);
+    put_ldap(&s, &root, &a, (&starttls, &dn(&prefix, 0)), &format!("pw-{prefix}-0"), &[], &p.ca_pem);
     let v = json(&s.rekey(&root, &["-o", "json", "cred", "verify", &a], None));
     assert_eq!(v["status"], "ok", "{v}");
     let r = json(&s.rekey(&root, &["-o", "json", "cred", "rotate", &a], None));
@@ -89,11 +89,11 @@ fn verify_and_rotate_every_kind_against_real_targets() {
         (&ldaps, ADMIN_DN),
         "admin-initial-pw",
         &["subtrees=ou=services,dc=rekey,dc=test"],
-        &p.ca,
+        &p.ca_pem,
     );
     let b = format!("{tenant}/dir-b");
     let extra = ["rotator=directory-admin", "password_length=20", "password_alphabet=alnum-symbols"];
-    put_ldap(&s, &root, &b, (&starttls, &dn(&prefix, 1)), &format!("pw-{prefix}-1"), &extra, &p.ca);
+    put_ldap(&s, &root, &b, (&starttls, &dn(&prefix, 1)), &format!("pw-{prefix}-1"), &extra, &p.ca_pem);
     let r = json(&s.rekey(&root, &["-o", "json", "cred", "rotate", &b], None));
     assert_eq!(r["state"], "retired", "{r}");
     let revealed = json(&s.rekey(&root, &["-o", "json", "cred", "reveal", &b], None));
@@ -103,7 +103,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
     // A wrong stored password: verify says so (exit 3); rotation fails before the target
     // changes anything, and the current version stays.
     let bad = format!("{tenant}/dir-bad");
-    put_ldap(&s, &root, &bad, (&starttls, &dn(&prefix, 2)), "not-the-password", &[], &p.ca);
+    put_ldap(&s, &root, &bad, (&starttls, &dn(&prefix, 2)), "not-the-password", &[], &p.ca_pem);
     let out = s.rekey(&root, &["-o", "json", "cred", "verify", &bad], None);
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -121,7 +121,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
     // TLS: the peer's certificate names localhost only; without the CA pin it is unknown.
     let mismatch = format!("{tenant}/dir-ip");
     let ip_url = format!("ldaps://127.0.0.1:{}", p.ldaps);
-    put_ldap(&s, &root, &mismatch, (&ip_url, &dn(&prefix, 3)), &format!("pw-{prefix}-3"), &[], &p.ca);
+    put_ldap(&s, &root, &mismatch, (&ip_url, &dn(&prefix, 3)), &format!("pw-{prefix}-3"), &[], &p.ca_pem);
     let out = s.rekey(&root, &["-o", "json", "cred", "verify", &mismatch], None);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "tls-failed", "{v}");
@@ -149,7 +149,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
                 "--set",
                 "user=svc-mail@rekey.test",
                 "--set",
-                &format!("ca_pem={}", p.ca),
+                &format!("ca_pem={}", p.ca_pem),
                 "--secret-stdin",
             ],
             Some(b"mail-initial-pw"),
@@ -267,7 +267,7 @@ fn scheduler_rotates_past_max_age() {
     ok(&s.rekey(&root, &["tenant", "create", &tenant, "--region", "us"], None));
     let cref = format!("{tenant}/aging");
     let url = format!("ldap://localhost:{}", p.ldap);
-    put_ldap(&s, &root, &cref, (&url, &dn(&prefix, 0)), &format!("pw-{prefix}-0"), &["max_age=2s"], &p.ca);
+    put_ldap(&s, &root, &cref, (&url, &dn(&prefix, 0)), &format!("pw-{prefix}-0"), &["max_age=2s"], &p.ca_pem);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let shown = json(&s.rekey(&root, &["-o", "json", "cred", "show", &cref], None));

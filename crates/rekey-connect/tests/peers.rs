@@ -10,38 +10,10 @@ use rekey_connect::ldap::Changer;
 use rekey_connect::{verify, Limits, Outcome, Status};
 use rekey_types::{CredentialKind, Fields, Secret};
 
-struct Peers {
-    ca: String,
-    ldap: u16,
-    ldaps: u16,
-    pop3: u16,
-    pop3s: u16,
-    submission: u16,
-    submissions: u16,
-    oidc: String,
-    sink: u16,
-    maildir: String,
-}
+use rekey_test_peers::Peers;
 
 fn peers() -> Option<Peers> {
-    let Ok(dir) = std::env::var("REKEY_TEST_PEERS") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_PEERS must be set under CI (scripts/test.sh)");
-        eprintln!("SKIPPED: no connector peers (run scripts/test.sh)");
-        return None;
-    };
-    let port = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v}")).parse().unwrap();
-    Some(Peers {
-        ca: std::fs::read_to_string(format!("{dir}/tls/ca.pem")).unwrap(),
-        ldap: port("REKEY_TEST_LDAP_PORT"),
-        ldaps: port("REKEY_TEST_LDAPS_PORT"),
-        pop3: port("REKEY_TEST_POP3_PORT"),
-        pop3s: port("REKEY_TEST_POP3S_PORT"),
-        submission: port("REKEY_TEST_SUBMISSION_PORT"),
-        submissions: port("REKEY_TEST_SUBMISSIONS_PORT"),
-        oidc: std::env::var("REKEY_TEST_OIDC_URL").unwrap(),
-        sink: port("REKEY_TEST_SINK_PORT"),
-        maildir: std::env::var("REKEY_TEST_SINK_MAILDIR").unwrap(),
-    })
+    Peers::or_skip()
 }
 
 fn fields(kind: CredentialKind, pairs: &[(&str, &str)]) -> Fields {
@@ -72,7 +44,7 @@ const SVC_DN: &str = "uid=svc-app,ou=services,dc=rekey,dc=test";
 const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
 
 fn ldap_fields(p: &Peers, url: String, dn: &str) -> Fields {
-    fields(CredentialKind::Ldap, &[("url", &url), ("bind_dn", dn), ("ca_pem", &p.ca)])
+    fields(CredentialKind::Ldap, &[("url", &url), ("bind_dn", dn), ("ca_pem", &p.ca_pem)])
 }
 
 /// Adds a service account with a password, as the directory administrator.
@@ -197,7 +169,7 @@ fn mail_fields(p: &Peers, kind: CredentialKind, host: &str, port: u16, tls: &str
             ("port", &port.to_string()),
             ("tls", tls),
             ("user", "svc-mail@rekey.test"),
-            ("ca_pem", &p.ca),
+            ("ca_pem", &p.ca_pem),
         ],
     )
 }

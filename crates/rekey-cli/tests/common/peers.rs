@@ -6,39 +6,10 @@ use std::process::{Command, Stdio};
 
 use super::*;
 
-pub struct Peers {
-    pub ca: String,
-    pub ca_path: String,
-    pub ldap: String,
-    pub ldaps: String,
-    pub pop3s: String,
-    pub submission: String,
-    pub oidc: String,
-    pub sink: String,
-    pub maildir: String,
-    pub dovecot_users: String,
-}
+pub use rekey_test_peers::Peers;
 
 pub fn peers() -> Option<Peers> {
-    let Ok(dir) = std::env::var("REKEY_TEST_PEERS") else {
-        assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_PEERS must be set under CI (scripts/test.sh)");
-        eprintln!("SKIPPED: no connector peers (run scripts/test.sh)");
-        return None;
-    };
-    let var = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v}"));
-    let ca_path = format!("{dir}/tls/ca.pem");
-    Some(Peers {
-        ca: std::fs::read_to_string(&ca_path).unwrap(),
-        ca_path,
-        ldap: var("REKEY_TEST_LDAP_PORT"),
-        ldaps: var("REKEY_TEST_LDAPS_PORT"),
-        pop3s: var("REKEY_TEST_POP3S_PORT"),
-        submission: var("REKEY_TEST_SUBMISSION_PORT"),
-        oidc: var("REKEY_TEST_OIDC_URL"),
-        sink: var("REKEY_TEST_SINK_PORT"),
-        maildir: var("REKEY_TEST_SINK_MAILDIR"),
-        dovecot_users: var("REKEY_TEST_DOVECOT_USERS"),
-    })
+    Peers::or_skip()
 }
 
 pub const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
@@ -79,7 +50,7 @@ pub fn import_accounts(
         .map(|i| {
             serde_json::json!({
                 "tenant": tenant, "region": region, "name": format!("svc-{i}"), "kind": "ldap",
-                "fields": {"url": url, "bind_dn": dn(prefix, i), "ca_pem": p.ca},
+                "fields": {"url": url, "bind_dn": dn(prefix, i), "ca_pem": p.ca_pem},
                 "secret": format!("pw-{prefix}-{i}"),
             })
             .to_string()
