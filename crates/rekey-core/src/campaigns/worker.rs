@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use rekey_store::{item_state, rotation_state, CampaignItemRow, ItemUpdate, RotationRow, WriteOp};
-use rekey_types::{AuditOutcome, CredentialKind, Timestamp};
+use rekey_types::{AuditOutcome, CredentialKind, RotationId, Timestamp};
 
 use super::{after, CampaignPass, ITEMS_PER_PASS, WORKER};
 use crate::connectors::Actor;
@@ -137,22 +137,14 @@ impl Vault {
     async fn work_item(&self, item: CampaignItemRow) -> Result<(), CoreError> {
         let resuming = matches!(item.state.as_str(), item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED);
         let actor = Actor { recovering: resuming, retire_at_once: true, ..Actor::system(WORKER) };
-        match (item.state.as_str(), item.rotation_id) {
-            (item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED, Some(rotation)) => {
-                match self.store.rotation(rotation).await? {
-                    Some(r) => self.follow_through(&actor, &item, r).await,
-                    None => self.retry_or_fail(&item, "its rotation is missing", true).await,
-                }
-            }
-            (item_state::ROTATED | item_state::FAILED, None) => self.confirm(&item).await,
-            (item_state::PENDING | item_state::FAILED, _) if item.mode == "automatic" => {
-                self.rotate_item(&actor, &item).await
-            }
-            (item_state::FAILED, Some(_)) => self.confirm(&item).await,
-            _ => {
-                // Nothing for a worker to do (a self-service item waits for its tenant).
-                self.hold(&item, None, None).await
-            }
+        match next_step(&item.state, &item.mode, item.rotation_id) {
+            NextStep::FollowRotation(rotation) => match self.store.rotation(rotation).await? {
+                Some(r) => self.follow_through(&actor, &item, r).await,
+                None => self.retry_or_fail(&item, "its rotation is missing", true).await,
+            },
+            NextStep::Confirm => self.confirm(&item).await,
+            NextStep::Rotate => self.rotate_item(&actor, &item).await,
+            NextStep::Hold => self.hold(&item, None, None).await,
         }
     }
 
@@ -373,5 +365,64 @@ impl Vault {
         let resource = format!("{}/{}", item.tenant, item.name);
         let detail = format!("campaign={}; {state}; {}", item.campaign_id, error.unwrap_or_default());
         self.worker_write("campaign.item.wait", &resource, op, AuditOutcome::Success, &detail).await
+    }
+}
+
+/// What a worker does with an item it leased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Follow the item's rotation to its end (after a crash, or a rotation still under way).
+    FollowRotation(RotationId),
+    /// Check at its target the new secret someone stored for the item (a put, a reset form).
+    Confirm,
+    /// Start the item's rotation (automatic items only).
+    Rotate,
+    /// Nothing for a worker to do: a self-service item waits for its tenant.
+    Hold,
+}
+
+/// The worker's choice for an item, from its state, its mode and the rotation it holds.
+pub(crate) fn next_step(state: &str, mode: &str, rotation: Option<RotationId>) -> NextStep {
+    match (state, rotation) {
+        (item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED, Some(r)) => NextStep::FollowRotation(r),
+        (item_state::ROTATED | item_state::FAILED, None) => NextStep::Confirm,
+        (item_state::PENDING | item_state::FAILED, _) if mode == "automatic" => NextStep::Rotate,
+        (item_state::FAILED, Some(_)) => NextStep::Confirm,
+        _ => NextStep::Hold,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_step_of_every_state_mode_and_rotation() {
+        let r = RotationId::generate();
+        let auto = "automatic";
+        let own = "self-service";
+        // A rotation under way (or interrupted) is followed, whatever the mode.
+        for state in [item_state::ROTATING, item_state::ROTATED, item_state::VERIFIED] {
+            for mode in [auto, own] {
+                assert_eq!(next_step(state, mode, Some(r)), NextStep::FollowRotation(r), "{state} {mode}");
+            }
+        }
+        // A new secret stored by someone (no rotation of ours) is confirmed at its target.
+        for mode in [auto, own] {
+            assert_eq!(next_step(item_state::ROTATED, mode, None), NextStep::Confirm);
+            assert_eq!(next_step(item_state::FAILED, mode, None), NextStep::Confirm);
+        }
+        // Automatic items that wait, or whose rotation failed, are rotated (again).
+        assert_eq!(next_step(item_state::PENDING, auto, None), NextStep::Rotate);
+        assert_eq!(next_step(item_state::PENDING, auto, Some(r)), NextStep::Rotate);
+        assert_eq!(next_step(item_state::FAILED, auto, Some(r)), NextStep::Rotate);
+        // A failed self-service item with a rotation is confirmed; a waiting one waits.
+        assert_eq!(next_step(item_state::FAILED, own, Some(r)), NextStep::Confirm);
+        assert_eq!(next_step(item_state::PENDING, own, None), NextStep::Hold);
+        assert_eq!(next_step(item_state::NOTIFIED, own, None), NextStep::Hold);
+        // Done items, and a rotating item without its rotation, are left alone.
+        for state in [item_state::RETIRED, item_state::WAIVED, item_state::ROTATING, item_state::VERIFIED] {
+            assert_eq!(next_step(state, auto, None), NextStep::Hold, "{state}");
+        }
     }
 }
