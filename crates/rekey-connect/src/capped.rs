@@ -24,7 +24,9 @@ use tokio::net::TcpStream;
 
 use crate::Failure;
 
-/// The most a target may send on one connection (1 MiB): far above any answer Rekey asks for.
+/// The most a target may send on one connection, and the largest HTTP answer body read from
+/// one (token endpoint, discovery, key set, Graph): 1 MiB, far above any answer Rekey asks for,
+/// small enough that an answer streamed without end cannot grow the server's memory.
 pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// The error a capped read ends with, inside the client's own error.

@@ -22,6 +22,7 @@ use rekey_types::{Fields, Secret};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::capped::MAX_ANSWER_BYTES;
 use crate::egress::PolicyResolver;
 use crate::error::one_line;
 use crate::{tls, Failure, Limits, Status};
@@ -225,12 +226,8 @@ pub(crate) fn egress_url(limits: &Limits, url: &str, discovered: bool, what: &st
     Ok(parsed)
 }
 
-/// The most read of any HTTP answer from a target (token endpoint, discovery, key set, Graph):
-/// larger than any of them legitimately is, small enough that a body streamed without end
-/// cannot grow the server's memory.
-pub(crate) const MAX_ANSWER_BYTES: usize = 1 << 20;
-
-/// Reads an answer's body up to [`MAX_ANSWER_BYTES`]; a longer one is a protocol error, said so.
+/// Reads an answer's body (token endpoint, discovery, key set, Graph) up to the cap on what a
+/// target may send ([`MAX_ANSWER_BYTES`]); a longer one is a protocol error, said so.
 pub(crate) async fn capped_body(mut response: reqwest::Response, doing: &str) -> Result<Vec<u8>, Failure> {
     if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
         return Err(Failure::protocol(format!("{doing}: the answer is larger than {} KiB", MAX_ANSWER_BYTES >> 10)));

@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::Extensions;
 use axum::http::StatusCode;
 use bytes::Bytes;
 use rekey_types::{ErrorCode, RequestId};
@@ -26,17 +28,23 @@ pub struct ReqCtx {
 impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let request_id = parts.extensions.get::<RequestId>().copied().unwrap_or_else(RequestId::generate);
-        // Through the extractor rather than the extension, so tests can use `MockConnectInfo`.
-        let source = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
-            .await
-            .map(|ci| ci.0.ip())
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
+        let source = source_of(&parts.extensions)
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
         let bearer = bearer_of(&parts.headers);
         let caller = parts.extensions.get::<rekey_core::policy::Caller>().cloned();
         Ok(Self { request_id, source, bearer, caller })
     }
+}
+
+/// The peer's address: the TCP peer the server recorded, or the one a test gave with
+/// `MockConnectInfo`. No proxy header is trusted.
+pub fn source_of(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()))
 }
 
 /// The bearer token of a request's `Authorization` header, zeroized on drop.

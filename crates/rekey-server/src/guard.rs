@@ -20,17 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use std::net::SocketAddr;
-
-use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use rekey_core::Keeper;
 use rekey_types::{ErrorCode, RequestId};
 
 use crate::ApiError;
-use rekey_core::Keeper;
 
 /// The limits, as configured.
 #[derive(Debug, Clone, Copy)]
@@ -114,18 +111,10 @@ fn has_body(req: &Request) -> bool {
     axum::body::HttpBody::size_hint(req.body()).exact() != Some(0)
 }
 
-/// The peer's address, as `ReqCtx` finds it (tests give it with `MockConnectInfo`).
-fn source_of(req: &Request) -> Option<IpAddr> {
-    let ext = req.extensions();
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()))
-}
-
 /// Runs `next` within the limits; see the module documentation. Called by the request
 /// middleware (`app::track`), so that it costs no layer of its own.
 pub async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, request_id: RequestId) -> Response {
-    let Some(source) = source_of(&req) else {
+    let Some(source) = crate::extract::source_of(req.extensions()) else {
         return refusal(ErrorCode::Internal, "no client address", request_id);
     };
     let _admitted = match guard.admit(source) {

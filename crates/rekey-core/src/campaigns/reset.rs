@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use rekey_store::{item_state, CampaignItemRow, CampaignRow, CredentialRow, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditOutcome, Fields, Secret, Timestamp};
+use rekey_types::{AuditOutcome, AuditRecord, Fields, Secret, Timestamp};
 
 use super::{ResetItem, ResetOutcome, ResetPage};
 use crate::failures::AttemptKind;
@@ -46,6 +46,26 @@ impl Vault {
         }
     }
 
+    /// The audit event of something a link did, as `link:<id>` (never its secret).
+    fn link_event(
+        token: &str,
+        source: IpAddr,
+        action: &str,
+        resource: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> AuditRecord {
+        crate::vault::record(
+            &Self::link_principal(token),
+            &source.to_string(),
+            &rekey_types::RequestId::generate(),
+            action,
+            resource,
+            outcome,
+            detail,
+        )
+    }
+
     async fn link_audit(
         &self,
         token: &str,
@@ -55,35 +75,19 @@ impl Vault {
         outcome: AuditOutcome,
         detail: &str,
     ) -> Result<(), CoreError> {
-        let event = crate::vault::record(
-            &Self::link_principal(token),
-            &source.to_string(),
-            &rekey_types::RequestId::generate(),
-            action,
-            resource,
-            outcome,
-            detail,
-        );
-        self.audit_event(event).await
+        self.audit_event(Self::link_event(token, source, action, resource, outcome, detail)).await
     }
 
     /// Audits a link that did not open. A miss (forged, unknown, used, withdrawn, expired) is a
     /// failed attempt of its source: the first of a window audited as itself, the rest counted
     /// (see `failures`); any other failure (the store's, say) is audited as itself.
     async fn link_missed(&self, token: &str, source: IpAddr, action: &str, e: &CoreError) -> Result<(), CoreError> {
-        if !matches!(e, CoreError::NotFound(_) | CoreError::LinkGone(_)) {
-            return self.link_audit(token, source, action, "", e.audit_outcome(), e.code().as_str()).await;
+        let event = Self::link_event(token, source, action, "", e.audit_outcome(), e.code().as_str());
+        if matches!(e, CoreError::NotFound(_) | CoreError::LinkGone(_)) {
+            self.failed_attempt(AttemptKind::Link, source, event).await
+        } else {
+            self.audit_event(event).await
         }
-        let event = crate::vault::record(
-            &Self::link_principal(token),
-            &source.to_string(),
-            &rekey_types::RequestId::generate(),
-            action,
-            "",
-            e.audit_outcome(),
-            e.code().as_str(),
-        );
-        self.failed_attempt(AttemptKind::Link, source, event).await
     }
 
     /// Refuses a source that spent its allowance of link failures, before the link is looked up.
