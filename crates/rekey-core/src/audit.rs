@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use rekey_crypto::audit_mac::GENESIS;
 use rekey_store::StoredAudit;
 
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::views::{AuditEventView, VerifyProblem, VerifyReport};
 use crate::{Caller, CoreError, Vault};
 
@@ -48,8 +48,8 @@ impl Vault {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
             let n = n.clamp(1, 10_000);
             let events = match after {
-                Some(seq) => self.store.audit_page(seq, n).await?,
-                None => self.store.audit_tail(n).await?,
+                Some(seq) => self.store().audit_page(seq, n).await?,
+                None => self.store().audit_tail(n).await?,
             };
             Ok(events.into_iter().map(view).collect())
         }
@@ -62,8 +62,8 @@ impl Vault {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
             // Read the server's own high-water mark first: everything up to it was committed
             // before the walk started and must be found.
-            let server_head = self.writer.stats().head_seq.load(Ordering::SeqCst);
-            let head = self.store.audit_head().await?;
+            let server_head = self.writer_stats().head_seq.load(Ordering::SeqCst);
+            let head = self.store().audit_head().await?;
             let (head_seq, head_mac) = head.map(|h| (h.seq, h.mac)).unwrap_or((0, GENESIS.to_vec()));
             let mut problems = Vec::new();
             let mut push = |seq: i64, kind: &str, message: String| {
@@ -78,7 +78,7 @@ impl Vault {
             let mut last_mac = GENESIS.to_vec();
             let mut after = 0i64;
             loop {
-                let page = self.store.audit_page(after, PAGE).await?;
+                let page = self.store().audit_page(after, PAGE).await?;
                 let Some(last) = page.last() else { break };
                 after = last.record.seq;
                 for event in page {
@@ -95,7 +95,7 @@ impl Vault {
                     if seq > head_seq {
                         push(seq, "appended", format!("event {seq} lies beyond the recorded head {head_seq}: it was inserted"));
                     }
-                    if !self.audit_key.verify(&prev_mac, &event.record.canonical_bytes(), &event.mac) {
+                    if !self.audit_key().verify(&prev_mac, &event.record.canonical_bytes(), &event.mac) {
                         push(seq, "modified", format!("event {seq} does not match its MAC: it was modified, moved or inserted"));
                     }
                     // Continue from what is stored, so one bad event is reported once.

@@ -12,31 +12,26 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod campaigns;
-pub mod certs;
 pub mod connectors;
 pub mod credentials;
 pub mod custody;
 mod error;
 pub mod failures;
-mod hints;
-pub mod import;
-pub mod incidents;
-mod integrity;
-mod jobs;
-pub mod keeper;
-mod keys;
-mod locks;
-pub mod policy;
-pub mod scheduler;
-mod target;
+mod kernel;
+pub mod options;
+pub mod outbound;
+pub mod response;
+pub mod stats;
 pub mod tenants;
 pub mod tokens;
-mod vault;
 pub mod views;
-pub mod writer;
 
+pub use connectors::scheduler;
+pub use credentials::{certs, import};
+pub use custody::keeper::{self, Keeper};
 pub use error::CoreError;
-pub use keeper::Keeper;
-pub use policy::{Caller, Principal};
-pub use vault::{Vault, VaultOptions, TOKEN_CACHE_TTL};
+pub use kernel::policy::{self, Caller, Principal};
+pub use kernel::writer;
+pub use kernel::{Vault, TOKEN_CACHE_TTL};
+pub use options::VaultOptions;
+pub use response::{campaigns, incidents};

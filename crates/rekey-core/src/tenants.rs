@@ -6,7 +6,7 @@ use rekey_crypto::{Kek, KeyContext};
 use rekey_store::{KekRow, TenantFilter, TenantRow, WriteOp};
 use rekey_types::{Region, TenantId, TenantName, Timestamp};
 
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::views::TenantView;
 use crate::{Caller, CoreError, Vault};
 
@@ -51,10 +51,12 @@ impl Vault {
         let id = TenantId::generate();
         let now = Timestamp::now();
         let kek = Kek::generate().map_err(CoreError::Crypto)?;
-        let wrapped =
-            self.seal.wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek).map_err(CoreError::from_seal)?;
+        let wrapped = self
+            .seal()
+            .wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek)
+            .map_err(CoreError::from_seal)?;
         let root_version = rekey_crypto::kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
-        self.keks.insert(id, 1, Arc::new(kek), "active", root_version);
+        self.keks().insert(id, 1, Arc::new(kek), "active", root_version);
         Ok((
             TenantRow {
                 id,
@@ -72,7 +74,7 @@ impl Vault {
         let resource = new.name.to_string();
         let prepared = async {
             self.authorize(caller, Action::CreateTenant, "tenant")?;
-            if self.store.tenant_by_name(&new.name).await?.is_some() {
+            if self.store().tenant_by_name(&new.name).await?.is_some() {
                 return Err(CoreError::Conflict(format!("tenant {} already exists", new.name)));
             }
             self.new_tenant_rows(&new)
@@ -102,7 +104,7 @@ impl Vault {
                 after: after.map(|a| a.to_string()),
                 limit: limit.clamp(1, 10_000),
             };
-            Ok(self.store.list_tenants(&filter).await?.into_iter().map(TenantView::from).collect())
+            Ok(self.store().list_tenants(&filter).await?.into_iter().map(TenantView::from).collect())
         }
         .await;
         self.finish(caller, "tenant.list", "", result).await
@@ -112,7 +114,7 @@ impl Vault {
         let what = format!("tenant {name}");
         let result = async {
             self.authorize(caller, Action::ReadTenant(name), &what)?;
-            let tenant = self.store.tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(what.clone()))?;
+            let tenant = self.store().tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(what.clone()))?;
             Ok(TenantView::from(tenant))
         }
         .await;
@@ -121,7 +123,7 @@ impl Vault {
 
     /// The tenant row, or "tenant X not found".
     pub(crate) async fn tenant(&self, name: &TenantName) -> Result<TenantRow, CoreError> {
-        self.store.tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
+        self.store().tenant_by_name(name).await?.ok_or_else(|| CoreError::NotFound(format!("tenant {name}")))
     }
 
     /// The tenant of `cref` (or "tenant not found") and its live credential (or "credential not
@@ -132,7 +134,7 @@ impl Vault {
     ) -> Result<(TenantRow, rekey_store::CredentialRow), CoreError> {
         let tenant = self.tenant(&cref.tenant).await?;
         let credential = self
-            .store
+            .store()
             .credential(tenant.id, cref.name.as_str())
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("credential {cref}")))?;

@@ -5,7 +5,7 @@ use rekey_crypto::token::{self, IssuedToken};
 use rekey_store::{TokenRow, WriteOp};
 use rekey_types::{CredentialName, Role, TenantName, Timestamp, TokenId};
 
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::views::TokenView;
 use crate::{Caller, CoreError, Vault};
 
@@ -58,7 +58,7 @@ impl Vault {
             };
             if let Some(t) = &tenant {
                 for c in &spec.credentials {
-                    if self.store.credential(t.id, c.as_str()).await?.is_none() {
+                    if self.store().credential(t.id, c.as_str()).await?.is_none() {
                         return Err(CoreError::NotFound(format!("credential {}/{c}", t.name)));
                     }
                 }
@@ -85,7 +85,7 @@ impl Vault {
                 revoked_at: None,
                 mac: None,
             };
-            let row = TokenRow { mac: Some(crate::integrity::token_mac(&self.integrity, &row)), ..row };
+            let row = TokenRow { mac: Some(crate::kernel::integrity::token_mac(self.integrity(), &row)), ..row };
             Ok((row, issued))
         }
         .await;
@@ -102,7 +102,7 @@ impl Vault {
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ListTokens, "tokens")?;
-            Ok(self.store.list_tokens().await?.into_iter().map(TokenView::from).collect())
+            Ok(self.store().list_tokens().await?.into_iter().map(TokenView::from).collect())
         }
         .await;
         self.finish(caller, "token.list", "", result).await
@@ -114,7 +114,7 @@ impl Vault {
             return self.finish(caller, "token.revoke", &resource, Err(e)).await;
         }
         let at = Timestamp::now();
-        let row = match self.store.token(id).await {
+        let row = match self.store().token(id).await {
             Ok(Some(row)) if row.revoked_at.is_none() => row,
             Ok(_) => {
                 let err = CoreError::NotFound(format!("active token {id}"));
@@ -122,7 +122,7 @@ impl Vault {
             }
             Err(e) => return self.finish(caller, "token.revoke", &resource, Err(e.into())).await,
         };
-        let mac = crate::integrity::token_mac(&self.integrity, &TokenRow { revoked_at: Some(at), ..row });
+        let mac = crate::kernel::integrity::token_mac(self.integrity(), &TokenRow { revoked_at: Some(at), ..row });
         let result = self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at, mac }, "").await;
         self.forget_token(id);
         result

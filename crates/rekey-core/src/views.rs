@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rekey_store::{CredentialRow, TenantRow, TokenRow, VersionMeta};
+use rekey_store::{CredentialRow, RotationRow, TenantRow, TokenRow, VersionMeta};
 use rekey_types::{CredentialKind, Role, Secret, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -46,10 +46,10 @@ pub struct CredentialView {
     pub updated_at: Timestamp,
     /// The last check against the target (`cred show` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<crate::connectors::HealthView>,
+    pub health: Option<HealthView>,
     /// The newest rotation (`cred show` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation: Option<crate::connectors::RotationView>,
+    pub rotation: Option<RotationView>,
 }
 
 impl CredentialView {
@@ -332,4 +332,53 @@ pub struct CertificateView {
     pub not_after: Timestamp,
     pub state: String,
     pub pem: String,
+}
+
+/// The last check of a credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HealthView {
+    pub tenant: String,
+    pub name: String,
+    pub kind: CredentialKind,
+    pub version: u32,
+    pub status: String,
+    pub detail: String,
+    pub elapsed_ms: i64,
+    pub checked_at: Timestamp,
+}
+
+/// One rotation of a credential.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RotationView {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub changed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_after: Option<Timestamp>,
+}
+
+impl From<&RotationRow> for RotationView {
+    fn from(r: &RotationRow) -> Self {
+        Self {
+            id: r.id.to_string(),
+            tenant: r.tenant.clone(),
+            name: r.credential.clone(),
+            from_version: r.from_version,
+            to_version: r.to_version,
+            state: r.state.clone(),
+            error: r.error.clone(),
+            created_by: r.created_by.clone(),
+            created_at: r.created_at,
+            changed_at: r.changed_at,
+            retire_after: r.retire_after,
+        }
+    }
 }

@@ -5,7 +5,8 @@ use rekey_store::{rotation_state, CredentialRow, RotationRow, WriteOp};
 use rekey_types::{AuditOutcome, CredentialKind, Fields, Secret, Timestamp};
 
 use super::rotation::{not_rotatable, password_label};
-use super::{Actor, ConnectorStats};
+use super::ConnectorStats;
+use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
 impl Vault {
@@ -21,7 +22,7 @@ impl Vault {
         current: &Secret,
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let limits = &self.options.connect.limits;
+        let limits = &self.options().connect.limits;
         let label = password_label(&rotation);
         let _permit = self.host_permit(credential.kind, fields).await;
         let (listed, existing) =
@@ -108,7 +109,7 @@ impl Vault {
         keep: Option<&str>,
     ) -> Result<Result<String, String>, CoreError> {
         if let Some(made) = self
-            .store
+            .store()
             .rotations_of(credential.id, 100)
             .await?
             .into_iter()
@@ -118,7 +119,7 @@ impl Vault {
         }
         let old = self.secret_local(credential, version).await?;
         let hint: String = String::from_utf8_lossy(old.expose()).chars().take(3).collect();
-        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, &self.options.connect.limits)
+        let (listed, all) = rekey_connect::graph::password_credentials(fields, current, &self.options().connect.limits)
             .await
             .map_err(not_rotatable)?;
         if !listed.is_ok() {

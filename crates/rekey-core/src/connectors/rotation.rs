@@ -7,8 +7,9 @@ use rekey_store::{rotation_state, CredentialRow, RotationRow, TenantRow, WriteOp
 use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
 
 use super::entra::is_secret_app;
-use super::{Actor, ConnectorStats, RotationView, DEFAULT_PASSWORD_LENGTH, VERIFY_ATTEMPTS};
-use crate::policy::Action;
+use super::{ConnectorStats, RotationView, DEFAULT_PASSWORD_LENGTH, VERIFY_ATTEMPTS};
+use crate::kernel::policy::Action;
+use crate::kernel::Actor;
 use crate::{Caller, CoreError, Vault};
 
 impl Vault {
@@ -18,7 +19,7 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
             let (_, credential) = self.tenant_credential(cref).await?;
-            Ok(self.store.rotations_of(credential.id, 100).await?.iter().map(RotationView::from).collect())
+            Ok(self.store().rotations_of(credential.id, 100).await?.iter().map(RotationView::from).collect())
         }
         .await;
         self.finish(caller, "cred.rotations", &resource, result).await
@@ -55,20 +56,20 @@ impl Vault {
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", tenant.name, credential.name);
         // A promoted rotation still in its grace period retires now: its old version goes.
-        for previous in self.store.rotations_of(credential.id, 5).await? {
+        for previous in self.store().rotations_of(credential.id, 5).await? {
             if previous.state == rotation_state::PROMOTED {
                 self.retire(actor, previous, true).await?;
             }
         }
-        let _turn = self.credential_locks.lock(tenant.id, &credential.name).await;
+        let _turn = self.credential_locks().lock(tenant.id, &credential.name).await;
         let prepared = async {
             let credential = self
-                .store
+                .store()
                 .credential(tenant.id, &credential.name)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("credential {resource}")))?;
             if let Some(open) = self
-                .store
+                .store()
                 .rotations_of(credential.id, 1)
                 .await?
                 .into_iter()
@@ -174,15 +175,15 @@ impl Vault {
     /// One step of an unfinished rotation: pending → applied, or applied → promoted.
     async fn advance(&self, actor: &Actor, rotation: RotationRow) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let _turn = self.credential_locks.lock(rotation.tenant_id, &rotation.credential).await;
+        let _turn = self.credential_locks().lock(rotation.tenant_id, &rotation.credential).await;
         // Another driver (the scheduler, a campaign worker) may have taken this step meanwhile.
-        match self.store.rotation(rotation.id).await? {
+        match self.store().rotation(rotation.id).await? {
             Some(now) if now.state != rotation.state => return Ok(now),
             None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
             Some(_) => {}
         }
         let Some(credential) = self
-            .store
+            .store()
             .credential(rotation.tenant_id, &rotation.credential)
             .await?
             .filter(|c| c.id == rotation.credential_id)
@@ -195,7 +196,7 @@ impl Vault {
             && credential.latest_version + 1 == rotation.to_version;
         let pending_ok = awaiting_secret
             || self
-                .store
+                .store()
                 .version(credential.id, Some(rotation.to_version))
                 .await?
                 .is_some_and(|v| v.stage == "pending");
@@ -255,7 +256,7 @@ impl Vault {
             let promote =
                 self.request(actor, "cred.rotate.promote", &resource, Some(promote_op), AuditOutcome::Success, &detail);
             let mut requests = vec![apply, promote];
-            let retire_now = (self.options.connect.grace_secs == 0 || actor.retire_at_once)
+            let retire_now = (self.options().connect.grace_secs == 0 || actor.retire_at_once)
                 && credential.kind == CredentialKind::Ldap;
             if retire_now {
                 let (retire_op, detail) = retire_op(&promoted, None);
@@ -281,7 +282,7 @@ impl Vault {
             }
             // A step lost to a concurrent driver: carry on from where the rotation is now.
             return self
-                .store
+                .store()
                 .rotation(promoted.id)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("rotation {}", promoted.id)));
@@ -337,7 +338,7 @@ impl Vault {
         let promoted_fields = fields.as_map().clone();
         let now = Timestamp::now();
         let retire_after = Timestamp::from_micros(now.as_micros().saturating_add(
-            i64::try_from(self.options.connect.grace_secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
+            i64::try_from(self.options().connect.grace_secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000),
         ));
         let mut ops = vec![
             WriteOp::PromotePending {
@@ -396,13 +397,13 @@ impl Vault {
         current: &Secret,
         new: &Secret,
     ) -> Result<(Outcome, Option<Outcome>), CoreError> {
-        let limits = &self.options.connect.limits;
+        let limits = &self.options().connect.limits;
         let _permit = self.host_permit(credential.kind, fields).await;
         let outcome = match credential.kind {
             CredentialKind::Ldap => match fields.get("rotator") {
                 Some(rotator) => {
                     let admin = self
-                        .store
+                        .store()
                         .credential(credential.tenant_id, rotator)
                         .await?
                         .filter(|c| c.kind == CredentialKind::Ldap)
@@ -415,10 +416,10 @@ impl Vault {
                     // checked before its secret is even decrypted, and again with the fields that
                     // secret is bound to.
                     let bind_dn = fields.get("bind_dn").unwrap_or_default();
-                    crate::target::may_reset(rotator, &Fields::from_stored(admin.fields.clone()), bind_dn)?;
+                    crate::kernel::target::may_reset(rotator, &Fields::from_stored(admin.fields.clone()), bind_dn)?;
                     let (admin_fields, admin_secret) =
                         self.secret_for_target(actor, tenant, &admin, admin.current_version, "rotator").await?;
-                    crate::target::may_reset(rotator, &admin_fields, bind_dn)?;
+                    crate::kernel::target::may_reset(rotator, &admin_fields, bind_dn)?;
                     rekey_connect::ldap::change_password(
                         fields,
                         Changer::Rotator { fields: &admin_fields, secret: &admin_secret },
@@ -450,16 +451,16 @@ impl Vault {
         if !due {
             return Ok(rotation);
         }
-        let _turn = self.credential_locks.lock(rotation.tenant_id, &rotation.credential).await;
+        let _turn = self.credential_locks().lock(rotation.tenant_id, &rotation.credential).await;
         // Another driver (the scheduler, a campaign worker, `cred rotate`) may have retired it
         // meanwhile: then that is the answer, not a conflict.
-        match self.store.rotation(rotation.id).await? {
+        match self.store().rotation(rotation.id).await? {
             Some(stored) if stored.state != rotation_state::PROMOTED => return Ok(stored),
             None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
             Some(_) => {}
         }
         let credential = self
-            .store
+            .store()
             .credential(rotation.tenant_id, &rotation.credential)
             .await?
             .filter(|c| c.id == rotation.credential_id);
@@ -469,7 +470,7 @@ impl Vault {
         if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
             let (fields, current) =
                 self.secret_for_target(actor, &rotation.tenant, credential, rotation.to_version, "retire").await?;
-            let limits = &self.options.connect.limits;
+            let limits = &self.options().connect.limits;
             if is_secret_app(credential) {
                 let _permit = self.host_permit(credential.kind, &fields).await;
                 let key_id = self

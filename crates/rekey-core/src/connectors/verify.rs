@@ -5,9 +5,10 @@ use rekey_connect::Status;
 use rekey_store::{CredentialRow, HealthRow, TenantRow, WriteOp};
 use rekey_types::{AuditOutcome, CredRef, CredentialKind, Timestamp};
 
-use super::{Actor, ConnectorStats, HealthView, RotationView};
-use crate::policy::Action;
-use crate::vault::record;
+use super::{ConnectorStats, HealthView, RotationView};
+use crate::kernel::policy::Action;
+use crate::kernel::record;
+use crate::kernel::Actor;
 use crate::{Caller, CoreError, Vault};
 
 impl Vault {
@@ -97,7 +98,7 @@ impl Vault {
         tenant: &str,
         credential: &CredentialRow,
     ) -> Result<(Option<HealthView>, Option<RotationView>), CoreError> {
-        let health = self.store.health(credential.id).await?.map(|h| HealthView {
+        let health = self.store().health(credential.id).await?.map(|h| HealthView {
             tenant: tenant.to_owned(),
             name: credential.name.clone(),
             kind: credential.kind,
@@ -107,7 +108,7 @@ impl Vault {
             elapsed_ms: h.elapsed_ms,
             checked_at: h.checked_at,
         });
-        let rotation = self.store.rotations_of(credential.id, 1).await?.first().map(RotationView::from);
+        let rotation = self.store().rotations_of(credential.id, 1).await?.first().map(RotationView::from);
         Ok((health, rotation))
     }
 }

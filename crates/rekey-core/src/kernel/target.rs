@@ -20,9 +20,9 @@ use rekey_crypto::{open_legacy_payload, open_payload, CryptoError, Fingerprint, 
 use rekey_store::{CredentialRow, VersionRow};
 use rekey_types::{AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
 
-use crate::connectors::Actor;
-use crate::keys::KeyUse;
-use crate::vault::record;
+use crate::kernel::keys::KeyUse;
+use crate::kernel::record;
+use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
 /// Fields that only an operator may name or change: which tenant credential resets others'

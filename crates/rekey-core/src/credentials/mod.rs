@@ -1,5 +1,8 @@
 //! Credentials and their versions: put, show, reveal, list, versions, rollback, delete.
 
+pub mod certs;
+pub mod import;
+
 use std::collections::BTreeMap;
 
 use rekey_crypto::{open_legacy_payload, open_payload, seal_payload, PayloadSlot};
@@ -10,8 +13,8 @@ use rekey_types::{
 };
 use zeroize::Zeroizing;
 
-use crate::keys::KeyUse;
-use crate::policy::Action;
+use crate::kernel::keys::KeyUse;
+use crate::kernel::policy::Action;
 use crate::views::{CredentialView, Revealed, VersionView};
 use crate::{Caller, CoreError, Vault};
 
@@ -127,14 +130,15 @@ impl Vault {
         let kek_version = match kek_version {
             Some(v) => v,
             None => {
-                self.store
+                self.store()
                     .active_kek(tenant)
                     .await?
                     .ok_or_else(|| CoreError::KeyDestroyed("the tenant has no usable key: it was shredded".into()))?
                     .version
             }
         };
-        let kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, kek_version, KeyUse::Serve).await?;
+        let kek =
+            self.keks().get(self.store().as_ref(), self.seal().as_ref(), tenant, kek_version, KeyUse::Serve).await?;
         let now = Timestamp::now();
         let version_fields = fields.into_map();
         let credential = CredentialRow {
@@ -161,7 +165,7 @@ impl Vault {
         }
         let slot = PayloadSlot { tenant, credential: credential.id, version: credential.latest_version, kind };
         // The secret is bound to the name and the fields it is stored for: it opens for no other.
-        let binding = crate::target::binding(name, &version_fields);
+        let binding = crate::kernel::target::binding(name, &version_fields);
         let sealed = seal_payload(&kek, kek_version, &slot, &binding, secret.expose()).map_err(CoreError::Crypto)?;
         let version = VersionRow {
             credential_id: credential.id,
@@ -192,7 +196,7 @@ impl Vault {
             self.authorize(caller, Action::PutCredential(&cref.tenant), &format!("tenant {}", cref.tenant))?;
             // What the last put of this credential saw, if this server made one: the write checks
             // it again (see `hints`), so the first attempt need not read the store.
-            let hint = self.put_hints.get(cref.tenant.as_str(), name);
+            let hint = self.put_hints().get(cref.tenant.as_str(), name);
             let tenant = match &hint {
                 Some(h) => h.tenant.clone(),
                 None => self.tenant(&cref.tenant).await?,
@@ -206,7 +210,7 @@ impl Vault {
             Ok(p) => p,
             Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
         };
-        let _turn = self.credential_locks.lock(tenant.id, name).await;
+        let _turn = self.credential_locks().lock(tenant.id, name).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -215,7 +219,7 @@ impl Vault {
             let sealed = async {
                 let (existing, kek_version) = match hinted {
                     Some((credential, kek)) => (Some(credential), Some(kek)),
-                    None => (self.store.credential(tenant.id, name).await?, None),
+                    None => (self.store().credential(tenant.id, name).await?, None),
                 };
                 let next = NextVersion {
                     tenant: tenant.id,
@@ -253,18 +257,18 @@ impl Vault {
             let (op, credential, kek_version) = match sealed {
                 Ok(s) => s,
                 Err(e) => {
-                    self.put_hints.forget(&tenant, name);
+                    self.put_hints().forget(&tenant, name);
                     return self.finish(caller, "cred.put", &resource, Err(e)).await;
                 }
             };
             let detail = format!("kind={kind}; version={}", credential.current_version);
             match self.commit(caller, "cred.put", &resource, op, &detail).await {
                 Ok(()) => {
-                    self.put_hints.wrote_under(&tenant, kek_version);
+                    self.put_hints().wrote_under(&tenant, kek_version);
                     return Ok(CredentialView::new(&tenant.name, &tenant.region, credential));
                 }
                 Err(e) => {
-                    self.put_hints.forget(&tenant, name);
+                    self.put_hints().forget(&tenant, name);
                     match e {
                         CoreError::Conflict(_) if attempt < PUT_ATTEMPTS => continue,
                         e => return Err(e),
@@ -285,7 +289,7 @@ impl Vault {
     ) -> Result<(), CoreError> {
         let before = existing.map(|c| &c.fields);
         let rotator = before.is_some_and(|f| f.contains_key("subtrees"));
-        if rotator || !crate::target::operator_fields_changed(before, fields).is_empty() {
+        if rotator || !crate::kernel::target::operator_fields_changed(before, fields).is_empty() {
             self.authorize(caller, Action::ManageRotators(&cref.tenant), &format!("credential {cref}"))?;
         }
         Ok(())
@@ -311,7 +315,7 @@ impl Vault {
         }];
         // Added whether or not the credential looked frozen (a remembered row may predate the
         // freeze): the store lifts only a freeze that is there, and only for a fresh secret.
-        let lifts = crate::policy::check(&caller.principal, Action::LiftFreezeByPut).is_ok();
+        let lifts = crate::kernel::policy::check(&caller.principal, Action::LiftFreezeByPut).is_ok();
         if credential.kind == CredentialKind::Generic && lifts {
             ops.push(WriteOp::LiftFreeze {
                 credential: credential.id,
@@ -324,8 +328,8 @@ impl Vault {
     /// The live credential `cref`, after the policy allowed `action` on it.
     async fn load(&self, cref: &CredRef) -> Result<(rekey_store::TenantRow, CredentialRow), CoreError> {
         let not_found = || CoreError::NotFound(format!("credential {cref}"));
-        let tenant = self.store.tenant_by_name(&cref.tenant).await?.ok_or_else(not_found)?;
-        let credential = self.store.credential(tenant.id, cref.name.as_str()).await?.ok_or_else(not_found)?;
+        let tenant = self.store().tenant_by_name(&cref.tenant).await?.ok_or_else(not_found)?;
+        let credential = self.store().credential(tenant.id, cref.name.as_str()).await?.ok_or_else(not_found)?;
         Ok((tenant, credential))
     }
 
@@ -355,11 +359,11 @@ impl Vault {
             }
             let not_found = || CoreError::NotFound(format!("credential {cref}"));
             let row = match version {
-                None => self.store.reveal_row(&cref.tenant, cref.name.as_str()).await?.ok_or_else(not_found)?,
+                None => self.store().reveal_row(&cref.tenant, cref.name.as_str()).await?.ok_or_else(not_found)?,
                 Some(v) => {
                     let (tenant, credential) = self.load(cref).await?;
                     let ver = self
-                        .store
+                        .store()
                         .version(credential.id, Some(v))
                         .await?
                         .ok_or_else(|| CoreError::NotFound(format!("version {v} of credential {cref}")))?;
@@ -377,15 +381,15 @@ impl Vault {
                 }
             };
             if let Some(incident) = &row.frozen_by {
-                if crate::policy::check(&caller.principal, Action::RevealFrozen(cref)).is_err() {
+                if crate::kernel::policy::check(&caller.principal, Action::RevealFrozen(cref)).is_err() {
                     return Err(CoreError::Frozen(format!(
                         "credential {cref} is frozen by incident {incident}: connectors get it again once it is rotated"
                     )));
                 }
             }
             let kek = self
-                .keks
-                .get(self.store.as_ref(), self.seal.as_ref(), row.tenant_id, row.kek_version, KeyUse::Serve)
+                .keks()
+                .get(self.store().as_ref(), self.seal().as_ref(), row.tenant_id, row.kek_version, KeyUse::Serve)
                 .await?;
             let slot = PayloadSlot {
                 tenant: row.tenant_id,
@@ -400,7 +404,7 @@ impl Vault {
             } else {
                 let fields =
                     row.fields.as_ref().ok_or(rekey_crypto::CryptoError::Decrypt).map_err(CoreError::Decrypt)?;
-                let binding = crate::target::binding(cref.name.as_str(), fields);
+                let binding = crate::kernel::target::binding(cref.name.as_str(), fields);
                 open_payload(&kek, row.kek_version, &slot, &binding, &row.wrapped_dek, &row.ciphertext)
             }
             .map_err(CoreError::Decrypt)?;
@@ -450,7 +454,7 @@ impl Vault {
                 limit: limit.clamp(1, 10_000),
             };
             Ok(self
-                .store
+                .store()
                 .list_credentials(&filter)
                 .await?
                 .into_iter()
@@ -466,7 +470,7 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ReadCredentialMeta(&cref.tenant), &format!("credential {cref}"))?;
             let (_, credential) = self.load(cref).await?;
-            Ok(self.store.list_versions(credential.id).await?.into_iter().map(VersionView::from).collect())
+            Ok(self.store().list_versions(credential.id).await?.into_iter().map(VersionView::from).collect())
         }
         .await;
         self.finish(caller, "cred.versions", &resource, result).await
@@ -497,7 +501,7 @@ impl Vault {
                 return Err(CoreError::Conflict(format!("version {to} is already current")));
             }
             let old = self
-                .store
+                .store()
                 .version(credential.id, Some(to))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("version {to} of credential {cref}")))?;
@@ -507,7 +511,7 @@ impl Vault {
                     old.stage
                 )));
             }
-            for incident in self.store.open_incidents_covering(credential.id).await? {
+            for incident in self.store().open_incidents_covering(credential.id).await? {
                 if old.created_at <= incident.created_at {
                     return Err(CoreError::Conflict(format!(
                         "version {to} of credential {cref} existed when incident {} ({}) was opened and may be stolen: \
@@ -516,8 +520,8 @@ impl Vault {
                     )));
                 }
             }
-            let fields = crate::target::bound_fields(&old)
-                .ok_or_else(|| crate::target::not_migrated(&format!("version {to} of credential {cref}")))?;
+            let fields = crate::kernel::target::bound_fields(&old)
+                .ok_or_else(|| crate::kernel::target::not_migrated(&format!("version {to} of credential {cref}")))?;
             // The rolled-back secret goes back to the target it was stored for, and only there.
             self.may_write_fields(caller, cref, Some(&credential), fields)?;
             let fields = Fields::from_stored(fields.clone());
@@ -556,12 +560,12 @@ impl Vault {
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
             let current = self
-                .store
+                .store()
                 .version(credential.id, Some(credential.current_version))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("the current version of credential {cref}")))?;
-            let before = crate::target::bound_fields(&current)
-                .ok_or_else(|| crate::target::not_migrated(&format!("the current version of {cref}")))?
+            let before = crate::kernel::target::bound_fields(&current)
+                .ok_or_else(|| crate::kernel::target::not_migrated(&format!("the current version of {cref}")))?
                 .clone();
             let mut after = before.clone();
             for key in &unset {
@@ -616,9 +620,9 @@ impl Vault {
 
     /// Waits for this server's turn on `cref` (puts, rollbacks and promotions of one credential
     /// take turns). No turn is needed for a tenant that does not exist: the use case refuses it.
-    async fn turn_of(&self, cref: &CredRef) -> Result<Option<crate::locks::CredentialGuard<'_>>, CoreError> {
-        Ok(match self.store.tenant_by_name(&cref.tenant).await? {
-            Some(t) => Some(self.credential_locks.lock(t.id, cref.name.as_str()).await),
+    async fn turn_of(&self, cref: &CredRef) -> Result<Option<crate::kernel::locks::CredentialGuard<'_>>, CoreError> {
+        Ok(match self.store().tenant_by_name(&cref.tenant).await? {
+            Some(t) => Some(self.credential_locks().lock(t.id, cref.name.as_str()).await),
             None => None,
         })
     }
@@ -642,14 +646,14 @@ impl Vault {
             let (tenant, credential) = self.load(cref).await?;
             let version = credential.latest_version;
             let pending = self
-                .store
+                .store()
                 .version(credential.id, Some(version))
                 .await?
                 .filter(|v| v.stage == "pending" && version > credential.current_version)
                 .ok_or_else(|| CoreError::Conflict(format!("credential {cref} has no pending version")))?;
             // Only what can be served becomes current.
-            self.keks
-                .get(self.store.as_ref(), self.seal.as_ref(), tenant.id, pending.kek_version, KeyUse::Serve)
+            self.keks()
+                .get(self.store().as_ref(), self.seal().as_ref(), tenant.id, pending.kek_version, KeyUse::Serve)
                 .await?;
             // The pending version serves the target it was stored for.
             let fields = pending

@@ -11,36 +11,16 @@
 //! database), and each step moves a rotation from the state it was read in, so a second server
 //! that tries the same step finds it taken.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use rekey_store::{rotation_state, CredentialFilter};
 use rekey_types::{CredentialKind, Timestamp};
 
-use crate::connectors::Actor;
+use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
-#[derive(Debug, Clone)]
-pub struct SchedulerOptions {
-    /// Time between passes; `None` turns the scheduler off (rotations then finish only when asked).
-    pub interval: Option<Duration>,
-    /// Re-check each credential this often; `None` never re-checks.
-    pub verify_every: Option<Duration>,
-    /// Credentials worked on at once (the per-host limit still applies).
-    pub concurrency: usize,
-}
-
-impl Default for SchedulerOptions {
-    fn default() -> Self {
-        Self {
-            interval: Some(Duration::from_secs(60)),
-            verify_every: Some(Duration::from_secs(24 * 3600)),
-            concurrency: 16,
-        }
-    }
-}
+pub use crate::options::SchedulerOptions;
 
 /// Work items per pass and kind of work.
 const PASS_LIMIT: u32 = 1_000;
@@ -57,13 +37,13 @@ pub struct PassReport {
 
 impl Vault {
     pub(crate) fn start_scheduler(self: Arc<Self>) {
-        let Some(interval) = self.options.scheduler.interval else { return };
+        let Some(interval) = self.options().scheduler.interval else { return };
         let vault = Arc::downgrade(&self);
         drop(self);
         tokio::spawn(async move {
             loop {
                 let Some(this) = vault.upgrade() else { return };
-                if this.closed.load(Ordering::SeqCst) {
+                if this.is_closed() {
                     return;
                 }
                 if let Err(e) = this.scheduler_pass().await {
@@ -78,9 +58,9 @@ impl Vault {
     /// One pass of the scheduler (also run by tests and benchmarks).
     pub async fn scheduler_pass(&self) -> Result<PassReport, CoreError> {
         let mut report = PassReport::default();
-        let concurrency = self.options.scheduler.concurrency.max(1);
+        let concurrency = self.options().scheduler.concurrency.max(1);
 
-        let due = self.store.rotations_due(Timestamp::now(), PASS_LIMIT).await?;
+        let due = self.store().rotations_due(Timestamp::now(), PASS_LIMIT).await?;
         report.rotations_driven = due.len();
         futures_util::stream::iter(due)
             .for_each_concurrent(concurrency, |rotation| async move {
@@ -92,10 +72,10 @@ impl Vault {
             })
             .await;
 
-        if let Some(every) = self.options.scheduler.verify_every {
+        if let Some(every) = self.options().scheduler.verify_every {
             let micros = i64::try_from(every.as_micros()).unwrap_or(i64::MAX);
             let before = Timestamp::from_micros(Timestamp::now().as_micros().saturating_sub(micros));
-            let stale = self.store.stale_health(before, PASS_LIMIT).await?;
+            let stale = self.store().stale_health(before, PASS_LIMIT).await?;
             report.verified = stale.len();
             futures_util::stream::iter(stale)
                 .for_each_concurrent(concurrency, |item| async move {
@@ -107,8 +87,8 @@ impl Vault {
         }
 
         report.rotated_by_age = self.rotate_by_age(concurrency).await?;
-        if let Ok(counts) = self.store.health_counts().await {
-            *self.connector_stats.health.lock().expect("stats lock") = counts;
+        if let Ok(counts) = self.store().health_counts().await {
+            *self.connector_stats().health.lock().expect("stats lock") = counts;
         }
         Ok(report)
     }
@@ -116,7 +96,7 @@ impl Vault {
     async fn check_by_id(&self, item: &rekey_store::StaleCredential) -> Result<(), CoreError> {
         let name = rekey_types::TenantName::parse(&item.tenant)?;
         let tenant = self.tenant(&name).await?;
-        let Some(credential) = self.store.credential(tenant.id, &item.name).await? else { return Ok(()) };
+        let Some(credential) = self.store().credential(tenant.id, &item.name).await? else { return Ok(()) };
         self.check(&Actor::scheduler(), &tenant, &credential).await.map(drop)
     }
 
@@ -128,7 +108,7 @@ impl Vault {
             let mut after = None;
             loop {
                 let page = self
-                    .store
+                    .store()
                     .list_credentials(&CredentialFilter {
                         tenant: None,
                         kind: Some(kind),
@@ -156,7 +136,7 @@ impl Vault {
         let mut started = 0;
         let mut work = Vec::new();
         for row in due {
-            let latest = self.store.rotations_of(row.credential.id, 1).await?;
+            let latest = self.store().rotations_of(row.credential.id, 1).await?;
             let busy = latest.first().is_some_and(|r| {
                 rotation_state::UNFINISHED.contains(&r.state.as_str())
                     || (r.state == rotation_state::FAILED && r.changed_at.as_micros() + RETRY_FAILED_AFTER > now)

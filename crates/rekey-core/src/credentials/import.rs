@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::credentials::{prepare, NextVersion, PutInput, PutSecret};
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::tenants::NewTenant;
 use crate::{Caller, CoreError, Vault};
 
@@ -191,11 +191,11 @@ impl Vault {
             wanted.entry(&good.tenant).or_default().push(good.name.to_string());
         }
         for (name, mut names) in wanted {
-            let Some(t) = self.store.tenant_by_name(name).await? else { continue };
+            let Some(t) = self.store().tenant_by_name(name).await? else { continue };
             names.sort();
             names.dedup();
             let mut found: HashMap<String, CredentialRow> = self
-                .store
+                .store()
                 .credentials_named(t.id, names.clone())
                 .await?
                 .into_iter()
@@ -258,8 +258,11 @@ impl Vault {
                 let crate::credentials::Prepared { fields, labels, secret, certificate } = prepare(good.input)?;
                 let key = (tenant_id, good.name.to_string());
                 if !credentials.contains_key(&key) {
-                    let existing =
-                        if slot.created { None } else { self.store.credential(tenant_id, good.name.as_str()).await? };
+                    let existing = if slot.created {
+                        None
+                    } else {
+                        self.store().credential(tenant_id, good.name.as_str()).await?
+                    };
                     credentials.insert(key.clone(), existing);
                 }
                 let existing = credentials[&key].clone();

@@ -9,7 +9,7 @@ use super::{
     micros, CampaignReport, CampaignStatus, CampaignView, ItemView, LinkView, NoticeView, ReportItem, StartCampaign,
     TenantProgress, TenantReport, DEFAULT_DEADLINE_SECS, MAX_DEADLINE_SECS, MIN_DEADLINE_SECS,
 };
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::{Caller, CoreError, Vault};
 
 impl Vault {
@@ -45,7 +45,7 @@ impl Vault {
                 }
             }
             let incident = self
-                .store
+                .store()
                 .incident(input.incident)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("incident {}", input.incident)))?;
@@ -83,14 +83,14 @@ impl Vault {
         };
         let detail = format!("campaign {}; notify={}", row.id, row.notify.join(","));
         self.commit(caller, "campaign.start", &resource, WriteOp::StartCampaign(row.clone()), &detail).await?;
-        self.campaigns_wake.notify_one();
+        self.campaigns_wake().notify_one();
         Ok(CampaignView::from(&self.campaign_row(row.id).await?))
     }
 
     pub async fn list_campaigns(&self, caller: &Caller) -> Result<Vec<CampaignView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
-            Ok(self.store.campaigns(false, 1000).await?.iter().map(CampaignView::from).collect())
+            Ok(self.store().campaigns(false, 1000).await?.iter().map(CampaignView::from).collect())
         }
         .await;
         self.finish(caller, "campaign.list", "", result).await
@@ -108,11 +108,11 @@ impl Vault {
 
     pub(super) async fn status_of(&self, campaign: &CampaignRow) -> Result<CampaignStatus, CoreError> {
         let mut counts: BTreeMap<String, i64> = item_state::ALL.iter().map(|s| ((*s).to_owned(), 0)).collect();
-        for c in self.store.item_counts(campaign.id, false).await? {
+        for c in self.store().item_counts(campaign.id, false).await? {
             counts.insert(c.state, c.count);
         }
         let mut tenants: BTreeMap<String, TenantProgress> = BTreeMap::new();
-        for c in self.store.item_counts(campaign.id, true).await? {
+        for c in self.store().item_counts(campaign.id, true).await? {
             let t = c.tenant.unwrap_or_default();
             let entry = tenants.entry(t.clone()).or_insert_with(|| TenantProgress {
                 tenant: t,
@@ -129,10 +129,10 @@ impl Vault {
         let mut tenants: Vec<TenantProgress> = tenants.into_values().collect();
         tenants.sort_by_key(|t| (t.done == t.total, t.tenant.clone()));
         let mut notices = BTreeMap::new();
-        for n in self.store.notices(campaign.id).await? {
+        for n in self.store().notices(campaign.id).await? {
             *notices.entry(format!("{}/{}", n.channel, n.state)).or_insert(0) += 1;
         }
-        let open = self.store.open_items(campaign.id).await?;
+        let open = self.store().open_items(campaign.id).await?;
         let done = counts[item_state::RETIRED] + counts[item_state::WAIVED];
         Ok(CampaignStatus {
             campaign: CampaignView::from(campaign),
@@ -164,7 +164,7 @@ impl Vault {
                 }
             }
             self.campaign_row(id).await?;
-            Ok(self.store.campaign_items(id, &filter).await?.into_iter().map(ItemView::from).collect())
+            Ok(self.store().campaign_items(id, &filter).await?.into_iter().map(ItemView::from).collect())
         }
         .await;
         self.finish(caller, "campaign.items", &format!("campaign:{id}"), result).await
@@ -187,7 +187,7 @@ impl Vault {
             }
             let (_, credential) = self.tenant_credential(cref).await?;
             let item = self
-                .store
+                .store()
                 .campaign_item(id, credential.id)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("{cref} in campaign {id}")))?;
@@ -227,7 +227,7 @@ impl Vault {
         });
         self.commit(caller, "campaign.item.waive", &resource, op, &format!("campaign={id}; reason: {reason}")).await?;
         let item = self
-            .store
+            .store()
             .campaign_item(id, item.credential_id)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("{cref} in campaign {id}")))?;
@@ -253,7 +253,7 @@ impl Vault {
                 return Err(CoreError::Conflict(format!("campaign {id} is past its deadline")));
             }
             let tenant_row = self.tenant(tenant).await?;
-            let outstanding = self.store.tenant_outstanding(id, tenant_row.id).await?;
+            let outstanding = self.store().tenant_outstanding(id, tenant_row.id).await?;
             if outstanding.is_empty() {
                 return Err(CoreError::Conflict(format!(
                     "{tenant} has nothing to reset in campaign {id} (no self-service credential still waiting)"
@@ -316,7 +316,7 @@ impl Vault {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
             let campaign = self.campaign_row(id).await?;
             let incident = self
-                .store
+                .store()
                 .incident(campaign.incident_id)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("incident {}", campaign.incident_id)))?;
@@ -332,7 +332,7 @@ impl Vault {
                 }
             }
             let mut notices: BTreeMap<String, Vec<NoticeView>> = BTreeMap::new();
-            for n in self.store.notices(id).await? {
+            for n in self.store().notices(id).await? {
                 notices.entry(n.tenant.clone()).or_default().push(NoticeView {
                     channel: n.channel,
                     purpose: n.purpose,
@@ -346,7 +346,7 @@ impl Vault {
             let mut filter = ItemFilter { limit: 5_000, ..Default::default() };
             let (mut done, mut open) = (0, 0);
             loop {
-                let page = self.store.campaign_items(id, &filter).await?;
+                let page = self.store().campaign_items(id, &filter).await?;
                 let Some(last) = page.last() else { break };
                 filter.after = Some((last.tenant.clone(), last.name.clone()));
                 for item in page {

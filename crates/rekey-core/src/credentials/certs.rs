@@ -11,12 +11,12 @@ use rekey_types::{CredRef, CredentialKind, Secret, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::credentials::NextVersion;
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::views::CertificateView;
 use crate::{Caller, CoreError, Vault};
 
-/// Lifetime of an issued certificate unless the request or the config says otherwise: 90 days.
-pub const DEFAULT_LIFETIME_SECS: u64 = 90 * 86_400;
+pub use crate::options::DEFAULT_CERT_LIFETIME_SECS as DEFAULT_LIFETIME_SECS;
+
 /// Shortest lifetime accepted: one hour.
 pub const MIN_LIFETIME_SECS: u64 = 3600;
 /// Longest lifetime accepted: two years.
@@ -76,7 +76,7 @@ impl Vault {
         info: Option<&CertInfo>,
     ) -> Result<WriteOp, CoreError> {
         let Some(info) = info else { return Ok(op) };
-        if let Some(held) = self.store.certificate(&hex::encode(info.sha256)).await? {
+        if let Some(held) = self.store().certificate(&hex::encode(info.sha256)).await? {
             if held.credential_id == credential.id {
                 return Ok(op);
             }
@@ -96,7 +96,7 @@ impl Vault {
         name: &str,
         lifetime_secs: Option<u64>,
     ) -> Result<(Secret, CertInfo), CoreError> {
-        let lifetime = lifetime_secs.unwrap_or(self.options.cert_lifetime_secs);
+        let lifetime = lifetime_secs.unwrap_or(self.options().cert_lifetime_secs);
         let issued = tokio::task::spawn_blocking({
             let (cn, unit) = (tenant.to_owned(), name.to_owned());
             move || cert::issue(&cn, &unit, lifetime)
@@ -123,7 +123,7 @@ impl Vault {
         let resource = cref.to_string();
         let prepared = async {
             self.authorize(caller, Action::ManageKeys, "certificates")?;
-            let lifetime = lifetime_secs.unwrap_or(self.options.cert_lifetime_secs);
+            let lifetime = lifetime_secs.unwrap_or(self.options().cert_lifetime_secs);
             if !(MIN_LIFETIME_SECS..=MAX_LIFETIME_SECS).contains(&lifetime) {
                 return Err(CoreError::BadRequest("a certificate lives between 1 hour and 2 years".into()));
             }
@@ -182,7 +182,7 @@ impl Vault {
                     Timestamp::now().as_micros().saturating_add((s as i64).saturating_mul(1_000_000)),
                 )
             });
-            Ok(self.store.certificates(before).await?.into_iter().map(CertificateView::from).collect())
+            Ok(self.store().certificates(before).await?.into_iter().map(CertificateView::from).collect())
         }
         .await;
         self.finish(caller, "cert.list", "", result).await
@@ -198,7 +198,7 @@ impl Vault {
                 return Err(CoreError::BadRequest("a thumbprint is 40 (SHA-1) or 64 (SHA-256) hex digits".into()));
             }
             let cert = self
-                .store
+                .store()
                 .certificate(&wanted)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("certificate {wanted}")))?;

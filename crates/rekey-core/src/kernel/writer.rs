@@ -13,7 +13,7 @@
 //! thread and back twice on its way to the disk. On PostgreSQL, whose commits are durable when
 //! they return, they are tasks on the async runtime.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rekey_crypto::AuditKey;
@@ -33,18 +33,7 @@ struct Job {
     reply: oneshot::Sender<Result<OpResult, WriteFailed>>,
 }
 
-/// Counters for `/metrics`.
-#[derive(Default, Debug)]
-pub struct WriterStats {
-    pub batches: AtomicU64,
-    pub events: AtomicU64,
-    pub failed_batches: AtomicU64,
-    /// The highest audit sequence number this server has seen committed.
-    pub head_seq: AtomicI64,
-    /// Rows refused because their integrity check failed (a token row or a version's target
-    /// fields changed outside Rekey).
-    pub integrity_failures: AtomicU64,
-}
+pub use crate::stats::WriterStats;
 
 #[derive(Clone)]
 pub struct Writer {

@@ -17,7 +17,7 @@ use rekey_store::{IncidentItemRow, IncidentRow, ScopeQuery, WriteOp};
 use rekey_types::{CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Action;
+use crate::kernel::policy::Action;
 use crate::views::AuditEventView;
 use crate::{Caller, CoreError, Vault};
 
@@ -160,7 +160,7 @@ fn reason_text(reasons: &[String], bits: u64) -> String {
 
 impl Vault {
     async fn incident_row(&self, id: IncidentId) -> Result<IncidentRow, CoreError> {
-        self.store.incident(id).await?.ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
+        self.store().incident(id).await?.ok_or_else(|| CoreError::NotFound(format!("incident {id}")))
     }
 
     /// Turns parsed selectors into scope queries and their reasons (bit `i` of a credential's
@@ -170,7 +170,7 @@ impl Vault {
         for selector in selectors {
             match selector {
                 Selector::Key(KeyRef::Root(v)) => {
-                    if !self.store.root_keys().await?.iter().any(|r| r.version == *v) {
+                    if !self.store().root_keys().await?.iter().any(|r| r.version == *v) {
                         return Err(bad(format!("scope key:root@{v}: there is no root key version {v}")));
                     }
                     let bit = scope.reason(format!("key:root@{v}"))?;
@@ -178,14 +178,14 @@ impl Vault {
                 }
                 Selector::Key(KeyRef::Tenant(t, v)) => {
                     let tenant = self.scope_tenant(t, selector).await?;
-                    if self.store.kek(tenant, *v).await?.is_none() {
+                    if self.store().kek(tenant, *v).await?.is_none() {
                         return Err(bad(format!("scope {selector}: tenant {t} has no key version {v}")));
                     }
                     let bit = scope.reason(format!("key:{t}@{v}"))?;
                     scope.queries.push(ScopeQuery::TenantKek { tenant, version: *v, bit });
                 }
                 Selector::Cert(hex) => {
-                    let cert = self.store.certificate(hex).await?.ok_or_else(|| {
+                    let cert = self.store().certificate(hex).await?.ok_or_else(|| {
                         bad(format!("scope {selector}: no certificate in the inventory has this thumbprint"))
                     })?;
                     let bit = scope.reason(format!("cert:{}", cert.sha1))?;
@@ -224,7 +224,7 @@ impl Vault {
 
     async fn scope_tenant(&self, name: &TenantName, selector: &Selector) -> Result<rekey_types::TenantId, CoreError> {
         Ok(self
-            .store
+            .store()
             .tenant_by_name(name)
             .await?
             .ok_or_else(|| bad(format!("scope {selector}: there is no tenant {name}")))?
@@ -238,7 +238,7 @@ impl Vault {
     ) -> Result<rekey_types::CredentialId, CoreError> {
         let tenant = self.scope_tenant(&cref.tenant, selector).await?;
         Ok(self
-            .store
+            .store()
             .credential(tenant, cref.name.as_str())
             .await?
             .ok_or_else(|| bad(format!("scope {selector}: there is no credential {cref}")))?
@@ -248,7 +248,7 @@ impl Vault {
     /// What a token could reveal (by its role and bindings), and what it did reveal (audit log).
     async fn token_scope(&self, id: TokenId, selector: &Selector, scope: &mut Scope) -> Result<(), CoreError> {
         let token =
-            self.store.token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
+            self.store().token(id).await?.ok_or_else(|| bad(format!("scope {selector}: there is no token {id}")))?;
         let could = scope.reason(format!("token:{id} could reveal it"))?;
         match token.role {
             Role::Operator => scope.queries.push(ScopeQuery::AllTenants { bit: could }),
@@ -256,7 +256,7 @@ impl Vault {
                 if let Some(tenant) = token.tenant_id {
                     let mut ids = Vec::new();
                     for name in &token.bound {
-                        if let Some(c) = self.store.credential(tenant, name).await? {
+                        if let Some(c) = self.store().credential(tenant, name).await? {
                             ids.push(c.id);
                         }
                     }
@@ -266,10 +266,10 @@ impl Vault {
             Role::Auditor | Role::TenantAdmin => {}
         }
         let mut revealed = Vec::new();
-        for (resource, _) in self.store.reveals_by(&format!("token:{id}")).await? {
+        for (resource, _) in self.store().reveals_by(&format!("token:{id}")).await? {
             let Ok(cref) = CredRef::parse(&resource) else { continue };
-            let Some(tenant) = self.store.tenant_by_name(&cref.tenant).await? else { continue };
-            if let Some(c) = self.store.credential(tenant.id, cref.name.as_str()).await? {
+            let Some(tenant) = self.store().tenant_by_name(&cref.tenant).await? else { continue };
+            if let Some(c) = self.store().credential(tenant.id, cref.name.as_str()).await? {
                 revealed.push(c.id);
             }
         }
@@ -336,14 +336,14 @@ impl Vault {
         let incident = self.incident_row(id).await?;
         let reveals_since = match incident.since {
             Some(since) => {
-                let (reveals, credentials) = self.store.incident_reveals(&incident, since).await?;
+                let (reveals, credentials) = self.store().incident_reveals(&incident, since).await?;
                 Some(RevealCount { reveals, credentials })
             }
             None => None,
         };
         // What was done, not who looked at it.
         let timeline = self
-            .store
+            .store()
             .audit_of(&format!("incident:{id}"), 1000)
             .await?
             .into_iter()
@@ -375,7 +375,7 @@ impl Vault {
     pub async fn list_incidents(&self, caller: &Caller) -> Result<Vec<IncidentView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
-            Ok(self.store.incidents(1000).await?.into_iter().map(IncidentView::from).collect())
+            Ok(self.store().incidents(1000).await?.into_iter().map(IncidentView::from).collect())
         }
         .await;
         self.finish(caller, "incident.list", "", result).await
@@ -406,11 +406,11 @@ impl Vault {
         after: Option<(String, String)>,
         limit: u32,
     ) -> Result<Vec<IncidentItemView>, CoreError> {
-        let rows: Vec<IncidentItemRow> = self.store.incident_items(incident, after, limit.clamp(1, 10_000)).await?;
+        let rows: Vec<IncidentItemRow> = self.store().incident_items(incident, after, limit.clamp(1, 10_000)).await?;
         let mut reveals: HashMap<String, i64> = HashMap::new();
         if let Some(since) = incident.since {
             let resources = rows.iter().map(|r| format!("{}/{}", r.tenant, r.name)).collect();
-            reveals.extend(self.store.reveal_counts(resources, since).await?);
+            reveals.extend(self.store().reveal_counts(resources, since).await?);
         }
         Ok(rows
             .into_iter()

@@ -1,7 +1,6 @@
 //! The workers: each pass leases due items, works on them (rotate, follow through, confirm,
 //! retry or fail) and finishes the campaigns whose items are all done.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -9,25 +8,25 @@ use rekey_store::{item_state, rotation_state, CampaignItemRow, ItemUpdate, Rotat
 use rekey_types::{AuditOutcome, CredentialKind, RotationId, Timestamp};
 
 use super::{after, CampaignPass, ITEMS_PER_PASS, WORKER};
-use crate::connectors::Actor;
+use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
 impl Vault {
     pub(crate) fn start_campaigns(self: Arc<Self>) {
         let Some(interval) = self.campaign_options().interval else { return };
         let vault = Arc::downgrade(&self);
-        let wake = self.campaigns_wake.clone();
+        let wake = self.campaigns_wake().clone();
         drop(self);
         tokio::spawn(async move {
             let mut first = true;
             loop {
                 let Some(this) = vault.upgrade() else { return };
-                if this.closed.load(Ordering::SeqCst) {
+                if this.is_closed() {
                     return;
                 }
-                if first && this.store.backend() == rekey_store::Backend::Sqlite {
+                if first && this.store().backend() == rekey_store::Backend::Sqlite {
                     // Only this server uses an SQLite file: leases of a crashed run end now.
-                    if let Err(e) = this.store.release_leases().await {
+                    if let Err(e) = this.store().release_leases().await {
                         tracing::error!(error = %e, "releasing campaign leases failed");
                     }
                 }
@@ -61,7 +60,7 @@ impl Vault {
         loop {
             while running.len() < concurrency && pass.items + running.len() < ITEMS_PER_PASS {
                 if queue.is_empty() && !exhausted {
-                    let claimed = self.store.claim_items(Timestamp::now(), after(options.lease), batch).await?;
+                    let claimed = self.store().claim_items(Timestamp::now(), after(options.lease), batch).await?;
                     exhausted = claimed.is_empty();
                     queue.extend(claimed);
                 }
@@ -83,11 +82,11 @@ impl Vault {
             self.hold(&item, item.error.clone(), item.next_at.or(Some(Timestamp::now()))).await?;
         }
 
-        let campaigns = self.store.campaigns(true, 1000).await?;
+        let campaigns = self.store().campaigns(true, 1000).await?;
         for campaign in campaigns.iter().filter(|c| !c.notify.is_empty()) {
             self.queue_notices(campaign).await?;
         }
-        let due = self.store.due_notices(Timestamp::now(), 200).await?;
+        let due = self.store().due_notices(Timestamp::now(), 200).await?;
         pass.notices = due.len();
         futures_util::stream::iter(due)
             .for_each_concurrent(8, |notice| async move {
@@ -99,7 +98,7 @@ impl Vault {
             .await;
 
         for campaign in campaigns {
-            if self.store.open_items(campaign.id).await? == 0 {
+            if self.store().open_items(campaign.id).await? == 0 {
                 let op = WriteOp::FinishCampaign { id: campaign.id, at: Timestamp::now() };
                 let status = self.status_of(&campaign).await?;
                 let detail = format!(
@@ -129,7 +128,7 @@ impl Vault {
         detail: &str,
     ) -> Result<(), CoreError> {
         let audit =
-            crate::vault::record(WORKER, "", &rekey_types::RequestId::generate(), action, resource, outcome, detail);
+            crate::kernel::record(WORKER, "", &rekey_types::RequestId::generate(), action, resource, outcome, detail);
         self.submit(rekey_store::WriteRequest { op: Some(op), audit }).await
     }
 
@@ -138,7 +137,7 @@ impl Vault {
         let resuming = matches!(item.state.as_str(), item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED);
         let actor = Actor { recovering: resuming, retire_at_once: true, ..Actor::system(WORKER) };
         match next_step(&item.state, &item.mode, item.rotation_id) {
-            NextStep::FollowRotation(rotation) => match self.store.rotation(rotation).await? {
+            NextStep::FollowRotation(rotation) => match self.store().rotation(rotation).await? {
                 Some(r) => self.follow_through(&actor, &item, r).await,
                 None => self.retry_or_fail(&item, "its rotation is missing", true).await,
             },
@@ -152,12 +151,12 @@ impl Vault {
     async fn rotate_item(&self, actor: &Actor, item: &CampaignItemRow) -> Result<(), CoreError> {
         let loaded = async {
             let tenant = self
-                .store
+                .store()
                 .tenant_by_id(item.tenant_id)
                 .await?
                 .ok_or_else(|| CoreError::NotFound("the item's tenant".into()))?;
             let credential = self
-                .store
+                .store()
                 .credential(item.tenant_id, &item.name)
                 .await?
                 .filter(|c| c.id == item.credential_id)
@@ -206,7 +205,7 @@ impl Vault {
             rotation = self.retire(actor, rotation, true).await?;
         }
         let fresh = self
-            .store
+            .store()
             .campaign_item(item.campaign_id, item.credential_id)
             .await?
             .ok_or_else(|| CoreError::NotFound("campaign item".into()))?;
@@ -230,12 +229,12 @@ impl Vault {
     async fn confirm(&self, item: &CampaignItemRow) -> Result<(), CoreError> {
         let resource = format!("{}/{}", item.tenant, item.name);
         let tenant = self
-            .store
+            .store()
             .tenant_by_id(item.tenant_id)
             .await?
             .ok_or_else(|| CoreError::NotFound("the item's tenant".into()))?;
         let Some(credential) =
-            self.store.credential(item.tenant_id, &item.name).await?.filter(|c| c.id == item.credential_id)
+            self.store().credential(item.tenant_id, &item.name).await?.filter(|c| c.id == item.credential_id)
         else {
             return self.retry_or_fail(item, "the credential was deleted", true).await;
         };
@@ -246,7 +245,7 @@ impl Vault {
         // Only a version made after the campaign started, holding a secret that no other
         // version of the credential ever held, counts: the old secret put back is not a rotation.
         let campaign = self.campaign_row(item.campaign_id).await?;
-        let versions = self.store.list_versions(credential.id).await?;
+        let versions = self.store().list_versions(credential.id).await?;
         let current = versions.iter().find(|v| v.version == credential.current_version);
         let fresh = current.is_some_and(|c| {
             c.created_at > campaign.created_at
@@ -262,8 +261,9 @@ impl Vault {
             return self.retry_or_fail(item, &why, true).await;
         }
         // And for the same target: a secret for somewhere else leaves the stolen one in place.
-        let now_at = self.store.version(credential.id, Some(credential.current_version)).await?.and_then(|v| v.fields);
-        let was_at = self.store.version(credential.id, Some(item.from_version)).await?.and_then(|v| v.fields);
+        let now_at =
+            self.store().version(credential.id, Some(credential.current_version)).await?.and_then(|v| v.fields);
+        let was_at = self.store().version(credential.id, Some(item.from_version)).await?.and_then(|v| v.fields);
         if now_at.is_none() || now_at != was_at {
             let why = format!(
                 "version {} is for another target than the credential had when the campaign started; \

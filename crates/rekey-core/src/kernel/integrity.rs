@@ -23,8 +23,8 @@ use rekey_crypto::{bind_legacy_payload, IntegrityKey, PayloadSlot};
 use rekey_store::{TokenRow, VersionBinding, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, RequestId};
 
-use crate::keys::KeyUse;
-use crate::vault::record;
+use crate::kernel::keys::KeyUse;
+use crate::kernel::record;
 use crate::{CoreError, Vault};
 
 /// The table label of token row MACs.
@@ -229,7 +229,7 @@ impl Vault {
                     let Some(kek) = keys.get(&(r.tenant_id, r.kek_version)) else { continue };
                     let slot =
                         PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
-                    let binding = crate::target::binding(&r.name, &r.fields);
+                    let binding = crate::kernel::target::binding(&r.name, &r.fields);
                     match bind_legacy_payload(kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext) {
                         Ok((ciphertext, secret)) => out.push(VersionBinding {
                             credential_id: r.credential_id,
@@ -275,7 +275,7 @@ impl Vault {
                     .await?;
                 let slot =
                     PayloadSlot { tenant: r.tenant_id, credential: r.credential_id, version: r.version, kind: r.kind };
-                let binding = crate::target::binding(&r.name, &r.fields);
+                let binding = crate::kernel::target::binding(&r.name, &r.fields);
                 let secret =
                     rekey_crypto::open_payload(&kek, r.kek_version, &slot, &binding, &r.wrapped_dek, &r.ciphertext)
                         .map_err(CoreError::Decrypt)?;

@@ -10,7 +10,6 @@
 //! make the second one's work a no-op), only wasteful.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +18,8 @@ use rekey_crypto::{kek_version_of, rewrap_dek, Kek, KeyContext, PayloadSlot};
 use rekey_store::{key_state, DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, CredentialId, RequestId, TenantId, Timestamp};
 
-use crate::keys::KeyUse;
-use crate::vault::record;
+use crate::kernel::keys::KeyUse;
+use crate::kernel::record;
 use crate::{CoreError, Vault};
 
 /// Credential versions read and rewrapped per batch.
@@ -34,19 +33,19 @@ impl Vault {
     /// then each new one as it is created.
     pub(crate) fn start_jobs(self: Arc<Self>) {
         // The runner holds the vault only while it works, so a dropped or sealed vault ends it.
-        let wake = self.jobs_wake.clone();
+        let wake = self.jobs_wake().clone();
         let vault = Arc::downgrade(&self);
         drop(self);
         tokio::spawn(async move {
             loop {
                 let Some(this) = vault.upgrade() else { return };
-                if this.closed.load(Ordering::SeqCst) {
+                if this.is_closed() {
                     return;
                 }
-                match this.store.jobs(true, 100).await {
+                match this.store().jobs(true, 100).await {
                     Ok(jobs) => {
                         for job in jobs {
-                            if this.closed.load(Ordering::SeqCst) {
+                            if this.is_closed() {
                                 return;
                             }
                             this.run_job(job).await;
@@ -63,7 +62,7 @@ impl Vault {
     /// Waits until no job is running (for tests and benchmarks).
     pub async fn wait_for_jobs(&self) -> Result<(), CoreError> {
         loop {
-            if self.store.jobs(true, 1).await?.is_empty() {
+            if self.store().jobs(true, 1).await?.is_empty() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -81,7 +80,7 @@ impl Vault {
             "root" => self.rewrap_root(&job).await,
             other => Err(CoreError::Store(StoreError::Corrupt(format!("job scope {other}")))),
         };
-        if self.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             // Sealed mid-way: the job stays running and resumes after the next unseal.
             return;
         }
@@ -109,9 +108,9 @@ impl Vault {
 
     async fn rewrap_all(&self, job: &KeyJobRow) -> Result<u64, CoreError> {
         // Read every tenant's name and keys once, not once per tenant.
-        let tenants = self.store.tenant_ids().await?;
+        let tenants = self.store().tenant_ids().await?;
         let mut keks: HashMap<TenantId, Vec<KekRow>> = HashMap::with_capacity(tenants.len());
-        for k in self.store.keks(None).await? {
+        for k in self.store().keks(None).await? {
             keks.entry(k.tenant_id).or_default().push(k);
         }
         let names: HashMap<TenantId, String> = self.all_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
@@ -151,7 +150,7 @@ impl Vault {
         let version = keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
         let kek = Kek::generate().map_err(CoreError::Crypto)?;
         let wrapped =
-            self.seal.wrap_kek(KeyContext::TenantKek { tenant, version }, &kek).map_err(CoreError::from_seal)?;
+            self.seal().wrap_kek(KeyContext::TenantKek { tenant, version }, &kek).map_err(CoreError::from_seal)?;
         let root_version = kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
         let row = KekRow {
             tenant_id: tenant,
@@ -174,17 +173,17 @@ impl Vault {
             Err(e) => return Err(e),
         }
         for k in keks.iter().filter(|k| k.state == key_state::ACTIVE) {
-            self.keks.forget(tenant, k.version);
+            self.keks().forget(tenant, k.version);
         }
-        self.keks.insert(tenant, version, Arc::new(kek), key_state::ACTIVE, root_version);
+        self.keks().insert(tenant, version, Arc::new(kek), key_state::ACTIVE, root_version);
         Ok(version)
     }
 
     /// Moves every DEK of one tenant under the job's target KEK version. Returns how many could
     /// not be opened (damaged rows), which are left where they are.
     async fn rewrap_tenant(&self, job: &KeyJobRow, tenant: TenantId) -> Result<u64, CoreError> {
-        let keks = self.store.keks(Some(tenant)).await?;
-        let name = self.store.tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
+        let keks = self.store().keks(Some(tenant)).await?;
+        let name = self.store().tenant_by_id(tenant).await?.map_or_else(|| tenant.to_string(), |t| t.name);
         self.rewrap_tenant_with(job, tenant, keks, name).await
     }
 
@@ -200,13 +199,14 @@ impl Vault {
             return Ok(0);
         }
         let target = self.job_target(job, tenant, &name, &keks).await?;
-        let new_kek = self.keks.get(self.store.as_ref(), self.seal.as_ref(), tenant, target, KeyUse::Rewrap).await?;
+        let new_kek =
+            self.keks().get(self.store().as_ref(), self.seal().as_ref(), tenant, target, KeyUse::Rewrap).await?;
         // Older versions are unwrapped from the rows in hand (a compromised one included: moving
         // data off it is what a rotation is for), without filling the shared cache.
         let mut old: HashMap<u32, Arc<Kek>> = HashMap::new();
         for k in keks.iter().filter(|k| k.version != target && k.state != key_state::DESTROYED) {
             let ctx = KeyContext::TenantKek { tenant, version: k.version };
-            match self.seal.unwrap_kek(ctx, &k.wrapped) {
+            match self.seal().unwrap_kek(ctx, &k.wrapped) {
                 Ok(kek) => {
                     old.insert(k.version, Arc::new(kek));
                 }
@@ -218,10 +218,10 @@ impl Vault {
         }
         let mut damaged: HashSet<(CredentialId, u32)> = HashSet::new();
         loop {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 return Ok(0);
             }
-            let rows = self.store.deks_to_rewrap(tenant, target, DEK_BATCH).await?;
+            let rows = self.store().deks_to_rewrap(tenant, target, DEK_BATCH).await?;
             let full = rows.len() as u32 == DEK_BATCH;
             let mut updates = Vec::with_capacity(rows.len());
             for r in rows {
@@ -232,8 +232,8 @@ impl Vault {
                     Some(k) => k.clone(),
                     // A version made after the keys were read, or one that did not open above.
                     None => match self
-                        .keks
-                        .get(self.store.as_ref(), self.seal.as_ref(), tenant, r.kek_version, KeyUse::Rewrap)
+                        .keks()
+                        .get(self.store().as_ref(), self.seal().as_ref(), tenant, r.kek_version, KeyUse::Rewrap)
                         .await
                     {
                         Ok(k) => {
@@ -280,13 +280,13 @@ impl Vault {
 
     /// Moves every tenant KEK and system key under the newest root key version.
     async fn rewrap_root(&self, job: &KeyJobRow) -> Result<u64, CoreError> {
-        let target = self.seal.root_version().ok_or(CoreError::Sealed)?;
+        let target = self.seal().root_version().ok_or(CoreError::Sealed)?;
         let mut damaged: HashSet<(Option<TenantId>, String, u32)> = HashSet::new();
         loop {
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 return Ok(0);
             }
-            let rows = self.store.root_wrapped(target, ROOT_BATCH).await?;
+            let rows = self.store().root_wrapped(target, ROOT_BATCH).await?;
             let mut updates = Vec::with_capacity(rows.len());
             for r in rows {
                 let id = (r.tenant_id, r.purpose.clone(), r.version);
@@ -296,11 +296,13 @@ impl Vault {
                 let moved = match r.tenant_id {
                     Some(tenant) => {
                         let ctx = KeyContext::TenantKek { tenant, version: r.version };
-                        self.seal.unwrap_kek(ctx, &r.wrapped).and_then(|k| self.seal.wrap_kek(ctx, &k))
+                        self.seal().unwrap_kek(ctx, &r.wrapped).and_then(|k| self.seal().wrap_kek(ctx, &k))
                     }
                     None => {
                         let ctx = KeyContext::System { purpose: &r.purpose, version: r.version };
-                        self.seal.unwrap_system_key(ctx, &r.wrapped).and_then(|k| self.seal.wrap_system_key(ctx, &k))
+                        self.seal()
+                            .unwrap_system_key(ctx, &r.wrapped)
+                            .and_then(|k| self.seal().wrap_system_key(ctx, &k))
                     }
                 };
                 match moved {
@@ -322,7 +324,7 @@ impl Vault {
             let audit = self.job_event(job, "key.rewrap", &format!("root@{target}"), &detail);
             self.submit(WriteRequest { op: Some(WriteOp::RewrapRoot { updates, job: Some(job.id) }), audit }).await?;
         }
-        self.keks.clear();
+        self.keks().clear();
         Ok(damaged.len() as u64)
     }
 }

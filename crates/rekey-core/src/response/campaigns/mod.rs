@@ -23,15 +23,13 @@
 //! target before calling it `verified`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rekey_connect::notify::{MailRelay, Webhook};
 use rekey_store::{item_state, CampaignItemRow, CampaignRow};
 use rekey_types::{CampaignId, CredentialKind, IncidentId, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::incidents::IncidentView;
+use crate::response::incidents::IncidentView;
 use crate::{CoreError, Vault};
 
 mod api;
@@ -39,43 +37,7 @@ mod notices;
 mod reset;
 mod worker;
 
-/// How campaigns run; from the `[campaign]` and `[notify]` config sections.
-#[derive(Clone)]
-pub struct CampaignOptions {
-    /// Items worked on at once by this server (the per-host limit still applies).
-    pub concurrency: usize,
-    /// Time between passes when there is nothing to do; `None` turns the workers off.
-    pub interval: Option<Duration>,
-    /// Attempts of an item (and deliveries of a notice) before it is `failed` for good.
-    pub max_attempts: u32,
-    /// The first retry waits this long; each further one twice as long (at most an hour).
-    pub retry_base: Duration,
-    /// How long a worker holds an item before another may take it (a crashed server's items).
-    pub lease: Duration,
-    /// Reminders go out this long before the deadline (halfway, for a shorter campaign).
-    pub remind_before: Duration,
-    /// Where tenants open their reset links: `<public_url>/r/<link>`. Set from the
-    /// configuration, or by the server once it knows the address it listens on.
-    pub public_url: Arc<std::sync::OnceLock<String>>,
-    pub mail: Option<MailRelay>,
-    pub webhook: Option<Webhook>,
-}
-
-impl Default for CampaignOptions {
-    fn default() -> Self {
-        Self {
-            concurrency: 16,
-            interval: Some(Duration::from_secs(2)),
-            max_attempts: 5,
-            retry_base: Duration::from_secs(30),
-            lease: Duration::from_secs(300),
-            remind_before: Duration::from_secs(48 * 3600),
-            public_url: Default::default(),
-            mail: None,
-            webhook: None,
-        }
-    }
-}
+pub use crate::options::CampaignOptions;
 
 /// Campaign deadlines: default, shortest and longest.
 const DEFAULT_DEADLINE_SECS: u64 = 7 * 24 * 3600;
@@ -310,7 +272,7 @@ fn after(d: Duration) -> Timestamp {
 
 impl Vault {
     fn campaign_options(&self) -> &CampaignOptions {
-        &self.options.campaign
+        &self.options().campaign
     }
 
     /// When attempt `n` (1-based, just failed) is retried.
@@ -323,6 +285,6 @@ impl Vault {
     }
 
     async fn campaign_row(&self, id: CampaignId) -> Result<CampaignRow, CoreError> {
-        self.store.campaign(id).await?.ok_or_else(|| CoreError::NotFound(format!("campaign {id}")))
+        self.store().campaign(id).await?.ok_or_else(|| CoreError::NotFound(format!("campaign {id}")))
     }
 }

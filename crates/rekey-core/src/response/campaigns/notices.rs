@@ -6,7 +6,7 @@ use rekey_types::{AuditOutcome, CredentialKind, Fields, NoticeId, Timestamp};
 use serde::Serialize;
 
 use super::{NOTICE_BATCH, WORKER};
-use crate::target::target_of;
+use crate::kernel::target::target_of;
 use crate::{CoreError, Vault};
 
 impl Vault {
@@ -18,7 +18,7 @@ impl Vault {
         let purposes: &[&str] = if remind { &["initial", "reminder"] } else { &["initial"] };
         for purpose in purposes {
             loop {
-                let tenants = self.store.tenants_to_notify(campaign.id, purpose, NOTICE_BATCH).await?;
+                let tenants = self.store().tenants_to_notify(campaign.id, purpose, NOTICE_BATCH).await?;
                 if tenants.is_empty() {
                     break;
                 }
@@ -77,7 +77,7 @@ impl Vault {
     pub(super) async fn send_notice(&self, notice: NoticeRow) -> Result<(), CoreError> {
         let resource = format!("tenant:{}", notice.tenant);
         let campaign = self.campaign_row(notice.campaign_id).await?;
-        let outstanding = self.store.tenant_outstanding(campaign.id, notice.tenant_id).await?;
+        let outstanding = self.store().tenant_outstanding(campaign.id, notice.tenant_id).await?;
         let now = Timestamp::now();
         let skip = if campaign.state != "running" {
             Some("the campaign is over")
@@ -101,12 +101,12 @@ impl Vault {
             return self.worker_write("campaign.notify", &resource, op, AuditOutcome::Success, &detail).await;
         }
         let tenant = self
-            .store
+            .store()
             .tenant_by_id(notice.tenant_id)
             .await?
             .ok_or_else(|| CoreError::NotFound("the notice's tenant".into()))?;
         let incident = self
-            .store
+            .store()
             .incident(campaign.incident_id)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("incident {}", campaign.incident_id)))?;
@@ -129,7 +129,7 @@ impl Vault {
 
         let mut items = Vec::new();
         for item in &outstanding {
-            let target = match self.store.credential(item.tenant_id, &item.name).await? {
+            let target = match self.store().credential(item.tenant_id, &item.name).await? {
                 Some(c) => target_of(item.kind, &Fields::from_stored(c.fields.clone())),
                 None => "?".into(),
             };

@@ -6,14 +6,18 @@
 //! interrupted by a crash resumes at the next start because its remaining work is read from the
 //! data itself (whatever is not yet under the target key).
 
+mod jobs;
+pub mod keeper;
+mod open;
+
 use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{key_state, KeyJobRow, RootKeyRow, WriteOp, WriteRequest};
 use rekey_types::{AuditOutcome, JobId, KeyRef, RequestId, TenantName, Timestamp};
 
-use crate::keeper::{keyring_of, keyring_row};
-use crate::policy::Action;
-use crate::vault::record;
+use crate::custody::keeper::{keyring_of, keyring_row};
+use crate::kernel::policy::Action;
+use crate::kernel::record;
 use crate::views::*;
 use crate::{Caller, CoreError, Vault};
 
@@ -31,13 +35,13 @@ impl Vault {
     /// versions the store marked destroyed while the seal still holds them.
     pub(crate) async fn register_root_versions(&self, registered: &[RootKeyRow]) -> Result<(), CoreError> {
         let known: BTreeMap<u32, &str> = registered.iter().map(|r| (r.version, r.state.as_str())).collect();
-        for v in self.seal.root_versions() {
+        for v in self.seal().root_versions() {
             if known.get(&v) == Some(&key_state::DESTROYED) {
                 self.destroy_in_seal(v).await?;
             }
         }
-        let held = self.seal.root_versions();
-        let newest = self.seal.root_version();
+        let held = self.seal().root_versions();
+        let newest = self.seal().root_version();
         let now = Timestamp::now();
         let mut ops = Vec::new();
         for v in held.iter().filter(|v| !known.contains_key(v)) {
@@ -57,19 +61,19 @@ impl Vault {
         }
         let detail = format!(
             "registered root key versions held by the {} seal; active root@{}",
-            self.seal.kind(),
+            self.seal().kind(),
             newest.unwrap_or(0)
         );
         let audit =
             record("system", "", &RequestId::generate(), "key.register", "root", AuditOutcome::Success, &detail);
         self.submit(WriteRequest { op: Some(WriteOp::All(ops)), audit }).await?;
-        self.keks.forget_roots();
+        self.keks().forget_roots();
         Ok(())
     }
 
     async fn destroy_in_seal(&self, version: u32) -> Result<(), CoreError> {
-        self.seal.destroy_root_version(version).map_err(CoreError::from_seal)?;
-        if let Some(shamir) = self.seal.as_shamir() {
+        self.seal().destroy_root_version(version).map_err(CoreError::from_seal)?;
+        if let Some(shamir) = self.seal().as_shamir() {
             let sealed = shamir.export().map_err(CoreError::from_seal)?;
             let op = WriteOp::ReplaceKeyring(keyring_row("active", &sealed));
             let audit = record(
@@ -94,9 +98,9 @@ impl Vault {
                 None => None,
             };
             let tenant_id = tenant_row.as_ref().map(|t| t.id);
-            let keks = self.store.keks(tenant_id).await?;
+            let keks = self.store().keks(tenant_id).await?;
             let counts: HashMap<(rekey_types::TenantId, u32), i64> = self
-                .store
+                .store()
                 .dek_counts(tenant_id)
                 .await?
                 .into_iter()
@@ -129,7 +133,7 @@ impl Vault {
                 });
             }
             let root = self
-                .store
+                .store()
                 .root_keys()
                 .await?
                 .into_iter()
@@ -152,7 +156,7 @@ impl Vault {
         let mut after = None;
         loop {
             let filter = rekey_store::TenantFilter { region: None, after: after.clone(), limit: 10_000 };
-            let page = self.store.list_tenants(&filter).await?;
+            let page = self.store().list_tenants(&filter).await?;
             let done = page.len() < 10_000;
             after = page.last().map(|t| t.name.clone());
             out.extend(page);
@@ -202,20 +206,20 @@ impl Vault {
                     if tenant.state == "shredded" {
                         return Err(CoreError::KeyDestroyed(format!("tenant {t} was shredded")));
                     }
-                    let total = self.store.count_versions(Some(tenant.id)).await?;
+                    let total = self.store().count_versions(Some(tenant.id)).await?;
                     Ok((self.new_job(caller, "tenant", Some(tenant.id), "rotate", total), Some(t.to_string())))
                 }
                 RotateScope::All => {
-                    let total = self.store.count_versions(None).await?;
+                    let total = self.store().count_versions(None).await?;
                     Ok((self.new_job(caller, "all", None, "rotate", total), None))
                 }
                 RotateScope::Root => {
-                    if self.seal.as_shamir().is_some() {
+                    if self.seal().as_shamir().is_some() {
                         return Err(CoreError::BadRequest(
                             "a Shamir root rotation makes new shares: use the two-step root rotation (rekey key rotate --root)".into(),
                         ));
                     }
-                    let total = self.store.keks(None).await?.len() as i64;
+                    let total = self.store().keks(None).await?.len() as i64;
                     Ok((self.new_job(caller, "root", None, "rotate", total), None))
                 }
             }
@@ -232,13 +236,13 @@ impl Vault {
         if is_root {
             self.add_root_version(caller).await?;
         }
-        self.jobs_wake.notify_one();
+        self.jobs_wake().notify_one();
         Ok(view)
     }
 
     /// A new root key version in a dev or PKCS#11 seal, registered as the active one.
     async fn add_root_version(&self, caller: &Caller) -> Result<u32, CoreError> {
-        let version = self.seal.add_root_version().map_err(CoreError::from_seal)?;
+        let version = self.seal().add_root_version().map_err(CoreError::from_seal)?;
         let now = Timestamp::now();
         let mut ops = vec![WriteOp::InsertRootKey(RootKeyRow {
             version,
@@ -246,14 +250,14 @@ impl Vault {
             created_at: now,
             changed_at: now,
         })];
-        for r in self.store.root_keys().await? {
+        for r in self.store().root_keys().await? {
             if r.state == key_state::ACTIVE {
                 ops.push(WriteOp::SetRootKeyState { version: r.version, state: key_state::RETIRED, at: now });
             }
         }
         let resource = format!("root@{version}");
         self.commit(caller, "key.create", &resource, WriteOp::All(ops), "new root key version").await?;
-        self.keks.forget_roots();
+        self.keks().forget_roots();
         Ok(version)
     }
 
@@ -268,11 +272,11 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ManageKeys, "keys")?;
             let shamir = self
-                .seal
+                .seal()
                 .as_shamir()
-                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal.kind())))?;
+                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal().kind())))?;
             let split = shamir.prepare_split(shares, threshold).map_err(CoreError::from_seal)?;
-            self.store.put_seal_keyring(&keyring_row("pending", &split.sealed)).await?;
+            self.store().put_seal_keyring(&keyring_row("pending", &split.sealed)).await?;
             Ok(RootSplitView {
                 set_id: hex::encode(split.sealed.set_id),
                 threshold,
@@ -292,15 +296,15 @@ impl Vault {
         let prepared = async {
             self.authorize(caller, Action::ManageKeys, "keys")?;
             let shamir = self
-                .seal
+                .seal()
                 .as_shamir()
-                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal.kind())))?;
+                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal().kind())))?;
             let set_id = hex::decode(set_id_hex)
                 .ok()
                 .filter(|b| b.len() == 8)
                 .ok_or_else(|| CoreError::BadRequest("set_id must be 16 hex digits".into()))?;
             let pending = self
-                .store
+                .store()
                 .seal_keyring("pending")
                 .await?
                 .filter(|p| p.set_id == set_id)
@@ -311,8 +315,8 @@ impl Vault {
                         .into(),
                 ));
             }
-            let new_version = self.seal.root_version().unwrap_or(0) + 1;
-            let total = self.store.keks(None).await?.len() as i64;
+            let new_version = self.seal().root_version().unwrap_or(0) + 1;
+            let total = self.store().keks(None).await?.len() as i64;
             Ok((pending, set_id, new_version, self.new_job(caller, "root", None, "rotate", total)))
         }
         .await;
@@ -330,7 +334,7 @@ impl Vault {
                 changed_at: now,
             }),
         ];
-        for r in self.store.root_keys().await? {
+        for r in self.store().root_keys().await? {
             if r.state == key_state::ACTIVE {
                 ops.push(WriteOp::SetRootKeyState { version: r.version, state: key_state::RETIRED, at: now });
             }
@@ -339,10 +343,10 @@ impl Vault {
         let detail = format!("new shares (key set {set_id_hex}); root@{new_version}; job {}", job.id);
         self.commit(caller, "key.rotate", "root", WriteOp::All(ops), &detail).await?;
         let sealed = keyring_of(&pending)?;
-        let shamir = self.seal.as_shamir().expect("checked above");
+        let shamir = self.seal().as_shamir().expect("checked above");
         shamir.commit_split(&sealed).map_err(CoreError::from_seal)?;
-        self.keks.forget_roots();
-        self.jobs_wake.notify_one();
+        self.keks().forget_roots();
+        self.jobs_wake().notify_one();
         Ok(JobView::new(job, None))
     }
 
@@ -355,11 +359,11 @@ impl Vault {
             match key {
                 KeyRef::Tenant(t, v) => {
                     let tenant = self.tenant(t).await?;
-                    let kek = self.store.kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
+                    let kek = self.store().kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
                     if kek.state == key_state::DESTROYED {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
-                    let total = self.store.count_versions(Some(tenant.id)).await?;
+                    let total = self.store().count_versions(Some(tenant.id)).await?;
                     let job = self.new_job(caller, "tenant", Some(tenant.id), "compromise", total);
                     let at = Timestamp::now();
                     let op = WriteOp::All(vec![
@@ -369,17 +373,17 @@ impl Vault {
                     Ok((op, job, Some(t.to_string()), Some((tenant.id, *v))))
                 }
                 KeyRef::Root(v) => {
-                    let rows = self.store.root_keys().await?;
+                    let rows = self.store().root_keys().await?;
                     let row = rows.iter().find(|r| r.version == *v).ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
                     if row.state == key_state::DESTROYED {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
-                    if self.seal.as_shamir().is_some() && row.state == key_state::ACTIVE {
+                    if self.seal().as_shamir().is_some() && row.state == key_state::ACTIVE {
                         return Err(CoreError::Conflict(format!(
                             "{key} is the active root key of a Shamir seal: run the root rotation first (rekey key rotate --root, which makes new shares), then mark {key} compromised"
                         )));
                     }
-                    let total = self.store.keks(None).await?.len() as i64;
+                    let total = self.store().keks(None).await?.len() as i64;
                     let job = self.new_job(caller, "root", None, "compromise", total);
                     let op = WriteOp::All(vec![
                         WriteOp::SetRootKeyState { version: *v, state: key_state::COMPROMISED, at: Timestamp::now() },
@@ -397,16 +401,16 @@ impl Vault {
         let detail = format!("marked compromised; rotation job {}", job.id);
         self.commit(caller, "key.compromise", &resource, op, &detail).await?;
         match kek {
-            Some((t, v)) => self.keks.forget(t, v),
+            Some((t, v)) => self.keks().forget(t, v),
             None => {
-                self.keks.forget_roots();
+                self.keks().forget_roots();
                 // A compromised active root is replaced (dev and PKCS#11; Shamir was refused above).
-                if self.store.root_keys().await?.iter().all(|r| r.state != key_state::ACTIVE) {
+                if self.store().root_keys().await?.iter().all(|r| r.state != key_state::ACTIVE) {
                     self.add_root_version(caller).await?;
                 }
             }
         }
-        self.jobs_wake.notify_one();
+        self.jobs_wake().notify_one();
         Ok(JobView::new(job, tenant))
     }
 
@@ -419,7 +423,7 @@ impl Vault {
                     let tenant = self.tenant(t).await?;
                     let total = self.deks_under(tenant.id, *v).await?;
                     let items = self
-                        .store
+                        .store()
                         .wrapped_by(tenant.id, *v, 1000)
                         .await?
                         .into_iter()
@@ -438,7 +442,7 @@ impl Vault {
                 KeyRef::Root(v) => {
                     let names: HashMap<_, _> = self.all_tenants().await?.into_iter().map(|t| (t.id, t.name)).collect();
                     let under: Vec<String> = self
-                        .store
+                        .store()
                         .keks(None)
                         .await?
                         .into_iter()
@@ -459,7 +463,7 @@ impl Vault {
 
     async fn deks_under(&self, tenant: rekey_types::TenantId, version: u32) -> Result<i64, CoreError> {
         Ok(self
-            .store
+            .store()
             .dek_counts(Some(tenant))
             .await?
             .into_iter()
@@ -481,7 +485,7 @@ impl Vault {
             match key {
                 KeyRef::Tenant(t, v) => {
                     let tenant = self.tenant(t).await?;
-                    let kek = self.store.kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
+                    let kek = self.store().kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
                     if kek.state == key_state::DESTROYED {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
@@ -498,7 +502,7 @@ impl Vault {
                     Ok((op, n, Some((tenant.id, *v)), None))
                 }
                 KeyRef::Root(v) => {
-                    let rows = self.store.root_keys().await?;
+                    let rows = self.store().root_keys().await?;
                     let row = rows.iter().find(|r| r.version == *v).ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
                     if row.state == key_state::DESTROYED {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
@@ -506,13 +510,13 @@ impl Vault {
                     if row.state == key_state::ACTIVE {
                         return Err(CoreError::Conflict(format!("{key} is the active root key: rotate the root first")));
                     }
-                    let audit_key = self.store.system_key(rekey_crypto::AuditKey::PURPOSE).await?;
+                    let audit_key = self.store().system_key(rekey_crypto::AuditKey::PURPOSE).await?;
                     if audit_key.is_some_and(|k| rekey_crypto::kek_version_of(&k.wrapped).ok() == Some(*v)) {
                         return Err(CoreError::Conflict(format!(
                             "the server's own keys (the audit chain key) are still wrapped under {key}: let the root rotation finish first"
                         )));
                     }
-                    let keks = self.store.keks(None).await?;
+                    let keks = self.store().keks(None).await?;
                     let n = keks.iter().filter(|k| k.root_version == *v && k.state != key_state::DESTROYED).count() as i64;
                     if n > 0 && !force {
                         return Err(in_use(n, "tenant key versions"));
@@ -529,12 +533,12 @@ impl Vault {
         };
         self.commit(caller, "key.destroy", &resource, op, &format!("unrecoverable={n}")).await?;
         if let Some((t, v)) = kek {
-            self.keks.forget(t, v);
+            self.keks().forget(t, v);
         }
         if let Some(v) = root {
             // The store says destroyed first, so a crash here is finished at the next start.
             self.destroy_in_seal(v).await?;
-            self.keks.clear();
+            self.keks().clear();
         }
         Ok(DestroyedView { key: resource, unrecoverable: n })
     }
@@ -550,8 +554,8 @@ impl Vault {
                 return Err(CoreError::KeyDestroyed(format!("tenant {name} was already shredded")));
             }
             let keys =
-                self.store.keks(Some(tenant.id)).await?.iter().filter(|k| k.state != key_state::DESTROYED).count();
-            let n = self.store.count_versions(Some(tenant.id)).await?;
+                self.store().keks(Some(tenant.id)).await?.iter().filter(|k| k.state != key_state::DESTROYED).count();
+            let n = self.store().count_versions(Some(tenant.id)).await?;
             Ok((tenant.id, keys, n))
         }
         .await;
@@ -562,14 +566,14 @@ impl Vault {
         let op = WriteOp::ShredTenant { tenant: id, at: Timestamp::now() };
         self.commit(caller, "tenant.shred", &resource, op, &format!("keys_destroyed={keys}; unrecoverable={n}"))
             .await?;
-        self.keks.forget_tenant(id);
+        self.keks().forget_tenant(id);
         Ok(ShreddedView { tenant: name.to_string(), keys_destroyed: keys, versions_unrecoverable: n })
     }
 
     pub async fn jobs(&self, caller: &Caller) -> Result<Vec<JobView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadKeys, "keys")?;
-            let rows = self.store.jobs(false, 200).await?;
+            let rows = self.store().jobs(false, 200).await?;
             let mut out = Vec::with_capacity(rows.len());
             for j in rows {
                 let tenant = self.tenant_name_of(j.tenant_id).await?;
@@ -584,7 +588,7 @@ impl Vault {
     pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadKeys, "keys")?;
-            let j = self.store.job(id).await?.ok_or_else(|| CoreError::NotFound(format!("job {id}")))?;
+            let j = self.store().job(id).await?.ok_or_else(|| CoreError::NotFound(format!("job {id}")))?;
             let tenant = self.tenant_name_of(j.tenant_id).await?;
             Ok(JobView::new(j, tenant))
         }
@@ -595,7 +599,7 @@ impl Vault {
 
     async fn tenant_name_of(&self, id: Option<rekey_types::TenantId>) -> Result<Option<String>, CoreError> {
         Ok(match id {
-            Some(id) => self.store.tenant_by_id(id).await?.map(|t| t.name),
+            Some(id) => self.store().tenant_by_id(id).await?.map(|t| t.name),
             None => None,
         })
     }

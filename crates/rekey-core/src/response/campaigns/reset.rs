@@ -7,7 +7,7 @@ use rekey_types::{AuditOutcome, AuditRecord, Fields, Secret, Timestamp};
 
 use super::{ResetItem, ResetOutcome, ResetPage};
 use crate::failures::AttemptKind;
-use crate::target::target_of;
+use crate::kernel::target::target_of;
 use crate::{CoreError, Vault};
 
 impl Vault {
@@ -17,7 +17,7 @@ impl Vault {
         let presented =
             rekey_crypto::link::PresentedLink::parse(token).ok_or_else(|| CoreError::NotFound("reset link".into()))?;
         let link = self
-            .store
+            .store()
             .link(presented.id)
             .await?
             .filter(|l| presented.matches(&l.secret_hash))
@@ -55,7 +55,7 @@ impl Vault {
         outcome: AuditOutcome,
         detail: &str,
     ) -> AuditRecord {
-        crate::vault::record(
+        crate::kernel::record(
             &Self::link_principal(token),
             &source.to_string(),
             &rekey_types::RequestId::generate(),
@@ -92,7 +92,7 @@ impl Vault {
 
     /// Refuses a source that spent its allowance of link failures, before the link is looked up.
     fn admit_link(&self, source: IpAddr) -> Result<(), CoreError> {
-        self.options.failures.admit(AttemptKind::Link, source).map_err(CoreError::TooManyAttempts)
+        self.options().failures.admit(AttemptKind::Link, source).map_err(CoreError::TooManyAttempts)
     }
 
     /// The target fields of the version a campaign replaces (`None` for one stored before
@@ -103,10 +103,10 @@ impl Vault {
         from_version: u32,
     ) -> Result<Option<Fields>, CoreError> {
         Ok(self
-            .store
+            .store()
             .version(credential.id, Some(from_version))
             .await?
-            .and_then(|v| crate::target::bound_fields(&v).cloned())
+            .and_then(|v| crate::kernel::target::bound_fields(&v).cloned())
             .map(Fields::from_stored))
     }
 
@@ -136,19 +136,19 @@ impl Vault {
         campaign: &CampaignRow,
     ) -> Result<(ResetPage, Vec<(CampaignItemRow, CredentialRow)>), CoreError> {
         let tenant = self
-            .store
+            .store()
             .tenant_by_id(link.tenant_id)
             .await?
             .ok_or_else(|| CoreError::NotFound("the link's tenant".into()))?;
         let incident = self
-            .store
+            .store()
             .incident(campaign.incident_id)
             .await?
             .ok_or_else(|| CoreError::NotFound(format!("incident {}", campaign.incident_id)))?;
         let mut items = Vec::new();
         let mut rows = Vec::new();
-        for item in self.store.tenant_outstanding(campaign.id, link.tenant_id).await? {
-            let Some(credential) = self.store.credential(item.tenant_id, &item.name).await? else { continue };
+        for item in self.store().tenant_outstanding(campaign.id, link.tenant_id).await? {
+            let Some(credential) = self.store().credential(item.tenant_id, &item.name).await? else { continue };
             let fields = self
                 .campaign_target(&credential, item.from_version)
                 .await?
@@ -221,7 +221,7 @@ impl Vault {
                     refused.push((item.name.clone(), "the credential's target is not migrated yet".to_owned()));
                     continue;
                 };
-                let event = crate::vault::record(
+                let event = crate::kernel::record(
                     &by,
                     &source.to_string(),
                     &rekey_types::RequestId::generate(),
@@ -306,7 +306,7 @@ impl Vault {
             }));
             names.push(credential.name.clone());
         }
-        let event = crate::vault::record(
+        let event = crate::kernel::record(
             &by,
             &source.to_string(),
             &rekey_types::RequestId::generate(),
@@ -318,7 +318,7 @@ impl Vault {
         match self.submit(rekey_store::WriteRequest { op: Some(WriteOp::All(ops)), audit: event }).await {
             Ok(()) => Ok(ResetOutcome::Done(names)),
             // Spent by a concurrent submission, or a credential changed meanwhile.
-            Err(CoreError::Conflict(_)) => match self.store.link(link.id).await? {
+            Err(CoreError::Conflict(_)) => match self.store().link(link.id).await? {
                 Some(l) if l.used_at.is_some() => Err(CoreError::LinkGone("this link was already used".into())),
                 _ => Err(CoreError::Conflict(
                     "a credential changed while the form was open; nothing was stored, open the link again".into(),

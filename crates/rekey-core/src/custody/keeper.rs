@@ -10,7 +10,6 @@
 //! `sys.unseal` event as soon as the vault opens. A refused share is logged (never its value).
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rekey_crypto::seal::shamir::{check_issued, check_share};
@@ -20,9 +19,9 @@ use rekey_store::{SealKeyringRow, Store};
 use rekey_types::{AuditOutcome, RequestId, Timestamp};
 use zeroize::Zeroizing;
 
-use crate::vault::record;
+use crate::kernel::record;
+use crate::kernel::writer::WriterStats;
 use crate::views::SealStatus;
-use crate::writer::WriterStats;
 use crate::{Caller, CoreError, Vault, VaultOptions};
 
 #[derive(Default)]
@@ -316,15 +315,15 @@ impl Keeper {
     pub async fn seal(&self, caller: &Caller) -> Result<(), CoreError> {
         let _t = self.transition.lock().await;
         let vault = self.vault()?;
-        if let Err(e) = vault.authorize(caller, crate::policy::Action::ManageKeys, "seal") {
+        if let Err(e) = vault.authorize(caller, crate::kernel::policy::Action::ManageKeys, "seal") {
             return vault.finish(caller, "sys.seal", "seal", Err(e)).await;
         }
         let event = vault.event(caller, "sys.seal", "seal", AuditOutcome::Success, "");
         vault.audit_event(event).await?;
-        vault.closed.store(true, Ordering::SeqCst);
-        vault.jobs_wake.notify_waiters();
+        vault.close();
+        vault.jobs_wake().notify_waiters();
         self.vault.write().expect("vault lock is never poisoned").take();
-        vault.keks.clear();
+        vault.keks().clear();
         self.seal.seal();
         tracing::warn!("sealed: key material was dropped from memory");
         Ok(())

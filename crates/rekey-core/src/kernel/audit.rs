@@ -1,0 +1,190 @@
+//! The only way anything reaches the audit log, and through it the store: an event per outcome,
+//! committed with the write it describes, durable before the answer (fail closed).
+
+use rekey_store::{WriteOp, WriteRequest};
+use rekey_types::{AuditOutcome, AuditRecord, RequestId, Timestamp};
+
+use super::Vault;
+use crate::{Caller, CoreError};
+
+/// Who a step is recorded as: a caller, or the server's own scheduler.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    pub name: String,
+    pub source: String,
+    pub request: RequestId,
+    /// The scheduler keeps an unfinished rotation for later instead of failing it when the
+    /// target cannot be reached.
+    pub patient: bool,
+    /// Picking up a rotation that an earlier run (perhaps one that crashed) left unfinished: a
+    /// pending rotation first asks the target whether it already took the new secret, so that
+    /// the target is never told twice.
+    pub recovering: bool,
+    /// Retire the old version as soon as the new one is promoted, whatever the grace period
+    /// (a campaign: the old secret is the stolen one).
+    pub retire_at_once: bool,
+}
+
+impl Actor {
+    pub fn of(caller: &Caller) -> Self {
+        Self {
+            name: caller.principal.audit_name(),
+            source: caller.source.to_string(),
+            request: caller.request_id,
+            patient: false,
+            recovering: false,
+            retire_at_once: false,
+        }
+    }
+
+    pub fn scheduler() -> Self {
+        Self::system("system:scheduler")
+    }
+
+    /// The server's own background work, under a name of its own.
+    pub fn system(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            source: String::new(),
+            request: RequestId::generate(),
+            patient: true,
+            recovering: false,
+            retire_at_once: false,
+        }
+    }
+}
+
+impl Vault {
+    pub(crate) fn event(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> AuditRecord {
+        record(
+            &caller.principal.audit_name(),
+            &caller.source.to_string(),
+            &caller.request_id,
+            action,
+            resource,
+            outcome,
+            detail,
+        )
+    }
+
+    pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
+        let touch = self.put_hints.before(&request.op);
+        match self.writer.submit(request).await {
+            Ok(Ok(_)) => {
+                self.put_hints.after(touch);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(CoreError::AuditUnavailable),
+        }
+    }
+
+    /// Several writes in order, usually in one commit; each one's own result.
+    pub(crate) async fn submit_all(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<Result<(), CoreError>>, CoreError> {
+        let touches: Vec<_> = requests.iter().map(|r| self.put_hints.before(&r.op)).collect();
+        match self.writer.submit_all(requests).await {
+            Ok(results) => Ok(results
+                .into_iter()
+                .zip(touches)
+                .map(|(r, touch)| {
+                    if r.is_ok() {
+                        self.put_hints.after(touch);
+                    }
+                    r.map(drop).map_err(CoreError::from)
+                })
+                .collect()),
+            Err(_) => Err(CoreError::AuditUnavailable),
+        }
+    }
+
+    pub(crate) async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {
+        self.submit(WriteRequest { op: None, audit: event }).await
+    }
+
+    /// Records the outcome of a request that changed nothing (a read, or a failure before any
+    /// write) and passes the result through. If the event cannot be written, the result is
+    /// dropped and the request fails: nothing leaves without its audit event.
+    pub(crate) async fn finish<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        result: Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        self.finish_with(caller, action, resource, result, |_| String::new()).await
+    }
+
+    /// [`Vault::finish`] with a detail (never a secret) taken from a successful result.
+    pub(crate) async fn finish_with<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        result: Result<T, CoreError>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T, CoreError> {
+        let event = match &result {
+            Ok(value) => self.event(caller, action, resource, AuditOutcome::Success, &detail(value)),
+            Err(e) => self.event(caller, action, resource, e.audit_outcome(), e.code().as_str()),
+        };
+        self.audit_event(event).await?;
+        result
+    }
+
+    /// Commits `op` together with its audit event. A failed operation is recorded as failed.
+    pub(crate) async fn commit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        op: WriteOp,
+        detail: &str,
+    ) -> Result<(), CoreError> {
+        let audit = self.event(caller, action, resource, AuditOutcome::Success, detail);
+        self.submit(WriteRequest { op: Some(op), audit }).await
+    }
+
+    /// Records a request refused for bad input before it reached a use case (a body that is not
+    /// JSON, an invalid name), so that it too leaves an audit event.
+    pub async fn record_rejection(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        code: rekey_types::ErrorCode,
+    ) -> Result<(), CoreError> {
+        self.audit_event(self.event(caller, action, resource, AuditOutcome::Error, code.as_str())).await
+    }
+}
+
+pub(crate) fn record(
+    principal: &str,
+    source: &str,
+    request_id: &RequestId,
+    action: &str,
+    resource: &str,
+    outcome: AuditOutcome,
+    detail: &str,
+) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        time: Timestamp::now(),
+        principal: principal.to_owned(),
+        action: action.to_owned(),
+        resource: resource.to_owned(),
+        outcome,
+        source: source.to_owned(),
+        request_id: request_id.to_string(),
+        detail: detail.to_owned(),
+    }
+}

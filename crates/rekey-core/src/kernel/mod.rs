@@ -1,0 +1,200 @@
+//! The kernel: the one [`Vault`] every use case works through, and the state only the kernel
+//! touches.
+//!
+//! - `audit`: the only way to the audit log and the store's writes (record, finish, commit);
+//! - `auth` and [`policy`]: who is calling, and every permission, decided in `policy` only;
+//! - `keys` and `target`: tenant KEKs, and a version opened only with the fields it was stored
+//!   for (where a secret may go);
+//! - `integrity`: the MACs of token rows and the fingerprints of secrets;
+//! - `writer`: the group-commit audit writer.
+//!
+//! The fields of [`Vault`] are private to this module. The domain modules around it
+//! (credentials, custody, connectors, breach response) reach the state through the methods
+//! below, each naming what it gives; none of them depends on another's internals, and nothing
+//! in the kernel depends on them.
+
+mod audit;
+mod auth;
+pub(crate) mod hints;
+pub(crate) mod integrity;
+pub(crate) mod keys;
+pub(crate) mod locks;
+pub mod policy;
+pub(crate) mod target;
+pub mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rekey_crypto::{AuditKey, IntegrityKey, KeyContext, Seal, SystemKey};
+use rekey_store::{Store, StoreError, SystemKeyRow};
+
+pub(crate) use audit::{record, Actor};
+pub use auth::TOKEN_CACHE_TTL;
+
+use crate::options::VaultOptions;
+use crate::outbound::HostLimiter;
+use crate::stats::ConnectorStats;
+use crate::CoreError;
+use hints::PutHints;
+use keys::KekCache;
+use locks::CredentialLocks;
+use writer::Writer;
+
+/// An open vault: the store, the seal and the keys it unwrapped, the audit writer, and the
+/// server's shared runtime state.
+pub struct Vault {
+    store: Arc<dyn Store>,
+    seal: Arc<dyn Seal>,
+    keks: KekCache,
+    writer: Writer,
+    audit_key: Arc<AuditKey>,
+    /// Authenticates token rows and fingerprints secrets (see `integrity`).
+    integrity: Arc<IntegrityKey>,
+    credential_locks: CredentialLocks,
+    put_hints: PutHints,
+    tokens: auth::TokenCache,
+    options: VaultOptions,
+    /// Set when the vault is sealed: background jobs stop at their next step.
+    closed: AtomicBool,
+    /// Wakes the job runner when a job is created.
+    jobs_wake: Arc<tokio::sync::Notify>,
+    hosts: HostLimiter,
+    connector_stats: Arc<ConnectorStats>,
+    /// Wakes the campaign workers when a campaign starts.
+    campaigns_wake: Arc<tokio::sync::Notify>,
+}
+
+/// The system keys a vault opened with, and whether the audit chain key was made just now (the
+/// caller then records that, once the vault is open).
+pub(crate) struct Assembled {
+    pub vault: Vault,
+    pub created_audit_key: bool,
+}
+
+impl Vault {
+    /// Loads (or on first start creates) the audit chain key and the integrity key, and starts
+    /// the audit writer. The caller has checked that the seal holds the store's root keys.
+    pub(crate) async fn assemble(
+        store: Arc<dyn Store>,
+        seal: Arc<dyn Seal>,
+        options: VaultOptions,
+    ) -> Result<Assembled, CoreError> {
+        let (audit_key, created_audit_key) =
+            load_or_create_system_key(store.as_ref(), seal.as_ref(), AuditKey::PURPOSE).await?;
+        let audit_key = Arc::new(AuditKey::from_system_key(audit_key));
+        let (integrity, _) = load_or_create_system_key(store.as_ref(), seal.as_ref(), IntegrityKey::PURPOSE).await?;
+        let integrity = Arc::new(IntegrityKey::from_system_key(integrity));
+        let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
+        let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone())
+            .map_err(|e| CoreError::Store(StoreError::Backend(Box::new(e))))?;
+        let vault = Self {
+            store,
+            seal,
+            keks: KekCache::default(),
+            writer,
+            audit_key,
+            integrity,
+            credential_locks: Default::default(),
+            put_hints: Default::default(),
+            tokens: Default::default(),
+            closed: Default::default(),
+            jobs_wake: Default::default(),
+            campaigns_wake: Default::default(),
+            hosts: Default::default(),
+            connector_stats: options.connector_stats.clone().unwrap_or_default(),
+            options,
+        };
+        Ok(Assembled { vault, created_audit_key })
+    }
+
+    /// The store, for reads. Writes go through the audit methods (`commit`, `submit`), never
+    /// straight to the store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn seal(&self) -> &Arc<dyn Seal> {
+        &self.seal
+    }
+
+    pub(crate) fn keks(&self) -> &KekCache {
+        &self.keks
+    }
+
+    pub(crate) fn integrity(&self) -> &IntegrityKey {
+        &self.integrity
+    }
+
+    pub(crate) fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
+    }
+
+    pub(crate) fn writer_stats(&self) -> &writer::WriterStats {
+        self.writer.stats()
+    }
+
+    pub(crate) fn options(&self) -> &VaultOptions {
+        &self.options
+    }
+
+    pub(crate) fn credential_locks(&self) -> &CredentialLocks {
+        &self.credential_locks
+    }
+
+    pub(crate) fn put_hints(&self) -> &PutHints {
+        &self.put_hints
+    }
+
+    pub(crate) fn hosts(&self) -> &HostLimiter {
+        &self.hosts
+    }
+
+    pub(crate) fn connector_stats(&self) -> &Arc<ConnectorStats> {
+        &self.connector_stats
+    }
+
+    pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.jobs_wake
+    }
+
+    pub(crate) fn campaigns_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.campaigns_wake
+    }
+
+    /// Whether the vault was sealed: background work stops at its next step.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Marks the vault sealed (see [`Vault::is_closed`]).
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A system key (the audit chain key, the integrity key) lives in the store wrapped by the seal.
+/// On first start it is created; if another server sharing the database stored one first, that
+/// one is used. `true` when this call created it, so that the caller can audit that once the key
+/// is settled (the event is then chained with the key that stays).
+pub(crate) async fn load_or_create_system_key(
+    store: &dyn Store,
+    seal: &dyn Seal,
+    purpose: &'static str,
+) -> Result<(SystemKey, bool), CoreError> {
+    if store.system_key(purpose).await?.is_none() {
+        let key = SystemKey::generate().map_err(CoreError::Crypto)?;
+        let ctx = KeyContext::System { purpose, version: 1 };
+        let wrapped = seal.wrap_system_key(ctx, &key).map_err(CoreError::Crypto)?;
+        if store.insert_system_key(&SystemKeyRow { purpose: purpose.into(), version: 1, wrapped }).await? {
+            return Ok((key, true));
+        }
+    }
+    let row = store
+        .system_key(purpose)
+        .await?
+        .ok_or_else(|| CoreError::Store(StoreError::Corrupt(format!("system key {purpose} vanished"))))?;
+    let ctx = KeyContext::System { purpose, version: row.version };
+    let key = seal.unwrap_system_key(ctx, &row.wrapped).map_err(CoreError::Decrypt)?;
+    Ok((key, false))
+}

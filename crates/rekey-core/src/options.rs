@@ -1,0 +1,116 @@
+//! How the vault and its background work behave: plain settings, read from the configuration
+//! by the server, with the defaults a dev server runs on. Nothing here does any work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rekey_connect::notify::{MailRelay, Webhook};
+use rekey_connect::Limits;
+
+use crate::failures::Failures;
+
+/// Lifetime of an issued certificate unless the request or the config says otherwise: 90 days.
+pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 90 * 86_400;
+#[derive(Clone)]
+pub struct VaultOptions {
+    /// Counters the audit writer updates; shared so metrics survive a seal and unseal.
+    pub writer_stats: Option<Arc<crate::stats::WriterStats>>,
+    /// Lifetime of an issued certificate when the request names none.
+    pub cert_lifetime_secs: u64,
+    pub connect: ConnectOptions,
+    pub scheduler: SchedulerOptions,
+    /// Connector counters; shared so metrics survive a seal and unseal.
+    pub connector_stats: Option<Arc<crate::stats::ConnectorStats>>,
+    pub campaign: CampaignOptions,
+    /// Failed attempts per source; shared so that a seal and unseal does not reset them.
+    pub failures: Arc<Failures>,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self {
+            writer_stats: None,
+            cert_lifetime_secs: DEFAULT_CERT_LIFETIME_SECS,
+            connect: Default::default(),
+            scheduler: Default::default(),
+            connector_stats: None,
+            campaign: Default::default(),
+            failures: Default::default(),
+        }
+    }
+}
+
+/// How connectors behave; from the `[connectors]` and `[rotation]` config sections.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub limits: Limits,
+    /// Connections to one `host:port` at once, across everything this server does.
+    pub per_host: usize,
+    /// How long the old version stays `previous` (and an Entra app keeps its old certificate)
+    /// after a rotation is promoted.
+    pub grace_secs: u64,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { limits: Limits::default(), per_host: 4, grace_secs: 24 * 3600 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// Time between passes; `None` turns the scheduler off (rotations then finish only when asked).
+    pub interval: Option<Duration>,
+    /// Re-check each credential this often; `None` never re-checks.
+    pub verify_every: Option<Duration>,
+    /// Credentials worked on at once (the per-host limit still applies).
+    pub concurrency: usize,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            interval: Some(Duration::from_secs(60)),
+            verify_every: Some(Duration::from_secs(24 * 3600)),
+            concurrency: 16,
+        }
+    }
+}
+
+/// How campaigns run; from the `[campaign]` and `[notify]` config sections.
+#[derive(Clone)]
+pub struct CampaignOptions {
+    /// Items worked on at once by this server (the per-host limit still applies).
+    pub concurrency: usize,
+    /// Time between passes when there is nothing to do; `None` turns the workers off.
+    pub interval: Option<Duration>,
+    /// Attempts of an item (and deliveries of a notice) before it is `failed` for good.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each further one twice as long (at most an hour).
+    pub retry_base: Duration,
+    /// How long a worker holds an item before another may take it (a crashed server's items).
+    pub lease: Duration,
+    /// Reminders go out this long before the deadline (halfway, for a shorter campaign).
+    pub remind_before: Duration,
+    /// Where tenants open their reset links: `<public_url>/r/<link>`. Set from the
+    /// configuration, or by the server once it knows the address it listens on.
+    pub public_url: Arc<std::sync::OnceLock<String>>,
+    pub mail: Option<MailRelay>,
+    pub webhook: Option<Webhook>,
+}
+
+impl Default for CampaignOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            interval: Some(Duration::from_secs(2)),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(30),
+            lease: Duration::from_secs(300),
+            remind_before: Duration::from_secs(48 * 3600),
+            public_url: Default::default(),
+            mail: None,
+            webhook: None,
+        }
+    }
+}

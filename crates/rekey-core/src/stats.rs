@@ -1,0 +1,38 @@
+//! The counters `/metrics` shows, kept outside the vault so that they survive a seal and
+//! unseal: the audit writer's and the connectors'.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::sync::Mutex;
+
+use rekey_types::CredentialKind;
+
+/// The audit writer's counters.
+#[derive(Default, Debug)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub events: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// The highest audit sequence number this server has seen committed.
+    pub head_seq: AtomicI64,
+    /// Rows refused because their integrity check failed (a token row or a version's target
+    /// fields changed outside Rekey).
+    pub integrity_failures: AtomicU64,
+}
+
+/// Counters for `/metrics`; shared so they survive a seal and unseal.
+#[derive(Debug, Default)]
+pub struct ConnectorStats {
+    /// Checks by (kind, status).
+    pub verifies: Mutex<HashMap<(String, String), u64>>,
+    /// Rotation steps by (kind, step): started, applied, promoted, retired, failed.
+    pub rotations: Mutex<HashMap<(String, String), u64>>,
+    /// The last health counts the scheduler read: (kind, status) → credentials.
+    pub health: Mutex<Vec<rekey_store::HealthCount>>,
+}
+
+impl ConnectorStats {
+    pub(crate) fn count(map: &Mutex<HashMap<(String, String), u64>>, kind: CredentialKind, what: &str) {
+        *map.lock().expect("stats lock").entry((kind.as_str().to_owned(), what.to_owned())).or_default() += 1;
+    }
+}
