@@ -29,6 +29,8 @@ use crate::kernel::{record, Actor};
 use crate::{CoreError, Vault};
 
 mod entra;
+mod plan;
+mod retire;
 mod rotation;
 pub mod scheduler;
 mod verify;
@@ -37,7 +39,7 @@ pub use crate::options::ConnectOptions;
 pub use crate::stats::ConnectorStats;
 pub use crate::views::{HealthView, RotationView};
 
-pub(crate) use rotation::rotation_plan;
+pub(crate) use plan::rotation_plan;
 
 /// New LDAP passwords when the credential names no policy.
 const DEFAULT_PASSWORD_LENGTH: usize = 32;

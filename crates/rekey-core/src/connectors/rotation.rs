@@ -7,7 +7,9 @@ use rekey_store::{rotation_state, CredentialRow, RotationRow, TenantRow, WriteOp
 use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
 
 use super::entra::is_secret_app;
-use super::{ConnectorStats, RotationView, DEFAULT_PASSWORD_LENGTH, VERIFY_ATTEMPTS};
+use super::plan::{new_password, rotation_plan};
+use super::retire::retire_op;
+use super::{ConnectorStats, RotationView, VERIFY_ATTEMPTS};
 use crate::kernel::policy::Action;
 use crate::kernel::Actor;
 use crate::{Caller, CoreError, Vault};
@@ -439,86 +441,6 @@ impl Vault {
         outcome.map_err(not_rotatable)
     }
 
-    /// Ends the grace period: retires the old version (and removes an Entra app's old certificate).
-    pub(crate) async fn retire(
-        &self,
-        actor: &Actor,
-        rotation: RotationRow,
-        now: bool,
-    ) -> Result<RotationRow, CoreError> {
-        let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let due = now || rotation.retire_after.is_none_or(|t| t <= Timestamp::now());
-        if !due {
-            return Ok(rotation);
-        }
-        let _turn = self.credential_locks().lock(rotation.tenant_id, &rotation.credential).await;
-        // Another driver (the scheduler, a campaign worker, `cred rotate`) may have retired it
-        // meanwhile: then that is the answer, not a conflict.
-        match self.store().rotation(rotation.id).await? {
-            Some(stored) if stored.state != rotation_state::PROMOTED => return Ok(stored),
-            None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
-            Some(_) => {}
-        }
-        let credential = self
-            .store()
-            .credential(rotation.tenant_id, &rotation.credential)
-            .await?
-            .filter(|c| c.id == rotation.credential_id);
-        // An Entra app's old client secret or certificate is removed at Graph first.
-        let mut removed = None;
-        let mut leftover = None;
-        if let Some(credential) = credential.as_ref().filter(|c| c.kind == CredentialKind::EntraApp) {
-            let (fields, current) =
-                self.secret_for_target(actor, &rotation.tenant, credential, rotation.to_version, "retire").await?;
-            let limits = &self.options().connect.limits;
-            if is_secret_app(credential) {
-                let _permit = self.host_permit(credential.kind, &fields).await;
-                let key_id = self
-                    .client_secret_key_id(
-                        credential,
-                        &fields,
-                        &current,
-                        rotation.from_version,
-                        rotation.target_ref.as_deref(),
-                    )
-                    .await?;
-                match key_id {
-                    Ok(key_id) => {
-                        removed = Some(rekey_connect::graph::remove_password(&fields, &current, &key_id, limits).await)
-                    }
-                    Err(why) => leftover = Some(format!("old client secret left at the provider: {why}")),
-                }
-            } else {
-                let old = self.secret_local(credential, rotation.from_version).await?;
-                if rekey_connect::oauth::CertificateSecret::split(&old).is_some() {
-                    let _permit = self.host_permit(credential.kind, &fields).await;
-                    removed = Some(rekey_connect::graph::remove_certificate(&fields, &current, &old, limits).await);
-                }
-            }
-        }
-        let (op, mut detail) = retire_op(&rotation, leftover.clone());
-        if let Some(removed) = removed {
-            let removed = removed.map_err(not_rotatable)?;
-            if !removed.is_ok() {
-                return self.note(actor, rotation, &format!("retire: {}: {}", removed.status, removed.detail)).await;
-            }
-            detail.push_str(&format!("; {}", removed.detail));
-        }
-        if let Some(left) = &leftover {
-            detail.push_str(&format!("; {left}"));
-        }
-        self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
-        if let Some(kind) = rotation.kind {
-            ConnectorStats::count(&self.stats().rotations, kind, "retired");
-        }
-        Ok(RotationRow {
-            state: rotation_state::RETIRED.into(),
-            error: leftover,
-            changed_at: Timestamp::now(),
-            ..rotation
-        })
-    }
-
     /// Fails an unfinished rotation: the pending version is marked `failed`; current serves on.
     pub(super) async fn fail(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
@@ -545,7 +467,7 @@ impl Vault {
     }
 
     /// Records why a rotation waits, without moving it: the scheduler tries again.
-    async fn note(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
+    pub(super) async fn note(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let state: &'static str = match rotation.state.as_str() {
             rotation_state::PENDING => rotation_state::PENDING,
@@ -570,22 +492,7 @@ pub(super) fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
     CoreError::NotRotatable(e.to_string())
 }
 
-/// The write that retires a promoted rotation's old version (what a target needed done is done
-/// by then), and the audit detail of that step.
-fn retire_op(rotation: &RotationRow, leftover: Option<String>) -> (WriteOp, String) {
-    let op = WriteOp::All(vec![
-        WriteOp::SetVersionStage {
-            credential: rotation.credential_id,
-            version: rotation.from_version,
-            from: "previous",
-            stage: "retired",
-        },
-        set_rotation(rotation, &[rotation_state::PROMOTED], rotation_state::RETIRED, leftover, rotation.retire_after),
-    ]);
-    (op, format!("rotation={}; version={}", rotation.id, rotation.from_version))
-}
-
-fn set_rotation(
+pub(super) fn set_rotation(
     rotation: &RotationRow,
     from: &'static [&'static str],
     state: &'static str,
@@ -599,40 +506,4 @@ fn set_rotation(
 /// that crashed before storing it can be found again.
 pub(super) fn password_label(rotation: &RotationRow) -> String {
     format!("rekey rotation {}", rotation.id)
-}
-
-/// Refuses what Rekey cannot rotate, saying what to do instead.
-pub(crate) fn rotation_plan(credential: &CredentialRow, cref: &str) -> Result<(), CoreError> {
-    match credential.kind {
-        CredentialKind::Ldap => Ok(()),
-        CredentialKind::EntraApp => {
-            if !credential.fields.contains_key("app_object_id") {
-                return Err(CoreError::NotRotatable(format!(
-                    "{cref} has no app_object_id: set it to the application's object id (not its client id) so \
-                     Rekey can register the new certificate with Microsoft Graph"
-                )));
-            }
-            Ok(())
-        }
-        CredentialKind::Pop3 | CredentialKind::Smtp => Err(CoreError::NotRotatable(format!(
-            "{cref} is a {} credential: mail servers offer no protocol to change a password, so the customer \
-             rotates it. Have the tenant's administrator set a new password, then store it with `rekey cred put` \
-             (`rekey cred verify` checks it)",
-            credential.kind
-        ))),
-        CredentialKind::Generic => {
-            Err(CoreError::NotRotatable(format!("{cref} is a generic credential: Rekey does not know its target")))
-        }
-    }
-}
-
-/// A new password from the credential's policy (`password_length`, `password_alphabet`).
-fn new_password(fields: &std::collections::BTreeMap<String, String>) -> Result<Secret, CoreError> {
-    let length = fields.get("password_length").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_PASSWORD_LENGTH);
-    let alphabet = match fields.get("password_alphabet").map(String::as_str) {
-        Some("alnum-symbols") => rekey_crypto::password::ALNUM_SYMBOLS,
-        _ => rekey_crypto::password::ALNUM,
-    };
-    let password = rekey_crypto::password::generate(length, alphabet).map_err(CoreError::Crypto)?;
-    Ok(Secret::new(password.to_vec()))
 }
