@@ -1,6 +1,6 @@
 //! Statements of rotation campaigns: items, notices and reset links.
 
-use rekey_types::{CampaignId, LinkId, TenantId, Timestamp};
+use rekey_types::{CampaignId, CredentialId, LinkId, TenantId, Timestamp};
 
 use super::{all, corrupt, id, json, json_of, kind, opt_ts, reach, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
@@ -537,4 +537,21 @@ pub(crate) async fn revoke_link<C: Conn>(c: &mut C, id: LinkId, at: Timestamp) -
     )
     .await
     .map(drop)
+}
+
+// Writes.
+
+pub(super) async fn items_rotated<C: Conn>(
+    c: &mut C,
+    credential: &CredentialId,
+    version: &u32,
+    fingerprint: &[u8],
+    by: &str,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    follow_put(c, credential.to_string(), *version, fingerprint.to_vec(), by.to_owned(), *at).await
+}
+
+pub(super) async fn set_reminded<C: Conn>(c: &mut C, id: &CampaignId) -> Result<(), StoreError> {
+    c.exec("UPDATE campaigns SET reminded = 1 WHERE id = $1", args![id.to_string()]).await.map(drop)
 }

@@ -1,9 +1,10 @@
 //! Reads of the certificate inventory.
 
-use super::{all, id, opt_ts, ts, u32_of};
+use super::{all, duplicate_as, id, opt_ts, ts, u32_of, update_one};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::CertificateRow;
 use crate::StoreError;
+use rekey_types::Timestamp;
 
 const CERT_SELECT: &str = "SELECT ce.*, t.name AS tenant_name, c.name AS credential_name FROM certificates ce \
      JOIN tenants t ON t.id = ce.tenant_id JOIN credentials c ON c.id = ce.credential_id";
@@ -63,4 +64,37 @@ pub(crate) async fn certificate<C: Conn>(c: &mut C, thumbprint: String) -> Resul
         .await?
         .map(|r| certificate_row(&r))
         .transpose()
+}
+
+// Writes.
+
+pub(super) async fn insert_certificate<C: Conn>(c: &mut C, ce: &CertificateRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO certificates (sha256, sha1, public_key_sha256, tenant_id, credential_id, credential_version, \
+         subject, not_before, not_after, state, pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            &ce.sha256,
+            &ce.sha1,
+            &ce.public_key_sha256,
+            ce.tenant_id.to_string(),
+            ce.credential_id.to_string(),
+            ce.credential_version,
+            &ce.subject,
+            ce.not_before.as_micros(),
+            ce.not_after.as_micros(),
+            &ce.state,
+            &ce.pem,
+            ce.created_at.as_micros()
+        ],
+    )
+    .await
+    .map_err(|e| {
+        duplicate_as(e, StoreError::AlreadyExists { entity: "certificate or key", id: ce.sha256.clone() })
+    })?;
+    Ok(())
+}
+
+pub(super) async fn revoke_certificate<C: Conn>(c: &mut C, sha256: &str, at: &Timestamp) -> Result<(), StoreError> {
+    let sql = "UPDATE certificates SET state = 'revoked', revoked_at = $1 WHERE sha256 = $2 AND state <> 'revoked'";
+    update_one(c, sql, at.as_micros(), "active certificate", sha256.to_owned()).await
 }

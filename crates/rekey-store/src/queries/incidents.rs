@@ -3,9 +3,9 @@
 
 use std::str::FromStr;
 
-use rekey_types::CredentialKind;
+use rekey_types::{CredentialKind, IncidentId, Timestamp};
 
-use super::{all, corrupt, id, json_of, kind, opt_ts, ts, ReachTenant};
+use super::{all, corrupt, id, json, json_of, kind, opt_ts, ts, update_one, ReachTenant};
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{IncidentCounts, IncidentItemRow, IncidentRow, ScopeQuery};
 use crate::{Backend, StoreError};
@@ -453,4 +453,79 @@ pub(super) async fn count_reach<C: Conn>(
     by_tenant.truncate(TOP);
     counts.by_tenant = by_tenant;
     Ok((total, counts))
+}
+
+// Writes.
+
+pub(super) async fn open_incident<C: Conn>(
+    c: &mut C,
+    incident: &IncidentRow,
+    scope: &[ScopeQuery],
+) -> Result<(), StoreError> {
+    let id = incident.id.to_string();
+    let kinds: Option<Vec<&str>> = incident.kinds.as_ref().map(|k| k.iter().map(|k| k.as_str()).collect());
+    c.exec(
+        "INSERT INTO incidents (id, title, scope, reasons, kinds, since, state, frozen, affected, counts, \
+         created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', 0, 0, '{}', $7, $8)",
+        args![
+            id.clone(),
+            incident.title.clone(),
+            json(&incident.scope),
+            json(&incident.reasons),
+            kinds.map(|k| json(&k)),
+            incident.since.map(Timestamp::as_micros),
+            incident.created_by.clone(),
+            incident.created_at.as_micros()
+        ],
+    )
+    .await?;
+    for q in scope {
+        add_scope(c, &id, q).await?;
+    }
+    // A tenant of a covered region that another selector reached as well: whole, with
+    // the region's reasons too (readers take its row, not the region's, for its reasons).
+    c.exec(
+        "UPDATE incident_tenants SET whole = 1, reasons = reasons | (SELECT r.reasons FROM incident_regions r \
+         WHERE r.incident_id = incident_tenants.incident_id AND r.region = incident_tenants.region) \
+         WHERE incident_id = $1 AND region IN (SELECT region FROM incident_regions WHERE incident_id = $1)",
+        args![id.clone()],
+    )
+    .await?;
+    let (total, counts) = count_reach(c, incident).await?;
+    c.exec("UPDATE incidents SET affected = $1, counts = $2 WHERE id = $3", args![total, json(&counts), id])
+        .await
+        .map(drop)
+}
+
+pub(super) async fn contain_incident<C: Conn>(
+    c: &mut C,
+    id: &IncidentId,
+    freeze: &bool,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    let row = incident(c, id.to_string()).await?.filter(|r| r.state == "open");
+    let Some(row) = row else {
+        return Err(StoreError::NotFound { entity: "open incident", id: id.to_string() });
+    };
+    if *freeze {
+        let sql = format!("UPDATE credentials SET frozen_by = $1 WHERE id IN (SELECT c.id {})", reach(&row.kinds));
+        c.exec(&sql, args![id.to_string(), row.created_at.as_micros()]).await?;
+    }
+    c.exec(
+        "UPDATE incidents SET contained_at = $1, frozen = CASE WHEN $2 = 1 THEN 1 ELSE frozen END WHERE id = $3",
+        args![at.as_micros(), i64::from(*freeze), id.to_string()],
+    )
+    .await
+    .map(drop)
+}
+
+pub(super) async fn close_incident<C: Conn>(c: &mut C, id: &IncidentId, at: &Timestamp) -> Result<(), StoreError> {
+    update_one(
+        c,
+        "UPDATE incidents SET state = 'closed', closed_at = $1 WHERE id = $2 AND state = 'open'",
+        at.as_micros(),
+        "open incident",
+        id.to_string(),
+    )
+    .await
 }

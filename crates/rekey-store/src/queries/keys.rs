@@ -1,12 +1,13 @@
 //! Reads of the key hierarchy: root keys, the seal's keyring, tenant KEKs, DEKs to rewrap, key
 //! jobs, system keys, and the versions still to bind (format migration).
 
-use rekey_types::Timestamp;
+use rekey_types::{JobId, TenantId, Timestamp};
 
-use super::{all, corrupt, id, json_of, kind, opt_ts, ts, u32_of, TARGET_FIELDS};
-use crate::conn::{args, Conn, OwnedRow};
+use super::{all, corrupt, duplicate_as, hex_of, id, json_of, kind, opt_ts, ts, u32_of, TARGET_FIELDS};
+use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{
-    DekCount, DekRow, KekRow, KeyJobRow, LegacyVersion, RootKeyRow, RootRewrap, SealKeyringRow, SystemKeyRow, WrappedBy,
+    key_state, DekCount, DekRow, DekUpdate, KekRow, KeyJobRow, LegacyVersion, RootKeyRow, RootRewrap, SealKeyringRow,
+    SystemKeyRow, WrappedBy,
 };
 use crate::StoreError;
 
@@ -354,4 +355,212 @@ pub(crate) async fn legacy_versions<C: Conn>(
 
 pub(crate) async fn integrity_pending<C: Conn>(c: &mut C, what: String) -> Result<bool, StoreError> {
     Ok(c.query_opt("SELECT what FROM integrity_pending WHERE what = $1", args![what]).await?.is_some())
+}
+
+// Writes.
+
+pub(super) const INSERT_KEK: &str =
+    "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at) VALUES ";
+
+pub(super) fn kek_args(kek: &KekRow) -> Vec<Arg> {
+    args![
+        kek.tenant_id.to_string(),
+        kek.version,
+        &kek.state,
+        kek.wrapped.clone(),
+        kek.root_version,
+        kek.created_at.as_micros()
+    ]
+}
+
+pub(super) async fn create_kek<C: Conn>(c: &mut C, kek: &KekRow) -> Result<(), StoreError> {
+    let tenant = kek.tenant_id.to_string();
+    c.exec(
+        "UPDATE tenant_keks SET state = 'retired', changed_at = $1 WHERE tenant_id = $2 AND state = 'active'",
+        args![kek.created_at.as_micros(), tenant.clone()],
+    )
+    .await?;
+    c.exec(
+        "INSERT INTO tenant_keks (tenant_id, version, state, wrapped, root_version, created_at, changed_at) \
+         VALUES ($1, $2, 'active', $3, $4, $5, $5)",
+        args![tenant, kek.version, kek.wrapped.clone(), kek.root_version, kek.created_at.as_micros()],
+    )
+    .await
+    .map_err(|e| duplicate_as(e, StoreError::Conflict))?;
+    Ok(())
+}
+
+pub(super) async fn set_kek_state<C: Conn>(
+    c: &mut C,
+    tenant: &TenantId,
+    version: &u32,
+    state: &&'static str,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    let (sql, a) = if *state == key_state::DESTROYED {
+        (
+            "UPDATE tenant_keks SET state = $1, changed_at = $2, wrapped = $3 \
+             WHERE tenant_id = $4 AND version = $5 AND state <> 'destroyed'",
+            args![*state, at.as_micros(), Vec::<u8>::new(), tenant.to_string(), *version],
+        )
+    } else {
+        (
+            "UPDATE tenant_keks SET state = $1, changed_at = $2 \
+             WHERE tenant_id = $3 AND version = $4 AND state <> 'destroyed'",
+            args![*state, at.as_micros(), tenant.to_string(), *version],
+        )
+    };
+    let n = c.exec(sql, a).await?;
+    if n != 1 {
+        return Err(StoreError::NotFound { entity: "key version", id: format!("{tenant}@{version}") });
+    }
+    Ok(())
+}
+
+pub(super) async fn rewrap_deks<C: Conn>(
+    c: &mut C,
+    updates: &[DekUpdate],
+    job: &Option<JobId>,
+) -> Result<(), StoreError> {
+    let mut moved = 0i64;
+    for u in updates {
+        moved += c
+            .exec(
+                "UPDATE credential_versions SET kek_version = $1, wrapped_dek = $2 \
+                 WHERE credential_id = $3 AND version = $4 AND kek_version = $5",
+                args![u.to_kek, u.wrapped_dek.clone(), u.credential_id.to_string(), u.version, u.from_kek],
+            )
+            .await? as i64;
+    }
+    if let Some(job) = job {
+        c.exec("UPDATE key_jobs SET done = done + $1 WHERE id = $2", args![moved, job.to_string()]).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn rewrap_root<C: Conn>(
+    c: &mut C,
+    updates: &[RootRewrap],
+    job: &Option<JobId>,
+) -> Result<(), StoreError> {
+    let mut moved = 0i64;
+    for u in updates {
+        moved += match u.tenant_id {
+            Some(t) => {
+                c.exec(
+                    "UPDATE tenant_keks SET root_version = $1, wrapped = $2 \
+                     WHERE tenant_id = $3 AND version = $4 AND root_version = $5 AND state <> 'destroyed'",
+                    args![u.to_root, u.wrapped.clone(), t.to_string(), u.version, u.from_root],
+                )
+                .await? as i64
+            }
+            None => {
+                c.exec(
+                    "UPDATE system_keys SET wrapped = $1 WHERE purpose = $2 AND version = $3",
+                    args![u.wrapped.clone(), &u.purpose, u.version],
+                )
+                .await? as i64
+            }
+        };
+    }
+    if let Some(job) = job {
+        c.exec("UPDATE key_jobs SET done = done + $1 WHERE id = $2", args![moved, job.to_string()]).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_root_key<C: Conn>(c: &mut C, r: &RootKeyRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO root_keys (version, state, created_at, changed_at) VALUES ($1, $2, $3, $4)",
+        args![r.version, &r.state, r.created_at.as_micros(), r.changed_at.as_micros()],
+    )
+    .await
+    .map_err(|e| {
+        duplicate_as(e, StoreError::AlreadyExists { entity: "root key", id: format!("root@{}", r.version) })
+    })?;
+    Ok(())
+}
+
+pub(super) async fn set_root_key_state<C: Conn>(
+    c: &mut C,
+    version: &u32,
+    state: &&'static str,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    let n = c
+        .exec(
+            "UPDATE root_keys SET state = $1, changed_at = $2 WHERE version = $3 AND state <> 'destroyed'",
+            args![*state, at.as_micros(), *version],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::NotFound { entity: "key version", id: format!("root@{version}") });
+    }
+    Ok(())
+}
+
+pub(super) async fn create_job<C: Conn>(c: &mut C, j: &KeyJobRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO key_jobs (id, scope, tenant_id, reason, state, total, done, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        args![
+            j.id.to_string(),
+            &j.scope,
+            j.tenant_id.map(|t| t.to_string()),
+            &j.reason,
+            &j.state,
+            j.total,
+            j.done,
+            &j.created_by,
+            j.created_at.as_micros()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn finish_job<C: Conn>(
+    c: &mut C,
+    id: &JobId,
+    state: &&'static str,
+    error: &Option<String>,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    let n = c
+        .exec(
+            "UPDATE key_jobs SET state = $1, error = $2, finished_at = $3 WHERE id = $4 AND state = 'running'",
+            args![*state, error.clone(), at.as_micros(), id.to_string()],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::NotFound { entity: "running job", id: id.to_string() });
+    }
+    Ok(())
+}
+
+pub(super) async fn commit_keyring<C: Conn>(c: &mut C, set_id: &[u8]) -> Result<(), StoreError> {
+    let pending = c
+        .query_opt("SELECT set_id FROM seal_keyring WHERE slot = 'pending'", vec![])
+        .await?
+        .map(|r| r.blob("set_id"))
+        .transpose()?;
+    if pending.as_deref() != Some(set_id) {
+        return Err(StoreError::NotFound { entity: "pending root rotation", id: hex_of(set_id) });
+    }
+    c.exec("DELETE FROM seal_keyring WHERE slot = 'active'", vec![]).await?;
+    c.exec("UPDATE seal_keyring SET slot = 'active' WHERE slot = 'pending'", vec![]).await?;
+    Ok(())
+}
+
+pub(super) async fn replace_keyring<C: Conn>(c: &mut C, row: &SealKeyringRow) -> Result<(), StoreError> {
+    let n = c
+        .exec(
+            "UPDATE seal_keyring SET blob = $1 WHERE slot = 'active' AND set_id = $2",
+            args![row.blob.clone(), row.set_id.clone()],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
 }

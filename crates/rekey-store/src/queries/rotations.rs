@@ -1,9 +1,10 @@
 //! Reads of rotations and of the connectors' health rows.
 
-use super::{all, id, kind, opt_ts, ts, u32_of};
+use super::{all, duplicate_as, follow_rotation, id, kind, opt_ts, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{HealthCount, HealthRow, RotationRow, StaleCredential};
 use crate::StoreError;
+use rekey_types::{RotationId, Timestamp};
 
 const ROTATION_SELECT: &str = "SELECT r.*, t.name AS tenant_name, c.name AS credential_name, c.kind AS kind \
      FROM rotations r JOIN tenants t ON t.id = r.tenant_id JOIN credentials c ON c.id = r.credential_id";
@@ -104,4 +105,90 @@ pub(crate) async fn health_counts<C: Conn>(c: &mut C) -> Result<Vec<HealthCount>
     all(c.query(sql, vec![]).await?, |r| {
         Ok(HealthCount { kind: r.text("kind")?, status: r.text("status")?, count: r.int("n")? })
     })
+}
+
+// Writes.
+
+pub(super) async fn insert_rotation<C: Conn>(c: &mut C, r: &RotationRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO rotations (id, credential_id, tenant_id, from_version, to_version, state, created_by, \
+         created_at, changed_at, retire_after, error, target_ref) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        args![
+            r.id.to_string(),
+            r.credential_id.to_string(),
+            r.tenant_id.to_string(),
+            r.from_version,
+            r.to_version,
+            r.state.clone(),
+            r.created_by.clone(),
+            r.created_at.as_micros(),
+            r.changed_at.as_micros(),
+            r.retire_after.map(Timestamp::as_micros),
+            r.error.clone(),
+            r.target_ref.clone()
+        ],
+    )
+    .await
+    .map(drop)
+    .map_err(|e| {
+        duplicate_as(e, StoreError::AlreadyExists { entity: "unfinished rotation of", id: r.credential_id.to_string() })
+    })
+}
+
+/// The fields of [`WriteOp::SetRotation`](crate::WriteOp::SetRotation), one argument each.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn set_rotation<C: Conn>(
+    c: &mut C,
+    id: &RotationId,
+    from: &&'static [&'static str],
+    state: &&'static str,
+    error: &Option<String>,
+    retire_after: &Option<Timestamp>,
+    target_ref: &Option<String>,
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    // `from` holds constant state names only, never input.
+    let states: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+    let sql = format!(
+        "UPDATE rotations SET state = $1, error = $2, retire_after = $3, changed_at = $4, \
+         target_ref = COALESCE($5, target_ref) WHERE id = $6 AND state IN ({})",
+        states.join(", ")
+    );
+    let n = c
+        .exec(
+            &sql,
+            args![
+                *state,
+                error.clone(),
+                retire_after.map(Timestamp::as_micros),
+                at.as_micros(),
+                target_ref.clone(),
+                id.to_string()
+            ],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::Conflict);
+    }
+    follow_rotation(c, *id, state, error.clone(), *at).await
+}
+
+pub(super) async fn record_health<C: Conn>(c: &mut C, h: &HealthRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO credential_health (credential_id, version, status, detail, elapsed_ms, checked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (credential_id) DO UPDATE SET \
+         version = excluded.version, status = excluded.status, detail = excluded.detail, \
+         elapsed_ms = excluded.elapsed_ms, checked_at = excluded.checked_at",
+        args![
+            h.credential_id.to_string(),
+            h.version,
+            h.status.clone(),
+            h.detail.clone(),
+            h.elapsed_ms,
+            h.checked_at.as_micros()
+        ],
+    )
+    .await
+    .map(drop)
 }

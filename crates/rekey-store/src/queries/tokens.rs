@@ -2,9 +2,9 @@
 
 use std::str::FromStr;
 
-use rekey_types::Role;
+use rekey_types::{Role, Timestamp, TokenId};
 
-use super::{all, corrupt, id, json_of, opt_ts, ts};
+use super::{all, corrupt, id, json, json_of, opt_ts, ts};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::TokenRow;
 use crate::StoreError;
@@ -36,4 +36,53 @@ pub(crate) async fn token<C: Conn>(c: &mut C, id_text: String) -> Result<Option<
 
 pub(crate) async fn list_tokens<C: Conn>(c: &mut C) -> Result<Vec<TokenRow>, StoreError> {
     all(c.query(&format!("{TOKEN_SELECT} ORDER BY tk.created_at, tk.id"), vec![]).await?, token_row)
+}
+
+// Writes.
+
+pub(super) async fn seal_tokens<C: Conn>(c: &mut C, macs: &[(TokenId, Vec<u8>)]) -> Result<(), StoreError> {
+    for (id, mac) in macs {
+        c.exec("UPDATE tokens SET mac = $1 WHERE id = $2 AND mac IS NULL", args![mac.clone(), id.to_string()]).await?;
+    }
+    c.exec("DELETE FROM integrity_pending WHERE what = 'tokens'", vec![]).await.map(drop)
+}
+
+pub(super) async fn create_token<C: Conn>(c: &mut C, t: &TokenRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO tokens (id, hash, role, tenant_id, bound, cidrs, description, created_by, created_at, expires_at, revoked_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+        args![
+            t.id.to_string(),
+            t.hash.clone(),
+            t.role.as_str(),
+            t.tenant_id.map(|id| id.to_string()),
+            json(&t.bound),
+            json(&t.cidrs),
+            &t.description,
+            &t.created_by,
+            t.created_at.as_micros(),
+            t.expires_at.map(Timestamp::as_micros),
+            t.mac.clone().unwrap_or_default()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn revoke_token<C: Conn>(
+    c: &mut C,
+    id: &TokenId,
+    at: &Timestamp,
+    mac: &[u8],
+) -> Result<(), StoreError> {
+    let n = c
+        .exec(
+            "UPDATE tokens SET revoked_at = $1, mac = $2 WHERE id = $3 AND revoked_at IS NULL",
+            args![at.as_micros(), mac.to_vec(), id.to_string()],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
+    }
+    Ok(())
 }
