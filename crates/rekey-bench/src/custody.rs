@@ -88,7 +88,9 @@ pub fn on_own_runtime<T: Send + 'static, F: std::future::Future<Output = Result<
 }
 
 pub async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {
-    Ok(vault.authenticate(Some(root), "127.0.0.1".parse()?, RequestId::generate(), "bench", "").await?)
+    Ok(vault
+        .authenticate(Some(root), "127.0.0.1".parse()?, RequestId::generate(), rekey_types::AuditAction::HttpAuth, "")
+        .await?)
 }
 
 /// Opens (creating and loading it the first time) a data folder whose root key is in a Shamir

@@ -5,6 +5,7 @@
 //! stored head, and the head must not be behind what this server itself has committed. Each
 //! problem is reported with the sequence number where it shows.
 
+use rekey_types::AuditAction;
 use std::sync::atomic::Ordering;
 
 use rekey_crypto::audit_mac::GENESIS;
@@ -54,7 +55,7 @@ impl Vault {
             Ok(events.into_iter().map(view).collect())
         }
         .await;
-        self.finish(caller, "audit.read", "", result).await
+        self.finish(caller, AuditAction::AuditRead, "", result).await
     }
 
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyReport, CoreError> {
@@ -124,6 +125,9 @@ impl Vault {
             Ok(VerifyReport { ok: problems.is_empty(), checked, head_seq, server_head_seq: server_head, problems })
         }
         .await;
-        self.finish_with(caller, "audit.verify", "", result, |r| format!("ok={}; checked={}", r.ok, r.checked)).await
+        self.finish_with(caller, AuditAction::AuditVerify, "", result, |r| {
+            format!("ok={}; checked={}", r.ok, r.checked)
+        })
+        .await
     }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rekey_types::Timestamp;
+use rekey_types::{AuditAction, Timestamp};
 
 /// How failed attempts are limited and audited.
 #[derive(Debug, Clone, Copy)]
@@ -59,10 +59,10 @@ pub enum AttemptKind {
 
 impl AttemptKind {
     /// The action of the aggregate event.
-    pub fn aggregate_action(self) -> &'static str {
+    pub fn aggregate_action(self) -> AuditAction {
         match self {
-            AttemptKind::Token => "auth.failures",
-            AttemptKind::Link => "link.failures",
+            AttemptKind::Token => AuditAction::AuthFailures,
+            AttemptKind::Link => AuditAction::LinkFailures,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rekey_crypto::{Kek, KeyContext};
 use rekey_store::{KekRow, TenantFilter, TenantRow, WriteOp};
-use rekey_types::{Region, TenantId, TenantName, Timestamp};
+use rekey_types::{AuditAction, Region, TenantId, TenantName, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::TenantView;
@@ -82,11 +82,12 @@ impl Vault {
         .await;
         let (tenant, kek) = match prepared {
             Ok(rows) => rows,
-            Err(e) => return self.finish(caller, "tenant.create", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::TenantCreate, &resource, Err(e)).await,
         };
         let view = TenantView::from(tenant.clone());
         let detail = format!("region={}", tenant.region);
-        self.commit(caller, "tenant.create", &resource, WriteOp::CreateTenant { tenant, kek }, &detail).await?;
+        self.commit(caller, AuditAction::TenantCreate, &resource, WriteOp::CreateTenant { tenant, kek }, &detail)
+            .await?;
         Ok(view)
     }
 
@@ -107,7 +108,7 @@ impl Vault {
             Ok(self.store().list_tenants(&filter).await?.into_iter().map(TenantView::from).collect())
         }
         .await;
-        self.finish(caller, "tenant.list", "", result).await
+        self.finish(caller, AuditAction::TenantList, "", result).await
     }
 
     pub async fn show_tenant(&self, caller: &Caller, name: &TenantName) -> Result<TenantView, CoreError> {
@@ -118,7 +119,7 @@ impl Vault {
             Ok(TenantView::from(tenant))
         }
         .await;
-        self.finish(caller, "tenant.show", name.as_str(), result).await
+        self.finish(caller, AuditAction::TenantShow, name.as_str(), result).await
     }
 
     /// The tenant row, or "tenant X not found".

@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use rekey_crypto::token::{self, IssuedToken};
 use rekey_store::{TokenRow, WriteOp};
-use rekey_types::{CredentialName, Role, TenantName, Timestamp, TokenId};
+use rekey_types::{AuditAction, CredentialName, Role, TenantName, Timestamp, TokenId};
 
 use crate::kernel::policy::Action;
 use crate::views::TokenView;
@@ -91,11 +91,11 @@ impl Vault {
         .await;
         let (row, issued) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "token.create", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::TokenCreate, &resource, Err(e)).await,
         };
         let view = TokenView::from(row.clone());
         let detail = format!("token={}; role={}", row.id, row.role);
-        self.commit(caller, "token.create", &resource, WriteOp::CreateToken(row), &detail).await?;
+        self.commit(caller, AuditAction::TokenCreate, &resource, WriteOp::CreateToken(row), &detail).await?;
         Ok((view, issued))
     }
 
@@ -105,25 +105,26 @@ impl Vault {
             Ok(self.store().list_tokens().await?.into_iter().map(TokenView::from).collect())
         }
         .await;
-        self.finish(caller, "token.list", "", result).await
+        self.finish(caller, AuditAction::TokenList, "", result).await
     }
 
     pub async fn revoke_token(&self, caller: &Caller, id: TokenId) -> Result<(), CoreError> {
         let resource = format!("token:{id}");
         if let Err(e) = self.authorize(caller, Action::ManageTokens, "tokens") {
-            return self.finish(caller, "token.revoke", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::TokenRevoke, &resource, Err(e)).await;
         }
         let at = Timestamp::now();
         let row = match self.store().token(id).await {
             Ok(Some(row)) if row.revoked_at.is_none() => row,
             Ok(_) => {
                 let err = CoreError::NotFound(format!("active token {id}"));
-                return self.finish(caller, "token.revoke", &resource, Err(err)).await;
+                return self.finish(caller, AuditAction::TokenRevoke, &resource, Err(err)).await;
             }
-            Err(e) => return self.finish(caller, "token.revoke", &resource, Err(e.into())).await,
+            Err(e) => return self.finish(caller, AuditAction::TokenRevoke, &resource, Err(e.into())).await,
         };
         let mac = crate::kernel::integrity::token_mac(self.integrity(), &TokenRow { revoked_at: Some(at), ..row });
-        let result = self.commit(caller, "token.revoke", &resource, WriteOp::RevokeToken { id, at, mac }, "").await;
+        let result =
+            self.commit(caller, AuditAction::TokenRevoke, &resource, WriteOp::RevokeToken { id, at, mac }, "").await;
         self.forget_token(id);
         result
     }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_core::campaigns::{CampaignStatus, CampaignView, ItemView, LinkView, StartCampaign};
 use rekey_store::ItemFilter;
-use rekey_types::{CampaignId, CredRef, ErrorCode, IncidentId, TenantName};
+use rekey_types::{AuditAction, CampaignId, CredRef, ErrorCode, IncidentId, TenantName};
 use serde::Deserialize;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
@@ -33,7 +33,7 @@ struct StartBody {
 }
 
 pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
-    let caller = s.auth(&ctx, "campaign.start", "").await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignStart, "").await?;
     let parsed = (|| {
         let b: StartBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -50,19 +50,19 @@ pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Api
             .transpose()?;
         Ok(StartCampaign { incident, deadline_secs, notify: b.notify })
     })();
-    let input = s.input(&caller, "campaign.start", "", parsed).await?;
+    let input = s.input(&caller, AuditAction::CampaignStart, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.start_campaign(&caller, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
-    let caller = s.auth(&ctx, "campaign.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignList, "").await?;
     Ok(Json(s.vault(&ctx)?.list_campaigns(&caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn status(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<CampaignStatus>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, "campaign.status", &resource).await?;
-    let id = s.input(&caller, "campaign.status", &resource, campaign_id(&id, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignStatus, &resource).await?;
+    let id = s.input(&caller, AuditAction::CampaignStatus, &resource, campaign_id(&id, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.campaign_status(&caller, id).await.map_err(core(&ctx))?))
 }
 
@@ -83,7 +83,7 @@ pub async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<ItemView>>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, "campaign.items", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignItems, &resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -103,7 +103,7 @@ pub async fn items(
         };
         Ok((campaign_id(&id, &ctx)?, filter))
     })();
-    let (id, filter) = s.input(&caller, "campaign.items", &resource, parsed).await?;
+    let (id, filter) = s.input(&caller, AuditAction::CampaignItems, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.campaign_items(&caller, id, filter).await.map_err(core(&ctx))?))
 }
 
@@ -122,14 +122,14 @@ pub async fn waive(
     body: RawBody,
 ) -> ApiResult<Json<ItemView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, "campaign.item.waive", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignItemWaive, &resource).await?;
     let parsed = (|| {
         let b: WaiveBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let cref = CredRef::parse(&b.credential)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("credential: {e}"), ctx.request_id))?;
         Ok((campaign_id(&id, &ctx)?, cref, b.reason))
     })();
-    let (id, cref, reason) = s.input(&caller, "campaign.item.waive", &resource, parsed).await?;
+    let (id, cref, reason) = s.input(&caller, AuditAction::CampaignItemWaive, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.waive_item(&caller, id, &cref, &reason).await.map_err(core(&ctx))?))
 }
 
@@ -146,14 +146,14 @@ pub async fn link(
     body: RawBody,
 ) -> ApiResult<Json<LinkView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, "campaign.link.issue", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignLinkIssue, &resource).await?;
     let parsed = (|| {
         let b: LinkBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&b.tenant)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("tenant: {e}"), ctx.request_id))?;
         Ok((campaign_id(&id, &ctx)?, tenant))
     })();
-    let (id, tenant) = s.input(&caller, "campaign.link.issue", &resource, parsed).await?;
+    let (id, tenant) = s.input(&caller, AuditAction::CampaignLinkIssue, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.issue_reset_link(&caller, id, &tenant).await.map_err(core(&ctx))?))
 }
 
@@ -171,7 +171,7 @@ pub async fn report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, "campaign.report", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CampaignReport, &resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let format = q.format.unwrap_or_else(|| "json".into());
@@ -180,7 +180,7 @@ pub async fn report(
         }
         Ok((campaign_id(&id, &ctx)?, format))
     })();
-    let (id, format) = s.input(&caller, "campaign.report", &resource, parsed).await?;
+    let (id, format) = s.input(&caller, AuditAction::CampaignReport, &resource, parsed).await?;
     let report = s.vault(&ctx)?.campaign_report(&caller, id).await.map_err(core(&ctx))?;
     let (content_type, body) = match format.as_str() {
         "csv" => ("text/csv; charset=utf-8", crate::report::csv(&report)),

@@ -25,7 +25,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rekey_core::Keeper;
-use rekey_types::{ErrorCode, RequestId};
+use rekey_types::{AuditAction, ErrorCode, RequestId};
 
 use crate::ApiError;
 
@@ -137,7 +137,10 @@ pub async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, req
         let bearer = crate::extract::bearer_of(req.headers());
         // Audited as any failed authentication, under the route (the body, which names the
         // resource, is not read for a caller without a token).
-        match vault.authenticate(bearer.as_deref().map(String::as_str), source, request_id, "http.auth", &route).await {
+        match vault
+            .authenticate(bearer.as_deref().map(String::as_str), source, request_id, AuditAction::HttpAuth, &route)
+            .await
+        {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
             }

@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use rekey_core::incidents::{ContainReport, IncidentItemView, IncidentReport, IncidentView, OpenIncident};
-use rekey_types::{CredRef, ErrorCode, IncidentId, Timestamp};
+use rekey_types::{AuditAction, CredRef, ErrorCode, IncidentId, Timestamp};
 use serde::Deserialize;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
@@ -29,7 +29,7 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
 }
 
 pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
-    let caller = s.auth(&ctx, "incident.open", "").await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentOpen, "").await?;
     let parsed = (|| {
         let b: OpenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let since = b
@@ -40,19 +40,19 @@ pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiR
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("since: {e}"), ctx.request_id))?;
         Ok(OpenIncident { title: b.title, scope: b.scope, since })
     })();
-    let input = s.input(&caller, "incident.open", "", parsed).await?;
+    let input = s.input(&caller, AuditAction::IncidentOpen, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.open_incident(&caller, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
-    let caller = s.auth(&ctx, "incident.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentList, "").await?;
     Ok(Json(s.vault(&ctx)?.list_incidents(&caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, "incident.show", &resource).await?;
-    let id = s.input(&caller, "incident.show", &resource, incident_id(&id, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentShow, &resource).await?;
+    let id = s.input(&caller, AuditAction::IncidentShow, &resource, incident_id(&id, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.show_incident(&caller, id).await.map_err(core(&ctx))?))
 }
 
@@ -70,7 +70,7 @@ pub async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<IncidentItemView>>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, "incident.items", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentItems, &resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let after = q
@@ -81,7 +81,7 @@ pub async fn items(
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("after: {e}"), ctx.request_id))?;
         Ok((incident_id(&id, &ctx)?, after, q.limit.unwrap_or(1000)))
     })();
-    let (id, after, limit) = s.input(&caller, "incident.items", &resource, parsed).await?;
+    let (id, after, limit) = s.input(&caller, AuditAction::IncidentItems, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.incident_items(&caller, id, after, limit).await.map_err(core(&ctx))?))
 }
 
@@ -101,20 +101,20 @@ pub async fn contain(
     body: RawBody,
 ) -> ApiResult<Json<ContainReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, "incident.contain", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentContain, &resource).await?;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
         let b: ContainBody =
             if bytes.is_empty() { ContainBody::default() } else { parse_json(&bytes, ctx.request_id)? };
         Ok((incident_id(&id, &ctx)?, b))
     })();
-    let (id, b) = s.input(&caller, "incident.contain", &resource, parsed).await?;
+    let (id, b) = s.input(&caller, AuditAction::IncidentContain, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.contain_incident(&caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
 }
 
 pub async fn close(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentView>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, "incident.close", &resource).await?;
-    let id = s.input(&caller, "incident.close", &resource, incident_id(&id, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::IncidentClose, &resource).await?;
+    let id = s.input(&caller, AuditAction::IncidentClose, &resource, incident_id(&id, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.close_incident(&caller, id).await.map_err(core(&ctx))?))
 }

@@ -11,7 +11,7 @@ use axum::Json;
 use rekey_core::custody::RotateScope;
 use rekey_core::import::SecretText;
 use rekey_core::views::*;
-use rekey_types::{ErrorCode, JobId, KeyRef, TenantName};
+use rekey_types::{AuditAction, ErrorCode, JobId, KeyRef, TenantName};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
@@ -98,7 +98,7 @@ pub async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
 }
 
 pub async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
-    let caller = s.auth(&ctx, "sys.seal", "seal").await?;
+    let caller = s.auth(&ctx, AuditAction::SysSeal, "seal").await?;
     s.keeper.seal(&caller).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "sealed": true })))
 }
@@ -116,10 +116,10 @@ pub async fn list_keys(
     ctx: ReqCtx,
     q: Result<Query<KeyListQuery>, QueryRejection>,
 ) -> ApiResult<Json<KeyListView>> {
-    let caller = s.auth(&ctx, "key.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::KeyList, "").await?;
     let parsed =
         query(q, &ctx).and_then(|q| q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx)));
-    let tenant = s.input(&caller, "key.list", "", parsed).await?;
+    let tenant = s.input(&caller, AuditAction::KeyList, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.key_list(&caller, tenant).await.map_err(core(&ctx))?))
 }
 
@@ -142,7 +142,7 @@ struct RotateBody {
 /// Starts a rotation and answers with its job; a Shamir root rotation answers with the new
 /// shares instead, and starts only at `/v1/keys/rotate/commit`.
 pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let caller = s.auth(&ctx, "key.rotate", "").await?;
+    let caller = s.auth(&ctx, AuditAction::KeyRotate, "").await?;
     let parsed = (|| {
         let b: RotateBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let chosen = usize::from(b.tenant.is_some()) + usize::from(b.all) + usize::from(b.root);
@@ -156,7 +156,7 @@ pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
         };
         Ok((scope, b.shares, b.threshold))
     })();
-    let (scope, shares, threshold) = s.input(&caller, "key.rotate", "", parsed).await?;
+    let (scope, shares, threshold) = s.input(&caller, AuditAction::KeyRotate, "", parsed).await?;
     let vault = s.vault(&ctx)?;
     if matches!(scope, RotateScope::Root) && s.keeper.seal_kind() == "shamir" {
         let (Some(n), Some(k)) = (shares, threshold) else {
@@ -180,9 +180,9 @@ struct CommitBody {
 }
 
 pub async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
-    let caller = s.auth(&ctx, "key.rotate", "root").await?;
+    let caller = s.auth(&ctx, AuditAction::KeyRotate, "root").await?;
     let parsed = body_bytes(body, ctx.request_id).and_then(|b| parse_json::<CommitBody>(&b, ctx.request_id));
-    let b = s.input(&caller, "key.rotate", "root", parsed).await?;
+    let b = s.input(&caller, AuditAction::KeyRotate, "root", parsed).await?;
     Ok(Json(s.vault(&ctx)?.commit_root_split(&caller, &b.set_id).await.map_err(core(&ctx))?))
 }
 
@@ -196,8 +196,8 @@ pub async fn show_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<WrappedByView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, "key.show", &resource).await?;
-    let key = s.input(&caller, "key.show", &resource, key_ref(&key, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::KeyShow, &resource).await?;
+    let key = s.input(&caller, AuditAction::KeyShow, &resource, key_ref(&key, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.wrapped_by(&caller, &key).await.map_err(core(&ctx))?))
 }
 
@@ -207,8 +207,8 @@ pub async fn compromise_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, "key.compromise", &resource).await?;
-    let key = s.input(&caller, "key.compromise", &resource, key_ref(&key, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::KeyCompromise, &resource).await?;
+    let key = s.input(&caller, AuditAction::KeyCompromise, &resource, key_ref(&key, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.compromise(&caller, &key).await.map_err(core(&ctx))?))
 }
 
@@ -226,9 +226,9 @@ pub async fn destroy_key(
     q: Result<Query<DestroyQuery>, QueryRejection>,
 ) -> ApiResult<Json<DestroyedView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, "key.destroy", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::KeyDestroy, &resource).await?;
     let parsed = key_ref(&key, &ctx).and_then(|k| query(q, &ctx).map(|q| (k, q.force)));
-    let (key, force) = s.input(&caller, "key.destroy", &resource, parsed).await?;
+    let (key, force) = s.input(&caller, AuditAction::KeyDestroy, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.destroy(&caller, &key, force).await.map_err(core(&ctx))?))
 }
 
@@ -238,23 +238,24 @@ pub async fn shred_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<ShreddedView>> {
     let resource = audit_resource(&format!("tenant:{tenant}"));
-    let caller = s.auth(&ctx, "tenant.shred", &resource).await?;
-    let name =
-        s.input(&caller, "tenant.shred", &resource, TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
+    let caller = s.auth(&ctx, AuditAction::TenantShred, &resource).await?;
+    let name = s
+        .input(&caller, AuditAction::TenantShred, &resource, TenantName::parse(&tenant).map_err(name_error(&ctx)))
+        .await?;
     Ok(Json(s.vault(&ctx)?.shred_tenant(&caller, &name).await.map_err(core(&ctx))?))
 }
 
 pub async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
-    let caller = s.auth(&ctx, "key.jobs", "").await?;
+    let caller = s.auth(&ctx, AuditAction::KeyJobs, "").await?;
     Ok(Json(s.vault(&ctx)?.jobs(&caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_job(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&format!("job:{id}"));
-    let caller = s.auth(&ctx, "key.job", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::KeyJob, &resource).await?;
     let parsed =
         JobId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a job id is a UUID", ctx.request_id));
-    let id = s.input(&caller, "key.job", &resource, parsed).await?;
+    let id = s.input(&caller, AuditAction::KeyJob, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.job(&caller, id).await.map_err(core(&ctx))?))
 }
 
@@ -275,7 +276,7 @@ pub async fn issue_certificate(
     body: RawBody,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cert.issue", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CertIssue, &resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -289,7 +290,7 @@ pub async fn issue_certificate(
             .map(|secs| secs.unsigned_abs());
         Ok((cref, lifetime))
     })();
-    let (cref, lifetime) = s.input(&caller, "cert.issue", &resource, parsed).await?;
+    let (cref, lifetime) = s.input(&caller, AuditAction::CertIssue, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.issue_certificate(&caller, &cref, lifetime).await.map_err(core(&ctx))?))
 }
 
@@ -305,7 +306,7 @@ pub async fn list_certificates(
     ctx: ReqCtx,
     q: Result<Query<CertListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
-    let caller = s.auth(&ctx, "cert.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::CertList, "").await?;
     let parsed = query(q, &ctx).and_then(|q| {
         q.expiring
             .as_deref()
@@ -314,7 +315,7 @@ pub async fn list_certificates(
             .map(|d| d.map(i64::unsigned_abs))
             .map_err(bad(ErrorCode::BadRequest, &ctx))
     });
-    let expiring = s.input(&caller, "cert.list", "", parsed).await?;
+    let expiring = s.input(&caller, AuditAction::CertList, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.list_certificates(&caller, expiring).await.map_err(core(&ctx))?))
 }
 
@@ -324,6 +325,6 @@ pub async fn revoke_certificate(
     Path(thumbprint): Path<String>,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("cert:{thumbprint}"));
-    let caller = s.auth(&ctx, "cert.revoke", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CertRevoke, &resource).await?;
     Ok(Json(s.vault(&ctx)?.revoke_certificate(&caller, &thumbprint).await.map_err(core(&ctx))?))
 }

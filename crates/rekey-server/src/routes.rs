@@ -18,7 +18,9 @@ use rekey_core::tenants::NewTenant;
 use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
 use rekey_core::views::*;
 use rekey_core::{Caller, CoreError, Vault};
-use rekey_types::{CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId};
+use rekey_types::{
+    AuditAction, CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -40,7 +42,7 @@ impl AppState {
         self.keeper.vault().map_err(core(ctx))
     }
 
-    pub(crate) async fn auth(&self, ctx: &ReqCtx, action: &str, resource: &str) -> ApiResult<Caller> {
+    pub(crate) async fn auth(&self, ctx: &ReqCtx, action: AuditAction, resource: &str) -> ApiResult<Caller> {
         // Authenticated already, before its body was read (see `guard`).
         if let Some(caller) = &ctx.caller {
             return Ok(caller.clone());
@@ -55,7 +57,7 @@ impl AppState {
     pub(crate) async fn input<T>(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         parsed: ApiResult<T>,
     ) -> ApiResult<T> {
@@ -127,7 +129,7 @@ pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<St
             integrity_failures: None,
         }));
     }
-    let caller = s.auth(&ctx, "sys.status", "").await?;
+    let caller = s.auth(&ctx, AuditAction::SysStatus, "").await?;
     Ok(Json(s.vault(&ctx)?.status(&caller).await.map_err(core(&ctx))?))
 }
 
@@ -156,7 +158,7 @@ struct CreateTenantBody {
 }
 
 pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<TenantView>> {
-    let caller = s.auth(&ctx, "tenant.create", "").await?;
+    let caller = s.auth(&ctx, AuditAction::TenantCreate, "").await?;
     let parsed = async {
         let b: CreateTenantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok(NewTenant {
@@ -166,7 +168,7 @@ pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
         })
     }
     .await;
-    let new = s.input(&caller, "tenant.create", "", parsed).await?;
+    let new = s.input(&caller, AuditAction::TenantCreate, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.create_tenant(&caller, new).await.map_err(core(&ctx))?))
 }
 
@@ -183,14 +185,14 @@ pub async fn list_tenants(
     ctx: ReqCtx,
     q: Result<Query<ListTenantsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<TenantView>>> {
-    let caller = s.auth(&ctx, "tenant.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::TenantList, "").await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
         let after = q.after.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
         Ok((region, after, q.limit.unwrap_or(1000)))
     })();
-    let (region, after, limit) = s.input(&caller, "tenant.list", "", parsed).await?;
+    let (region, after, limit) = s.input(&caller, AuditAction::TenantList, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
@@ -200,8 +202,10 @@ pub async fn show_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantView>> {
     let resource = audit_resource(&tenant);
-    let caller = s.auth(&ctx, "tenant.show", &resource).await?;
-    let name = s.input(&caller, "tenant.show", &resource, TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
+    let caller = s.auth(&ctx, AuditAction::TenantShow, &resource).await?;
+    let name = s
+        .input(&caller, AuditAction::TenantShow, &resource, TenantName::parse(&tenant).map_err(name_error(&ctx)))
+        .await?;
     Ok(Json(s.vault(&ctx)?.show_tenant(&caller, &name).await.map_err(core(&ctx))?))
 }
 
@@ -258,13 +262,13 @@ pub async fn put_credential(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.put", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CredPut, &resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: PutBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.into_input(&ctx)?))
     })();
-    let (cref, input) = s.input(&caller, "cred.put", &resource, parsed).await?;
+    let (cref, input) = s.input(&caller, AuditAction::CredPut, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.put_credential(&caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
@@ -274,8 +278,8 @@ pub async fn show_credential(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.show", &resource).await?;
-    let cref = s.input(&caller, "cred.show", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredShow, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredShow, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.show_credential(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -285,8 +289,8 @@ pub async fn delete_credential(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.delete", &resource).await?;
-    let cref = s.input(&caller, "cred.delete", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredDelete, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredDelete, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     s.vault(&ctx)?.delete_credential(&caller, &cref).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
 }
@@ -316,9 +320,9 @@ pub async fn reveal(
     q: Result<Query<RevealQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.reveal", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CredReveal, &resource).await?;
     let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
-    let (cref, version) = s.input(&caller, "cred.reveal", &resource, parsed).await?;
+    let (cref, version) = s.input(&caller, AuditAction::CredReveal, &resource, parsed).await?;
     let revealed = s.vault(&ctx)?.reveal(&caller, &cref, version).await.map_err(core(&ctx))?;
     let text = std::str::from_utf8(revealed.secret.expose()).ok();
     let b64 = match text {
@@ -354,7 +358,7 @@ pub async fn list_credentials(
     ctx: ReqCtx,
     q: Result<Query<ListCredentialsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CredentialView>>> {
-    let caller = s.auth(&ctx, "cred.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::CredList, "").await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
@@ -368,7 +372,7 @@ pub async fn list_credentials(
         let after = q.after.as_deref().map(CredRef::parse).transpose().map_err(name_error(&ctx))?;
         Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
     })();
-    let (tenant, kind, region, after, limit) = s.input(&caller, "cred.list", "", parsed).await?;
+    let (tenant, kind, region, after, limit) = s.input(&caller, AuditAction::CredList, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.list_credentials(&caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
 }
 
@@ -378,8 +382,8 @@ pub async fn versions(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<VersionView>>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.versions", &resource).await?;
-    let cref = s.input(&caller, "cred.versions", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredVersions, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredVersions, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.versions(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -396,13 +400,13 @@ pub async fn rollback(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.rollback", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CredRollback, &resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RollbackBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.to))
     })();
-    let (cref, to) = s.input(&caller, "cred.rollback", &resource, parsed).await?;
+    let (cref, to) = s.input(&caller, AuditAction::CredRollback, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
@@ -424,13 +428,13 @@ pub async fn retarget(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.retarget", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::CredRetarget, &resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RetargetBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b))
     })();
-    let (cref, b) = s.input(&caller, "cred.retarget", &resource, parsed).await?;
+    let (cref, b) = s.input(&caller, AuditAction::CredRetarget, &resource, parsed).await?;
     Ok(Json(s.vault(&ctx)?.retarget(&caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
 }
 
@@ -440,8 +444,8 @@ pub async fn promote(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.promote", &resource).await?;
-    let cref = s.input(&caller, "cred.promote", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredPromote, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredPromote, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.promote(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -451,8 +455,8 @@ pub async fn verify(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::HealthView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.verify", &resource).await?;
-    let cref = s.input(&caller, "cred.verify", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredVerify, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredVerify, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.verify_credential(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -462,8 +466,8 @@ pub async fn rotate(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::RotationView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.rotate.start", &resource).await?;
-    let cref = s.input(&caller, "cred.rotate.start", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredRotateStart, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredRotateStart, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.rotate_credential(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -473,8 +477,8 @@ pub async fn rotations(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<rekey_core::connectors::RotationView>>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, "cred.rotations", &resource).await?;
-    let cref = s.input(&caller, "cred.rotations", &resource, cred_ref(&tenant, &name, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::CredRotations, &resource).await?;
+    let cref = s.input(&caller, AuditAction::CredRotations, &resource, cred_ref(&tenant, &name, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.rotations(&caller, &cref).await.map_err(core(&ctx))?))
 }
 
@@ -498,7 +502,7 @@ pub async fn import(
     q: Result<Query<ImportQuery>, QueryRejection>,
     body: RawBody,
 ) -> ApiResult<Json<rekey_core::import::ImportReport>> {
-    let caller = s.auth(&ctx, "cred.import", "").await?;
+    let caller = s.auth(&ctx, AuditAction::CredImport, "").await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -521,7 +525,7 @@ pub async fn import(
         };
         Ok((lines, options))
     })();
-    let (lines, options) = s.input(&caller, "cred.import", "", parsed).await?;
+    let (lines, options) = s.input(&caller, AuditAction::CredImport, "", parsed).await?;
     Ok(Json(s.vault(&ctx)?.import_chunk(&caller, lines, options).await.map_err(core(&ctx))?))
 }
 
@@ -550,7 +554,7 @@ struct CreatedToken<'a> {
 }
 
 pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let caller = s.auth(&ctx, "token.create", "").await?;
+    let caller = s.auth(&ctx, AuditAction::TokenCreate, "").await?;
     let parsed = (|| {
         let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let role =
@@ -577,7 +581,7 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
         };
         Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
     })();
-    let spec = s.input(&caller, "token.create", "", parsed).await?;
+    let spec = s.input(&caller, AuditAction::TokenCreate, "", parsed).await?;
     let (view, issued) = s.vault(&ctx)?.create_token(&caller, spec).await.map_err(core(&ctx))?;
     let body = CreatedToken { token: view, secret: issued.expose() };
     let json =
@@ -596,7 +600,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
-    let caller = s.auth(&ctx, "token.list", "").await?;
+    let caller = s.auth(&ctx, AuditAction::TokenList, "").await?;
     Ok(Json(s.vault(&ctx)?.list_tokens(&caller).await.map_err(core(&ctx))?))
 }
 
@@ -606,10 +610,10 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("token:{id}"));
-    let caller = s.auth(&ctx, "token.revoke", &resource).await?;
+    let caller = s.auth(&ctx, AuditAction::TokenRevoke, &resource).await?;
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
-    let id = s.input(&caller, "token.revoke", &resource, parsed).await?;
+    let id = s.input(&caller, AuditAction::TokenRevoke, &resource, parsed).await?;
     s.vault(&ctx)?.revoke_token(&caller, id).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
 }
@@ -628,13 +632,13 @@ pub async fn audit_events(
     ctx: ReqCtx,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
-    let caller = s.auth(&ctx, "audit.read", "").await?;
-    let q = s.input(&caller, "audit.read", "", query(q, &ctx)).await?;
+    let caller = s.auth(&ctx, AuditAction::AuditRead, "").await?;
+    let q = s.input(&caller, AuditAction::AuditRead, "", query(q, &ctx)).await?;
     Ok(Json(s.vault(&ctx)?.audit_events(&caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
 pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
-    let caller = s.auth(&ctx, "audit.verify", "").await?;
+    let caller = s.auth(&ctx, AuditAction::AuditVerify, "").await?;
     Ok(Json(s.vault(&ctx)?.audit_verify(&caller).await.map_err(core(&ctx))?))
 }
 

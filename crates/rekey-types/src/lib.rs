@@ -5,6 +5,7 @@
 //! type that can only hold a valid value.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod audit;
 pub mod dn;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod secret;
 pub mod selector;
 pub mod time;
 
+pub use action::AuditAction;
 pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};

@@ -2,7 +2,7 @@
 //! Graph (and one left by a crashed attempt removed).
 
 use rekey_store::{rotation_state, CredentialRow, RotationRow, WriteOp};
-use rekey_types::{AuditOutcome, CredentialKind, Fields, Secret, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, Secret, Timestamp};
 
 use super::rotation::{not_rotatable, password_label};
 use super::ConnectorStats;
@@ -69,7 +69,7 @@ impl Vault {
             let detail = format!("rotation={}; {}", rotation.id, added.detail);
             self.write(
                 actor,
-                "cred.rotate.apply",
+                AuditAction::CredRotateApply,
                 &resource,
                 Some(WriteOp::All(vec![op, step])),
                 AuditOutcome::Success,

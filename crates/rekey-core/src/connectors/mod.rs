@@ -21,7 +21,7 @@
 
 use rekey_connect::Outcome;
 use rekey_store::{CredentialRow, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, CredentialKind, Fields, Secret};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, Secret};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::kernel::keys::KeyUse;
@@ -84,7 +84,7 @@ impl Vault {
     async fn write(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         op: Option<WriteOp>,
         outcome: AuditOutcome,
@@ -97,7 +97,7 @@ impl Vault {
     fn request(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         op: Option<WriteOp>,
         outcome: AuditOutcome,

@@ -3,7 +3,7 @@
 //! version is marked retired.
 
 use rekey_store::{rotation_state, RotationRow, WriteOp};
-use rekey_types::{AuditOutcome, CredentialKind, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Timestamp};
 
 use super::entra::is_secret_app;
 use super::rotation::{not_rotatable, set_rotation};
@@ -80,7 +80,7 @@ impl Vault {
         if let Some(left) = &leftover {
             detail.push_str(&format!("; {left}"));
         }
-        self.write(actor, "cred.rotate.retire", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        self.write(actor, AuditAction::CredRotateRetire, &resource, Some(op), AuditOutcome::Success, &detail).await?;
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "retired");
         }

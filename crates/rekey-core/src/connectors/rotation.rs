@@ -4,7 +4,7 @@
 use rekey_connect::ldap::Changer;
 use rekey_connect::{Outcome, Status};
 use rekey_store::{rotation_state, CredentialRow, RotationRow, TenantRow, WriteOp};
-use rekey_types::{AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
 
 use super::entra::is_secret_app;
 use super::plan::{new_password, rotation_plan};
@@ -24,7 +24,7 @@ impl Vault {
             Ok(self.store().rotations_of(credential.id, 100).await?.iter().map(RotationView::from).collect())
         }
         .await;
-        self.finish(caller, "cred.rotations", &resource, result).await
+        self.finish(caller, AuditAction::CredRotations, &resource, result).await
     }
 
     /// `rekey cred rotate`: runs a staged rotation as far as it goes now (usually to `promoted`).
@@ -40,7 +40,7 @@ impl Vault {
         .await;
         let (tenant, credential) = match loaded {
             Ok(l) => l,
-            Err(e) => return self.finish(caller, "cred.rotate.start", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredRotateStart, &resource, Err(e)).await,
         };
         let rotation = self.start_rotation(&actor, &tenant, &credential, None).await?;
         let rotation = self.drive(&actor, rotation).await?;
@@ -136,12 +136,13 @@ impl Vault {
         let (op, row) = match prepared {
             Ok(p) => p,
             Err(e) => {
-                self.write(actor, "cred.rotate.start", &resource, None, e.audit_outcome(), e.code().as_str()).await?;
+                self.write(actor, AuditAction::CredRotateStart, &resource, None, e.audit_outcome(), e.code().as_str())
+                    .await?;
                 return Err(e);
             }
         };
         let detail = format!("rotation={}; from={}; to={}", row.id, row.from_version, row.to_version);
-        self.write(actor, "cred.rotate.start", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        self.write(actor, AuditAction::CredRotateStart, &resource, Some(op), AuditOutcome::Success, &detail).await?;
         ConnectorStats::count(&self.stats().rotations, credential.kind, "started");
         Ok(row)
     }
@@ -239,7 +240,8 @@ impl Vault {
             }
             let detail = format!("rotation={}; {}", rotation.id, applied.detail);
             let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
-            let apply = self.request(actor, "cred.rotate.apply", &resource, Some(op), AuditOutcome::Success, &detail);
+            let apply =
+                self.request(actor, AuditAction::CredRotateApply, &resource, Some(op), AuditOutcome::Success, &detail);
             let applied_row = RotationRow {
                 state: rotation_state::APPLIED.into(),
                 error: None,
@@ -255,8 +257,14 @@ impl Vault {
             // the same commit, and with no grace period retire the old version too (an LDAP
             // retirement is local). Each step keeps its own audit event.
             let (promote_op, promoted, detail) = self.promote_op(applied_row, &credential, &new_fields, &new, &check);
-            let promote =
-                self.request(actor, "cred.rotate.promote", &resource, Some(promote_op), AuditOutcome::Success, &detail);
+            let promote = self.request(
+                actor,
+                AuditAction::CredRotatePromote,
+                &resource,
+                Some(promote_op),
+                AuditOutcome::Success,
+                &detail,
+            );
             let mut requests = vec![apply, promote];
             let retire_now = (self.options().connect.grace_secs == 0 || actor.retire_at_once)
                 && credential.kind == CredentialKind::Ldap;
@@ -264,7 +272,7 @@ impl Vault {
                 let (retire_op, detail) = retire_op(&promoted, None);
                 requests.push(self.request(
                     actor,
-                    "cred.rotate.retire",
+                    AuditAction::CredRotateRetire,
                     &resource,
                     Some(retire_op),
                     AuditOutcome::Success,
@@ -321,7 +329,7 @@ impl Vault {
     ) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
         let (op, promoted, detail) = self.promote_op(rotation, credential, fields, new, check);
-        self.write(actor, "cred.rotate.promote", &resource, Some(op), AuditOutcome::Success, &detail).await?;
+        self.write(actor, AuditAction::CredRotatePromote, &resource, Some(op), AuditOutcome::Success, &detail).await?;
         ConnectorStats::count(&self.stats().rotations, credential.kind, "promoted");
         Ok(promoted)
     }
@@ -454,7 +462,7 @@ impl Vault {
             set_rotation(&rotation, &rotation_state::UNFINISHED, rotation_state::FAILED, Some(why.to_owned()), None),
         ]);
         let detail = format!("rotation={}; {why}", rotation.id);
-        self.write(actor, "cred.rotate.fail", &resource, Some(op), AuditOutcome::Error, &detail).await?;
+        self.write(actor, AuditAction::CredRotateFail, &resource, Some(op), AuditOutcome::Error, &detail).await?;
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "failed");
         }
@@ -481,7 +489,7 @@ impl Vault {
         };
         let op = set_rotation(&rotation, states, state, Some(why.to_owned()), rotation.retire_after);
         let detail = format!("rotation={}; waiting: {why}", rotation.id);
-        self.write(actor, "cred.rotate.wait", &resource, Some(op), AuditOutcome::Error, &detail).await?;
+        self.write(actor, AuditAction::CredRotateWait, &resource, Some(op), AuditOutcome::Error, &detail).await?;
         Ok(RotationRow { error: Some(why.to_owned()), changed_at: Timestamp::now(), ..rotation })
     }
 }

@@ -3,7 +3,7 @@
 
 use rekey_connect::Status;
 use rekey_store::{CredentialRow, HealthRow, TenantRow, WriteOp};
-use rekey_types::{AuditOutcome, CredRef, CredentialKind, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredRef, CredentialKind, Timestamp};
 
 use super::{ConnectorStats, HealthView, RotationView};
 use crate::kernel::policy::Action;
@@ -28,7 +28,7 @@ impl Vault {
         .await;
         let (tenant, credential) = match loaded {
             Ok(l) => l,
-            Err(e) => return self.finish(caller, "cred.verify", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredVerify, &resource, Err(e)).await,
         };
         self.check(&Actor::of(caller), &tenant, &credential).await
     }
@@ -57,7 +57,7 @@ impl Vault {
                     &actor.name,
                     &actor.source,
                     &actor.request,
-                    "cred.verify",
+                    AuditAction::CredVerify,
                     &resource,
                     e.audit_outcome(),
                     e.code().as_str(),
@@ -88,7 +88,7 @@ impl Vault {
         }
         // A destination the egress policy refused is recorded as a denial, with its rule.
         let audited = if outcome.status == Status::EgressDenied { AuditOutcome::Denied } else { AuditOutcome::Success };
-        self.write(actor, "cred.verify", &resource, Some(op), audited, &detail).await?;
+        self.write(actor, AuditAction::CredVerify, &resource, Some(op), audited, &detail).await?;
         Ok(health_view(tenant, credential, &row))
     }
 

@@ -7,7 +7,7 @@
 
 use rekey_crypto::cert::{self, CertInfo};
 use rekey_store::{CertificateRow, CredentialRow, WriteOp};
-use rekey_types::{CredRef, CredentialKind, Secret, Timestamp};
+use rekey_types::{AuditAction, CredRef, CredentialKind, Secret, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::credentials::NextVersion;
@@ -162,10 +162,10 @@ impl Vault {
         .await;
         let (op, view) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cert.issue", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CertIssue, &resource, Err(e)).await,
         };
         let detail = format!("sha1={}; pending version={}", view.sha1, view.credential_version);
-        self.commit(caller, "cert.issue", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::CertIssue, &resource, op, &detail).await?;
         Ok(view)
     }
 
@@ -185,7 +185,7 @@ impl Vault {
             Ok(self.store().certificates(before).await?.into_iter().map(CertificateView::from).collect())
         }
         .await;
-        self.finish(caller, "cert.list", "", result).await
+        self.finish(caller, AuditAction::CertList, "", result).await
     }
 
     /// Marks a certificate revoked, found by its SHA-1 or SHA-256 thumbprint (hex).
@@ -210,11 +210,12 @@ impl Vault {
         .await;
         let cert = match prepared {
             Ok(c) => c,
-            Err(e) => return self.finish(caller, "cert.revoke", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CertRevoke, &resource, Err(e)).await,
         };
         let at = Timestamp::now();
         let op = WriteOp::RevokeCertificate { sha256: cert.sha256.clone(), at };
-        self.commit(caller, "cert.revoke", &resource, op, &format!("{}/{}", cert.tenant, cert.credential)).await?;
+        self.commit(caller, AuditAction::CertRevoke, &resource, op, &format!("{}/{}", cert.tenant, cert.credential))
+            .await?;
         Ok(CertificateView::from(CertificateRow { state: "revoked".into(), revoked_at: Some(at), ..cert }))
     }
 }

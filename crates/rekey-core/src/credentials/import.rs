@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 use rekey_store::{CredentialRow, WriteOp};
-use rekey_types::{CredentialKind, CredentialName, Region, Secret, TenantId, TenantName};
+use rekey_types::{AuditAction, CredentialKind, CredentialName, Region, Secret, TenantId, TenantName};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -136,16 +136,16 @@ impl Vault {
         let last = lines.last().map_or(0, |l| l.0);
         let resource = format!("lines {first}-{last}");
         if let Err(e) = self.authorize(caller, Action::Import, "import") {
-            return self.finish(caller, "cred.import", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::CredImport, &resource, Err(e)).await;
         }
         if lines.len() > MAX_CHUNK_LINES {
             let e = CoreError::BadRequest(format!("at most {MAX_CHUNK_LINES} lines per import request"));
-            return self.finish(caller, "cred.import", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::CredImport, &resource, Err(e)).await;
         }
         let prepared = self.prepare_chunk(caller, lines, &options).await;
         let (mut report, ops) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cred.import", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredImport, &resource, Err(e)).await,
         };
         let nothing_to_write = ops.is_empty() || options.dry_run;
         let refused = options.mode == ImportMode::Atomic && !report.errors.is_empty();
@@ -156,7 +156,7 @@ impl Vault {
             }
             let detail =
                 format!("dry_run={}; written={}; errors={}", options.dry_run, report.written, report.errors.len());
-            return self.finish_with(caller, "cred.import", &resource, Ok(report), |_| detail).await;
+            return self.finish_with(caller, AuditAction::CredImport, &resource, Ok(report), |_| detail).await;
         }
         let detail = format!(
             "written={}; tenants_created={}; errors={}",
@@ -164,7 +164,7 @@ impl Vault {
             report.tenants_created.len(),
             report.errors.len()
         );
-        self.commit(caller, "cred.import", &resource, WriteOp::All(ops), &detail).await?;
+        self.commit(caller, AuditAction::CredImport, &resource, WriteOp::All(ops), &detail).await?;
         Ok(report)
     }
 

@@ -10,7 +10,7 @@ pub use put::{PutInput, PutSecret};
 
 use rekey_crypto::{open_legacy_payload, open_payload, PayloadSlot};
 use rekey_store::{CredentialFilter, CredentialRow, WriteOp};
-use rekey_types::{CredRef, CredentialKind, Region, Role, TenantName, Timestamp};
+use rekey_types::{AuditAction, CredRef, CredentialKind, Region, Role, TenantName, Timestamp};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::policy::Action;
@@ -38,7 +38,7 @@ impl Vault {
             Ok(view)
         }
         .await;
-        self.finish(caller, "cred.show", &resource, result).await
+        self.finish(caller, AuditAction::CredShow, &resource, result).await
     }
 
     /// The secret of the current version (or of `version`, for operators). Audited; the secret
@@ -110,7 +110,7 @@ impl Vault {
             })
         }
         .await;
-        self.finish_with(caller, "cred.reveal", &resource, result, |r| format!("version={}", r.version)).await
+        self.finish_with(caller, AuditAction::CredReveal, &resource, result, |r| format!("version={}", r.version)).await
     }
 
     pub async fn list_credentials(
@@ -155,7 +155,7 @@ impl Vault {
                 .collect())
         }
         .await;
-        self.finish(caller, "cred.list", &resource, result).await
+        self.finish(caller, AuditAction::CredList, &resource, result).await
     }
 
     pub async fn versions(&self, caller: &Caller, cref: &CredRef) -> Result<Vec<VersionView>, CoreError> {
@@ -166,7 +166,7 @@ impl Vault {
             Ok(self.store().list_versions(credential.id).await?.into_iter().map(VersionView::from).collect())
         }
         .await;
-        self.finish(caller, "cred.versions", &resource, result).await
+        self.finish(caller, AuditAction::CredVersions, &resource, result).await
     }
 
     /// Soft delete: the credential disappears from reads; its rows and audit history stay.
@@ -179,9 +179,9 @@ impl Vault {
         .await;
         let credential = match prepared {
             Ok(c) => c,
-            Err(e) => return self.finish(caller, "cred.delete", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredDelete, &resource, Err(e)).await,
         };
         let op = WriteOp::DeleteCredential { id: credential.id, at: Timestamp::now() };
-        self.commit(caller, "cred.delete", &resource, op, "").await
+        self.commit(caller, AuditAction::CredDelete, &resource, op, "").await
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rekey_crypto::{seal_payload, PayloadSlot};
 use rekey_store::{CredentialRow, VersionRow, WriteOp};
 use rekey_types::fields::validate_labels;
-use rekey_types::{CredRef, CredentialId, CredentialKind, Fields, Secret, TenantId, Timestamp};
+use rekey_types::{AuditAction, CredRef, CredentialId, CredentialKind, Fields, Secret, TenantId, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::kernel::keys::KeyUse;
@@ -204,7 +204,7 @@ impl Vault {
         .await;
         let (tenant, mut hint, kind, fields, labels, secret, certificate) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cred.put", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredPut, &resource, Err(e)).await,
         };
         let _turn = self.credential_locks().lock(tenant.id, name).await;
         let mut attempt = 0;
@@ -254,11 +254,11 @@ impl Vault {
                 Ok(s) => s,
                 Err(e) => {
                     self.put_hints().forget(&tenant, name);
-                    return self.finish(caller, "cred.put", &resource, Err(e)).await;
+                    return self.finish(caller, AuditAction::CredPut, &resource, Err(e)).await;
                 }
             };
             let detail = format!("kind={kind}; version={}", credential.current_version);
-            match self.commit(caller, "cred.put", &resource, op, &detail).await {
+            match self.commit(caller, AuditAction::CredPut, &resource, op, &detail).await {
                 Ok(()) => {
                     self.put_hints().wrote_under(&tenant, kek_version);
                     return Ok(CredentialView::new(&tenant.name, &tenant.region, credential));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{CredentialRow, VersionRow, WriteOp};
-use rekey_types::{CredRef, Fields, TenantId, Timestamp};
+use rekey_types::{AuditAction, CredRef, Fields, TenantId, Timestamp};
 
 use super::{describe_change, NextVersion};
 use crate::kernel::keys::KeyUse;
@@ -21,11 +21,11 @@ impl Vault {
         let resource = cref.to_string();
         if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))
         {
-            return self.finish(caller, "cred.rollback", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::CredRollback, &resource, Err(e)).await;
         }
         let _turn = match self.turn_of(cref).await {
             Ok(turn) => turn,
-            Err(e) => return self.finish(caller, "cred.rollback", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredRollback, &resource, Err(e)).await,
         };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
@@ -68,10 +68,10 @@ impl Vault {
         .await;
         let (tenant, op, updated) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cred.rollback", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredRollback, &resource, Err(e)).await,
         };
         let detail = format!("to={to}; new version={}", updated.current_version);
-        self.commit(caller, "cred.rollback", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::CredRollback, &resource, op, &detail).await?;
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 
@@ -88,11 +88,11 @@ impl Vault {
         let resource = cref.to_string();
         if let Err(e) = self.authorize(caller, Action::RetargetCredential(&cref.tenant), &format!("credential {cref}"))
         {
-            return self.finish(caller, "cred.retarget", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::CredRetarget, &resource, Err(e)).await;
         }
         let _turn = match self.turn_of(cref).await {
             Ok(turn) => turn,
-            Err(e) => return self.finish(caller, "cred.retarget", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredRetarget, &resource, Err(e)).await,
         };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
@@ -122,11 +122,11 @@ impl Vault {
         .await;
         let (tenant, op, updated, change) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cred.retarget", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredRetarget, &resource, Err(e)).await,
         };
         let detail =
             format!("from version={}; new version={}; {change}", updated.current_version - 1, updated.current_version);
-        self.commit(caller, "cred.retarget", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::CredRetarget, &resource, op, &detail).await?;
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 
@@ -173,11 +173,11 @@ impl Vault {
         // credential would tell a caller that it exists and is busy.
         if let Err(e) = self.authorize(caller, Action::RollbackCredential(&cref.tenant), &format!("credential {cref}"))
         {
-            return self.finish(caller, "cred.promote", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::CredPromote, &resource, Err(e)).await;
         }
         let _turn = match self.turn_of(cref).await {
             Ok(turn) => turn,
-            Err(e) => return self.finish(caller, "cred.promote", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredPromote, &resource, Err(e)).await,
         };
         let prepared = async {
             let (tenant, credential) = self.load(cref).await?;
@@ -210,10 +210,10 @@ impl Vault {
         .await;
         let (tenant, op, updated) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "cred.promote", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CredPromote, &resource, Err(e)).await,
         };
         let detail = format!("version={}", updated.current_version);
-        self.commit(caller, "cred.promote", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::CredPromote, &resource, op, &detail).await?;
         Ok(CredentialView::new(&tenant.name, &tenant.region, updated))
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rekey_crypto::{kek_version_of, rewrap_dek, Kek, KeyContext, PayloadSlot};
 use rekey_store::{key_state, DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, CredentialId, RequestId, TenantId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialId, RequestId, TenantId, Timestamp};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::record;
@@ -95,14 +95,24 @@ impl Vault {
             }
         };
         let op = WriteOp::FinishJob { id: job.id, state, error: error.clone(), at: Timestamp::now() };
-        let audit =
-            self.job_event(&job, "key.job.finish", &format!("job:{}", job.id), &error.unwrap_or_else(|| state.into()));
+        let audit = self.job_event(
+            &job,
+            AuditAction::KeyJobFinish,
+            &format!("job:{}", job.id),
+            &error.unwrap_or_else(|| state.into()),
+        );
         if let Err(e) = self.submit(WriteRequest { op: Some(op), audit }).await {
             tracing::error!(job = %job.id, error = %e, "cannot record the end of a key job");
         }
     }
 
-    fn job_event(&self, job: &KeyJobRow, action: &str, resource: &str, detail: &str) -> rekey_types::AuditRecord {
+    fn job_event(
+        &self,
+        job: &KeyJobRow,
+        action: AuditAction,
+        resource: &str,
+        detail: &str,
+    ) -> rekey_types::AuditRecord {
         record(&format!("job:{}", job.id), "", &RequestId::generate(), action, resource, AuditOutcome::Success, detail)
     }
 
@@ -162,7 +172,7 @@ impl Vault {
         };
         let audit = self.job_event(
             job,
-            "key.create",
+            AuditAction::KeyCreate,
             &format!("{name}@{version}"),
             "new KEK version; older active versions retired",
         );
@@ -267,7 +277,7 @@ impl Vault {
                 break;
             }
             let detail = format!("moved {} DEKs to {name}@{target}", updates.len());
-            let audit = self.job_event(job, "key.rewrap", &format!("{name}@{target}"), &detail);
+            let audit = self.job_event(job, AuditAction::KeyRewrap, &format!("{name}@{target}"), &detail);
             self.submit(WriteRequest { op: Some(WriteOp::RewrapDeks { updates, job: Some(job.id) }), audit }).await?;
             // Nothing new is written under an older key once the target is active (a put checks
             // that its KEK is active when it commits), so a batch that was not full was the last.
@@ -321,7 +331,7 @@ impl Vault {
                 break;
             }
             let detail = format!("moved {} keys to root@{target}", updates.len());
-            let audit = self.job_event(job, "key.rewrap", &format!("root@{target}"), &detail);
+            let audit = self.job_event(job, AuditAction::KeyRewrap, &format!("root@{target}"), &detail);
             self.submit(WriteRequest { op: Some(WriteOp::RewrapRoot { updates, job: Some(job.id) }), audit }).await?;
         }
         self.keks().clear();

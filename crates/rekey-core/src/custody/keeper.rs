@@ -16,7 +16,7 @@ use rekey_crypto::seal::shamir::{check_issued, check_share};
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::{Seal, SealedKeyring, ShamirSeal, Share, ShareError};
 use rekey_store::{SealKeyringRow, Store};
-use rekey_types::{AuditOutcome, RequestId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, RequestId, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::kernel::record;
@@ -265,7 +265,7 @@ impl Keeper {
             "unseal-shares",
             &sources.join(","),
             &RequestId::generate(),
-            "sys.unseal",
+            AuditAction::SysUnseal,
             "seal",
             AuditOutcome::Success,
             &format!(
@@ -316,9 +316,9 @@ impl Keeper {
         let _t = self.transition.lock().await;
         let vault = self.vault()?;
         if let Err(e) = vault.authorize(caller, crate::kernel::policy::Action::ManageKeys, "seal") {
-            return vault.finish(caller, "sys.seal", "seal", Err(e)).await;
+            return vault.finish(caller, AuditAction::SysSeal, "seal", Err(e)).await;
         }
-        let event = vault.event(caller, "sys.seal", "seal", AuditOutcome::Success, "");
+        let event = vault.event(caller, AuditAction::SysSeal, "seal", AuditOutcome::Success, "");
         vault.audit_event(event).await?;
         vault.close();
         vault.jobs_wake().notify_waiters();

@@ -14,7 +14,7 @@ mod root;
 use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{key_state, KeyJobRow, WriteOp};
-use rekey_types::{JobId, KeyRef, TenantName, Timestamp};
+use rekey_types::{AuditAction, JobId, KeyRef, TenantName, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::*;
@@ -87,7 +87,7 @@ impl Vault {
             Ok(KeyListView { root, tenants: by_tenant.into_values().collect() })
         }
         .await;
-        self.finish(caller, "key.list", tenant.as_ref().map_or("", |t| t.as_str()), result).await
+        self.finish(caller, AuditAction::KeyList, tenant.as_ref().map_or("", |t| t.as_str()), result).await
     }
 
     pub(crate) async fn all_tenants(&self) -> Result<Vec<rekey_store::TenantRow>, CoreError> {
@@ -166,12 +166,12 @@ impl Vault {
         .await;
         let (job, tenant) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "key.rotate", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::KeyRotate, &resource, Err(e)).await,
         };
         let view = JobView::new(job.clone(), tenant);
         let detail = format!("job {}", job.id);
         let is_root = job.scope == "root";
-        self.commit(caller, "key.rotate", &resource, WriteOp::CreateJob(job), &detail).await?;
+        self.commit(caller, AuditAction::KeyRotate, &resource, WriteOp::CreateJob(job), &detail).await?;
         if is_root {
             self.add_root_version(caller).await?;
         }
@@ -225,10 +225,10 @@ impl Vault {
         .await;
         let (op, job, tenant, kek) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "key.compromise", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::KeyCompromise, &resource, Err(e)).await,
         };
         let detail = format!("marked compromised; rotation job {}", job.id);
-        self.commit(caller, "key.compromise", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::KeyCompromise, &resource, op, &detail).await?;
         match kek {
             Some((t, v)) => self.keks().forget(t, v),
             None => {
@@ -287,7 +287,7 @@ impl Vault {
             }
         }
         .await;
-        self.finish(caller, "key.show", &key.to_string(), result).await
+        self.finish(caller, AuditAction::KeyShow, &key.to_string(), result).await
     }
 
     async fn deks_under(&self, tenant: rekey_types::TenantId, version: u32) -> Result<i64, CoreError> {
@@ -358,9 +358,9 @@ impl Vault {
         .await;
         let (op, n, kek, root) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "key.destroy", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::KeyDestroy, &resource, Err(e)).await,
         };
-        self.commit(caller, "key.destroy", &resource, op, &format!("unrecoverable={n}")).await?;
+        self.commit(caller, AuditAction::KeyDestroy, &resource, op, &format!("unrecoverable={n}")).await?;
         if let Some((t, v)) = kek {
             self.keks().forget(t, v);
         }
@@ -390,11 +390,17 @@ impl Vault {
         .await;
         let (id, keys, n) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "tenant.shred", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::TenantShred, &resource, Err(e)).await,
         };
         let op = WriteOp::ShredTenant { tenant: id, at: Timestamp::now() };
-        self.commit(caller, "tenant.shred", &resource, op, &format!("keys_destroyed={keys}; unrecoverable={n}"))
-            .await?;
+        self.commit(
+            caller,
+            AuditAction::TenantShred,
+            &resource,
+            op,
+            &format!("keys_destroyed={keys}; unrecoverable={n}"),
+        )
+        .await?;
         self.keks().forget_tenant(id);
         Ok(ShreddedView { tenant: name.to_string(), keys_destroyed: keys, versions_unrecoverable: n })
     }
@@ -411,7 +417,7 @@ impl Vault {
             Ok(out)
         }
         .await;
-        self.finish(caller, "key.jobs", "", result).await
+        self.finish(caller, AuditAction::KeyJobs, "", result).await
     }
 
     pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, CoreError> {
@@ -423,7 +429,7 @@ impl Vault {
         }
         .await;
         // Polled by progress bars: recorded like any read.
-        self.finish(caller, "key.job", &id.to_string(), result).await
+        self.finish(caller, AuditAction::KeyJob, &id.to_string(), result).await
     }
 
     async fn tenant_name_of(&self, id: Option<rekey_types::TenantId>) -> Result<Option<String>, CoreError> {

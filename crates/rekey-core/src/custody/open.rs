@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::Seal;
 use rekey_store::{Store, TokenRow, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, RequestId, Role, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, RequestId, Role, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::kernel::{record, Assembled};
@@ -57,7 +57,7 @@ impl Vault {
                 SYSTEM,
                 "",
                 &RequestId::generate(),
-                "system.init",
+                AuditAction::SysInit,
                 "audit-chain-key",
                 AuditOutcome::Success,
                 "created the audit chain key",
@@ -95,7 +95,7 @@ impl Vault {
             SYSTEM,
             "",
             &RequestId::generate(),
-            "token.create",
+            AuditAction::TokenCreate,
             &format!("token:{}", issued.id),
             AuditOutcome::Success,
             "role=operator; root token",
@@ -129,6 +129,6 @@ impl Vault {
             })
         }
         .await;
-        self.finish(caller, "sys.status", "", result).await
+        self.finish(caller, AuditAction::SysStatus, "", result).await
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{key_state, RootKeyRow, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, RequestId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, RequestId, Timestamp};
 
 use crate::custody::keeper::{keyring_of, keyring_row};
 use crate::kernel::policy::Action;
@@ -47,8 +47,15 @@ impl Vault {
             self.seal().kind(),
             newest.unwrap_or(0)
         );
-        let audit =
-            record("system", "", &RequestId::generate(), "key.register", "root", AuditOutcome::Success, &detail);
+        let audit = record(
+            "system",
+            "",
+            &RequestId::generate(),
+            AuditAction::KeyRegister,
+            "root",
+            AuditOutcome::Success,
+            &detail,
+        );
         self.submit(WriteRequest { op: Some(WriteOp::All(ops)), audit }).await?;
         self.keks().forget_roots();
         Ok(())
@@ -63,7 +70,7 @@ impl Vault {
                 "system",
                 "",
                 &RequestId::generate(),
-                "key.destroy",
+                AuditAction::KeyDestroy,
                 &format!("root@{version}"),
                 AuditOutcome::Success,
                 "removed from the Shamir keyring",
@@ -89,7 +96,7 @@ impl Vault {
             }
         }
         let resource = format!("root@{version}");
-        self.commit(caller, "key.create", &resource, WriteOp::All(ops), "new root key version").await?;
+        self.commit(caller, AuditAction::KeyCreate, &resource, WriteOp::All(ops), "new root key version").await?;
         self.keks().forget_roots();
         Ok(version)
     }
@@ -118,8 +125,10 @@ impl Vault {
         }
         .await;
         // The shares never go into the audit log; the key set id does.
-        self.finish_with(caller, "key.rotate.prepare", "root", result, |v| format!("pending key set {}", v.set_id))
-            .await
+        self.finish_with(caller, AuditAction::KeyRotatePrepare, "root", result, |v| {
+            format!("pending key set {}", v.set_id)
+        })
+        .await
     }
 
     /// Shamir root rotation, step two (after the new shares were handed out): the pending
@@ -155,7 +164,7 @@ impl Vault {
         .await;
         let (pending, set_id, new_version, job) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "key.rotate", "root", Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::KeyRotate, "root", Err(e)).await,
         };
         let now = Timestamp::now();
         let mut ops = vec![
@@ -174,7 +183,7 @@ impl Vault {
         }
         ops.push(WriteOp::CreateJob(job.clone()));
         let detail = format!("new shares (key set {set_id_hex}); root@{new_version}; job {}", job.id);
-        self.commit(caller, "key.rotate", "root", WriteOp::All(ops), &detail).await?;
+        self.commit(caller, AuditAction::KeyRotate, "root", WriteOp::All(ops), &detail).await?;
         let sealed = keyring_of(&pending)?;
         let shamir = self.seal().as_shamir().expect("checked above");
         shamir.commit_split(&sealed).map_err(CoreError::from_seal)?;

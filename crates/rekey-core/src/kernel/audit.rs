@@ -2,7 +2,7 @@
 //! committed with the write it describes, durable before the answer (fail closed).
 
 use rekey_store::{WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, AuditRecord, RequestId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RequestId, Timestamp};
 
 use super::Vault;
 use crate::{Caller, CoreError};
@@ -58,7 +58,7 @@ impl Vault {
     pub(crate) fn event(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         outcome: AuditOutcome,
         detail: &str,
@@ -117,7 +117,7 @@ impl Vault {
     pub(crate) async fn finish<T>(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         result: Result<T, CoreError>,
     ) -> Result<T, CoreError> {
@@ -128,7 +128,7 @@ impl Vault {
     pub(crate) async fn finish_with<T>(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         result: Result<T, CoreError>,
         detail: impl FnOnce(&T) -> String,
@@ -145,7 +145,7 @@ impl Vault {
     pub(crate) async fn commit(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         op: WriteOp,
         detail: &str,
@@ -159,7 +159,7 @@ impl Vault {
     pub async fn record_rejection(
         &self,
         caller: &Caller,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         code: rekey_types::ErrorCode,
     ) -> Result<(), CoreError> {
@@ -171,7 +171,7 @@ pub(crate) fn record(
     principal: &str,
     source: &str,
     request_id: &RequestId,
-    action: &str,
+    action: AuditAction,
     resource: &str,
     outcome: AuditOutcome,
     detail: &str,
@@ -180,7 +180,7 @@ pub(crate) fn record(
         seq: 0,
         time: Timestamp::now(),
         principal: principal.to_owned(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         resource: resource.to_owned(),
         outcome,
         source: source.to_owned(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use rekey_crypto::token::PresentedToken;
 use rekey_store::{StoreError, TokenRow};
-use rekey_types::{AuditOutcome, AuditRecord, RequestId, TenantName, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RequestId, TenantName, Timestamp};
 
 use super::policy::{self, Action, Denial};
 use super::{record, Vault};
@@ -59,7 +59,7 @@ impl Vault {
         bearer: Option<&str>,
         source: IpAddr,
         request_id: RequestId,
-        action: &str,
+        action: AuditAction,
         resource: &str,
     ) -> Result<Caller, CoreError> {
         // A source that spent its allowance of failures is refused before anything is looked up.

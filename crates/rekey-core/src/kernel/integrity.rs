@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rekey_crypto::integrity::canonical;
 use rekey_crypto::{bind_legacy_payload, IntegrityKey, PayloadSlot};
 use rekey_store::{TokenRow, VersionBinding, WriteOp, WriteRequest};
-use rekey_types::{AuditOutcome, RequestId};
+use rekey_types::{AuditAction, AuditOutcome, RequestId};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::record;
@@ -37,7 +37,7 @@ const BIND_BATCH: u32 = 10_000;
 
 /// An audit event of the format migration (`cred.bind`), made by the system.
 fn bind_event(detail: &str) -> rekey_types::AuditRecord {
-    record("system", "", &RequestId::generate(), "cred.bind", "credentials", AuditOutcome::Success, detail)
+    record("system", "", &RequestId::generate(), AuditAction::CredBind, "credentials", AuditOutcome::Success, detail)
 }
 
 /// The bytes of a token row that its MAC covers: everything that decides what it may do.
@@ -74,7 +74,15 @@ impl Vault {
     pub(crate) async fn integrity_failure(&self, what: &str, detail: &str) -> Result<(), CoreError> {
         self.writer.stats().integrity_failures.fetch_add(1, Ordering::Relaxed);
         tracing::error!(what, "a row failed its integrity check and was refused");
-        let event = record("system", "", &RequestId::generate(), "integrity.fail", what, AuditOutcome::Denied, detail);
+        let event = record(
+            "system",
+            "",
+            &RequestId::generate(),
+            AuditAction::IntegrityFail,
+            what,
+            AuditOutcome::Denied,
+            detail,
+        );
         self.audit_event(event).await
     }
 
@@ -93,8 +101,15 @@ impl Vault {
             .map(|t| (t.id, token_mac(&self.integrity, &t)))
             .collect();
         let detail = format!("sealed {} token rows stored before rows were authenticated", macs.len());
-        let audit =
-            record("system", "", &RequestId::generate(), "integrity.seal", "tokens", AuditOutcome::Success, &detail);
+        let audit = record(
+            "system",
+            "",
+            &RequestId::generate(),
+            AuditAction::IntegritySeal,
+            "tokens",
+            AuditOutcome::Success,
+            &detail,
+        );
         self.submit(WriteRequest { op: Some(WriteOp::SealTokens(macs)), audit }).await
     }
 
@@ -293,7 +308,7 @@ impl Vault {
                 "system",
                 "",
                 &RequestId::generate(),
-                "test.downgrade",
+                AuditAction::TestDowngrade,
                 "credentials",
                 AuditOutcome::Success,
                 "",

@@ -81,6 +81,39 @@ pub enum Action<'a> {
     LiftFreezeByPut,
 }
 
+impl Action<'_> {
+    /// The variant's name: what the audit action table (`rekey_types::AuditAction::gate`) names.
+    pub fn name(&self) -> &'static str {
+        use Action::*;
+        match self {
+            ReadStatus => "ReadStatus",
+            CreateTenant => "CreateTenant",
+            ListTenants => "ListTenants",
+            ReadTenant(_) => "ReadTenant",
+            PutCredential(_) => "PutCredential",
+            ReadCredentialMeta(_) => "ReadCredentialMeta",
+            ListAllCredentials => "ListAllCredentials",
+            RevealCredential(_) => "RevealCredential",
+            RollbackCredential(_) => "RollbackCredential",
+            DeleteCredential(_) => "DeleteCredential",
+            Import => "Import",
+            ManageTokens => "ManageTokens",
+            ListTokens => "ListTokens",
+            ReadAudit => "ReadAudit",
+            ReadKeys => "ReadKeys",
+            ManageKeys => "ManageKeys",
+            UseConnector(_) => "UseConnector",
+            ReadIncidents => "ReadIncidents",
+            ManageIncidents => "ManageIncidents",
+            RetargetCredential(_) => "RetargetCredential",
+            ManageRotators(_) => "ManageRotators",
+            RevealVersion(_) => "RevealVersion",
+            RevealFrozen(_) => "RevealFrozen",
+            LiftFreezeByPut => "LiftFreezeByPut",
+        }
+    }
+}
+
 /// What every role but the operator is told about `RevealVersion`.
 const OLD_VERSIONS: &str = "only operators may reveal a version other than the current one";
 
@@ -165,6 +198,50 @@ pub fn source_allowed(p: &Principal, source: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every gate of the audit action table is a permission of this policy or one of the
+    /// principals that act without one.
+    #[test]
+    fn every_audit_action_is_gated_by_a_known_permission() {
+        let t = TenantName::parse("acme").unwrap();
+        let c = CredRef::parse("acme/ldap").unwrap();
+        use Action::*;
+        let all = [
+            ReadStatus,
+            CreateTenant,
+            ListTenants,
+            ReadTenant(&t),
+            PutCredential(&t),
+            ReadCredentialMeta(&t),
+            ListAllCredentials,
+            RevealCredential(&c),
+            RollbackCredential(&t),
+            DeleteCredential(&t),
+            Import,
+            ManageTokens,
+            ListTokens,
+            ReadAudit,
+            ReadKeys,
+            ManageKeys,
+            UseConnector(&t),
+            ReadIncidents,
+            ManageIncidents,
+            RetargetCredential(&t),
+            ManageRotators(&t),
+            RevealVersion(&c),
+            RevealFrozen(&c),
+            LiftFreezeByPut,
+        ];
+        let names: Vec<&str> = all.iter().map(Action::name).collect();
+        for a in rekey_types::AuditAction::ALL {
+            let gate = a.gate();
+            assert!(
+                names.contains(&gate) || ["system", "link", "token", "unseal"].contains(&gate),
+                "{} is gated by {gate}, which the policy does not know",
+                a.as_str()
+            );
+        }
+    }
 
     fn principal(role: Role, tenant: Option<&str>, bound: &[&str]) -> Principal {
         Principal {

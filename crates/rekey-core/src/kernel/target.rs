@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use rekey_crypto::{open_legacy_payload, open_payload, CryptoError, Fingerprint, PayloadSlot, TargetBinding};
 
 use rekey_store::{CredentialRow, VersionRow};
-use rekey_types::{AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
+use rekey_types::{AuditAction, AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::record;
@@ -132,8 +132,15 @@ impl Vault {
             bound_fields(&row).ok_or_else(|| not_migrated(&format!("version {version} of {resource}")))?.clone(),
         );
         let detail = format!("version={version}; purpose={purpose}; target={}", target_of(credential.kind, &fields));
-        let event =
-            record(&actor.name, &actor.source, &actor.request, "cred.send", &resource, AuditOutcome::Success, &detail);
+        let event = record(
+            &actor.name,
+            &actor.source,
+            &actor.request,
+            AuditAction::CredSend,
+            &resource,
+            AuditOutcome::Success,
+            &detail,
+        );
         self.audit_event(event).await?;
         match self.open_version(credential.tenant_id, credential, &row, KeyUse::Rewrap).await {
             Ok(secret) => Ok((fields, secret)),
@@ -146,7 +153,7 @@ impl Vault {
                     &actor.name,
                     &actor.source,
                     &actor.request,
-                    "cred.send",
+                    AuditAction::CredSend,
                     &resource,
                     AuditOutcome::Denied,
                     &format!("version={version}; purpose={purpose}; refused: {err}"),

@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{IncidentItemRow, IncidentRow, ScopeQuery, WriteOp};
-use rekey_types::{CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId};
+use rekey_types::{
+    AuditAction, CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::policy::Action;
@@ -320,7 +322,7 @@ impl Vault {
         .await;
         let op = match prepared {
             Ok(op) => op,
-            Err(e) => return self.finish(caller, "incident.open", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::IncidentOpen, &resource, Err(e)).await,
         };
         let detail = match &op {
             WriteOp::OpenIncident { incident, .. } => {
@@ -328,7 +330,7 @@ impl Vault {
             }
             _ => String::new(),
         };
-        self.commit(caller, "incident.open", &resource, op, &detail).await?;
+        self.commit(caller, AuditAction::IncidentOpen, &resource, op, &detail).await?;
         self.report(id).await
     }
 
@@ -347,7 +349,7 @@ impl Vault {
             .audit_of(&format!("incident:{id}"), 1000)
             .await?
             .into_iter()
-            .filter(|e| !matches!(e.record.action.as_str(), "incident.show" | "incident.items"))
+            .filter(|e| !matches!(e.record.action.parse(), Ok(AuditAction::IncidentShow | AuditAction::IncidentItems)))
             .map(crate::audit::view)
             .collect();
         let counts = incident.counts.clone();
@@ -368,7 +370,7 @@ impl Vault {
             self.report(id).await
         }
         .await;
-        self.finish(caller, "incident.show", &format!("incident:{id}"), result).await
+        self.finish(caller, AuditAction::IncidentShow, &format!("incident:{id}"), result).await
     }
 
     /// `rekey incident list`.
@@ -378,7 +380,7 @@ impl Vault {
             Ok(self.store().incidents(1000).await?.into_iter().map(IncidentView::from).collect())
         }
         .await;
-        self.finish(caller, "incident.list", "", result).await
+        self.finish(caller, AuditAction::IncidentList, "", result).await
     }
 
     /// A page of the credentials in scope, with their reveals since the incident's `since`.
@@ -396,7 +398,7 @@ impl Vault {
             self.incident_item_page(&incident, after, limit).await
         }
         .await;
-        self.finish(caller, "incident.items", &format!("incident:{id}"), result).await
+        self.finish(caller, AuditAction::IncidentItems, &format!("incident:{id}"), result).await
     }
 
     /// A page of an incident's credentials after `(tenant, name)`, with their reasons and reveals.
@@ -473,12 +475,12 @@ impl Vault {
         .await;
         let plan = match planned {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "incident.contain", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::IncidentContain, &resource, Err(e)).await,
         };
         if dry_run {
             let report = ContainReport { incident: id.to_string(), dry_run: true, actions: plan };
             return self
-                .finish_with(caller, "incident.contain.plan", &resource, Ok(report), |r| {
+                .finish_with(caller, AuditAction::IncidentContainPlan, &resource, Ok(report), |r| {
                     format!("{} actions planned", r.actions.len())
                 })
                 .await;
@@ -502,7 +504,7 @@ impl Vault {
                     // The freeze is its own timeline event, written with the freeze itself.
                     let op = WriteOp::ContainIncident { id, freeze: true, at: Timestamp::now() };
                     let detail = format!("freeze {}: done", step.target);
-                    self.commit(caller, "incident.contain", &resource, op, &detail).await?;
+                    self.commit(caller, AuditAction::IncidentContain, &resource, op, &detail).await?;
                     step.outcome = "done".into();
                     step.detail = "frozen".into();
                     done.push(step);
@@ -525,7 +527,7 @@ impl Vault {
             }
             let event = self.event(
                 caller,
-                "incident.contain",
+                AuditAction::IncidentContain,
                 &resource,
                 rekey_types::AuditOutcome::Success,
                 &format!("{} {}: {}: {}", step.action, step.target, step.outcome, step.detail),
@@ -535,7 +537,8 @@ impl Vault {
         }
         if !freeze {
             let op = WriteOp::ContainIncident { id, freeze: false, at: Timestamp::now() };
-            self.commit(caller, "incident.contained", &resource, op, &format!("{} actions", done.len())).await?;
+            self.commit(caller, AuditAction::IncidentContained, &resource, op, &format!("{} actions", done.len()))
+                .await?;
         }
         Ok(ContainReport { incident: id.to_string(), dry_run: false, actions: done })
     }
@@ -544,10 +547,10 @@ impl Vault {
     pub async fn close_incident(&self, caller: &Caller, id: IncidentId) -> Result<IncidentView, CoreError> {
         let resource = format!("incident:{id}");
         if let Err(e) = self.authorize(caller, Action::ManageIncidents, "incidents") {
-            return self.finish(caller, "incident.close", &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::IncidentClose, &resource, Err(e)).await;
         }
         let op = WriteOp::CloseIncident { id, at: Timestamp::now() };
-        self.commit(caller, "incident.close", &resource, op, "").await?;
+        self.commit(caller, AuditAction::IncidentClose, &resource, op, "").await?;
         Ok(self.incident_row(id).await?.into())
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{item_state, CampaignRow, ItemFilter, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{CampaignId, CredRef, TenantName, Timestamp};
+use rekey_types::{AuditAction, CampaignId, CredRef, TenantName, Timestamp};
 
 use super::{
     micros, CampaignReport, CampaignStatus, CampaignView, ItemView, LinkView, NoticeView, ReportItem, StartCampaign,
@@ -79,10 +79,11 @@ impl Vault {
         .await;
         let row = match prepared {
             Ok(r) => r,
-            Err(e) => return self.finish(caller, "campaign.start", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CampaignStart, &resource, Err(e)).await,
         };
         let detail = format!("campaign {}; notify={}", row.id, row.notify.join(","));
-        self.commit(caller, "campaign.start", &resource, WriteOp::StartCampaign(row.clone()), &detail).await?;
+        self.commit(caller, AuditAction::CampaignStart, &resource, WriteOp::StartCampaign(row.clone()), &detail)
+            .await?;
         self.campaigns_wake().notify_one();
         Ok(CampaignView::from(&self.campaign_row(row.id).await?))
     }
@@ -93,7 +94,7 @@ impl Vault {
             Ok(self.store().campaigns(false, 1000).await?.iter().map(CampaignView::from).collect())
         }
         .await;
-        self.finish(caller, "campaign.list", "", result).await
+        self.finish(caller, AuditAction::CampaignList, "", result).await
     }
 
     /// `rekey campaign status`.
@@ -103,7 +104,7 @@ impl Vault {
             self.status_of(&self.campaign_row(id).await?).await
         }
         .await;
-        self.finish(caller, "campaign.status", &format!("campaign:{id}"), result).await
+        self.finish(caller, AuditAction::CampaignStatus, &format!("campaign:{id}"), result).await
     }
 
     pub(super) async fn status_of(&self, campaign: &CampaignRow) -> Result<CampaignStatus, CoreError> {
@@ -167,7 +168,7 @@ impl Vault {
             Ok(self.store().campaign_items(id, &filter).await?.into_iter().map(ItemView::from).collect())
         }
         .await;
-        self.finish(caller, "campaign.items", &format!("campaign:{id}"), result).await
+        self.finish(caller, AuditAction::CampaignItems, &format!("campaign:{id}"), result).await
     }
 
     /// `rekey campaign waive`: an item that will not be rotated, and why.
@@ -204,7 +205,7 @@ impl Vault {
         .await;
         let (item, reason) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "campaign.item.waive", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CampaignItemWaive, &resource, Err(e)).await,
         };
         let op = WriteOp::SetItem(ItemUpdate {
             campaign: id,
@@ -225,7 +226,8 @@ impl Vault {
             attempt: false,
             at: Timestamp::now(),
         });
-        self.commit(caller, "campaign.item.waive", &resource, op, &format!("campaign={id}; reason: {reason}")).await?;
+        self.commit(caller, AuditAction::CampaignItemWaive, &resource, op, &format!("campaign={id}; reason: {reason}"))
+            .await?;
         let item = self
             .store()
             .campaign_item(id, item.credential_id)
@@ -264,7 +266,7 @@ impl Vault {
         .await;
         let (campaign, tenant_row, outstanding) = match prepared {
             Ok(p) => p,
-            Err(e) => return self.finish(caller, "campaign.link.issue", &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::CampaignLinkIssue, &resource, Err(e)).await,
         };
         let issued = rekey_crypto::link::issue_link().map_err(CoreError::Crypto)?;
         let now = Timestamp::now();
@@ -295,7 +297,7 @@ impl Vault {
             }));
         }
         let detail = format!("campaign={id}; link={}; {} credentials", issued.id, outstanding.len());
-        self.commit(caller, "campaign.link.issue", &resource, WriteOp::All(ops), &detail).await?;
+        self.commit(caller, AuditAction::CampaignLinkIssue, &resource, WriteOp::All(ops), &detail).await?;
         Ok(LinkView {
             id: issued.id.to_string(),
             tenant: tenant.to_string(),
@@ -379,6 +381,6 @@ impl Vault {
             })
         }
         .await;
-        self.finish(caller, "campaign.report", &format!("campaign:{id}"), result).await
+        self.finish(caller, AuditAction::CampaignReport, &format!("campaign:{id}"), result).await
     }
 }

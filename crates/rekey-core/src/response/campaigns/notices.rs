@@ -2,7 +2,7 @@
 //! webhook, each delivery recorded.
 
 use rekey_store::{CampaignRow, LinkRow, NoticeRow, NoticeUpdate, WriteOp};
-use rekey_types::{AuditOutcome, CredentialKind, Fields, NoticeId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, NoticeId, Timestamp};
 use serde::Serialize;
 
 use super::{NOTICE_BATCH, WORKER};
@@ -46,7 +46,7 @@ impl Vault {
                     format!("campaign={}; {purpose} notices queued for {} tenants", campaign.id, tenants.len());
                 let resource = format!("incident:{}", campaign.incident_id);
                 self.worker_write(
-                    "campaign.notify.queue",
+                    AuditAction::CampaignNotifyQueue,
                     &resource,
                     WriteOp::QueueNotices(rows),
                     AuditOutcome::Success,
@@ -62,7 +62,7 @@ impl Vault {
             let resource = format!("incident:{}", campaign.incident_id);
             let detail = format!("campaign={}; reminders queued", campaign.id);
             self.worker_write(
-                "campaign.remind",
+                AuditAction::CampaignRemind,
                 &resource,
                 WriteOp::SetReminded { id: campaign.id },
                 AuditOutcome::Success,
@@ -98,7 +98,7 @@ impl Vault {
                 at: now,
             });
             let detail = format!("campaign={}; {} {}: skipped: {why}", campaign.id, notice.purpose, notice.channel);
-            return self.worker_write("campaign.notify", &resource, op, AuditOutcome::Success, &detail).await;
+            return self.worker_write(AuditAction::CampaignNotify, &resource, op, AuditOutcome::Success, &detail).await;
         }
         let tenant = self
             .store()
@@ -124,8 +124,14 @@ impl Vault {
         };
         let detail =
             format!("campaign={}; link={}; for the {} {}", campaign.id, issued.id, notice.purpose, notice.channel);
-        self.worker_write("campaign.link.issue", &resource, WriteOp::InsertLink(link), AuditOutcome::Success, &detail)
-            .await?;
+        self.worker_write(
+            AuditAction::CampaignLinkIssue,
+            &resource,
+            WriteOp::InsertLink(link),
+            AuditOutcome::Success,
+            &detail,
+        )
+        .await?;
 
         let mut items = Vec::new();
         for item in &outstanding {
@@ -191,7 +197,7 @@ impl Vault {
             notice.channel,
             error.map(|e| format!(": {e}")).unwrap_or_default()
         );
-        self.worker_write("campaign.notify", &resource, WriteOp::All(ops), outcome, &detail).await
+        self.worker_write(AuditAction::CampaignNotify, &resource, WriteOp::All(ops), outcome, &detail).await
     }
 }
 

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use rekey_store::{item_state, CampaignItemRow, CampaignRow, CredentialRow, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditOutcome, AuditRecord, Fields, Secret, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, Fields, Secret, Timestamp};
 
 use super::{ResetItem, ResetOutcome, ResetPage};
 use crate::failures::AttemptKind;
@@ -50,7 +50,7 @@ impl Vault {
     fn link_event(
         token: &str,
         source: IpAddr,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         outcome: AuditOutcome,
         detail: &str,
@@ -70,7 +70,7 @@ impl Vault {
         &self,
         token: &str,
         source: IpAddr,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         outcome: AuditOutcome,
         detail: &str,
@@ -81,7 +81,13 @@ impl Vault {
     /// Audits a link that did not open. A miss (forged, unknown, used, withdrawn, expired) is a
     /// failed attempt of its source: the first of a window audited as itself, the rest counted
     /// (see `failures`); any other failure (the store's, say) is audited as itself.
-    async fn link_missed(&self, token: &str, source: IpAddr, action: &str, e: &CoreError) -> Result<(), CoreError> {
+    async fn link_missed(
+        &self,
+        token: &str,
+        source: IpAddr,
+        action: AuditAction,
+        e: &CoreError,
+    ) -> Result<(), CoreError> {
         let event = Self::link_event(token, source, action, "", e.audit_outcome(), e.code().as_str());
         if matches!(e, CoreError::NotFound(_) | CoreError::LinkGone(_)) {
             self.failed_attempt(AttemptKind::Link, source, event).await
@@ -116,7 +122,7 @@ impl Vault {
         let link = match self.usable_link(token).await {
             Ok(l) => l,
             Err(e) => {
-                self.link_missed(token, source, "link.view", &e).await?;
+                self.link_missed(token, source, AuditAction::LinkView, &e).await?;
                 return Err(e);
             }
         };
@@ -125,7 +131,7 @@ impl Vault {
             Ok(p) => (format!("tenant:{}", p.tenant), AuditOutcome::Success, format!("{} credentials", p.items.len())),
             Err(e) => (String::new(), e.audit_outcome(), e.code().as_str().to_owned()),
         };
-        self.link_audit(token, source, "link.view", &resource, outcome, &detail).await?;
+        self.link_audit(token, source, AuditAction::LinkView, &resource, outcome, &detail).await?;
         result
     }
 
@@ -185,7 +191,7 @@ impl Vault {
         let (link, campaign) = match self.usable_link(token).await {
             Ok(l) => l,
             Err(e) => {
-                self.link_missed(token, source, "link.submit", &e).await?;
+                self.link_missed(token, source, AuditAction::LinkSubmit, &e).await?;
                 return Err(e);
             }
         };
@@ -225,7 +231,7 @@ impl Vault {
                     &by,
                     &source.to_string(),
                     &rekey_types::RequestId::generate(),
-                    "cred.send",
+                    AuditAction::CredSend,
                     &format!("{}/{}", item.tenant, item.name),
                     AuditOutcome::Success,
                     &format!("purpose=reset-form; target={}", target_of(credential.kind, &fields)),
@@ -243,7 +249,8 @@ impl Vault {
         let (link, campaign, page, refused, accepted) = match checked {
             Ok(c) => c,
             Err(e) => {
-                self.link_audit(token, source, "link.submit", "", e.audit_outcome(), e.code().as_str()).await?;
+                self.link_audit(token, source, AuditAction::LinkSubmit, "", e.audit_outcome(), e.code().as_str())
+                    .await?;
                 return Err(e);
             }
         };
@@ -253,7 +260,7 @@ impl Vault {
             self.link_audit(
                 token,
                 source,
-                "link.submit",
+                AuditAction::LinkSubmit,
                 &resource,
                 AuditOutcome::Error,
                 &format!("refused: {detail}"),
@@ -310,7 +317,7 @@ impl Vault {
             &by,
             &source.to_string(),
             &rekey_types::RequestId::generate(),
-            "link.submit",
+            AuditAction::LinkSubmit,
             &resource,
             AuditOutcome::Success,
             &format!("campaign={}; verified and stored: {}", campaign.id, names.join(", ")),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use rekey_store::{item_state, rotation_state, CampaignItemRow, ItemUpdate, RotationRow, WriteOp};
-use rekey_types::{AuditOutcome, CredentialKind, RotationId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, RotationId, Timestamp};
 
 use super::{after, CampaignPass, ITEMS_PER_PASS, WORKER};
 use crate::kernel::Actor;
@@ -109,7 +109,10 @@ impl Vault {
                     status.failed
                 );
                 let resource = format!("incident:{}", campaign.incident_id);
-                match self.worker_write("campaign.finish", &resource, op, AuditOutcome::Success, &detail).await {
+                match self
+                    .worker_write(AuditAction::CampaignFinish, &resource, op, AuditOutcome::Success, &detail)
+                    .await
+                {
                     Ok(()) => pass.finished += 1,
                     Err(CoreError::Conflict(_)) => {}
                     Err(e) => return Err(e),
@@ -121,7 +124,7 @@ impl Vault {
 
     pub(super) async fn worker_write(
         &self,
-        action: &str,
+        action: AuditAction,
         resource: &str,
         op: WriteOp,
         outcome: AuditOutcome,
@@ -308,7 +311,7 @@ impl Vault {
             "campaign={}; version {} verified; version {} retired",
             item.campaign_id, credential.current_version, item.from_version
         );
-        self.worker_write("campaign.item.retire", &resource, op, AuditOutcome::Success, &detail).await
+        self.worker_write(AuditAction::CampaignItemRetire, &resource, op, AuditOutcome::Success, &detail).await
     }
 
     /// A step that did not work: try again later, or fail for good after `max_attempts`.
@@ -316,7 +319,7 @@ impl Vault {
         let resource = format!("{}/{}", item.tenant, item.name);
         let attempts = item.attempts + u32::from(count);
         let next = self.retry_at(attempts.max(1));
-        let action = if next.is_some() { "campaign.item.retry" } else { "campaign.item.fail" };
+        let action = if next.is_some() { AuditAction::CampaignItemRetry } else { AuditAction::CampaignItemFail };
         let op = WriteOp::SetItem(ItemUpdate {
             campaign: item.campaign_id,
             credential: item.credential_id,
@@ -364,7 +367,7 @@ impl Vault {
         });
         let resource = format!("{}/{}", item.tenant, item.name);
         let detail = format!("campaign={}; {state}; {}", item.campaign_id, error.unwrap_or_default());
-        self.worker_write("campaign.item.wait", &resource, op, AuditOutcome::Success, &detail).await
+        self.worker_write(AuditAction::CampaignItemWait, &resource, op, AuditOutcome::Success, &detail).await
     }
 }
 
