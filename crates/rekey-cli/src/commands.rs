@@ -328,7 +328,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                             vs.iter().map(|v| {
                                 vec![
                                     v.version.to_string(),
-                                    v.stage.clone(),
+                                    v.stage.to_string(),
                                     v.kek_version.to_string(),
                                     v.created_by.clone(),
                                     v.created_at.to_string(),

@@ -48,7 +48,7 @@ fn rotations_table(rs: &[RotationView]) {
                 format!("{}/{}", r.tenant, r.name),
                 r.from_version.to_string(),
                 r.to_version.to_string(),
-                r.state.clone(),
+                r.state.to_string(),
                 r.changed_at.to_string(),
                 r.error.clone().unwrap_or_default(),
             ]

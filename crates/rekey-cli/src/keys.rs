@@ -187,7 +187,7 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
                     .map(|r| {
                         vec![
                             r.key.clone(),
-                            r.state.clone(),
+                            r.state.to_string(),
                             "-".into(),
                             format!("{} KEKs", r.keks),
                             r.created_at.to_string(),
@@ -196,14 +196,14 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
                     .collect();
                 for t in &v.tenants {
                     for k in &t.versions {
-                        let wraps = if k.state == "destroyed" && k.deks > 0 {
+                        let wraps = if k.state == rekey_types::KeyState::Destroyed && k.deks > 0 {
                             format!("{} DEKs (unrecoverable)", k.deks)
                         } else {
                             format!("{} DEKs", k.deks)
                         };
                         rows.push(vec![
                             k.key.clone(),
-                            k.state.clone(),
+                            k.state.to_string(),
                             format!("root@{}", k.root_version),
                             wraps,
                             k.created_at.to_string(),

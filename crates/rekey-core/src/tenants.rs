@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rekey_crypto::{Kek, KeyContext};
 use rekey_store::{KekRow, TenantFilter, TenantRow, WriteOp};
-use rekey_types::{AuditAction, Region, TenantId, TenantName, Timestamp};
+use rekey_types::{AuditAction, KeyState, Region, TenantId, TenantName, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::TenantView;
@@ -56,7 +56,7 @@ impl Vault {
             .wrap_kek(KeyContext::TenantKek { tenant: id, version: 1 }, &kek)
             .map_err(CoreError::from_seal)?;
         let root_version = rekey_crypto::kek_version_of(&wrapped).map_err(CoreError::Crypto)?;
-        self.keks().insert(id, 1, Arc::new(kek), "active", root_version);
+        self.keks().insert(id, 1, Arc::new(kek), KeyState::Active, root_version);
         Ok((
             TenantRow {
                 id,
@@ -66,7 +66,7 @@ impl Vault {
                 state: "active".into(),
                 created_at: now,
             },
-            KekRow { tenant_id: id, version: 1, state: "active".into(), wrapped, root_version, created_at: now },
+            KekRow { tenant_id: id, version: 1, state: KeyState::Active, wrapped, root_version, created_at: now },
         ))
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{CredentialRow, RotationRow, TenantRow, TokenRow, VersionMeta};
-use rekey_types::{CredentialKind, Role, Secret, Timestamp};
+use rekey_types::{CredentialKind, KeyState, Role, RotationState, Secret, Stage, Timestamp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl CredentialView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionView {
     pub version: u32,
-    pub stage: String,
+    pub stage: Stage,
     pub kek_version: u32,
     pub created_by: String,
     pub created_at: Timestamp,
@@ -228,7 +228,7 @@ pub struct RootKeyView {
     /// `root@N`.
     pub key: String,
     pub version: u32,
-    pub state: String,
+    pub state: KeyState,
     /// Tenant KEK versions wrapped under it (destroyed ones not counted).
     pub keks: i64,
     pub created_at: Timestamp,
@@ -247,7 +247,7 @@ pub struct KekView {
     /// `TENANT@N`.
     pub key: String,
     pub version: u32,
-    pub state: String,
+    pub state: KeyState,
     pub root_version: u32,
     /// Credential versions whose DEK it wraps.
     pub deks: i64,
@@ -355,7 +355,7 @@ pub struct RotationView {
     pub name: String,
     pub from_version: u32,
     pub to_version: u32,
-    pub state: String,
+    pub state: RotationState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_by: String,
@@ -373,7 +373,7 @@ impl From<&RotationRow> for RotationView {
             name: r.credential.clone(),
             from_version: r.from_version,
             to_version: r.to_version,
-            state: r.state.clone(),
+            state: r.state,
             error: r.error.clone(),
             created_by: r.created_by.clone(),
             created_at: r.created_at,

@@ -97,7 +97,12 @@ pub async fn items(
         let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(|e| bad(format!("tenant: {e}")))?;
         let filter = ItemFilter {
             tenant: tenant.map(|t| t.to_string()),
-            state: q.state,
+            state: q
+                .state
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: rekey_types::UnknownState| bad(format!("state: {e}")))?,
             after,
             limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
         };

@@ -62,6 +62,28 @@ impl From<Option<Vec<u8>>> for Arg {
         Arg::OptBlob(b)
     }
 }
+/// The states and stages (`rekey_types::states`) are bound as their text.
+macro_rules! state_args {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Arg {
+            fn from(s: $t) -> Self {
+                Arg::Text(s.as_str().to_owned())
+            }
+        }
+        impl From<Option<$t>> for Arg {
+            fn from(s: Option<$t>) -> Self {
+                Arg::OptText(s.map(|s| s.as_str().to_owned()))
+            }
+        }
+    )*};
+}
+state_args!(
+    rekey_types::Stage,
+    rekey_types::KeyState,
+    rekey_types::RotationState,
+    rekey_types::ItemState,
+    rekey_types::CampaignMode
+);
 impl From<Option<i64>> for Arg {
     fn from(i: Option<i64>) -> Self {
         Arg::OptInt(i)

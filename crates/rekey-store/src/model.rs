@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use rekey_types::{
-    AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, JobId, LinkId, NoticeId, Role, RotationId,
-    TenantId, Timestamp, TokenId,
+    AuditRecord, CampaignId, CampaignMode, CredentialId, CredentialKind, IncidentId, ItemState, JobId, KeyState,
+    LinkId, NoticeId, Role, RotationId, RotationState, Stage, TenantId, Timestamp, TokenId,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,42 +29,17 @@ pub struct TenantFilter {
 pub struct KekRow {
     pub tenant_id: TenantId,
     pub version: u32,
-    pub state: String,
+    pub state: KeyState,
     /// The KEK wrapped by the root key.
     pub wrapped: Vec<u8>,
     pub root_version: u32,
     pub created_at: Timestamp,
 }
 
-/// Key states: `active` (wraps and unwraps), `retired` (unwraps only), `compromised` (unwraps
-/// only to move data off it), `destroyed` (gone).
-/// States of a staged rotation (`rotations.state`).
-pub mod rotation_state {
-    /// The new version is stored as `pending`; the target may or may not have it yet.
-    pub const PENDING: &str = "pending";
-    /// The target took the new secret; it is not served yet.
-    pub const APPLIED: &str = "applied";
-    /// The new version is current; the old one is `previous` until the grace period ends.
-    pub const PROMOTED: &str = "promoted";
-    /// The old version is retired (and removed from the target where that is a step of its own).
-    pub const RETIRED: &str = "retired";
-    /// Stopped before the target took the new secret (or with neither secret working).
-    pub const FAILED: &str = "failed";
-    /// States in which a rotation still has work to do before promotion.
-    pub const UNFINISHED: [&str; 2] = [PENDING, APPLIED];
-}
-
-pub mod key_state {
-    pub const ACTIVE: &str = "active";
-    pub const RETIRED: &str = "retired";
-    pub const COMPROMISED: &str = "compromised";
-    pub const DESTROYED: &str = "destroyed";
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootKeyRow {
     pub version: u32,
-    pub state: String,
+    pub state: KeyState,
     pub created_at: Timestamp,
     pub changed_at: Timestamp,
 }
@@ -213,7 +188,7 @@ pub struct CredentialListRow {
 pub struct VersionRow {
     pub credential_id: CredentialId,
     pub version: u32,
-    pub stage: String,
+    pub stage: Stage,
     pub kek_version: u32,
     pub wrapped_dek: Vec<u8>,
     pub ciphertext: Vec<u8>,
@@ -233,7 +208,7 @@ pub struct VersionRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionMeta {
     pub version: u32,
-    pub stage: String,
+    pub stage: Stage,
     pub kek_version: u32,
     pub created_by: String,
     pub created_at: Timestamp,
@@ -417,7 +392,7 @@ pub enum WriteOp {
     SetKekState {
         tenant: TenantId,
         version: u32,
-        state: &'static str,
+        state: KeyState,
         at: Timestamp,
     },
     /// Destroys every KEK version of a tenant and marks the tenant `shredded`.
@@ -439,7 +414,7 @@ pub enum WriteOp {
     InsertRootKey(RootKeyRow),
     SetRootKeyState {
         version: u32,
-        state: &'static str,
+        state: KeyState,
         at: Timestamp,
     },
     CreateJob(KeyJobRow),
@@ -471,8 +446,8 @@ pub enum WriteOp {
     /// one of them (another server moved it first).
     SetRotation {
         id: RotationId,
-        from: &'static [&'static str],
-        state: &'static str,
+        from: &'static [RotationState],
+        state: RotationState,
         error: Option<String>,
         retire_after: Option<Timestamp>,
         /// Set when `Some`; kept otherwise.
@@ -483,8 +458,8 @@ pub enum WriteOp {
     SetVersionStage {
         credential: CredentialId,
         version: u32,
-        from: &'static str,
-        stage: &'static str,
+        from: Stage,
+        stage: Stage,
     },
     /// Records (replaces) the last check of a credential.
     RecordHealth(HealthRow),
@@ -556,8 +531,8 @@ pub enum WriteOp {
 pub struct ItemUpdate {
     pub campaign: CampaignId,
     pub credential: CredentialId,
-    pub from: &'static [&'static str],
-    pub state: &'static str,
+    pub from: &'static [ItemState],
+    pub state: ItemState,
     pub error: Option<String>,
     /// When a worker should look at it again; `None` for none.
     pub next_at: Option<Timestamp>,
@@ -565,7 +540,7 @@ pub struct ItemUpdate {
     pub note: Option<String>,
     /// Which of `notified_at`, `rotated_at`, `verified_at`, `retired_at` (and those before it)
     /// to stamp, by state name.
-    pub stamp: Option<&'static str>,
+    pub stamp: Option<ItemState>,
     /// Counts one more attempt.
     pub attempt: bool,
     pub at: Timestamp,
@@ -581,38 +556,6 @@ pub struct NoticeUpdate {
     pub error: Option<String>,
     pub link_id: Option<LinkId>,
     pub at: Timestamp,
-}
-
-/// Item states.
-pub mod item_state {
-    pub const PENDING: &str = "pending";
-    pub const ROTATING: &str = "rotating";
-    pub const NOTIFIED: &str = "notified";
-    pub const ROTATED: &str = "rotated";
-    pub const VERIFIED: &str = "verified";
-    pub const RETIRED: &str = "retired";
-    pub const FAILED: &str = "failed";
-    pub const WAIVED: &str = "waived";
-    /// Every state, in the order of the state machine.
-    pub const ALL: [&str; 8] = [PENDING, ROTATING, NOTIFIED, ROTATED, VERIFIED, RETIRED, FAILED, WAIVED];
-    /// States in which an item is still to be done (failed items may still be retried).
-    pub const OPEN: [&str; 5] = [PENDING, ROTATING, NOTIFIED, ROTATED, VERIFIED];
-
-    /// A state as its constant name, and the one-element list of it (for an update that keeps
-    /// an item in its state); `None` for a name that is not a state.
-    pub fn named(state: &str) -> Option<(&'static str, &'static [&'static str])> {
-        Some(match state {
-            PENDING => (PENDING, &[PENDING]),
-            ROTATING => (ROTATING, &[ROTATING]),
-            NOTIFIED => (NOTIFIED, &[NOTIFIED]),
-            ROTATED => (ROTATED, &[ROTATED]),
-            VERIFIED => (VERIFIED, &[VERIFIED]),
-            RETIRED => (RETIRED, &[RETIRED]),
-            FAILED => (FAILED, &[FAILED]),
-            WAIVED => (WAIVED, &[WAIVED]),
-            _ => return None,
-        })
-    }
 }
 
 /// A rotation campaign.
@@ -644,9 +587,9 @@ pub struct CampaignItemRow {
     pub name: String,
     pub kind: CredentialKind,
     /// `automatic`, `self-service` or `manual`.
-    pub mode: String,
+    pub mode: CampaignMode,
     pub from_version: u32,
-    pub state: String,
+    pub state: ItemState,
     pub rotation_id: Option<RotationId>,
     pub attempts: u32,
     pub next_at: Option<Timestamp>,
@@ -702,7 +645,7 @@ pub struct LinkRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemFilter {
     pub tenant: Option<String>,
-    pub state: Option<String>,
+    pub state: Option<ItemState>,
     /// Items after this `(tenant, name)`.
     pub after: Option<(String, String)>,
     pub limit: u32,
@@ -712,7 +655,7 @@ pub struct ItemFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemCount {
     pub tenant: Option<String>,
-    pub state: String,
+    pub state: ItemState,
     pub count: i64,
 }
 
@@ -724,7 +667,7 @@ pub struct RotationRow {
     pub tenant_id: TenantId,
     pub from_version: u32,
     pub to_version: u32,
-    pub state: String,
+    pub state: RotationState,
     pub created_by: String,
     pub created_at: Timestamp,
     pub changed_at: Timestamp,

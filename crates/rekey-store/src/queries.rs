@@ -102,6 +102,11 @@ fn kind(row: &OwnedRow, col: &str) -> Result<CredentialKind, StoreError> {
     row.text(col)?.parse().map_err(|_| corrupt(col))
 }
 
+/// A state or stage column (see `rekey_types::states`); any other text is corruption.
+fn state<T: FromStr<Err = rekey_types::UnknownState>>(row: &OwnedRow, col: &str) -> Result<T, StoreError> {
+    row.text(col)?.parse().map_err(|_| corrupt(col))
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("maps and lists of strings always serialize")
 }

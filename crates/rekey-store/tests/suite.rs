@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, JobId, LinkId, NoticeId, Role,
-    RotationId, TenantId, TenantName, Timestamp, TokenId,
+    AuditOutcome, AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, ItemState, JobId, KeyState,
+    LinkId, NoticeId, Role, RotationId, RotationState, Stage, TenantId, TenantName, Timestamp, TokenId,
 };
 use sqlx::Connection;
 
@@ -117,7 +117,7 @@ fn tenant(name: &str, region: &str) -> (TenantRow, KekRow) {
         KekRow {
             tenant_id: id,
             version: 1,
-            state: "active".into(),
+            state: KeyState::Active,
             wrapped: vec![1; 60],
             root_version: 1,
             created_at: now,
@@ -147,7 +147,7 @@ fn put(tenant: TenantId, name: &str, version: u32, id: Option<CredentialId>) -> 
         version: VersionRow {
             credential_id: id,
             version,
-            stage: "current".into(),
+            stage: Stage::Current,
             kek_version: 1,
             wrapped_dek: vec![2; 70],
             ciphertext: vec![3; 40 + version as usize],
@@ -176,7 +176,7 @@ fn pending_rotation(
         tenant_id: tenant,
         from_version: 1,
         to_version: 2,
-        state: rotation_state::PENDING.into(),
+        state: RotationState::Pending,
         created_by: by.into(),
         created_at: at,
         changed_at: at,
@@ -261,7 +261,7 @@ async fn versions_advance_and_stage(db: Db) {
     assert_eq!(c.current_version, 3);
     assert_eq!(c.fields["description"], "v3");
     let stages: Vec<(u32, String)> =
-        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage.to_string())).collect();
     assert_eq!(stages, vec![(1, "retired".into()), (2, "previous".into()), (3, "current".into())]);
     let current = db.store.version(id, None).await.unwrap().unwrap();
     assert_eq!(current.version, 3);
@@ -539,7 +539,7 @@ fn kek(tenant: TenantId, version: u32) -> KekRow {
     KekRow {
         tenant_id: tenant,
         version,
-        state: key_state::ACTIVE.into(),
+        state: KeyState::Active,
         wrapped: vec![version as u8; 60],
         root_version: 1,
         created_at: Timestamp::now(),
@@ -615,30 +615,36 @@ async fn kek_states_destroy_and_shred(db: Db) {
     apply(&db, vec![Some(put(t, "a", 1, None)), Some(WriteOp::CreateKek(kek(t, 2)))]).await;
     let at = Timestamp::now();
     let r =
-        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: key_state::COMPROMISED, at })]).await;
+        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: KeyState::Compromised, at })]).await;
     assert!(matches!(r[0], Ok(OpOk::Done)));
-    assert_eq!(db.store.kek(t, 1).await.unwrap().unwrap().state, "compromised");
+    assert_eq!(db.store.kek(t, 1).await.unwrap().unwrap().state.as_str(), "compromised");
     let r =
-        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: key_state::DESTROYED, at })]).await;
+        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: KeyState::Destroyed, at })]).await;
     assert!(matches!(r[0], Ok(OpOk::Done)));
     let k = db.store.kek(t, 1).await.unwrap().unwrap();
     assert_eq!((k.state.as_str(), k.wrapped.len()), ("destroyed", 0), "the wrapped key is erased");
     // A destroyed version stays destroyed; a missing one is not found.
     for version in [1, 9] {
-        let r = apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version, state: key_state::ACTIVE, at })]).await;
+        let r = apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version, state: KeyState::Active, at })]).await;
         assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "{r:?}");
     }
     assert!(db.store.deks_to_rewrap(t, 2, 10).await.unwrap().is_empty(), "nothing under a destroyed key can move");
     let other = create_tenant(&db, "globex", "us").await;
     assert!(matches!(apply(&db, vec![Some(WriteOp::ShredTenant { tenant: t, at })]).await[0], Ok(OpOk::Done)));
-    assert!(db.store.keks(Some(t)).await.unwrap().iter().all(|k| k.state == "destroyed" && k.wrapped.is_empty()));
-    assert_eq!(db.store.tenant_by_id(t).await.unwrap().unwrap().state, "shredded");
+    assert!(db
+        .store
+        .keks(Some(t))
+        .await
+        .unwrap()
+        .iter()
+        .all(|k| k.state.as_str() == "destroyed" && k.wrapped.is_empty()));
+    assert_eq!(db.store.tenant_by_id(t).await.unwrap().unwrap().state.as_str(), "shredded");
     assert_eq!(db.store.tenant_ids().await.unwrap(), vec![other]);
     assert!(matches!(
         apply(&db, vec![Some(WriteOp::ShredTenant { tenant: t, at })]).await[0],
         Err(StoreError::NotFound { .. })
     ));
-    assert_eq!(db.store.kek(other, 1).await.unwrap().unwrap().state, "active", "other tenants untouched");
+    assert_eq!(db.store.kek(other, 1).await.unwrap().unwrap().state.as_str(), "active", "other tenants untouched");
 }
 
 async fn pending_versions_sit_beside_current(db: Db) {
@@ -648,7 +654,7 @@ async fn pending_versions_sit_beside_current(db: Db) {
     let mut pending = put(t, "a", 2, Some(id));
     if let WriteOp::PutVersion { credential, version, .. } = &mut pending {
         credential.current_version = 1;
-        version.stage = "pending".into();
+        version.stage = rekey_types::Stage::Pending;
     }
     assert!(matches!(apply(&db, vec![Some(pending)]).await[0], Ok(OpOk::Done)));
     let c = db.store.credential(t, "a").await.unwrap().unwrap();
@@ -657,13 +663,13 @@ async fn pending_versions_sit_beside_current(db: Db) {
     // A new current version supersedes the pending one.
     apply(&db, vec![Some(put(t, "a", 3, Some(id)))]).await;
     let stages: Vec<(u32, String)> =
-        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage.to_string())).collect();
     assert_eq!(stages, vec![(1, "previous".into()), (2, "retired".into()), (3, "current".into())]);
     // A pending version 4, promoted: only the latest pending version can be, and only once.
     let mut pending = put(t, "a", 4, Some(id));
     if let WriteOp::PutVersion { credential, version, .. } = &mut pending {
         credential.current_version = 3;
-        version.stage = "pending".into();
+        version.stage = rekey_types::Stage::Pending;
     }
     apply(&db, vec![Some(pending)]).await;
     let promote = |version| WriteOp::PromotePending {
@@ -678,7 +684,7 @@ async fn pending_versions_sit_beside_current(db: Db) {
     let c = db.store.credential(t, "a").await.unwrap().unwrap();
     assert_eq!((c.current_version, c.latest_version, c.fields["description"].as_str()), (4, 4, "promoted"));
     let stages: Vec<(u32, String)> =
-        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage)).collect();
+        db.store.list_versions(id).await.unwrap().into_iter().map(|v| (v.version, v.stage.to_string())).collect();
     assert_eq!(stages[2..], [(3, "previous".into()), (4, "current".into())]);
     assert_eq!(stages[0], (1, "retired".into()));
     assert_eq!(db.store.version(id, None).await.unwrap().unwrap().version, 4);
@@ -727,13 +733,17 @@ async fn jobs_record_progress(db: Db) {
     let running: Vec<JobId> = db.store.jobs(true, 10).await.unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(running, vec![b]);
     assert_eq!(db.store.jobs(false, 10).await.unwrap().len(), 2);
-    assert_eq!(db.store.job(a).await.unwrap().unwrap().state, "done");
+    assert_eq!(db.store.job(a).await.unwrap().unwrap().state.as_str(), "done");
 }
 
 async fn root_keys_and_root_rewrap(db: Db) {
     let now = Timestamp::now();
-    let root =
-        |version: u32, state: &str| RootKeyRow { version, state: state.into(), created_at: now, changed_at: now };
+    let root = |version: u32, state: &str| RootKeyRow {
+        version,
+        state: state.parse().unwrap(),
+        created_at: now,
+        changed_at: now,
+    };
     apply(&db, vec![Some(WriteOp::InsertRootKey(root(1, "active")))]).await;
     let r = apply(&db, vec![Some(WriteOp::InsertRootKey(root(1, "active")))]).await;
     assert!(matches!(r[0], Err(StoreError::AlreadyExists { .. })), "{r:?}");
@@ -741,12 +751,12 @@ async fn root_keys_and_root_rewrap(db: Db) {
         &db,
         vec![
             Some(WriteOp::InsertRootKey(root(2, "active"))),
-            Some(WriteOp::SetRootKeyState { version: 1, state: key_state::RETIRED, at: now }),
+            Some(WriteOp::SetRootKeyState { version: 1, state: KeyState::Retired, at: now }),
         ],
     )
     .await;
     let roots: Vec<(u32, String)> =
-        db.store.root_keys().await.unwrap().into_iter().map(|r| (r.version, r.state)).collect();
+        db.store.root_keys().await.unwrap().into_iter().map(|r| (r.version, r.state.to_string())).collect();
     assert_eq!(roots, vec![(1, "retired".into()), (2, "active".into())]);
     let t = create_tenant(&db, "acme", "uk").await;
     // Blobs whose header names a root version (the store reads a system key's from there).
@@ -815,7 +825,7 @@ async fn certificates_are_unique(db: Db) {
     assert!(matches!(r[0], Ok(OpOk::Done)));
     let r = apply(&db, vec![Some(WriteOp::RevokeCertificate { sha256: "c".repeat(64), at: now })]).await;
     assert!(matches!(r[0], Err(StoreError::NotFound { .. })));
-    assert_eq!(db.store.certificate(&"c".repeat(64)).await.unwrap().unwrap().state, "revoked");
+    assert_eq!(db.store.certificate(&"c".repeat(64)).await.unwrap().unwrap().state.as_str(), "revoked");
 }
 
 async fn rotations_move_forward_once_and_health_upserts(db: Db) {
@@ -834,7 +844,7 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
     assert_eq!(stored.target_ref, None);
     assert_eq!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().len(), 1);
 
-    let step = |from: &'static [&'static str], state: &'static str, retire_after| WriteOp::SetRotation {
+    let step = |from: &'static [RotationState], state: RotationState, retire_after| WriteOp::SetRotation {
         id: first,
         from,
         state,
@@ -843,13 +853,15 @@ async fn rotations_move_forward_once_and_health_upserts(db: Db) {
         target_ref: Some("key-1".into()),
         at: Timestamp::now(),
     };
-    assert!(apply(&db, vec![Some(step(&["pending"], "applied", None))]).await[0].is_ok());
+    assert!(apply(&db, vec![Some(step(&[RotationState::Pending], RotationState::Applied, None))]).await[0].is_ok());
     assert_eq!(db.store.rotation(first).await.unwrap().unwrap().target_ref.as_deref(), Some("key-1"));
     // A second server that read it as pending loses.
-    let r = apply(&db, vec![Some(step(&["pending"], "applied", None))]).await;
+    let r = apply(&db, vec![Some(step(&[RotationState::Pending], RotationState::Applied, None))]).await;
     assert!(matches!(r[0], Err(StoreError::Conflict)), "{:?}", r[0]);
     let later = Timestamp::from_micros(Timestamp::now().as_micros() + 3_600_000_000);
-    assert!(apply(&db, vec![Some(step(&["applied"], "promoted", Some(later)))]).await[0].is_ok());
+    assert!(
+        apply(&db, vec![Some(step(&[RotationState::Applied], RotationState::Promoted, Some(later)))]).await[0].is_ok()
+    );
     // Promoted, grace period not over: nothing due; a new rotation may start.
     assert!(db.store.rotations_due(Timestamp::now(), 10).await.unwrap().is_empty());
     assert_eq!(db.store.rotations_due(later, 10).await.unwrap().len(), 1);
@@ -1095,7 +1107,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     };
     let got = item(&db, dir).await;
     assert_eq!((got.state.as_str(), got.attempts, got.rotation_id), ("rotating", 1, Some(rid)));
-    let step = |from: &'static [&'static str], state: &'static str| WriteOp::SetRotation {
+    let step = |from: &'static [RotationState], state: RotationState| WriteOp::SetRotation {
         id: rid,
         from,
         state,
@@ -1104,13 +1116,13 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
         target_ref: None,
         at: Timestamp::now(),
     };
-    apply(&db, vec![Some(step(&["pending"], "applied"))]).await;
+    apply(&db, vec![Some(step(&[RotationState::Pending], RotationState::Applied))]).await;
     let got = item(&db, dir).await;
-    assert_eq!(got.state, "rotated");
+    assert_eq!(got.state.as_str(), "rotated");
     assert!(got.rotated_at.is_some() && got.verified_at.is_none());
-    apply(&db, vec![Some(step(&["applied"], "promoted"))]).await;
-    assert_eq!(item(&db, dir).await.state, "verified");
-    apply(&db, vec![Some(step(&["promoted"], "retired"))]).await;
+    apply(&db, vec![Some(step(&[RotationState::Applied], RotationState::Promoted))]).await;
+    assert_eq!(item(&db, dir).await.state.as_str(), "verified");
+    apply(&db, vec![Some(step(&[RotationState::Promoted], RotationState::Retired))]).await;
     let got = item(&db, dir).await;
     assert_eq!((got.state.as_str(), got.next_at, got.done_by.as_deref()), ("retired", None, Some("system:campaign")));
     assert!(got.verified_at.is_some() && got.retired_at.is_some());
@@ -1164,8 +1176,8 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     assert!(db.store.due_notices(Timestamp::now(), 10).await.unwrap().is_empty());
     let n = &db.store.notices(cid).await.unwrap()[0];
     assert_eq!((n.state.as_str(), n.attempts, n.link_id), ("sent", 1, Some(lid)));
-    assert_eq!(item(&db, mail).await.state, "notified");
-    assert_eq!(item(&db, app).await.state, "notified");
+    assert_eq!(item(&db, mail).await.state.as_str(), "notified");
+    assert_eq!(item(&db, app).await.state.as_str(), "notified");
     let outstanding = db.store.tenant_outstanding(cid, acme).await.unwrap();
     assert_eq!(outstanding.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["app", "mail"]);
 
@@ -1197,7 +1209,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     };
     // The put alone moves nothing; a secret version 1 held moves nothing either.
     assert!(apply(&db, vec![rotated(1)]).await[0].is_ok());
-    assert_ne!(item(&db, mail).await.state, "rotated");
+    assert_ne!(item(&db, mail).await.state.as_str(), "rotated");
     assert!(apply(&db, vec![rotated(2)]).await[0].is_ok());
     let got = item(&db, mail).await;
     assert_eq!((got.state.as_str(), got.done_by.as_deref()), ("rotated", Some("link:x")));
@@ -1206,7 +1218,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     // Finishing waits for every item.
     let finish = || Some(WriteOp::FinishCampaign { id: cid, at: Timestamp::now() });
     assert!(matches!(apply(&db, vec![finish()]).await[0], Err(StoreError::Conflict)));
-    let close = |id, from: &'static [&'static str], state: &'static str| {
+    let close = |id, from: &'static [ItemState], state: ItemState| {
         Some(WriteOp::SetItem(ItemUpdate {
             campaign: cid,
             credential: id,
@@ -1215,21 +1227,21 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
             error: None,
             next_at: None,
             done_by: Some("token:op".into()),
-            note: (state == "waived").then(|| "not ours".to_string()),
-            stamp: (state == "retired").then_some("retired"),
+            note: (state == ItemState::Waived).then(|| "not ours".to_string()),
+            stamp: (state == ItemState::Retired).then_some(ItemState::Retired),
             attempt: false,
             at: Timestamp::now(),
         }))
     };
-    let r = apply(&db, vec![close(mail, &["notified"], "retired")]).await;
+    let r = apply(&db, vec![close(mail, &[ItemState::Notified], ItemState::Retired)]).await;
     assert!(matches!(r[0], Err(StoreError::Conflict)), "the item is not in that state: {:?}", r[0]);
     let blob = all.iter().find(|i| i.name == "blob").unwrap().credential_id;
     let r = apply(
         &db,
         vec![
-            close(mail, &["rotated"], "retired"),
-            close(app, &["notified"], "waived"),
-            close(blob, &["pending"], "waived"),
+            close(mail, &[ItemState::Rotated], ItemState::Retired),
+            close(app, &[ItemState::Notified], ItemState::Waived),
+            close(blob, &[ItemState::Pending], ItemState::Waived),
         ],
     )
     .await;
@@ -1237,9 +1249,9 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     assert_eq!(db.store.open_items(cid).await.unwrap(), 0);
     assert!(apply(&db, vec![finish()]).await[0].is_ok());
     let done = db.store.campaign(cid).await.unwrap().unwrap();
-    assert_eq!(done.state, "finished");
+    assert_eq!(done.state.as_str(), "finished");
     let mut counts: Vec<(String, i64)> =
-        db.store.item_counts(cid, false).await.unwrap().into_iter().map(|c| (c.state, c.count)).collect();
+        db.store.item_counts(cid, false).await.unwrap().into_iter().map(|c| (c.state.to_string(), c.count)).collect();
     counts.sort();
     assert_eq!(counts, [("retired".to_string(), 2), ("waived".to_string(), 2)]);
     let by_tenant = db.store.item_counts(cid, true).await.unwrap();

@@ -16,6 +16,7 @@ pub mod names;
 pub mod role;
 pub mod secret;
 pub mod selector;
+pub mod states;
 pub mod time;
 
 pub use action::AuditAction;
@@ -30,4 +31,5 @@ pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;
 pub use secret::Secret;
 pub use selector::{Selector, SelectorError};
+pub use states::{CampaignMode, ItemState, KeyState, RotationState, Stage, UnknownState};
 pub use time::Timestamp;

@@ -1,8 +1,8 @@
 //! Microsoft Graph specifics of an Entra application's rotation: a client secret added through
 //! Graph (and one left by a crashed attempt removed).
 
-use rekey_store::{rotation_state, CredentialRow, RotationRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, Secret, Timestamp};
+use rekey_store::{CredentialRow, RotationRow, WriteOp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, RotationState, Secret, Timestamp};
 
 use super::rotation::{not_rotatable, password_label};
 use super::ConnectorStats;
@@ -59,8 +59,8 @@ impl Vault {
             }
             let step = WriteOp::SetRotation {
                 id: rotation.id,
-                from: &[rotation_state::PENDING],
-                state: rotation_state::APPLIED,
+                from: &[RotationState::Pending],
+                state: RotationState::Applied,
                 error: None,
                 retire_after: None,
                 target_ref: Some(new.key_id.clone()),
@@ -90,7 +90,7 @@ impl Vault {
         }
         ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
         Ok(RotationRow {
-            state: rotation_state::APPLIED.into(),
+            state: RotationState::Applied,
             error: None,
             target_ref: Some(new.key_id),
             changed_at: Timestamp::now(),

@@ -2,8 +2,8 @@
 //! at the target where the kind allows it (an Entra app's old certificate or secret), then the
 //! version is marked retired.
 
-use rekey_store::{rotation_state, RotationRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Timestamp};
+use rekey_store::{RotationRow, WriteOp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialKind, RotationState, Stage, Timestamp};
 
 use super::entra::is_secret_app;
 use super::rotation::{not_rotatable, set_rotation};
@@ -28,7 +28,7 @@ impl Vault {
         // Another driver (the scheduler, a campaign worker, `cred rotate`) may have retired it
         // meanwhile: then that is the answer, not a conflict.
         match self.store().rotation(rotation.id).await? {
-            Some(stored) if stored.state != rotation_state::PROMOTED => return Ok(stored),
+            Some(stored) if stored.state != RotationState::Promoted => return Ok(stored),
             None => return Err(CoreError::NotFound(format!("rotation {}", rotation.id))),
             Some(_) => {}
         }
@@ -84,12 +84,7 @@ impl Vault {
         if let Some(kind) = rotation.kind {
             ConnectorStats::count(&self.stats().rotations, kind, "retired");
         }
-        Ok(RotationRow {
-            state: rotation_state::RETIRED.into(),
-            error: leftover,
-            changed_at: Timestamp::now(),
-            ..rotation
-        })
+        Ok(RotationRow { state: RotationState::Retired, error: leftover, changed_at: Timestamp::now(), ..rotation })
     }
 }
 
@@ -100,10 +95,10 @@ pub(super) fn retire_op(rotation: &RotationRow, leftover: Option<String>) -> (Wr
         WriteOp::SetVersionStage {
             credential: rotation.credential_id,
             version: rotation.from_version,
-            from: "previous",
-            stage: "retired",
+            from: Stage::Previous,
+            stage: Stage::Retired,
         },
-        set_rotation(rotation, &[rotation_state::PROMOTED], rotation_state::RETIRED, leftover, rotation.retire_after),
+        set_rotation(rotation, &[RotationState::Promoted], RotationState::Retired, leftover, rotation.retire_after),
     ]);
     (op, format!("rotation={}; version={}", rotation.id, rotation.from_version))
 }

@@ -3,8 +3,10 @@
 
 use rekey_connect::ldap::Changer;
 use rekey_connect::{Outcome, Status};
-use rekey_store::{rotation_state, CredentialRow, RotationRow, TenantRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, CredRef, CredentialKind, Fields, RotationId, Secret, Timestamp};
+use rekey_store::{CredentialRow, RotationRow, TenantRow, WriteOp};
+use rekey_types::{
+    AuditAction, AuditOutcome, CredRef, CredentialKind, Fields, RotationId, RotationState, Secret, Stage, Timestamp,
+};
 
 use super::entra::is_secret_app;
 use super::plan::{new_password, rotation_plan};
@@ -59,7 +61,7 @@ impl Vault {
         let resource = format!("{}/{}", tenant.name, credential.name);
         // A promoted rotation still in its grace period retires now: its old version goes.
         for previous in self.store().rotations_of(credential.id, 5).await? {
-            if previous.state == rotation_state::PROMOTED {
+            if previous.state == RotationState::Promoted {
                 self.retire(actor, previous, true).await?;
             }
         }
@@ -75,7 +77,7 @@ impl Vault {
                 .rotations_of(credential.id, 1)
                 .await?
                 .into_iter()
-                .find(|r| rotation_state::UNFINISHED.contains(&r.state.as_str()))
+                .find(|r| RotationState::UNFINISHED.contains(&r.state))
             {
                 return Err(CoreError::RotationInProgress(format!(
                     "rotation {} of {resource} is {}; the server finishes or recovers it",
@@ -89,7 +91,7 @@ impl Vault {
                 tenant_id: tenant.id,
                 from_version: credential.current_version,
                 to_version: credential.latest_version + 1,
-                state: rotation_state::PENDING.into(),
+                state: RotationState::Pending,
                 created_by: actor.name.clone(),
                 created_at: now,
                 changed_at: now,
@@ -150,8 +152,8 @@ impl Vault {
     /// Takes a rotation through its remaining steps, as far as they can go now.
     pub(crate) async fn drive(&self, actor: &Actor, mut rotation: RotationRow) -> Result<RotationRow, CoreError> {
         loop {
-            rotation = match rotation.state.as_str() {
-                rotation_state::PENDING | rotation_state::APPLIED => {
+            rotation = match rotation.state {
+                RotationState::Pending | RotationState::Applied => {
                     let next = match self.advance(actor, rotation.clone()).await {
                         Ok(next) => next,
                         // What cannot work however often it is tried (a rotator that is not an
@@ -166,7 +168,7 @@ impl Vault {
                     }
                     next
                 }
-                rotation_state::PROMOTED => {
+                RotationState::Promoted => {
                     let due = rotation.retire_after.is_none_or(|t| t <= Timestamp::now());
                     return if due { self.retire(actor, rotation, false).await } else { Ok(rotation) };
                 }
@@ -194,7 +196,7 @@ impl Vault {
             return self.fail(actor, rotation, "the credential was deleted").await;
         };
         // A secret-based Entra app gets its new secret from Graph at this step.
-        let awaiting_secret = rotation.state == rotation_state::PENDING
+        let awaiting_secret = rotation.state == RotationState::Pending
             && is_secret_app(&credential)
             && credential.latest_version + 1 == rotation.to_version;
         let pending_ok = awaiting_secret
@@ -202,7 +204,7 @@ impl Vault {
                 .store()
                 .version(credential.id, Some(rotation.to_version))
                 .await?
-                .is_some_and(|v| v.stage == "pending");
+                .is_some_and(|v| v.stage == Stage::Pending);
         let superseded = credential.current_version != rotation.from_version
             || (!awaiting_secret && credential.latest_version != rotation.to_version)
             || !pending_ok;
@@ -220,7 +222,7 @@ impl Vault {
             return self.fail(actor, rotation, "the new version is bound to another target than the current one").await;
         }
 
-        if rotation.state == rotation_state::PENDING {
+        if rotation.state == RotationState::Pending {
             let taken = actor.recovering && self.probe(credential.kind, &fields, &new).await?.is_ok();
             let (applied, proof) = if taken {
                 let o = Outcome {
@@ -239,15 +241,11 @@ impl Vault {
                 }
             }
             let detail = format!("rotation={}; {}", rotation.id, applied.detail);
-            let op = set_rotation(&rotation, &[rotation_state::PENDING], rotation_state::APPLIED, None, None);
+            let op = set_rotation(&rotation, &[RotationState::Pending], RotationState::Applied, None, None);
             let apply =
                 self.request(actor, AuditAction::CredRotateApply, &resource, Some(op), AuditOutcome::Success, &detail);
-            let applied_row = RotationRow {
-                state: rotation_state::APPLIED.into(),
-                error: None,
-                changed_at: Timestamp::now(),
-                ..rotation
-            };
+            let applied_row =
+                RotationRow { state: RotationState::Applied, error: None, changed_at: Timestamp::now(), ..rotation };
             let Some(check) = proof.filter(Outcome::is_ok) else {
                 self.submit(apply).await?;
                 ConnectorStats::count(&self.stats().rotations, credential.kind, "applied");
@@ -287,8 +285,8 @@ impl Vault {
                 }
             }
             if results.iter().all(Result::is_ok) {
-                let state = if retire_now { rotation_state::RETIRED } else { rotation_state::PROMOTED };
-                return Ok(RotationRow { state: state.into(), changed_at: Timestamp::now(), ..promoted });
+                let state = if retire_now { RotationState::Retired } else { RotationState::Promoted };
+                return Ok(RotationRow { state, changed_at: Timestamp::now(), ..promoted });
             }
             // A step lost to a concurrent driver: carry on from where the rotation is now.
             return self
@@ -357,7 +355,7 @@ impl Vault {
                 fields: promoted_fields,
                 at: now,
             },
-            set_rotation(&rotation, &[rotation_state::APPLIED], rotation_state::PROMOTED, None, Some(retire_after)),
+            set_rotation(&rotation, &[RotationState::Applied], RotationState::Promoted, None, Some(retire_after)),
         ];
         if credential.frozen_by.is_some() {
             // Proven at the target; a fresh secret (checked by the store) ends the freeze.
@@ -369,7 +367,7 @@ impl Vault {
         }
         let op = WriteOp::All(ops);
         let promoted = RotationRow {
-            state: rotation_state::PROMOTED.into(),
+            state: RotationState::Promoted,
             error: None,
             retire_after: Some(retire_after),
             changed_at: now,
@@ -456,10 +454,10 @@ impl Vault {
             WriteOp::SetVersionStage {
                 credential: rotation.credential_id,
                 version: rotation.to_version,
-                from: "pending",
-                stage: "failed",
+                from: Stage::Pending,
+                stage: Stage::Failed,
             },
-            set_rotation(&rotation, &rotation_state::UNFINISHED, rotation_state::FAILED, Some(why.to_owned()), None),
+            set_rotation(&rotation, &RotationState::UNFINISHED, RotationState::Failed, Some(why.to_owned()), None),
         ]);
         let detail = format!("rotation={}; {why}", rotation.id);
         self.write(actor, AuditAction::CredRotateFail, &resource, Some(op), AuditOutcome::Error, &detail).await?;
@@ -467,7 +465,7 @@ impl Vault {
             ConnectorStats::count(&self.stats().rotations, kind, "failed");
         }
         Ok(RotationRow {
-            state: rotation_state::FAILED.into(),
+            state: RotationState::Failed,
             error: Some(why.to_owned()),
             changed_at: Timestamp::now(),
             ..rotation
@@ -477,15 +475,15 @@ impl Vault {
     /// Records why a rotation waits, without moving it: the scheduler tries again.
     pub(super) async fn note(&self, actor: &Actor, rotation: RotationRow, why: &str) -> Result<RotationRow, CoreError> {
         let resource = format!("{}/{}", rotation.tenant, rotation.credential);
-        let state: &'static str = match rotation.state.as_str() {
-            rotation_state::PENDING => rotation_state::PENDING,
-            rotation_state::APPLIED => rotation_state::APPLIED,
-            _ => rotation_state::PROMOTED,
+        let state: RotationState = match rotation.state {
+            RotationState::Pending => RotationState::Pending,
+            RotationState::Applied => RotationState::Applied,
+            _ => RotationState::Promoted,
         };
-        let states: &'static [&'static str] = match state {
-            rotation_state::PENDING => &[rotation_state::PENDING],
-            rotation_state::APPLIED => &[rotation_state::APPLIED],
-            _ => &[rotation_state::PROMOTED],
+        let states: &'static [RotationState] = match state {
+            RotationState::Pending => &[RotationState::Pending],
+            RotationState::Applied => &[RotationState::Applied],
+            _ => &[RotationState::Promoted],
         };
         let op = set_rotation(&rotation, states, state, Some(why.to_owned()), rotation.retire_after);
         let detail = format!("rotation={}; waiting: {why}", rotation.id);
@@ -502,8 +500,8 @@ pub(super) fn not_rotatable(e: rekey_connect::ConnectError) -> CoreError {
 
 pub(super) fn set_rotation(
     rotation: &RotationRow,
-    from: &'static [&'static str],
-    state: &'static str,
+    from: &'static [RotationState],
+    state: RotationState,
     error: Option<String>,
     retire_after: Option<Timestamp>,
 ) -> WriteOp {

@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rekey_store::{rotation_state, CredentialFilter};
-use rekey_types::{CredentialKind, Timestamp};
+use rekey_store::CredentialFilter;
+use rekey_types::{CredentialKind, RotationState, Timestamp};
 
 use crate::kernel::Actor;
 use crate::{CoreError, Vault};
@@ -138,8 +138,8 @@ impl Vault {
         for row in due {
             let latest = self.store().rotations_of(row.credential.id, 1).await?;
             let busy = latest.first().is_some_and(|r| {
-                rotation_state::UNFINISHED.contains(&r.state.as_str())
-                    || (r.state == rotation_state::FAILED && r.changed_at.as_micros() + RETRY_FAILED_AFTER > now)
+                RotationState::UNFINISHED.contains(&r.state)
+                    || (r.state == RotationState::Failed && r.changed_at.as_micros() + RETRY_FAILED_AFTER > now)
             });
             if busy || crate::connectors::rotation_plan(&row.credential, &row.credential.name).is_err() {
                 continue;

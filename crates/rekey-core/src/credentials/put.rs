@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rekey_crypto::{seal_payload, PayloadSlot};
 use rekey_store::{CredentialRow, VersionRow, WriteOp};
 use rekey_types::fields::validate_labels;
-use rekey_types::{AuditAction, CredRef, CredentialId, CredentialKind, Fields, Secret, TenantId, Timestamp};
+use rekey_types::{AuditAction, CredRef, CredentialId, CredentialKind, Fields, Secret, Stage, TenantId, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::kernel::keys::KeyUse;
@@ -166,7 +166,7 @@ impl Vault {
         let version = VersionRow {
             credential_id: credential.id,
             version: credential.latest_version,
-            stage: if pending { "pending" } else { "current" }.into(),
+            stage: if pending { Stage::Pending } else { Stage::Current },
             kek_version,
             wrapped_dek: sealed.wrapped_dek,
             ciphertext: sealed.ciphertext,

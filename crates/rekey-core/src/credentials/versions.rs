@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{CredentialRow, VersionRow, WriteOp};
-use rekey_types::{AuditAction, CredRef, Fields, TenantId, Timestamp};
+use rekey_types::{AuditAction, CredRef, Fields, Stage, TenantId, Timestamp};
 
 use super::{describe_change, NextVersion};
 use crate::kernel::keys::KeyUse;
@@ -42,7 +42,7 @@ impl Vault {
                 .version(credential.id, Some(to))
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("version {to} of credential {cref}")))?;
-            if old.stage == "retired" || old.stage == "failed" {
+            if old.stage == Stage::Retired || old.stage == Stage::Failed {
                 return Err(CoreError::Conflict(format!(
                     "version {to} of credential {cref} is {}: it is never served again",
                     old.stage
@@ -186,7 +186,7 @@ impl Vault {
                 .store()
                 .version(credential.id, Some(version))
                 .await?
-                .filter(|v| v.stage == "pending" && version > credential.current_version)
+                .filter(|v| v.stage == Stage::Pending && version > credential.current_version)
                 .ok_or_else(|| CoreError::Conflict(format!("credential {cref} has no pending version")))?;
             // Only what can be served becomes current.
             self.keks()

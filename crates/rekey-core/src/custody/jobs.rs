@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use rekey_crypto::{kek_version_of, rewrap_dek, Kek, KeyContext, PayloadSlot};
-use rekey_store::{key_state, DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
-use rekey_types::{AuditAction, AuditOutcome, CredentialId, RequestId, TenantId, Timestamp};
+use rekey_store::{DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
+use rekey_types::{AuditAction, AuditOutcome, CredentialId, KeyState, RequestId, TenantId, Timestamp};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::record;
@@ -152,7 +152,7 @@ impl Vault {
         name: &str,
         keks: &[KekRow],
     ) -> Result<u32, CoreError> {
-        if let Some(active) = keks.iter().filter(|k| k.state == key_state::ACTIVE).max_by_key(|k| k.version) {
+        if let Some(active) = keks.iter().filter(|k| k.state == KeyState::Active).max_by_key(|k| k.version) {
             if active.created_at >= job.created_at {
                 return Ok(active.version);
             }
@@ -165,7 +165,7 @@ impl Vault {
         let row = KekRow {
             tenant_id: tenant,
             version,
-            state: key_state::ACTIVE.into(),
+            state: KeyState::Active,
             wrapped,
             root_version,
             created_at: Timestamp::now(),
@@ -182,10 +182,10 @@ impl Vault {
             Err(CoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
-        for k in keks.iter().filter(|k| k.state == key_state::ACTIVE) {
+        for k in keks.iter().filter(|k| k.state == KeyState::Active) {
             self.keks().forget(tenant, k.version);
         }
-        self.keks().insert(tenant, version, Arc::new(kek), key_state::ACTIVE, root_version);
+        self.keks().insert(tenant, version, Arc::new(kek), KeyState::Active, root_version);
         Ok(version)
     }
 
@@ -205,7 +205,7 @@ impl Vault {
         keks: Vec<KekRow>,
         name: String,
     ) -> Result<u64, CoreError> {
-        if keks.is_empty() || keks.iter().all(|k| k.state == key_state::DESTROYED) {
+        if keks.is_empty() || keks.iter().all(|k| k.state == KeyState::Destroyed) {
             return Ok(0);
         }
         let target = self.job_target(job, tenant, &name, &keks).await?;
@@ -214,7 +214,7 @@ impl Vault {
         // Older versions are unwrapped from the rows in hand (a compromised one included: moving
         // data off it is what a rotation is for), without filling the shared cache.
         let mut old: HashMap<u32, Arc<Kek>> = HashMap::new();
-        for k in keks.iter().filter(|k| k.version != target && k.state != key_state::DESTROYED) {
+        for k in keks.iter().filter(|k| k.version != target && k.state != KeyState::Destroyed) {
             let ctx = KeyContext::TenantKek { tenant, version: k.version };
             match self.seal().unwrap_kek(ctx, &k.wrapped) {
                 Ok(kek) => {

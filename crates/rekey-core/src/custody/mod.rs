@@ -13,8 +13,8 @@ mod root;
 
 use std::collections::{BTreeMap, HashMap};
 
-use rekey_store::{key_state, KeyJobRow, WriteOp};
-use rekey_types::{AuditAction, JobId, KeyRef, TenantName, Timestamp};
+use rekey_store::{KeyJobRow, WriteOp};
+use rekey_types::{AuditAction, JobId, KeyRef, KeyState, TenantName, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::*;
@@ -53,7 +53,7 @@ impl Vault {
             let mut by_tenant: BTreeMap<String, TenantKeysView> = BTreeMap::new();
             for k in keks {
                 let Some(t) = tenants.get(&k.tenant_id) else { continue };
-                if k.state != key_state::DESTROYED {
+                if k.state != KeyState::Destroyed {
                     *per_root.entry(k.root_version).or_default() += 1;
                 }
                 let entry = by_tenant.entry(t.name.clone()).or_insert_with(|| TenantKeysView {
@@ -189,14 +189,14 @@ impl Vault {
                 KeyRef::Tenant(t, v) => {
                     let tenant = self.tenant(t).await?;
                     let kek = self.store().kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
-                    if kek.state == key_state::DESTROYED {
+                    if kek.state == KeyState::Destroyed {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
                     let total = self.store().count_versions(Some(tenant.id)).await?;
                     let job = self.new_job(caller, "tenant", Some(tenant.id), "compromise", total);
                     let at = Timestamp::now();
                     let op = WriteOp::All(vec![
-                        WriteOp::SetKekState { tenant: tenant.id, version: *v, state: key_state::COMPROMISED, at },
+                        WriteOp::SetKekState { tenant: tenant.id, version: *v, state: KeyState::Compromised, at },
                         WriteOp::CreateJob(job.clone()),
                     ]);
                     Ok((op, job, Some(t.to_string()), Some((tenant.id, *v))))
@@ -204,10 +204,10 @@ impl Vault {
                 KeyRef::Root(v) => {
                     let rows = self.store().root_keys().await?;
                     let row = rows.iter().find(|r| r.version == *v).ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
-                    if row.state == key_state::DESTROYED {
+                    if row.state == KeyState::Destroyed {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
-                    if self.seal().as_shamir().is_some() && row.state == key_state::ACTIVE {
+                    if self.seal().as_shamir().is_some() && row.state == KeyState::Active {
                         return Err(CoreError::Conflict(format!(
                             "{key} is the active root key of a Shamir seal: run the root rotation first (rekey key rotate --root, which makes new shares), then mark {key} compromised"
                         )));
@@ -215,7 +215,7 @@ impl Vault {
                     let total = self.store().keks(None).await?.len() as i64;
                     let job = self.new_job(caller, "root", None, "compromise", total);
                     let op = WriteOp::All(vec![
-                        WriteOp::SetRootKeyState { version: *v, state: key_state::COMPROMISED, at: Timestamp::now() },
+                        WriteOp::SetRootKeyState { version: *v, state: KeyState::Compromised, at: Timestamp::now() },
                         WriteOp::CreateJob(job.clone()),
                     ]);
                     Ok((op, job, None, None))
@@ -234,7 +234,7 @@ impl Vault {
             None => {
                 self.keks().forget_roots();
                 // A compromised active root is replaced (dev and PKCS#11; Shamir was refused above).
-                if self.store().root_keys().await?.iter().all(|r| r.state != key_state::ACTIVE) {
+                if self.store().root_keys().await?.iter().all(|r| r.state != KeyState::Active) {
                     self.add_root_version(caller).await?;
                 }
             }
@@ -275,7 +275,7 @@ impl Vault {
                         .keks(None)
                         .await?
                         .into_iter()
-                        .filter(|k| k.root_version == *v && k.state != key_state::DESTROYED)
+                        .filter(|k| k.root_version == *v && k.state != KeyState::Destroyed)
                         .map(|k| format!("{}@{}", names.get(&k.tenant_id).map_or("?", String::as_str), k.version))
                         .collect();
                     Ok(WrappedByView {
@@ -315,10 +315,10 @@ impl Vault {
                 KeyRef::Tenant(t, v) => {
                     let tenant = self.tenant(t).await?;
                     let kek = self.store().kek(tenant.id, *v).await?.ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
-                    if kek.state == key_state::DESTROYED {
+                    if kek.state == KeyState::Destroyed {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
-                    if kek.state == key_state::ACTIVE {
+                    if kek.state == KeyState::Active {
                         return Err(CoreError::Conflict(format!(
                             "{key} is the tenant's active key: rotate first (rekey key rotate --tenant {t}), or shred the tenant"
                         )));
@@ -327,16 +327,16 @@ impl Vault {
                     if n > 0 && !force {
                         return Err(in_use(n, "credential versions"));
                     }
-                    let op = WriteOp::SetKekState { tenant: tenant.id, version: *v, state: key_state::DESTROYED, at: Timestamp::now() };
+                    let op = WriteOp::SetKekState { tenant: tenant.id, version: *v, state: KeyState::Destroyed, at: Timestamp::now() };
                     Ok((op, n, Some((tenant.id, *v)), None))
                 }
                 KeyRef::Root(v) => {
                     let rows = self.store().root_keys().await?;
                     let row = rows.iter().find(|r| r.version == *v).ok_or_else(|| CoreError::NotFound(format!("key version {key}")))?;
-                    if row.state == key_state::DESTROYED {
+                    if row.state == KeyState::Destroyed {
                         return Err(CoreError::KeyDestroyed(format!("key version {key} was already destroyed")));
                     }
-                    if row.state == key_state::ACTIVE {
+                    if row.state == KeyState::Active {
                         return Err(CoreError::Conflict(format!("{key} is the active root key: rotate the root first")));
                     }
                     let audit_key = self.store().system_key(rekey_crypto::AuditKey::PURPOSE).await?;
@@ -346,11 +346,11 @@ impl Vault {
                         )));
                     }
                     let keks = self.store().keks(None).await?;
-                    let n = keks.iter().filter(|k| k.root_version == *v && k.state != key_state::DESTROYED).count() as i64;
+                    let n = keks.iter().filter(|k| k.root_version == *v && k.state != KeyState::Destroyed).count() as i64;
                     if n > 0 && !force {
                         return Err(in_use(n, "tenant key versions"));
                     }
-                    let op = WriteOp::SetRootKeyState { version: *v, state: key_state::DESTROYED, at: Timestamp::now() };
+                    let op = WriteOp::SetRootKeyState { version: *v, state: KeyState::Destroyed, at: Timestamp::now() };
                     Ok((op, n, None, Some(*v)))
                 }
             }
@@ -383,7 +383,7 @@ impl Vault {
                 return Err(CoreError::KeyDestroyed(format!("tenant {name} was already shredded")));
             }
             let keys =
-                self.store().keks(Some(tenant.id)).await?.iter().filter(|k| k.state != key_state::DESTROYED).count();
+                self.store().keks(Some(tenant.id)).await?.iter().filter(|k| k.state != KeyState::Destroyed).count();
             let n = self.store().count_versions(Some(tenant.id)).await?;
             Ok((tenant.id, keys, n))
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::Seal;
 use rekey_store::{Store, TokenRow, WriteOp, WriteRequest};
-use rekey_types::{AuditAction, AuditOutcome, RequestId, Role, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, KeyState, RequestId, Role, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::kernel::{record, Assembled};
@@ -42,7 +42,7 @@ impl Vault {
             tracing::info!(kind = seal.kind(), "created root key version 1 in the seal");
         }
         let held = seal.root_versions();
-        for r in registered.iter().filter(|r| r.state != rekey_store::key_state::DESTROYED) {
+        for r in registered.iter().filter(|r| r.state != KeyState::Destroyed) {
             if !held.contains(&r.version) {
                 return Err(CoreError::Seal(rekey_crypto::CryptoError::Seal(format!(
                     "the seal does not hold root@{}, which this database uses: is this the right seal \

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use rekey_store::{key_state, RootKeyRow, WriteOp, WriteRequest};
-use rekey_types::{AuditAction, AuditOutcome, RequestId, Timestamp};
+use rekey_store::{RootKeyRow, WriteOp, WriteRequest};
+use rekey_types::{AuditAction, AuditOutcome, KeyState, RequestId, Timestamp};
 
 use crate::custody::keeper::{keyring_of, keyring_row};
 use crate::kernel::policy::Action;
@@ -17,9 +17,9 @@ impl Vault {
     /// or a root rotation interrupted between the seal and the store), and finishes destroying
     /// versions the store marked destroyed while the seal still holds them.
     pub(crate) async fn register_root_versions(&self, registered: &[RootKeyRow]) -> Result<(), CoreError> {
-        let known: BTreeMap<u32, &str> = registered.iter().map(|r| (r.version, r.state.as_str())).collect();
+        let known: BTreeMap<u32, KeyState> = registered.iter().map(|r| (r.version, r.state)).collect();
         for v in self.seal().root_versions() {
-            if known.get(&v) == Some(&key_state::DESTROYED) {
+            if known.get(&v) == Some(&KeyState::Destroyed) {
                 self.destroy_in_seal(v).await?;
             }
         }
@@ -28,19 +28,14 @@ impl Vault {
         let now = Timestamp::now();
         let mut ops = Vec::new();
         for v in held.iter().filter(|v| !known.contains_key(v)) {
-            let state = if Some(*v) == newest { key_state::ACTIVE } else { key_state::RETIRED };
-            ops.push(WriteOp::InsertRootKey(RootKeyRow {
-                version: *v,
-                state: state.into(),
-                created_at: now,
-                changed_at: now,
-            }));
+            let state = if Some(*v) == newest { KeyState::Active } else { KeyState::Retired };
+            ops.push(WriteOp::InsertRootKey(RootKeyRow { version: *v, state, created_at: now, changed_at: now }));
         }
         if ops.is_empty() {
             return Ok(());
         }
-        for r in registered.iter().filter(|r| r.state == key_state::ACTIVE && Some(r.version) != newest) {
-            ops.push(WriteOp::SetRootKeyState { version: r.version, state: key_state::RETIRED, at: now });
+        for r in registered.iter().filter(|r| r.state == KeyState::Active && Some(r.version) != newest) {
+            ops.push(WriteOp::SetRootKeyState { version: r.version, state: KeyState::Retired, at: now });
         }
         let detail = format!(
             "registered root key versions held by the {} seal; active root@{}",
@@ -86,13 +81,13 @@ impl Vault {
         let now = Timestamp::now();
         let mut ops = vec![WriteOp::InsertRootKey(RootKeyRow {
             version,
-            state: key_state::ACTIVE.into(),
+            state: KeyState::Active,
             created_at: now,
             changed_at: now,
         })];
         for r in self.store().root_keys().await? {
-            if r.state == key_state::ACTIVE {
-                ops.push(WriteOp::SetRootKeyState { version: r.version, state: key_state::RETIRED, at: now });
+            if r.state == KeyState::Active {
+                ops.push(WriteOp::SetRootKeyState { version: r.version, state: KeyState::Retired, at: now });
             }
         }
         let resource = format!("root@{version}");
@@ -171,14 +166,14 @@ impl Vault {
             WriteOp::CommitKeyring { set_id },
             WriteOp::InsertRootKey(RootKeyRow {
                 version: new_version,
-                state: key_state::ACTIVE.into(),
+                state: KeyState::Active,
                 created_at: now,
                 changed_at: now,
             }),
         ];
         for r in self.store().root_keys().await? {
-            if r.state == key_state::ACTIVE {
-                ops.push(WriteOp::SetRootKeyState { version: r.version, state: key_state::RETIRED, at: now });
+            if r.state == KeyState::Active {
+                ops.push(WriteOp::SetRootKeyState { version: r.version, state: KeyState::Retired, at: now });
             }
         }
         ops.push(WriteOp::CreateJob(job.clone()));

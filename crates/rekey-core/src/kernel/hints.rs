@@ -157,7 +157,7 @@ mod tests {
         let version = rekey_store::VersionRow {
             credential_id: credential.id,
             version: credential.latest_version,
-            stage: "current".into(),
+            stage: rekey_types::Stage::Current,
             kek_version: 1,
             wrapped_dek: vec![],
             ciphertext: vec![],

@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use rekey_crypto::{Kek, KeyContext, Seal};
-use rekey_store::{key_state, Store};
-use rekey_types::TenantId;
+use rekey_store::Store;
+use rekey_types::{KeyState, TenantId};
 
 use crate::CoreError;
 
@@ -32,7 +32,7 @@ pub(crate) enum KeyUse {
 
 struct Entry {
     kek: Arc<Kek>,
-    state: String,
+    state: KeyState,
     root_version: u32,
     checked: Instant,
 }
@@ -41,17 +41,17 @@ struct Entry {
 pub(crate) struct KekCache {
     keys: RwLock<HashMap<(TenantId, u32), Entry>>,
     /// Root key versions and their states, as last read from the store.
-    roots: RwLock<(BTreeMap<u32, String>, Option<Instant>)>,
+    roots: RwLock<(BTreeMap<u32, KeyState>, Option<Instant>)>,
 }
 
 /// Refuses a key in `state` for `use_`; `what` names it (only formatted when refusing).
-fn refuse(state: &str, what: impl FnOnce() -> String, use_: KeyUse) -> Result<(), CoreError> {
+fn refuse(state: KeyState, what: impl FnOnce() -> String, use_: KeyUse) -> Result<(), CoreError> {
     match state {
-        key_state::DESTROYED => Err(CoreError::KeyDestroyed(format!(
+        KeyState::Destroyed => Err(CoreError::KeyDestroyed(format!(
             "key version {} was destroyed; what it wrapped is unrecoverable",
             what()
         ))),
-        key_state::COMPROMISED if use_ == KeyUse::Serve => Err(CoreError::KeyCompromised(format!(
+        KeyState::Compromised if use_ == KeyUse::Serve => Err(CoreError::KeyCompromised(format!(
             "key version {} is marked compromised; this data is served again once a rotation has moved it off that key",
             what()
         ))),
@@ -73,7 +73,7 @@ impl KekCache {
             let keys = self.keys.read().expect("KEK cache lock is never poisoned");
             match keys.get(&(tenant, version)).filter(|e| e.checked.elapsed() < STATE_TTL) {
                 Some(e) => {
-                    refuse(&e.state, what, use_)?;
+                    refuse(e.state, what, use_)?;
                     Some((e.kek.clone(), e.root_version))
                 }
                 None => None,
@@ -85,7 +85,7 @@ impl KekCache {
         }
         let row =
             store.kek(tenant, version).await?.ok_or_else(|| CoreError::NotFound(format!("key version {}", what())))?;
-        refuse(&row.state, what, use_)?;
+        refuse(row.state, what, use_)?;
         self.check_root(store, row.root_version, use_).await?;
         let reuse = {
             let keys = self.keys.read().expect("KEK cache lock is never poisoned");
@@ -98,13 +98,13 @@ impl KekCache {
                     .map_err(CoreError::from_seal)?,
             ),
         };
-        self.insert(tenant, version, kek.clone(), &row.state, row.root_version);
+        self.insert(tenant, version, kek.clone(), row.state, row.root_version);
         Ok(kek)
     }
 
     async fn check_root(&self, store: &dyn Store, root: u32, use_: KeyUse) -> Result<(), CoreError> {
-        let check = |map: &BTreeMap<u32, String>| match map.get(&root) {
-            Some(state) => refuse(state, || format!("root@{root}"), use_),
+        let check = |map: &BTreeMap<u32, KeyState>| match map.get(&root) {
+            Some(state) => refuse(*state, || format!("root@{root}"), use_),
             // Registered at start; a version the store does not know is one being added now.
             None => Ok(()),
         };
@@ -114,18 +114,18 @@ impl KekCache {
                 return check(&roots.0);
             }
         }
-        let map: BTreeMap<u32, String> = store.root_keys().await?.into_iter().map(|r| (r.version, r.state)).collect();
+        let map: BTreeMap<u32, KeyState> = store.root_keys().await?.into_iter().map(|r| (r.version, r.state)).collect();
         let result = check(&map);
         *self.roots.write().expect("root state lock is never poisoned") = (map, Some(Instant::now()));
         result
     }
 
-    pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>, state: &str, root_version: u32) {
+    pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>, state: KeyState, root_version: u32) {
         let mut keys = self.keys.write().expect("KEK cache lock is never poisoned");
         if keys.len() >= MAX_CACHED {
             keys.clear();
         }
-        keys.insert((tenant, version), Entry { kek, state: state.to_owned(), root_version, checked: Instant::now() });
+        keys.insert((tenant, version), Entry { kek, state, root_version, checked: Instant::now() });
     }
 
     /// Forgets what is known about a key (after this server changed its state) or about all

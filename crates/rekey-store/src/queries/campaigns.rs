@@ -1,8 +1,8 @@
 //! Statements of rotation campaigns: items, notices and reset links.
 
-use rekey_types::{CampaignId, CredentialId, LinkId, TenantId, Timestamp};
+use rekey_types::{CampaignId, CredentialId, ItemState, LinkId, RotationState, TenantId, Timestamp};
 
-use super::{all, corrupt, id, json, json_of, kind, opt_ts, reach, ts, u32_of};
+use super::{all, corrupt, id, json, json_of, kind, opt_ts, reach, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::*;
 use crate::{Backend, StoreError};
@@ -36,9 +36,9 @@ fn item_row(r: &OwnedRow) -> Result<CampaignItemRow, StoreError> {
         region: r.text("region")?,
         name: r.text("name")?,
         kind: kind(r, "kind")?,
-        mode: r.text("mode")?,
+        mode: state(r, "mode")?,
         from_version: u32_of(r, "from_version")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         rotation_id: opt_id(r, "rotation_id")?,
         attempts: u32_of(r, "attempts")?,
         next_at: opt_ts(r, "next_at")?,
@@ -85,14 +85,14 @@ fn link_row(r: &OwnedRow) -> Result<LinkRow, StoreError> {
     })
 }
 
-/// `'a', 'b'` from constant state names (never input).
-fn quoted(states: &[&str]) -> String {
+/// `'a', 'b'` from states (never input).
+fn quoted(states: &[ItemState]) -> String {
     states.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
 }
 
 /// Items still to be done: open states, and failed ones with a retry planned.
 fn open_clause() -> String {
-    format!("(state IN ({}) OR (state = 'failed' AND next_at IS NOT NULL))", quoted(&item_state::OPEN))
+    format!("(state IN ({}) OR (state = 'failed' AND next_at IS NOT NULL))", quoted(&ItemState::OPEN))
 }
 
 // ---- reads ----------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ pub(crate) async fn item_counts<C: Conn>(
     all(c.query(sql, args![campaign]).await?, |r| {
         Ok(ItemCount {
             tenant: if by_tenant { Some(r.text("tenant_name")?) } else { None },
-            state: r.text("state")?,
+            state: state(r, "state")?,
             count: r.int("n")?,
         })
     })
@@ -155,7 +155,7 @@ pub(crate) async fn campaign_items<C: Conn>(
                 after_tenant,
                 after_name,
                 filter.tenant.unwrap_or_default(),
-                filter.state.unwrap_or_default(),
+                filter.state.map_or("", ItemState::as_str),
                 filter.limit.clamp(1, 10_000)
             ],
         )
@@ -364,7 +364,7 @@ pub(crate) async fn set_item<C: Conn>(c: &mut C, u: &ItemUpdate) -> Result<(), S
                 u.done_by.clone(),
                 u.note.clone(),
                 u.at.as_micros(),
-                u.stamp.unwrap_or(""),
+                u.stamp.map_or("", ItemState::as_str),
                 u.campaign.to_string(),
                 u.credential.to_string()
             ],
@@ -381,18 +381,18 @@ pub(crate) async fn set_item<C: Conn>(c: &mut C, u: &ItemUpdate) -> Result<(), S
 pub(crate) async fn follow_rotation<C: Conn>(
     c: &mut C,
     rotation: rekey_types::RotationId,
-    rotation_state: &str,
+    rotation_state: RotationState,
     error: Option<String>,
     at: Timestamp,
 ) -> Result<(), StoreError> {
     let state = match rotation_state {
-        crate::rotation_state::APPLIED => item_state::ROTATED,
-        crate::rotation_state::PROMOTED => item_state::VERIFIED,
-        crate::rotation_state::RETIRED => item_state::RETIRED,
-        crate::rotation_state::FAILED => item_state::FAILED,
+        RotationState::Applied => ItemState::Rotated,
+        RotationState::Promoted => ItemState::Verified,
+        RotationState::Retired => ItemState::Retired,
+        RotationState::Failed => ItemState::Failed,
         _ => return Ok(()),
     };
-    let terminal = i64::from(state == item_state::RETIRED);
+    let terminal = i64::from(state == ItemState::Retired);
     let sql = format!(
         "UPDATE campaign_items SET state = $1, error = $2, \
          next_at = CASE WHEN $3 = 1 THEN NULL ELSE next_at END, \

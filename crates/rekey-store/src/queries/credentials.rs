@@ -1,16 +1,16 @@
 //! Reads of credentials and their versions, and the row a reveal needs.
 
 use super::{
-    all, duplicate_as, id, insert_rows, json, json_of, kind, live_versions, opt_json_of, ts, u32_of, update_one,
+    all, duplicate_as, id, insert_rows, json, json_of, kind, live_versions, opt_json_of, state, ts, u32_of, update_one,
     TARGET_FIELDS,
 };
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{
-    key_state, CredentialFilter, CredentialListRow, CredentialRow, LegacyRewrite, RevealRow, VersionBinding,
-    VersionMeta, VersionRow,
+    CredentialFilter, CredentialListRow, CredentialRow, LegacyRewrite, RevealRow, VersionBinding, VersionMeta,
+    VersionRow,
 };
 use crate::StoreError;
-use rekey_types::{CredentialId, Timestamp};
+use rekey_types::{CredentialId, KeyState, Stage, Timestamp};
 use std::collections::BTreeMap;
 
 const CRED_COLS: &str = "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, \
@@ -36,7 +36,7 @@ fn version_row(r: &OwnedRow) -> Result<VersionRow, StoreError> {
     Ok(VersionRow {
         credential_id: id(r, "credential_id")?,
         version: u32_of(r, "version")?,
-        stage: r.text("stage")?,
+        stage: state(r, "stage")?,
         kek_version: u32_of(r, "kek_version")?,
         wrapped_dek: r.blob("wrapped_dek")?,
         ciphertext: r.blob("ciphertext")?,
@@ -160,7 +160,7 @@ pub(crate) async fn list_versions<C: Conn>(c: &mut C, credential: String) -> Res
     all(rows, |r| {
         Ok(VersionMeta {
             version: u32_of(r, "version")?,
-            stage: r.text("stage")?,
+            stage: state(r, "stage")?,
             kek_version: u32_of(r, "kek_version")?,
             created_by: r.text("created_by")?,
             created_at: ts(r, "created_at")?,
@@ -271,10 +271,10 @@ pub(super) async fn put_version<C: Conn>(
         .await?
         .map(|r| r.text("state"))
         .transpose()?;
-    if kek_state.as_deref() != Some(key_state::ACTIVE) {
+    if kek_state.as_deref() != Some(KeyState::Active.as_str()) {
         return Err(StoreError::Conflict);
     }
-    let pending = version.stage == "pending";
+    let pending = version.stage == Stage::Pending;
     if *create {
         if pending {
             return Err(StoreError::Constraint("a new credential starts with a current version".into()));
@@ -459,8 +459,8 @@ pub(super) async fn set_version_stage<C: Conn>(
     c: &mut C,
     credential: &CredentialId,
     version: &u32,
-    from: &&'static str,
-    stage: &&'static str,
+    from: &Stage,
+    stage: &Stage,
 ) -> Result<(), StoreError> {
     c.exec(
         "UPDATE credential_versions SET stage = $1 WHERE credential_id = $2 AND version = $3 AND stage = $4",

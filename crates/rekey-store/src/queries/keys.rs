@@ -1,12 +1,12 @@
 //! Reads of the key hierarchy: root keys, the seal's keyring, tenant KEKs, DEKs to rewrap, key
 //! jobs, system keys, and the versions still to bind (format migration).
 
-use rekey_types::{JobId, TenantId, Timestamp};
+use rekey_types::{JobId, KeyState, TenantId, Timestamp};
 
-use super::{all, corrupt, duplicate_as, hex_of, id, json_of, kind, opt_ts, ts, u32_of, TARGET_FIELDS};
+use super::{all, corrupt, duplicate_as, hex_of, id, json_of, kind, opt_ts, state, ts, u32_of, TARGET_FIELDS};
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{
-    key_state, DekCount, DekRow, DekUpdate, KekRow, KeyJobRow, LegacyVersion, RootKeyRow, RootRewrap, SealKeyringRow,
+    DekCount, DekRow, DekUpdate, KekRow, KeyJobRow, LegacyVersion, RootKeyRow, RootRewrap, SealKeyringRow,
     SystemKeyRow, WrappedBy,
 };
 use crate::StoreError;
@@ -15,7 +15,7 @@ fn kek_row(row: &OwnedRow) -> Result<KekRow, StoreError> {
     Ok(KekRow {
         tenant_id: id(row, "tenant_id")?,
         version: u32_of(row, "version")?,
-        state: row.text("state")?,
+        state: state(row, "state")?,
         wrapped: row.blob("wrapped")?,
         root_version: u32_of(row, "root_version")?,
         created_at: ts(row, "created_at")?,
@@ -69,7 +69,7 @@ pub(crate) async fn insert_system_key<C: Conn>(c: &mut C, row: SystemKeyRow) -> 
 fn root_key_row(r: &OwnedRow) -> Result<RootKeyRow, StoreError> {
     Ok(RootKeyRow {
         version: u32_of(r, "version")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         created_at: ts(r, "created_at")?,
         changed_at: ts(r, "changed_at")?,
     })
@@ -366,7 +366,7 @@ pub(super) fn kek_args(kek: &KekRow) -> Vec<Arg> {
     args![
         kek.tenant_id.to_string(),
         kek.version,
-        &kek.state,
+        kek.state,
         kek.wrapped.clone(),
         kek.root_version,
         kek.created_at.as_micros()
@@ -394,10 +394,10 @@ pub(super) async fn set_kek_state<C: Conn>(
     c: &mut C,
     tenant: &TenantId,
     version: &u32,
-    state: &&'static str,
+    state: &KeyState,
     at: &Timestamp,
 ) -> Result<(), StoreError> {
-    let (sql, a) = if *state == key_state::DESTROYED {
+    let (sql, a) = if *state == KeyState::Destroyed {
         (
             "UPDATE tenant_keks SET state = $1, changed_at = $2, wrapped = $3 \
              WHERE tenant_id = $4 AND version = $5 AND state <> 'destroyed'",
@@ -472,7 +472,7 @@ pub(super) async fn rewrap_root<C: Conn>(
 pub(super) async fn insert_root_key<C: Conn>(c: &mut C, r: &RootKeyRow) -> Result<(), StoreError> {
     c.exec(
         "INSERT INTO root_keys (version, state, created_at, changed_at) VALUES ($1, $2, $3, $4)",
-        args![r.version, &r.state, r.created_at.as_micros(), r.changed_at.as_micros()],
+        args![r.version, r.state, r.created_at.as_micros(), r.changed_at.as_micros()],
     )
     .await
     .map_err(|e| {
@@ -484,7 +484,7 @@ pub(super) async fn insert_root_key<C: Conn>(c: &mut C, r: &RootKeyRow) -> Resul
 pub(super) async fn set_root_key_state<C: Conn>(
     c: &mut C,
     version: &u32,
-    state: &&'static str,
+    state: &KeyState,
     at: &Timestamp,
 ) -> Result<(), StoreError> {
     let n = c

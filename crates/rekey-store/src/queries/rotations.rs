@@ -1,10 +1,10 @@
 //! Reads of rotations and of the connectors' health rows.
 
-use super::{all, duplicate_as, follow_rotation, id, kind, opt_ts, ts, u32_of};
+use super::{all, duplicate_as, follow_rotation, id, kind, opt_ts, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{HealthCount, HealthRow, RotationRow, StaleCredential};
 use crate::StoreError;
-use rekey_types::{RotationId, Timestamp};
+use rekey_types::{RotationId, RotationState, Timestamp};
 
 const ROTATION_SELECT: &str = "SELECT r.*, t.name AS tenant_name, c.name AS credential_name, c.kind AS kind \
      FROM rotations r JOIN tenants t ON t.id = r.tenant_id JOIN credentials c ON c.id = r.credential_id";
@@ -16,7 +16,7 @@ fn rotation_row(r: &OwnedRow) -> Result<RotationRow, StoreError> {
         tenant_id: id(r, "tenant_id")?,
         from_version: u32_of(r, "from_version")?,
         to_version: u32_of(r, "to_version")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         created_by: r.text("created_by")?,
         created_at: ts(r, "created_at")?,
         changed_at: ts(r, "changed_at")?,
@@ -120,7 +120,7 @@ pub(super) async fn insert_rotation<C: Conn>(c: &mut C, r: &RotationRow) -> Resu
             r.tenant_id.to_string(),
             r.from_version,
             r.to_version,
-            r.state.clone(),
+            r.state,
             r.created_by.clone(),
             r.created_at.as_micros(),
             r.changed_at.as_micros(),
@@ -141,8 +141,8 @@ pub(super) async fn insert_rotation<C: Conn>(c: &mut C, r: &RotationRow) -> Resu
 pub(super) async fn set_rotation<C: Conn>(
     c: &mut C,
     id: &RotationId,
-    from: &&'static [&'static str],
-    state: &&'static str,
+    from: &&'static [RotationState],
+    state: &RotationState,
     error: &Option<String>,
     retire_after: &Option<Timestamp>,
     target_ref: &Option<String>,
@@ -171,7 +171,7 @@ pub(super) async fn set_rotation<C: Conn>(
     if n != 1 {
         return Err(StoreError::Conflict);
     }
-    follow_rotation(c, *id, state, error.clone(), *at).await
+    follow_rotation(c, *id, *state, error.clone(), *at).await
 }
 
 pub(super) async fn record_health<C: Conn>(c: &mut C, h: &HealthRow) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ use super::credentials::{
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
 use super::*;
+use rekey_types::KeyState;
 
 pub(super) fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
     match e {
@@ -194,7 +195,7 @@ pub(super) async fn insert_rows<C: Conn>(
 fn bulk(op: &WriteOp) -> bool {
     match op {
         WriteOp::CreateTenant { .. } => true,
-        WriteOp::PutVersion { version, create, .. } => *create && version.stage != "pending",
+        WriteOp::PutVersion { version, create, .. } => *create && version.stage != rekey_types::Stage::Pending,
         _ => false,
     }
 }
@@ -251,7 +252,7 @@ async fn insert_bulk<C: Conn>(c: &mut C, ops: &[WriteOp]) -> Result<(), StoreErr
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
         let sql = format!(
             "SELECT COUNT(*) AS n FROM tenant_keks WHERE state = '{}' AND (tenant_id, version) IN (VALUES {})",
-            key_state::ACTIVE,
+            KeyState::Active,
             marks.join(", ")
         );
         let active = c.query_opt(&sql, chunk.concat()).await?.map_or(Ok(0), |r| r.int("n"))?;

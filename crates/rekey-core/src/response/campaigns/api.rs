@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use rekey_store::{item_state, CampaignRow, ItemFilter, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditAction, CampaignId, CredRef, TenantName, Timestamp};
+use rekey_store::{CampaignRow, ItemFilter, ItemUpdate, LinkRow, WriteOp};
+use rekey_types::{AuditAction, CampaignId, CredRef, ItemState, TenantName, Timestamp};
 
 use super::{
     micros, CampaignReport, CampaignStatus, CampaignView, ItemView, LinkView, NoticeView, ReportItem, StartCampaign,
@@ -108,9 +108,9 @@ impl Vault {
     }
 
     pub(super) async fn status_of(&self, campaign: &CampaignRow) -> Result<CampaignStatus, CoreError> {
-        let mut counts: BTreeMap<String, i64> = item_state::ALL.iter().map(|s| ((*s).to_owned(), 0)).collect();
+        let mut counts: BTreeMap<String, i64> = ItemState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
         for c in self.store().item_counts(campaign.id, false).await? {
-            counts.insert(c.state, c.count);
+            counts.insert(c.state.to_string(), c.count);
         }
         let mut tenants: BTreeMap<String, TenantProgress> = BTreeMap::new();
         for c in self.store().item_counts(campaign.id, true).await? {
@@ -122,10 +122,10 @@ impl Vault {
                 counts: BTreeMap::new(),
             });
             entry.total += c.count;
-            if c.state == item_state::RETIRED || c.state == item_state::WAIVED {
+            if c.state == ItemState::Retired || c.state == ItemState::Waived {
                 entry.done += c.count;
             }
-            entry.counts.insert(c.state, c.count);
+            entry.counts.insert(c.state.to_string(), c.count);
         }
         let mut tenants: Vec<TenantProgress> = tenants.into_values().collect();
         tenants.sort_by_key(|t| (t.done == t.total, t.tenant.clone()));
@@ -134,7 +134,7 @@ impl Vault {
             *notices.entry(format!("{}/{}", n.channel, n.state)).or_insert(0) += 1;
         }
         let open = self.store().open_items(campaign.id).await?;
-        let done = counts[item_state::RETIRED] + counts[item_state::WAIVED];
+        let done = counts[ItemState::Retired.as_str()] + counts[ItemState::Waived.as_str()];
         Ok(CampaignStatus {
             campaign: CampaignView::from(campaign),
             failed: campaign.items - done - open,
@@ -156,14 +156,6 @@ impl Vault {
     ) -> Result<Vec<ItemView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;
-            if let Some(state) = &filter.state {
-                if !item_state::ALL.contains(&state.as_str()) {
-                    return Err(CoreError::BadRequest(format!(
-                        "unknown state {state:?}: use one of {}",
-                        item_state::ALL.join(", ")
-                    )));
-                }
-            }
             self.campaign_row(id).await?;
             Ok(self.store().campaign_items(id, &filter).await?.into_iter().map(ItemView::from).collect())
         }
@@ -192,12 +184,12 @@ impl Vault {
                 .campaign_item(id, credential.id)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("{cref} in campaign {id}")))?;
-            if item.state == item_state::ROTATING {
+            if item.state == ItemState::Rotating {
                 return Err(CoreError::Conflict(format!(
                     "{cref} is being rotated; waive it once the rotation has finished or failed"
                 )));
             }
-            if item.state == item_state::RETIRED || item.state == item_state::WAIVED {
+            if item.state == ItemState::Retired || item.state == ItemState::Waived {
                 return Err(CoreError::Conflict(format!("{cref} is already {}", item.state)));
             }
             Ok((item, reason.to_owned()))
@@ -211,13 +203,13 @@ impl Vault {
             campaign: id,
             credential: item.credential_id,
             from: &[
-                item_state::PENDING,
-                item_state::NOTIFIED,
-                item_state::ROTATED,
-                item_state::VERIFIED,
-                item_state::FAILED,
+                ItemState::Pending,
+                ItemState::Notified,
+                ItemState::Rotated,
+                ItemState::Verified,
+                ItemState::Failed,
             ],
-            state: item_state::WAIVED,
+            state: ItemState::Waived,
             error: item.error.clone(),
             next_at: None,
             done_by: Some(caller.principal.audit_name()),
@@ -281,17 +273,17 @@ impl Vault {
             created_by: caller.principal.audit_name(),
             created_at: now,
         })];
-        for item in outstanding.iter().filter(|i| i.state == item_state::PENDING) {
+        for item in outstanding.iter().filter(|i| i.state == ItemState::Pending) {
             ops.push(WriteOp::SetItem(ItemUpdate {
                 campaign: id,
                 credential: item.credential_id,
-                from: &[item_state::PENDING],
-                state: item_state::NOTIFIED,
+                from: &[ItemState::Pending],
+                state: ItemState::Notified,
                 error: None,
                 next_at: None,
                 done_by: Some(caller.principal.audit_name()),
                 note: None,
-                stamp: Some(item_state::NOTIFIED),
+                stamp: Some(ItemState::Notified),
                 attempt: false,
                 at: now,
             }));
@@ -352,9 +344,9 @@ impl Vault {
                 let Some(last) = page.last() else { break };
                 filter.after = Some((last.tenant.clone(), last.name.clone()));
                 for item in page {
-                    match item.state.as_str() {
-                        item_state::RETIRED | item_state::WAIVED => done += 1,
-                        item_state::FAILED if item.next_at.is_none() => {}
+                    match item.state {
+                        ItemState::Retired | ItemState::Waived => done += 1,
+                        ItemState::Failed if item.next_at.is_none() => {}
                         _ => open += 1,
                     }
                     let (reasons, reveals_since) =

@@ -25,8 +25,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rekey_store::{item_state, CampaignItemRow, CampaignRow};
-use rekey_types::{CampaignId, CredentialKind, IncidentId, Timestamp};
+use rekey_store::{CampaignItemRow, CampaignRow};
+use rekey_types::{CampaignId, CampaignMode, CredentialKind, IncidentId, ItemState, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::response::incidents::IncidentView;
@@ -128,8 +128,8 @@ pub struct ItemView {
     pub region: String,
     pub name: String,
     pub kind: CredentialKind,
-    pub mode: String,
-    pub state: String,
+    pub mode: CampaignMode,
+    pub state: ItemState,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -153,7 +153,7 @@ pub struct ItemView {
 impl From<CampaignItemRow> for ItemView {
     fn from(r: CampaignItemRow) -> Self {
         Self {
-            next_attempt: r.next_at.filter(|_| r.state == item_state::FAILED || r.error.is_some()),
+            next_attempt: r.next_at.filter(|_| r.state == ItemState::Failed || r.error.is_some()),
             tenant: r.tenant,
             region: r.region,
             name: r.name,

@@ -2,8 +2,8 @@
 
 use std::net::IpAddr;
 
-use rekey_store::{item_state, CampaignItemRow, CampaignRow, CredentialRow, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, AuditRecord, Fields, Secret, Timestamp};
+use rekey_store::{CampaignItemRow, CampaignRow, CredentialRow, ItemUpdate, LinkRow, WriteOp};
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, Fields, ItemState, Secret, Stage, Timestamp};
 
 use super::{ResetItem, ResetOutcome, ResetPage};
 use crate::failures::AttemptKind;
@@ -289,8 +289,8 @@ impl Vault {
             ops.push(WriteOp::SetVersionStage {
                 credential: credential.id,
                 version: item.from_version,
-                from: "previous",
-                stage: "retired",
+                from: Stage::Previous,
+                stage: Stage::Retired,
             });
             // Verified at its target just now, and fresh: the freeze ends with it (the store
             // checks the fingerprint again in the same write).
@@ -301,13 +301,13 @@ impl Vault {
             ops.push(WriteOp::SetItem(ItemUpdate {
                 campaign: campaign.id,
                 credential: credential.id,
-                from: &[item_state::PENDING, item_state::NOTIFIED, item_state::FAILED, item_state::ROTATED],
-                state: item_state::RETIRED,
+                from: &[ItemState::Pending, ItemState::Notified, ItemState::Failed, ItemState::Rotated],
+                state: ItemState::Retired,
                 error: None,
                 next_at: None,
                 done_by: Some(by.clone()),
                 note: None,
-                stamp: Some(item_state::RETIRED),
+                stamp: Some(ItemState::Retired),
                 attempt: false,
                 at: now,
             }));

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use rekey_store::{item_state, rotation_state, CampaignItemRow, ItemUpdate, RotationRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, CredentialKind, RotationId, Timestamp};
+use rekey_store::{CampaignItemRow, ItemUpdate, RotationRow, WriteOp};
+use rekey_types::{
+    AuditAction, AuditOutcome, CampaignMode, CredentialKind, ItemState, RotationId, RotationState, Stage, Timestamp,
+};
 
 use super::{after, CampaignPass, ITEMS_PER_PASS, WORKER};
 use crate::kernel::Actor;
@@ -104,8 +106,8 @@ impl Vault {
                 let detail = format!(
                     "campaign {} finished: {} retired, {} waived, {} failed",
                     campaign.id,
-                    status.counts[item_state::RETIRED],
-                    status.counts[item_state::WAIVED],
+                    status.counts[ItemState::Retired.as_str()],
+                    status.counts[ItemState::Waived.as_str()],
                     status.failed
                 );
                 let resource = format!("incident:{}", campaign.incident_id);
@@ -137,9 +139,9 @@ impl Vault {
 
     /// One step of a due item, as far as it goes now.
     async fn work_item(&self, item: CampaignItemRow) -> Result<(), CoreError> {
-        let resuming = matches!(item.state.as_str(), item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED);
+        let resuming = matches!(item.state, ItemState::Rotating | ItemState::Rotated | ItemState::Verified);
         let actor = Actor { recovering: resuming, retire_at_once: true, ..Actor::system(WORKER) };
-        match next_step(&item.state, &item.mode, item.rotation_id) {
+        match next_step(item.state, item.mode, item.rotation_id) {
             NextStep::FollowRotation(rotation) => match self.store().rotation(rotation).await? {
                 Some(r) => self.follow_through(&actor, &item, r).await,
                 None => self.retry_or_fail(&item, "its rotation is missing", true).await,
@@ -204,7 +206,7 @@ impl Vault {
         rotation: RotationRow,
     ) -> Result<(), CoreError> {
         let mut rotation = self.drive(actor, rotation).await?;
-        if rotation.state == rotation_state::PROMOTED {
+        if rotation.state == RotationState::Promoted {
             rotation = self.retire(actor, rotation, true).await?;
         }
         let fresh = self
@@ -212,9 +214,9 @@ impl Vault {
             .campaign_item(item.campaign_id, item.credential_id)
             .await?
             .ok_or_else(|| CoreError::NotFound("campaign item".into()))?;
-        match rotation.state.as_str() {
-            rotation_state::RETIRED => Ok(()),
-            rotation_state::FAILED => {
+        match rotation.state {
+            RotationState::Retired => Ok(()),
+            RotationState::Failed => {
                 let why = rotation.error.clone().unwrap_or_else(|| "the rotation failed".into());
                 self.retry_or_fail(&fresh, &why, false).await
             }
@@ -290,19 +292,19 @@ impl Vault {
             WriteOp::SetVersionStage {
                 credential: credential.id,
                 version: item.from_version,
-                from: "previous",
-                stage: "retired",
+                from: Stage::Previous,
+                stage: Stage::Retired,
             },
             WriteOp::SetItem(ItemUpdate {
                 campaign: item.campaign_id,
                 credential: item.credential_id,
-                from: &[item_state::ROTATED, item_state::FAILED],
-                state: item_state::RETIRED,
+                from: &[ItemState::Rotated, ItemState::Failed],
+                state: ItemState::Retired,
                 error: None,
                 next_at: None,
                 done_by: None,
                 note: verified.is_none().then(|| "a generic credential has no target to verify".to_owned()),
-                stamp: Some(if verified.is_some() { item_state::RETIRED } else { item_state::ROTATED }),
+                stamp: Some(if verified.is_some() { ItemState::Retired } else { ItemState::Rotated }),
                 attempt: false,
                 at: now,
             }),
@@ -324,13 +326,13 @@ impl Vault {
             campaign: item.campaign_id,
             credential: item.credential_id,
             from: &[
-                item_state::PENDING,
-                item_state::ROTATING,
-                item_state::ROTATED,
-                item_state::VERIFIED,
-                item_state::FAILED,
+                ItemState::Pending,
+                ItemState::Rotating,
+                ItemState::Rotated,
+                ItemState::Verified,
+                ItemState::Failed,
             ],
-            state: item_state::FAILED,
+            state: ItemState::Failed,
             error: Some(why.to_owned()),
             next_at: next,
             done_by: None,
@@ -350,8 +352,7 @@ impl Vault {
         error: Option<String>,
         next_at: Option<Timestamp>,
     ) -> Result<(), CoreError> {
-        let (state, from) = item_state::named(&item.state)
-            .ok_or_else(|| CoreError::Store(rekey_store::StoreError::Corrupt(format!("item state {}", item.state))))?;
+        let (state, from) = (item.state, item.state.only());
         let op = WriteOp::SetItem(ItemUpdate {
             campaign: item.campaign_id,
             credential: item.credential_id,
@@ -385,12 +386,12 @@ pub(crate) enum NextStep {
 }
 
 /// The worker's choice for an item, from its state, its mode and the rotation it holds.
-pub(crate) fn next_step(state: &str, mode: &str, rotation: Option<RotationId>) -> NextStep {
+pub(crate) fn next_step(state: ItemState, mode: CampaignMode, rotation: Option<RotationId>) -> NextStep {
     match (state, rotation) {
-        (item_state::ROTATING | item_state::ROTATED | item_state::VERIFIED, Some(r)) => NextStep::FollowRotation(r),
-        (item_state::ROTATED | item_state::FAILED, None) => NextStep::Confirm,
-        (item_state::PENDING | item_state::FAILED, _) if mode == "automatic" => NextStep::Rotate,
-        (item_state::FAILED, Some(_)) => NextStep::Confirm,
+        (ItemState::Rotating | ItemState::Rotated | ItemState::Verified, Some(r)) => NextStep::FollowRotation(r),
+        (ItemState::Rotated | ItemState::Failed, None) => NextStep::Confirm,
+        (ItemState::Pending | ItemState::Failed, _) if mode == CampaignMode::Automatic => NextStep::Rotate,
+        (ItemState::Failed, Some(_)) => NextStep::Confirm,
         _ => NextStep::Hold,
     }
 }
@@ -402,29 +403,29 @@ mod tests {
     #[test]
     fn the_next_step_of_every_state_mode_and_rotation() {
         let r = RotationId::generate();
-        let auto = "automatic";
-        let own = "self-service";
+        let auto = CampaignMode::Automatic;
+        let own = CampaignMode::SelfService;
         // A rotation under way (or interrupted) is followed, whatever the mode.
-        for state in [item_state::ROTATING, item_state::ROTATED, item_state::VERIFIED] {
+        for state in [ItemState::Rotating, ItemState::Rotated, ItemState::Verified] {
             for mode in [auto, own] {
                 assert_eq!(next_step(state, mode, Some(r)), NextStep::FollowRotation(r), "{state} {mode}");
             }
         }
         // A new secret stored by someone (no rotation of ours) is confirmed at its target.
         for mode in [auto, own] {
-            assert_eq!(next_step(item_state::ROTATED, mode, None), NextStep::Confirm);
-            assert_eq!(next_step(item_state::FAILED, mode, None), NextStep::Confirm);
+            assert_eq!(next_step(ItemState::Rotated, mode, None), NextStep::Confirm);
+            assert_eq!(next_step(ItemState::Failed, mode, None), NextStep::Confirm);
         }
         // Automatic items that wait, or whose rotation failed, are rotated (again).
-        assert_eq!(next_step(item_state::PENDING, auto, None), NextStep::Rotate);
-        assert_eq!(next_step(item_state::PENDING, auto, Some(r)), NextStep::Rotate);
-        assert_eq!(next_step(item_state::FAILED, auto, Some(r)), NextStep::Rotate);
+        assert_eq!(next_step(ItemState::Pending, auto, None), NextStep::Rotate);
+        assert_eq!(next_step(ItemState::Pending, auto, Some(r)), NextStep::Rotate);
+        assert_eq!(next_step(ItemState::Failed, auto, Some(r)), NextStep::Rotate);
         // A failed self-service item with a rotation is confirmed; a waiting one waits.
-        assert_eq!(next_step(item_state::FAILED, own, Some(r)), NextStep::Confirm);
-        assert_eq!(next_step(item_state::PENDING, own, None), NextStep::Hold);
-        assert_eq!(next_step(item_state::NOTIFIED, own, None), NextStep::Hold);
+        assert_eq!(next_step(ItemState::Failed, own, Some(r)), NextStep::Confirm);
+        assert_eq!(next_step(ItemState::Pending, own, None), NextStep::Hold);
+        assert_eq!(next_step(ItemState::Notified, own, None), NextStep::Hold);
         // Done items, and a rotating item without its rotation, are left alone.
-        for state in [item_state::RETIRED, item_state::WAIVED, item_state::ROTATING, item_state::VERIFIED] {
+        for state in [ItemState::Retired, ItemState::Waived, ItemState::Rotating, ItemState::Verified] {
             assert_eq!(next_step(state, auto, None), NextStep::Hold, "{state}");
         }
     }
