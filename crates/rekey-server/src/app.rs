@@ -69,7 +69,7 @@ impl App {
         let (keeper, root_token) = Keeper::start(Arc::new(store), seal, options).await.map_err(BuildError::Vault)?;
         if keeper.is_sealed() {
             tracing::warn!(
-                seal = keeper.seal_kind(),
+                seal = %keeper.seal_kind(),
                 "the vault is sealed: unseal it with `rekey unseal` (or initialize it with `rekey init`)"
             );
         }

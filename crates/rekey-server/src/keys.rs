@@ -158,7 +158,7 @@ pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
     })();
     let (scope, shares, threshold) = s.input(&caller, AuditAction::KeyRotate, "", parsed).await?;
     let vault = s.vault(&ctx)?;
-    if matches!(scope, RotateScope::Root) && s.keeper.seal_kind() == "shamir" {
+    if matches!(scope, RotateScope::Root) && s.keeper.seal_kind() == rekey_types::SealKind::Shamir {
         let (Some(n), Some(k)) = (shares, threshold) else {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,

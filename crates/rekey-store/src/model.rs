@@ -440,10 +440,20 @@ pub enum WriteOp {
         at: Timestamp,
     },
     InsertCertificate(CertificateRow),
+    /// Moves the campaign item that holds `rotation` (if any, and only while it is `rotating`,
+    /// `rotated` or `verified`) to `state`, with `error`; stamps the state's time. Written beside
+    /// a [`WriteOp::SetRotation`] (see `rekey_types::ItemState::following`).
+    FollowRotation {
+        rotation: RotationId,
+        state: ItemState,
+        error: Option<String>,
+        at: Timestamp,
+    },
     /// A new rotation; `AlreadyExists` if the credential has an unfinished one.
     InsertRotation(RotationRow),
     /// Moves a rotation from one of the `from` states to `state`; `Conflict` if it was not in
-    /// one of them (another server moved it first).
+    /// one of them (another server moved it first). The campaign item that holds it moves only
+    /// by a [`WriteOp::FollowRotation`] beside it.
     SetRotation {
         id: RotationId,
         from: &'static [RotationState],

@@ -1107,14 +1107,21 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     };
     let got = item(&db, dir).await;
     assert_eq!((got.state.as_str(), got.attempts, got.rotation_id), ("rotating", 1, Some(rid)));
-    let step = |from: &'static [RotationState], state: RotationState| WriteOp::SetRotation {
-        id: rid,
-        from,
-        state,
-        error: None,
-        retire_after: None,
-        target_ref: None,
-        at: Timestamp::now(),
+    // A rotation step and the item's move beside it, in one write, as the core writes them.
+    let step = |from: &'static [RotationState], state: RotationState| {
+        let mut ops = vec![WriteOp::SetRotation {
+            id: rid,
+            from,
+            state,
+            error: None,
+            retire_after: None,
+            target_ref: None,
+            at: Timestamp::now(),
+        }];
+        if let Some(item) = ItemState::following(state) {
+            ops.push(WriteOp::FollowRotation { rotation: rid, state: item, error: None, at: Timestamp::now() });
+        }
+        WriteOp::All(ops)
     };
     apply(&db, vec![Some(step(&[RotationState::Pending], RotationState::Applied))]).await;
     let got = item(&db, dir).await;

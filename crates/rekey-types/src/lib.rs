@@ -31,5 +31,5 @@ pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;
 pub use secret::Secret;
 pub use selector::{Selector, SelectorError};
-pub use states::{CampaignMode, ItemState, KeyState, RotationState, Stage, UnknownState};
+pub use states::{CampaignMode, ItemState, KeyState, RotationState, SealKind, Stage, UnknownState};
 pub use time::Timestamp;

@@ -158,6 +158,18 @@ impl ItemState {
         }
     }
 
+    /// Where the campaign item that holds a rotation goes when the rotation reaches `rotation`:
+    /// `None` for a rotation state that does not move it.
+    pub const fn following(rotation: RotationState) -> Option<ItemState> {
+        match rotation {
+            RotationState::Applied => Some(ItemState::Rotated),
+            RotationState::Promoted => Some(ItemState::Verified),
+            RotationState::Retired => Some(ItemState::Retired),
+            RotationState::Failed => Some(ItemState::Failed),
+            RotationState::Pending => None,
+        }
+    }
+
     /// States in which an item is still to be done (failed items may still be retried).
     pub const OPEN: [ItemState; 5] =
         [ItemState::Pending, ItemState::Rotating, ItemState::Notified, ItemState::Rotated, ItemState::Verified];
@@ -173,6 +185,18 @@ states! {
         /// Nothing to rotate at a target (a `generic` credential): a person replaces the secret
         /// and puts the new one.
         Manual = "manual",
+    }
+}
+
+states! {
+    /// What holds the root key.
+    SealKind, "seal kind" {
+        /// A key file beside the database: for a quickstart only (the status says so).
+        Dev = "dev",
+        /// Shamir shares held by people; the server starts sealed.
+        Shamir = "shamir",
+        /// A PKCS#11 token (an HSM); the key never leaves it.
+        Pkcs11 = "pkcs11",
     }
 }
 
@@ -194,5 +218,7 @@ mod tests {
             "\"halfway\" is not a rotation state (one of: pending, applied, promoted, retired, failed)"
         );
         assert_eq!(CampaignMode::SelfService.as_str(), "self-service");
+        assert_eq!(ItemState::following(RotationState::Pending), None);
+        assert_eq!(ItemState::following(RotationState::Promoted), Some(ItemState::Verified));
     }
 }

@@ -4,7 +4,7 @@
 use rekey_store::{CredentialRow, RotationRow, WriteOp};
 use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, RotationState, Secret, Timestamp};
 
-use super::rotation::{not_rotatable, password_label};
+use super::rotation::{not_rotatable, password_label, with_item};
 use super::ConnectorStats;
 use crate::kernel::Actor;
 use crate::{CoreError, Vault};
@@ -57,7 +57,7 @@ impl Vault {
             if updated.latest_version != rotation.to_version {
                 return Err(CoreError::Conflict("the credential changed while the rotation ran".into()));
             }
-            let step = WriteOp::SetRotation {
+            let step = with_item(WriteOp::SetRotation {
                 id: rotation.id,
                 from: &[RotationState::Pending],
                 state: RotationState::Applied,
@@ -65,7 +65,7 @@ impl Vault {
                 retire_after: None,
                 target_ref: Some(new.key_id.clone()),
                 at: Timestamp::now(),
-            };
+            });
             let detail = format!("rotation={}; {}", rotation.id, added.detail);
             self.write(
                 actor,

@@ -5,7 +5,8 @@ use rekey_connect::ldap::Changer;
 use rekey_connect::{Outcome, Status};
 use rekey_store::{CredentialRow, RotationRow, TenantRow, WriteOp};
 use rekey_types::{
-    AuditAction, AuditOutcome, CredRef, CredentialKind, Fields, RotationId, RotationState, Secret, Stage, Timestamp,
+    AuditAction, AuditOutcome, CredRef, CredentialKind, Fields, ItemState, RotationId, RotationState, Secret, Stage,
+    Timestamp,
 };
 
 use super::entra::is_secret_app;
@@ -505,7 +506,28 @@ pub(super) fn set_rotation(
     error: Option<String>,
     retire_after: Option<Timestamp>,
 ) -> WriteOp {
-    WriteOp::SetRotation { id: rotation.id, from, state, error, retire_after, target_ref: None, at: Timestamp::now() }
+    with_item(WriteOp::SetRotation {
+        id: rotation.id,
+        from,
+        state,
+        error,
+        retire_after,
+        target_ref: None,
+        at: Timestamp::now(),
+    })
+}
+
+/// A rotation step, and the move of the campaign item that holds the rotation (if any) that
+/// goes with it, in the same write.
+pub(super) fn with_item(step: WriteOp) -> WriteOp {
+    let WriteOp::SetRotation { id, state, error, at, .. } = &step else { return step };
+    match ItemState::following(*state) {
+        Some(item) => {
+            let follow = WriteOp::FollowRotation { rotation: *id, state: item, error: error.clone(), at: *at };
+            WriteOp::All(vec![step, follow])
+        }
+        None => step,
+    }
 }
 
 /// The name a rotation gives the client secret it asks Graph for, so that one made by an attempt

@@ -94,7 +94,7 @@ pub fn seal_status(seal: &dyn Seal, shamir: Option<(bool, u8, u8, u8)>) -> SealS
         None => (None, None, None, None),
     };
     SealStatus {
-        kind: seal.kind().to_owned(),
+        kind: seal.kind().to_string(),
         sealed: !seal.is_unsealed(),
         initialized,
         unseal_progress: progress,
@@ -102,7 +102,7 @@ pub fn seal_status(seal: &dyn Seal, shamir: Option<(bool, u8, u8, u8)>) -> SealS
         shares,
         root_key_version: seal.root_version(),
         root_key_versions: seal.root_versions(),
-        warning: (seal.kind() == "dev")
+        warning: (seal.kind() == rekey_types::SealKind::Dev)
             .then(|| "dev seal: the root key is a file beside the data; never use it in production".to_owned()),
     }
 }
@@ -152,7 +152,7 @@ impl Keeper {
         self.vault.read().expect("vault lock is never poisoned").clone().ok_or(CoreError::Sealed)
     }
 
-    pub fn seal_kind(&self) -> &'static str {
+    pub fn seal_kind(&self) -> rekey_types::SealKind {
         self.seal.kind()
     }
 

@@ -39,7 +39,7 @@ impl Vault {
                 )));
             }
             seal.add_root_version().map_err(CoreError::from_seal)?;
-            tracing::info!(kind = seal.kind(), "created root key version 1 in the seal");
+            tracing::info!(kind = %seal.kind(), "created root key version 1 in the seal");
         }
         let held = seal.root_versions();
         for r in registered.iter().filter(|r| r.state != KeyState::Destroyed) {

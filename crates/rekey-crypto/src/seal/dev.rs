@@ -104,8 +104,8 @@ impl DevSeal {
 }
 
 impl Seal for DevSeal {
-    fn kind(&self) -> &'static str {
-        "dev"
+    fn kind(&self) -> rekey_types::SealKind {
+        rekey_types::SealKind::Dev
     }
 
     fn is_unsealed(&self) -> bool {

@@ -73,7 +73,7 @@ pub mod shamir;
 /// them and the old version is destroyed.
 pub trait Seal: Send + Sync {
     /// `dev`, `shamir`, `pkcs11`.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> rekey_types::SealKind;
 
     /// Whether the root key is available now.
     fn is_unsealed(&self) -> bool;

@@ -168,8 +168,8 @@ fn find_keys(session: &Session, label: &str) -> Result<BTreeMap<u32, ObjectHandl
 }
 
 impl Seal for Pkcs11Seal {
-    fn kind(&self) -> &'static str {
-        "pkcs11"
+    fn kind(&self) -> rekey_types::SealKind {
+        rekey_types::SealKind::Pkcs11
     }
 
     fn is_unsealed(&self) -> bool {

@@ -361,8 +361,8 @@ impl ShamirSeal {
 }
 
 impl Seal for ShamirSeal {
-    fn kind(&self) -> &'static str {
-        "shamir"
+    fn kind(&self) -> rekey_types::SealKind {
+        rekey_types::SealKind::Shamir
     }
 
     fn is_unsealed(&self) -> bool {

@@ -1,6 +1,6 @@
 //! Statements of rotation campaigns: items, notices and reset links.
 
-use rekey_types::{CampaignId, CredentialId, ItemState, LinkId, RotationState, TenantId, Timestamp};
+use rekey_types::{CampaignId, CredentialId, ItemState, LinkId, TenantId, Timestamp};
 
 use super::{all, corrupt, id, json, json_of, kind, opt_ts, reach, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
@@ -377,21 +377,15 @@ pub(crate) async fn set_item<C: Conn>(c: &mut C, u: &ItemUpdate) -> Result<(), S
     }
 }
 
-/// Moves the campaign item that holds a rotation along with it (same transaction).
-pub(crate) async fn follow_rotation<C: Conn>(
+/// See [`WriteOp::FollowRotation`](crate::WriteOp::FollowRotation).
+pub(super) async fn follow_rotation<C: Conn>(
     c: &mut C,
-    rotation: rekey_types::RotationId,
-    rotation_state: RotationState,
-    error: Option<String>,
-    at: Timestamp,
+    rotation: &rekey_types::RotationId,
+    state: &ItemState,
+    error: &Option<String>,
+    at: &Timestamp,
 ) -> Result<(), StoreError> {
-    let state = match rotation_state {
-        RotationState::Applied => ItemState::Rotated,
-        RotationState::Promoted => ItemState::Verified,
-        RotationState::Retired => ItemState::Retired,
-        RotationState::Failed => ItemState::Failed,
-        _ => return Ok(()),
-    };
+    let state = *state;
     let terminal = i64::from(state == ItemState::Retired);
     let sql = format!(
         "UPDATE campaign_items SET state = $1, error = $2, \
@@ -400,7 +394,7 @@ pub(crate) async fn follow_rotation<C: Conn>(
          changed_at = $4, {} WHERE rotation_id = $5 AND state IN ('rotating', 'rotated', 'verified')",
         STAMPS.replace("$6", "$4").replace("$7", "$1")
     );
-    c.exec(&sql, args![state, error, terminal, at.as_micros(), rotation.to_string()]).await.map(drop)
+    c.exec(&sql, args![state, error.clone(), terminal, at.as_micros(), rotation.to_string()]).await.map(drop)
 }
 
 /// A new current version stored by anyone (an operator, a tenant administrator) moves the

@@ -1,6 +1,6 @@
 //! Reads of rotations and of the connectors' health rows.
 
-use super::{all, duplicate_as, follow_rotation, id, kind, opt_ts, state, ts, u32_of};
+use super::{all, duplicate_as, id, kind, opt_ts, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{HealthCount, HealthRow, RotationRow, StaleCredential};
 use crate::StoreError;
@@ -148,7 +148,7 @@ pub(super) async fn set_rotation<C: Conn>(
     target_ref: &Option<String>,
     at: &Timestamp,
 ) -> Result<(), StoreError> {
-    // `from` holds constant state names only, never input.
+    // `from` holds states, never input.
     let states: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
     let sql = format!(
         "UPDATE rotations SET state = $1, error = $2, retire_after = $3, changed_at = $4, \
@@ -171,7 +171,7 @@ pub(super) async fn set_rotation<C: Conn>(
     if n != 1 {
         return Err(StoreError::Conflict);
     }
-    follow_rotation(c, *id, *state, error.clone(), *at).await
+    Ok(())
 }
 
 pub(super) async fn record_health<C: Conn>(c: &mut C, h: &HealthRow) -> Result<(), StoreError> {

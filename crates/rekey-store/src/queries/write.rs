@@ -90,6 +90,9 @@ async fn apply_one<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::PromotePending { credential, version, fields, at } => {
             credentials::promote_pending(c, credential, version, fields, at).await
         }
+        WriteOp::FollowRotation { rotation, state, error, at } => {
+            campaigns::follow_rotation(c, rotation, state, error, at).await
+        }
         WriteOp::InsertRotation(r) => rotations::insert_rotation(c, r).await,
         WriteOp::SetRotation { id, from, state, error, retire_after, target_ref, at } => {
             rotations::set_rotation(c, id, from, state, error, retire_after, target_ref, at).await
