@@ -33,7 +33,8 @@ struct StartBody {
 }
 
 pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
-    let caller = s.auth(&ctx, AuditAction::CampaignStart, "").await?;
+    let session = s.session(&ctx, AuditAction::CampaignStart, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: StartBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -50,20 +51,22 @@ pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Api
             .transpose()?;
         Ok(StartCampaign { incident, deadline_secs, notify: b.notify })
     })();
-    let input = s.input(&caller, AuditAction::CampaignStart, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.start_campaign(&caller, input).await.map_err(core(&ctx))?))
+    let input = session.input(parsed).await?;
+    Ok(Json(session.vault.start_campaign(caller, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
-    let caller = s.auth(&ctx, AuditAction::CampaignList, "").await?;
-    Ok(Json(s.vault(&ctx)?.list_campaigns(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CampaignList, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.list_campaigns(caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn status(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<CampaignStatus>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, AuditAction::CampaignStatus, &resource).await?;
-    let id = s.input(&caller, AuditAction::CampaignStatus, &resource, campaign_id(&id, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.campaign_status(&caller, id).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CampaignStatus, &resource).await?;
+    let caller = &session.caller;
+    let id = session.input(campaign_id(&id, &ctx)).await?;
+    Ok(Json(session.vault.campaign_status(caller, id).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -83,7 +86,8 @@ pub async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<ItemView>>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, AuditAction::CampaignItems, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignItems, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -108,8 +112,8 @@ pub async fn items(
         };
         Ok((campaign_id(&id, &ctx)?, filter))
     })();
-    let (id, filter) = s.input(&caller, AuditAction::CampaignItems, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.campaign_items(&caller, id, filter).await.map_err(core(&ctx))?))
+    let (id, filter) = session.input(parsed).await?;
+    Ok(Json(session.vault.campaign_items(caller, id, filter).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -127,15 +131,16 @@ pub async fn waive(
     body: RawBody,
 ) -> ApiResult<Json<ItemView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, AuditAction::CampaignItemWaive, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignItemWaive, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: WaiveBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let cref = CredRef::parse(&b.credential)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("credential: {e}"), ctx.request_id))?;
         Ok((campaign_id(&id, &ctx)?, cref, b.reason))
     })();
-    let (id, cref, reason) = s.input(&caller, AuditAction::CampaignItemWaive, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.waive_item(&caller, id, &cref, &reason).await.map_err(core(&ctx))?))
+    let (id, cref, reason) = session.input(parsed).await?;
+    Ok(Json(session.vault.waive_item(caller, id, &cref, &reason).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -151,15 +156,16 @@ pub async fn link(
     body: RawBody,
 ) -> ApiResult<Json<LinkView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, AuditAction::CampaignLinkIssue, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignLinkIssue, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: LinkBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&b.tenant)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("tenant: {e}"), ctx.request_id))?;
         Ok((campaign_id(&id, &ctx)?, tenant))
     })();
-    let (id, tenant) = s.input(&caller, AuditAction::CampaignLinkIssue, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.issue_reset_link(&caller, id, &tenant).await.map_err(core(&ctx))?))
+    let (id, tenant) = session.input(parsed).await?;
+    Ok(Json(session.vault.issue_reset_link(caller, id, &tenant).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -176,7 +182,8 @@ pub async fn report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let caller = s.auth(&ctx, AuditAction::CampaignReport, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignReport, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let format = q.format.unwrap_or_else(|| "json".into());
@@ -185,8 +192,8 @@ pub async fn report(
         }
         Ok((campaign_id(&id, &ctx)?, format))
     })();
-    let (id, format) = s.input(&caller, AuditAction::CampaignReport, &resource, parsed).await?;
-    let report = s.vault(&ctx)?.campaign_report(&caller, id).await.map_err(core(&ctx))?;
+    let (id, format) = session.input(parsed).await?;
+    let report = session.vault.campaign_report(caller, id).await.map_err(core(&ctx))?;
     let (content_type, body) = match format.as_str() {
         "csv" => ("text/csv; charset=utf-8", crate::report::csv(&report)),
         "html" => ("text/html; charset=utf-8", crate::report::html(&report)),

@@ -29,7 +29,8 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
 }
 
 pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
-    let caller = s.auth(&ctx, AuditAction::IncidentOpen, "").await?;
+    let session = s.session(&ctx, AuditAction::IncidentOpen, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: OpenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let since = b
@@ -40,20 +41,22 @@ pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiR
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("since: {e}"), ctx.request_id))?;
         Ok(OpenIncident { title: b.title, scope: b.scope, since })
     })();
-    let input = s.input(&caller, AuditAction::IncidentOpen, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.open_incident(&caller, input).await.map_err(core(&ctx))?))
+    let input = session.input(parsed).await?;
+    Ok(Json(session.vault.open_incident(caller, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
-    let caller = s.auth(&ctx, AuditAction::IncidentList, "").await?;
-    Ok(Json(s.vault(&ctx)?.list_incidents(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::IncidentList, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.list_incidents(caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, AuditAction::IncidentShow, &resource).await?;
-    let id = s.input(&caller, AuditAction::IncidentShow, &resource, incident_id(&id, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.show_incident(&caller, id).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::IncidentShow, &resource).await?;
+    let caller = &session.caller;
+    let id = session.input(incident_id(&id, &ctx)).await?;
+    Ok(Json(session.vault.show_incident(caller, id).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -70,7 +73,8 @@ pub async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<IncidentItemView>>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, AuditAction::IncidentItems, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentItems, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let after = q
@@ -81,8 +85,8 @@ pub async fn items(
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("after: {e}"), ctx.request_id))?;
         Ok((incident_id(&id, &ctx)?, after, q.limit.unwrap_or(1000)))
     })();
-    let (id, after, limit) = s.input(&caller, AuditAction::IncidentItems, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.incident_items(&caller, id, after, limit).await.map_err(core(&ctx))?))
+    let (id, after, limit) = session.input(parsed).await?;
+    Ok(Json(session.vault.incident_items(caller, id, after, limit).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize, Default)]
@@ -101,20 +105,22 @@ pub async fn contain(
     body: RawBody,
 ) -> ApiResult<Json<ContainReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, AuditAction::IncidentContain, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentContain, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
         let b: ContainBody =
             if bytes.is_empty() { ContainBody::default() } else { parse_json(&bytes, ctx.request_id)? };
         Ok((incident_id(&id, &ctx)?, b))
     })();
-    let (id, b) = s.input(&caller, AuditAction::IncidentContain, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.contain_incident(&caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
+    let (id, b) = session.input(parsed).await?;
+    Ok(Json(session.vault.contain_incident(caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
 }
 
 pub async fn close(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentView>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let caller = s.auth(&ctx, AuditAction::IncidentClose, &resource).await?;
-    let id = s.input(&caller, AuditAction::IncidentClose, &resource, incident_id(&id, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.close_incident(&caller, id).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::IncidentClose, &resource).await?;
+    let caller = &session.caller;
+    let id = session.input(incident_id(&id, &ctx)).await?;
+    Ok(Json(session.vault.close_incident(caller, id).await.map_err(core(&ctx))?))
 }

@@ -98,8 +98,9 @@ pub async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
 }
 
 pub async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
-    let caller = s.auth(&ctx, AuditAction::SysSeal, "seal").await?;
-    s.keeper.seal(&caller).await.map_err(core(&ctx))?;
+    let session = s.session(&ctx, AuditAction::SysSeal, "seal").await?;
+    let caller = &session.caller;
+    s.keeper.seal(caller).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "sealed": true })))
 }
 
@@ -116,11 +117,12 @@ pub async fn list_keys(
     ctx: ReqCtx,
     q: Result<Query<KeyListQuery>, QueryRejection>,
 ) -> ApiResult<Json<KeyListView>> {
-    let caller = s.auth(&ctx, AuditAction::KeyList, "").await?;
+    let session = s.session(&ctx, AuditAction::KeyList, "").await?;
+    let caller = &session.caller;
     let parsed =
         query(q, &ctx).and_then(|q| q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx)));
-    let tenant = s.input(&caller, AuditAction::KeyList, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.key_list(&caller, tenant).await.map_err(core(&ctx))?))
+    let tenant = session.input(parsed).await?;
+    Ok(Json(session.vault.key_list(caller, tenant).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +144,8 @@ struct RotateBody {
 /// Starts a rotation and answers with its job; a Shamir root rotation answers with the new
 /// shares instead, and starts only at `/v1/keys/rotate/commit`.
 pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let caller = s.auth(&ctx, AuditAction::KeyRotate, "").await?;
+    let session = s.session(&ctx, AuditAction::KeyRotate, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: RotateBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let chosen = usize::from(b.tenant.is_some()) + usize::from(b.all) + usize::from(b.root);
@@ -156,8 +159,8 @@ pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
         };
         Ok((scope, b.shares, b.threshold))
     })();
-    let (scope, shares, threshold) = s.input(&caller, AuditAction::KeyRotate, "", parsed).await?;
-    let vault = s.vault(&ctx)?;
+    let (scope, shares, threshold) = session.input(parsed).await?;
+    let vault = &session.vault;
     if matches!(scope, RotateScope::Root) && s.keeper.seal_kind() == rekey_types::SealKind::Shamir {
         let (Some(n), Some(k)) = (shares, threshold) else {
             return Err(ApiError::new(
@@ -166,10 +169,10 @@ pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
                 ctx.request_id,
             ));
         };
-        let split = vault.prepare_root_split(&caller, n, k).await.map_err(core(&ctx))?;
+        let split = vault.prepare_root_split(caller, n, k).await.map_err(core(&ctx))?;
         return json_no_store(&split, &ctx);
     }
-    let job = vault.rotate(&caller, scope).await.map_err(core(&ctx))?;
+    let job = vault.rotate(caller, scope).await.map_err(core(&ctx))?;
     json_no_store(&job, &ctx)
 }
 
@@ -180,10 +183,11 @@ struct CommitBody {
 }
 
 pub async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
-    let caller = s.auth(&ctx, AuditAction::KeyRotate, "root").await?;
+    let session = s.session(&ctx, AuditAction::KeyRotate, "root").await?;
+    let caller = &session.caller;
     let parsed = body_bytes(body, ctx.request_id).and_then(|b| parse_json::<CommitBody>(&b, ctx.request_id));
-    let b = s.input(&caller, AuditAction::KeyRotate, "root", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.commit_root_split(&caller, &b.set_id).await.map_err(core(&ctx))?))
+    let b = session.input(parsed).await?;
+    Ok(Json(session.vault.commit_root_split(caller, &b.set_id).await.map_err(core(&ctx))?))
 }
 
 fn key_ref(raw: &str, ctx: &ReqCtx) -> ApiResult<KeyRef> {
@@ -196,9 +200,10 @@ pub async fn show_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<WrappedByView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, AuditAction::KeyShow, &resource).await?;
-    let key = s.input(&caller, AuditAction::KeyShow, &resource, key_ref(&key, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.wrapped_by(&caller, &key).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::KeyShow, &resource).await?;
+    let caller = &session.caller;
+    let key = session.input(key_ref(&key, &ctx)).await?;
+    Ok(Json(session.vault.wrapped_by(caller, &key).await.map_err(core(&ctx))?))
 }
 
 pub async fn compromise_key(
@@ -207,9 +212,10 @@ pub async fn compromise_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, AuditAction::KeyCompromise, &resource).await?;
-    let key = s.input(&caller, AuditAction::KeyCompromise, &resource, key_ref(&key, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.compromise(&caller, &key).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::KeyCompromise, &resource).await?;
+    let caller = &session.caller;
+    let key = session.input(key_ref(&key, &ctx)).await?;
+    Ok(Json(session.vault.compromise(caller, &key).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -226,10 +232,11 @@ pub async fn destroy_key(
     q: Result<Query<DestroyQuery>, QueryRejection>,
 ) -> ApiResult<Json<DestroyedView>> {
     let resource = audit_resource(&key);
-    let caller = s.auth(&ctx, AuditAction::KeyDestroy, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyDestroy, &resource).await?;
+    let caller = &session.caller;
     let parsed = key_ref(&key, &ctx).and_then(|k| query(q, &ctx).map(|q| (k, q.force)));
-    let (key, force) = s.input(&caller, AuditAction::KeyDestroy, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.destroy(&caller, &key, force).await.map_err(core(&ctx))?))
+    let (key, force) = session.input(parsed).await?;
+    Ok(Json(session.vault.destroy(caller, &key, force).await.map_err(core(&ctx))?))
 }
 
 pub async fn shred_tenant(
@@ -238,25 +245,26 @@ pub async fn shred_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<ShreddedView>> {
     let resource = audit_resource(&format!("tenant:{tenant}"));
-    let caller = s.auth(&ctx, AuditAction::TenantShred, &resource).await?;
-    let name = s
-        .input(&caller, AuditAction::TenantShred, &resource, TenantName::parse(&tenant).map_err(name_error(&ctx)))
-        .await?;
-    Ok(Json(s.vault(&ctx)?.shred_tenant(&caller, &name).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::TenantShred, &resource).await?;
+    let caller = &session.caller;
+    let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
+    Ok(Json(session.vault.shred_tenant(caller, &name).await.map_err(core(&ctx))?))
 }
 
 pub async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
-    let caller = s.auth(&ctx, AuditAction::KeyJobs, "").await?;
-    Ok(Json(s.vault(&ctx)?.jobs(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::KeyJobs, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.jobs(caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_job(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&format!("job:{id}"));
-    let caller = s.auth(&ctx, AuditAction::KeyJob, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyJob, &resource).await?;
+    let caller = &session.caller;
     let parsed =
         JobId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a job id is a UUID", ctx.request_id));
-    let id = s.input(&caller, AuditAction::KeyJob, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.job(&caller, id).await.map_err(core(&ctx))?))
+    let id = session.input(parsed).await?;
+    Ok(Json(session.vault.job(caller, id).await.map_err(core(&ctx))?))
 }
 
 // ---- certificates -------------------------------------------------------------------------
@@ -276,7 +284,8 @@ pub async fn issue_certificate(
     body: RawBody,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CertIssue, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CertIssue, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -290,8 +299,8 @@ pub async fn issue_certificate(
             .map(|secs| secs.unsigned_abs());
         Ok((cref, lifetime))
     })();
-    let (cref, lifetime) = s.input(&caller, AuditAction::CertIssue, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.issue_certificate(&caller, &cref, lifetime).await.map_err(core(&ctx))?))
+    let (cref, lifetime) = session.input(parsed).await?;
+    Ok(Json(session.vault.issue_certificate(caller, &cref, lifetime).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -306,7 +315,8 @@ pub async fn list_certificates(
     ctx: ReqCtx,
     q: Result<Query<CertListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
-    let caller = s.auth(&ctx, AuditAction::CertList, "").await?;
+    let session = s.session(&ctx, AuditAction::CertList, "").await?;
+    let caller = &session.caller;
     let parsed = query(q, &ctx).and_then(|q| {
         q.expiring
             .as_deref()
@@ -315,8 +325,8 @@ pub async fn list_certificates(
             .map(|d| d.map(i64::unsigned_abs))
             .map_err(bad(ErrorCode::BadRequest, &ctx))
     });
-    let expiring = s.input(&caller, AuditAction::CertList, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.list_certificates(&caller, expiring).await.map_err(core(&ctx))?))
+    let expiring = session.input(parsed).await?;
+    Ok(Json(session.vault.list_certificates(caller, expiring).await.map_err(core(&ctx))?))
 }
 
 pub async fn revoke_certificate(
@@ -325,6 +335,7 @@ pub async fn revoke_certificate(
     Path(thumbprint): Path<String>,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("cert:{thumbprint}"));
-    let caller = s.auth(&ctx, AuditAction::CertRevoke, &resource).await?;
-    Ok(Json(s.vault(&ctx)?.revoke_certificate(&caller, &thumbprint).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CertRevoke, &resource).await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.revoke_certificate(caller, &thumbprint).await.map_err(core(&ctx))?))
 }

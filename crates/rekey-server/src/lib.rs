@@ -22,6 +22,7 @@ pub mod openapi;
 mod pages;
 mod report;
 mod routes;
+mod session;
 mod state;
 
 pub use app::{router, App, Started};

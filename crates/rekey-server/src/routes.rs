@@ -1,9 +1,8 @@
-//! Handlers for `/v1`. Each authenticates first (so that every request is audited, even a
-//! malformed one), then parses its input, then calls one use case.
+//! Handlers for `/v1`. Each opens a [`Session`](crate::session::Session) first (so that every
+//! request is audited, even a malformed one), then parses its input, then calls one use case.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -17,7 +16,7 @@ use rekey_core::import::{ImportLine, ImportMode, ImportOptions, SecretText};
 use rekey_core::tenants::NewTenant;
 use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
 use rekey_core::views::*;
-use rekey_core::{Caller, CoreError, Vault};
+use rekey_core::CoreError;
 use rekey_types::{
     AuditAction, CredRef, CredentialKind, CredentialName, ErrorCode, Region, Role, Secret, TenantName, TokenId,
 };
@@ -34,44 +33,6 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 /// anything unprintable.
 pub(crate) fn audit_resource(raw: &str) -> String {
     raw.chars().take(160).map(|c| if c.is_ascii_graphic() { c } else { '?' }).collect()
-}
-
-impl AppState {
-    /// The open vault; `503 sealed` while the seal is closed.
-    pub(crate) fn vault(&self, ctx: &ReqCtx) -> ApiResult<Arc<Vault>> {
-        self.keeper.vault().map_err(core(ctx))
-    }
-
-    pub(crate) async fn auth(&self, ctx: &ReqCtx, action: AuditAction, resource: &str) -> ApiResult<Caller> {
-        // Authenticated already, before its body was read (see `guard`).
-        if let Some(caller) = &ctx.caller {
-            return Ok(caller.clone());
-        }
-        self.vault(ctx)?
-            .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
-            .await
-            .map_err(|e| ApiError::from_core(e, ctx.request_id))
-    }
-
-    /// Passes parsed input through, auditing a failure to parse it.
-    pub(crate) async fn input<T>(
-        &self,
-        caller: &Caller,
-        action: AuditAction,
-        resource: &str,
-        parsed: ApiResult<T>,
-    ) -> ApiResult<T> {
-        match parsed {
-            Ok(v) => Ok(v),
-            Err(e) => match self.keeper.vault() {
-                Err(sealed) => Err(ApiError::from_core(sealed, caller.request_id)),
-                Ok(vault) => match vault.record_rejection(caller, action, resource, e.code).await {
-                    Ok(()) => Err(e),
-                    Err(audit) => Err(ApiError::from_core(audit, caller.request_id)),
-                },
-            },
-        }
-    }
 }
 
 pub(crate) fn core(ctx: &ReqCtx) -> impl FnOnce(CoreError) -> ApiError + '_ {
@@ -129,8 +90,9 @@ pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<St
             integrity_failures: None,
         }));
     }
-    let caller = s.auth(&ctx, AuditAction::SysStatus, "").await?;
-    Ok(Json(s.vault(&ctx)?.status(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::SysStatus, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.status(caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn openapi() -> Response {
@@ -158,7 +120,8 @@ struct CreateTenantBody {
 }
 
 pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<TenantView>> {
-    let caller = s.auth(&ctx, AuditAction::TenantCreate, "").await?;
+    let session = s.session(&ctx, AuditAction::TenantCreate, "").await?;
+    let caller = &session.caller;
     let parsed = async {
         let b: CreateTenantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok(NewTenant {
@@ -168,8 +131,8 @@ pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
         })
     }
     .await;
-    let new = s.input(&caller, AuditAction::TenantCreate, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.create_tenant(&caller, new).await.map_err(core(&ctx))?))
+    let new = session.input(parsed).await?;
+    Ok(Json(session.vault.create_tenant(caller, new).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -185,15 +148,16 @@ pub async fn list_tenants(
     ctx: ReqCtx,
     q: Result<Query<ListTenantsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<TenantView>>> {
-    let caller = s.auth(&ctx, AuditAction::TenantList, "").await?;
+    let session = s.session(&ctx, AuditAction::TenantList, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
         let after = q.after.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
         Ok((region, after, q.limit.unwrap_or(1000)))
     })();
-    let (region, after, limit) = s.input(&caller, AuditAction::TenantList, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.list_tenants(&caller, region, after, limit).await.map_err(core(&ctx))?))
+    let (region, after, limit) = session.input(parsed).await?;
+    Ok(Json(session.vault.list_tenants(caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_tenant(
@@ -202,11 +166,10 @@ pub async fn show_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantView>> {
     let resource = audit_resource(&tenant);
-    let caller = s.auth(&ctx, AuditAction::TenantShow, &resource).await?;
-    let name = s
-        .input(&caller, AuditAction::TenantShow, &resource, TenantName::parse(&tenant).map_err(name_error(&ctx)))
-        .await?;
-    Ok(Json(s.vault(&ctx)?.show_tenant(&caller, &name).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::TenantShow, &resource).await?;
+    let caller = &session.caller;
+    let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
+    Ok(Json(session.vault.show_tenant(caller, &name).await.map_err(core(&ctx))?))
 }
 
 // ---- credentials --------------------------------------------------------------------------
@@ -262,14 +225,15 @@ pub async fn put_credential(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredPut, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredPut, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: PutBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.into_input(&ctx)?))
     })();
-    let (cref, input) = s.input(&caller, AuditAction::CredPut, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.put_credential(&caller, &cref, input).await.map_err(core(&ctx))?))
+    let (cref, input) = session.input(parsed).await?;
+    Ok(Json(session.vault.put_credential(caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
 pub async fn show_credential(
@@ -278,9 +242,10 @@ pub async fn show_credential(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredShow, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredShow, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.show_credential(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredShow, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.show_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub async fn delete_credential(
@@ -289,9 +254,10 @@ pub async fn delete_credential(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredDelete, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredDelete, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    s.vault(&ctx)?.delete_credential(&caller, &cref).await.map_err(core(&ctx))?;
+    let session = s.session(&ctx, AuditAction::CredDelete, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    session.vault.delete_credential(caller, &cref).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
 }
 
@@ -320,10 +286,11 @@ pub async fn reveal(
     q: Result<Query<RevealQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredReveal, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredReveal, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
-    let (cref, version) = s.input(&caller, AuditAction::CredReveal, &resource, parsed).await?;
-    let revealed = s.vault(&ctx)?.reveal(&caller, &cref, version).await.map_err(core(&ctx))?;
+    let (cref, version) = session.input(parsed).await?;
+    let revealed = session.vault.reveal(caller, &cref, version).await.map_err(core(&ctx))?;
     let text = std::str::from_utf8(revealed.secret.expose()).ok();
     let b64 = match text {
         Some(_) => None,
@@ -358,7 +325,8 @@ pub async fn list_credentials(
     ctx: ReqCtx,
     q: Result<Query<ListCredentialsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CredentialView>>> {
-    let caller = s.auth(&ctx, AuditAction::CredList, "").await?;
+    let session = s.session(&ctx, AuditAction::CredList, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
@@ -372,8 +340,8 @@ pub async fn list_credentials(
         let after = q.after.as_deref().map(CredRef::parse).transpose().map_err(name_error(&ctx))?;
         Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
     })();
-    let (tenant, kind, region, after, limit) = s.input(&caller, AuditAction::CredList, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.list_credentials(&caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
+    let (tenant, kind, region, after, limit) = session.input(parsed).await?;
+    Ok(Json(session.vault.list_credentials(caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
 }
 
 pub async fn versions(
@@ -382,9 +350,10 @@ pub async fn versions(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<VersionView>>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredVersions, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredVersions, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.versions(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredVersions, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.versions(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -400,14 +369,15 @@ pub async fn rollback(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredRollback, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredRollback, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RollbackBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.to))
     })();
-    let (cref, to) = s.input(&caller, AuditAction::CredRollback, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.rollback(&caller, &cref, to).await.map_err(core(&ctx))?))
+    let (cref, to) = session.input(parsed).await?;
+    Ok(Json(session.vault.rollback(caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -428,14 +398,15 @@ pub async fn retarget(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredRetarget, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredRetarget, &resource).await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RetargetBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b))
     })();
-    let (cref, b) = s.input(&caller, AuditAction::CredRetarget, &resource, parsed).await?;
-    Ok(Json(s.vault(&ctx)?.retarget(&caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
+    let (cref, b) = session.input(parsed).await?;
+    Ok(Json(session.vault.retarget(caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
 }
 
 pub async fn promote(
@@ -444,9 +415,10 @@ pub async fn promote(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredPromote, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredPromote, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.promote(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredPromote, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.promote(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub async fn verify(
@@ -455,9 +427,10 @@ pub async fn verify(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::HealthView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredVerify, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredVerify, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.verify_credential(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredVerify, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.verify_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub async fn rotate(
@@ -466,9 +439,10 @@ pub async fn rotate(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::RotationView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredRotateStart, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredRotateStart, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.rotate_credential(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredRotateStart, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.rotate_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub async fn rotations(
@@ -477,9 +451,10 @@ pub async fn rotations(
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<rekey_core::connectors::RotationView>>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let caller = s.auth(&ctx, AuditAction::CredRotations, &resource).await?;
-    let cref = s.input(&caller, AuditAction::CredRotations, &resource, cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.rotations(&caller, &cref).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::CredRotations, &resource).await?;
+    let caller = &session.caller;
+    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
+    Ok(Json(session.vault.rotations(caller, &cref).await.map_err(core(&ctx))?))
 }
 
 // ---- import -------------------------------------------------------------------------------
@@ -502,7 +477,8 @@ pub async fn import(
     q: Result<Query<ImportQuery>, QueryRejection>,
     body: RawBody,
 ) -> ApiResult<Json<rekey_core::import::ImportReport>> {
-    let caller = s.auth(&ctx, AuditAction::CredImport, "").await?;
+    let session = s.session(&ctx, AuditAction::CredImport, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -525,8 +501,8 @@ pub async fn import(
         };
         Ok((lines, options))
     })();
-    let (lines, options) = s.input(&caller, AuditAction::CredImport, "", parsed).await?;
-    Ok(Json(s.vault(&ctx)?.import_chunk(&caller, lines, options).await.map_err(core(&ctx))?))
+    let (lines, options) = session.input(parsed).await?;
+    Ok(Json(session.vault.import_chunk(caller, lines, options).await.map_err(core(&ctx))?))
 }
 
 // ---- tokens -------------------------------------------------------------------------------
@@ -554,7 +530,8 @@ struct CreatedToken<'a> {
 }
 
 pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let caller = s.auth(&ctx, AuditAction::TokenCreate, "").await?;
+    let session = s.session(&ctx, AuditAction::TokenCreate, "").await?;
+    let caller = &session.caller;
     let parsed = (|| {
         let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let role =
@@ -581,8 +558,8 @@ pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
         };
         Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
     })();
-    let spec = s.input(&caller, AuditAction::TokenCreate, "", parsed).await?;
-    let (view, issued) = s.vault(&ctx)?.create_token(&caller, spec).await.map_err(core(&ctx))?;
+    let spec = session.input(parsed).await?;
+    let (view, issued) = session.vault.create_token(caller, spec).await.map_err(core(&ctx))?;
     let body = CreatedToken { token: view, secret: issued.expose() };
     let json =
         serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
@@ -600,8 +577,9 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
-    let caller = s.auth(&ctx, AuditAction::TokenList, "").await?;
-    Ok(Json(s.vault(&ctx)?.list_tokens(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::TokenList, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.list_tokens(caller).await.map_err(core(&ctx))?))
 }
 
 pub async fn revoke_token(
@@ -610,11 +588,12 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("token:{id}"));
-    let caller = s.auth(&ctx, AuditAction::TokenRevoke, &resource).await?;
+    let session = s.session(&ctx, AuditAction::TokenRevoke, &resource).await?;
+    let caller = &session.caller;
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
-    let id = s.input(&caller, AuditAction::TokenRevoke, &resource, parsed).await?;
-    s.vault(&ctx)?.revoke_token(&caller, id).await.map_err(core(&ctx))?;
+    let id = session.input(parsed).await?;
+    session.vault.revoke_token(caller, id).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
 }
 
@@ -632,14 +611,16 @@ pub async fn audit_events(
     ctx: ReqCtx,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
-    let caller = s.auth(&ctx, AuditAction::AuditRead, "").await?;
-    let q = s.input(&caller, AuditAction::AuditRead, "", query(q, &ctx)).await?;
-    Ok(Json(s.vault(&ctx)?.audit_events(&caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::AuditRead, "").await?;
+    let caller = &session.caller;
+    let q = session.input(query(q, &ctx)).await?;
+    Ok(Json(session.vault.audit_events(caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
 pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
-    let caller = s.auth(&ctx, AuditAction::AuditVerify, "").await?;
-    Ok(Json(s.vault(&ctx)?.audit_verify(&caller).await.map_err(core(&ctx))?))
+    let session = s.session(&ctx, AuditAction::AuditVerify, "").await?;
+    let caller = &session.caller;
+    Ok(Json(session.vault.audit_verify(caller).await.map_err(core(&ctx))?))
 }
 
 // ---- fallbacks ----------------------------------------------------------------------------

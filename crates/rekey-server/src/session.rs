@@ -1,0 +1,57 @@
+//! One way into the core per request. [`AppState::session`] takes the open vault once,
+//! authenticates the caller (or takes the one the guard authenticated before reading a body),
+//! and remembers the action and resource, so that a failure to parse the input is audited under
+//! them ([`Session::input`]) before the handler calls its one use case on [`Session::vault`].
+
+use std::sync::Arc;
+
+use rekey_core::{Caller, Vault};
+use rekey_types::{AuditAction, RequestId};
+
+use crate::extract::ReqCtx;
+use crate::routes::{core, ApiResult};
+use crate::state::AppState;
+use crate::ApiError;
+
+/// An authenticated request on its way into the core.
+pub(crate) struct Session<'a> {
+    pub vault: Arc<Vault>,
+    pub caller: Caller,
+    action: AuditAction,
+    resource: &'a str,
+    request_id: RequestId,
+}
+
+impl AppState {
+    /// The open vault (`503 sealed` otherwise) and the authenticated caller; every refusal is
+    /// audited under `action` and `resource`.
+    pub(crate) async fn session<'a>(
+        &self,
+        ctx: &ReqCtx,
+        action: AuditAction,
+        resource: &'a str,
+    ) -> ApiResult<Session<'a>> {
+        let vault = self.keeper.vault().map_err(core(ctx))?;
+        let caller = match &ctx.caller {
+            // Authenticated already, before its body was read (see `guard`).
+            Some(caller) => caller.clone(),
+            None => vault
+                .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
+                .await
+                .map_err(core(ctx))?,
+        };
+        Ok(Session { vault, caller, action, resource, request_id: ctx.request_id })
+    }
+}
+
+impl Session<'_> {
+    /// Passes parsed input through; a failure is audited first (and if that cannot be, the
+    /// request fails as the audit log's failure).
+    pub(crate) async fn input<T>(&self, parsed: ApiResult<T>) -> ApiResult<T> {
+        let Err(e) = parsed else { return parsed };
+        match self.vault.record_rejection(&self.caller, self.action, self.resource, e.code).await {
+            Ok(()) => Err(e),
+            Err(audit) => Err(ApiError::from_core(audit, self.request_id)),
+        }
+    }
+}
