@@ -429,6 +429,7 @@ fn all_under_active_keks(db: &Path) -> bool {
 fn reveal_all(addr: &str, token: &str, expected: &[(String, String)]) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
+        rekey_server::install_crypto_provider();
         let http = reqwest::Client::new();
         for (cred, secret) in expected {
             let (t, n) = cred.split_once('/').unwrap();

@@ -37,6 +37,14 @@ pub mod smtp;
 mod tls;
 
 pub use egress::{Denied, EgressPolicy, PolicyError};
+
+/// Installs aws-lc-rs as the process's rustls provider: the one every TLS connection Rekey makes
+/// or accepts uses (the connectors build their configurations with it explicitly). Harmless if
+/// a provider is installed already. A client built without a configuration of its own (the
+/// CLI's) needs it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
 pub use error::ConnectError;
 pub(crate) use error::Failure;
 

@@ -49,7 +49,10 @@ impl Webhook {
         if secret.len() < 16 {
             return Err(NotifyError::Config("the webhook secret must be at least 16 bytes".into()));
         }
+        let tls = crate::tls::public_config()
+            .map_err(|_| NotifyError::Config("the TLS configuration could not be built".into()))?;
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
             .connect_timeout(timeout)
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -23,7 +23,13 @@ const CACHE_LIMIT: usize = 1024;
 
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
+}
+
+/// The client configuration for a target without a credential's settings (a webhook): the
+/// Mozilla roots, certificates checked.
+pub(crate) fn public_config() -> Result<Arc<ClientConfig>, Failure> {
+    client_config(&Fields::default())
 }
 
 /// The client configuration for a credential's fields.

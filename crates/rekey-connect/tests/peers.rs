@@ -270,6 +270,7 @@ async fn register_app(p: &Peers, cert_pem: &str) -> (String, String) {
     let der = pem_to_der(cert_pem);
     use base64::Engine;
     let body = serde_json::json!({"certificate": base64::engine::general_purpose::STANDARD.encode(der)});
+    rekey_connect::install_crypto_provider();
     let r: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/_standin/applications", p.oidc))
         .json(&body)
@@ -334,6 +335,7 @@ async fn entra_certificate_assertion_and_graph_key_roll() {
 async fn entra_client_secret_roll_through_graph_add_and_remove_password() {
     let Some(p) = peers() else { return };
     let k = CredentialKind::EntraApp;
+    rekey_connect::install_crypto_provider();
     let r: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/_standin/applications", p.oidc))
         .json(&serde_json::json!({"secret": "first-secret-value"}))

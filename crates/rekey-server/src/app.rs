@@ -113,7 +113,7 @@ impl App {
                 })
             }
             Some(tls) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
+                rekey_connect::install_crypto_provider();
                 let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
                     .await
                     .map_err(BuildError::Tls)?;

@@ -21,8 +21,17 @@ pub struct ReqCtx {
     pub request_id: RequestId,
     pub source: IpAddr,
     pub bearer: Option<Zeroizing<String>>,
-    /// The caller, when the token was checked before the body was read (see `guard`).
-    pub caller: Option<rekey_core::policy::Caller>,
+    /// The vault and the caller, when the token was checked before the body was read (see
+    /// `guard`).
+    pub authenticated: Option<Authenticated>,
+}
+
+/// What the guard found before reading a body: the open vault it checked the token with, and
+/// the caller. The request goes on with that vault (see `session`).
+#[derive(Clone)]
+pub struct Authenticated {
+    pub vault: std::sync::Arc<rekey_core::Vault>,
+    pub caller: rekey_core::policy::Caller,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
@@ -33,8 +42,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
         let source = source_of(&parts.extensions)
             .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no client address", request_id))?;
         let bearer = bearer_of(&parts.headers);
-        let caller = parts.extensions.get::<rekey_core::policy::Caller>().cloned();
-        Ok(Self { request_id, source, bearer, caller })
+        let authenticated = parts.extensions.remove::<Authenticated>();
+        Ok(Self { request_id, source, bearer, authenticated })
     }
 }
 

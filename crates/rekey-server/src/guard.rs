@@ -142,7 +142,7 @@ pub async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, req
             .await
         {
             Ok(caller) => {
-                req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(crate::extract::Authenticated { vault, caller });
             }
             Err(e) => return ApiError::from_core(e, request_id).into_response(),
         }

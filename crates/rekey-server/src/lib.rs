@@ -28,3 +28,4 @@ mod state;
 pub use app::{router, App, Started};
 pub use config::Config;
 pub use error::ApiError;
+pub use rekey_connect::install_crypto_provider;

@@ -31,15 +31,16 @@ impl AppState {
         action: AuditAction,
         resource: &'a str,
     ) -> ApiResult<Session<'a>> {
+        // Authenticated already, before its body was read (see `guard`): the same vault.
+        if let Some(a) = &ctx.authenticated {
+            let (vault, caller) = (a.vault.clone(), a.caller.clone());
+            return Ok(Session { vault, caller, action, resource, request_id: ctx.request_id });
+        }
         let vault = self.keeper.vault().map_err(core(ctx))?;
-        let caller = match &ctx.caller {
-            // Authenticated already, before its body was read (see `guard`).
-            Some(caller) => caller.clone(),
-            None => vault
-                .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
-                .await
-                .map_err(core(ctx))?,
-        };
+        let caller = vault
+            .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
+            .await
+            .map_err(core(ctx))?;
         Ok(Session { vault, caller, action, resource, request_id: ctx.request_id })
     }
 }
