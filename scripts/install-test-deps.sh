@@ -46,6 +46,9 @@ python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q --disable-
 
 scripts/browser/install.sh
 
+if ! cargo deny --version >/dev/null 2>&1; then
+  cargo install --locked --no-default-features cargo-deny
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 
 scripts/install-test-deps.sh
 
+# The shape of the code and of its dependencies: no import circle between a crate's modules,
+# and licences, sources and banned crates (one crypto provider) as deny.toml says.
+scripts/lint/module-circles.py
+cargo deny --log-level error check licenses bans sources
+
 run=$(mktemp -d /tmp/rekey-test.XXXXXX)
 chmod 755 "$run"
 cleanup() {
