@@ -11,7 +11,7 @@ use rekey_server::App;
 
 use crate::connect::{add_accounts, call, http, import_accounts, peers, raw_password_modify_loop, tls_config};
 
-pub async fn run(accounts: usize, concurrency: usize) -> Result<()> {
+pub(crate) async fn run(accounts: usize, concurrency: usize) -> Result<()> {
     let p = peers()?;
     let n = accounts;
     let dir = tempfile::tempdir()?;

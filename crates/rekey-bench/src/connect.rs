@@ -94,7 +94,7 @@ pub(crate) async fn call(addr: SocketAddr, request: &[u8]) -> Result<serde_json:
     Ok(serde_json::from_slice(&body)?)
 }
 
-pub async fn run(seconds: u64, concurrency: usize, rounds: usize, accounts: usize) -> Result<()> {
+pub(crate) async fn run(seconds: u64, concurrency: usize, rounds: usize, accounts: usize) -> Result<()> {
     let p = peers()?;
     let dir = tempfile::tempdir()?;
     let mut config = crate::dev_config(&dir.path().join("data"));

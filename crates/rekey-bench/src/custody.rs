@@ -32,7 +32,7 @@ fn config(data: &Path, seal: &str) -> Config {
 /// case (real encryption, real audit events).
 /// Loads `credentials` ldap credentials, `per_tenant` to a tenant, tenants in `uk`, `us` and
 /// `eu` in turn; returns (tenants, per tenant).
-pub async fn load_dataset(
+pub(crate) async fn load_dataset(
     vault: &Vault,
     caller: &Caller,
     credentials: usize,
@@ -71,7 +71,7 @@ pub async fn load_dataset(
 /// of any server `work` built, and the SQLite files it opened are closed (the audit writer's
 /// threads let go of them just after the runtime): the process then no longer holds that
 /// server's file, which a `rekey serve` process started next must take.
-pub fn on_own_runtime<T: Send + 'static, F: std::future::Future<Output = Result<T>>>(
+pub(crate) fn on_own_runtime<T: Send + 'static, F: std::future::Future<Output = Result<T>>>(
     work: impl FnOnce() -> F + Send + 'static,
 ) -> Result<T> {
     let result = std::thread::spawn(move || {
@@ -87,7 +87,7 @@ pub fn on_own_runtime<T: Send + 'static, F: std::future::Future<Output = Result<
     result
 }
 
-pub async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {
+pub(crate) async fn caller_of(vault: &Vault, root: &str) -> Result<Caller> {
     Ok(vault
         .authenticate(Some(root), "127.0.0.1".parse()?, RequestId::generate(), rekey_types::AuditAction::HttpAuth, "")
         .await?)
@@ -308,7 +308,7 @@ fn softhsm_token(dir: &Path) -> Result<PathBuf> {
     Ok(conf)
 }
 
-pub async fn run(credentials: usize, data: Option<PathBuf>, hsm: bool) -> Result<()> {
+pub(crate) async fn run(credentials: usize, data: Option<PathBuf>, hsm: bool) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let base = data.unwrap_or_else(|| tmp.path().to_owned());
     let shamir_dir = base.join("shamir");

@@ -21,7 +21,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub async fn run(credentials: usize, per_tenant: usize, data: Option<PathBuf>, postgres: Option<String>) -> Result<()> {
+pub(crate) async fn run(
+    credentials: usize,
+    per_tenant: usize,
+    data: Option<PathBuf>,
+    postgres: Option<String>,
+) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = data.unwrap_or_else(|| tmp.path().join("sqlite"));
     let expected = expected_in_uk_us(credentials, per_tenant);

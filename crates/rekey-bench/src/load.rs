@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     pub requests: u64,
     pub errors: u64,
     pub seconds: f64,
@@ -18,12 +18,12 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
 
     /// Latency percentile in milliseconds.
-    pub fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
@@ -67,7 +67,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(u16
 }
 
 /// One request on a fresh connection.
-pub async fn one(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>)> {
+pub(crate) async fn one(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.write_all(request).await?;
     read_response(&mut stream, &mut Vec::new()).await
@@ -76,7 +76,12 @@ pub async fn one(addr: SocketAddr, request: &[u8]) -> Result<(u16, Vec<u8>)> {
 /// `connections` connections, each sending its request (round-robin over `requests`) as soon
 /// as the previous answer arrived, for `duration`. Runs on a runtime of its own (2 threads) so
 /// the load does not queue behind the server's tasks.
-pub async fn load(addr: SocketAddr, requests: Vec<Vec<u8>>, connections: usize, duration: Duration) -> LoadResult {
+pub(crate) async fn load(
+    addr: SocketAddr,
+    requests: Vec<Vec<u8>>,
+    connections: usize,
+    duration: Duration,
+) -> LoadResult {
     let requests = Arc::new(requests);
     let handle = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");

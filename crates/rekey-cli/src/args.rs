@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "rekey", version, about = "Breach-ready vault for the credentials you hold for your customers")]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
@@ -14,7 +14,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Clone)]
-pub struct Global {
+pub(crate) struct Global {
     /// Server address.
     #[arg(long, env = "REKEY_ADDR", default_value = "http://127.0.0.1:8200", global = true)]
     pub addr: String,
@@ -34,7 +34,7 @@ pub struct Global {
 
 /// What `--output` takes.
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OutputArg {
+pub(crate) enum OutputArg {
     Table,
     Json,
     Csv,
@@ -42,13 +42,13 @@ pub enum OutputArg {
 
 /// How a command prints (`csv` is handled by the one command that exports rows).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Table,
     Json,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Seal, store and counts.
@@ -96,7 +96,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand)]
-pub enum KeyCmd {
+pub(crate) enum KeyCmd {
     /// The root key and every tenant KEK, with versions, state and what each wraps.
     List {
         #[arg(long)]
@@ -151,7 +151,7 @@ pub enum KeyCmd {
 }
 
 #[derive(Subcommand)]
-pub enum CertCmd {
+pub(crate) enum CertCmd {
     /// Issue a key pair and certificate for an entra-app credential; the key becomes its pending version.
     Issue {
         /// tenant/name
@@ -171,7 +171,7 @@ pub enum CertCmd {
 }
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Quickstart mode: SQLite and a dev seal in --data, plain HTTP on loopback. Not for production.
     #[arg(long)]
     pub dev: bool,
@@ -187,7 +187,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TenantCmd {
+pub(crate) enum TenantCmd {
     /// Create a tenant (and its first key).
     Create {
         name: String,
@@ -218,7 +218,7 @@ pub enum TenantCmd {
 }
 
 #[derive(Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     /// tenant/name of one credential.
     #[arg(conflicts_with_all = ["tenant", "kind"], required_unless_present_any = ["tenant", "kind"])]
     pub cred: Option<String>,
@@ -234,7 +234,7 @@ pub struct RotateArgs {
 }
 
 #[derive(Subcommand)]
-pub enum CredCmd {
+pub(crate) enum CredCmd {
     /// Store a new version of a credential (creating it if new). The secret comes from stdin or
     /// a file, never from an argument.
     Put(PutArgs),
@@ -297,7 +297,7 @@ pub enum CredCmd {
 }
 
 #[derive(Args)]
-pub struct PutArgs {
+pub(crate) struct PutArgs {
     /// tenant/name
     pub cred: String,
     /// ldap, entra-app, pop3, smtp or generic.
@@ -327,7 +327,7 @@ pub struct PutArgs {
 }
 
 #[derive(Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The file, or - for standard input.
     pub file: PathBuf,
     /// Write the good lines and list the bad ones (default: all or nothing).
@@ -342,7 +342,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Subcommand)]
-pub enum TokenCmd {
+pub(crate) enum TokenCmd {
     /// Create a token. Its secret is printed once.
     Create {
         #[arg(long)]
@@ -368,7 +368,7 @@ pub enum TokenCmd {
 }
 
 #[derive(Subcommand)]
-pub enum AuditCmd {
+pub(crate) enum AuditCmd {
     /// The last events.
     Tail {
         #[arg(short = 'n', default_value_t = 50)]
@@ -384,7 +384,7 @@ pub enum AuditCmd {
 }
 
 #[derive(Subcommand)]
-pub enum IncidentCmd {
+pub(crate) enum IncidentCmd {
     /// Record an incident and compute its blast radius: every credential in scope, with why.
     Open {
         #[arg(long)]
@@ -418,7 +418,7 @@ pub enum IncidentCmd {
 }
 
 #[derive(Subcommand)]
-pub enum CampaignCmd {
+pub(crate) enum CampaignCmd {
     /// Start a campaign for an open incident: automatic rotation where Rekey holds the rights,
     /// a single-use reset link for the tenant's administrator elsewhere.
     Start {
@@ -475,7 +475,7 @@ pub enum CampaignCmd {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     Html,
     Json,
     Csv,

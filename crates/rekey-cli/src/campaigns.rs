@@ -18,7 +18,7 @@ use crate::output::{pairs, table};
 /// Items fetched per request.
 const PAGE: usize = 5_000;
 
-pub async fn run(c: &Client, cmd: CampaignCmd, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn run(c: &Client, cmd: CampaignCmd, format: OutputFormat) -> Result<ExitCode> {
     match cmd {
         CampaignCmd::Start { incident, deadline, notify } => {
             let body = json!({ "incident": incident, "deadline": deadline, "notify": notify });

@@ -19,7 +19,7 @@ pub(crate) fn cred_path(cred: &str) -> Result<String> {
 
 /// An error answered by the server.
 #[derive(Debug, Deserialize)]
-pub struct ApiFailure {
+pub(crate) struct ApiFailure {
     pub code: String,
     pub message: String,
     pub request_id: String,
@@ -35,14 +35,14 @@ impl fmt::Display for ApiFailure {
 
 impl std::error::Error for ApiFailure {}
 
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<Zeroizing<String>>,
 }
 
 impl Client {
-    pub fn new(global: &Global) -> Result<Self> {
+    pub(crate) fn new(global: &Global) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
@@ -70,7 +70,7 @@ impl Client {
         Ok(Self { http: builder.build().context("building the HTTP client")?, base, token })
     }
 
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut r = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             r = r.bearer_auth(t.as_str());
@@ -78,11 +78,11 @@ impl Client {
         r
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
         self.send(self.request(Method::GET, path).query(query)).await
     }
 
-    pub async fn json<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -91,13 +91,13 @@ impl Client {
         self.send(self.request(method, path).json(body)).await
     }
 
-    pub async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    pub(crate) async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let bytes = self.send_raw(request).await?;
         serde_json::from_slice(&bytes).context("the server's answer is not what this client expects")
     }
 
     /// Sends and returns the body of a successful answer; an error answer becomes [`ApiFailure`].
-    pub async fn send_raw(&self, request: RequestBuilder) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) async fn send_raw(&self, request: RequestBuilder) -> Result<Zeroizing<Vec<u8>>> {
         let response = request.send().await.with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = response.status();
         let bytes = Zeroizing::new(response.bytes().await.context("reading the server's answer")?.to_vec());

@@ -176,7 +176,7 @@ fn events_table(es: &[AuditEventView]) {
     );
 }
 
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
     let csv = cli.global.output == Some(crate::args::OutputArg::Csv);
     let format = output::format(cli.global.output);
     let client = || Client::new(&cli.global);

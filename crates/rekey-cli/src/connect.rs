@@ -18,7 +18,7 @@ use crate::output::{pairs, table};
 /// Exit status when a check or a rotation did not succeed (the command itself worked).
 const NOT_OK: u8 = 3;
 
-pub async fn verify(c: &Client, cred: &str, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn verify(c: &Client, cred: &str, format: OutputFormat) -> Result<ExitCode> {
     let h: HealthView = c.send(c.request(Method::POST, &format!("{}/verify", cred_path(cred)?))).await?;
     show(format, &h, |h| {
         pairs(&[
@@ -33,7 +33,7 @@ pub async fn verify(c: &Client, cred: &str, format: OutputFormat) -> Result<Exit
     Ok(if h.status == "ok" { ExitCode::SUCCESS } else { ExitCode::from(NOT_OK) })
 }
 
-pub async fn rotations(c: &Client, cred: &str, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn rotations(c: &Client, cred: &str, format: OutputFormat) -> Result<ExitCode> {
     let rs: Vec<RotationView> = c.get(&format!("{}/rotations", cred_path(cred)?), &[]).await?;
     show(format, &rs, |rs| rotations_table(rs));
     Ok(ExitCode::SUCCESS)
@@ -56,7 +56,7 @@ fn rotations_table(rs: &[RotationView]) {
     )
 }
 
-pub async fn rotate(c: &Client, args: RotateArgs, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn rotate(c: &Client, args: RotateArgs, format: OutputFormat) -> Result<ExitCode> {
     if let Some(cred) = &args.cred {
         let r: RotationView = c.send(c.request(Method::POST, &format!("{}/rotate", cred_path(cred)?))).await?;
         let ok = matches!(r.state.as_str(), "promoted" | "retired");

@@ -122,7 +122,7 @@ fn print_errors(errors: &[LineError]) {
     }
 }
 
-pub async fn run(client: &Client, args: ImportArgs, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn run(client: &Client, args: ImportArgs, format: OutputFormat) -> Result<ExitCode> {
     let source = if args.file.as_os_str() == "-" {
         let mut buf = Zeroizing::new(Vec::new());
         std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;

@@ -16,7 +16,7 @@ use crate::output::{csv_field, pairs, table};
 /// Rows fetched per request when exporting an incident's credentials.
 const PAGE: usize = 5_000;
 
-pub async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv: bool) -> Result<ExitCode> {
+pub(crate) async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv: bool) -> Result<ExitCode> {
     match cmd {
         IncidentCmd::Open { title, scope, since } => {
             let since = since.map(|s| parse_since(&s)).transpose()?;

@@ -25,7 +25,7 @@ fn show<T: serde::Serialize>(format: OutputFormat, value: &T, as_table: impl FnO
 }
 
 /// Asks for confirmation on a terminal; refuses without `--yes` elsewhere.
-pub fn confirm(what: &str, word: &str, yes: bool) -> Result<()> {
+pub(crate) fn confirm(what: &str, word: &str, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -57,7 +57,7 @@ struct UnsealAnswer {
     root_token: Option<String>,
 }
 
-pub async fn init(c: &Client, shares: u8, threshold: u8, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn init(c: &Client, shares: u8, threshold: u8, format: OutputFormat) -> Result<ExitCode> {
     let bytes = c
         .send_raw(c.request(Method::POST, "/v1/sys/init").json(&json!({ "shares": shares, "threshold": threshold })))
         .await?;
@@ -80,7 +80,7 @@ pub async fn init(c: &Client, shares: u8, threshold: u8, format: OutputFormat) -
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn unseal(c: &Client, reset: bool, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn unseal(c: &Client, reset: bool, format: OutputFormat) -> Result<ExitCode> {
     // A reset carries a share too: only a share holder may forget the shares given so far.
     let mut text = Zeroizing::new(String::new());
     if std::io::stdin().is_terminal() {
@@ -175,7 +175,7 @@ async fn job_or_wait(c: &Client, job: JobView, no_wait: bool, format: OutputForm
     watch(c, job, format).await
 }
 
-pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCode> {
     match cmd {
         KeyCmd::List { tenant } => {
             let q: Vec<(&str, String)> = tenant.map(|t| ("tenant", t)).into_iter().collect();
@@ -338,7 +338,7 @@ pub async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn shred(c: &Client, tenant: &str, yes: bool, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn shred(c: &Client, tenant: &str, yes: bool, format: OutputFormat) -> Result<ExitCode> {
     confirm(&format!("Shredding {tenant} destroys all its keys: its credentials become unrecoverable"), tenant, yes)?;
     let v: ShreddedView = c.send(c.request(Method::POST, &format!("/v1/tenants/{tenant}/shred"))).await?;
     show(format, &v, |v| {
@@ -363,7 +363,7 @@ fn cert_pairs(c: &CertificateView) {
     ]);
 }
 
-pub async fn cert(c: &Client, cmd: CertCmd, format: OutputFormat) -> Result<ExitCode> {
+pub(crate) async fn cert(c: &Client, cmd: CertCmd, format: OutputFormat) -> Result<ExitCode> {
     match cmd {
         CertCmd::Issue { cred, lifetime } => {
             let r = rekey_types::CredRef::parse(&cred).with_context(|| format!("{cred:?} is not tenant/name"))?;

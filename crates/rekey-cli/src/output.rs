@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::args::{OutputArg, OutputFormat};
 
 /// The format a command prints in; `csv` prints JSON except where a command exports rows.
-pub fn format(requested: Option<OutputArg>) -> OutputFormat {
+pub(crate) fn format(requested: Option<OutputArg>) -> OutputFormat {
     match requested {
         Some(OutputArg::Table) => OutputFormat::Table,
         Some(OutputArg::Json | OutputArg::Csv) => OutputFormat::Json,
@@ -17,7 +17,7 @@ pub fn format(requested: Option<OutputArg>) -> OutputFormat {
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
-pub fn csv_field(value: &str) -> String {
+pub(crate) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -25,12 +25,12 @@ pub fn csv_field(value: &str) -> String {
     }
 }
 
-pub fn json<T: Serialize + ?Sized>(value: &T) {
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) {
     println!("{}", serde_json::to_string_pretty(value).expect("views always serialize"));
 }
 
 /// Prints rows under headers, each column as wide as its widest cell.
-pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
+pub(crate) fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
     let rows: Vec<Vec<String>> = rows.into_iter().collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
@@ -56,14 +56,14 @@ pub fn table(headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
 }
 
 /// Key/value lines for one object.
-pub fn pairs(items: &[(&str, String)]) {
+pub(crate) fn pairs(items: &[(&str, String)]) {
     let width = items.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in items {
         println!("{k:<width$}  {v}");
     }
 }
 
-pub fn opt<T: ToString>(v: &Option<T>) -> String {
+pub(crate) fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 

@@ -40,7 +40,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(args: ServeArgs) -> Result<()> {
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if !args.dev && args.config.is_none() {
         anyhow::bail!("give --config FILE for a production server, or --dev for the quickstart");
     }

@@ -30,21 +30,21 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    pub fn new(status: Status, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: Status, detail: impl Into<String>) -> Self {
         Failure::Target { status, detail: detail.into() }
     }
 
-    pub fn auth(detail: impl Into<String>) -> Self {
+    pub(crate) fn auth(detail: impl Into<String>) -> Self {
         Failure::new(Status::AuthFailed, detail)
     }
 
-    pub fn protocol(detail: impl Into<String>) -> Self {
+    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
         Failure::new(Status::ProtocolError, detail)
     }
 
     /// Reads a transport error (and everything it wraps) into a failure: a TLS verdict, a refused
     /// or timed-out connection, or else `fallback` with the error's own text.
-    pub fn from_transport(err: &(dyn StdError + 'static), fallback: Status, doing: &str) -> Self {
+    pub(crate) fn from_transport(err: &(dyn StdError + 'static), fallback: Status, doing: &str) -> Self {
         if let Some(f) = classify(err) {
             return f;
         }

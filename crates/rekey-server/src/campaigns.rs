@@ -32,7 +32,7 @@ struct StartBody {
     notify: Vec<String>,
 }
 
-pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
+pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
     let session = s.session(&ctx, AuditAction::CampaignStart, "").await?;
     let caller = &session.caller;
     let parsed = (|| {
@@ -55,13 +55,17 @@ pub async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Api
     Ok(Json(session.vault.start_campaign(caller, input).await.map_err(core(&ctx))?))
 }
 
-pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
+pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
     let session = s.session(&ctx, AuditAction::CampaignList, "").await?;
     let caller = &session.caller;
     Ok(Json(session.vault.list_campaigns(caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn status(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<CampaignStatus>> {
+pub(crate) async fn status(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CampaignStatus>> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignStatus, &resource).await?;
     let caller = &session.caller;
@@ -71,7 +75,7 @@ pub async fn status(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<Strin
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ItemsQuery {
+pub(crate) struct ItemsQuery {
     tenant: Option<String>,
     state: Option<String>,
     /// `tenant/name`: items after this one.
@@ -79,7 +83,7 @@ pub struct ItemsQuery {
     limit: Option<u32>,
 }
 
-pub async fn items(
+pub(crate) async fn items(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -124,7 +128,7 @@ struct WaiveBody {
     reason: String,
 }
 
-pub async fn waive(
+pub(crate) async fn waive(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -149,7 +153,7 @@ struct LinkBody {
     tenant: String,
 }
 
-pub async fn link(
+pub(crate) async fn link(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -170,12 +174,12 @@ pub async fn link(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReportQuery {
+pub(crate) struct ReportQuery {
     /// `json` (default), `csv` or `html`.
     format: Option<String>,
 }
 
-pub async fn report(
+pub(crate) async fn report(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::ApiError;
 
 /// Who sent the request and under which id. The bearer token is zeroized on drop.
-pub struct ReqCtx {
+pub(crate) struct ReqCtx {
     pub request_id: RequestId,
     pub source: IpAddr,
     pub bearer: Option<Zeroizing<String>>,
@@ -29,7 +29,7 @@ pub struct ReqCtx {
 /// What the guard found before reading a body: the open vault it checked the token with, and
 /// the caller. The request goes on with that vault (see `session`).
 #[derive(Clone)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     pub vault: std::sync::Arc<rekey_core::Vault>,
     pub caller: rekey_core::policy::Caller,
 }
@@ -49,7 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
 
 /// The peer's address: the TCP peer the server recorded, or the one a test gave with
 /// `MockConnectInfo`. No proxy header is trusted.
-pub fn source_of(extensions: &Extensions) -> Option<IpAddr> {
+pub(crate) fn source_of(extensions: &Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
@@ -57,7 +57,7 @@ pub fn source_of(extensions: &Extensions) -> Option<IpAddr> {
 }
 
 /// The bearer token of a request's `Authorization` header, zeroized on drop.
-pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<Zeroizing<String>> {
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<Zeroizing<String>> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -67,9 +67,9 @@ pub fn bearer_of(headers: &axum::http::HeaderMap) -> Option<Zeroizing<String>> {
 
 /// A body that was read (or failed to read: too large, broken connection). Reading is deferred
 /// into the handler so that the failure is audited like any other.
-pub type RawBody = Result<Bytes, BytesRejection>;
+pub(crate) type RawBody = Result<Bytes, BytesRejection>;
 
-pub fn body_bytes(body: RawBody, request_id: RequestId) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: RawBody, request_id: RequestId) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than this server accepts", request_id)
@@ -84,7 +84,7 @@ pub fn body_bytes(body: RawBody, request_id: RequestId) -> Result<Bytes, ApiErro
 }
 
 /// Parses a JSON body, with the position and reason of the first problem in the message.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestId) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestId) -> Result<T, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "the request needs a JSON body", request_id));
     }
@@ -94,7 +94,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestId) -> R
 }
 
 /// A serde_json error as shown to a client: position and reason, without the offending value.
-pub fn sanitize_json_error(e: &serde_json::Error) -> String {
+pub(crate) fn sanitize_json_error(e: &serde_json::Error) -> String {
     without_values(&e.to_string())
 }
 

@@ -113,7 +113,7 @@ fn has_body(req: &Request) -> bool {
 
 /// Runs `next` within the limits; see the module documentation. Called by the request
 /// middleware (`app::track`), so that it costs no layer of its own.
-pub async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, request_id: RequestId) -> Response {
+pub(crate) async fn guard(guard: &Guard, keeper: &Keeper, req: Request, next: Next, request_id: RequestId) -> Response {
     let Some(source) = crate::extract::source_of(req.extensions()) else {
         return refusal(ErrorCode::Internal, "no client address", request_id);
     };

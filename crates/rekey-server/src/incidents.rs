@@ -28,7 +28,7 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "an incident id is a UUID", ctx.request_id))
 }
 
-pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
+pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
     let session = s.session(&ctx, AuditAction::IncidentOpen, "").await?;
     let caller = &session.caller;
     let parsed = (|| {
@@ -45,13 +45,17 @@ pub async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiR
     Ok(Json(session.vault.open_incident(caller, input).await.map_err(core(&ctx))?))
 }
 
-pub async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
+pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
     let session = s.session(&ctx, AuditAction::IncidentList, "").await?;
     let caller = &session.caller;
     Ok(Json(session.vault.list_incidents(caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentReport>> {
+pub(crate) async fn show(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentShow, &resource).await?;
     let caller = &session.caller;
@@ -61,12 +65,12 @@ pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ItemsQuery {
+pub(crate) struct ItemsQuery {
     after: Option<String>,
     limit: Option<u32>,
 }
 
-pub async fn items(
+pub(crate) async fn items(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -98,7 +102,7 @@ struct ContainBody {
     dry_run: bool,
 }
 
-pub async fn contain(
+pub(crate) async fn contain(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -117,7 +121,11 @@ pub async fn contain(
     Ok(Json(session.vault.contain_incident(caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
 }
 
-pub async fn close(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<IncidentView>> {
+pub(crate) async fn close(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentView>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentClose, &resource).await?;
     let caller = &session.caller;

@@ -42,7 +42,7 @@ struct InitAnswer<'a> {
 
 /// Unauthenticated, like the unseal: there is no token before the first unseal. It works once
 /// per store; afterwards it answers `409 conflict`.
-pub async fn init(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+pub(crate) async fn init(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let b: InitBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
     let outcome = s.keeper.init(b.shares, b.threshold).await.map_err(core(&ctx))?;
     let answer =
@@ -69,7 +69,7 @@ struct UnsealAnswer {
     root_token: Option<String>,
 }
 
-pub async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+pub(crate) async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let b: UnsealBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
     if b.reset {
         // Only a share holder may forget the shares given so far: the reset carries a share.
@@ -97,7 +97,7 @@ pub async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> Ap
     json_no_store(&answer, &ctx)
 }
 
-pub async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
+pub(crate) async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
     let session = s.session(&ctx, AuditAction::SysSeal, "seal").await?;
     let caller = &session.caller;
     s.keeper.seal(caller).await.map_err(core(&ctx))?;
@@ -108,11 +108,11 @@ pub async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serd
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyListQuery {
+pub(crate) struct KeyListQuery {
     tenant: Option<String>,
 }
 
-pub async fn list_keys(
+pub(crate) async fn list_keys(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<KeyListQuery>, QueryRejection>,
@@ -143,7 +143,7 @@ struct RotateBody {
 
 /// Starts a rotation and answers with its job; a Shamir root rotation answers with the new
 /// shares instead, and starts only at `/v1/keys/rotate/commit`.
-pub async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+pub(crate) async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let session = s.session(&ctx, AuditAction::KeyRotate, "").await?;
     let caller = &session.caller;
     let parsed = (|| {
@@ -182,7 +182,7 @@ struct CommitBody {
     set_id: String,
 }
 
-pub async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
+pub(crate) async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
     let session = s.session(&ctx, AuditAction::KeyRotate, "root").await?;
     let caller = &session.caller;
     let parsed = body_bytes(body, ctx.request_id).and_then(|b| parse_json::<CommitBody>(&b, ctx.request_id));
@@ -194,7 +194,7 @@ fn key_ref(raw: &str, ctx: &ReqCtx) -> ApiResult<KeyRef> {
     KeyRef::from_str(raw).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string(), ctx.request_id))
 }
 
-pub async fn show_key(
+pub(crate) async fn show_key(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(key): Path<String>,
@@ -206,7 +206,7 @@ pub async fn show_key(
     Ok(Json(session.vault.wrapped_by(caller, &key).await.map_err(core(&ctx))?))
 }
 
-pub async fn compromise_key(
+pub(crate) async fn compromise_key(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(key): Path<String>,
@@ -220,12 +220,12 @@ pub async fn compromise_key(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DestroyQuery {
+pub(crate) struct DestroyQuery {
     #[serde(default)]
     force: bool,
 }
 
-pub async fn destroy_key(
+pub(crate) async fn destroy_key(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(key): Path<String>,
@@ -239,7 +239,7 @@ pub async fn destroy_key(
     Ok(Json(session.vault.destroy(caller, &key, force).await.map_err(core(&ctx))?))
 }
 
-pub async fn shred_tenant(
+pub(crate) async fn shred_tenant(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(tenant): Path<String>,
@@ -251,13 +251,17 @@ pub async fn shred_tenant(
     Ok(Json(session.vault.shred_tenant(caller, &name).await.map_err(core(&ctx))?))
 }
 
-pub async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
+pub(crate) async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
     let session = s.session(&ctx, AuditAction::KeyJobs, "").await?;
     let caller = &session.caller;
     Ok(Json(session.vault.jobs(caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn show_job(State(s): State<AppState>, ctx: ReqCtx, Path(id): Path<String>) -> ApiResult<Json<JobView>> {
+pub(crate) async fn show_job(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&format!("job:{id}"));
     let session = s.session(&ctx, AuditAction::KeyJob, &resource).await?;
     let caller = &session.caller;
@@ -277,7 +281,7 @@ struct IssueBody {
     lifetime: Option<String>,
 }
 
-pub async fn issue_certificate(
+pub(crate) async fn issue_certificate(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -305,12 +309,12 @@ pub async fn issue_certificate(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertListQuery {
+pub(crate) struct CertListQuery {
     /// Only certificates that expire within this time, e.g. `30d`.
     expiring: Option<String>,
 }
 
-pub async fn list_certificates(
+pub(crate) async fn list_certificates(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<CertListQuery>, QueryRejection>,
@@ -329,7 +333,7 @@ pub async fn list_certificates(
     Ok(Json(session.vault.list_certificates(caller, expiring).await.map_err(core(&ctx))?))
 }
 
-pub async fn revoke_certificate(
+pub(crate) async fn revoke_certificate(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(thumbprint): Path<String>,

@@ -23,10 +23,10 @@ use crate::extract::{body_bytes, RawBody, ReqCtx};
 use crate::state::{AppState, PageState};
 
 /// What the pages may load: this server's stylesheet; forms post back here only.
-pub const CSP: &str =
+pub(crate) const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 /// The HTML report is one self-contained file: inline style, nothing else.
-pub const CSP_REPORT: &str =
+pub(crate) const CSP_REPORT: &str =
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 const COOKIE: &str = "rekey_csrf";
@@ -42,7 +42,7 @@ legend{font-weight:600}label{display:block;margin-top:.5rem}input[type=password]
 font-size:1rem;box-sizing:border-box}button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem}\
 .error{color:#a11;font-weight:600}.done{color:#176b2c}.muted{color:#555;font-size:.9rem}code{word-break:break-all}";
 
-pub async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     let mut response = STYLE.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
@@ -166,7 +166,7 @@ fn form(page: &ResetPage, csrf: &str, errors: &[(String, String)]) -> Markup {
     }
 }
 
-pub async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(link): Path<String>) -> Response {
+pub(crate) async fn show(State(s): State<AppState>, ctx: ReqCtx, Path(link): Path<String>) -> Response {
     let vault = match s.keeper.vault() {
         Ok(v) => v,
         Err(e) => return refusal(e),
@@ -195,7 +195,7 @@ fn cookie_nonce(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(link): Path<String>,

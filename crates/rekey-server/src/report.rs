@@ -43,7 +43,7 @@ const COLUMNS: &[&str] = &[
     "waiver",
 ];
 
-pub fn csv(report: &CampaignReport) -> String {
+pub(crate) fn csv(report: &CampaignReport) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
     for tenant in &report.tenants {
@@ -99,7 +99,7 @@ fn item_row(r: &ReportItem) -> Markup {
     }
 }
 
-pub fn html(report: &CampaignReport) -> String {
+pub(crate) fn html(report: &CampaignReport) -> String {
     let c = &report.campaign;
     let page = html! {
         (DOCTYPE)

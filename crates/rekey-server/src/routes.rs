@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
-pub use crate::state::AppState;
+pub(crate) use crate::state::AppState;
 use crate::ApiError;
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -67,19 +67,19 @@ pub(crate) fn no_store(mut response: Response) -> Response {
 // ---- sys ----------------------------------------------------------------------------------
 
 #[derive(Serialize)]
-pub struct Health {
+pub(crate) struct Health {
     status: &'static str,
     sealed: bool,
     version: &'static str,
 }
 
-pub async fn health(State(s): State<AppState>) -> Json<Health> {
+pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok", sealed: s.keeper.is_sealed(), version: env!("CARGO_PKG_VERSION") })
 }
 
 /// While sealed, answers without a token (there is no way to check one) with the seal's state
 /// only; once unsealed, it is an authenticated, audited read like any other.
-pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<StatusView>> {
+pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<StatusView>> {
     if s.keeper.is_sealed() {
         return Ok(Json(StatusView {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -95,13 +95,13 @@ pub async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<St
     Ok(Json(session.vault.status(caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     let mut r = Json(crate::openapi::document()).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     r
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     // A failure to read it leaves the last value: metrics answer even when the store does not.
     let lag = s.keeper.audit_index_lag().await.ok().flatten();
     let body = s.metrics.render(lag);
@@ -119,7 +119,11 @@ struct CreateTenantBody {
     contacts: Vec<String>,
 }
 
-pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<TenantView>> {
+pub(crate) async fn create_tenant(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    body: RawBody,
+) -> ApiResult<Json<TenantView>> {
     let session = s.session(&ctx, AuditAction::TenantCreate, "").await?;
     let caller = &session.caller;
     let parsed = async {
@@ -137,13 +141,13 @@ pub async fn create_tenant(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListTenantsQuery {
+pub(crate) struct ListTenantsQuery {
     region: Option<String>,
     after: Option<String>,
     limit: Option<u32>,
 }
 
-pub async fn list_tenants(
+pub(crate) async fn list_tenants(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<ListTenantsQuery>, QueryRejection>,
@@ -160,7 +164,7 @@ pub async fn list_tenants(
     Ok(Json(session.vault.list_tenants(caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
-pub async fn show_tenant(
+pub(crate) async fn show_tenant(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(tenant): Path<String>,
@@ -218,7 +222,7 @@ impl PutBody {
     }
 }
 
-pub async fn put_credential(
+pub(crate) async fn put_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -236,7 +240,7 @@ pub async fn put_credential(
     Ok(Json(session.vault.put_credential(caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
-pub async fn show_credential(
+pub(crate) async fn show_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -248,7 +252,7 @@ pub async fn show_credential(
     Ok(Json(session.vault.show_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
-pub async fn delete_credential(
+pub(crate) async fn delete_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -263,7 +267,7 @@ pub async fn delete_credential(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RevealQuery {
+pub(crate) struct RevealQuery {
     version: Option<u32>,
 }
 
@@ -279,7 +283,7 @@ struct RevealBody<'a> {
     secret_base64: Option<&'a str>,
 }
 
-pub async fn reveal(
+pub(crate) async fn reveal(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -311,7 +315,7 @@ pub async fn reveal(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ListCredentialsQuery {
+pub(crate) struct ListCredentialsQuery {
     tenant: Option<String>,
     kind: Option<String>,
     region: Option<String>,
@@ -320,7 +324,7 @@ pub struct ListCredentialsQuery {
     limit: Option<u32>,
 }
 
-pub async fn list_credentials(
+pub(crate) async fn list_credentials(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<ListCredentialsQuery>, QueryRejection>,
@@ -344,7 +348,7 @@ pub async fn list_credentials(
     Ok(Json(session.vault.list_credentials(caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
 }
 
-pub async fn versions(
+pub(crate) async fn versions(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -362,7 +366,7 @@ struct RollbackBody {
     to: u32,
 }
 
-pub async fn rollback(
+pub(crate) async fn rollback(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -391,7 +395,7 @@ struct RetargetBody {
 
 /// Sends the current secret to another target (an operator's act): a new version with the
 /// changed fields and the same secret.
-pub async fn retarget(
+pub(crate) async fn retarget(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -409,7 +413,7 @@ pub async fn retarget(
     Ok(Json(session.vault.retarget(caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
 }
 
-pub async fn promote(
+pub(crate) async fn promote(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -421,7 +425,7 @@ pub async fn promote(
     Ok(Json(session.vault.promote(caller, &cref).await.map_err(core(&ctx))?))
 }
 
-pub async fn verify(
+pub(crate) async fn verify(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -433,7 +437,7 @@ pub async fn verify(
     Ok(Json(session.vault.verify_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
-pub async fn rotate(
+pub(crate) async fn rotate(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -445,7 +449,7 @@ pub async fn rotate(
     Ok(Json(session.vault.rotate_credential(caller, &cref).await.map_err(core(&ctx))?))
 }
 
-pub async fn rotations(
+pub(crate) async fn rotations(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
@@ -461,7 +465,7 @@ pub async fn rotations(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ImportQuery {
+pub(crate) struct ImportQuery {
     #[serde(default)]
     dry_run: bool,
     #[serde(default)]
@@ -471,7 +475,7 @@ pub struct ImportQuery {
     first_line: Option<u64>,
 }
 
-pub async fn import(
+pub(crate) async fn import(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<ImportQuery>, QueryRejection>,
@@ -529,7 +533,7 @@ struct CreatedToken<'a> {
     secret: &'a str,
 }
 
-pub async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+pub(crate) async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let session = s.session(&ctx, AuditAction::TokenCreate, "").await?;
     let caller = &session.caller;
     let parsed = (|| {
@@ -576,13 +580,13 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     })
 }
 
-pub async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
+pub(crate) async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
     let session = s.session(&ctx, AuditAction::TokenList, "").await?;
     let caller = &session.caller;
     Ok(Json(session.vault.list_tokens(caller).await.map_err(core(&ctx))?))
 }
 
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
@@ -601,12 +605,12 @@ pub async fn revoke_token(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     n: Option<u32>,
     after: Option<i64>,
 }
 
-pub async fn audit_events(
+pub(crate) async fn audit_events(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<AuditQuery>, QueryRejection>,
@@ -617,7 +621,7 @@ pub async fn audit_events(
     Ok(Json(session.vault.audit_events(caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
-pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
+pub(crate) async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
     let session = s.session(&ctx, AuditAction::AuditVerify, "").await?;
     let caller = &session.caller;
     Ok(Json(session.vault.audit_verify(caller).await.map_err(core(&ctx))?))
@@ -625,11 +629,11 @@ pub async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<J
 
 // ---- fallbacks ----------------------------------------------------------------------------
 
-pub async fn not_found(ctx: ReqCtx) -> ApiError {
+pub(crate) async fn not_found(ctx: ReqCtx) -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such route; see /v1/openapi.json", ctx.request_id)
 }
 
-pub async fn method_not_allowed(ctx: ReqCtx) -> ApiError {
+pub(crate) async fn method_not_allowed(ctx: ReqCtx) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         "this route does not take that method; see /v1/openapi.json",

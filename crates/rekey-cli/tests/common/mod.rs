@@ -1,17 +1,17 @@
 //! Helpers shared by the CLI test files: a running `rekey serve`, and the `rekey` client.
 #![allow(dead_code)]
 
-pub mod peers;
+pub(crate) mod peers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_rekey");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_rekey");
 
 /// A running `rekey serve`; killed on drop. Its stderr goes to `log`.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub addr: String,
     pub dir: PathBuf,
@@ -20,18 +20,18 @@ pub struct Server {
 
 impl Server {
     /// A dev server whose egress policy allows loopback, where the test peers listen.
-    pub fn dev(dir: &Path) -> Self {
+    pub(crate) fn dev(dir: &Path) -> Self {
         let cfg = dir.join("dev.toml");
         std::fs::write(&cfg, LOOPBACK_EGRESS).unwrap();
         let args = dev_with_config(&dir.join("data"), &cfg);
         Self::start(dir, &args.iter().map(String::as_str).collect::<Vec<_>>(), "http")
     }
 
-    pub fn start(dir: &Path, args: &[&str], scheme: &str) -> Self {
+    pub(crate) fn start(dir: &Path, args: &[&str], scheme: &str) -> Self {
         Self::start_env(dir, args, scheme, &[])
     }
 
-    pub fn start_env(dir: &Path, args: &[&str], scheme: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_env(dir: &Path, args: &[&str], scheme: &str, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("server-{}.log", Instant::now().elapsed().as_nanos() + rand_suffix()));
         let mut child = Command::new(BIN)
             .args(args)
@@ -64,20 +64,20 @@ impl Server {
         Self { child, addr: format!("{scheme}://{addr}"), dir: dir.to_owned(), log }
     }
 
-    pub fn root_token(&self) -> String {
+    pub(crate) fn root_token(&self) -> String {
         std::fs::read_to_string(self.dir.join("data").join("root-token")).unwrap().trim().to_owned()
     }
 
-    pub fn rekey(&self, token: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    pub(crate) fn rekey(&self, token: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         run(&self.addr, token, args, stdin, &[])
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -89,11 +89,11 @@ impl Drop for Server {
     }
 }
 
-pub fn rand_suffix() -> u128 {
+pub(crate) fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
-pub fn find_addr(line: &str) -> Option<String> {
+pub(crate) fn find_addr(line: &str) -> Option<String> {
     if let Some(rest) = line.split("Rekey dev server on http://").nth(1) {
         return Some(rest.trim().to_owned());
     }
@@ -106,7 +106,7 @@ pub fn find_addr(line: &str) -> Option<String> {
     None
 }
 
-pub fn run(addr: &str, token: &str, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(addr: &str, token: &str, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env("REKEY_ADDR", addr).env("REKEY_TOKEN", token).env_remove("REKEY_CACERT");
     for (k, v) in env {
@@ -122,7 +122,7 @@ pub fn run(addr: &str, token: &str, args: &[&str], stdin: Option<&[u8]>, env: &[
     child.wait_with_output().unwrap()
 }
 
-pub fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "failed: {}\nstdout: {}",
@@ -132,16 +132,16 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-pub fn fails(out: &Output) -> String {
+pub(crate) fn fails(out: &Output) -> String {
     assert!(!out.status.success(), "expected a failure, got: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The egress section the tests add: their peers listen on loopback, which the default policy
 /// refuses.
-pub const LOOPBACK_EGRESS: &str = "\n[egress]\nallow = [\"127.0.0.0/8\", \"::1\"]\n";
+pub(crate) const LOOPBACK_EGRESS: &str = "\n[egress]\nallow = [\"127.0.0.0/8\", \"::1\"]\n";
 
-pub fn dev_with_config(data: &Path, cfg: &Path) -> Vec<String> {
+pub(crate) fn dev_with_config(data: &Path, cfg: &Path) -> Vec<String> {
     ["serve", "--dev", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", cfg.to_str().unwrap()]
         .map(str::to_owned)
         .to_vec()

@@ -6,16 +6,16 @@ use std::process::{Command, Stdio};
 
 use super::*;
 
-pub use rekey_test_peers::Peers;
+pub(crate) use rekey_test_peers::Peers;
 
-pub fn peers() -> Option<Peers> {
+pub(crate) fn peers() -> Option<Peers> {
     Peers::or_skip()
 }
 
-pub const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+pub(crate) const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
 
 /// Adds service accounts `uid=<prefix>-<i>` with password `pw-<prefix>-<i>`, as the directory admin.
-pub fn add_accounts(p: &Peers, prefix: &str, n: usize) {
+pub(crate) fn add_accounts(p: &Peers, prefix: &str, n: usize) {
     let mut ldif = String::new();
     for i in 0..n {
         ldif.push_str(&format!(
@@ -36,7 +36,7 @@ pub fn add_accounts(p: &Peers, prefix: &str, n: usize) {
 
 /// Imports the accounts `add_accounts` made as `ldap` credentials `svc-<i>` of a tenant (created
 /// in `region` if missing), with their passwords.
-pub fn import_accounts(
+pub(crate) fn import_accounts(
     p: &Peers,
     s: &Server,
     root: &str,
@@ -63,7 +63,7 @@ pub fn import_accounts(
 
 /// The `i` of each credential `<tenant>/svc-<i>` whose stored secret its target refuses
 /// (`cred verify`, eight at a time).
-pub fn refused_credentials(s: &Server, root: &str, tenant: &str, n: usize) -> Vec<usize> {
+pub(crate) fn refused_credentials(s: &Server, root: &str, tenant: &str, n: usize) -> Vec<usize> {
     let failed = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for part in 0..8 {
@@ -83,15 +83,15 @@ pub fn refused_credentials(s: &Server, root: &str, tenant: &str, n: usize) -> Ve
     failed
 }
 
-pub fn dn(prefix: &str, i: usize) -> String {
+pub(crate) fn dn(prefix: &str, i: usize) -> String {
     format!("uid={prefix}-{i},ou=services,dc=rekey,dc=test")
 }
 
-pub fn unique() -> String {
+pub(crate) fn unique() -> String {
     format!("{:x}", rand_suffix() % 0xffff_ffff)
 }
 
-pub fn server_with(dir: &Path, config: &str) -> Server {
+pub(crate) fn server_with(dir: &Path, config: &str) -> Server {
     let cfg = dir.join("rekey.toml");
     std::fs::write(&cfg, format!("{config}{LOOPBACK_EGRESS}")).unwrap();
     let args = dev_with_config(&dir.join("data"), &cfg);
@@ -101,7 +101,7 @@ pub fn server_with(dir: &Path, config: &str) -> Server {
 /// Sets (adds or replaces) a Dovecot user's password in the passwd-file Dovecot reads; Dovecot
 /// notices the change within about a second. Test processes share the file, so a lock file
 /// beside it keeps their edits apart.
-pub fn set_mail_password(p: &Peers, user: &str, password: &str) {
+pub(crate) fn set_mail_password(p: &Peers, user: &str, password: &str) {
     let lock = format!("{}.lock", p.dovecot_users);
     let started = std::time::Instant::now();
     loop {
@@ -124,7 +124,7 @@ pub fn set_mail_password(p: &Peers, user: &str, password: &str) {
 }
 
 /// Waits until Dovecot accepts `password` for `user` over POP3S (it re-reads its passwd-file).
-pub fn wait_mail_login(p: &Peers, user: &str, password: &str) {
+pub(crate) fn wait_mail_login(p: &Peers, user: &str, password: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let out = Command::new("curl")
@@ -142,7 +142,7 @@ pub fn wait_mail_login(p: &Peers, user: &str, password: &str) {
 
 /// A message's text with quoted-printable soft breaks and escapes undone (what a mail client
 /// shows).
-pub fn unquote(text: &str) -> String {
+pub(crate) fn unquote(text: &str) -> String {
     let joined = text.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -162,7 +162,7 @@ pub fn unquote(text: &str) -> String {
 }
 
 /// The messages the SMTP sink received for `rcpt`, decoded, oldest first.
-pub fn mail_to(p: &Peers, rcpt: &str) -> Vec<String> {
+pub(crate) fn mail_to(p: &Peers, rcpt: &str) -> Vec<String> {
     let mut found = Vec::new();
     for sub in ["new", "cur"] {
         let Ok(dir) = std::fs::read_dir(Path::new(&p.maildir).join(sub)) else { continue };
@@ -179,7 +179,7 @@ pub fn mail_to(p: &Peers, rcpt: &str) -> Vec<String> {
 }
 
 /// A throwaway certificate and key (PEM files) and the certificate as base64 DER.
-pub fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+pub(crate) fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}-key.pem"));
     let out = Command::new("openssl")
@@ -198,7 +198,7 @@ pub fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::P
 
 /// Registers an application whose credential is that certificate at the Graph stand-in, as a
 /// tenant's administrator would in the portal; returns (object id, client id).
-pub fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
+pub(crate) fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
     let out = Command::new("curl")
         .args(["-sf", "-X", "POST", "-H", "content-type: application/json", "-d"])
         .arg(format!("{{\"certificate\":\"{der_b64}\"}}"))
@@ -211,7 +211,7 @@ pub fn register_app(p: &Peers, der_b64: &str) -> (String, String) {
 
 /// Stores `cref` as an `entra-app` that signs in with a certificate of its own, registered at
 /// the Graph stand-in (so that Rekey can rotate it there).
-pub fn put_certificate_app(p: &Peers, s: &Server, root: &str, dir: &Path, cref: &str) {
+pub(crate) fn put_certificate_app(p: &Peers, s: &Server, root: &str, dir: &Path, cref: &str) {
     let (cert, key, der) = openssl_cert(dir, &cref.replace('/', "-"));
     let (object_id, app_id) = register_app(p, &der);
     let (token_url, client_id) = (format!("token_url={}/token", p.oidc), format!("client_id={app_id}"));

@@ -26,7 +26,7 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
-    pub fn of(caller: &Caller) -> Self {
+    pub(crate) fn of(caller: &Caller) -> Self {
         Self {
             name: caller.principal.audit_name(),
             source: caller.source.to_string(),
@@ -37,12 +37,12 @@ impl Actor {
         }
     }
 
-    pub fn scheduler() -> Self {
+    pub(crate) fn scheduler() -> Self {
         Self::system("system:scheduler")
     }
 
     /// The server's own background work, under a name of its own.
-    pub fn system(name: &str) -> Self {
+    pub(crate) fn system(name: &str) -> Self {
         Self {
             name: name.into(),
             source: String::new(),

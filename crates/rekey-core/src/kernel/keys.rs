@@ -19,7 +19,7 @@ use crate::CoreError;
 const MAX_CACHED: usize = 200_000;
 
 /// How long a key's state is trusted before it is read from the store again.
-pub const STATE_TTL: Duration = Duration::from_secs(1);
+pub(crate) const STATE_TTL: Duration = Duration::from_secs(1);
 
 /// What the caller will do with the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,14 +15,14 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 use tower::ServiceExt;
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub app: App,
     pub router: Router,
     pub root: String,
     pub dir: tempfile::TempDir,
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub raw: Vec<u8>,
@@ -30,16 +30,16 @@ pub struct Reply {
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
+    pub(crate) async fn spawn() -> Self {
         Self::spawn_with(None).await
     }
 
-    pub async fn spawn_with(store_url: Option<String>) -> Self {
+    pub(crate) async fn spawn_with(store_url: Option<String>) -> Self {
         Self::spawn_configured(store_url, |_| {}).await
     }
 
     /// A fresh app whose configuration `tweak` adjusts first.
-    pub async fn spawn_configured(store_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) async fn spawn_configured(store_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Self::config(&dir);
         config.store.url = store_url.map(rekey_server::config::Redacted::new);
@@ -50,7 +50,7 @@ impl TestApp {
         Self { app, router, root, dir }
     }
 
-    pub fn config(dir: &tempfile::TempDir) -> Config {
+    pub(crate) fn config(dir: &tempfile::TempDir) -> Config {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let mut config = Config::dev_defaults();
         config.data_dir = dir.path().join("data");
@@ -62,7 +62,7 @@ impl TestApp {
     }
 
     /// A server on the same data folder, as after a restart (`root` is kept from before).
-    pub async fn restart(self, seal_kind: &str) -> Self {
+    pub(crate) async fn restart(self, seal_kind: &str) -> Self {
         let Self { app, root, dir, router } = self;
         drop((app, router));
         let mut config = Self::config(&dir);
@@ -73,7 +73,7 @@ impl TestApp {
     }
 
     /// Waits for a key job to end and returns it.
-    pub async fn wait_job(&self, id: &str) -> Value {
+    pub(crate) async fn wait_job(&self, id: &str) -> Value {
         for _ in 0..600 {
             let r = self.root(Method::GET, &format!("/v1/keys/jobs/{id}"), None).await;
             assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -85,28 +85,28 @@ impl TestApp {
         panic!("job {id} did not finish");
     }
 
-    pub async fn start_job(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn start_job(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let r = self.root(method, path, body).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         self.wait_job(r.body["id"].as_str().expect("a job")).await
     }
 
-    pub fn router_from(app: &App, source: &str) -> Router {
+    pub(crate) fn router_from(app: &App, source: &str) -> Router {
         app.router().layer(MockConnectInfo(source.parse::<SocketAddr>().unwrap()))
     }
 
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.dir.path().join("data").join("rekey.db")
     }
 
     /// A second, independent connection to the database file, for tampering.
-    pub fn db(&self) -> rusqlite::Connection {
+    pub(crate) fn db(&self) -> rusqlite::Connection {
         let c = rusqlite::Connection::open(self.db_path()).unwrap();
         c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         c
     }
 
-    pub async fn call_on(
+    pub(crate) async fn call_on(
         &self,
         router: &Router,
         method: Method,
@@ -130,20 +130,20 @@ impl TestApp {
         Reply { status, body, raw, request_id_header }
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         self.call_on(&self.router, method, path, token, body.map(|b| serde_json::to_vec(&b).unwrap())).await
     }
 
-    pub async fn root(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn root(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(&self.root.clone()), body).await
     }
 
-    pub async fn tenant(&self, name: &str, region: &str) {
+    pub(crate) async fn tenant(&self, name: &str, region: &str) {
         let r = self.root(Method::POST, "/v1/tenants", Some(json!({"name": name, "region": region}))).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
 
-    pub async fn put(&self, cred: &str, secret: &str) -> Reply {
+    pub(crate) async fn put(&self, cred: &str, secret: &str) -> Reply {
         let (t, n) = cred.split_once('/').unwrap();
         self.root(
             Method::PUT,
@@ -153,29 +153,29 @@ impl TestApp {
         .await
     }
 
-    pub async fn reveal_with(&self, token: &str, cred: &str) -> Reply {
+    pub(crate) async fn reveal_with(&self, token: &str, cred: &str) -> Reply {
         let (t, n) = cred.split_once('/').unwrap();
         self.call(Method::POST, &format!("/v1/tenants/{t}/credentials/{n}/reveal"), Some(token), None).await
     }
 
-    pub async fn token(&self, body: Value) -> String {
+    pub(crate) async fn token(&self, body: Value) -> String {
         let r = self.root(Method::POST, "/v1/tokens", Some(body)).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         r.body["secret"].as_str().unwrap().to_owned()
     }
 
-    pub async fn counts(&self) -> Value {
+    pub(crate) async fn counts(&self) -> Value {
         self.root(Method::GET, "/v1/sys/status", None).await.body["counts"].clone()
     }
 
-    pub async fn verify(&self) -> Value {
+    pub(crate) async fn verify(&self) -> Value {
         let r = self.root(Method::GET, "/v1/audit/verify", None).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         r.body
     }
 }
 
-pub fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+pub(crate) fn assert_error(r: &Reply, status: StatusCode, code: &str) {
     assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.raw));
     assert_eq!(r.body["code"], code, "{:?}", r.body);
     assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -184,7 +184,7 @@ pub fn assert_error(r: &Reply, status: StatusCode, code: &str) {
 }
 
 /// A new, empty PostgreSQL database on the test server, or `None` (outside CI) without one.
-pub async fn fresh_postgres_database() -> Option<String> {
+pub(crate) async fn fresh_postgres_database() -> Option<String> {
     let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
         assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_POSTGRES_URL must be set under CI");
         eprintln!("SKIPPED: set REKEY_TEST_POSTGRES_URL or run scripts/test.sh");
@@ -196,12 +196,12 @@ pub async fn fresh_postgres_database() -> Option<String> {
     Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }
 
-pub fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }
 
 /// The peak resident size of this process (the server under test runs in it), in KiB: `VmHWM`.
-pub fn peak_kib() -> u64 {
+pub(crate) fn peak_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Speaks {
+pub(crate) enum Speaks {
     /// Reads what arrives (an LDAP bind request, in clear with `tls=none`), answers nothing.
     Ldap,
     /// `+OK` to everything: any login succeeds.
@@ -23,14 +23,14 @@ pub enum Speaks {
 }
 
 /// A listener on 127.0.0.1 and everything it received.
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub port: u16,
     bytes: Arc<Mutex<Vec<u8>>>,
     connections: Arc<Mutex<usize>>,
 }
 
 impl Recorder {
-    pub async fn start(speaks: Speaks) -> Self {
+    pub(crate) async fn start(speaks: Speaks) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let bytes = Arc::new(Mutex::new(Vec::new()));
@@ -48,16 +48,16 @@ impl Recorder {
         Self { port, bytes, connections }
     }
 
-    pub fn received(&self) -> Vec<u8> {
+    pub(crate) fn received(&self) -> Vec<u8> {
         self.bytes.lock().unwrap().clone()
     }
 
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         *self.connections.lock().unwrap()
     }
 
     /// Whether anything it received holds `secret`.
-    pub fn saw(&self, secret: &str) -> bool {
+    pub(crate) fn saw(&self, secret: &str) -> bool {
         holds(&self.received(), secret)
     }
 }
@@ -163,7 +163,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Whether `data` holds `secret`: as is, percent-decoded (a form post), or inside any base64
 /// token (SMTP AUTH, HTTP Basic), standard or URL-safe.
-pub fn holds(data: &[u8], secret: &str) -> bool {
+pub(crate) fn holds(data: &[u8], secret: &str) -> bool {
     let s = secret.as_bytes();
     if find(data, s).is_some() {
         return true;
