@@ -468,6 +468,12 @@ async fn campaign_item_not_verified_by_the_old_secret() {
     let r = s.t.root(Method::POST, "/v1/campaigns", Some(json!({"incident": incident}))).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let campaign = r.body["id"].as_str().unwrap().to_owned();
+    // The items filter takes the states of the item state machine, and nothing else.
+    let r = s.t.root(Method::GET, &format!("/v1/campaigns/{campaign}/items?state=halfway"), None).await;
+    assert_eq!((r.status, r.body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")), "{:?}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("unknown item state \"halfway\""), "{:?}", r.body);
+    let r = s.t.root(Method::GET, &format!("/v1/campaigns/{campaign}/items?state=waived"), None).await;
+    assert_eq!((r.status, r.body.as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{:?}", r.body);
     let vault = s.t.app.keeper.vault().unwrap();
     let item_state = || async {
         let r = s.t.root(Method::GET, &format!("/v1/campaigns/{campaign}/items"), None).await;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A text that names no value of the state type `what`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a {what} (one of: {allowed})")]
+#[error("unknown {what} {text:?} (one of: {allowed})")]
 pub struct UnknownState {
     pub what: &'static str,
     pub text: String,
@@ -215,7 +215,7 @@ mod tests {
         let e = "halfway".parse::<RotationState>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "\"halfway\" is not a rotation state (one of: pending, applied, promoted, retired, failed)"
+            "unknown rotation state \"halfway\" (one of: pending, applied, promoted, retired, failed)"
         );
         assert_eq!(CampaignMode::SelfService.as_str(), "self-service");
         assert_eq!(ItemState::following(RotationState::Pending), None);
