@@ -21,7 +21,7 @@ use crate::incidents;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
-use crate::{campaigns, pages};
+use crate::{campaigns, credentials, pages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -204,16 +204,19 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/v1/tenants", post(routes::create_tenant).get(routes::list_tenants))
         .route("/v1/tenants/{tenant}", get(routes::show_tenant))
-        .route(tenant_cred, put(routes::put_credential).get(routes::show_credential).delete(routes::delete_credential))
-        .route(&format!("{tenant_cred}/reveal"), post(routes::reveal))
-        .route(&format!("{tenant_cred}/versions"), get(routes::versions))
-        .route(&format!("{tenant_cred}/rollback"), post(routes::rollback))
-        .route(&format!("{tenant_cred}/promote"), post(routes::promote))
-        .route(&format!("{tenant_cred}/retarget"), post(routes::retarget))
-        .route(&format!("{tenant_cred}/verify"), post(routes::verify))
-        .route(&format!("{tenant_cred}/rotate"), post(routes::rotate))
-        .route(&format!("{tenant_cred}/rotations"), get(routes::rotations))
-        .route("/v1/credentials", get(routes::list_credentials))
+        .route(
+            tenant_cred,
+            put(credentials::put_credential).get(credentials::show_credential).delete(credentials::delete_credential),
+        )
+        .route(&format!("{tenant_cred}/reveal"), post(credentials::reveal))
+        .route(&format!("{tenant_cred}/versions"), get(credentials::versions))
+        .route(&format!("{tenant_cred}/rollback"), post(credentials::rollback))
+        .route(&format!("{tenant_cred}/promote"), post(credentials::promote))
+        .route(&format!("{tenant_cred}/retarget"), post(credentials::retarget))
+        .route(&format!("{tenant_cred}/verify"), post(credentials::verify))
+        .route(&format!("{tenant_cred}/rotate"), post(credentials::rotate))
+        .route(&format!("{tenant_cred}/rotations"), get(credentials::rotations))
+        .route("/v1/credentials", get(credentials::list_credentials))
         .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
         .route("/v1/incidents", post(incidents::open).get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))

@@ -12,6 +12,7 @@
 mod app;
 mod campaigns;
 pub mod config;
+mod credentials;
 mod error;
 mod extract;
 mod guard;

@@ -1,0 +1,352 @@
+//! Configuration: defaults, then a TOML file, then `REKEY_…` environment variables. Unknown keys
+//! are rejected; every value is checked at start-up and a bad one is named in the error.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod env;
+mod options;
+mod sections;
+
+pub use sections::*;
+
+/// A value that must not be printed (a database URL may hold a password).
+#[derive(Clone, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database, the dev seal's key file and the root token file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// TLS certificate and key. Required unless the server runs in dev mode.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub seal: SealConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub certificates: CertificatesConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
+    #[serde(default)]
+    pub egress: EgressConfig,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub campaign: CampaignConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
+    #[serde(skip)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DB`. Default: `<data_dir>/rekey.db`.
+    #[serde(default)]
+    pub url: Option<Redacted>,
+    /// Connections in the pool (SQLite: readers; PostgreSQL: all). Default 8.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealConfig {
+    /// `dev` (a key file; quickstart only), `shamir` (shares; starts sealed) or `pkcs11` (an HSM).
+    #[serde(default = "default_seal_kind")]
+    pub kind: String,
+    /// The dev seal's key file. Default: `<data_dir>/dev-root.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PKCS#11: the module (a shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// PKCS#11: the token's label.
+    #[serde(default)]
+    pub token_label: Option<String>,
+    /// PKCS#11: the label of the root key objects. Default `rekey-root`.
+    #[serde(default)]
+    pub key_label: Option<String>,
+    /// PKCS#11: the environment variable holding the user PIN. The PIN itself is never in the
+    /// config.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// PKCS#11: a file holding the user PIN (one line).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self {
+            kind: default_seal_kind(),
+            key_file: None,
+            module: None,
+            token_label: None,
+            key_label: None,
+            pin_env: None,
+            pin_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `rekey_server=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: default_log_format(), level: default_log_level() }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8443".parse().expect("constant address parses")
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_seal_kind() -> String {
+    "dev".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_max_import() -> usize {
+    64 * 1024 * 1024
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+impl Config {
+    /// Defaults only.
+    pub fn defaults() -> Self {
+        toml::from_str("").expect("an empty config takes every default")
+    }
+
+    /// The defaults of `rekey serve --dev`: dev mode, port 8200.
+    pub fn dev_defaults() -> Self {
+        let mut config = Self::defaults();
+        config.dev = true;
+        config.listen = "127.0.0.1:8200".parse().expect("constant address parses");
+        config
+    }
+
+    /// `base` (the defaults, or the dev defaults), then `path` if given, then the environment.
+    pub fn load(base: Self, path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                let mut file: Self = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })?;
+                file.dev = base.dev;
+                file
+            }
+            None => base,
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Checks what can be checked before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let seal = |message: &str| ConfigError::Invalid { field: "seal", message: message.to_owned() };
+        match self.seal.kind.as_str() {
+            "dev" | "shamir" => {}
+            "pkcs11" => {
+                if self.seal.module.is_none() || self.seal.token_label.is_none() {
+                    return Err(seal("the pkcs11 seal needs module and token_label"));
+                }
+                if self.seal.pin_env.is_some() == self.seal.pin_file.is_some() {
+                    return Err(seal("the pkcs11 seal needs the PIN from exactly one of pin_env or pin_file"));
+                }
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    field: "seal.kind",
+                    message: format!("unknown seal {other:?}: use dev, shamir or pkcs11"),
+                })
+            }
+        }
+
+        if self.dev {
+            if !self.listen.ip().is_loopback() {
+                return Err(ConfigError::Invalid {
+                    field: "listen",
+                    message: format!("dev mode serves plain HTTP and only listens on loopback; {} is not", self.listen),
+                });
+            }
+        } else if self.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "tls",
+                message: "tls.cert_file and tls.key_file are required (plain HTTP is only for `rekey serve --dev` on loopback)".into(),
+            });
+        }
+        if let Some(url) = &self.store.url {
+            let u = url.expose();
+            if !(u.starts_with("sqlite://") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid {
+                    field: "store.url",
+                    message: "must start with sqlite:// or postgres://".into(),
+                });
+            }
+        }
+        self.certificates.lifetime_secs()?;
+        self.vault_options()?;
+        self.guard_limits()?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid { field: "log.format", message: "must be text or json".into() });
+        }
+        if self.limits.max_body_bytes < 1024 || self.limits.max_import_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "body limits must be at least 1024 bytes".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) => u.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("rekey.db").display()),
+        }
+    }
+
+    pub fn seal_key_file(&self) -> PathBuf {
+        self.seal.key_file.clone().unwrap_or_else(|| self.data_dir.join("dev-root.key"))
+    }
+
+    pub fn root_token_file(&self) -> PathBuf {
+        self.data_dir.join("root-token")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn layers_defaults_file_env() {
+        let mut c: Config = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\n[store]\nurl = \"postgres://u:pw@127.0.0.1/db\"\n[tls]\ncert_file = \"c\"\nkey_file = \"k\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+        let env: HashMap<&str, &str> = [("REKEY_LISTEN", "127.0.0.1:9100"), ("REKEY_LOG_FORMAT", "json")].into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.log.format, "json");
+        c.validate().unwrap();
+        // The password in the URL never shows in Debug output.
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_addr = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = toml::from_str::<Config>("[store]\nurll = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+        let mut c = Config::defaults();
+        let err = c.apply_env(|k| (k == "REKEY_LISTEN").then(|| "nope".to_string())).unwrap_err();
+        assert!(err.to_string().contains("REKEY_LISTEN"));
+        // Production shape without TLS is refused; dev mode on a public address is refused.
+        let c = Config::defaults();
+        assert!(c.validate().unwrap_err().to_string().contains("tls"));
+        let mut c = Config::defaults();
+        c.dev = true;
+        c.listen = "0.0.0.0:8443".parse().unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+        // Seals and certificate lifetimes are checked too.
+        for (kind, lifetime, says) in [
+            ("hsm", None, "unknown seal"),
+            ("pkcs11", None, "module and token_label"),
+            ("dev", Some("10m"), "certificates.lifetime"),
+            ("dev", Some("soon"), "certificates.lifetime"),
+        ] {
+            let mut c = Config::dev_defaults();
+            c.seal.kind = kind.into();
+            c.certificates.lifetime = lifetime.map(str::to_owned);
+            assert!(c.validate().unwrap_err().to_string().contains(says), "{kind} {lifetime:?}");
+        }
+        let mut c = Config::dev_defaults();
+        c.seal = SealConfig {
+            kind: "pkcs11".into(),
+            module: Some("/m.so".into()),
+            token_label: Some("t".into()),
+            pin_env: Some("P".into()),
+            pin_file: Some("/p".into()),
+            ..SealConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("exactly one"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The configuration turned into the settings the vault, the guard and the campaign workers
+//! take, each value checked on the way.
+
+use super::{Config, ConfigError};
+
+/// A duration setting: seconds, or `None` for `off` where `off` is allowed. `0s` is zero.
+fn duration_setting(field: &'static str, text: &str, off_allowed: bool) -> Result<Option<u64>, ConfigError> {
+    let text = text.trim();
+    if off_allowed && text == "off" {
+        return Ok(None);
+    }
+    if text == "0" || text == "0s" {
+        return Ok(Some(0));
+    }
+    rekey_types::time::parse_duration_secs(text)
+        .map(|s| Some(s.unsigned_abs()))
+        .map_err(|message| ConfigError::Invalid { field, message })
+}
+
+impl Config {
+    /// The connector and scheduler settings as the vault takes them.
+    pub fn vault_options(&self) -> Result<rekey_core::VaultOptions, ConfigError> {
+        use std::time::Duration;
+        let c = &self.connectors;
+        let connect = duration_setting("connectors.connect_timeout", &c.connect_timeout, false)?.unwrap_or(0);
+        let overall = duration_setting("connectors.timeout", &c.timeout, false)?.unwrap_or(0);
+        if connect == 0 || overall == 0 || connect > overall {
+            return Err(ConfigError::Invalid {
+                field: "connectors",
+                message: "connect_timeout and timeout must be above zero, and connect_timeout at most timeout".into(),
+            });
+        }
+        if !(1..=256).contains(&c.per_host) {
+            return Err(ConfigError::Invalid {
+                field: "connectors.per_host",
+                message: "must be between 1 and 256".into(),
+            });
+        }
+        let grace = duration_setting("rotation.grace", &self.rotation.grace, false)?.unwrap_or(0);
+        let s = &self.scheduler;
+        let interval = duration_setting("scheduler.interval", &s.interval, true)?;
+        if interval == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.interval",
+                message: "must be above zero, or off".into(),
+            });
+        }
+        let verify_every = duration_setting("scheduler.verify_every", &s.verify_every, true)?;
+        if verify_every == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.verify_every",
+                message: "must be above zero, or off".into(),
+            });
+        }
+        if !(1..=1024).contains(&s.concurrency) {
+            return Err(ConfigError::Invalid {
+                field: "scheduler.concurrency",
+                message: "must be between 1 and 1024".into(),
+            });
+        }
+        // One policy for the connectors, the notice relay and the webhook.
+        let egress = self.egress.policy()?;
+        let campaign = self.campaign_options(&egress)?;
+        Ok(rekey_core::VaultOptions {
+            campaign,
+            cert_lifetime_secs: self.certificates.lifetime_secs()?,
+            connect: rekey_core::connectors::ConnectOptions {
+                limits: rekey_connect::Limits {
+                    connect: Duration::from_secs(connect),
+                    overall: Duration::from_secs(overall),
+                    egress,
+                },
+                per_host: c.per_host,
+                grace_secs: grace,
+            },
+            scheduler: rekey_core::scheduler::SchedulerOptions {
+                interval: interval.map(Duration::from_secs),
+                verify_every: verify_every.map(Duration::from_secs),
+                concurrency: s.concurrency,
+            },
+            failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
+            ..Default::default()
+        })
+    }
+
+    /// How failed attempts are limited and audited (see `rekey_core::failures`).
+    fn failure_options(&self) -> Result<rekey_core::failures::FailureOptions, ConfigError> {
+        let l = &self.limits;
+        let window = duration_setting("limits.failures_window", &l.failures_window, false)?.unwrap_or(0);
+        if !(1..=86_400).contains(&window) {
+            return Err(ConfigError::Invalid {
+                field: "limits.failures_window",
+                message: "must be between 1s and 1d".into(),
+            });
+        }
+        if l.failures_burst == 0 || l.failures_per_minute == 0 || l.failures_sources == 0 {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message: "failures_burst, failures_per_minute and failures_sources must be above zero".into(),
+            });
+        }
+        Ok(rekey_core::failures::FailureOptions {
+            burst: l.failures_burst,
+            per_minute: l.failures_per_minute,
+            window: std::time::Duration::from_secs(window),
+            max_sources: l.failures_sources,
+        })
+    }
+}
+
+impl Config {
+    /// The limits the server applies before any work (see `guard`).
+    pub(crate) fn guard_limits(&self) -> Result<crate::guard::GuardLimits, ConfigError> {
+        let l = &self.limits;
+        let body_timeout = duration_setting("limits.body_timeout", &l.body_timeout, false)?.unwrap_or(0);
+        if body_timeout == 0 {
+            return Err(ConfigError::Invalid { field: "limits.body_timeout", message: "must be above zero".into() });
+        }
+        if l.max_concurrent == 0 || l.max_concurrent_per_source == 0 || l.max_concurrent_per_source > l.max_concurrent {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                message:
+                    "max_concurrent and max_concurrent_per_source must be above zero, per source at most the total"
+                        .into(),
+            });
+        }
+        Ok(crate::guard::GuardLimits {
+            max_concurrent: l.max_concurrent,
+            max_concurrent_per_source: l.max_concurrent_per_source,
+            body_timeout: std::time::Duration::from_secs(body_timeout),
+            max_body_bytes: l.max_body_bytes,
+            max_import_bytes: l.max_import_bytes,
+        })
+    }
+
+    /// The campaign and notification settings as the vault takes them.
+    fn campaign_options(
+        &self,
+        egress: &std::sync::Arc<rekey_connect::egress::EgressPolicy>,
+    ) -> Result<rekey_core::campaigns::CampaignOptions, ConfigError> {
+        use std::time::Duration;
+        let c = &self.campaign;
+        let invalid = |field: &'static str, message: &str| ConfigError::Invalid { field, message: message.to_owned() };
+        let interval = duration_setting("campaign.interval", &c.interval, true)?;
+        if interval == Some(0) {
+            return Err(invalid("campaign.interval", "must be above zero, or off"));
+        }
+        if !(1..=1024).contains(&c.concurrency) {
+            return Err(invalid("campaign.concurrency", "must be between 1 and 1024"));
+        }
+        if !(1..=100).contains(&c.max_attempts) {
+            return Err(invalid("campaign.max_attempts", "must be between 1 and 100"));
+        }
+        let retry_base = duration_setting("campaign.retry_base", &c.retry_base, false)?.unwrap_or(0);
+        let lease = duration_setting("campaign.lease", &c.lease, false)?.unwrap_or(0);
+        let remind_before = duration_setting("campaign.remind_before", &c.remind_before, false)?.unwrap_or(0);
+        if retry_base == 0 || lease < 10 {
+            return Err(invalid("campaign", "retry_base must be above zero and lease at least 10s"));
+        }
+        // Without a setting, the server fills it in once it knows the address it listens on.
+        let public_url: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
+        if let Some(u) = &c.public_url {
+            let parsed = url::Url::parse(u).map_err(|e| invalid("campaign.public_url", &e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("campaign.public_url", "must be an http or https URL"));
+            }
+            let _ = public_url.set(u.trim_end_matches('/').to_owned());
+        }
+        let n = &self.notify;
+        let timeout = duration_setting("notify.timeout", &n.timeout, false)?.unwrap_or(0);
+        if timeout == 0 {
+            return Err(invalid("notify.timeout", "must be above zero"));
+        }
+        let timeout = Duration::from_secs(timeout);
+        let mail = match (&n.smtp_url, &n.from) {
+            (Some(url), Some(from)) => Some(
+                rekey_connect::notify::MailRelay::new(url.expose(), from, timeout, egress.clone())
+                    .map_err(|e| invalid("notify.smtp_url", &e.to_string()))?,
+            ),
+            (None, None) => None,
+            _ => return Err(invalid("notify", "email needs both smtp_url and from")),
+        };
+        let webhook = match &n.webhook_url {
+            Some(url) => {
+                let secret =
+                    match (&n.webhook_secret_file, &n.webhook_secret_env) {
+                        (Some(path), None) => std::fs::read_to_string(path).map_err(|e| {
+                            invalid("notify.webhook_secret_file", &format!("cannot read {}: {e}", path.display()))
+                        })?,
+                        (None, Some(var)) => std::env::var(var).map_err(|_| {
+                            invalid("notify.webhook_secret_env", &format!("the environment variable {var} is not set"))
+                        })?,
+                        _ => return Err(invalid(
+                            "notify",
+                            "a webhook needs its secret from exactly one of webhook_secret_file or webhook_secret_env",
+                        )),
+                    };
+                let secret = secret.trim().as_bytes().to_vec();
+                Some(
+                    rekey_connect::notify::Webhook::new(url, secret, timeout, egress.clone())
+                        .map_err(|e| invalid("notify.webhook_url", &e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(rekey_core::campaigns::CampaignOptions {
+            concurrency: c.concurrency,
+            interval: interval.map(Duration::from_secs),
+            max_attempts: c.max_attempts,
+            retry_base: Duration::from_secs(retry_base),
+            lease: Duration::from_secs(lease),
+            remind_before: Duration::from_secs(remind_before),
+            public_url,
+            mail,
+            webhook,
+        })
+    }
+}

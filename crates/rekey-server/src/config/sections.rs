@@ -1,0 +1,310 @@
+//! The sections of the configuration file beyond the server's own: limits, certificates,
+//! egress, connectors, rotation, scheduler, campaign and notify, each with its defaults.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{default_max_body, default_max_import, ConfigError, Redacted};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest JSON request body, in bytes. Default 1 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Largest import request body (one chunk of JSON lines), in bytes. Default 64 MiB.
+    #[serde(default = "default_max_import")]
+    pub max_import_bytes: usize,
+    /// Requests in the server at once; beyond, `503 overloaded`. Default 1024.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Requests from one address at once; beyond, `429 too_many_requests`. Default 256.
+    #[serde(default = "default_max_concurrent_per_source")]
+    pub max_concurrent_per_source: usize,
+    /// The time a request body may take to arrive; beyond, `408 request_timeout`. Default 30s.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
+    /// Failed attempts (tokens, reset links) a source may make at once before `429`. Default 30.
+    #[serde(default = "default_failures_burst")]
+    pub failures_burst: u32,
+    /// Failed attempts a source regains per minute. Default 30.
+    #[serde(default = "default_failures_per_minute")]
+    pub failures_per_minute: u32,
+    /// Failures after a source's first are audited as one event per this window. Default 60s.
+    #[serde(default = "default_failures_window")]
+    pub failures_window: String,
+    /// Sources whose failures are tracked one by one. Default 10,000.
+    #[serde(default = "default_failures_sources")]
+    pub failures_sources: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            max_import_bytes: default_max_import(),
+            max_concurrent: default_max_concurrent(),
+            max_concurrent_per_source: default_max_concurrent_per_source(),
+            body_timeout: default_body_timeout(),
+            failures_burst: default_failures_burst(),
+            failures_per_minute: default_failures_per_minute(),
+            failures_window: default_failures_window(),
+            failures_sources: default_failures_sources(),
+        }
+    }
+}
+
+fn default_failures_burst() -> u32 {
+    30
+}
+fn default_failures_per_minute() -> u32 {
+    30
+}
+fn default_failures_window() -> String {
+    "60s".into()
+}
+fn default_failures_sources() -> usize {
+    10_000
+}
+
+fn default_max_concurrent() -> usize {
+    1024
+}
+fn default_max_concurrent_per_source() -> usize {
+    256
+}
+fn default_body_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatesConfig {
+    /// Lifetime of an issued certificate when the request names none, e.g. `90d` (the default).
+    #[serde(default)]
+    pub lifetime: Option<String>,
+}
+
+impl CertificatesConfig {
+    /// The default lifetime in seconds.
+    pub fn lifetime_secs(&self) -> Result<u64, ConfigError> {
+        match &self.lifetime {
+            None => Ok(rekey_core::certs::DEFAULT_LIFETIME_SECS),
+            Some(text) => {
+                let secs = rekey_types::time::parse_duration_secs(text)
+                    .map_err(|message| ConfigError::Invalid { field: "certificates.lifetime", message })?
+                    .unsigned_abs();
+                if !(rekey_core::certs::MIN_LIFETIME_SECS..=rekey_core::certs::MAX_LIFETIME_SECS).contains(&secs) {
+                    return Err(ConfigError::Invalid {
+                        field: "certificates.lifetime",
+                        message: "must be between 1h and 730d".into(),
+                    });
+                }
+                Ok(secs)
+            }
+        }
+    }
+}
+
+/// Where Rekey may connect on a tenant's behalf (targets, token and key URLs, Graph, the
+/// webhook). By default every public address and port; loopback, private, shared, link-local,
+/// unique-local, multicast and cloud metadata addresses are refused unless allowed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// CIDRs (`10.20.0.0/16`), addresses (`::1`), host names (`ldap.corp.example`) and domains
+    /// (`*.corp.example`) allowed besides the public internet.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// If set, the only ports connected to.
+    #[serde(default)]
+    pub ports: Option<Vec<u16>>,
+}
+
+impl EgressConfig {
+    pub fn policy(&self) -> Result<std::sync::Arc<rekey_connect::EgressPolicy>, ConfigError> {
+        rekey_connect::EgressPolicy::new(&self.allow, self.ports.clone())
+            .map(std::sync::Arc::new)
+            .map_err(|e| ConfigError::Invalid { field: "egress", message: e.to_string() })
+    }
+}
+
+/// How Rekey connects to credentials' targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// Opening a TCP connection, e.g. `5s`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// A whole exchange (connect, TLS, login), e.g. `20s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Connections to one host and port at once, across verify, rotation and the scheduler.
+    #[serde(default = "default_per_host")]
+    pub per_host: usize,
+}
+
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_timeout() -> String {
+    "20s".into()
+}
+fn default_per_host() -> usize {
+    4
+}
+
+impl Default for ConnectorsConfig {
+    fn default() -> Self {
+        Self { connect_timeout: default_connect_timeout(), timeout: default_timeout(), per_host: default_per_host() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// How long a rotated-out version stays `previous` (and an Entra app keeps its old
+    /// certificate) before it is retired: `24h` by default, `0s` retires at once.
+    #[serde(default = "default_grace")]
+    pub grace: String,
+}
+
+fn default_grace() -> String {
+    "24h".into()
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self { grace: default_grace() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Time between passes of the scheduler, or `off`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// How often each credential is checked against its target, or `off`.
+    #[serde(default = "default_verify_every")]
+    pub verify_every: String,
+    /// Credentials worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+fn default_verify_every() -> String {
+    "24h".into()
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { interval: default_interval(), verify_every: default_verify_every(), concurrency: default_concurrency() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Time between passes of the campaign workers when idle, or `off`.
+    #[serde(default = "default_campaign_interval")]
+    pub interval: String,
+    /// Items worked on at once by this server.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts of an item (and deliveries of a notice) before it fails for good.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits twice as long (at most 1h).
+    #[serde(default = "default_retry_base")]
+    pub retry_base: String,
+    /// How long a worker holds an item before another server may take it.
+    #[serde(default = "default_lease")]
+    pub lease: String,
+    /// Reminders go out this long before the deadline (halfway, for a shorter campaign).
+    #[serde(default = "default_remind_before")]
+    pub remind_before: String,
+    /// The address tenants reach this server at, for reset links (`<public_url>/r/...`).
+    /// Default: `http(s)://<listen>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn default_campaign_interval() -> String {
+    "2s".into()
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_retry_base() -> String {
+    "30s".into()
+}
+fn default_lease() -> String {
+    "5m".into()
+}
+fn default_remind_before() -> String {
+    "48h".into()
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_campaign_interval(),
+            concurrency: default_concurrency(),
+            max_attempts: default_max_attempts(),
+            retry_base: default_retry_base(),
+            lease: default_lease(),
+            remind_before: default_remind_before(),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The SMTP relay for email notices, as `smtp://host:port` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host:465`; a user and password may be in the URL. Never logged.
+    #[serde(default)]
+    pub smtp_url: Option<Redacted>,
+    /// The sender address of email notices.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Where webhook notices are posted.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// A file holding the webhook signing secret (at least 16 bytes; surrounding whitespace is
+    /// ignored).
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// An environment variable holding the webhook signing secret.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// One delivery attempt (connect, send, answer).
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: String,
+}
+
+fn default_notify_timeout() -> String {
+    "10s".into()
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: None,
+            webhook_url: None,
+            webhook_secret_file: None,
+            webhook_secret_env: None,
+            timeout: default_notify_timeout(),
+        }
+    }
+}
