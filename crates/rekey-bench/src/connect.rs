@@ -27,7 +27,7 @@ pub(crate) fn peers() -> Result<Peers> {
 }
 
 const SVC_DN: &str = "uid=svc-app,ou=services,dc=rekey,dc=test";
-const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+use rekey_test_peers::{LDAP_ADMIN_DN as ADMIN_DN, LDAP_ADMIN_PASSWORD};
 
 pub(crate) fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
@@ -259,7 +259,7 @@ async fn raw_token(client: reqwest::Client, url: String) -> Result<()> {
 pub(crate) async fn add_accounts(port: u16, prefix: &str, n: usize) -> Result<()> {
     let (conn, mut ldap) = ldap3::LdapConnAsync::new(&format!("ldap://127.0.0.1:{port}")).await?;
     tokio::spawn(async move { conn.drive().await });
-    ldap.simple_bind(ADMIN_DN, "admin-initial-pw").await?.success()?;
+    ldap.simple_bind(ADMIN_DN, LDAP_ADMIN_PASSWORD).await?.success()?;
     let results: Vec<Result<()>> = futures_util::stream::iter(0..n)
         .map(|i| {
             let mut ldap = ldap.clone();

@@ -87,7 +87,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
         &root,
         &admin,
         (&ldaps, ADMIN_DN),
-        "admin-initial-pw",
+        LDAP_ADMIN_PASSWORD,
         &["subtrees=ou=services,dc=rekey,dc=test"],
         &p.ca_pem,
     );
@@ -246,7 +246,7 @@ fn verify_and_rotate_every_kind_against_real_targets() {
     {
         assert!(audit.contains(step), "{step} missing from the audit log");
     }
-    for secret in [new_password.as_str(), "admin-initial-pw", "mail-initial-pw", &format!("pw-{prefix}-1")] {
+    for secret in [new_password.as_str(), LDAP_ADMIN_PASSWORD, "mail-initial-pw", &format!("pw-{prefix}-1")] {
         assert!(!audit.contains(secret), "a secret is in the audit log");
         assert!(!s.log_text().contains(secret), "a secret is in the server log");
     }

@@ -41,7 +41,7 @@ async fn check(kind: CredentialKind, f: &Fields, s: &str) -> Outcome {
 }
 
 const SVC_DN: &str = "uid=svc-app,ou=services,dc=rekey,dc=test";
-const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+use rekey_test_peers::{LDAP_ADMIN_DN as ADMIN_DN, LDAP_ADMIN_PASSWORD};
 
 fn ldap_fields(p: &Peers, url: String, dn: &str) -> Fields {
     fields(CredentialKind::Ldap, &[("url", &url), ("bind_dn", dn), ("ca_pem", &p.ca_pem)])
@@ -51,7 +51,7 @@ fn ldap_fields(p: &Peers, url: String, dn: &str) -> Fields {
 async fn add_account(p: &Peers, uid: &str, password: &str) -> String {
     let (conn, mut ldap) = ldap3::LdapConnAsync::new(&format!("ldap://127.0.0.1:{}", p.ldap)).await.unwrap();
     tokio::spawn(async move { conn.drive().await });
-    ldap.simple_bind(ADMIN_DN, "admin-initial-pw").await.unwrap().success().unwrap();
+    ldap.simple_bind(ADMIN_DN, LDAP_ADMIN_PASSWORD).await.unwrap().success().unwrap();
     let dn = format!("uid={uid},ou=services,dc=rekey,dc=test");
     ldap.add(
         &dn,
@@ -146,7 +146,7 @@ async fn ldap_password_modify_as_itself_and_by_rotator() {
     let admin = ldap_fields(&p, format!("ldaps://localhost:{}", p.ldaps), ADMIN_DN);
     let o = rekey_connect::ldap::change_password(
         &f,
-        Changer::Rotator { fields: &admin, secret: &secret("admin-initial-pw") },
+        Changer::Rotator { fields: &admin, secret: &secret(LDAP_ADMIN_PASSWORD) },
         &secret("fourth-password-4"),
         &limits(),
     )

@@ -6,6 +6,12 @@
 
 use std::fmt;
 
+/// The test directory's administrator (`scripts/peers/connectors.sh`), who may add and change
+/// accounts.
+pub const LDAP_ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+/// The administrator's password as the script sets it.
+pub const LDAP_ADMIN_PASSWORD: &str = "admin-initial-pw";
+
 /// The peers' addresses and the files they share with the tests.
 #[derive(Debug, Clone)]
 pub struct Peers {

@@ -12,7 +12,7 @@ pub(crate) fn peers() -> Option<Peers> {
     Peers::or_skip()
 }
 
-pub(crate) const ADMIN_DN: &str = "cn=admin,dc=rekey,dc=test";
+pub(crate) use rekey_test_peers::{LDAP_ADMIN_DN as ADMIN_DN, LDAP_ADMIN_PASSWORD};
 
 /// Adds service accounts `uid=<prefix>-<i>` with password `pw-<prefix>-<i>`, as the directory admin.
 pub(crate) fn add_accounts(p: &Peers, prefix: &str, n: usize) {
@@ -23,7 +23,7 @@ pub(crate) fn add_accounts(p: &Peers, prefix: &str, n: usize) {
         ));
     }
     let mut child = Command::new("ldapadd")
-        .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", p.ldap), "-D", ADMIN_DN, "-w", "admin-initial-pw"])
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", p.ldap), "-D", ADMIN_DN, "-w", LDAP_ADMIN_PASSWORD])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
