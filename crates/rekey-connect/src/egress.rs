@@ -30,6 +30,7 @@ use crate::{Failure, Status};
 /// Why a destination was refused: the rule, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
+    /// The rule that refused it, in words (`port not in egress.ports`, `cloud metadata address`, …).
     pub rule: &'static str,
 }
 

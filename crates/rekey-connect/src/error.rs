@@ -10,10 +10,13 @@ use crate::Status;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The kind has no target (`generic`).
     #[error("this kind of credential has no target to connect to")]
     Unsupported,
+    /// The credential's fields do not make a target (a URL that does not parse, a bad CA).
     #[error("{0}")]
     Config(String),
+    /// The server cannot rotate this kind: the tenant's administrator resets it.
     #[error("rotation is driven by the customer for this kind: {0}")]
     CustomerDriven(&'static str),
 }

@@ -39,10 +39,12 @@ const PROOF_LIFETIME: i64 = 600;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyCredential {
+    /// Graph's id of the key credential.
     pub key_id: String,
     /// The SHA-1 thumbprint in hex, for certificates.
     #[serde(default)]
     pub custom_key_identifier: Option<String>,
+    /// The name it was registered under.
     #[serde(default)]
     pub display_name: Option<String>,
 }
@@ -51,7 +53,9 @@ pub struct KeyCredential {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordCredential {
+    /// Graph's id of the client secret.
     pub key_id: String,
+    /// The name it was registered under.
     #[serde(default)]
     pub display_name: Option<String>,
     /// The first three characters of the secret.
@@ -68,7 +72,9 @@ struct Application {
 
 /// A client secret Graph generated: its key id and its text (shown by Graph only once).
 pub struct NewPassword {
+    /// Graph's id of the new client secret.
     pub key_id: String,
+    /// Its text.
     pub secret: Secret,
 }
 

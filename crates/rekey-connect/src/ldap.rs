@@ -36,9 +36,17 @@ pub(crate) async fn verify(fields: &Fields, secret: &Secret, limits: &Limits) ->
 /// Who changes the password: the account itself, or another credential of the tenant.
 pub enum Changer<'a> {
     /// The account, with its current password.
-    Itself { current: &'a Secret },
+    Itself {
+        /// The account's current password.
+        current: &'a Secret,
+    },
     /// An administrator account (its own `url` and `bind_dn`, and its password).
-    Rotator { fields: &'a Fields, secret: &'a Secret },
+    Rotator {
+        /// The administrator credential's fields.
+        fields: &'a Fields,
+        /// Its password.
+        secret: &'a Secret,
+    },
 }
 
 /// What a password change did: the change itself, and (when the change went through and the
@@ -46,7 +54,9 @@ pub enum Changer<'a> {
 /// on that same connection, followed by who-am-I: proof that the directory takes it.
 #[derive(Debug, Clone)]
 pub struct Changed {
+    /// The password-modify operation.
     pub changed: Outcome,
+    /// The bind with the new password and who-am-I, when made on the same connection.
     pub proof: Option<Outcome>,
 }
 

@@ -16,6 +16,7 @@
 //! This crate does no I/O besides the target's protocol: the caller (rekey-core) decrypts the
 //! secret, decides who may ask, and records what happened.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order `/metrics` lists them.
     pub const ALL: [Status; 7] = [
         Status::Ok,
         Status::AuthFailed,
@@ -79,6 +81,7 @@ impl Status {
         Status::EgressDenied,
     ];
 
+    /// The status as the API, the audit log and `/metrics` show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -91,6 +94,7 @@ impl Status {
         }
     }
 
+    /// The status named `s`, if any.
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
@@ -105,13 +109,16 @@ impl fmt::Display for Status {
 /// The result of one check against a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// How the check ended.
     pub status: Status,
     /// One line for a human: what was confirmed, or what went wrong. Never a secret.
     pub detail: String,
+    /// How long the check took.
     pub elapsed: Duration,
 }
 
 impl Outcome {
+    /// Whether the target accepted the secret.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
     }

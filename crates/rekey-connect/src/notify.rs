@@ -19,10 +19,13 @@ pub use relay::MailRelay;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotifyError {
+    /// A setting is wrong (the relay URL, the webhook URL or secret).
     #[error("bad notification setting: {0}")]
     Config(String),
+    /// The relay refused the message, or the connection failed.
     #[error("the mail relay refused or failed: {0}")]
     Mail(String),
+    /// The webhook did not answer 2xx, or could not be reached.
     #[error("the webhook failed: {0}")]
     Webhook(String),
 }

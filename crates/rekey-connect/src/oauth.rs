@@ -135,7 +135,9 @@ struct ErrorResponse {
 /// An `entra-app` secret that is a certificate: the private key PEM followed by the certificate
 /// PEM, as Rekey stores them.
 pub struct CertificateSecret<'a> {
+    /// The private key, PEM.
     pub key_pem: &'a [u8],
+    /// The certificate, PEM.
     pub cert_pem: &'a str,
 }
 

@@ -3,6 +3,7 @@
 //! stand-in), read from the `REKEY_TEST_*` variables the script prints. One reader for the
 //! connector tests, the CLI tests and the benchmarks.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -19,17 +20,25 @@ pub struct Peers {
     pub dir: String,
     /// The test CA that signed every peer's certificate, as a path and as PEM.
     pub ca_path: String,
+    /// The test CA, PEM.
     pub ca_pem: String,
+    /// OpenLDAP's plain LDAP port (StartTLS offered).
     pub ldap: u16,
+    /// OpenLDAP's LDAPS port.
     pub ldaps: u16,
+    /// Dovecot's POP3 port (STLS offered).
     pub pop3: u16,
+    /// Dovecot's POP3S port.
     pub pop3s: u16,
+    /// Dovecot's submission port (STARTTLS offered).
     pub submission: u16,
+    /// Dovecot's submissions port.
     pub submissions: u16,
     /// The OpenID provider's base URL (`http://127.0.0.1:PORT`).
     pub oidc: String,
     /// The SMTP sink Dovecot's submission relays to, and the Maildir it delivers into.
     pub sink: u16,
+    /// The Maildir the sink delivers into.
     pub maildir: String,
     /// Dovecot's password file, where tests add mail accounts.
     pub dovecot_users: String,
