@@ -4,15 +4,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
+/// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
+    /// Done.
     Success,
+    /// Refused: not authenticated, not allowed, or limited.
     Denied,
+    /// Accepted but failed (the detail names the error code).
     Error,
 }
 
 impl AuditOutcome {
+    /// The outcome as the log shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             AuditOutcome::Success => "success",
@@ -21,6 +26,7 @@ impl AuditOutcome {
         }
     }
 
+    /// The outcome named `s`, if any.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "success" => Some(AuditOutcome::Success),
@@ -35,7 +41,9 @@ impl AuditOutcome {
 /// facts (a version number, a count), written by Rekey itself, not copied from a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// Position in the chain, from 1.
     pub seq: i64,
+    /// When the event was recorded.
     pub time: Timestamp,
     /// `token:<id>`, `anonymous`, or `system`.
     pub principal: String,
@@ -43,10 +51,13 @@ pub struct AuditRecord {
     pub action: String,
     /// e.g. `acme/directory`, `token:<id>`, or empty.
     pub resource: String,
+    /// How the request ended.
     pub outcome: AuditOutcome,
     /// The client's IP address, or empty for work the server does on its own.
     pub source: String,
+    /// The request id (also in the server log and the answer).
     pub request_id: String,
+    /// Non-secret facts written by Rekey: a version, a count, an error code.
     pub detail: String,
 }
 

@@ -5,12 +5,14 @@
 //! multi-valued RDNs joined by `+`, attribute types as names or dotted OIDs, values with `\`
 //! escapes (a special character or two hex digits) or `#hex`.
 
+/// Why a text is not a DN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid LDAP DN ({0}); expected e.g. cn=svc-mail,ou=svc,dc=acme,dc=example")]
 pub struct DnError(&'static str);
 
 const SPECIAL: &[u8] = b"\"+,;<>\\=# ";
 
+/// Checks that `dn` is a distinguished name (RFC 4514 syntax, at most 1,024 characters).
 pub fn validate_dn(dn: &str) -> Result<(), DnError> {
     if dn.trim().is_empty() {
         return Err(DnError("empty"));

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An error code of the API (`{code, message, request_id}`), with its HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -65,6 +66,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of `docs/errors.md`.
     pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
@@ -94,6 +96,7 @@ impl ErrorCode {
         ErrorCode::Internal,
     ];
 
+    /// The code as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",

@@ -15,15 +15,22 @@ use crate::dn::validate_dn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// What a credential connects to (see `docs/connectors.md`).
 pub enum CredentialKind {
+    /// An LDAP bind account.
     Ldap,
+    /// An Azure AD / Entra application (client secret or certificate).
     EntraApp,
+    /// A POP3 mailbox.
     Pop3,
+    /// An SMTP-authenticated relay account.
     Smtp,
+    /// Opaque bytes with no target.
     Generic,
 }
 
 impl CredentialKind {
+    /// Every kind.
     pub const ALL: [CredentialKind; 5] = [
         CredentialKind::Ldap,
         CredentialKind::EntraApp,
@@ -32,6 +39,7 @@ impl CredentialKind {
         CredentialKind::Generic,
     ];
 
+    /// The kind as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::Ldap => "ldap",
@@ -96,17 +104,40 @@ impl FromStr for CredentialKind {
     }
 }
 
+/// Why a credential's fields or labels were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FieldError {
     #[error("unknown credential kind {0:?}: expected ldap, entra-app, pop3, smtp or generic")]
+    /// Not a kind.
     UnknownKind(String),
+    /// A field the kind does not have.
     #[error("unknown field {field:?} for kind {kind}; allowed: {allowed}")]
-    Unknown { kind: CredentialKind, field: String, allowed: String },
+    Unknown {
+        /// The credential's kind.
+        kind: CredentialKind,
+        /// The field named.
+        field: String,
+        /// The fields the kind has.
+        allowed: String,
+    },
+    /// A field the kind needs is missing.
     #[error("missing required field {field:?} for kind {kind}")]
-    Missing { kind: CredentialKind, field: &'static str },
+    Missing {
+        /// The credential's kind.
+        kind: CredentialKind,
+        /// The field missing.
+        field: &'static str,
+    },
+    /// A field's value does not parse.
     #[error("field {field:?}: {reason}")]
-    Invalid { field: String, reason: String },
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A label is refused.
     #[error("labels: {0}")]
     Label(String),
 }
@@ -118,8 +149,11 @@ fn invalid(field: &str, reason: impl Into<String>) -> FieldError {
 /// TLS mode of a connection: `none`, `starttls` or `implicit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
+    /// Plain text, no TLS.
     None,
+    /// Upgraded with STARTTLS (or STLS) before anything else is sent.
     StartTls,
+    /// TLS from the first byte.
     Implicit,
 }
 
@@ -185,14 +219,17 @@ impl Fields {
         Self(map)
     }
 
+    /// The value of field `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
 
+    /// Every field, by name.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0
     }
 
+    /// Every field, by name, owned.
     pub fn into_map(self) -> BTreeMap<String, String> {
         self.0
     }

@@ -20,14 +20,17 @@ macro_rules! typed_id {
                 Self(Uuid::now_v7())
             }
 
+            /// The id with this UUID.
             pub fn from_uuid(uuid: Uuid) -> Self {
                 Self(uuid)
             }
 
+            /// The id's UUID.
             pub fn as_uuid(&self) -> &Uuid {
                 &self.0
             }
 
+            /// The id's 16 bytes (what the envelope's associated data binds).
             pub fn as_bytes(&self) -> &[u8; 16] {
                 self.0.as_bytes()
             }

@@ -6,16 +6,22 @@ use std::str::FromStr;
 
 use crate::{NameError, TenantName};
 
+/// A key version by name: `root@N` or `TENANT@N`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyRef {
+    /// Version N of the root key.
     Root(u32),
+    /// Version N of a tenant's key-encryption key.
     Tenant(TenantName, u32),
 }
 
+/// Why a text names no key version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRefError {
+    /// Not `root@N` or `TENANT@N`.
     #[error("a key version is written root@N or TENANT@N, with N a version number from 1")]
     Shape,
+    /// The tenant part is not a tenant name.
     #[error(transparent)]
     Name(#[from] NameError),
 }

@@ -4,6 +4,7 @@
 //! agree on. Everything that comes from outside (a name, a field, a CIDR) is parsed here into a
 //! type that can only hold a valid value.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod action;
 pub mod audit;

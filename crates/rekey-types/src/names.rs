@@ -8,18 +8,36 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// Why a text is not a valid name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NameError {
+    /// Empty.
     #[error("{what} must not be empty")]
-    Empty { what: &'static str },
+    Empty {
+        /// What was being named (`a tenant name`, …).
+        what: &'static str,
+    },
+    /// Too long.
     #[error("{what} is longer than {max} characters")]
-    TooLong { what: &'static str, max: usize },
+    TooLong {
+        /// What was being named.
+        what: &'static str,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// Not a slug.
     #[error(
         "{what} must start with a lowercase letter and contain only lowercase letters, digits and \
          single hyphens (not at the end): got {value:?}"
     )]
-    Invalid { what: &'static str, value: String },
+    Invalid {
+        /// What was being named.
+        what: &'static str,
+        /// The text given (cut short).
+        value: String,
+    },
+    /// Not `tenant/name`.
     #[error("a credential reference is written tenant/name: got {0:?}")]
     BadReference(String),
 }
@@ -53,13 +71,16 @@ macro_rules! slug_type {
         pub struct $name(String);
 
         impl $name {
+            /// The longest name allowed.
             pub const MAX_LEN: usize = $max;
 
+            /// The name, if `value` is a valid one.
             pub fn parse(value: &str) -> Result<Self, NameError> {
                 check_slug($what, value, $max)?;
                 Ok(Self(value.to_owned()))
             }
 
+            /// The name as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -109,11 +130,14 @@ slug_type!(
 /// `tenant/name`, the way people and the CLI refer to one credential.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CredRef {
+    /// The tenant.
     pub tenant: TenantName,
+    /// The credential's name within the tenant.
     pub name: CredentialName,
 }
 
 impl CredRef {
+    /// The reference written `tenant/name`.
     pub fn parse(value: &str) -> Result<Self, NameError> {
         let (tenant, name) =
             value.split_once('/').ok_or_else(|| NameError::BadReference(value.chars().take(64).collect()))?;

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// What a token may do (see `docs/threat-model.md` and the policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
@@ -19,8 +20,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
     pub const ALL: [Role; 4] = [Role::Operator, Role::Auditor, Role::TenantAdmin, Role::Connector];
 
+    /// The role as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Operator => "operator",
@@ -37,6 +40,7 @@ impl fmt::Display for Role {
     }
 }
 
+/// A text that names no role.
 #[derive(Debug, thiserror::Error)]
 #[error("unknown role {0:?}: expected operator, auditor, tenant-admin or connector")]
 pub struct UnknownRole(String);

@@ -12,18 +12,22 @@ impl Secret {
     /// The largest secret Rekey stores: generous for a PEM certificate chain plus private key.
     pub const MAX_LEN: usize = 64 * 1024;
 
+    /// Takes ownership of the bytes; they are zeroed when the secret is dropped.
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(Zeroizing::new(bytes))
     }
 
+    /// The bytes, for the one place that must use them (encryption, a connector).
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 
+    /// Its length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

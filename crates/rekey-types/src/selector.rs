@@ -10,22 +10,32 @@ use std::str::FromStr;
 
 use crate::{CredRef, CredentialKind, KeyRef, Region, TenantName, TokenId};
 
+/// One way to say what an incident reaches (`docs/incidents.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
+    /// `key:root@N` or `key:TENANT@N`: every live credential with a version that key wraps.
     Key(KeyRef),
     /// A certificate thumbprint, lowercase hex (SHA-1: 40 digits, SHA-256: 64).
     Cert(String),
+    /// `token:ID`: every credential the token could reveal, and every one it did.
     Token(TokenId),
+    /// `region:R,…`: every tenant of those regions.
     Region(Vec<Region>),
+    /// `tenant:T,…`: those tenants.
     Tenant(Vec<TenantName>),
+    /// `kind:K,…`: narrows the others to these kinds; alone, every credential of these kinds.
     Kind(Vec<CredentialKind>),
+    /// `cred:T/N`: one credential.
     Cred(CredRef),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("scope {selector:?}: {reason}")]
+/// Why a selector was refused.
 pub struct SelectorError {
+    /// The selector as given (cut short).
     pub selector: String,
+    /// Why.
     pub reason: String,
 }
 

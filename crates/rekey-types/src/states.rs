@@ -8,8 +8,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {text:?} (one of: {allowed})")]
 pub struct UnknownState {
+    /// What was being named (`item state`, …).
     pub what: &'static str,
+    /// The text given.
     pub text: String,
+    /// The values allowed, comma-separated.
     pub allowed: String,
 }
 

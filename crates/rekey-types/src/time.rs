@@ -6,34 +6,42 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// A point in time, to the microsecond, UTC.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// Now.
     pub fn now() -> Self {
         Self::from_datetime(OffsetDateTime::now_utc())
     }
 
+    /// From microseconds since the Unix epoch (as stored).
     pub fn from_micros(micros: i64) -> Self {
         Self(micros)
     }
 
+    /// Microseconds since the Unix epoch (as stored).
     pub fn as_micros(self) -> i64 {
         self.0
     }
 
+    /// From a `time` date and time.
     pub fn from_datetime(dt: OffsetDateTime) -> Self {
         Self((dt.unix_timestamp_nanos() / 1_000) as i64)
     }
 
+    /// As a `time` date and time.
     pub fn to_datetime(self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// This time plus `seconds` (minus, if negative), saturating.
     pub fn add_seconds(self, seconds: i64) -> Self {
         Self(self.0.saturating_add(seconds.saturating_mul(1_000_000)))
     }
 
+    /// From RFC 3339 text (as the API writes it).
     pub fn parse_rfc3339(s: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(s, &Rfc3339).map(Self::from_datetime)
     }
