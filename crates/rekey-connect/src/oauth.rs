@@ -10,7 +10,8 @@
 //! A check succeeds when a token is issued and, if it is a JWT, its RS256 signature checks against
 //! the provider's published keys (`jwks_url`, or else found from the token URL: Azure's
 //! `/oauth2/v2.0/token` → `/discovery/v2.0/keys`, any other provider through
-//! `/.well-known/openid-configuration`). Key sets are cached for ten minutes.
+//! `/.well-known/openid-configuration`). Key sets, and what a provider's configuration names, are
+//! cached for ten minutes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -309,6 +310,16 @@ async fn jwks_url(fields: &Fields, limits: &Limits) -> Result<(String, bool), Fa
     let mut url = url::Url::parse(token_url).map_err(|e| Failure::Config(format!("token_url: {e}")))?;
     url.set_path("/.well-known/openid-configuration");
     url.set_query(None);
+    // What a provider's configuration names is cached as long as its key sets are, by the
+    // configuration's URL: a verify does not ask for it again each time.
+    type Discovered = Mutex<HashMap<String, (Instant, String)>>;
+    static DISCOVERED: OnceLock<Discovered> = OnceLock::new();
+    let discovered = DISCOVERED.get_or_init(Default::default);
+    if let Some((at, jwks_uri)) = discovered.lock().expect("discovery").get(url.as_str()) {
+        if at.elapsed() < JWKS_TTL {
+            return Ok((jwks_uri.clone(), true));
+        }
+    }
     #[derive(Deserialize)]
     struct Discovery {
         jwks_uri: String,
@@ -322,6 +333,11 @@ async fn jwks_url(fields: &Fields, limits: &Limits) -> Result<(String, bool), Fa
     let body = capped_body(response, "discovery").await?;
     let discovery: Discovery =
         serde_json::from_slice(&body).map_err(|_| Failure::protocol(format!("discovery at {url} has no jwks_uri")))?;
+    let mut cache = discovered.lock().expect("discovery");
+    if cache.len() > 1024 {
+        cache.clear();
+    }
+    cache.insert(url.to_string(), (Instant::now(), discovery.jwks_uri.clone()));
     Ok((discovery.jwks_uri, true))
 }
 
