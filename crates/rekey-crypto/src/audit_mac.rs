@@ -17,16 +17,20 @@ pub const GENESIS: [u8; 32] = [0u8; 32];
 pub struct AuditKey(SystemKey);
 
 impl AuditKey {
+    /// The name the key is stored under.
     pub const PURPOSE: &'static str = "audit-chain";
 
+    /// A fresh random key.
     pub fn generate() -> Result<Self, CryptoError> {
         SystemKey::generate().map(Self)
     }
 
+    /// The key as unwrapped from the store.
     pub fn from_system_key(key: SystemKey) -> Self {
         Self(key)
     }
 
+    /// The key, to be wrapped for the store.
     pub fn as_system_key(&self) -> &SystemKey {
         &self.0
     }

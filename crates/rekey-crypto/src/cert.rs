@@ -19,13 +19,17 @@ use crate::CryptoError;
 pub struct CertInfo {
     /// SHA-1 of the DER: the thumbprint Azure shows, and (base64url) a JWT's `x5t`.
     pub sha1: [u8; 20],
+    /// SHA-256 of the DER (the inventory's key).
     pub sha256: [u8; 32],
     /// SHA-256 of the SubjectPublicKeyInfo: the same key in two certificates has the same value.
     pub public_key_sha256: [u8; 32],
+    /// The subject, as text.
     pub subject: String,
     /// Unix seconds.
     pub not_before: i64,
+    /// Unix seconds.
     pub not_after: i64,
+    /// The certificate, PEM.
     pub pem: String,
 }
 
@@ -38,7 +42,9 @@ impl CertInfo {
 
 /// A new certificate and its private key (PKCS#8 PEM, zeroized on drop).
 pub struct IssuedCert {
+    /// The certificate.
     pub info: CertInfo,
+    /// Its private key.
     pub key_pem: Zeroizing<String>,
 }
 

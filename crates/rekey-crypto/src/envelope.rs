@@ -47,9 +47,13 @@ pub const HEADER_LEN: usize = 2 + 1 + 1 + 1 + 16 + 4 + NONCE_LEN;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Purpose {
+    /// A credential version's secret, under its DEK.
     Payload = 1,
+    /// A DEK, under a tenant KEK.
     WrappedDek = 2,
+    /// A tenant KEK, under a root key.
     WrappedKek = 3,
+    /// A system key (audit, integrity), under a root key.
     WrappedSystemKey = 4,
     /// A seal's root keyring, encrypted under the key that Shamir shares rebuild.
     Keyring = 5,
@@ -58,12 +62,16 @@ pub enum Purpose {
 /// The parsed header of a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// What the blob is.
     pub purpose: Purpose,
+    /// Which key opens it (see `docs/crypto.md`).
     pub key_id: [u8; 16],
+    /// That key's version.
     pub key_version: u32,
 }
 
 impl Header {
+    /// The header of `blob`, checked for format and algorithm.
     pub fn parse(blob: &[u8]) -> Result<Self, CryptoError> {
         if blob.len() < HEADER_LEN + TAG_LEN {
             return Err(CryptoError::Malformed("too short"));
@@ -245,9 +253,13 @@ pub(crate) fn to_key(bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<[u8; 32]>, C
 /// The slot a credential version's payload lives in; bound into its associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayloadSlot {
+    /// The tenant.
     pub tenant: TenantId,
+    /// The credential.
     pub credential: CredentialId,
+    /// The version.
     pub version: u32,
+    /// The credential's kind.
     pub kind: CredentialKind,
 }
 
@@ -298,6 +310,7 @@ impl PayloadSlot {
 pub struct TargetBinding([u8; 32]);
 
 impl TargetBinding {
+    /// The binding of a secret stored for credential `name` with target `fields`.
     pub fn of(name: &str, fields: &BTreeMap<String, String>) -> Self {
         let mut h = Sha256::new();
         h.update(b"rekey/target/v1");
@@ -322,7 +335,9 @@ impl TargetBinding {
 
 /// A credential version as stored: the DEK wrapped by the tenant KEK, and the payload.
 pub struct SealedPayload {
+    /// The version's DEK, wrapped by the tenant KEK.
     pub wrapped_dek: Vec<u8>,
+    /// The secret, under the DEK.
     pub ciphertext: Vec<u8>,
 }
 

@@ -34,12 +34,15 @@ pub struct IntegrityKey {
 }
 
 impl IntegrityKey {
+    /// The name the key is stored under.
     pub const PURPOSE: &'static str = "integrity";
 
+    /// A fresh random key.
     pub fn generate() -> Result<Self, CryptoError> {
         Ok(Self::from_system_key(SystemKey::generate()?))
     }
 
+    /// The key as unwrapped from the store; derives the row and fingerprint keys.
     pub fn from_system_key(system: SystemKey) -> Self {
         let hk = Hkdf::<Sha256>::new(None, system.bytes());
         let mut rows = Zeroizing::new([0u8; 32]);
@@ -49,6 +52,7 @@ impl IntegrityKey {
         Self { system, rows, fingerprints }
     }
 
+    /// The key, to be wrapped for the store.
     pub fn as_system_key(&self) -> &SystemKey {
         &self.system
     }

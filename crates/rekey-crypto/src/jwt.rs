@@ -72,13 +72,16 @@ fn pem_block(text: &str) -> Option<(String, Zeroizing<Vec<u8>>)> {
 /// A JWT split into its parts, signature not yet checked.
 #[derive(Debug)]
 pub struct UnverifiedJwt {
+    /// The header, decoded.
     pub header: serde_json::Value,
+    /// The claims, decoded (not to be trusted before the signature is checked).
     pub claims: serde_json::Value,
     signing_input: String,
     signature: Vec<u8>,
 }
 
 impl UnverifiedJwt {
+    /// The three parts of a compact JWT; `None` if it is not one.
     pub fn parse(token: &str) -> Option<Self> {
         let mut parts = token.split('.');
         let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);

@@ -18,6 +18,7 @@ macro_rules! key_type {
         pub struct $name(pub(crate) Zeroizing<[u8; 32]>);
 
         impl $name {
+            /// A fresh random key from the operating system's generator.
             pub fn generate() -> Result<Self, CryptoError> {
                 random_32().map(Self)
             }

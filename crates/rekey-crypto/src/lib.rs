@@ -16,6 +16,7 @@
 //!
 //! Must never: log, format or serialize a key; hand key bytes out of this crate except to a seal.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit_mac;
 pub mod cert;

@@ -25,7 +25,9 @@ const LINK: BearerFormat = BearerFormat { prefix: "", separator: '.', domain: b"
 
 /// A link as sent to a tenant, once. Zeroized on drop; no `Debug`.
 pub struct IssuedLink {
+    /// The link's id (stored).
     pub id: LinkId,
+    /// The hash of its secret (stored; the secret is not).
     pub hash: [u8; 32],
     text: Zeroizing<String>,
 }
@@ -37,6 +39,7 @@ impl IssuedLink {
     }
 }
 
+/// A fresh reset link: a new id and a random secret.
 pub fn issue_link() -> Result<IssuedLink, CryptoError> {
     let id = LinkId::generate();
     let (text, hash) = LINK.issue(id.as_uuid())?;
@@ -45,6 +48,7 @@ pub fn issue_link() -> Result<IssuedLink, CryptoError> {
 
 /// A link presented by a browser, split into id and the hash of its secret.
 pub struct PresentedLink {
+    /// The id it names.
     pub id: LinkId,
     hash: [u8; 32],
 }
@@ -74,6 +78,7 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 pub struct CsrfKey(SystemKey);
 
 impl CsrfKey {
+    /// A fresh random key.
     pub fn generate() -> Result<Self, CryptoError> {
         SystemKey::generate().map(Self)
     }

@@ -57,17 +57,21 @@ const TOKEN: BearerFormat = BearerFormat { prefix: "rk_", separator: '_', domain
 
 /// A token as shown to its owner, once. Zeroized on drop; no `Debug`.
 pub struct IssuedToken {
+    /// The token's id (stored).
     pub id: TokenId,
+    /// The hash of its secret (stored; the secret is not).
     pub hash: [u8; 32],
     text: Zeroizing<String>,
 }
 
 impl IssuedToken {
+    /// `rk_<id>_<secret>`, to show its owner once.
     pub fn expose(&self) -> &str {
         &self.text
     }
 }
 
+/// A fresh token: a new id and a random secret.
 pub fn issue() -> Result<IssuedToken, CryptoError> {
     let id = TokenId::generate();
     let (text, hash) = TOKEN.issue(id.as_uuid())?;
@@ -76,6 +80,7 @@ pub fn issue() -> Result<IssuedToken, CryptoError> {
 
 /// A token presented by a client, split into id and the hash of its secret.
 pub struct PresentedToken {
+    /// The id it names.
     pub id: TokenId,
     hash: [u8; 32],
 }

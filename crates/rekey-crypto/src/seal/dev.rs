@@ -44,6 +44,7 @@ impl DevSeal {
         Ok(seal)
     }
 
+    /// The key file.
     pub fn path(&self) -> &Path {
         &self.path
     }

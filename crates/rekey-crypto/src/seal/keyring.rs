@@ -38,6 +38,7 @@ impl RootKeyring {
         self.keys.keys().next_back().copied()
     }
 
+    /// The versions held.
     pub fn versions(&self) -> Vec<u32> {
         self.keys.keys().copied().collect()
     }
@@ -57,6 +58,7 @@ impl RootKeyring {
         self.keys.get(&version).map(|k| &**k)
     }
 
+    /// Forgets a version (its key is zeroized); whether it was held.
     pub fn remove(&mut self, version: u32) -> bool {
         self.keys.remove(&version).is_some()
     }

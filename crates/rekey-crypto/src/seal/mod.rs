@@ -12,9 +12,19 @@ use crate::CryptoError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyContext<'a> {
     /// Version `version` of `tenant`'s key-encryption key.
-    TenantKek { tenant: TenantId, version: u32 },
+    TenantKek {
+        /// The tenant.
+        tenant: TenantId,
+        /// The KEK version.
+        version: u32,
+    },
     /// A key the server uses for itself, e.g. `audit-chain`.
-    System { purpose: &'a str, version: u32 },
+    System {
+        /// What the key is for (`audit-chain`, `integrity`).
+        purpose: &'a str,
+        /// Its version.
+        version: u32,
+    },
 }
 
 impl KeyContext<'_> {
@@ -84,9 +94,13 @@ pub trait Seal: Send + Sync {
     /// Every root key version the seal holds now (empty while sealed).
     fn root_versions(&self) -> Vec<u32>;
 
+    /// Wraps a tenant KEK under the active root key version, bound to `ctx`.
     fn wrap_kek(&self, ctx: KeyContext<'_>, key: &Kek) -> Result<Vec<u8>, CryptoError>;
+    /// Unwraps a tenant KEK, checking it belongs to `ctx`.
     fn unwrap_kek(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<Kek, CryptoError>;
+    /// Wraps a system key under the active root key version, bound to `ctx`.
     fn wrap_system_key(&self, ctx: KeyContext<'_>, key: &SystemKey) -> Result<Vec<u8>, CryptoError>;
+    /// Unwraps a system key, checking it belongs to `ctx`.
     fn unwrap_system_key(&self, ctx: KeyContext<'_>, wrapped: &[u8]) -> Result<SystemKey, CryptoError>;
 
     /// Creates a new root key version, durably, and makes it the one new wraps use.

@@ -28,8 +28,11 @@ use crate::CryptoError;
 /// Where the root key is: module, token and key label. The PIN is passed separately.
 #[derive(Debug, Clone)]
 pub struct Pkcs11Options {
+    /// The PKCS#11 module (a `.so`).
     pub module: PathBuf,
+    /// The token's label.
     pub token_label: String,
+    /// The label of the root key objects.
     pub key_label: String,
 }
 
@@ -38,6 +41,7 @@ struct Open {
     keys: BTreeMap<u32, ObjectHandle>,
 }
 
+/// The PKCS#11 seal: the root key versions are secret keys inside the token.
 pub struct Pkcs11Seal {
     options: Pkcs11Options,
     /// Kept so the module stays loaded and initialized while the seal lives.

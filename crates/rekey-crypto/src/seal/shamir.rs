@@ -45,20 +45,28 @@ const PREFIX: &str = "rekey-share-";
 const SHARE_BYTES: usize = 1 + 8 + 1 + 32;
 const CHECKSUM_BYTES: usize = 4;
 
+/// Why an unseal share was refused (never with the share's value).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ShareError {
     #[error("not a Rekey unseal share (expected rekey-share- followed by {} hex digits)", (SHARE_BYTES + CHECKSUM_BYTES) * 2)]
+    /// Not `rekey-share-` and the right number of hex digits.
     Malformed,
+    /// Mistyped or damaged.
     #[error("the share's checksum does not match: it was mistyped or damaged")]
     Checksum,
+    /// Of another split or another vault.
     #[error("this share belongs to another key set (an older split, or another vault)")]
     OtherSet,
+    /// Given twice.
     #[error("this share was already given")]
     Repeated,
+    /// A split's share count or threshold out of range.
     #[error("a split needs 2 to 255 shares and a threshold from 2 to the number of shares")]
     Parameters,
+    /// The threshold is met but the key rebuilt does not open the keyring.
     #[error("the shares do not rebuild this vault's unseal key")]
     WrongKey,
+    /// Does not match the commitment stored at the split.
     #[error(
         "this share was not issued for this vault's key set (it does not match the commitment stored at the split)"
     )]
@@ -68,7 +76,9 @@ pub enum ShareError {
 /// What a split stores of each share: its index and a commitment to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareCommitment {
+    /// The share's x coordinate.
     pub index: u8,
+    /// SHA-256 commitment to the share.
     pub digest: [u8; 32],
 }
 
@@ -90,6 +100,7 @@ impl ShareCommitment {
         list.iter().flat_map(|c| std::iter::once(c.index).chain(c.digest)).collect()
     }
 
+    /// The commitments from their stored form; `None` if it is not a whole number of them.
     pub fn decode(bytes: &[u8]) -> Option<Vec<ShareCommitment>> {
         if bytes.is_empty() || !bytes.len().is_multiple_of(Self::BYTES) {
             return None;
@@ -111,6 +122,7 @@ pub struct Share {
 }
 
 impl Share {
+    /// A share as a person types it (whitespace ignored), checksum checked.
     pub fn parse(text: &str) -> Result<Self, ShareError> {
         let compact: Zeroizing<String> = Zeroizing::new(text.chars().filter(|c| !c.is_whitespace()).collect());
         let hex_part = compact.strip_prefix(PREFIX).ok_or(ShareError::Malformed)?;
@@ -127,10 +139,12 @@ impl Share {
         Ok(Self { threshold: body[0], set_id, point: Zeroizing::new(body[9..].to_vec()) })
     }
 
+    /// How many shares the split needs.
     pub fn threshold(&self) -> u8 {
         self.threshold
     }
 
+    /// The split the share belongs to.
     pub fn set_id(&self) -> [u8; 8] {
         self.set_id
     }
@@ -162,16 +176,23 @@ fn share_checksum(body: &[u8]) -> [u8; CHECKSUM_BYTES] {
 /// the shares of its split (none for a split made before commitments).
 #[derive(Clone)]
 pub struct SealedKeyring {
+    /// The split's id.
     pub set_id: [u8; 8],
+    /// How many shares were made.
     pub shares: u8,
+    /// How many open it.
     pub threshold: u8,
+    /// The keyring, encrypted under the unseal key.
     pub blob: Vec<u8>,
+    /// The commitments to the shares.
     pub commitments: Option<Vec<ShareCommitment>>,
 }
 
 /// A fresh split: the shares to hand out (once) and the keyring they open.
 pub struct NewSplit {
+    /// The shares, as text, to hand out.
     pub shares: Vec<Zeroizing<String>>,
+    /// What the store keeps.
     pub sealed: SealedKeyring,
 }
 
@@ -282,6 +303,7 @@ struct Pending {
     unseal: UnsealKey,
 }
 
+/// The Shamir seal: the root keyring in memory while unsealed, rebuilt from shares.
 #[derive(Default)]
 pub struct ShamirSeal {
     inner: MemorySeal,
