@@ -43,8 +43,12 @@ pub enum BuildError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// A server built from its configuration: the store opened, the seal ready, the vault open
+/// unless the seal starts sealed.
 pub struct App {
+    /// The configuration it was built from.
     pub config: Config,
+    /// The seal and, while unsealed, the vault.
     pub keeper: Arc<Keeper>,
     state: AppState,
     /// The root operator token, when this start created it; shown once.
@@ -54,6 +58,8 @@ pub struct App {
 }
 
 impl App {
+    /// Checks the configuration, opens the store and the seal, and opens the vault if the seal
+    /// is unsealed at start.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         config.validate()?;
         ensure_private_dir(&config.data_dir)?;
@@ -85,6 +91,7 @@ impl App {
         Ok(Self { config, keeper, state, root_token, public_url })
     }
 
+    /// The router with every route and the guard in front of them.
     pub fn router(&self) -> Router {
         router(self.state.clone(), &self.config)
     }
@@ -135,9 +142,13 @@ impl App {
     }
 }
 
+/// A server listening.
 pub struct Started {
+    /// The address it listens on.
     pub addr: SocketAddr,
+    /// The task serving it; ends when the server stops.
     pub task: tokio::task::JoinHandle<()>,
+    /// Its keeper.
     pub keeper: Arc<Keeper>,
 }
 

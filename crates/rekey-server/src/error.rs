@@ -11,6 +11,7 @@ use serde::Serialize;
 /// An error on its way to the client: `{code, message, request_id}` with the code's status.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The code (and so the status).
     pub code: ErrorCode,
     message: String,
     request_id: RequestId,
@@ -28,6 +29,7 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    /// An error with `code` and a message for the client (never a secret).
     pub fn new(code: ErrorCode, message: impl Into<String>, request_id: RequestId) -> Self {
         Self { code, message: message.into(), request_id, internal: None, retry_after: None }
     }
@@ -37,6 +39,8 @@ impl ApiError {
         Self { retry_after: Some(seconds), ..self }
     }
 
+    /// The one mapping of a core error to an answer: its code, its message, and the internal
+    /// detail (the error's sources) for the server log only.
     pub fn from_core(e: CoreError, request_id: RequestId) -> Self {
         let internal = e.source().map(|_| error_chain(&e));
         let retry_after = match e {
@@ -46,6 +50,7 @@ impl ApiError {
         Self { code: e.code(), message: e.to_string(), request_id, internal, retry_after }
     }
 
+    /// The HTTP status of the code.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code.http_status()).expect("every error code has a valid status")
     }

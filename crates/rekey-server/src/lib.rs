@@ -8,6 +8,7 @@
 //! Must never: log a request body, a token or a secret; answer before the use case's audit
 //! event is durable.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod app;
 mod campaigns;

@@ -7,8 +7,11 @@ use serde_json::{json, Map, Value};
 
 /// One documented operation.
 pub struct Route {
+    /// `get`, `post`, `put` or `delete`.
     pub method: &'static str,
+    /// The path, with `{parameters}`.
     pub path: &'static str,
+    /// One line on what it does.
     pub summary: &'static str,
     /// Roles allowed (empty: no token needed).
     pub roles: &'static [&'static str],
@@ -23,6 +26,7 @@ const READERS: &[&str] = &["operator", "auditor"];
 const TENANT: &[&str] = &["operator", "auditor", "tenant-admin"];
 const WRITERS: &[&str] = &["operator", "tenant-admin"];
 
+/// Every route the server serves.
 pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
@@ -602,6 +606,7 @@ fn schemas() -> Value {
     all
 }
 
+/// The document, as JSON.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {

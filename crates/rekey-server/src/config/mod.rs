@@ -19,10 +19,12 @@ pub use sections::*;
 pub struct Redacted(String);
 
 impl Redacted {
+    /// Wraps a value.
     pub fn new(s: String) -> Self {
         Self(s)
     }
 
+    /// The value, for the one place that uses it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -34,6 +36,7 @@ impl fmt::Debug for Redacted {
     }
 }
 
+/// The server's configuration (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -47,39 +50,54 @@ pub struct Config {
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     #[serde(default)]
+    /// `[store]`.
     pub store: StoreConfig,
     #[serde(default)]
+    /// `[seal]`.
     pub seal: SealConfig,
     #[serde(default)]
+    /// `[limits]`.
     pub limits: LimitsConfig,
     #[serde(default)]
+    /// `[log]`.
     pub log: LogConfig,
     #[serde(default)]
+    /// `[certificates]`.
     pub certificates: CertificatesConfig,
     #[serde(default)]
+    /// `[connectors]`.
     pub connectors: ConnectorsConfig,
     #[serde(default)]
+    /// `[egress]`.
     pub egress: EgressConfig,
     #[serde(default)]
+    /// `[rotation]`.
     pub rotation: RotationConfig,
     #[serde(default)]
+    /// `[scheduler]`.
     pub scheduler: SchedulerConfig,
     #[serde(default)]
+    /// `[campaign]`.
     pub campaign: CampaignConfig,
     #[serde(default)]
+    /// `[notify]`.
     pub notify: NotifyConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
 }
 
+/// `[tls]`: the server's certificate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// The certificate chain, PEM.
     pub cert_file: PathBuf,
+    /// Its private key, PEM.
     pub key_file: PathBuf,
 }
 
+/// `[store]`: where the data is.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -91,6 +109,7 @@ pub struct StoreConfig {
     pub max_connections: Option<u32>,
 }
 
+/// `[seal]`: what holds the root key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SealConfig {
@@ -132,6 +151,7 @@ impl Default for SealConfig {
     }
 }
 
+/// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -171,16 +191,41 @@ fn default_log_level() -> String {
     "info".into()
 }
 
+/// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
     #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// A `REKEY_…` variable does not parse.
     #[error("environment variable {var}: {message}")]
-    Env { var: &'static str, message: String },
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        /// The setting, as `section.key`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Config {
@@ -272,6 +317,7 @@ impl Config {
         Ok(())
     }
 
+    /// The store's URL: the configured one, or the SQLite file in the data folder.
     pub fn store_url(&self) -> String {
         match &self.store.url {
             Some(u) => u.expose().to_owned(),
@@ -279,10 +325,12 @@ impl Config {
         }
     }
 
+    /// The dev seal's key file.
     pub fn seal_key_file(&self) -> PathBuf {
         self.seal.key_file.clone().unwrap_or_else(|| self.data_dir.join("dev-root.key"))
     }
 
+    /// Where the root token is written at first start (mode 0600).
     pub fn root_token_file(&self) -> PathBuf {
         self.data_dir.join("root-token")
     }

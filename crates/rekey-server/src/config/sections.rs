@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{default_max_body, default_max_import, ConfigError, Redacted};
 
+/// `[limits]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -78,6 +79,7 @@ fn default_body_timeout() -> String {
     "30s".into()
 }
 
+/// `[certificates]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CertificatesConfig {
@@ -123,6 +125,7 @@ pub struct EgressConfig {
 }
 
 impl EgressConfig {
+    /// The policy these settings describe.
     pub fn policy(&self) -> Result<std::sync::Arc<rekey_connect::EgressPolicy>, ConfigError> {
         rekey_connect::EgressPolicy::new(&self.allow, self.ports.clone())
             .map(std::sync::Arc::new)
@@ -161,6 +164,7 @@ impl Default for ConnectorsConfig {
     }
 }
 
+/// `[rotation]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotationConfig {
@@ -180,6 +184,7 @@ impl Default for RotationConfig {
     }
 }
 
+/// `[scheduler]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
@@ -210,6 +215,7 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// `[campaign]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignConfig {
@@ -267,6 +273,7 @@ impl Default for CampaignConfig {
     }
 }
 
+/// `[notify]` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
