@@ -5,11 +5,11 @@
 //! stored head, and the head must not be behind what this server itself has committed. Each
 //! problem is reported with the sequence number where it shows.
 
-use rekey_types::AuditAction;
 use std::sync::atomic::Ordering;
 
 use rekey_crypto::audit_mac::GENESIS;
 use rekey_store::StoredAudit;
+use rekey_types::AuditAction;
 
 use crate::kernel::policy::Action;
 use crate::views::{AuditEventView, VerifyProblem, VerifyReport};

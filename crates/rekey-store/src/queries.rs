@@ -5,14 +5,13 @@
 //! [`WriteOp`] to its domain's function. Here stay the decoding helpers, the migrations and the
 //! counts.
 
-use std::fmt::Write as _;
 use std::str::FromStr;
 
-use rekey_types::{AuditOutcome, AuditRecord, CredentialKind, Timestamp};
+use rekey_types::{CredentialKind, Timestamp};
 
-use crate::conn::{args, Arg, Conn, OwnedRow};
+use crate::conn::{args, Conn, OwnedRow};
 use crate::model::*;
-use crate::{Backend, ChainFn, StoreError};
+use crate::{Backend, StoreError};
 
 /// The target fields of version `v` (a column named `fields`; NULL for a legacy version). A
 /// macro, so that the statements that use it stay literals.

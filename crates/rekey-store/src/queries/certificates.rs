@@ -1,10 +1,11 @@
 //! Reads of the certificate inventory.
 
+use rekey_types::Timestamp;
+
 use super::{all, duplicate_as, id, opt_ts, ts, u32_of, update_one};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::CertificateRow;
 use crate::StoreError;
-use rekey_types::Timestamp;
 
 const CERT_SELECT: &str = "SELECT ce.*, t.name AS tenant_name, c.name AS credential_name FROM certificates ce \
      JOIN tenants t ON t.id = ce.tenant_id JOIN credentials c ON c.id = ce.credential_id";

@@ -1,5 +1,9 @@
 //! Reads of credentials and their versions, and the row a reveal needs.
 
+use std::collections::BTreeMap;
+
+use rekey_types::{CredentialId, KeyState, Stage, Timestamp};
+
 use super::{
     all, duplicate_as, id, insert_rows, json, json_of, kind, live_versions, opt_json_of, state, ts, u32_of, update_one,
     TARGET_FIELDS,
@@ -10,8 +14,6 @@ use crate::model::{
     VersionRow,
 };
 use crate::StoreError;
-use rekey_types::{CredentialId, KeyState, Stage, Timestamp};
-use std::collections::BTreeMap;
 
 const CRED_COLS: &str = "c.id, c.tenant_id, c.name, c.kind, c.fields, c.labels, c.current_version, \
      c.latest_version, c.created_at, c.updated_at, c.frozen_by";

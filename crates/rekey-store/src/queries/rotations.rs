@@ -1,10 +1,11 @@
 //! Reads of rotations and of the connectors' health rows.
 
+use rekey_types::{RotationId, RotationState, Timestamp};
+
 use super::{all, duplicate_as, id, kind, opt_ts, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{HealthCount, HealthRow, RotationRow, StaleCredential};
 use crate::StoreError;
-use rekey_types::{RotationId, RotationState, Timestamp};
 
 const ROTATION_SELECT: &str = "SELECT r.*, t.name AS tenant_name, c.name AS credential_name, c.kind AS kind \
      FROM rotations r JOIN tenants t ON t.id = r.tenant_id JOIN credentials c ON c.id = r.credential_id";

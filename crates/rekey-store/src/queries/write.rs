@@ -3,13 +3,19 @@
 //! appended; a run of new tenants and credentials (an import) in multi-row statements on
 //! PostgreSQL.
 
+use std::fmt::Write as _;
+
+use rekey_types::{AuditOutcome, AuditRecord, KeyState};
+
 use super::credentials::{
-    new_credential_args, version_args, INSERT_CREDENTIAL, INSERT_TARGET, INSERT_VERSION, TARGET_CONFLICT,
+    new_credential_args, target_args, version_args, INSERT_CREDENTIAL, INSERT_TARGET, INSERT_VERSION, TARGET_CONFLICT,
 };
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
-use super::*;
-use rekey_types::KeyState;
+use super::{campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens};
+use crate::conn::{args, Arg, Conn};
+use crate::model::{Applied, OpOk, WriteOp, WriteRequest};
+use crate::{Backend, ChainFn, StoreError};
 
 pub(super) fn duplicate_as(e: StoreError, as_: StoreError) -> StoreError {
     match e {
