@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
 # private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, the
-# aiosmtpd SMTP sink from PyPI, and clippy, cargo-deny and the cargo-nextest runner if missing. No system daemon is
+# aiosmtpd SMTP sink from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
 # installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
 # Debian's Chromium in the browser tests) by scripts/browser/install.sh.
@@ -48,6 +48,9 @@ scripts/browser/install.sh
 
 if ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add clippy
+fi
+if ! cargo machete --version >/dev/null 2>&1; then
+  cargo install --locked cargo-machete
 fi
 if ! cargo deny --version >/dev/null 2>&1; then
   cargo install --locked --no-default-features cargo-deny

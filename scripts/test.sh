@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 
 # The shape of the code and of its dependencies: no import circle between a crate's modules,
-# licences, sources and banned crates (one crypto provider) as deny.toml says, and the lints.
+# licences, sources and banned crates (one crypto provider) as deny.toml says, no unused
+# dependency, and the lints.
 scripts/lint/module-circles.py
 cargo deny --log-level error check licenses bans sources
+cargo machete
 # The workspace's lints (Cargo.toml, [workspace.lints]: clippy's defaults, no unreachable `pub`).
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
