@@ -164,7 +164,7 @@ async fn rotate_all(vault: &Vault, caller: &Caller) -> Result<(f64, i64)> {
     eprintln!("  (rotation used {:.1} s of CPU in {secs:.1} s on 2 cores)", cpu_seconds() - cpu);
     let done = vault.job(caller, job.id.parse()?).await?;
     ensure!(
-        done.state == "done" && done.done == done.total,
+        done.state == rekey_types::JobState::Done && done.done == done.total,
         "rotation ended {} ({}/{})",
         done.state,
         done.done,
@@ -376,7 +376,7 @@ pub(crate) async fn run(credentials: usize, data: Option<PathBuf>, hsm: bool) ->
     vault.wait_for_jobs().await?;
     let root_secs = start.elapsed().as_secs_f64();
     let job = vault.job(&caller, job.id.parse()?).await?;
-    ensure!(job.state == "done", "root rotation ended {}", job.state);
+    ensure!(job.state == rekey_types::JobState::Done, "root rotation ended {}", job.state);
     write_private(&shamir_dir.join(SHARES_FILE), &split.shares.join("\n"))?;
     println!("\nRoot rotation, {} tenant KEKs rewrapped", job.done);
     println!(
@@ -414,7 +414,7 @@ pub(crate) async fn run(credentials: usize, data: Option<PathBuf>, hsm: bool) ->
         vault.wait_for_jobs().await?;
         let hsm_root = start.elapsed().as_secs_f64();
         let job = vault.job(&caller, job.id.parse()?).await?;
-        ensure!(job.state == "done", "HSM root rotation ended {}", job.state);
+        ensure!(job.state == rekey_types::JobState::Done, "HSM root rotation ended {}", job.state);
         println!("\nRoot key in SoftHSM2 (PKCS#11, AES-256-GCM inside the token)");
         println!(
             "  rekey key rotate --all, {hsm_moved} DEKs          {hsm_secs:>6.2} s   {:>9.0} DEKs/s   ratio to in-memory root: {:.2}",

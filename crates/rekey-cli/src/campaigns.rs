@@ -37,7 +37,7 @@ pub(crate) async fn run(c: &Client, cmd: CampaignCmd, format: OutputFormat) -> R
                         vec![
                             v.id.clone(),
                             v.incident.clone(),
-                            v.state.clone(),
+                            v.state.to_string(),
                             v.items.to_string(),
                             v.deadline.to_string(),
                             v.notify.join(","),
@@ -52,7 +52,7 @@ pub(crate) async fn run(c: &Client, cmd: CampaignCmd, format: OutputFormat) -> R
                 return follow(c, &path).await;
             }
             let mut status: CampaignStatus = c.get(&path, &[]).await?;
-            while watch && status.campaign.state == "running" {
+            while watch && status.campaign.state == rekey_types::CampaignState::Running {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 status = c.get(&path, &[]).await?;
             }
@@ -146,7 +146,7 @@ fn status_table(s: &CampaignStatus) {
     pairs(&[
         ("campaign", c.id.clone()),
         ("incident", c.incident.clone()),
-        ("state", c.state.clone()),
+        ("state", c.state.to_string()),
         ("deadline", format!("{}{}", c.deadline, if s.overdue { " (overdue)" } else { "" })),
         ("progress", format!("{} of {} done ({} open, {} failed)", s.done, c.items, s.open, s.failed)),
         (
@@ -191,7 +191,7 @@ async fn follow(c: &Client, path: &str) -> Result<ExitCode> {
         states.set_message(
             s.counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join("  "),
         );
-        if s.campaign.state != "running" {
+        if s.campaign.state != rekey_types::CampaignState::Running {
             overall.finish();
             states.finish();
             status_table(&s);

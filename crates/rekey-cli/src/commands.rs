@@ -92,7 +92,7 @@ fn tenants_table(ts: &[TenantView]) {
     table(
         &["NAME", "REGION", "STATE", "CONTACTS", "CREATED"],
         ts.iter().map(|t| {
-            vec![t.name.clone(), t.region.clone(), t.state.clone(), t.contacts.join(","), t.created_at.to_string()]
+            vec![t.name.clone(), t.region.clone(), t.state.to_string(), t.contacts.join(","), t.created_at.to_string()]
         }),
     );
 }
@@ -247,7 +247,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                             ("tenant", t.name.clone()),
                             ("id", t.id.clone()),
                             ("region", t.region.clone()),
-                            ("state", t.state.clone()),
+                            ("state", t.state.to_string()),
                             ("contacts", t.contacts.join(", ")),
                             ("created", t.created_at.to_string()),
                         ])

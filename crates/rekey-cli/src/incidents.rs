@@ -32,7 +32,7 @@ pub(crate) async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv:
                     list.iter().map(|i| {
                         vec![
                             i.id.clone(),
-                            i.state.clone(),
+                            i.state.to_string(),
                             i.affected.to_string(),
                             if i.frozen { "yes" } else { "no" }.into(),
                             i.created_at.to_string(),
@@ -144,7 +144,7 @@ fn report_table(r: &IncidentReport) {
     let mut items = vec![
         ("incident", i.id.clone()),
         ("title", i.title.clone()),
-        ("state", i.state.clone()),
+        ("state", i.state.to_string()),
         ("scope", i.scope.join(" ")),
         ("affected", format!("{} credentials", i.affected)),
         ("frozen", if i.frozen { "yes: connectors are refused until each is rotated" } else { "no" }.into()),

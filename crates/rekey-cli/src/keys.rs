@@ -133,7 +133,7 @@ async fn watch(c: &Client, job: JobView, format: OutputFormat) -> Result<ExitCod
             b.set_length(current.total.max(current.done).max(0) as u64);
             b.set_position(current.done.max(0) as u64);
         }
-        if current.state != "running" {
+        if current.state != rekey_types::JobState::Running {
             break;
         }
         tokio::select! {
@@ -149,7 +149,7 @@ async fn watch(c: &Client, job: JobView, format: OutputFormat) -> Result<ExitCod
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let failed = current.state == "failed";
+    let failed = current.state == rekey_types::JobState::Failed;
     show(format, &current, job_pairs);
     Ok(if failed { ExitCode::from(4) } else { ExitCode::SUCCESS })
 }
@@ -159,7 +159,7 @@ fn job_pairs(j: &JobView) {
         ("job", j.id.clone()),
         ("scope", format!("{}{}", j.scope, j.tenant.as_ref().map(|t| format!(" {t}")).unwrap_or_default())),
         ("reason", j.reason.clone()),
-        ("state", j.state.clone()),
+        ("state", j.state.to_string()),
         ("progress", format!("{}/{}", j.done, j.total)),
         ("started", j.created_at.to_string()),
         ("finished", opt(&j.finished_at)),
@@ -322,7 +322,7 @@ pub(crate) async fn key(c: &Client, cmd: KeyCmd, format: OutputFormat) -> Result
                             j.scope.clone(),
                             opt(&j.tenant),
                             j.reason.clone(),
-                            j.state.clone(),
+                            j.state.to_string(),
                             format!("{}/{}", j.done, j.total),
                             j.created_at.to_string(),
                         ]
@@ -359,7 +359,7 @@ fn cert_pairs(c: &CertificateView) {
         ("x5t (base64url)", c.x5t.clone()),
         ("not before", c.not_before.to_string()),
         ("not after", c.not_after.to_string()),
-        ("state", c.state.clone()),
+        ("state", c.state.to_string()),
     ]);
 }
 
@@ -387,7 +387,7 @@ pub(crate) async fn cert(c: &Client, cmd: CertCmd, format: OutputFormat) -> Resu
                             v.sha256.clone(),
                             v.not_before.to_string(),
                             v.not_after.to_string(),
-                            v.state.clone(),
+                            v.state.to_string(),
                         ]
                     }),
                 )

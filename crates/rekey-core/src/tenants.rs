@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rekey_crypto::{Kek, KeyContext};
 use rekey_store::{KekRow, TenantFilter, TenantRow, WriteOp};
-use rekey_types::{AuditAction, KeyState, Region, TenantId, TenantName, Timestamp};
+use rekey_types::{AuditAction, KeyState, Region, TenantId, TenantName, TenantState, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::TenantView;
@@ -63,7 +63,7 @@ impl Vault {
                 name: new.name.to_string(),
                 region: new.region.to_string(),
                 contacts: new.contacts.clone(),
-                state: "active".into(),
+                state: TenantState::Active,
                 created_at: now,
             },
             KekRow { tenant_id: id, version: 1, state: KeyState::Active, wrapped, root_version, created_at: now },

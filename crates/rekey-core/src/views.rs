@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{CredentialRow, RotationRow, TenantRow, TokenRow, VersionMeta};
-use rekey_types::{CredentialKind, KeyState, Role, RotationState, Secret, Stage, Timestamp};
+use rekey_types::{
+    CertState, CredentialKind, JobState, KeyState, Role, RotationState, Secret, Stage, TenantState, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,7 +15,7 @@ pub struct TenantView {
     pub name: String,
     pub region: String,
     pub contacts: Vec<String>,
-    pub state: String,
+    pub state: TenantState,
     pub created_at: Timestamp,
 }
 
@@ -238,7 +240,7 @@ pub struct RootKeyView {
 pub struct TenantKeysView {
     pub tenant: String,
     pub region: String,
-    pub state: String,
+    pub state: TenantState,
     pub versions: Vec<KekView>,
 }
 
@@ -260,7 +262,7 @@ pub struct JobView {
     pub scope: String,
     pub tenant: Option<String>,
     pub reason: String,
-    pub state: String,
+    pub state: JobState,
     pub total: i64,
     pub done: i64,
     pub created_by: String,
@@ -330,7 +332,7 @@ pub struct CertificateView {
     pub x5t: String,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
-    pub state: String,
+    pub state: CertState,
     pub pem: String,
 }
 

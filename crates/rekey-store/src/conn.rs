@@ -82,7 +82,13 @@ state_args!(
     rekey_types::KeyState,
     rekey_types::RotationState,
     rekey_types::ItemState,
-    rekey_types::CampaignMode
+    rekey_types::CampaignMode,
+    rekey_types::TenantState,
+    rekey_types::JobState,
+    rekey_types::CertState,
+    rekey_types::IncidentState,
+    rekey_types::CampaignState,
+    rekey_types::NoticeState
 );
 impl From<Option<i64>> for Arg {
     fn from(i: Option<i64>) -> Self {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CampaignId, CredentialId, CredentialKind, IncidentId, ItemState, JobId, KeyState,
-    LinkId, NoticeId, Role, RotationId, RotationState, Stage, TenantId, TenantName, Timestamp, TokenId,
+    AuditOutcome, AuditRecord, CampaignId, CampaignState, CertState, CredentialId, CredentialKind, IncidentId,
+    IncidentState, ItemState, JobId, JobState, KeyState, LinkId, NoticeId, NoticeState, Role, RotationId,
+    RotationState, Stage, TenantId, TenantName, TenantState, Timestamp, TokenId,
 };
 use sqlx::Connection;
 
@@ -111,7 +112,7 @@ fn tenant(name: &str, region: &str) -> (TenantRow, KekRow) {
             name: name.into(),
             region: region.into(),
             contacts: vec!["a@b.example".into()],
-            state: "active".into(),
+            state: TenantState::Active,
             created_at: now,
         },
         KekRow {
@@ -198,7 +199,7 @@ fn open_incident(id: IncidentId, reasons: &[&str], kinds: Option<Vec<CredentialK
         reasons: reasons.iter().map(|r| r.to_string()).collect(),
         kinds,
         since: Some(Timestamp::from_micros(0)),
-        state: "open".into(),
+        state: IncidentState::Open,
         frozen: false,
         affected: 0,
         counts: Default::default(),
@@ -600,7 +601,7 @@ fn job_row(id: JobId, tenant: Option<TenantId>) -> KeyJobRow {
         scope: if tenant.is_some() { "tenant" } else { "all" }.into(),
         tenant_id: tenant,
         reason: "rotate".into(),
-        state: "running".into(),
+        state: JobState::Running,
         total: 0,
         done: 0,
         created_by: "test".into(),
@@ -726,9 +727,10 @@ async fn jobs_record_progress(db: Db) {
     apply(&db, vec![Some(WriteOp::CreateJob(job_row(a, None))), Some(WriteOp::CreateJob(job_row(b, None)))]).await;
     assert_eq!(db.store.jobs(true, 10).await.unwrap().len(), 2);
     let at = Timestamp::now();
-    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: "done", error: None, at })]).await;
+    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: JobState::Done, error: None, at })]).await;
     assert!(matches!(r[0], Ok(OpOk::Done)));
-    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: "failed", error: Some("x".into()), at })]).await;
+    let r = apply(&db, vec![Some(WriteOp::FinishJob { id: a, state: JobState::Failed, error: Some("x".into()), at })])
+        .await;
     assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "a finished job stays finished");
     let running: Vec<JobId> = db.store.jobs(true, 10).await.unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(running, vec![b]);
@@ -800,7 +802,7 @@ async fn certificates_are_unique(db: Db) {
         subject: "CN=x".into(),
         not_before: now,
         not_after: Timestamp::from_micros(now.as_micros() + days * 86_400_000_000),
-        state: "active".into(),
+        state: CertState::Active,
         pem: "pem".into(),
         created_at: now,
         revoked_at: None,
@@ -1048,7 +1050,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
     let campaign = |id| CampaignRow {
         id,
         incident_id: incident.id,
-        state: "running".into(),
+        state: CampaignState::Running,
         notify: vec!["email".into()],
         deadline: later,
         remind_at: later,
@@ -1144,7 +1146,7 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
         tenant: "acme".into(),
         channel: "email".into(),
         purpose: "initial".into(),
-        state: "pending".into(),
+        state: NoticeState::Pending,
         attempts: 0,
         next_at: Some(Timestamp::now()),
         error: None,
@@ -1177,8 +1179,14 @@ async fn campaigns_items_leases_notices_and_links(db: Db) {
         created_at: Timestamp::now(),
     };
     apply(&db, vec![Some(WriteOp::InsertLink(link.clone()))]).await;
-    let sent =
-        NoticeUpdate { id: nid, state: "sent", next_at: None, error: None, link_id: Some(lid), at: Timestamp::now() };
+    let sent = NoticeUpdate {
+        id: nid,
+        state: NoticeState::Sent,
+        next_at: None,
+        error: None,
+        link_id: Some(lid),
+        at: Timestamp::now(),
+    };
     apply(&db, vec![Some(WriteOp::SetNotice(sent))]).await;
     assert!(db.store.due_notices(Timestamp::now(), 10).await.unwrap().is_empty());
     let n = &db.store.notices(cid).await.unwrap()[0];

@@ -32,5 +32,8 @@ pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
 pub use role::Role;
 pub use secret::Secret;
 pub use selector::{Selector, SelectorError};
-pub use states::{CampaignMode, ItemState, KeyState, RotationState, SealKind, Stage, UnknownState};
+pub use states::{
+    CampaignMode, CampaignState, CertState, IncidentState, ItemState, JobState, KeyState, NoticeState, RotationState,
+    SealKind, Stage, TenantState, UnknownState,
+};
 pub use time::Timestamp;

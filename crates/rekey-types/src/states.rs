@@ -203,6 +203,74 @@ states! {
     }
 }
 
+states! {
+    /// The state of a tenant.
+    TenantState, "tenant state" {
+        /// In service.
+        Active = "active",
+        /// Crypto-shredded: its keys destroyed, its credentials unrecoverable.
+        Shredded = "shredded",
+    }
+}
+
+states! {
+    /// The state of a key job (a rotation or a rewrap after a compromise).
+    JobState, "job state" {
+        /// Under way (resumed after a restart).
+        Running = "running",
+        /// Every wrapped key moved.
+        Done = "done",
+        /// Stopped; the error says why.
+        Failed = "failed",
+    }
+}
+
+states! {
+    /// The state of an issued certificate.
+    CertState, "certificate state" {
+        /// In service.
+        Active = "active",
+        /// Revoked (by an operator or an incident's containment).
+        Revoked = "revoked",
+        /// Shown only, never stored: an active certificate past its `not_after`.
+        Expired = "expired",
+    }
+}
+
+states! {
+    /// The state of an incident (its containment is a time of its own).
+    IncidentState, "incident state" {
+        /// Open.
+        Open = "open",
+        /// Closed.
+        Closed = "closed",
+    }
+}
+
+states! {
+    /// The state of a rotation campaign.
+    CampaignState, "campaign state" {
+        /// Items still to do.
+        Running = "running",
+        /// Every item done, waived or failed.
+        Finished = "finished",
+    }
+}
+
+states! {
+    /// The state of a notice to a tenant.
+    NoticeState, "notice state" {
+        /// To be sent (again, at its `next_at`).
+        Pending = "pending",
+        /// Delivered.
+        Sent = "sent",
+        /// Given up on.
+        Failed = "failed",
+        /// Not sent: the campaign was over, its deadline had passed, or nothing was left to reset.
+        Skipped = "skipped",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

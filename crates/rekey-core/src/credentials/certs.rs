@@ -7,7 +7,7 @@
 
 use rekey_crypto::cert::{self, CertInfo};
 use rekey_store::{CertificateRow, CredentialRow, WriteOp};
-use rekey_types::{AuditAction, CredRef, CredentialKind, Secret, Timestamp};
+use rekey_types::{AuditAction, CertState, CredRef, CredentialKind, Secret, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::credentials::NextVersion;
@@ -41,7 +41,11 @@ impl From<CertificateRow> for CertificateView {
             not_before: c.not_before,
             not_after: c.not_after,
             // Expiry is a fact of the clock, not a stored state.
-            state: if c.state == "active" && c.not_after <= Timestamp::now() { "expired".into() } else { c.state },
+            state: if c.state == CertState::Active && c.not_after <= Timestamp::now() {
+                CertState::Expired
+            } else {
+                c.state
+            },
             pem: c.pem,
         }
     }
@@ -60,7 +64,7 @@ fn row_of(info: &CertInfo, credential: &CredentialRow, version: u32) -> Certific
         subject: info.subject.clone(),
         not_before: Timestamp::from_micros(info.not_before.saturating_mul(1_000_000)),
         not_after: Timestamp::from_micros(info.not_after.saturating_mul(1_000_000)),
-        state: "active".into(),
+        state: CertState::Active,
         pem: info.pem.clone(),
         created_at: Timestamp::now(),
         revoked_at: None,
@@ -202,7 +206,7 @@ impl Vault {
                 .certificate(&wanted)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("certificate {wanted}")))?;
-            if cert.state == "revoked" {
+            if cert.state == CertState::Revoked {
                 return Err(CoreError::Conflict("the certificate is already revoked".into()));
             }
             Ok(cert)
@@ -216,6 +220,6 @@ impl Vault {
         let op = WriteOp::RevokeCertificate { sha256: cert.sha256.clone(), at };
         self.commit(caller, AuditAction::CertRevoke, &resource, op, &format!("{}/{}", cert.tenant, cert.credential))
             .await?;
-        Ok(CertificateView::from(CertificateRow { state: "revoked".into(), revoked_at: Some(at), ..cert }))
+        Ok(CertificateView::from(CertificateRow { state: CertState::Revoked, revoked_at: Some(at), ..cert }))
     }
 }

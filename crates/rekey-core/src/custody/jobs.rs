@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use rekey_crypto::{kek_version_of, rewrap_dek, Kek, KeyContext, PayloadSlot};
 use rekey_store::{DekUpdate, KekRow, KeyJobRow, RootRewrap, StoreError, WriteOp, WriteRequest};
-use rekey_types::{AuditAction, AuditOutcome, CredentialId, KeyState, RequestId, TenantId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CredentialId, JobState, KeyState, RequestId, TenantId, Timestamp};
 
 use crate::kernel::keys::KeyUse;
 use crate::kernel::record;
@@ -85,13 +85,14 @@ impl Vault {
             return;
         }
         let (state, error) = match outcome {
-            Ok(0) => ("done", None),
-            Ok(n) => {
-                ("failed", Some(format!("{n} wrapped keys could not be opened (damaged); everything else was moved")))
-            }
+            Ok(0) => (JobState::Done, None),
+            Ok(n) => (
+                JobState::Failed,
+                Some(format!("{n} wrapped keys could not be opened (damaged); everything else was moved")),
+            ),
             Err(e) => {
                 tracing::error!(job = %job.id, error = %e, "key job failed");
-                ("failed", Some(e.to_string()))
+                (JobState::Failed, Some(e.to_string()))
             }
         };
         let op = WriteOp::FinishJob { id: job.id, state, error: error.clone(), at: Timestamp::now() };
@@ -99,7 +100,7 @@ impl Vault {
             &job,
             AuditAction::KeyJobFinish,
             &format!("job:{}", job.id),
-            &error.unwrap_or_else(|| state.into()),
+            &error.unwrap_or_else(|| state.to_string()),
         );
         if let Err(e) = self.submit(WriteRequest { op: Some(op), audit }).await {
             tracing::error!(job = %job.id, error = %e, "cannot record the end of a key job");

@@ -14,7 +14,7 @@ mod root;
 use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{KeyJobRow, WriteOp};
-use rekey_types::{AuditAction, JobId, KeyRef, KeyState, TenantName, Timestamp};
+use rekey_types::{AuditAction, JobId, JobState, KeyRef, KeyState, TenantName, TenantState, Timestamp};
 
 use crate::kernel::policy::Action;
 use crate::views::*;
@@ -59,7 +59,7 @@ impl Vault {
                 let entry = by_tenant.entry(t.name.clone()).or_insert_with(|| TenantKeysView {
                     tenant: t.name.clone(),
                     region: t.region.clone(),
-                    state: t.state.clone(),
+                    state: t.state,
                     versions: vec![],
                 });
                 entry.versions.push(KekView {
@@ -118,7 +118,7 @@ impl Vault {
             scope: scope.into(),
             tenant_id: tenant,
             reason: reason.into(),
-            state: "running".into(),
+            state: JobState::Running,
             total,
             done: 0,
             created_by: caller.principal.audit_name(),
@@ -142,7 +142,7 @@ impl Vault {
             match &scope {
                 RotateScope::Tenant(t) => {
                     let tenant = self.tenant(t).await?;
-                    if tenant.state == "shredded" {
+                    if tenant.state == TenantState::Shredded {
                         return Err(CoreError::KeyDestroyed(format!("tenant {t} was shredded")));
                     }
                     let total = self.store().count_versions(Some(tenant.id)).await?;
@@ -379,7 +379,7 @@ impl Vault {
         let prepared = async {
             self.authorize(caller, Action::ManageKeys, "keys")?;
             let tenant = self.tenant(name).await?;
-            if tenant.state == "shredded" {
+            if tenant.state == TenantState::Shredded {
                 return Err(CoreError::KeyDestroyed(format!("tenant {name} was already shredded")));
             }
             let keys =

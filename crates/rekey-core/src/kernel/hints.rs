@@ -132,7 +132,7 @@ mod tests {
             name: name.into(),
             region: "uk".into(),
             contacts: vec![],
-            state: "active".into(),
+            state: rekey_types::TenantState::Active,
             created_at: Timestamp::now(),
         }
     }

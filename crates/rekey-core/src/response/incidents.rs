@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use rekey_store::{IncidentItemRow, IncidentRow, ScopeQuery, WriteOp};
 use rekey_types::{
-    AuditAction, CredRef, CredentialKind, IncidentId, KeyRef, Role, Selector, TenantName, Timestamp, TokenId,
+    AuditAction, CredRef, CredentialKind, IncidentId, IncidentState, KeyRef, Role, Selector, TenantName, Timestamp,
+    TokenId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,7 @@ pub struct IncidentView {
     pub scope: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
-    pub state: String,
+    pub state: IncidentState,
     pub frozen: bool,
     pub affected: i64,
     pub created_by: String,
@@ -308,7 +309,7 @@ impl Vault {
                 reasons: scope.reasons,
                 kinds: scope.kinds,
                 since: input.since,
-                state: "open".into(),
+                state: IncidentState::Open,
                 frozen: false,
                 affected: 0,
                 counts: Default::default(),
@@ -443,7 +444,7 @@ impl Vault {
         let planned = async {
             self.authorize(caller, Action::ManageIncidents, "incidents")?;
             let incident = self.incident_row(id).await?;
-            if incident.state != "open" {
+            if incident.state != IncidentState::Open {
                 return Err(CoreError::Conflict(format!("incident {id} is closed")));
             }
             let mut plan = Vec::new();

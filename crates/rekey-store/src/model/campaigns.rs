@@ -1,8 +1,8 @@
 //! Rows of rotation campaigns: items, notices, reset links, and their updates.
 
 use rekey_types::{
-    CampaignId, CampaignMode, CredentialId, CredentialKind, IncidentId, ItemState, LinkId, NoticeId, RotationId,
-    TenantId, Timestamp,
+    CampaignId, CampaignMode, CampaignState, CredentialId, CredentialKind, IncidentId, ItemState, LinkId, NoticeId,
+    NoticeState, RotationId, TenantId, Timestamp,
 };
 
 /// An item state change. Timestamps set here are only set where still empty.
@@ -29,8 +29,8 @@ pub struct ItemUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeUpdate {
     pub id: NoticeId,
-    /// `pending` (retry at `next_at`), `sent` or `failed`.
-    pub state: &'static str,
+    /// `pending` (retry at `next_at`), `sent`, `failed` or `skipped`.
+    pub state: NoticeState,
     pub next_at: Option<Timestamp>,
     pub error: Option<String>,
     pub link_id: Option<LinkId>,
@@ -43,7 +43,7 @@ pub struct CampaignRow {
     pub id: CampaignId,
     pub incident_id: IncidentId,
     /// `running` or `finished`.
-    pub state: String,
+    pub state: CampaignState,
     /// Channels: `email`, `webhook`.
     pub notify: Vec<String>,
     pub deadline: Timestamp,
@@ -96,8 +96,7 @@ pub struct NoticeRow {
     pub channel: String,
     /// `initial` or `reminder`.
     pub purpose: String,
-    /// `pending`, `sent` or `failed`.
-    pub state: String,
+    pub state: NoticeState,
     pub attempts: u32,
     pub next_at: Option<Timestamp>,
     pub error: Option<String>,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rekey_types::{CredentialId, CredentialKind, IncidentId, TenantId, Timestamp};
+use rekey_types::{CredentialId, CredentialKind, IncidentId, IncidentState, TenantId, Timestamp};
 
 /// An incident. `scope` holds the selectors as typed; `reasons[i]` is what bit `i` of a
 /// credential's reasons means.
@@ -16,7 +16,7 @@ pub struct IncidentRow {
     pub kinds: Option<Vec<CredentialKind>>,
     pub since: Option<Timestamp>,
     /// `open` or `closed`.
-    pub state: String,
+    pub state: IncidentState,
     pub frozen: bool,
     pub affected: i64,
     pub counts: IncidentCounts,

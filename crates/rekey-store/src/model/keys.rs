@@ -1,7 +1,7 @@
 //! Rows of key custody: tenant KEKs, root key versions, the Shamir keyring, key jobs, the
 //! wrapped DEKs they move, and issued certificates.
 
-use rekey_types::{CredentialId, CredentialKind, JobId, KeyState, TenantId, Timestamp};
+use rekey_types::{CertState, CredentialId, CredentialKind, JobId, JobState, KeyState, TenantId, Timestamp};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct KekRow {
@@ -45,7 +45,7 @@ pub struct KeyJobRow {
     /// `rotate` or `compromise`.
     pub reason: String,
     /// `running`, `done` or `failed`.
-    pub state: String,
+    pub state: JobState,
     pub total: i64,
     pub done: i64,
     pub created_by: String,
@@ -120,7 +120,7 @@ pub struct CertificateRow {
     pub not_before: Timestamp,
     pub not_after: Timestamp,
     /// `active` or `revoked`.
-    pub state: String,
+    pub state: CertState,
     pub pem: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,

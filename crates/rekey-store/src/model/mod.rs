@@ -16,7 +16,7 @@ pub use keys::*;
 pub use rotations::*;
 pub use write::*;
 
-use rekey_types::{AuditRecord, Role, TenantId, Timestamp, TokenId};
+use rekey_types::{AuditRecord, Role, TenantId, TenantState, Timestamp, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
@@ -24,7 +24,7 @@ pub struct TenantRow {
     pub name: String,
     pub region: String,
     pub contacts: Vec<String>,
-    pub state: String,
+    pub state: TenantState,
     pub created_at: Timestamp,
 }
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use rekey_types::{
-    AuditRecord, CampaignId, CredentialId, IncidentId, ItemState, JobId, KeyState, LinkId, RotationId, RotationState,
-    Stage, TenantId, Timestamp, TokenId,
+    AuditRecord, CampaignId, CredentialId, IncidentId, ItemState, JobId, JobState, KeyState, LinkId, RotationId,
+    RotationState, Stage, TenantId, Timestamp, TokenId,
 };
 
 use super::{
@@ -111,7 +111,7 @@ pub enum WriteOp {
     CreateJob(KeyJobRow),
     FinishJob {
         id: JobId,
-        state: &'static str,
+        state: JobState,
         error: Option<String>,
         at: Timestamp,
     },

@@ -1,6 +1,6 @@
 //! Statements of rotation campaigns: items, notices and reset links.
 
-use rekey_types::{CampaignId, CredentialId, ItemState, LinkId, TenantId, Timestamp};
+use rekey_types::{CampaignId, CredentialId, IncidentState, ItemState, LinkId, NoticeState, TenantId, Timestamp};
 
 use super::{all, corrupt, id, json, json_of, kind, opt_ts, reach, state, ts, u32_of};
 use crate::conn::{args, Conn, OwnedRow};
@@ -11,7 +11,7 @@ fn campaign_row(r: &OwnedRow) -> Result<CampaignRow, StoreError> {
     Ok(CampaignRow {
         id: id(r, "id")?,
         incident_id: id(r, "incident_id")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         notify: json_of(r, "notify")?,
         deadline: ts(r, "deadline")?,
         remind_at: ts(r, "remind_at")?,
@@ -61,7 +61,7 @@ fn notice_row(r: &OwnedRow) -> Result<NoticeRow, StoreError> {
         tenant: r.text("tenant_name")?,
         channel: r.text("channel")?,
         purpose: r.text("purpose")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         attempts: u32_of(r, "attempts")?,
         next_at: opt_ts(r, "next_at")?,
         error: r.opt_text("error")?,
@@ -270,7 +270,7 @@ pub(crate) async fn start_campaign<C: Conn>(c: &mut C, campaign: &CampaignRow) -
     let Some(incident) = incident else {
         return Err(StoreError::NotFound { entity: "incident", id: campaign.incident_id.to_string() });
     };
-    if incident.state != "open" {
+    if incident.state != IncidentState::Open {
         return Err(StoreError::Conflict);
     }
     c.exec(
@@ -480,7 +480,7 @@ pub(crate) async fn set_notice<C: Conn>(c: &mut C, u: &NoticeUpdate) -> Result<(
         ],
     )
     .await?;
-    if u.state == "sent" {
+    if u.state == NoticeState::Sent {
         c.exec(
             "UPDATE campaign_items SET state = 'notified', notified_at = $1, changed_at = $1 WHERE campaign_id = $2 \
              AND tenant_id = $3 AND mode = 'self-service' AND state = 'pending'",

@@ -2,7 +2,7 @@
 
 use rekey_types::Timestamp;
 
-use super::{all, duplicate_as, id, opt_ts, ts, u32_of, update_one};
+use super::{all, duplicate_as, id, opt_ts, state, ts, u32_of, update_one};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::CertificateRow;
 use crate::StoreError;
@@ -23,7 +23,7 @@ fn certificate_row(r: &OwnedRow) -> Result<CertificateRow, StoreError> {
         subject: r.text("subject")?,
         not_before: ts(r, "not_before")?,
         not_after: ts(r, "not_after")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         pem: r.text("pem")?,
         created_at: ts(r, "created_at")?,
         revoked_at: opt_ts(r, "revoked_at")?,
@@ -83,7 +83,7 @@ pub(super) async fn insert_certificate<C: Conn>(c: &mut C, ce: &CertificateRow) 
             &ce.subject,
             ce.not_before.as_micros(),
             ce.not_after.as_micros(),
-            &ce.state,
+            ce.state,
             &ce.pem,
             ce.created_at.as_micros()
         ],

@@ -3,9 +3,9 @@
 
 use std::str::FromStr;
 
-use rekey_types::{CredentialKind, IncidentId, Timestamp};
+use rekey_types::{CredentialKind, IncidentId, IncidentState, Timestamp};
 
-use super::{all, corrupt, id, json, json_of, kind, opt_ts, ts, update_one, ReachTenant};
+use super::{all, corrupt, id, json, json_of, kind, opt_ts, state, ts, update_one, ReachTenant};
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{IncidentCounts, IncidentItemRow, IncidentRow, ScopeQuery};
 use crate::{Backend, StoreError};
@@ -23,7 +23,7 @@ fn incident_row(r: &OwnedRow) -> Result<IncidentRow, StoreError> {
         reasons: json_of(r, "reasons")?,
         kinds,
         since: opt_ts(r, "since")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         frozen: r.int("frozen")? != 0,
         affected: r.int("affected")?,
         counts: json_of(r, "counts")?,
@@ -503,7 +503,7 @@ pub(super) async fn contain_incident<C: Conn>(
     freeze: &bool,
     at: &Timestamp,
 ) -> Result<(), StoreError> {
-    let row = incident(c, id.to_string()).await?.filter(|r| r.state == "open");
+    let row = incident(c, id.to_string()).await?.filter(|r| r.state == IncidentState::Open);
     let Some(row) = row else {
         return Err(StoreError::NotFound { entity: "open incident", id: id.to_string() });
     };

@@ -1,7 +1,7 @@
 //! Reads of the key hierarchy: root keys, the seal's keyring, tenant KEKs, DEKs to rewrap, key
 //! jobs, system keys, and the versions still to bind (format migration).
 
-use rekey_types::{JobId, KeyState, TenantId, Timestamp};
+use rekey_types::{JobId, JobState, KeyState, TenantId, Timestamp};
 
 use super::{all, corrupt, duplicate_as, hex_of, id, json_of, kind, opt_ts, state, ts, u32_of, TARGET_FIELDS};
 use crate::conn::{args, Arg, Conn, OwnedRow};
@@ -271,7 +271,7 @@ fn job_row(r: &OwnedRow) -> Result<KeyJobRow, StoreError> {
         scope: r.text("scope")?,
         tenant_id: r.opt_text("tenant_id")?.map(|t| t.parse().map_err(|_| corrupt("tenant_id"))).transpose()?,
         reason: r.text("reason")?,
-        state: r.text("state")?,
+        state: state(r, "state")?,
         total: r.int("total")?,
         done: r.int("done")?,
         created_by: r.text("created_by")?,
@@ -508,7 +508,7 @@ pub(super) async fn create_job<C: Conn>(c: &mut C, j: &KeyJobRow) -> Result<(), 
             &j.scope,
             j.tenant_id.map(|t| t.to_string()),
             &j.reason,
-            &j.state,
+            j.state,
             j.total,
             j.done,
             &j.created_by,
@@ -522,7 +522,7 @@ pub(super) async fn create_job<C: Conn>(c: &mut C, j: &KeyJobRow) -> Result<(), 
 pub(super) async fn finish_job<C: Conn>(
     c: &mut C,
     id: &JobId,
-    state: &&'static str,
+    state: &JobState,
     error: &Option<String>,
     at: &Timestamp,
 ) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use rekey_types::{TenantId, Timestamp};
 
 use super::keys::{kek_args, INSERT_KEK};
-use super::{all, duplicate_as, id, insert_rows, json, json_of, ts};
+use super::{all, duplicate_as, id, insert_rows, json, json_of, state, ts};
 use crate::conn::{args, Arg, Conn, OwnedRow};
 use crate::model::{KekRow, TenantFilter, TenantRow};
 use crate::StoreError;
@@ -14,7 +14,7 @@ fn tenant_row(row: &OwnedRow) -> Result<TenantRow, StoreError> {
         name: row.text("name")?,
         region: row.text("region")?,
         contacts: json_of(row, "contacts")?,
-        state: row.text("state")?,
+        state: state(row, "state")?,
         created_at: ts(row, "created_at")?,
     })
 }
@@ -61,7 +61,7 @@ pub(super) fn tenant_args(tenant: &TenantRow) -> Vec<Arg> {
         &tenant.name,
         &tenant.region,
         json(&tenant.contacts),
-        &tenant.state,
+        tenant.state,
         tenant.created_at.as_micros()
     ]
 }

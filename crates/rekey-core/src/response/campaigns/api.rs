@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rekey_store::{CampaignRow, ItemFilter, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditAction, CampaignId, CredRef, ItemState, TenantName, Timestamp};
+use rekey_types::{AuditAction, CampaignId, CampaignState, CredRef, IncidentState, ItemState, TenantName, Timestamp};
 
 use super::{
     micros, CampaignReport, CampaignStatus, CampaignView, ItemView, LinkView, NoticeView, ReportItem, StartCampaign,
@@ -49,7 +49,7 @@ impl Vault {
                 .incident(input.incident)
                 .await?
                 .ok_or_else(|| CoreError::NotFound(format!("incident {}", input.incident)))?;
-            if incident.state != "open" {
+            if incident.state != IncidentState::Open {
                 return Err(CoreError::Conflict(format!(
                     "incident {} is closed: a campaign needs an open incident",
                     incident.id
@@ -65,7 +65,7 @@ impl Vault {
             Ok(CampaignRow {
                 id: CampaignId::generate(),
                 incident_id: incident.id,
-                state: "running".into(),
+                state: CampaignState::Running,
                 notify,
                 deadline: Timestamp::from_micros(now.as_micros() + span),
                 remind_at: Timestamp::from_micros(now.as_micros() + remind_in),
@@ -240,7 +240,7 @@ impl Vault {
         let prepared = async {
             self.authorize(caller, Action::ManageIncidents, "incidents")?;
             let campaign = self.campaign_row(id).await?;
-            if campaign.state != "running" {
+            if campaign.state != CampaignState::Running {
                 return Err(CoreError::Conflict(format!("campaign {id} is {}", campaign.state)));
             }
             if Timestamp::now() >= campaign.deadline {

@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rekey_store::{CampaignItemRow, CampaignRow};
-use rekey_types::{CampaignId, CampaignMode, CredentialKind, IncidentId, ItemState, Timestamp};
+use rekey_types::{
+    CampaignId, CampaignMode, CampaignState, CredentialKind, IncidentId, ItemState, NoticeState, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::response::incidents::IncidentView;
@@ -66,7 +68,7 @@ pub struct StartCampaign {
 pub struct CampaignView {
     pub id: String,
     pub incident: String,
-    pub state: String,
+    pub state: CampaignState,
     pub notify: Vec<String>,
     pub deadline: Timestamp,
     pub remind_at: Timestamp,
@@ -82,7 +84,7 @@ impl From<&CampaignRow> for CampaignView {
         Self {
             id: r.id.to_string(),
             incident: r.incident_id.to_string(),
-            state: r.state.clone(),
+            state: r.state,
             notify: r.notify.clone(),
             deadline: r.deadline,
             remind_at: r.remind_at,
@@ -178,7 +180,7 @@ impl From<CampaignItemRow> for ItemView {
 pub struct NoticeView {
     pub channel: String,
     pub purpose: String,
-    pub state: String,
+    pub state: NoticeState,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -2,7 +2,7 @@
 //! webhook, each delivery recorded.
 
 use rekey_store::{CampaignRow, LinkRow, NoticeRow, NoticeUpdate, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, NoticeId, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, CampaignState, CredentialKind, Fields, NoticeId, NoticeState, Timestamp};
 use serde::Serialize;
 
 use super::{NOTICE_BATCH, WORKER};
@@ -32,7 +32,7 @@ impl Vault {
                             tenant: tenant.clone(),
                             channel: channel.clone(),
                             purpose: (*purpose).to_owned(),
-                            state: "pending".into(),
+                            state: NoticeState::Pending,
                             attempts: 0,
                             next_at: Some(now),
                             error: None,
@@ -79,7 +79,7 @@ impl Vault {
         let campaign = self.campaign_row(notice.campaign_id).await?;
         let outstanding = self.store().tenant_outstanding(campaign.id, notice.tenant_id).await?;
         let now = Timestamp::now();
-        let skip = if campaign.state != "running" {
+        let skip = if campaign.state != CampaignState::Running {
             Some("the campaign is over")
         } else if now >= campaign.deadline {
             Some("the deadline has passed")
@@ -91,7 +91,7 @@ impl Vault {
         if let Some(why) = skip {
             let op = WriteOp::SetNotice(NoticeUpdate {
                 id: notice.id,
-                state: "skipped",
+                state: NoticeState::Skipped,
                 next_at: None,
                 error: Some(why.into()),
                 link_id: None,
@@ -173,10 +173,10 @@ impl Vault {
         drop(message);
         let attempts = notice.attempts + 1;
         let (state, next_at, error, outcome) = match &sent {
-            Ok(()) => ("sent", None, None, AuditOutcome::Success),
+            Ok(()) => (NoticeState::Sent, None, None, AuditOutcome::Success),
             Err(why) => match self.retry_at(attempts) {
-                Some(next) => ("pending", Some(next), Some(why.clone()), AuditOutcome::Error),
-                None => ("failed", None, Some(why.clone()), AuditOutcome::Error),
+                Some(next) => (NoticeState::Pending, Some(next), Some(why.clone()), AuditOutcome::Error),
+                None => (NoticeState::Failed, None, Some(why.clone()), AuditOutcome::Error),
             },
         };
         let mut ops = vec![WriteOp::SetNotice(NoticeUpdate {

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use rekey_store::{CampaignItemRow, CampaignRow, CredentialRow, ItemUpdate, LinkRow, WriteOp};
-use rekey_types::{AuditAction, AuditOutcome, AuditRecord, Fields, ItemState, Secret, Stage, Timestamp};
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, CampaignState, Fields, ItemState, Secret, Stage, Timestamp};
 
 use super::{ResetItem, ResetOutcome, ResetPage};
 use crate::failures::AttemptKind;
@@ -32,7 +32,7 @@ impl Vault {
             return Err(CoreError::LinkGone("this link has expired".into()));
         }
         let campaign = self.campaign_row(link.campaign_id).await?;
-        if campaign.state != "running" {
+        if campaign.state != CampaignState::Running {
             return Err(CoreError::LinkGone("the campaign this link belongs to is over".into()));
         }
         Ok((link, campaign))
