@@ -150,7 +150,7 @@ fn tokens_table(ts: &[TokenView]) {
                 opt(&t.tenant),
                 t.credentials.join(","),
                 t.cidrs.join(","),
-                t.state.clone(),
+                t.state.to_string(),
                 t.expires_at.map_or_else(|| "never".into(), |e| e.to_string()),
                 t.description.clone(),
             ]

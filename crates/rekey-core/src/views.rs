@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use rekey_store::{CredentialRow, RotationRow, TenantRow, TokenRow, VersionMeta};
 use rekey_types::{
     CertState, CredentialKind, JobState, KeyState, Role, RotationState, Secret, Stage, TenantState, Timestamp,
+    TokenState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,19 +117,19 @@ pub struct TokenView {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
-    /// `active`, `expired` or `revoked`.
-    pub state: String,
+    /// Derived from the expiry and the revocation.
+    pub state: TokenState,
 }
 
 impl From<TokenRow> for TokenView {
     fn from(t: TokenRow) -> Self {
         let now = Timestamp::now();
         let state = if t.revoked_at.is_some() {
-            "revoked"
+            TokenState::Revoked
         } else if t.expires_at.is_some_and(|e| e <= now) {
-            "expired"
+            TokenState::Expired
         } else {
-            "active"
+            TokenState::Active
         };
         Self {
             id: t.id.to_string(),
@@ -141,7 +142,7 @@ impl From<TokenRow> for TokenView {
             created_at: t.created_at,
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
-            state: state.to_owned(),
+            state,
         }
     }
 }

@@ -34,6 +34,6 @@ pub use secret::Secret;
 pub use selector::{Selector, SelectorError};
 pub use states::{
     CampaignMode, CampaignState, CertState, IncidentState, ItemState, JobState, KeyState, NoticeState, RotationState,
-    SealKind, Stage, TenantState, UnknownState,
+    SealKind, Stage, TenantState, TokenState, UnknownState,
 };
 pub use time::Timestamp;

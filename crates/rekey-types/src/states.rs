@@ -214,6 +214,18 @@ states! {
 }
 
 states! {
+    /// The state of a token, as shown (derived from its expiry and revocation, never stored).
+    TokenState, "token state" {
+        /// Usable.
+        Active = "active",
+        /// Past its expiry.
+        Expired = "expired",
+        /// Revoked.
+        Revoked = "revoked",
+    }
+}
+
+states! {
     /// The state of a key job (a rotation or a rewrap after a compromise).
     JobState, "job state" {
         /// Under way (resumed after a restart).
