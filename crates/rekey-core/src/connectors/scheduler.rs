@@ -38,21 +38,7 @@ pub struct PassReport {
 impl Vault {
     pub(crate) fn start_scheduler(self: Arc<Self>) {
         let Some(interval) = self.options().scheduler.interval else { return };
-        let vault = Arc::downgrade(&self);
-        drop(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(this) = vault.upgrade() else { return };
-                if this.is_closed() {
-                    return;
-                }
-                if let Err(e) = this.scheduler_pass().await {
-                    tracing::error!(error = %e, "scheduler pass failed");
-                }
-                drop(this);
-                tokio::time::sleep(interval).await;
-            }
-        });
+        self.repeat(interval, "scheduler pass", |vault| async move { vault.scheduler_pass().await.map(drop) });
     }
 
     /// One pass of the scheduler (also run by tests and benchmarks).

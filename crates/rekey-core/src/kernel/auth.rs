@@ -166,19 +166,8 @@ impl Vault {
     /// Every quarter of a failure window, writes the aggregates of the windows that ended.
     pub(crate) fn start_failure_audit(self: Arc<Self>) {
         let every = (self.options.failures.options().window / 4).max(Duration::from_millis(250));
-        let vault = Arc::downgrade(&self);
-        drop(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(this) = vault.upgrade() else { return };
-                if this.closed.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                if let Err(e) = this.audit_failure_windows().await {
-                    tracing::error!(error = %e, "the aggregate of failed attempts could not be audited");
-                }
-            }
+        self.repeat(every, "auditing the aggregate of failed attempts", |vault| async move {
+            vault.audit_failure_windows().await.map(drop)
         });
     }
 

@@ -171,6 +171,30 @@ impl Vault {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
     }
+
+    /// Runs `pass` now and then every `every` on a task of its own, while the vault is open:
+    /// the task holds only a weak reference between passes, and stops once the vault is sealed
+    /// or dropped. A failed pass is logged as `what` and the next one runs as planned.
+    pub(crate) fn repeat<F, Fut>(self: Arc<Self>, every: std::time::Duration, what: &'static str, pass: F)
+    where
+        F: Fn(Arc<Vault>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), CoreError>> + Send,
+    {
+        let vault = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(this) = vault.upgrade() else { return };
+                if this.is_closed() {
+                    return;
+                }
+                if let Err(e) = pass(this).await {
+                    tracing::error!(error = %e, "{what} failed");
+                }
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
 }
 
 /// A system key (the audit chain key, the integrity key) lives in the store wrapped by the seal.
