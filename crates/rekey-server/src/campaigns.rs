@@ -34,7 +34,6 @@ struct StartBody {
 
 pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
     let session = s.session(&ctx, AuditAction::CampaignStart, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let b: StartBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -52,13 +51,12 @@ pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
         Ok(StartCampaign { incident, deadline_secs, notify: b.notify })
     })();
     let input = session.input(parsed).await?;
-    Ok(Json(session.vault.start_campaign(caller, input).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.start_campaign(&session.caller, input).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
     let session = s.session(&ctx, AuditAction::CampaignList, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.list_campaigns(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.list_campaigns(&session.caller).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn status(
@@ -68,9 +66,8 @@ pub(crate) async fn status(
 ) -> ApiResult<Json<CampaignStatus>> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignStatus, &resource).await?;
-    let caller = &session.caller;
     let id = session.input(campaign_id(&id, &ctx)).await?;
-    Ok(Json(session.vault.campaign_status(caller, id).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.campaign_status(&session.caller, id).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -91,7 +88,6 @@ pub(crate) async fn items(
 ) -> ApiResult<Json<Vec<ItemView>>> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignItems, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -117,7 +113,7 @@ pub(crate) async fn items(
         Ok((campaign_id(&id, &ctx)?, filter))
     })();
     let (id, filter) = session.input(parsed).await?;
-    Ok(Json(session.vault.campaign_items(caller, id, filter).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.campaign_items(&session.caller, id, filter).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -136,7 +132,6 @@ pub(crate) async fn waive(
 ) -> ApiResult<Json<ItemView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignItemWaive, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let b: WaiveBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let cref = CredRef::parse(&b.credential)
@@ -144,7 +139,7 @@ pub(crate) async fn waive(
         Ok((campaign_id(&id, &ctx)?, cref, b.reason))
     })();
     let (id, cref, reason) = session.input(parsed).await?;
-    Ok(Json(session.vault.waive_item(caller, id, &cref, &reason).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.waive_item(&session.caller, id, &cref, &reason).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -161,7 +156,6 @@ pub(crate) async fn link(
 ) -> ApiResult<Json<LinkView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignLinkIssue, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let b: LinkBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&b.tenant)
@@ -169,7 +163,7 @@ pub(crate) async fn link(
         Ok((campaign_id(&id, &ctx)?, tenant))
     })();
     let (id, tenant) = session.input(parsed).await?;
-    Ok(Json(session.vault.issue_reset_link(caller, id, &tenant).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.issue_reset_link(&session.caller, id, &tenant).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -187,7 +181,6 @@ pub(crate) async fn report(
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("campaign:{id}"));
     let session = s.session(&ctx, AuditAction::CampaignReport, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let format = q.format.unwrap_or_else(|| "json".into());
@@ -197,7 +190,7 @@ pub(crate) async fn report(
         Ok((campaign_id(&id, &ctx)?, format))
     })();
     let (id, format) = session.input(parsed).await?;
-    let report = session.vault.campaign_report(caller, id).await.map_err(core(&ctx))?;
+    let report = session.vault.campaign_report(&session.caller, id).await.map_err(core(&ctx))?;
     let (content_type, body) = match format.as_str() {
         "csv" => ("text/csv; charset=utf-8", crate::report::csv(&report)),
         "html" => ("text/html; charset=utf-8", crate::report::html(&report)),

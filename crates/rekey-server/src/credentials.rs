@@ -74,14 +74,13 @@ pub(crate) async fn put_credential(
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let session = s.session(&ctx, AuditAction::CredPut, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: PutBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.into_input(&ctx)?))
     })();
     let (cref, input) = session.input(parsed).await?;
-    Ok(Json(session.vault.put_credential(caller, &cref, input).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.put_credential(&session.caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn show_credential(
@@ -89,11 +88,8 @@ pub(crate) async fn show_credential(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredShow, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.show_credential(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredShow, &tenant, &name).await?;
+    Ok(Json(session.vault.show_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn delete_credential(
@@ -101,11 +97,8 @@ pub(crate) async fn delete_credential(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredDelete, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    session.vault.delete_credential(caller, &cref).await.map_err(core(&ctx))?;
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredDelete, &tenant, &name).await?;
+    session.vault.delete_credential(&session.caller, &cref).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
 }
 
@@ -135,10 +128,9 @@ pub(crate) async fn reveal(
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let session = s.session(&ctx, AuditAction::CredReveal, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
     let (cref, version) = session.input(parsed).await?;
-    let revealed = session.vault.reveal(caller, &cref, version).await.map_err(core(&ctx))?;
+    let revealed = session.vault.reveal(&session.caller, &cref, version).await.map_err(core(&ctx))?;
     let text = std::str::from_utf8(revealed.secret.expose()).ok();
     let b64 = match text {
         Some(_) => None,
@@ -174,7 +166,6 @@ pub(crate) async fn list_credentials(
     q: Result<Query<ListCredentialsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CredentialView>>> {
     let session = s.session(&ctx, AuditAction::CredList, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
@@ -189,7 +180,13 @@ pub(crate) async fn list_credentials(
         Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
     })();
     let (tenant, kind, region, after, limit) = session.input(parsed).await?;
-    Ok(Json(session.vault.list_credentials(caller, tenant, kind, region, after, limit).await.map_err(core(&ctx))?))
+    Ok(Json(
+        session
+            .vault
+            .list_credentials(&session.caller, tenant, kind, region, after, limit)
+            .await
+            .map_err(core(&ctx))?,
+    ))
 }
 
 pub(crate) async fn versions(
@@ -197,11 +194,8 @@ pub(crate) async fn versions(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<VersionView>>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredVersions, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.versions(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredVersions, &tenant, &name).await?;
+    Ok(Json(session.vault.versions(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -218,14 +212,13 @@ pub(crate) async fn rollback(
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let session = s.session(&ctx, AuditAction::CredRollback, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RollbackBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b.to))
     })();
     let (cref, to) = session.input(parsed).await?;
-    Ok(Json(session.vault.rollback(caller, &cref, to).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.rollback(&session.caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -247,14 +240,13 @@ pub(crate) async fn retarget(
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let session = s.session(&ctx, AuditAction::CredRetarget, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RetargetBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok((cref, b))
     })();
     let (cref, b) = session.input(parsed).await?;
-    Ok(Json(session.vault.retarget(caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.retarget(&session.caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn promote(
@@ -262,11 +254,8 @@ pub(crate) async fn promote(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<CredentialView>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredPromote, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.promote(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredPromote, &tenant, &name).await?;
+    Ok(Json(session.vault.promote(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn verify(
@@ -274,11 +263,8 @@ pub(crate) async fn verify(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::HealthView>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredVerify, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.verify_credential(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredVerify, &tenant, &name).await?;
+    Ok(Json(session.vault.verify_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn rotate(
@@ -286,11 +272,8 @@ pub(crate) async fn rotate(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<rekey_core::connectors::RotationView>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredRotateStart, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.rotate_credential(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredRotateStart, &tenant, &name).await?;
+    Ok(Json(session.vault.rotate_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn rotations(
@@ -298,9 +281,6 @@ pub(crate) async fn rotations(
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<rekey_core::connectors::RotationView>>> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredRotations, &resource).await?;
-    let caller = &session.caller;
-    let cref = session.input(cred_ref(&tenant, &name, &ctx)).await?;
-    Ok(Json(session.vault.rotations(caller, &cref).await.map_err(core(&ctx))?))
+    let (session, cref) = s.credential_session(&ctx, AuditAction::CredRotations, &tenant, &name).await?;
+    Ok(Json(session.vault.rotations(&session.caller, &cref).await.map_err(core(&ctx))?))
 }

@@ -30,7 +30,6 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
 
 pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
     let session = s.session(&ctx, AuditAction::IncidentOpen, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let b: OpenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let since = b
@@ -42,13 +41,12 @@ pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) 
         Ok(OpenIncident { title: b.title, scope: b.scope, since })
     })();
     let input = session.input(parsed).await?;
-    Ok(Json(session.vault.open_incident(caller, input).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.open_incident(&session.caller, input).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
     let session = s.session(&ctx, AuditAction::IncidentList, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.list_incidents(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.list_incidents(&session.caller).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn show(
@@ -58,9 +56,8 @@ pub(crate) async fn show(
 ) -> ApiResult<Json<IncidentReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentShow, &resource).await?;
-    let caller = &session.caller;
     let id = session.input(incident_id(&id, &ctx)).await?;
-    Ok(Json(session.vault.show_incident(caller, id).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.show_incident(&session.caller, id).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -78,7 +75,6 @@ pub(crate) async fn items(
 ) -> ApiResult<Json<Vec<IncidentItemView>>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentItems, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let after = q
@@ -90,7 +86,7 @@ pub(crate) async fn items(
         Ok((incident_id(&id, &ctx)?, after, q.limit.unwrap_or(1000)))
     })();
     let (id, after, limit) = session.input(parsed).await?;
-    Ok(Json(session.vault.incident_items(caller, id, after, limit).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.incident_items(&session.caller, id, after, limit).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize, Default)]
@@ -110,7 +106,6 @@ pub(crate) async fn contain(
 ) -> ApiResult<Json<ContainReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentContain, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
         let b: ContainBody =
@@ -118,7 +113,7 @@ pub(crate) async fn contain(
         Ok((incident_id(&id, &ctx)?, b))
     })();
     let (id, b) = session.input(parsed).await?;
-    Ok(Json(session.vault.contain_incident(caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.contain_incident(&session.caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn close(
@@ -128,7 +123,6 @@ pub(crate) async fn close(
 ) -> ApiResult<Json<IncidentView>> {
     let resource = audit_resource(&format!("incident:{id}"));
     let session = s.session(&ctx, AuditAction::IncidentClose, &resource).await?;
-    let caller = &session.caller;
     let id = session.input(incident_id(&id, &ctx)).await?;
-    Ok(Json(session.vault.close_incident(caller, id).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.close_incident(&session.caller, id).await.map_err(core(&ctx))?))
 }

@@ -99,8 +99,7 @@ pub(crate) async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
 
 pub(crate) async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
     let session = s.session(&ctx, AuditAction::SysSeal, "seal").await?;
-    let caller = &session.caller;
-    s.keeper.seal(caller).await.map_err(core(&ctx))?;
+    s.keeper.seal(&session.caller).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "sealed": true })))
 }
 
@@ -118,11 +117,10 @@ pub(crate) async fn list_keys(
     q: Result<Query<KeyListQuery>, QueryRejection>,
 ) -> ApiResult<Json<KeyListView>> {
     let session = s.session(&ctx, AuditAction::KeyList, "").await?;
-    let caller = &session.caller;
     let parsed =
         query(q, &ctx).and_then(|q| q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx)));
     let tenant = session.input(parsed).await?;
-    Ok(Json(session.vault.key_list(caller, tenant).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.key_list(&session.caller, tenant).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -184,10 +182,9 @@ struct CommitBody {
 
 pub(crate) async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
     let session = s.session(&ctx, AuditAction::KeyRotate, "root").await?;
-    let caller = &session.caller;
     let parsed = body_bytes(body, ctx.request_id).and_then(|b| parse_json::<CommitBody>(&b, ctx.request_id));
     let b = session.input(parsed).await?;
-    Ok(Json(session.vault.commit_root_split(caller, &b.set_id).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.commit_root_split(&session.caller, &b.set_id).await.map_err(core(&ctx))?))
 }
 
 fn key_ref(raw: &str, ctx: &ReqCtx) -> ApiResult<KeyRef> {
@@ -201,9 +198,8 @@ pub(crate) async fn show_key(
 ) -> ApiResult<Json<WrappedByView>> {
     let resource = audit_resource(&key);
     let session = s.session(&ctx, AuditAction::KeyShow, &resource).await?;
-    let caller = &session.caller;
     let key = session.input(key_ref(&key, &ctx)).await?;
-    Ok(Json(session.vault.wrapped_by(caller, &key).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.wrapped_by(&session.caller, &key).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn compromise_key(
@@ -213,9 +209,8 @@ pub(crate) async fn compromise_key(
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&key);
     let session = s.session(&ctx, AuditAction::KeyCompromise, &resource).await?;
-    let caller = &session.caller;
     let key = session.input(key_ref(&key, &ctx)).await?;
-    Ok(Json(session.vault.compromise(caller, &key).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.compromise(&session.caller, &key).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -233,10 +228,9 @@ pub(crate) async fn destroy_key(
 ) -> ApiResult<Json<DestroyedView>> {
     let resource = audit_resource(&key);
     let session = s.session(&ctx, AuditAction::KeyDestroy, &resource).await?;
-    let caller = &session.caller;
     let parsed = key_ref(&key, &ctx).and_then(|k| query(q, &ctx).map(|q| (k, q.force)));
     let (key, force) = session.input(parsed).await?;
-    Ok(Json(session.vault.destroy(caller, &key, force).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.destroy(&session.caller, &key, force).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn shred_tenant(
@@ -246,15 +240,13 @@ pub(crate) async fn shred_tenant(
 ) -> ApiResult<Json<ShreddedView>> {
     let resource = audit_resource(&format!("tenant:{tenant}"));
     let session = s.session(&ctx, AuditAction::TenantShred, &resource).await?;
-    let caller = &session.caller;
     let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
-    Ok(Json(session.vault.shred_tenant(caller, &name).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.shred_tenant(&session.caller, &name).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
     let session = s.session(&ctx, AuditAction::KeyJobs, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.jobs(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.jobs(&session.caller).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn show_job(
@@ -264,11 +256,10 @@ pub(crate) async fn show_job(
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&format!("job:{id}"));
     let session = s.session(&ctx, AuditAction::KeyJob, &resource).await?;
-    let caller = &session.caller;
     let parsed =
         JobId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a job id is a UUID", ctx.request_id));
     let id = session.input(parsed).await?;
-    Ok(Json(session.vault.job(caller, id).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.job(&session.caller, id).await.map_err(core(&ctx))?))
 }
 
 // ---- certificates -------------------------------------------------------------------------
@@ -289,7 +280,6 @@ pub(crate) async fn issue_certificate(
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
     let session = s.session(&ctx, AuditAction::CertIssue, &resource).await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -304,7 +294,7 @@ pub(crate) async fn issue_certificate(
         Ok((cref, lifetime))
     })();
     let (cref, lifetime) = session.input(parsed).await?;
-    Ok(Json(session.vault.issue_certificate(caller, &cref, lifetime).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.issue_certificate(&session.caller, &cref, lifetime).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -320,7 +310,6 @@ pub(crate) async fn list_certificates(
     q: Result<Query<CertListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
     let session = s.session(&ctx, AuditAction::CertList, "").await?;
-    let caller = &session.caller;
     let parsed = query(q, &ctx).and_then(|q| {
         q.expiring
             .as_deref()
@@ -330,7 +319,7 @@ pub(crate) async fn list_certificates(
             .map_err(bad(ErrorCode::BadRequest, &ctx))
     });
     let expiring = session.input(parsed).await?;
-    Ok(Json(session.vault.list_certificates(caller, expiring).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.list_certificates(&session.caller, expiring).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn revoke_certificate(
@@ -340,6 +329,5 @@ pub(crate) async fn revoke_certificate(
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("cert:{thumbprint}"));
     let session = s.session(&ctx, AuditAction::CertRevoke, &resource).await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.revoke_certificate(caller, &thumbprint).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.revoke_certificate(&session.caller, &thumbprint).await.map_err(core(&ctx))?))
 }

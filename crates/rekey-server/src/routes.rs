@@ -87,8 +87,7 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
         }));
     }
     let session = s.session(&ctx, AuditAction::SysStatus, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.status(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.status(&session.caller).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn openapi() -> Response {
@@ -121,7 +120,6 @@ pub(crate) async fn create_tenant(
     body: RawBody,
 ) -> ApiResult<Json<TenantView>> {
     let session = s.session(&ctx, AuditAction::TenantCreate, "").await?;
-    let caller = &session.caller;
     let parsed = async {
         let b: CreateTenantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok(NewTenant {
@@ -132,7 +130,7 @@ pub(crate) async fn create_tenant(
     }
     .await;
     let new = session.input(parsed).await?;
-    Ok(Json(session.vault.create_tenant(caller, new).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.create_tenant(&session.caller, new).await.map_err(core(&ctx))?))
 }
 
 #[derive(Deserialize)]
@@ -149,7 +147,6 @@ pub(crate) async fn list_tenants(
     q: Result<Query<ListTenantsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<TenantView>>> {
     let session = s.session(&ctx, AuditAction::TenantList, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
@@ -157,7 +154,7 @@ pub(crate) async fn list_tenants(
         Ok((region, after, q.limit.unwrap_or(1000)))
     })();
     let (region, after, limit) = session.input(parsed).await?;
-    Ok(Json(session.vault.list_tenants(caller, region, after, limit).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.list_tenants(&session.caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn show_tenant(
@@ -167,9 +164,8 @@ pub(crate) async fn show_tenant(
 ) -> ApiResult<Json<TenantView>> {
     let resource = audit_resource(&tenant);
     let session = s.session(&ctx, AuditAction::TenantShow, &resource).await?;
-    let caller = &session.caller;
     let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
-    Ok(Json(session.vault.show_tenant(caller, &name).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.show_tenant(&session.caller, &name).await.map_err(core(&ctx))?))
 }
 
 // ---- import -------------------------------------------------------------------------------
@@ -193,7 +189,6 @@ pub(crate) async fn import(
     body: RawBody,
 ) -> ApiResult<Json<rekey_core::import::ImportReport>> {
     let session = s.session(&ctx, AuditAction::CredImport, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -217,7 +212,7 @@ pub(crate) async fn import(
         Ok((lines, options))
     })();
     let (lines, options) = session.input(parsed).await?;
-    Ok(Json(session.vault.import_chunk(caller, lines, options).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.import_chunk(&session.caller, lines, options).await.map_err(core(&ctx))?))
 }
 
 // ---- tokens -------------------------------------------------------------------------------
@@ -246,7 +241,6 @@ struct CreatedToken<'a> {
 
 pub(crate) async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let session = s.session(&ctx, AuditAction::TokenCreate, "").await?;
-    let caller = &session.caller;
     let parsed = (|| {
         let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let role =
@@ -274,7 +268,7 @@ pub(crate) async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: R
         Ok(TokenSpec { role, tenant, credentials, cidrs, expiry, description: b.description })
     })();
     let spec = session.input(parsed).await?;
-    let (view, issued) = session.vault.create_token(caller, spec).await.map_err(core(&ctx))?;
+    let (view, issued) = session.vault.create_token(&session.caller, spec).await.map_err(core(&ctx))?;
     let body = CreatedToken { token: view, secret: issued.expose() };
     let json =
         serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
@@ -293,8 +287,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 
 pub(crate) async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
     let session = s.session(&ctx, AuditAction::TokenList, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.list_tokens(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.list_tokens(&session.caller).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn revoke_token(
@@ -304,11 +297,10 @@ pub(crate) async fn revoke_token(
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("token:{id}"));
     let session = s.session(&ctx, AuditAction::TokenRevoke, &resource).await?;
-    let caller = &session.caller;
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
     let id = session.input(parsed).await?;
-    session.vault.revoke_token(caller, id).await.map_err(core(&ctx))?;
+    session.vault.revoke_token(&session.caller, id).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
 }
 
@@ -327,15 +319,13 @@ pub(crate) async fn audit_events(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
     let session = s.session(&ctx, AuditAction::AuditRead, "").await?;
-    let caller = &session.caller;
     let q = session.input(query(q, &ctx)).await?;
-    Ok(Json(session.vault.audit_events(caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.audit_events(&session.caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
     let session = s.session(&ctx, AuditAction::AuditVerify, "").await?;
-    let caller = &session.caller;
-    Ok(Json(session.vault.audit_verify(caller).await.map_err(core(&ctx))?))
+    Ok(Json(session.vault.audit_verify(&session.caller).await.map_err(core(&ctx))?))
 }
 
 // ---- fallbacks ----------------------------------------------------------------------------

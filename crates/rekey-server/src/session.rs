@@ -6,31 +6,44 @@
 use std::sync::Arc;
 
 use rekey_core::{Caller, Vault};
-use rekey_types::{AuditAction, RequestId};
+use rekey_types::{AuditAction, CredRef, RequestId};
 
 use crate::extract::ReqCtx;
-use crate::routes::{core, ApiResult};
+use crate::routes::{audit_resource, core, cred_ref, ApiResult};
 use crate::state::AppState;
 use crate::ApiError;
 
 /// An authenticated request on its way into the core.
-pub(crate) struct Session<'a> {
+pub(crate) struct Session {
     pub vault: Arc<Vault>,
     pub caller: Caller,
     action: AuditAction,
-    resource: &'a str,
+    resource: String,
     request_id: RequestId,
 }
 
 impl AppState {
     /// The open vault (`503 sealed` otherwise) and the authenticated caller; every refusal is
     /// audited under `action` and `resource`.
-    pub(crate) async fn session<'a>(
+    pub(crate) async fn session(&self, ctx: &ReqCtx, action: AuditAction, resource: &str) -> ApiResult<Session> {
+        self.open_session(ctx, action, resource.to_owned()).await
+    }
+
+    /// The session of a request about the credential `tenant/name` (the resource it is audited
+    /// under), and the reference, parsed: a bad name is audited as a rejection.
+    pub(crate) async fn credential_session(
         &self,
         ctx: &ReqCtx,
         action: AuditAction,
-        resource: &'a str,
-    ) -> ApiResult<Session<'a>> {
+        tenant: &str,
+        name: &str,
+    ) -> ApiResult<(Session, CredRef)> {
+        let session = self.open_session(ctx, action, audit_resource(&format!("{tenant}/{name}"))).await?;
+        let cref = session.input(cred_ref(tenant, name, ctx)).await?;
+        Ok((session, cref))
+    }
+
+    async fn open_session(&self, ctx: &ReqCtx, action: AuditAction, resource: String) -> ApiResult<Session> {
         // Authenticated already, before its body was read (see `guard`): the same vault.
         if let Some(a) = &ctx.authenticated {
             let (vault, caller) = (a.vault.clone(), a.caller.clone());
@@ -38,19 +51,19 @@ impl AppState {
         }
         let vault = self.keeper.vault().map_err(core(ctx))?;
         let caller = vault
-            .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, resource)
+            .authenticate(ctx.bearer.as_deref().map(String::as_str), ctx.source, ctx.request_id, action, &resource)
             .await
             .map_err(core(ctx))?;
         Ok(Session { vault, caller, action, resource, request_id: ctx.request_id })
     }
 }
 
-impl Session<'_> {
+impl Session {
     /// Passes parsed input through; a failure is audited first (and if that cannot be, the
     /// request fails as the audit log's failure).
     pub(crate) async fn input<T>(&self, parsed: ApiResult<T>) -> ApiResult<T> {
         let Err(e) = parsed else { return parsed };
-        match self.vault.record_rejection(&self.caller, self.action, self.resource, e.code).await {
+        match self.vault.record_rejection(&self.caller, self.action, &self.resource, e.code).await {
             Ok(()) => Err(e),
             Err(audit) => Err(ApiError::from_core(audit, self.request_id)),
         }
