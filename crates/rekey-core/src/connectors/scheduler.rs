@@ -38,7 +38,7 @@ pub struct PassReport {
 impl Vault {
     pub(crate) fn start_scheduler(self: Arc<Self>) {
         let Some(interval) = self.options().scheduler.interval else { return };
-        self.repeat(interval, "scheduler pass", |vault| async move { vault.scheduler_pass().await.map(drop) });
+        self.repeat(interval, None, "scheduler pass", |vault| async move { vault.scheduler_pass().await.map(drop) });
     }
 
     /// One pass of the scheduler (also run by tests and benchmarks).

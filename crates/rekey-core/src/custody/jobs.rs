@@ -34,28 +34,14 @@ impl Vault {
     pub(crate) fn start_jobs(self: Arc<Self>) {
         // The runner holds the vault only while it works, so a dropped or sealed vault ends it.
         let wake = self.jobs_wake().clone();
-        let vault = Arc::downgrade(&self);
-        drop(self);
-        tokio::spawn(async move {
-            loop {
-                let Some(this) = vault.upgrade() else { return };
+        self.repeat(Duration::from_secs(5), Some(wake), "reading key jobs", |this| async move {
+            for job in this.store().jobs(true, 100).await? {
                 if this.is_closed() {
-                    return;
+                    break;
                 }
-                match this.store().jobs(true, 100).await {
-                    Ok(jobs) => {
-                        for job in jobs {
-                            if this.is_closed() {
-                                return;
-                            }
-                            this.run_job(job).await;
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "cannot read key jobs"),
-                }
-                drop(this);
-                let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+                this.run_job(job).await;
             }
+            Ok(())
         });
     }
 

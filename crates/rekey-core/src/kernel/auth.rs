@@ -166,7 +166,7 @@ impl Vault {
     /// Every quarter of a failure window, writes the aggregates of the windows that ended.
     pub(crate) fn start_failure_audit(self: Arc<Self>) {
         let every = (self.options.failures.options().window / 4).max(Duration::from_millis(250));
-        self.repeat(every, "auditing the aggregate of failed attempts", |vault| async move {
+        self.repeat(every, None, "auditing the aggregate of failed attempts", |vault| async move {
             vault.audit_failure_windows().await.map(drop)
         });
     }

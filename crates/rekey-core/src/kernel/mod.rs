@@ -172,11 +172,17 @@ impl Vault {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Runs `pass` now and then every `every` on a task of its own, while the vault is open:
-    /// the task holds only a weak reference between passes, and stops once the vault is sealed
-    /// or dropped. A failed pass is logged as `what` and the next one runs as planned.
-    pub(crate) fn repeat<F, Fut>(self: Arc<Self>, every: std::time::Duration, what: &'static str, pass: F)
-    where
+    /// Runs `pass` now and then every `every` (sooner when `wake` is notified) on a task of
+    /// its own, while the vault is open: the task holds only a weak reference between passes,
+    /// and stops once the vault is sealed or dropped. A failed pass is logged as `what` and the
+    /// next one runs as planned.
+    pub(crate) fn repeat<F, Fut>(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        wake: Option<Arc<tokio::sync::Notify>>,
+        what: &'static str,
+        pass: F,
+    ) where
         F: Fn(Arc<Vault>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<(), CoreError>> + Send,
     {
@@ -191,7 +197,10 @@ impl Vault {
                 if let Err(e) = pass(this).await {
                     tracing::error!(error = %e, "{what} failed");
                 }
-                tokio::time::sleep(every).await;
+                match &wake {
+                    Some(wake) => drop(tokio::time::timeout(every, wake.notified()).await),
+                    None => tokio::time::sleep(every).await,
+                }
             }
         });
     }
