@@ -25,7 +25,7 @@ use rekey_types::{AuditAction, AuditOutcome, CredentialKind, Fields, Secret};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::kernel::keys::KeyUse;
-use crate::kernel::{record, Actor};
+use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
 mod entra;
@@ -103,7 +103,7 @@ impl Vault {
         outcome: AuditOutcome,
         detail: &str,
     ) -> WriteRequest {
-        let audit = record(&actor.name, &actor.source, &actor.request, action, resource, outcome, detail);
+        let audit = actor.event(action, resource, outcome, detail);
         WriteRequest { op, audit }
     }
 }

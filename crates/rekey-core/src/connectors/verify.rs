@@ -7,7 +7,6 @@ use rekey_types::{AuditAction, AuditOutcome, CredRef, CredentialKind, Timestamp}
 
 use super::{ConnectorStats, HealthView, RotationView};
 use crate::kernel::policy::Action;
-use crate::kernel::record;
 use crate::kernel::Actor;
 use crate::{Caller, CoreError, Vault};
 
@@ -53,15 +52,7 @@ impl Vault {
         let (outcome, fingerprint) = match outcome {
             Ok(o) => o,
             Err(e) => {
-                let event = record(
-                    &actor.name,
-                    &actor.source,
-                    &actor.request,
-                    AuditAction::CredVerify,
-                    &resource,
-                    e.audit_outcome(),
-                    e.code().as_str(),
-                );
+                let event = actor.event(AuditAction::CredVerify, &resource, e.audit_outcome(), e.code().as_str());
                 self.audit_event(event).await?;
                 return Err(e);
             }

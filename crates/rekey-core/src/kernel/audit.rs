@@ -26,6 +26,17 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
+    /// An audit event of this actor's.
+    pub(crate) fn event(
+        &self,
+        action: AuditAction,
+        resource: &str,
+        outcome: AuditOutcome,
+        detail: &str,
+    ) -> AuditRecord {
+        record(&self.name, &self.source, &self.request, action, resource, outcome, detail)
+    }
+
     pub(crate) fn of(caller: &Caller) -> Self {
         Self {
             name: caller.principal.audit_name(),

@@ -21,7 +21,6 @@ use rekey_store::{CredentialRow, VersionRow};
 use rekey_types::{AuditAction, AuditOutcome, CredentialId, CredentialKind, Fields, Secret, TenantId};
 
 use crate::kernel::keys::KeyUse;
-use crate::kernel::record;
 use crate::kernel::Actor;
 use crate::{CoreError, Vault};
 
@@ -132,15 +131,7 @@ impl Vault {
             bound_fields(&row).ok_or_else(|| not_migrated(&format!("version {version} of {resource}")))?.clone(),
         );
         let detail = format!("version={version}; purpose={purpose}; target={}", target_of(credential.kind, &fields));
-        let event = record(
-            &actor.name,
-            &actor.source,
-            &actor.request,
-            AuditAction::CredSend,
-            &resource,
-            AuditOutcome::Success,
-            &detail,
-        );
+        let event = actor.event(AuditAction::CredSend, &resource, AuditOutcome::Success, &detail);
         self.audit_event(event).await?;
         match self.open_version(credential.tenant_id, credential, &row, KeyUse::Rewrap).await {
             Ok(secret) => Ok((fields, secret)),
@@ -149,10 +140,7 @@ impl Vault {
                     self.integrity_failure(&resource, &format!("version {version}: target fields fail their binding"))
                         .await?;
                 }
-                let event = record(
-                    &actor.name,
-                    &actor.source,
-                    &actor.request,
+                let event = actor.event(
                     AuditAction::CredSend,
                     &resource,
                     AuditOutcome::Denied,
