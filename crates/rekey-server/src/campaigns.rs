@@ -33,7 +33,7 @@ struct StartBody {
 }
 
 pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
-    let session = s.session(&ctx, AuditAction::CampaignStart, "").await?;
+    let session = s.session(&ctx, AuditAction::CampaignStart, String::new()).await?;
     let parsed = (|| {
         let b: StartBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -55,7 +55,7 @@ pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
 }
 
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
-    let session = s.session(&ctx, AuditAction::CampaignList, "").await?;
+    let session = s.session(&ctx, AuditAction::CampaignList, String::new()).await?;
     Ok(Json(session.vault.list_campaigns(&session.caller).await.map_err(core(&ctx))?))
 }
 
@@ -65,7 +65,7 @@ pub(crate) async fn status(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CampaignStatus>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let session = s.session(&ctx, AuditAction::CampaignStatus, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignStatus, resource).await?;
     let id = session.input(campaign_id(&id, &ctx)).await?;
     Ok(Json(session.vault.campaign_status(&session.caller, id).await.map_err(core(&ctx))?))
 }
@@ -87,7 +87,7 @@ pub(crate) async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<ItemView>>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let session = s.session(&ctx, AuditAction::CampaignItems, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignItems, resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bad = |m: String| ApiError::new(ErrorCode::BadRequest, m, ctx.request_id);
@@ -131,7 +131,7 @@ pub(crate) async fn waive(
     body: RawBody,
 ) -> ApiResult<Json<ItemView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let session = s.session(&ctx, AuditAction::CampaignItemWaive, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignItemWaive, resource).await?;
     let parsed = (|| {
         let b: WaiveBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let cref = CredRef::parse(&b.credential)
@@ -155,7 +155,7 @@ pub(crate) async fn link(
     body: RawBody,
 ) -> ApiResult<Json<LinkView>> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let session = s.session(&ctx, AuditAction::CampaignLinkIssue, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignLinkIssue, resource).await?;
     let parsed = (|| {
         let b: LinkBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&b.tenant)
@@ -180,7 +180,7 @@ pub(crate) async fn report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("campaign:{id}"));
-    let session = s.session(&ctx, AuditAction::CampaignReport, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CampaignReport, resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let format = q.format.unwrap_or_else(|| "json".into());

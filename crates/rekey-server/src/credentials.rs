@@ -73,7 +73,7 @@ pub(crate) async fn put_credential(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredPut, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredPut, resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: PutBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
@@ -127,7 +127,7 @@ pub(crate) async fn reveal(
     q: Result<Query<RevealQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredReveal, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredReveal, resource).await?;
     let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
     let (cref, version) = session.input(parsed).await?;
     let revealed = session.vault.reveal(&session.caller, &cref, version).await.map_err(core(&ctx))?;
@@ -165,7 +165,7 @@ pub(crate) async fn list_credentials(
     ctx: ReqCtx,
     q: Result<Query<ListCredentialsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CredentialView>>> {
-    let session = s.session(&ctx, AuditAction::CredList, "").await?;
+    let session = s.session(&ctx, AuditAction::CredList, String::new()).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let tenant = q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
@@ -211,7 +211,7 @@ pub(crate) async fn rollback(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredRollback, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredRollback, resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RollbackBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
@@ -239,7 +239,7 @@ pub(crate) async fn retarget(
     body: RawBody,
 ) -> ApiResult<Json<CredentialView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredRetarget, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CredRetarget, resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let b: RetargetBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;

@@ -29,7 +29,7 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
 }
 
 pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
-    let session = s.session(&ctx, AuditAction::IncidentOpen, "").await?;
+    let session = s.session(&ctx, AuditAction::IncidentOpen, String::new()).await?;
     let parsed = (|| {
         let b: OpenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let since = b
@@ -45,7 +45,7 @@ pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) 
 }
 
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
-    let session = s.session(&ctx, AuditAction::IncidentList, "").await?;
+    let session = s.session(&ctx, AuditAction::IncidentList, String::new()).await?;
     Ok(Json(session.vault.list_incidents(&session.caller).await.map_err(core(&ctx))?))
 }
 
@@ -55,7 +55,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncidentReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let session = s.session(&ctx, AuditAction::IncidentShow, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentShow, resource).await?;
     let id = session.input(incident_id(&id, &ctx)).await?;
     Ok(Json(session.vault.show_incident(&session.caller, id).await.map_err(core(&ctx))?))
 }
@@ -74,7 +74,7 @@ pub(crate) async fn items(
     q: Result<Query<ItemsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<IncidentItemView>>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let session = s.session(&ctx, AuditAction::IncidentItems, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentItems, resource).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let after = q
@@ -105,7 +105,7 @@ pub(crate) async fn contain(
     body: RawBody,
 ) -> ApiResult<Json<ContainReport>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let session = s.session(&ctx, AuditAction::IncidentContain, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentContain, resource).await?;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
         let b: ContainBody =
@@ -122,7 +122,7 @@ pub(crate) async fn close(
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncidentView>> {
     let resource = audit_resource(&format!("incident:{id}"));
-    let session = s.session(&ctx, AuditAction::IncidentClose, &resource).await?;
+    let session = s.session(&ctx, AuditAction::IncidentClose, resource).await?;
     let id = session.input(incident_id(&id, &ctx)).await?;
     Ok(Json(session.vault.close_incident(&session.caller, id).await.map_err(core(&ctx))?))
 }

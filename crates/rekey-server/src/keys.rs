@@ -98,7 +98,7 @@ pub(crate) async fn unseal(State(s): State<AppState>, ctx: ReqCtx, body: RawBody
 }
 
 pub(crate) async fn seal(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<serde_json::Value>> {
-    let session = s.session(&ctx, AuditAction::SysSeal, "seal").await?;
+    let session = s.session(&ctx, AuditAction::SysSeal, "seal".into()).await?;
     s.keeper.seal(&session.caller).await.map_err(core(&ctx))?;
     Ok(Json(serde_json::json!({ "sealed": true })))
 }
@@ -116,7 +116,7 @@ pub(crate) async fn list_keys(
     ctx: ReqCtx,
     q: Result<Query<KeyListQuery>, QueryRejection>,
 ) -> ApiResult<Json<KeyListView>> {
-    let session = s.session(&ctx, AuditAction::KeyList, "").await?;
+    let session = s.session(&ctx, AuditAction::KeyList, String::new()).await?;
     let parsed =
         query(q, &ctx).and_then(|q| q.tenant.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx)));
     let tenant = session.input(parsed).await?;
@@ -142,7 +142,7 @@ struct RotateBody {
 /// Starts a rotation and answers with its job; a Shamir root rotation answers with the new
 /// shares instead, and starts only at `/v1/keys/rotate/commit`.
 pub(crate) async fn rotate(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let session = s.session(&ctx, AuditAction::KeyRotate, "").await?;
+    let session = s.session(&ctx, AuditAction::KeyRotate, String::new()).await?;
     let caller = &session.caller;
     let parsed = (|| {
         let b: RotateBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
@@ -181,7 +181,7 @@ struct CommitBody {
 }
 
 pub(crate) async fn rotate_commit(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<JobView>> {
-    let session = s.session(&ctx, AuditAction::KeyRotate, "root").await?;
+    let session = s.session(&ctx, AuditAction::KeyRotate, "root".into()).await?;
     let parsed = body_bytes(body, ctx.request_id).and_then(|b| parse_json::<CommitBody>(&b, ctx.request_id));
     let b = session.input(parsed).await?;
     Ok(Json(session.vault.commit_root_split(&session.caller, &b.set_id).await.map_err(core(&ctx))?))
@@ -197,7 +197,7 @@ pub(crate) async fn show_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<WrappedByView>> {
     let resource = audit_resource(&key);
-    let session = s.session(&ctx, AuditAction::KeyShow, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyShow, resource).await?;
     let key = session.input(key_ref(&key, &ctx)).await?;
     Ok(Json(session.vault.wrapped_by(&session.caller, &key).await.map_err(core(&ctx))?))
 }
@@ -208,7 +208,7 @@ pub(crate) async fn compromise_key(
     Path(key): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&key);
-    let session = s.session(&ctx, AuditAction::KeyCompromise, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyCompromise, resource).await?;
     let key = session.input(key_ref(&key, &ctx)).await?;
     Ok(Json(session.vault.compromise(&session.caller, &key).await.map_err(core(&ctx))?))
 }
@@ -227,7 +227,7 @@ pub(crate) async fn destroy_key(
     q: Result<Query<DestroyQuery>, QueryRejection>,
 ) -> ApiResult<Json<DestroyedView>> {
     let resource = audit_resource(&key);
-    let session = s.session(&ctx, AuditAction::KeyDestroy, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyDestroy, resource).await?;
     let parsed = key_ref(&key, &ctx).and_then(|k| query(q, &ctx).map(|q| (k, q.force)));
     let (key, force) = session.input(parsed).await?;
     Ok(Json(session.vault.destroy(&session.caller, &key, force).await.map_err(core(&ctx))?))
@@ -239,13 +239,13 @@ pub(crate) async fn shred_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<ShreddedView>> {
     let resource = audit_resource(&format!("tenant:{tenant}"));
-    let session = s.session(&ctx, AuditAction::TenantShred, &resource).await?;
+    let session = s.session(&ctx, AuditAction::TenantShred, resource).await?;
     let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
     Ok(Json(session.vault.shred_tenant(&session.caller, &name).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn list_jobs(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<JobView>>> {
-    let session = s.session(&ctx, AuditAction::KeyJobs, "").await?;
+    let session = s.session(&ctx, AuditAction::KeyJobs, String::new()).await?;
     Ok(Json(session.vault.jobs(&session.caller).await.map_err(core(&ctx))?))
 }
 
@@ -255,7 +255,7 @@ pub(crate) async fn show_job(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let resource = audit_resource(&format!("job:{id}"));
-    let session = s.session(&ctx, AuditAction::KeyJob, &resource).await?;
+    let session = s.session(&ctx, AuditAction::KeyJob, resource).await?;
     let parsed =
         JobId::from_str(&id).map_err(|_| ApiError::new(ErrorCode::BadRequest, "a job id is a UUID", ctx.request_id));
     let id = session.input(parsed).await?;
@@ -279,7 +279,7 @@ pub(crate) async fn issue_certificate(
     body: RawBody,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CertIssue, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CertIssue, resource).await?;
     let parsed = (|| {
         let cref = cred_ref(&tenant, &name, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -309,7 +309,7 @@ pub(crate) async fn list_certificates(
     ctx: ReqCtx,
     q: Result<Query<CertListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
-    let session = s.session(&ctx, AuditAction::CertList, "").await?;
+    let session = s.session(&ctx, AuditAction::CertList, String::new()).await?;
     let parsed = query(q, &ctx).and_then(|q| {
         q.expiring
             .as_deref()
@@ -328,6 +328,6 @@ pub(crate) async fn revoke_certificate(
     Path(thumbprint): Path<String>,
 ) -> ApiResult<Json<CertificateView>> {
     let resource = audit_resource(&format!("cert:{thumbprint}"));
-    let session = s.session(&ctx, AuditAction::CertRevoke, &resource).await?;
+    let session = s.session(&ctx, AuditAction::CertRevoke, resource).await?;
     Ok(Json(session.vault.revoke_certificate(&session.caller, &thumbprint).await.map_err(core(&ctx))?))
 }

@@ -86,7 +86,7 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
             integrity_failures: None,
         }));
     }
-    let session = s.session(&ctx, AuditAction::SysStatus, "").await?;
+    let session = s.session(&ctx, AuditAction::SysStatus, String::new()).await?;
     Ok(Json(session.vault.status(&session.caller).await.map_err(core(&ctx))?))
 }
 
@@ -119,7 +119,7 @@ pub(crate) async fn create_tenant(
     ctx: ReqCtx,
     body: RawBody,
 ) -> ApiResult<Json<TenantView>> {
-    let session = s.session(&ctx, AuditAction::TenantCreate, "").await?;
+    let session = s.session(&ctx, AuditAction::TenantCreate, String::new()).await?;
     let parsed = async {
         let b: CreateTenantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         Ok(NewTenant {
@@ -146,7 +146,7 @@ pub(crate) async fn list_tenants(
     ctx: ReqCtx,
     q: Result<Query<ListTenantsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<TenantView>>> {
-    let session = s.session(&ctx, AuditAction::TenantList, "").await?;
+    let session = s.session(&ctx, AuditAction::TenantList, String::new()).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
@@ -163,7 +163,7 @@ pub(crate) async fn show_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantView>> {
     let resource = audit_resource(&tenant);
-    let session = s.session(&ctx, AuditAction::TenantShow, &resource).await?;
+    let session = s.session(&ctx, AuditAction::TenantShow, resource).await?;
     let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
     Ok(Json(session.vault.show_tenant(&session.caller, &name).await.map_err(core(&ctx))?))
 }
@@ -188,7 +188,7 @@ pub(crate) async fn import(
     q: Result<Query<ImportQuery>, QueryRejection>,
     body: RawBody,
 ) -> ApiResult<Json<rekey_core::import::ImportReport>> {
-    let session = s.session(&ctx, AuditAction::CredImport, "").await?;
+    let session = s.session(&ctx, AuditAction::CredImport, String::new()).await?;
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
@@ -240,7 +240,7 @@ struct CreatedToken<'a> {
 }
 
 pub(crate) async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
-    let session = s.session(&ctx, AuditAction::TokenCreate, "").await?;
+    let session = s.session(&ctx, AuditAction::TokenCreate, String::new()).await?;
     let parsed = (|| {
         let b: TokenBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let role =
@@ -286,7 +286,7 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
 }
 
 pub(crate) async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
-    let session = s.session(&ctx, AuditAction::TokenList, "").await?;
+    let session = s.session(&ctx, AuditAction::TokenList, String::new()).await?;
     Ok(Json(session.vault.list_tokens(&session.caller).await.map_err(core(&ctx))?))
 }
 
@@ -296,7 +296,7 @@ pub(crate) async fn revoke_token(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let resource = audit_resource(&format!("token:{id}"));
-    let session = s.session(&ctx, AuditAction::TokenRevoke, &resource).await?;
+    let session = s.session(&ctx, AuditAction::TokenRevoke, resource).await?;
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
     let id = session.input(parsed).await?;
@@ -318,13 +318,13 @@ pub(crate) async fn audit_events(
     ctx: ReqCtx,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
-    let session = s.session(&ctx, AuditAction::AuditRead, "").await?;
+    let session = s.session(&ctx, AuditAction::AuditRead, String::new()).await?;
     let q = session.input(query(q, &ctx)).await?;
     Ok(Json(session.vault.audit_events(&session.caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
 }
 
 pub(crate) async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
-    let session = s.session(&ctx, AuditAction::AuditVerify, "").await?;
+    let session = s.session(&ctx, AuditAction::AuditVerify, String::new()).await?;
     Ok(Json(session.vault.audit_verify(&session.caller).await.map_err(core(&ctx))?))
 }
 

@@ -25,25 +25,7 @@ pub(crate) struct Session {
 impl AppState {
     /// The open vault (`503 sealed` otherwise) and the authenticated caller; every refusal is
     /// audited under `action` and `resource`.
-    pub(crate) async fn session(&self, ctx: &ReqCtx, action: AuditAction, resource: &str) -> ApiResult<Session> {
-        self.open_session(ctx, action, resource.to_owned()).await
-    }
-
-    /// The session of a request about the credential `tenant/name` (the resource it is audited
-    /// under), and the reference, parsed: a bad name is audited as a rejection.
-    pub(crate) async fn credential_session(
-        &self,
-        ctx: &ReqCtx,
-        action: AuditAction,
-        tenant: &str,
-        name: &str,
-    ) -> ApiResult<(Session, CredRef)> {
-        let session = self.open_session(ctx, action, audit_resource(&format!("{tenant}/{name}"))).await?;
-        let cref = session.input(cred_ref(tenant, name, ctx)).await?;
-        Ok((session, cref))
-    }
-
-    async fn open_session(&self, ctx: &ReqCtx, action: AuditAction, resource: String) -> ApiResult<Session> {
+    pub(crate) async fn session(&self, ctx: &ReqCtx, action: AuditAction, resource: String) -> ApiResult<Session> {
         // Authenticated already, before its body was read (see `guard`): the same vault.
         if let Some(a) = &ctx.authenticated {
             let (vault, caller) = (a.vault.clone(), a.caller.clone());
@@ -55,6 +37,20 @@ impl AppState {
             .await
             .map_err(core(ctx))?;
         Ok(Session { vault, caller, action, resource, request_id: ctx.request_id })
+    }
+
+    /// The session of a request about the credential `tenant/name` (the resource it is audited
+    /// under), and the reference, parsed: a bad name is audited as a rejection.
+    pub(crate) async fn credential_session(
+        &self,
+        ctx: &ReqCtx,
+        action: AuditAction,
+        tenant: &str,
+        name: &str,
+    ) -> ApiResult<(Session, CredRef)> {
+        let session = self.session(ctx, action, audit_resource(&format!("{tenant}/{name}"))).await?;
+        let cref = session.input(cred_ref(tenant, name, ctx)).await?;
+        Ok((session, cref))
     }
 }
 
