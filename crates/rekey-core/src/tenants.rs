@@ -11,29 +11,13 @@ use crate::views::TenantView;
 use crate::{Caller, CoreError, Vault};
 
 /// Most contacts a tenant may list.
-const MAX_CONTACTS: usize = 16;
+/// Most contacts a tenant may have.
+pub const MAX_CONTACTS: usize = 16;
 
 pub struct NewTenant {
     pub name: TenantName,
     pub region: Region,
     pub contacts: Vec<String>,
-}
-
-/// A plausible e-mail address: something@domain, printable, at most 254 characters.
-fn check_contact(c: &str) -> Result<(), CoreError> {
-    let ok = c.len() <= 254
-        && !c.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == '<' || ch == '>')
-        && c.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::BadRequest(format!(
-            "contact {:?} is not an e-mail address",
-            c.chars().take(64).collect::<String>()
-        )))
-    }
 }
 
 impl Vault {
@@ -46,7 +30,7 @@ impl Vault {
             return Err(CoreError::BadRequest(format!("at most {MAX_CONTACTS} contacts")));
         }
         for c in &new.contacts {
-            check_contact(c)?;
+            rekey_types::text::email("a contact", c).map_err(|e| CoreError::BadRequest(e.to_string()))?;
         }
         let id = TenantId::generate();
         let now = Timestamp::now();

@@ -17,6 +17,12 @@ pub enum Expiry {
     Never,
 }
 
+/// The longest token description, in characters.
+pub const MAX_DESCRIPTION: usize = 256;
+
+/// Most CIDRs a token may be bound to.
+pub const MAX_CIDRS: usize = 64;
+
 pub struct TokenSpec {
     pub role: Role,
     pub tenant: Option<TenantName>,
@@ -46,11 +52,10 @@ impl Vault {
                     format!("only connector tokens are bound to credentials, not {}", spec.role)
                 }));
             }
-            if spec.description.len() > 256 || spec.description.chars().any(char::is_control) {
-                return Err(CoreError::BadRequest("the description must be at most 256 printable characters".into()));
-            }
-            if spec.cidrs.len() > 64 {
-                return Err(CoreError::BadRequest("at most 64 CIDRs".into()));
+            rekey_types::text::text("the description", &spec.description, MAX_DESCRIPTION)
+                .map_err(|e| CoreError::BadRequest(e.to_string()))?;
+            if spec.cidrs.len() > MAX_CIDRS {
+                return Err(CoreError::BadRequest(format!("at most {MAX_CIDRS} CIDRs")));
             }
             let tenant = match &spec.tenant {
                 Some(t) => Some(self.tenant(t).await?),

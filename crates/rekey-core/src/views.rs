@@ -10,7 +10,7 @@ use rekey_types::{
 };
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantView {
     pub id: String,
     pub name: String,
@@ -33,7 +33,7 @@ impl From<TenantRow> for TenantView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CredentialView {
     pub id: String,
     pub tenant: String,
@@ -75,7 +75,7 @@ impl CredentialView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionView {
     pub version: u32,
     pub stage: Stage,
@@ -105,7 +105,7 @@ pub struct Revealed {
     pub secret: Secret,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub role: Role,
@@ -147,7 +147,7 @@ impl From<TokenRow> for TokenView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     pub version: String,
     pub seal: SealStatus,
@@ -160,7 +160,7 @@ pub struct StatusView {
     pub integrity_failures: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SealStatus {
     pub kind: String,
     pub sealed: bool,
@@ -177,7 +177,7 @@ pub struct SealStatus {
     pub warning: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CountsView {
     pub tenants: i64,
     pub credentials: i64,
@@ -185,7 +185,7 @@ pub struct CountsView {
     pub active_tokens: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEventView {
     pub seq: i64,
     pub time: Timestamp,
@@ -200,7 +200,7 @@ pub struct AuditEventView {
     pub mac: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     /// Events read and checked.
@@ -212,7 +212,7 @@ pub struct VerifyReport {
     pub problems: Vec<VerifyProblem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerifyProblem {
     pub seq: i64,
     /// `modified`, `deleted`, `out-of-order`, `truncated`, `appended`.
@@ -220,13 +220,13 @@ pub struct VerifyProblem {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyListView {
     pub root: Vec<RootKeyView>,
     pub tenants: Vec<TenantKeysView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RootKeyView {
     /// `root@N`.
     pub key: String,
@@ -237,7 +237,7 @@ pub struct RootKeyView {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantKeysView {
     pub tenant: String,
     pub region: String,
@@ -245,7 +245,7 @@ pub struct TenantKeysView {
     pub versions: Vec<KekView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KekView {
     /// `TENANT@N`.
     pub key: String,
@@ -257,7 +257,7 @@ pub struct KekView {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub scope: String,
@@ -290,7 +290,7 @@ impl JobView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WrappedByView {
     pub key: String,
     /// Credential versions (tenant KEK) or tenant KEK versions (root) it wraps.
@@ -299,14 +299,14 @@ pub struct WrappedByView {
     pub items: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DestroyedView {
     pub key: String,
     /// What became unrecoverable.
     pub unrecoverable: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShreddedView {
     pub tenant: String,
     pub keys_destroyed: usize,
@@ -314,14 +314,14 @@ pub struct ShreddedView {
 }
 
 /// The new shares of a Shamir root rotation, shown once; nothing changes until it is committed.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RootSplitView {
     pub set_id: String,
     pub threshold: u8,
     pub shares: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificateView {
     pub tenant: String,
     pub credential: String,
@@ -338,7 +338,7 @@ pub struct CertificateView {
 }
 
 /// The last check of a credential.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HealthView {
     pub tenant: String,
     pub name: String,
@@ -351,7 +351,7 @@ pub struct HealthView {
 }
 
 /// One rotation of a credential.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RotationView {
     pub id: String,
     pub tenant: String,

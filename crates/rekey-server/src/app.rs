@@ -8,8 +8,11 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use rekey_core::Keeper;
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::{DevSeal, Pkcs11Options, Pkcs11Seal, Seal, ShamirSeal};
@@ -204,71 +207,72 @@ fn ensure_private_dir(path: &std::path::Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Every API route, each registered through its `#[utoipa::path]`, so that the router and the
+/// document (`openapi::document`) are one list. `max_body` limits the API's bodies; the import
+/// has its own, larger limit, `max_import`.
+pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::with_openapi(crate::openapi::Head::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::status))
+        .routes(routes!(routes::openapi))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::create_tenant, routes::list_tenants))
+        .routes(routes!(routes::show_tenant))
+        .routes(routes!(credentials::put_credential, credentials::show_credential, credentials::delete_credential))
+        .routes(routes!(credentials::reveal))
+        .routes(routes!(credentials::versions))
+        .routes(routes!(credentials::rollback))
+        .routes(routes!(credentials::promote))
+        .routes(routes!(credentials::retarget))
+        .routes(routes!(credentials::verify))
+        .routes(routes!(credentials::rotate))
+        .routes(routes!(credentials::rotations))
+        .routes(routes!(credentials::list_credentials))
+        .routes(routes!(routes::create_token, routes::list_tokens))
+        .routes(routes!(routes::revoke_token))
+        .routes(routes!(incidents::open, incidents::list))
+        .routes(routes!(incidents::show))
+        .routes(routes!(incidents::items))
+        .routes(routes!(incidents::contain))
+        .routes(routes!(incidents::close))
+        .routes(routes!(campaigns::start, campaigns::list))
+        .routes(routes!(campaigns::status))
+        .routes(routes!(campaigns::items))
+        .routes(routes!(campaigns::waive))
+        .routes(routes!(campaigns::link))
+        .routes(routes!(campaigns::report))
+        .routes(routes!(routes::audit_events))
+        .routes(routes!(routes::audit_verify))
+        .routes(routes!(keys::init))
+        .routes(routes!(keys::unseal))
+        .routes(routes!(keys::seal))
+        .routes(routes!(keys::list_keys))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(keys::rotate_commit))
+        .routes(routes!(keys::list_jobs))
+        .routes(routes!(keys::show_job))
+        .routes(routes!(keys::show_key, keys::destroy_key))
+        .routes(routes!(keys::compromise_key))
+        .routes(routes!(keys::shred_tenant))
+        .routes(routes!(keys::issue_certificate))
+        .routes(routes!(keys::list_certificates))
+        .routes(routes!(keys::revoke_certificate))
+        .layer(DefaultBodyLimit::max(max_body));
+    let import = OpenApiRouter::new().routes(routes!(routes::import)).layer(DefaultBodyLimit::max(max_import));
+    api.merge(import)
+}
+
 /// The router, with request ids, metrics, logging and body limits. Exposed so tests can drive
 /// it without a socket.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let tenant_cred = "/v1/tenants/{tenant}/credentials/{name}";
-    let api = Router::new()
-        .route("/v1/sys/health", get(routes::health))
-        .route("/v1/sys/status", get(routes::status))
-        .route("/v1/openapi.json", get(routes::openapi))
-        .route("/metrics", get(routes::metrics))
-        .route("/v1/tenants", post(routes::create_tenant).get(routes::list_tenants))
-        .route("/v1/tenants/{tenant}", get(routes::show_tenant))
-        .route(
-            tenant_cred,
-            put(credentials::put_credential).get(credentials::show_credential).delete(credentials::delete_credential),
-        )
-        .route(&format!("{tenant_cred}/reveal"), post(credentials::reveal))
-        .route(&format!("{tenant_cred}/versions"), get(credentials::versions))
-        .route(&format!("{tenant_cred}/rollback"), post(credentials::rollback))
-        .route(&format!("{tenant_cred}/promote"), post(credentials::promote))
-        .route(&format!("{tenant_cred}/retarget"), post(credentials::retarget))
-        .route(&format!("{tenant_cred}/verify"), post(credentials::verify))
-        .route(&format!("{tenant_cred}/rotate"), post(credentials::rotate))
-        .route(&format!("{tenant_cred}/rotations"), get(credentials::rotations))
-        .route("/v1/credentials", get(credentials::list_credentials))
-        .route("/v1/tokens", post(routes::create_token).get(routes::list_tokens))
-        .route("/v1/incidents", post(incidents::open).get(incidents::list))
-        .route("/v1/incidents/{id}", get(incidents::show))
-        .route("/v1/incidents/{id}/items", get(incidents::items))
-        .route("/v1/incidents/{id}/contain", post(incidents::contain))
-        .route("/v1/incidents/{id}/close", post(incidents::close))
-        .route("/v1/campaigns", post(campaigns::start).get(campaigns::list))
-        .route("/v1/campaigns/{id}", get(campaigns::status))
-        .route("/v1/campaigns/{id}/items", get(campaigns::items))
-        .route("/v1/campaigns/{id}/waive", post(campaigns::waive))
-        .route("/v1/campaigns/{id}/links", post(campaigns::link))
-        .route("/v1/campaigns/{id}/report", get(campaigns::report))
-        .route("/v1/tokens/{id}", axum::routing::delete(routes::revoke_token))
-        .route("/v1/audit/events", get(routes::audit_events))
-        .route("/v1/audit/verify", get(routes::audit_verify))
-        .route("/v1/sys/init", post(keys::init))
-        .route("/v1/sys/unseal", post(keys::unseal))
-        .route("/v1/sys/seal", post(keys::seal))
-        .route("/v1/keys", get(keys::list_keys))
-        .route("/v1/keys/rotate", post(keys::rotate))
-        .route("/v1/keys/rotate/commit", post(keys::rotate_commit))
-        .route("/v1/keys/jobs", get(keys::list_jobs))
-        .route("/v1/keys/jobs/{id}", get(keys::show_job))
-        .route("/v1/keys/{key}", get(keys::show_key).delete(keys::destroy_key))
-        .route("/v1/keys/{key}/compromise", post(keys::compromise_key))
-        .route("/v1/tenants/{tenant}/shred", post(keys::shred_tenant))
-        .route(&format!("{tenant_cred}/certificate"), post(keys::issue_certificate))
-        .route("/v1/certificates", get(keys::list_certificates))
-        .route("/v1/certificates/{thumbprint}/revoke", post(keys::revoke_certificate))
-        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes));
-    let import = Router::new()
-        .route("/v1/import", post(routes::import))
-        .layer(DefaultBodyLimit::max(config.limits.max_import_bytes));
-    // Tenant self-service pages: HTML, not the JSON API; forms are small.
+    let (api, _) = api_routes(config.limits.max_body_bytes, config.limits.max_import_bytes).split_for_parts();
+    // Tenant self-service pages: HTML, not the JSON API (so not in the document); forms are small.
     let pages = Router::new()
         .route("/r/{link}", get(pages::show).post(pages::submit))
         .route("/assets/reset.css", get(pages::stylesheet))
         .layer(DefaultBodyLimit::max(crate::guard::PAGE_BODY_BYTES));
 
-    api.merge(import)
-        .merge(pages)
+    api.merge(pages)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rekey_core::campaigns::{CampaignStatus, CampaignView, ItemView, LinkView, StartCampaign};
 use rekey_store::ItemFilter;
-use rekey_types::{AuditAction, CampaignId, CredRef, ErrorCode, IncidentId, TenantName};
+use rekey_types::{AuditAction, CampaignId, CredRef, ErrorCode, IncidentId, ItemState, TenantName};
 use serde::Deserialize;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
@@ -21,17 +21,33 @@ fn campaign_id(id: &str, ctx: &ReqCtx) -> ApiResult<CampaignId> {
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a campaign id is a UUID", ctx.request_id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
+    /// The open incident whose credentials to rotate.
+    #[schema(value_type = IncidentId)]
     incident: String,
-    /// A duration from now, e.g. `7d`, `36h`.
+    /// From now, 60 seconds to 365 days, e.g. `7d` (the default), `36h`.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::duration)]
     deadline: Option<String>,
+    /// Channels to notify tenants by, each configured on the server.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::channels)]
     notify: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns",
+    operation_id = "start_campaign",
+    tag = "campaigns",
+    summary = "Start a rotation campaign for an open incident: one item per credential in scope",
+    request_body = StartBody,
+    responses((status = 200, description = "OK", body = CampaignView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<CampaignView>> {
     let session = s.session(&ctx, AuditAction::CampaignStart, String::new()).await?;
     let parsed = (|| {
@@ -54,11 +70,32 @@ pub(crate) async fn start(State(s): State<AppState>, ctx: ReqCtx, body: RawBody)
     Ok(Json(session.vault.start_campaign(&session.caller, input).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns",
+    operation_id = "list_campaigns",
+    tag = "campaigns",
+    summary = "List campaigns, newest first",
+    responses((status = 200, description = "OK", body = Vec<CampaignView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<CampaignView>>> {
     let session = s.session(&ctx, AuditAction::CampaignList, String::new()).await?;
     Ok(Json(session.vault.list_campaigns(&session.caller).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}",
+    operation_id = "campaign_status",
+    tag = "campaigns",
+    summary = "A campaign's progress: items by state, overall and per tenant; notices",
+    params(crate::openapi::IdPath),
+    responses((status = 200, description = "OK", body = CampaignStatus), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn status(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -70,16 +107,35 @@ pub(crate) async fn status(
     Ok(Json(session.vault.campaign_status(&session.caller, id).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ItemsQuery {
+    /// Only this tenant's items.
+    #[param(value_type = Option<TenantName>)]
     tenant: Option<String>,
+    /// Only items in this state.
+    #[param(value_type = Option<ItemState>)]
     state: Option<String>,
     /// `tenant/name`: items after this one.
+    #[param(value_type = Option<CredRef>)]
     after: Option<String>,
+    /// Items per page, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/items",
+    operation_id = "campaign_items",
+    tag = "campaigns",
+    summary = "A campaign's items",
+    params(crate::openapi::IdPath, ItemsQuery),
+    responses((status = 200, description = "OK", body = Vec<ItemView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn items(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -108,7 +164,7 @@ pub(crate) async fn items(
                 .transpose()
                 .map_err(|e: rekey_types::UnknownState| bad(format!("state: {e}")))?,
             after,
-            limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+            limit: crate::routes::page("limit", q.limit, 1000, &ctx)?,
         };
         Ok((campaign_id(&id, &ctx)?, filter))
     })();
@@ -116,14 +172,29 @@ pub(crate) async fn items(
     Ok(Json(session.vault.campaign_items(&session.caller, id, filter).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WaiveBody {
-    /// `tenant/name`.
+    /// The item's credential, `tenant/name`.
+    #[schema(value_type = CredRef)]
     credential: String,
+    /// Why it is not rotated: one line, 1 to 500 characters.
+    #[schema(schema_with = crate::openapi::reason)]
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/waive",
+    operation_id = "waive_item",
+    tag = "campaigns",
+    summary = "Waive an item: it will not be rotated, for the reason given",
+    params(crate::openapi::IdPath),
+    request_body = WaiveBody,
+    responses((status = 200, description = "OK", body = ItemView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn waive(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -142,12 +213,26 @@ pub(crate) async fn waive(
     Ok(Json(session.vault.waive_item(&session.caller, id, &cref, &reason).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LinkBody {
+    /// The tenant whose self-service items the link resets.
+    #[schema(value_type = TenantName)]
     tenant: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/links",
+    operation_id = "issue_link",
+    tag = "campaigns",
+    summary = "A single-use reset link for one tenant's self-service items",
+    params(crate::openapi::IdPath),
+    request_body = LinkBody,
+    responses((status = 200, description = "OK", body = LinkView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn link(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -166,13 +251,26 @@ pub(crate) async fn link(
     Ok(Json(session.vault.issue_reset_link(&session.caller, id, &tenant).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReportQuery {
     /// `json` (default), `csv` or `html`.
+    #[param(schema_with = crate::openapi::report_format)]
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/report",
+    operation_id = "campaign_report",
+    tag = "campaigns",
+    summary = "The campaign report per tenant, as JSON, CSV or HTML",
+    params(crate::openapi::IdPath, ReportQuery),
+    responses((status = 200, description = "The report", content((rekey_core::campaigns::CampaignReport = "application/json"), (String = "text/csv"), (String = "text/html"))), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn report(
     State(s): State<AppState>,
     ctx: ReqCtx,

@@ -18,24 +18,33 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
-use crate::routes::{audit_resource, core, cred_ref, name_error, no_store, query, ApiResult};
+use crate::routes::{audit_resource, core, cred_ref, name_error, no_store, page, query, ApiResult};
 use crate::state::AppState;
 use crate::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PutBody {
+    #[schema(value_type = CredentialKind)]
     kind: String,
+    /// The target, as the kind takes it (docs/connectors.md): checked against the kind's
+    /// fields and their syntax, which this document does not repeat.
     #[serde(default)]
     fields: BTreeMap<String, String>,
+    /// Free labels (docs/cli.md).
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// The secret, when it is UTF-8 text.
     #[serde(default)]
     secret: Option<SecretText>,
+    /// The secret, base64, when it is not.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::secret_base64)]
     secret_base64: Option<SecretText>,
+    /// An `entra-app` credential's certificate (PEM), with its private key.
     #[serde(default)]
     certificate_pem: Option<String>,
+    /// The certificate's private key (PEM).
     #[serde(default)]
     private_key_pem: Option<SecretText>,
 }
@@ -66,6 +75,17 @@ impl PutBody {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/credentials/{name}",
+    tag = "credentials",
+    summary = "Store a new version of a credential (creates it if new)",
+    params(crate::openapi::CredentialPath),
+    request_body = PutBody,
+    responses((status = 200, description = "OK", body = CredentialView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "tenant-admin"])))
+)]
 pub(crate) async fn put_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -83,6 +103,16 @@ pub(crate) async fn put_credential(
     Ok(Json(session.vault.put_credential(&session.caller, &cref, input).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/credentials/{name}",
+    tag = "credentials",
+    summary = "Show a credential's metadata (never the secret)",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = CredentialView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor", "tenant-admin"])))
+)]
 pub(crate) async fn show_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -92,23 +122,38 @@ pub(crate) async fn show_credential(
     Ok(Json(session.vault.show_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/credentials/{name}",
+    tag = "credentials",
+    summary = "Delete a credential (its versions stay, unreadable)",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = crate::answers::Deleted), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn delete_credential(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path((tenant, name)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::answers::Deleted>> {
     let (session, cref) = s.credential_session(&ctx, AuditAction::CredDelete, &tenant, &name).await?;
     session.vault.delete_credential(&session.caller, &cref).await.map_err(core(&ctx))?;
-    Ok(Json(serde_json::json!({ "deleted": cref.to_string() })))
+    Ok(Json(crate::answers::Deleted { deleted: cref.to_string() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevealQuery {
+    /// A version other than the current one (operators only).
+    #[param(minimum = 1)]
     version: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// A revealed secret: `secret` when it is UTF-8 text, `secret_base64` otherwise.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Revealed)]
 struct RevealBody<'a> {
     tenant: &'a str,
     name: &'a str,
@@ -120,6 +165,17 @@ struct RevealBody<'a> {
     secret_base64: Option<&'a str>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/reveal",
+    operation_id = "reveal",
+    tag = "credentials",
+    summary = "Reveal the secret; audited before it leaves",
+    params(crate::openapi::CredentialPath, RevealQuery),
+    responses((status = 200, description = "OK", body = RevealBody), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "connector"])))
+)]
 pub(crate) async fn reveal(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -149,17 +205,37 @@ pub(crate) async fn reveal(
     Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListCredentialsQuery {
+    /// Only this tenant's.
+    #[param(value_type = Option<TenantName>)]
     tenant: Option<String>,
+    /// Only this kind.
+    #[param(value_type = Option<CredentialKind>)]
     kind: Option<String>,
+    /// Only this region's.
+    #[param(value_type = Option<Region>)]
     region: Option<String>,
     /// `tenant/name` to continue after.
+    #[param(value_type = Option<CredRef>)]
     after: Option<String>,
+    /// Credentials per page, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/credentials",
+    tag = "credentials",
+    summary = "List credentials, by tenant and name",
+    params(ListCredentialsQuery),
+    responses((status = 200, description = "OK", body = Vec<CredentialView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor", "tenant-admin"])))
+)]
 pub(crate) async fn list_credentials(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -177,7 +253,7 @@ pub(crate) async fn list_credentials(
             .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.to_string(), ctx.request_id))?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
         let after = q.after.as_deref().map(CredRef::parse).transpose().map_err(name_error(&ctx))?;
-        Ok((tenant, kind, region, after, q.limit.unwrap_or(1000)))
+        Ok((tenant, kind, region, after, page("limit", q.limit, 1000, &ctx)?))
     })();
     let (tenant, kind, region, after, limit) = session.input(parsed).await?;
     Ok(Json(
@@ -189,6 +265,17 @@ pub(crate) async fn list_credentials(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/credentials/{name}/versions",
+    operation_id = "list_versions",
+    tag = "credentials",
+    summary = "List versions",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = Vec<VersionView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor", "tenant-admin"])))
+)]
 pub(crate) async fn versions(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -198,12 +285,27 @@ pub(crate) async fn versions(
     Ok(Json(session.vault.versions(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
+    /// The version whose secret and target become current again.
+    #[serde(deserialize_with = "crate::extract::whole_number")]
+    #[schema(minimum = 1, maximum = 4294967295_u64)]
     to: u32,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/rollback",
+    operation_id = "rollback",
+    tag = "credentials",
+    summary = "Make an old version current again, as a new version",
+    params(crate::openapi::CredentialPath),
+    request_body = RollbackBody,
+    responses((status = 200, description = "OK", body = CredentialView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "tenant-admin"])))
+)]
 pub(crate) async fn rollback(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -221,17 +323,31 @@ pub(crate) async fn rollback(
     Ok(Json(session.vault.rollback(&session.caller, &cref, to).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RetargetBody {
+    /// Fields to set, as the kind takes them (docs/connectors.md).
     #[serde(default)]
     set: std::collections::BTreeMap<String, String>,
+    /// Fields to remove.
     #[serde(default)]
     unset: Vec<String>,
 }
 
 /// Sends the current secret to another target (an operator's act): a new version with the
 /// changed fields and the same secret.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/retarget",
+    operation_id = "retarget",
+    tag = "credentials",
+    summary = "Send the current secret to another target",
+    params(crate::openapi::CredentialPath),
+    request_body = RetargetBody,
+    responses((status = 200, description = "OK", body = CredentialView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn retarget(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -249,6 +365,17 @@ pub(crate) async fn retarget(
     Ok(Json(session.vault.retarget(&session.caller, &cref, b.set, b.unset).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/promote",
+    operation_id = "promote_version",
+    tag = "credentials",
+    summary = "Make the pending version current",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = CredentialView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "tenant-admin"])))
+)]
 pub(crate) async fn promote(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -258,6 +385,17 @@ pub(crate) async fn promote(
     Ok(Json(session.vault.promote(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/verify",
+    operation_id = "verify_credential",
+    tag = "credentials",
+    summary = "Check the current version against its target (the secret stays in the server)",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = rekey_core::connectors::HealthView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "tenant-admin"])))
+)]
 pub(crate) async fn verify(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -267,6 +405,17 @@ pub(crate) async fn verify(
     Ok(Json(session.vault.verify_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/credentials/{name}/rotate",
+    operation_id = "rotate_credential",
+    tag = "credentials",
+    summary = "Rotate at the target: pending, applied, verified, promoted",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = rekey_core::connectors::RotationView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "tenant-admin"])))
+)]
 pub(crate) async fn rotate(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -276,6 +425,17 @@ pub(crate) async fn rotate(
     Ok(Json(session.vault.rotate_credential(&session.caller, &cref).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/credentials/{name}/rotations",
+    operation_id = "list_rotations",
+    tag = "credentials",
+    summary = "The credential's rotations, newest first",
+    params(crate::openapi::CredentialPath),
+    responses((status = 200, description = "OK", body = Vec<rekey_core::connectors::RotationView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor", "tenant-admin"])))
+)]
 pub(crate) async fn rotations(
     State(s): State<AppState>,
     ctx: ReqCtx,

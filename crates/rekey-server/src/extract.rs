@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use rekey_types::{ErrorCode, RequestId};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::ApiError;
@@ -124,4 +125,35 @@ mod tests {
         assert!(!m.contains("1234"), "{m}");
         assert_eq!(without_values("unknown field `x` at line 1"), "unknown field `x` at line 1");
     }
+}
+
+/// An integer field as JSON Schema counts integers: `3` and `3.0` alike (the document says
+/// `integer`, which admits both); a fraction, a sign where none fits or a value out of range is
+/// refused.
+pub(crate) fn whole_number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Some(f as u64),
+        _ => None,
+    };
+    whole
+        .and_then(|u| T::try_from(u).ok())
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole_number`] for an optional field (absent or `null` is `None`).
+pub(crate) fn whole_number_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Wrap<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    Option::<Wrap<T>>::deserialize(d).map(|w| w.map(|Wrap(t)| t))
 }

@@ -13,13 +13,19 @@ use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
 use crate::routes::{audit_resource, core, query, ApiResult, AppState};
 use crate::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenBody {
+    /// One line, 1 to 200 characters.
+    #[schema(schema_with = crate::openapi::title)]
     title: String,
+    /// Selectors (docs/incidents.md): `key:K`, `cert:THUMBPRINT`, `token:ID`, `region:R,…`,
+    /// `tenant:T,…`, `kind:K,…`, `cred:T/N`; 1 to 100 of them.
+    #[schema(schema_with = crate::openapi::scope)]
     scope: Vec<String>,
-    /// RFC 3339, e.g. `2026-01-12T00:00:00Z`.
+    /// When the exposure began, RFC 3339, e.g. `2026-01-12T00:00:00Z`.
     #[serde(default)]
+    #[schema(value_type = Option<Timestamp>)]
     since: Option<String>,
 }
 
@@ -28,6 +34,17 @@ fn incident_id(id: &str, ctx: &ReqCtx) -> ApiResult<IncidentId> {
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "an incident id is a UUID", ctx.request_id))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/incidents",
+    operation_id = "open_incident",
+    tag = "incidents",
+    summary = "Open an incident: its scope and since; computes and stores the blast radius",
+    request_body = OpenBody,
+    responses((status = 200, description = "OK", body = IncidentReport), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Json<IncidentReport>> {
     let session = s.session(&ctx, AuditAction::IncidentOpen, String::new()).await?;
     let parsed = (|| {
@@ -44,11 +61,32 @@ pub(crate) async fn open(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) 
     Ok(Json(session.vault.open_incident(&session.caller, input).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/incidents",
+    operation_id = "list_incidents",
+    tag = "incidents",
+    summary = "List incidents, newest first",
+    responses((status = 200, description = "OK", body = Vec<IncidentView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<IncidentView>>> {
     let session = s.session(&ctx, AuditAction::IncidentList, String::new()).await?;
     Ok(Json(session.vault.list_incidents(&session.caller).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/incidents/{id}",
+    operation_id = "show_incident",
+    tag = "incidents",
+    summary = "An incident: counts by region, tenant and kind, reveals since, timeline",
+    params(crate::openapi::IdPath),
+    responses((status = 200, description = "OK", body = IncidentReport), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn show(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -60,13 +98,29 @@ pub(crate) async fn show(
     Ok(Json(session.vault.show_incident(&session.caller, id).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ItemsQuery {
+    /// `tenant/name` to continue after.
+    #[param(value_type = Option<CredRef>)]
     after: Option<String>,
+    /// Items per page, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/incidents/{id}/items",
+    operation_id = "incident_items",
+    tag = "incidents",
+    summary = "The credentials in scope, with reasons and reveals since",
+    params(crate::openapi::IdPath, ItemsQuery),
+    responses((status = 200, description = "OK", body = Vec<IncidentItemView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn items(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -83,21 +137,35 @@ pub(crate) async fn items(
             .map(CredRef::parse)
             .transpose()
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("after: {e}"), ctx.request_id))?;
-        Ok((incident_id(&id, &ctx)?, after, q.limit.unwrap_or(1000)))
+        Ok((incident_id(&id, &ctx)?, after, crate::routes::page("limit", q.limit, 1000, &ctx)?))
     })();
     let (id, after, limit) = session.input(parsed).await?;
     Ok(Json(session.vault.incident_items(&session.caller, id, after, limit).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ContainBody {
+    /// Also freeze reveals of every credential in scope until it is rotated.
     #[serde(default)]
     freeze: bool,
+    /// Say what would be done, do nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/incidents/{id}/contain",
+    operation_id = "contain_incident",
+    tag = "incidents",
+    summary = "Compromise the key versions, revoke the tokens and certificates in scope, freeze reveals",
+    params(crate::openapi::IdPath),
+    request_body = ContainBody,
+    responses((status = 200, description = "OK", body = ContainReport), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn contain(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -116,6 +184,17 @@ pub(crate) async fn contain(
     Ok(Json(session.vault.contain_incident(&session.caller, id, b.freeze, b.dry_run).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/incidents/{id}/close",
+    operation_id = "close_incident",
+    tag = "incidents",
+    summary = "Close an incident",
+    params(crate::openapi::IdPath),
+    responses((status = 200, description = "OK", body = IncidentView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn close(
     State(s): State<AppState>,
     ctx: ReqCtx,

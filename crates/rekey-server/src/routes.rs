@@ -55,6 +55,17 @@ pub(crate) fn cred_ref(tenant: &str, name: &str, ctx: &ReqCtx) -> ApiResult<Cred
     })
 }
 
+/// The longest page a listing answers.
+pub(crate) const MAX_PAGE: u32 = 10_000;
+
+/// A page size (the query parameter `name`): 1 to [`MAX_PAGE`], `default` when not given.
+pub(crate) fn page(name: &str, given: Option<u32>, default: u32, ctx: &ReqCtx) -> ApiResult<u32> {
+    match given.unwrap_or(default) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        _ => Err(ApiError::new(ErrorCode::BadRequest, format!("{name}: 1 to {MAX_PAGE}"), ctx.request_id)),
+    }
+}
+
 pub(crate) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -62,19 +73,38 @@ pub(crate) fn no_store(mut response: Response) -> Response {
 
 // ---- sys ----------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
     status: &'static str,
     sealed: bool,
     version: &'static str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sys/health",
+    operation_id = "sys_health",
+    tag = "sys",
+    summary = "Liveness and the seal; no token, not audited",
+    responses((status = 200, description = "OK", body = Health), crate::openapi::ApiErrors),
+    security(())
+)]
 pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health { status: "ok", sealed: s.keeper.is_sealed(), version: env!("CARGO_PKG_VERSION") })
 }
 
 /// While sealed, answers without a token (there is no way to check one) with the seal's state
 /// only; once unsealed, it is an authenticated, audited read like any other.
+#[utoipa::path(
+    get,
+    path = "/v1/sys/status",
+    operation_id = "sys_status",
+    tag = "sys",
+    summary = "The seal, the store and counts (the seal only, without a token, while sealed)",
+    responses((status = 200, description = "OK", body = StatusView), crate::openapi::ApiErrors),
+    security((), ("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<StatusView>> {
     if s.keeper.is_sealed() {
         return Ok(Json(StatusView {
@@ -90,12 +120,29 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
     Ok(Json(session.vault.status(&session.caller).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "sys",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object), crate::openapi::ApiErrors),
+    security(())
+)]
 pub(crate) async fn openapi() -> Response {
-    let mut r = Json(crate::openapi::document()).into_response();
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     r
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "sys",
+    summary = "Prometheus metrics (OpenMetrics text); no token",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), crate::openapi::ApiErrors),
+    security(())
+)]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     // A failure to read it leaves the last value: metrics answer even when the store does not.
     let lag = s.keeper.audit_index_lag().await.ok().flatten();
@@ -105,15 +152,30 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
 
 // ---- tenants ------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenantBody {
+    /// Not `root`, which names the root key.
+    #[schema(value_type = TenantName)]
     name: String,
+    #[schema(value_type = Region)]
     region: String,
+    /// E-mail addresses for the tenant's notices.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::contacts)]
     contacts: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    summary = "Create a tenant and its first key",
+    request_body = CreateTenantBody,
+    responses((status = 200, description = "OK", body = TenantView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn create_tenant(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -133,14 +195,31 @@ pub(crate) async fn create_tenant(
     Ok(Json(session.vault.create_tenant(&session.caller, new).await.map_err(core(&ctx))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListTenantsQuery {
+    /// Only tenants of this region.
+    #[param(value_type = Option<Region>)]
     region: Option<String>,
+    /// The name to continue after (the last one of the previous page).
+    #[param(value_type = Option<TenantName>)]
     after: Option<String>,
+    /// Tenants per page, 1 to 10,000; default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    summary = "List tenants, by name",
+    params(ListTenantsQuery),
+    responses((status = 200, description = "OK", body = Vec<TenantView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn list_tenants(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -151,12 +230,22 @@ pub(crate) async fn list_tenants(
         let q = query(q, &ctx)?;
         let region = q.region.as_deref().map(Region::parse).transpose().map_err(name_error(&ctx))?;
         let after = q.after.as_deref().map(TenantName::parse).transpose().map_err(name_error(&ctx))?;
-        Ok((region, after, q.limit.unwrap_or(1000)))
+        Ok((region, after, page("limit", q.limit, 1000, &ctx)?))
     })();
     let (region, after, limit) = session.input(parsed).await?;
     Ok(Json(session.vault.list_tenants(&session.caller, region, after, limit).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}",
+    tag = "tenants",
+    summary = "Show a tenant",
+    params(crate::openapi::TenantPath),
+    responses((status = 200, description = "OK", body = TenantView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor", "tenant-admin"])))
+)]
 pub(crate) async fn show_tenant(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -170,18 +259,38 @@ pub(crate) async fn show_tenant(
 
 // ---- import -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportQuery {
+    /// Check every line, write nothing.
     #[serde(default)]
     dry_run: bool,
+    /// Create the tenants that do not exist (each line then needs a region).
     #[serde(default)]
     create_tenants: bool,
+    /// `atomic` (the default: all lines or none) or `continue-on-error`.
     mode: Option<ImportMode>,
-    /// The number, in the client's file, of this chunk's first line.
+    /// The number, in the client's file, of this chunk's first line (for the errors): 1 to
+    /// 10^12; default 1.
+    #[param(minimum = 1, maximum = 1000000000000_u64)]
     first_line: Option<u64>,
 }
 
+const MAX_FIRST_LINE: u64 = 1_000_000_000_000;
+
+#[utoipa::path(
+    post,
+    path = "/v1/import",
+    operation_id = "import",
+    tag = "credentials",
+    summary = "Import credentials: one JSON object per line",
+    params(ImportQuery),
+    request_body(content = String, content_type = "application/x-ndjson", description = "One `{tenant, region?, name, kind, fields?, labels?, secret | secret_base64}` per line"),
+    responses((status = 200, description = "OK", body = rekey_core::import::ImportReport), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn import(
     State(s): State<AppState>,
     ctx: ReqCtx,
@@ -192,9 +301,18 @@ pub(crate) async fn import(
     let parsed = (|| {
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
+        if bytes.is_empty() {
+            return Err(ApiError::new(ErrorCode::BadRequest, "the body is empty: give one JSON object per line", ctx.request_id));
+        }
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body is not UTF-8", ctx.request_id))?;
-        let first = q.first_line.unwrap_or(1);
+        let first = match q.first_line {
+            None => 1,
+            Some(n @ 1..=MAX_FIRST_LINE) => n,
+            Some(_) => {
+                return Err(ApiError::new(ErrorCode::BadRequest, "first_line: 1 to 10^12", ctx.request_id));
+            }
+        };
         let lines: Vec<(u64, Result<ImportLine, String>)> = text
             .split('\n')
             .enumerate()
@@ -217,28 +335,47 @@ pub(crate) async fn import(
 
 // ---- tokens -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
+    #[schema(value_type = Role)]
     role: String,
+    /// The tenant of a `tenant-admin` or `connector` token; none for the others.
+    #[schema(value_type = Option<TenantName>)]
     tenant: Option<String>,
+    /// What a `connector` token may reveal (at least one); none for the others.
     #[serde(default)]
+    #[schema(value_type = Vec<CredentialName>)]
     credentials: Vec<String>,
+    /// Where the token may be used from: CIDRs or single addresses; none means anywhere.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::cidrs)]
     cidrs: Vec<String>,
-    /// `30m`, `1h`, `7d`… or `never`. Default 30 days.
+    /// How long the token lives, e.g. `30m`, `1h`, `7d`, or `never`; default 30 days.
+    #[schema(schema_with = crate::openapi::ttl)]
     ttl: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::description)]
     description: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedToken<'a> {
     token: TokenView,
     /// The bearer token. Shown once; only its hash is stored.
     secret: &'a str,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    summary = "Create a token; its secret is shown once",
+    request_body = TokenBody,
+    responses((status = 200, description = "OK", body = CreatedToken), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn create_token(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
     let session = s.session(&ctx, AuditAction::TokenCreate, String::new()).await?;
     let parsed = (|| {
@@ -285,44 +422,87 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    summary = "List tokens (never their secrets)",
+    responses((status = 200, description = "OK", body = Vec<TokenView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn list_tokens(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<Vec<TokenView>>> {
     let session = s.session(&ctx, AuditAction::TokenList, String::new()).await?;
     Ok(Json(session.vault.list_tokens(&session.caller).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    tag = "tokens",
+    summary = "Revoke a token",
+    params(crate::openapi::IdPath),
+    responses((status = 200, description = "OK", body = crate::answers::Revoked), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator"])))
+)]
 pub(crate) async fn revoke_token(
     State(s): State<AppState>,
     ctx: ReqCtx,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<crate::answers::Revoked>> {
     let resource = audit_resource(&format!("token:{id}"));
     let session = s.session(&ctx, AuditAction::TokenRevoke, resource).await?;
     let parsed = TokenId::from_str(&id)
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a token id is a UUID", ctx.request_id));
     let id = session.input(parsed).await?;
     session.vault.revoke_token(&session.caller, id).await.map_err(core(&ctx))?;
-    Ok(Json(serde_json::json!({ "revoked": id.to_string() })))
+    Ok(Json(crate::answers::Revoked { revoked: id.to_string() }))
 }
 
 // ---- audit --------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
+    /// How many events, 1 to 10,000; default 50.
+    #[param(minimum = 1, maximum = 10000)]
     n: Option<u32>,
+    /// The sequence number to continue after; without it, the last `n` events.
     after: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    tag = "audit",
+    summary = "Audit events: the last n, or n after a sequence number",
+    params(AuditQuery),
+    responses((status = 200, description = "OK", body = Vec<AuditEventView>), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn audit_events(
     State(s): State<AppState>,
     ctx: ReqCtx,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditEventView>>> {
     let session = s.session(&ctx, AuditAction::AuditRead, String::new()).await?;
-    let q = session.input(query(q, &ctx)).await?;
-    Ok(Json(session.vault.audit_events(&session.caller, q.n.unwrap_or(50), q.after).await.map_err(core(&ctx))?))
+    let parsed = query(q, &ctx).and_then(|q| Ok((page("n", q.n, 50, &ctx)?, q.after)));
+    let (n, after) = session.input(parsed).await?;
+    Ok(Json(session.vault.audit_events(&session.caller, n, after).await.map_err(core(&ctx))?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    summary = "Verify the audit chain",
+    responses((status = 200, description = "OK", body = VerifyReport), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
 pub(crate) async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Json<VerifyReport>> {
     let session = s.session(&ctx, AuditAction::AuditVerify, String::new()).await?;
     Ok(Json(session.vault.audit_verify(&session.caller).await.map_err(core(&ctx))?))

@@ -7,12 +7,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A text that is not an id: ids are UUIDs in their hyphenated form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an id is a UUID, written 8-4-4-4-12 hex digits")]
+pub struct IdError;
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(Uuid);
+
+        crate::schema::to_schema!($name, stringify!($name), crate::schema::uuid(concat!("A ", stringify!($name), ": a UUID")));
 
         impl $name {
             /// A fresh, time-ordered id.
@@ -49,9 +56,13 @@ macro_rules! typed_id {
         }
 
         impl FromStr for $name {
-            type Err = uuid::Error;
+            type Err = IdError;
+            /// Only the hyphenated form (`8-4-4-4-12` hex digits), the one Rekey writes.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map(Self)
+                if s.len() != 36 {
+                    return Err(IdError);
+                }
+                Uuid::try_parse(s).map(Self).map_err(|_| IdError)
             }
         }
     };

@@ -31,13 +31,20 @@ impl FromStr for KeyRef {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (owner, version) = s.split_once('@').ok_or(KeyRefError::Shape)?;
-        let version: u32 = version.parse().ok().filter(|v| *v > 0).ok_or(KeyRefError::Shape)?;
+        // 1 to 9 digits, the first not 0 (so no sign, no leading zero, and it fits a u32).
+        let digits = !version.is_empty()
+            && version.len() <= 9
+            && !version.starts_with('0')
+            && version.bytes().all(|b| b.is_ascii_digit());
+        let version: u32 = version.parse().ok().filter(|_| digits).ok_or(KeyRefError::Shape)?;
         if owner == "root" {
             return Ok(KeyRef::Root(version));
         }
         Ok(KeyRef::Tenant(TenantName::parse(owner)?, version))
     }
 }
+
+crate::schema::to_schema!(KeyRef, "KeyRef", crate::schema::key_ref());
 
 impl fmt::Display for KeyRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,7 +64,7 @@ mod tests {
         assert_eq!("root@2".parse::<KeyRef>().unwrap(), KeyRef::Root(2));
         let k: KeyRef = "acme@3".parse().unwrap();
         assert_eq!(k.to_string(), "acme@3");
-        for bad in ["root", "root@0", "acme@", "@1", "acme@-1", "Acme@1", "acme@1x", "acme@99999999999"] {
+        for bad in ["root", "root@0", "acme@", "@1", "acme@-1", "Acme@1", "acme@1x", "acme@99999999999", "acme@+1", "acme@01"] {
             assert!(bad.parse::<KeyRef>().is_err(), "{bad}");
         }
     }

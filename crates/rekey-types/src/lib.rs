@@ -15,9 +15,11 @@ pub mod ids;
 pub mod keyref;
 pub mod names;
 pub mod role;
+pub mod schema;
 pub mod secret;
 pub mod selector;
 pub mod states;
+pub mod text;
 pub mod time;
 
 pub use action::AuditAction;
@@ -25,6 +27,7 @@ pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
 pub use ids::{
+    IdError,
     CampaignId, CredentialId, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId, TokenId,
 };
 pub use keyref::KeyRef;

@@ -105,6 +105,8 @@ macro_rules! slug_type {
                 Self::parse(&s).map_err(serde::de::Error::custom)
             }
         }
+
+        crate::schema::to_schema!($name, stringify!($name), crate::schema::slug($what, $max));
     };
 }
 
@@ -144,6 +146,8 @@ impl CredRef {
         Ok(Self { tenant: TenantName::parse(tenant)?, name: CredentialName::parse(name)? })
     }
 }
+
+crate::schema::to_schema!(CredRef, "CredRef", crate::schema::cred_ref());
 
 impl fmt::Display for CredRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -54,7 +54,7 @@ impl FromStr for Selector {
             return Err(err("the value is empty".into()));
         }
         let list = || value.split(',').map(str::trim).filter(|v| !v.is_empty());
-        match kind.trim() {
+        match kind {
             "key" => value.parse().map(Selector::Key).map_err(|e| err(format!("{e}"))),
             "cert" => {
                 let hex = value.to_ascii_lowercase().replace(':', "");

@@ -69,6 +69,8 @@ macro_rules! states {
                 text.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        crate::schema::to_schema!($name, stringify!($name), crate::schema::words($what, &[$($text),*]));
     };
 }
 

@@ -75,24 +75,30 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Parses a duration such as `90s`, `15m`, `1h`, `7d`, `2w` into seconds.
+/// A duration as the API and the configuration write it: 1 to 9 digits, the first not 0, and
+/// an optional unit (`s`, the default, `m`, `h`, `d` or `w`). Nothing else, not even spaces:
+/// [`DURATION_PATTERN`] is the same rule.
 pub fn parse_duration_secs(s: &str) -> Result<i64, String> {
-    let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 30m, 1h, 7d"))?;
+    let shown: String = s.chars().take(32).collect();
+    if num.is_empty() || num.len() > 9 || num.starts_with('0') {
+        return Err(format!("invalid duration {shown:?}: expected 1 to 9 digits and a unit, e.g. 30m, 1h, 7d"));
+    }
+    let n: i64 = num.parse().map_err(|_| format!("invalid duration {shown:?}: expected e.g. 30m, 1h, 7d"))?;
     let mult = match unit {
         "s" | "" => 1,
         "m" => 60,
         "h" => 3_600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("invalid duration unit in {s:?}: use s, m, h, d or w")),
+        _ => return Err(format!("invalid duration unit in {shown:?}: use s, m, h, d or w")),
     };
-    n.checked_mul(mult)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("duration {s:?} must be positive and not absurdly large"))
+    Ok(n * mult)
 }
+
+/// [`parse_duration_secs`]'s rule as a pattern, for the API document.
+pub const DURATION_PATTERN: &str = "^[1-9][0-9]{0,8}[smhdw]?$";
 
 #[cfg(test)]
 mod tests {
@@ -113,5 +119,9 @@ mod tests {
         assert!(parse_duration_secs("0s").is_err());
         assert!(parse_duration_secs("1y").is_err());
         assert!(parse_duration_secs("h").is_err());
+        for bad in [" 1h", "1h ", "01h", "1234567890s", "", "-1s", "1.5h"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_duration_secs("999999999w").unwrap(), 999_999_999 * 604_800);
     }
 }

@@ -18,9 +18,7 @@ impl Vault {
             self.authorize(caller, Action::UseConnector(&cref.tenant), &format!("credential {cref}"))?;
             let (tenant, credential) = self.tenant_credential(cref).await?;
             if credential.kind == CredentialKind::Generic {
-                return Err(CoreError::BadRequest(format!(
-                    "{cref} is a generic credential: it has no target to verify"
-                )));
+                return Err(CoreError::Conflict(format!("{cref} is a generic credential: it has no target to verify")));
             }
             Ok((tenant, credential))
         }

@@ -44,6 +44,20 @@ pub struct ImportLine {
 /// A secret as read from JSON; zeroized on drop, no `Debug`.
 pub struct SecretText(Zeroizing<String>);
 
+impl utoipa::PartialSchema for SecretText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password)))
+            .write_only(true)
+            .description(Some("A secret; never returned, logged or audited"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SecretText {}
+
 impl SecretText {
     pub fn expose(&self) -> &str {
         &self.0
@@ -56,7 +70,7 @@ impl<'de> Deserialize<'de> for SecretText {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImportMode {
     Atomic,
@@ -69,13 +83,13 @@ pub struct ImportOptions {
     pub mode: ImportMode,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineError {
     pub line: u64,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub lines: u64,
     /// Lines written (or, in a dry run, that would be).

@@ -107,13 +107,13 @@ impl Vault {
             let mut after = before.clone();
             for key in &unset {
                 if after.remove(key).is_none() {
-                    return Err(CoreError::BadRequest(format!("field {key:?} is not set on {cref}")));
+                    return Err(CoreError::Conflict(format!("field {key:?} is not set on {cref}")));
                 }
             }
             after.extend(set);
             let fields = Fields::validate(credential.kind, after)?;
             if fields.as_map() == &before {
-                return Err(CoreError::BadRequest("nothing to change: the target is already that".into()));
+                return Err(CoreError::Conflict("nothing to change: the target is already that".into()));
             }
             let change = describe_change(&before, fields.as_map());
             let (op, updated) = self.reseal(caller, tenant.id, &credential, &current, fields).await?;

@@ -194,7 +194,7 @@ impl Keeper {
 
     fn shamir(&self) -> Result<&ShamirSeal, CoreError> {
         self.seal.as_shamir().ok_or_else(|| {
-            CoreError::BadRequest(format!("the {} seal has no shares: it unseals at start", self.seal.kind()))
+            CoreError::Conflict(format!("the {} seal has no shares: it unseals at start", self.seal.kind()))
         })
     }
 

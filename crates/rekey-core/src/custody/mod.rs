@@ -154,7 +154,7 @@ impl Vault {
                 }
                 RotateScope::Root => {
                     if self.seal().as_shamir().is_some() {
-                        return Err(CoreError::BadRequest(
+                        return Err(CoreError::Conflict(
                             "a Shamir root rotation makes new shares: use the two-step root rotation (rekey key rotate --root)".into(),
                         ));
                     }

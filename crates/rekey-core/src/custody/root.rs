@@ -109,7 +109,7 @@ impl Vault {
             let shamir = self
                 .seal()
                 .as_shamir()
-                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal().kind())))?;
+                .ok_or_else(|| CoreError::Conflict(format!("the {} seal has no shares", self.seal().kind())))?;
             let split = shamir.prepare_split(shares, threshold).map_err(CoreError::from_seal)?;
             self.store().put_seal_keyring(&keyring_row("pending", &split.sealed)).await?;
             Ok(RootSplitView {
@@ -135,7 +135,7 @@ impl Vault {
             let shamir = self
                 .seal()
                 .as_shamir()
-                .ok_or_else(|| CoreError::BadRequest(format!("the {} seal has no shares", self.seal().kind())))?;
+                .ok_or_else(|| CoreError::Conflict(format!("the {} seal has no shares", self.seal().kind())))?;
             let set_id = hex::decode(set_id_hex)
                 .ok()
                 .filter(|b| b.len() == 8)

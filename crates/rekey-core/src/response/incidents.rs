@@ -25,7 +25,8 @@ use crate::views::AuditEventView;
 use crate::{Caller, CoreError, Vault};
 
 /// Most selectors in one scope.
-const MAX_SELECTORS: usize = 100;
+/// Most scope selectors an incident may have.
+pub const MAX_SELECTORS: usize = 100;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct OpenIncident {
@@ -35,7 +36,7 @@ pub struct OpenIncident {
     pub since: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentView {
     pub id: String,
     pub title: String,
@@ -72,7 +73,7 @@ impl From<IncidentRow> for IncidentView {
 }
 
 /// `incident show`: the incident, its counts, the reveals of its credentials, its timeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentReport {
     pub incident: IncidentView,
     pub by_region: BTreeMap<String, i64>,
@@ -85,14 +86,14 @@ pub struct IncidentReport {
     pub timeline: Vec<AuditEventView>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RevealCount {
     pub reveals: i64,
     pub credentials: i64,
 }
 
 /// One credential in scope.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IncidentItemView {
     pub tenant: String,
     pub region: String,
@@ -104,7 +105,7 @@ pub struct IncidentItemView {
 }
 
 /// One containment action.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ContainAction {
     /// `compromise-key`, `revoke-token`, `revoke-certificate` or `freeze`.
     pub action: String,
@@ -114,7 +115,7 @@ pub struct ContainAction {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainReport {
     pub incident: String,
     pub dry_run: bool,
@@ -124,6 +125,9 @@ pub struct ContainReport {
 fn bad(e: impl std::fmt::Display) -> CoreError {
     CoreError::BadRequest(e.to_string())
 }
+
+/// The longest title, in characters.
+pub const MAX_TITLE: usize = 200;
 
 /// Most reasons an incident can tell apart (bits of a 64-bit integer, sign bit unused).
 const MAX_REASONS: usize = 63;
@@ -289,10 +293,7 @@ impl Vault {
         let resource = format!("incident:{id}");
         let prepared = async {
             self.authorize(caller, Action::ManageIncidents, "incidents")?;
-            let title = input.title.trim().to_owned();
-            if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
-                return Err(bad("the title must be 1 to 200 printable characters"));
-            }
+            let title = rekey_types::text::line("the title", &input.title, MAX_TITLE).map_err(bad)?.to_owned();
             if input.scope.is_empty() {
                 return Err(bad("an incident needs a scope: at least one --scope selector"));
             }

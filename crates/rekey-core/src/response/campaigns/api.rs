@@ -36,7 +36,7 @@ impl Vault {
                     }
                 };
                 if !configured {
-                    return Err(CoreError::BadRequest(format!(
+                    return Err(CoreError::Conflict(format!(
                         "{channel} notifications are not configured on this server (see [notify] in the configuration)"
                     )));
                 }
@@ -56,7 +56,7 @@ impl Vault {
                 )));
             }
             if incident.affected == 0 {
-                return Err(CoreError::BadRequest(format!("incident {} reaches no credentials", incident.id)));
+                return Err(CoreError::Conflict(format!("incident {} reaches no credentials", incident.id)));
             }
             let now = Timestamp::now();
             let span = i64::try_from(deadline).unwrap_or(i64::MAX) * 1_000_000;
@@ -174,10 +174,8 @@ impl Vault {
         let resource = cref.to_string();
         let prepared = async {
             self.authorize(caller, Action::ManageIncidents, "incidents")?;
-            let reason = reason.trim();
-            if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
-                return Err(CoreError::BadRequest("a waiver needs a reason: one line, at most 500 characters".into()));
-            }
+            let reason = rekey_types::text::line("a waiver's reason", reason, super::MAX_REASON)
+                .map_err(|e| CoreError::BadRequest(e.to_string()))?;
             let (_, credential) = self.tenant_credential(cref).await?;
             let item = self
                 .store()

@@ -45,6 +45,8 @@ pub use crate::options::CampaignOptions;
 const DEFAULT_DEADLINE_SECS: u64 = 7 * 24 * 3600;
 const MIN_DEADLINE_SECS: u64 = 60;
 const MAX_DEADLINE_SECS: u64 = 365 * 24 * 3600;
+/// The longest reason for a waiver, in characters.
+pub const MAX_REASON: usize = 500;
 /// Items one pass works through before it sees to notices and finished campaigns.
 const ITEMS_PER_PASS: usize = 2_000;
 /// Tenants whose notices are queued per write.
@@ -64,7 +66,7 @@ pub struct StartCampaign {
     pub notify: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignView {
     pub id: String,
     pub incident: String,
@@ -97,7 +99,7 @@ impl From<&CampaignRow> for CampaignView {
 }
 
 /// `campaign status`: progress overall, per tenant, and of the notices.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignStatus {
     pub campaign: CampaignView,
     /// Items by state (every state listed, zero included).
@@ -115,7 +117,7 @@ pub struct CampaignStatus {
     pub notices: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TenantProgress {
     pub tenant: String,
     pub total: i64,
@@ -124,7 +126,7 @@ pub struct TenantProgress {
 }
 
 /// One item of a campaign.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ItemView {
     pub tenant: String,
     pub region: String,
@@ -176,7 +178,7 @@ impl From<CampaignItemRow> for ItemView {
 }
 
 /// A notice as the report shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NoticeView {
     pub channel: String,
     pub purpose: String,
@@ -189,7 +191,7 @@ pub struct NoticeView {
 }
 
 /// `campaign report`: per tenant, what was exposed, what was done, by whom and when.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignReport {
     pub generated_at: Timestamp,
     pub incident: IncidentView,
@@ -199,7 +201,7 @@ pub struct CampaignReport {
     pub tenants: Vec<TenantReport>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantReport {
     pub tenant: String,
     pub region: String,
@@ -207,7 +209,7 @@ pub struct TenantReport {
     pub notices: Vec<NoticeView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportItem {
     #[serde(flatten)]
     pub item: ItemView,
@@ -218,7 +220,7 @@ pub struct ReportItem {
 }
 
 /// A reset link handed out by an operator.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkView {
     pub id: String,
     pub tenant: String,
