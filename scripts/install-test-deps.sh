@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
 # private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, the
-# aiosmtpd SMTP sink from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
+# aiosmtpd SMTP sink and schemathesis (in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
 # installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
 # Debian's Chromium in the browser tests) by scripts/browser/install.sh.
@@ -20,6 +20,8 @@ command -v ldapwhoami >/dev/null || packages+=(ldap-utils)
 command -v openssl >/dev/null || packages+=(openssl)
 command -v node >/dev/null || packages+=(nodejs npm)
 command -v curl >/dev/null || packages+=(curl)
+# The API fuzzing's schemathesis lives in a virtualenv (below).
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # The reset pages are tested end to end in headless Chromium, driven by npm playwright-core.
 command -v chromium >/dev/null || packages+=(chromium)
 
@@ -57,4 +59,12 @@ if ! cargo deny --version >/dev/null 2>&1; then
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+
+# Schemathesis fuzzes the API from its own document (scripts/api/fuzz.sh), from its own
+# virtualenv so that it never touches the system's Python packages.
+st_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/schemathesis
+if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q '4.32.5'; then
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
 fi

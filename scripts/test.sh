@@ -2,7 +2,8 @@
 # The test command: installs what the tests need, starts the real peers on loopback, runs every
 # test of the workspace (unit, store suite on SQLite and PostgreSQL, API, CLI, PKCS#11 on SoftHSM2,
 # connectors against OpenLDAP, Dovecot and the npm OpenID provider, campaigns and the reset pages
-# in headless Chromium), stops the peers.
+# in headless Chromium), fuzzes the API from its OpenAPI document with schemathesis, and stops the
+# peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,3 +44,7 @@ echo "connector peers: ldap :$REKEY_TEST_LDAP_PORT, pop3s :$REKEY_TEST_POP3S_POR
 export REKEY_TEST_BROWSER_MODULES=${REKEY_TEST_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/browser}/node_modules
 
 cargo nextest run --workspace --no-fail-fast "$@"
+
+# The API against its own generated document: schemathesis, every check, every operation, on a
+# live dev server (scripts/api/fuzz.sh says how, and which answers it expects).
+scripts/api/fuzz.sh

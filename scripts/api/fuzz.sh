@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-st=${REKEY_TEST_SCHEMATHESIS:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/schemathesis/bin/st}
+st=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/schemathesis/bin/st
 [ -x "$st" ] || { echo "schemathesis is not installed: run scripts/install-test-deps.sh" >&2; exit 1; }
 
 cargo build -q --bin rekey

@@ -371,7 +371,8 @@ pub(crate) enum TokenCmd {
 pub(crate) enum AuditCmd {
     /// The last events.
     Tail {
-        #[arg(short = 'n', default_value_t = 50)]
+        /// How many, 1 to 10,000 (`audit export` reads any number).
+        #[arg(short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         n: u32,
     },
     /// Verify the hash chain; exits non-zero if anything is wrong.

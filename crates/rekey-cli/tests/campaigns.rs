@@ -370,7 +370,7 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
     fails(&s.rekey(auditor, &["campaign", "link", &id, "--tenant", &a], None));
 
     ok(&s.rekey(&root, &["audit", "verify"], None));
-    let audit = ok(&s.rekey(&root, &["-o", "json", "audit", "tail", "-n", "100000"], None));
+    let audit = ok(&s.rekey(&root, &["-o", "json", "audit", "tail", "-n", "10000"], None));
     let log = s.log_text();
     let link_secret = link.rsplit('.').next().unwrap();
     for secret in [mail_old.as_str(), mail_new.as_str(), "wrong-password", link_secret, "campaign-webhook-secret"] {

@@ -265,7 +265,8 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
 /// The router, with request ids, metrics, logging and body limits. Exposed so tests can drive
 /// it without a socket.
 pub fn router(state: AppState, config: &Config) -> Router {
-    let (api, _) = api_routes(config.limits.max_body_bytes, config.limits.max_import_bytes).split_for_parts();
+    let (api, doc) = api_routes(config.limits.max_body_bytes, config.limits.max_import_bytes).split_for_parts();
+    let api = api.layer(axum::Extension(crate::openapi::Document::new(doc)));
     // Tenant self-service pages: HTML, not the JSON API (so not in the document); forms are small.
     let pages = Router::new()
         .route("/r/{link}", get(pages::show).post(pages::submit))

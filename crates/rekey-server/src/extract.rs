@@ -113,20 +113,6 @@ fn without_values(message: &str) -> String {
     message.to_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::without_values;
-
-    #[test]
-    fn drops_quoted_values_from_serde_messages() {
-        let m = without_values("invalid type: string \"hunter2\", expected u32 at line 1 column 10");
-        assert_eq!(m, "invalid type: string, expected u32 at line 1 column 10");
-        let m = without_values("invalid type: integer `1234`, expected a string at line 1 column 14");
-        assert!(!m.contains("1234"), "{m}");
-        assert_eq!(without_values("unknown field `x` at line 1"), "unknown field `x` at line 1");
-    }
-}
-
 /// An integer field as JSON Schema counts integers: `3` and `3.0` alike (the document says
 /// `integer`, which admits both); a fraction, a sign where none fits or a value out of range is
 /// refused.
@@ -156,4 +142,36 @@ where
     #[derive(serde::Deserialize)]
     struct Wrap<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
     Option::<Wrap<T>>::deserialize(d).map(|w| w.map(|Wrap(t)| t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn drops_quoted_values_from_serde_messages() {
+        let m = without_values("invalid type: string \"hunter2\", expected u32 at line 1 column 10");
+        assert_eq!(m, "invalid type: string, expected u32 at line 1 column 10");
+        let m = without_values("invalid type: integer `1234`, expected a string at line 1 column 14");
+        assert!(!m.contains("1234"), "{m}");
+        assert_eq!(without_values("unknown field `x` at line 1"), "unknown field `x` at line 1");
+    }
+
+    #[test]
+    fn whole_numbers_as_json_schema_counts_them() {
+        #[derive(serde::Deserialize)]
+        struct B {
+            #[serde(deserialize_with = "super::whole_number")]
+            n: u8,
+            #[serde(default, deserialize_with = "super::whole_number_opt")]
+            m: Option<u32>,
+        }
+        let b: B = serde_json::from_str(r#"{"n": 3.0, "m": 7}"#).unwrap();
+        assert_eq!((b.n, b.m), (3, Some(7)));
+        let b: B = serde_json::from_str(r#"{"n": 255, "m": null}"#).unwrap();
+        assert_eq!((b.n, b.m), (255, None));
+        for bad in [r#"{"n": 3.5}"#, r#"{"n": 256}"#, r#"{"n": -1}"#, r#"{"n": "3"}"#, r#"{"n": 1e300}"#] {
+            assert!(serde_json::from_str::<B>(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -21,7 +21,7 @@ mod guard;
 mod incidents;
 mod keys;
 mod metrics;
-pub mod openapi;
+mod openapi;
 mod pages;
 mod report;
 mod routes;

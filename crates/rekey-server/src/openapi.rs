@@ -1,12 +1,11 @@
 //! The OpenAPI 3.1 document served at `/v1/openapi.json`, generated from the code: each handler
 //! carries its `#[utoipa::path]` (method, path, parameters, body, answers, roles), each type its
 //! schema (names with their pattern and length, states with their words, from `rekey-types`),
-//! and the router registers a handler only through its documentation (`app::api_routes`), so the
-//! document and the routes served cannot drift apart.
+//! and the router registers a handler only through its documentation (`app::api_routes`, which
+//! hands the collected document to [`Document::new`]), so the document and the routes served
+//! cannot drift apart.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
 use serde_json::{json, Value};
 
 use rekey_types::time::DURATION_PATTERN;
@@ -287,17 +286,16 @@ fn rules_between_fields(doc: &mut Value) {
     ]);
 }
 
-/// The document, as JSON, built once.
-pub(crate) fn document() -> &'static [u8] {
-    static DOC: OnceLock<Vec<u8>> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(crate::app::api_routes(0, 0).into_openapi()).expect("the document serializes");
-        rules_between_fields(&mut doc);
-        serde_json::to_vec(&doc).expect("the document serializes")
-    })
-}
+/// The document the router's annotations make, with the rules between fields, as the JSON the
+/// server serves.
+#[derive(Clone)]
+pub(crate) struct Document(pub(crate) std::sync::Arc<[u8]>);
 
-/// The document as a value, for tests and tools.
-pub fn document_json() -> serde_json::Value {
-    serde_json::from_slice(document()).expect("the document is JSON")
+impl Document {
+    /// Finishes the document the router collected.
+    pub(crate) fn new(generated: utoipa::openapi::OpenApi) -> Self {
+        let mut doc = serde_json::to_value(generated).expect("the document serializes");
+        rules_between_fields(&mut doc);
+        Self(serde_json::to_vec(&doc).expect("the document serializes").into())
+    }
 }

@@ -129,8 +129,8 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object), crate::openapi::ApiErrors),
     security(())
 )]
-pub(crate) async fn openapi() -> Response {
-    let mut r = ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response();
+pub(crate) async fn openapi(axum::Extension(doc): axum::Extension<crate::openapi::Document>) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_owner(doc.0)).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     r
 }

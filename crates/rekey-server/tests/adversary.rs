@@ -254,7 +254,8 @@ async fn retarget_by_an_operator_moves_the_secret_and_is_audited() {
             Some(json!({"set": {"port": elsewhere.port.to_string()}})),
         )
         .await;
-    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    // Nothing to change is a state of the credential, not a malformed request.
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
     let r = s
         .t
         .call(Method::POST, "/v1/tenants/acme/credentials/c/retarget", Some(&root), Some(json!({"set": {"hots": "x"}})))

@@ -170,6 +170,36 @@ async fn role_matrix() {
         }
     }
     assert!(failures.is_empty(), "policy mismatches:\n{}", failures.join("\n"));
+    // The document names, for each of these operations, exactly the roles the policy let
+    // through (any answer but 403).
+    let doc = t.call(Method::GET, "/v1/openapi.json", None, None).await.body;
+    let mut admitted: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<&str>> =
+        Default::default();
+    for (method, path, _, expected) in &cases {
+        let path = path.split('?').next().unwrap();
+        let template = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|tpl| {
+                let (a, b): (Vec<_>, Vec<_>) = (tpl.split('/').collect(), path.split('/').collect());
+                a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.starts_with('{') || x == y)
+            })
+            .unwrap_or_else(|| panic!("{path} is not in the document"));
+        let roles = admitted.entry((method.as_str().to_lowercase(), template.clone())).or_default();
+        // A tenant-scoped role's 404 on the other tenant hides it; it is not an admission.
+        let scoped_away = |i: usize| i >= 2 && path.contains("globex");
+        roles.extend((0..4).filter(|&i| expected[i] != 403 && !scoped_away(i)).map(|i| names[i]));
+    }
+    for ((method, template), roles) in admitted {
+        let documented: std::collections::BTreeSet<&str> = doc["paths"][&template][&method]["x-rekey-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {template}: no x-rekey-roles"))
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert_eq!(documented, roles, "{method} {template}: documented roles");
+    }
     assert_eq!(t.put("acme/relay", "s3cret-2").await.status, StatusCode::OK);
     let r =
         t.call(Method::POST, "/v1/tenants/acme/credentials/relay/rollback", Some(&admin), Some(json!({"to": 1}))).await;
