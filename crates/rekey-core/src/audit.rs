@@ -58,6 +58,7 @@ impl Vault {
         self.finish(caller, AuditAction::AuditRead, "", result).await
     }
 
+    /// `audit verify`: checks the whole chain from its first event, and the head against the last event this server committed.
     pub async fn audit_verify(&self, caller: &Caller) -> Result<VerifyReport, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;

@@ -8,61 +8,83 @@ use rekey_types::{ErrorCode, FieldError, NameError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoreError {
+    /// Malformed input, or a rule of the request broken; the message says which.
     #[error("{0}")]
     BadRequest(String),
+    /// A name is not a valid slug.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// A credential's fields do not fit its kind.
     #[error(transparent)]
     InvalidField(#[from] FieldError),
+    /// No token, or an unknown, expired or revoked one (one message for all).
     #[error("missing, invalid, expired or revoked token")]
     Unauthenticated,
+    /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// No such resource.
     #[error("{0} not found")]
     NotFound(String),
     /// A denial answered as "not found", so that it does not confirm the resource exists. The
     /// message is identical to a real `NotFound`; only the audit event says "denied".
     #[error("{0} not found")]
     Hidden(String),
+    /// It exists already, a concurrent update won, or its state does not allow the request.
     #[error("{0}")]
     Conflict(String),
+    /// The audit event could not be written durably, so nothing was done or sent.
     #[error("the audit log cannot be written; the request was refused")]
     AuditUnavailable,
+    /// The vault is sealed.
     #[error("the vault is sealed")]
     Sealed,
+    /// An unseal share that does not count.
     #[error(transparent)]
     InvalidShare(rekey_crypto::ShareError),
+    /// The data is wrapped under a key version marked compromised.
     #[error("{0}")]
     KeyCompromised(String),
+    /// The key that wrapped the data was destroyed.
     #[error("{0}")]
     KeyDestroyed(String),
+    /// The key version still wraps data.
     #[error("{0}")]
     KeyInUse(String),
+    /// Rekey cannot rotate this credential; the message says why.
     #[error("{0}")]
     NotRotatable(String),
+    /// An incident froze this credential.
     #[error("{0}")]
     Frozen(String),
     /// A version's payload does not open for the target fields stored beside it.
     #[error("{0}")]
     TargetMismatch(String),
+    /// The credential already has an unfinished rotation.
     #[error("{0}")]
     RotationInProgress(String),
+    /// A reset link used, revoked or expired.
     #[error("{0}")]
     LinkGone(String),
     /// A source whose failed attempts spent its allowance; the seconds it should wait.
     #[error("too many failed attempts from this address; try again in {0} s")]
     TooManyAttempts(u64),
+    /// The seal failed (the HSM, the dev key file).
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
+    /// A stored ciphertext does not decrypt.
     #[error("the stored secret cannot be decrypted")]
     Decrypt(#[source] CryptoError),
+    /// The store failed.
     #[error("storage failed")]
     Store(#[source] StoreError),
+    /// A key operation failed.
     #[error("key operation failed")]
     Crypto(#[source] CryptoError),
 }
 
 impl CoreError {
+    /// The error code (and so the HTTP status) the API answers with.
     pub fn code(&self) -> ErrorCode {
         match self {
             CoreError::BadRequest(_) => ErrorCode::BadRequest,

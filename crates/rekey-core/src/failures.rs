@@ -70,13 +70,16 @@ impl AttemptKind {
 /// Whether a failure is audited as itself (the first of its source's window) or only counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Noted {
+    /// The first of its source's window: audited as itself.
     First,
+    /// Counted into the window's aggregate event.
     Counted,
 }
 
 /// One window's count for one source, to be written as one audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aggregate {
+    /// Failed tokens or failed reset links.
     pub kind: AttemptKind,
     /// The source (`203.0.113.7`, `2001:db8:1:2::/64`), or `None` for the sources beyond the table.
     pub source: Option<String>,
@@ -84,11 +87,14 @@ pub struct Aggregate {
     pub failures: u64,
     /// Attempts refused with an empty bucket (never looked up).
     pub refused: u64,
+    /// When the window began.
     pub since: Timestamp,
+    /// The window's length.
     pub window: Duration,
 }
 
 impl Aggregate {
+    /// The aggregate audit event's detail.
     pub fn detail(&self) -> String {
         let whom = if self.source.is_some() { "" } else { "; sources=beyond the table" };
         format!(
@@ -159,10 +165,12 @@ fn source_text(key: IpAddr) -> String {
 }
 
 impl Failures {
+    /// A table of sources with these limits.
     pub fn new(options: FailureOptions) -> Self {
         Self { options, table: Mutex::new(Table::default()), tracked: AtomicUsize::new(0) }
     }
 
+    /// The limits.
     pub fn options(&self) -> FailureOptions {
         self.options
     }

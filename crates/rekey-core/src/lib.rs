@@ -10,6 +10,7 @@
 //! Must never: put a secret in an error, a log line or an audit event; decide a permission
 //! anywhere but `policy`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod connectors;

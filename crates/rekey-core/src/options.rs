@@ -11,16 +11,20 @@ use crate::failures::Failures;
 
 /// Lifetime of an issued certificate unless the request or the config says otherwise: 90 days.
 pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 90 * 86_400;
+/// How a vault runs: what the server's configuration says beyond the store and the seal.
 #[derive(Clone)]
 pub struct VaultOptions {
     /// Counters the audit writer updates; shared so metrics survive a seal and unseal.
     pub writer_stats: Option<Arc<crate::stats::WriterStats>>,
     /// Lifetime of an issued certificate when the request names none.
     pub cert_lifetime_secs: u64,
+    /// How connectors behave.
     pub connect: ConnectOptions,
+    /// How the scheduler runs.
     pub scheduler: SchedulerOptions,
     /// Connector counters; shared so metrics survive a seal and unseal.
     pub connector_stats: Option<Arc<crate::stats::ConnectorStats>>,
+    /// How campaigns run.
     pub campaign: CampaignOptions,
     /// Failed attempts per source; shared so that a seal and unseal does not reset them.
     pub failures: Arc<Failures>,
@@ -43,6 +47,7 @@ impl Default for VaultOptions {
 /// How connectors behave; from the `[connectors]` and `[rotation]` config sections.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
+    /// Time limits of one connection.
     pub limits: Limits,
     /// Connections to one `host:port` at once, across everything this server does.
     pub per_host: usize,
@@ -57,6 +62,7 @@ impl Default for ConnectOptions {
     }
 }
 
+/// How the scheduler runs; from the `[scheduler]` config section.
 #[derive(Debug, Clone)]
 pub struct SchedulerOptions {
     /// Time between passes; `None` turns the scheduler off (rotations then finish only when asked).
@@ -95,7 +101,9 @@ pub struct CampaignOptions {
     /// Where tenants open their reset links: `<public_url>/r/<link>`. Set from the
     /// configuration, or by the server once it knows the address it listens on.
     pub public_url: Arc<std::sync::OnceLock<String>>,
+    /// The SMTP relay for e-mail notices, if configured.
     pub mail: Option<MailRelay>,
+    /// The webhook for notices, if configured.
     pub webhook: Option<Webhook>,
 }
 

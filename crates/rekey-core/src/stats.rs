@@ -10,8 +10,11 @@ use rekey_types::CredentialKind;
 /// The audit writer's counters.
 #[derive(Default, Debug)]
 pub struct WriterStats {
+    /// Groups committed.
     pub batches: AtomicU64,
+    /// Events committed.
     pub events: AtomicU64,
+    /// Groups that failed (their requests were refused).
     pub failed_batches: AtomicU64,
     /// The highest audit sequence number this server has seen committed.
     pub head_seq: AtomicI64,

@@ -11,12 +11,15 @@ use crate::views::TenantView;
 use crate::{Caller, CoreError, Vault};
 
 /// Most contacts a tenant may list.
-/// Most contacts a tenant may have.
 pub const MAX_CONTACTS: usize = 16;
 
+/// `tenant create`: a name, a region, contacts.
 pub struct NewTenant {
+    /// The tenant's name (not `root`).
     pub name: TenantName,
+    /// Its data-residency region.
     pub region: Region,
+    /// E-mail addresses for its notices.
     pub contacts: Vec<String>,
 }
 
@@ -54,6 +57,7 @@ impl Vault {
         ))
     }
 
+    /// `tenant create`: the tenant and its first key, with the audit event in the same write.
     pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<TenantView, CoreError> {
         let resource = new.name.to_string();
         let prepared = async {
@@ -75,6 +79,7 @@ impl Vault {
         Ok(view)
     }
 
+    /// `tenant list`: tenants by name, one page.
     pub async fn list_tenants(
         &self,
         caller: &Caller,
@@ -95,6 +100,7 @@ impl Vault {
         self.finish(caller, AuditAction::TenantList, "", result).await
     }
 
+    /// `tenant show`.
     pub async fn show_tenant(&self, caller: &Caller, name: &TenantName) -> Result<TenantView, CoreError> {
         let what = format!("tenant {name}");
         let result = async {

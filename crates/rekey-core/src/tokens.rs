@@ -12,8 +12,11 @@ use crate::{Caller, CoreError, Vault};
 /// Lifetime of a token created without `--ttl`.
 pub const DEFAULT_TTL_SECS: i64 = 30 * 86_400;
 
+/// When a token expires.
 pub enum Expiry {
+    /// This many seconds after it is created.
     After(i64),
+    /// Never (`rekey token create` warns).
     Never,
 }
 
@@ -23,16 +26,24 @@ pub const MAX_DESCRIPTION: usize = 256;
 /// Most CIDRs a token may be bound to.
 pub const MAX_CIDRS: usize = 64;
 
+/// `token create`: what the token may do, where, and for how long.
 pub struct TokenSpec {
+    /// Its role.
     pub role: Role,
+    /// Its tenant: required for `tenant-admin` and `connector`, refused for the others.
     pub tenant: Option<TenantName>,
+    /// What a `connector` token may reveal (at least one); none for the others.
     pub credentials: Vec<CredentialName>,
+    /// Where it may be used from (empty: anywhere).
     pub cidrs: Vec<IpNet>,
+    /// When it expires.
     pub expiry: Expiry,
+    /// What it is for.
     pub description: String,
 }
 
 impl Vault {
+    /// `token create`: the token's view and its secret, which is shown once and stored only as a hash.
     pub async fn create_token(&self, caller: &Caller, spec: TokenSpec) -> Result<(TokenView, IssuedToken), CoreError> {
         let resource = spec.tenant.as_ref().map(|t| t.to_string()).unwrap_or_default();
         let prepared = async {
@@ -104,6 +115,7 @@ impl Vault {
         Ok((view, issued))
     }
 
+    /// `token list`: every token, never a secret.
     pub async fn list_tokens(&self, caller: &Caller) -> Result<Vec<TokenView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ListTokens, "tokens")?;
@@ -113,6 +125,7 @@ impl Vault {
         self.finish(caller, AuditAction::TokenList, "", result).await
     }
 
+    /// `token revoke`.
     pub async fn revoke_token(&self, caller: &Caller, id: TokenId) -> Result<(), CoreError> {
         let resource = format!("token:{id}");
         if let Err(e) = self.authorize(caller, Action::ManageTokens, "tokens") {

@@ -8,6 +8,7 @@
 //! Must never: turn a backend failure into "not found" (`StoreError::Backend` is its own case);
 //! write an audit event outside the hash chain.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod audit_index;
 mod conn;

@@ -30,8 +30,11 @@ const RETRY_FAILED_AFTER: i64 = 3600 * 1_000_000;
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
+    /// Unfinished rotations driven a step further.
     pub rotations_driven: usize,
+    /// Credentials verified against their targets.
     pub verified: usize,
+    /// Credentials rotated because their secret reached `max_age`.
     pub rotated_by_age: usize,
 }
 

@@ -26,17 +26,25 @@ pub const MAX_CHUNK_LINES: usize = 10_000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportLine {
+    /// The tenant's name.
     pub tenant: String,
+    /// The tenant's region, needed when the import creates the tenant.
     #[serde(default)]
     pub region: Option<String>,
+    /// The credential's name.
     pub name: String,
+    /// Its kind.
     pub kind: String,
+    /// Its target, as the kind takes it.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Free labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The secret, when it is UTF-8 text.
     #[serde(default)]
     pub secret: Option<SecretText>,
+    /// The secret, base64, when it is not.
     #[serde(default)]
     pub secret_base64: Option<SecretText>,
 }
@@ -59,6 +67,7 @@ impl utoipa::PartialSchema for SecretText {
 impl utoipa::ToSchema for SecretText {}
 
 impl SecretText {
+    /// The secret's text.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -70,31 +79,45 @@ impl<'de> Deserialize<'de> for SecretText {
     }
 }
 
+/// What an import does when a line is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImportMode {
+    /// All lines or none.
     Atomic,
+    /// Every good line, and a report of the others.
     ContinueOnError,
 }
 
+/// How to import a chunk.
 pub struct ImportOptions {
+    /// Check every line, write nothing.
     pub dry_run: bool,
+    /// Create the tenants that do not exist.
     pub create_tenants: bool,
+    /// All or nothing, or the good lines.
     pub mode: ImportMode,
 }
 
+/// A refused line.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LineError {
+    /// Its number in the client's file.
     pub line: u64,
+    /// Why it was refused (never a secret).
     pub reason: String,
 }
 
+/// What an import did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReport {
+    /// Lines read.
     pub lines: u64,
     /// Lines written (or, in a dry run, that would be).
     pub written: u64,
+    /// Tenants it created.
     pub tenants_created: Vec<String>,
+    /// The refused lines.
     pub errors: Vec<LineError>,
 }
 

@@ -26,6 +26,7 @@ impl Vault {
         Ok((tenant, credential))
     }
 
+    /// `cred show`: the metadata, the last check against the target, the newest rotation.
     pub async fn show_credential(&self, caller: &Caller, cref: &CredRef) -> Result<CredentialView, CoreError> {
         let resource = cref.to_string();
         let result = async {
@@ -113,6 +114,7 @@ impl Vault {
         self.finish_with(caller, AuditAction::CredReveal, &resource, result, |r| format!("version={}", r.version)).await
     }
 
+    /// `cred list`: credentials by tenant and name, one page, within what the caller may see.
     pub async fn list_credentials(
         &self,
         caller: &Caller,
@@ -158,6 +160,7 @@ impl Vault {
         self.finish(caller, AuditAction::CredList, &resource, result).await
     }
 
+    /// `cred versions`: every version of a credential, never a secret.
     pub async fn versions(&self, caller: &Caller, cref: &CredRef) -> Result<Vec<VersionView>, CoreError> {
         let resource = cref.to_string();
         let result = async {

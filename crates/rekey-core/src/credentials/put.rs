@@ -22,13 +22,23 @@ pub enum PutSecret {
     /// A password, client secret or opaque bytes.
     Opaque(Secret),
     /// An `entra-app` certificate (PEM) and its private key (PEM), stored together as the secret.
-    Certificate { cert_pem: String, key_pem: Secret },
+    Certificate {
+        /// The certificate, PEM.
+        cert_pem: String,
+        /// Its private key, PEM.
+        key_pem: Secret,
+    },
 }
 
+/// What a `put` stores: a new version of a credential.
 pub struct PutInput {
+    /// What it connects to; a credential's kind never changes.
     pub kind: CredentialKind,
+    /// The target, as the kind takes it.
     pub fields: BTreeMap<String, String>,
+    /// Free labels.
     pub labels: BTreeMap<String, String>,
+    /// The secret.
     pub secret: PutSecret,
 }
 
@@ -180,6 +190,7 @@ impl Vault {
         Ok((op, credential))
     }
 
+    /// `cred put`: stores a new version (the credential too, if new) and makes it current, with its audit event in the same write.
     pub async fn put_credential(
         &self,
         caller: &Caller,

@@ -33,6 +33,7 @@ struct Progress {
     resets: Vec<String>,
 }
 
+/// Holds the seal and, while unsealed, the vault: the one object a server keeps, across seals and unseals.
 pub struct Keeper {
     store: Arc<dyn Store>,
     seal: Arc<dyn Seal>,
@@ -47,13 +48,19 @@ pub struct Keeper {
 
 /// What `rekey init` prints once.
 pub struct InitOutcome {
+    /// The shares, each shown once.
     pub shares: Vec<Zeroizing<String>>,
+    /// Shares needed to unseal.
     pub threshold: u8,
 }
 
+/// What an unseal share did.
 pub struct UnsealOutcome {
+    /// Whether the vault is still sealed.
     pub sealed: bool,
+    /// Shares given so far toward the threshold.
     pub progress: u8,
+    /// Shares needed.
     pub threshold: u8,
     /// The root operator token, when this unseal opened a vault for the first time.
     pub root_token: Option<IssuedToken>,
@@ -152,10 +159,12 @@ impl Keeper {
         self.vault.read().expect("vault lock is never poisoned").clone().ok_or(CoreError::Sealed)
     }
 
+    /// The seal's kind.
     pub fn seal_kind(&self) -> rekey_types::SealKind {
         self.seal.kind()
     }
 
+    /// The store's backend: `sqlite` or `postgres`.
     pub fn store_backend(&self) -> &'static str {
         self.store.backend().as_str()
     }
@@ -165,18 +174,22 @@ impl Keeper {
         Ok(self.store.audit_index_lag().await?)
     }
 
+    /// The audit writer's counters (for metrics; they survive seals).
     pub fn writer_stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
 
+    /// The connectors' counters (for metrics).
     pub fn connector_stats(&self) -> &Arc<crate::connectors::ConnectorStats> {
         &self.connector_stats
     }
 
+    /// Whether the vault is sealed.
     pub fn is_sealed(&self) -> bool {
         self.vault.read().expect("vault lock is never poisoned").is_none()
     }
 
+    /// The seal's state, which anyone may read (`sys status` while sealed).
     pub async fn seal_status(&self) -> Result<SealStatus, CoreError> {
         let shamir = match self.seal.as_shamir() {
             Some(_) => {

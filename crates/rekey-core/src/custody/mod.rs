@@ -23,12 +23,16 @@ use crate::{Caller, CoreError, Vault};
 /// What a rotation covers.
 #[derive(Debug, Clone)]
 pub enum RotateScope {
+    /// One tenant's key: its data keys are rewrapped under a new version.
     Tenant(TenantName),
+    /// Every tenant's key.
     All,
+    /// The root key: every tenant key is rewrapped under a new root version.
     Root,
 }
 
 impl Vault {
+    /// `key list`: root and tenant key versions, with what each wraps.
     pub async fn key_list(&self, caller: &Caller, tenant: Option<TenantName>) -> Result<KeyListView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadKeys, "keys")?;
@@ -405,6 +409,7 @@ impl Vault {
         Ok(ShreddedView { tenant: name.to_string(), keys_destroyed: keys, versions_unrecoverable: n })
     }
 
+    /// `key jobs`: key jobs, newest first.
     pub async fn jobs(&self, caller: &Caller) -> Result<Vec<JobView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadKeys, "keys")?;
@@ -420,6 +425,7 @@ impl Vault {
         self.finish(caller, AuditAction::KeyJobs, "", result).await
     }
 
+    /// `key job`: one key job and its progress.
     pub async fn job(&self, caller: &Caller, id: JobId) -> Result<JobView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadKeys, "keys")?;

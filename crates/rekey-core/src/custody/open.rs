@@ -104,6 +104,7 @@ impl Vault {
         Ok(Some(issued))
     }
 
+    /// `sys status`: the seal, the store and counts.
     pub async fn status(&self, caller: &Caller) -> Result<StatusView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadStatus, "status")?;

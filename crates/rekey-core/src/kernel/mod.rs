@@ -114,6 +114,7 @@ impl Vault {
         &self.store
     }
 
+    /// The seal (to wrap and unwrap tenant keys).
     pub fn seal(&self) -> &Arc<dyn Seal> {
         &self.seal
     }

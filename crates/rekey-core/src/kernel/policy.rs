@@ -18,14 +18,20 @@ use rekey_types::{CredRef, RequestId, Role, TenantId, TenantName, TokenId};
 /// An authenticated token's powers.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token's id.
     pub token_id: TokenId,
+    /// Its role.
     pub role: Role,
+    /// Its tenant, for `tenant-admin` and `connector` tokens.
     pub tenant: Option<(TenantId, TenantName)>,
+    /// What a `connector` token may reveal (credential names in its tenant).
     pub bound: Vec<String>,
+    /// Where it may be used from (empty: anywhere).
     pub cidrs: Vec<IpNet>,
 }
 
 impl Principal {
+    /// How the audit log names it: `token:<id>`.
     pub fn audit_name(&self) -> String {
         format!("token:{}", self.token_id)
     }
@@ -34,29 +40,44 @@ impl Principal {
 /// Who is asking, from where, in which request.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The token's powers.
     pub principal: Principal,
+    /// The request's source address.
     pub source: IpAddr,
+    /// The request's id.
     pub request_id: RequestId,
 }
 
 /// What a caller wants to do.
 #[derive(Debug, Clone, Copy)]
 pub enum Action<'a> {
+    /// `sys status`.
     ReadStatus,
+    /// Create a tenant.
     CreateTenant,
+    /// List tenants.
     ListTenants,
+    /// Show a tenant.
     ReadTenant(&'a TenantName),
+    /// Store a credential version in a tenant.
     PutCredential(&'a TenantName),
     /// Show, list within a tenant, versions.
     ReadCredentialMeta(&'a TenantName),
     /// List across tenants.
     ListAllCredentials,
+    /// Reveal a credential's secret.
     RevealCredential(&'a CredRef),
+    /// Roll a credential back.
     RollbackCredential(&'a TenantName),
+    /// Delete a credential.
     DeleteCredential(&'a TenantName),
+    /// Import credentials.
     Import,
+    /// Create or revoke tokens.
     ManageTokens,
+    /// List tokens.
     ListTokens,
+    /// Read or verify the audit log.
     ReadAudit,
     /// Key list, key jobs, the certificate inventory.
     ReadKeys,
@@ -120,7 +141,9 @@ const OLD_VERSIONS: &str = "only operators may reveal a version other than the c
 /// Why a request was refused. `Hidden` is answered as "not found".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
+    /// Refused, with the reason the caller is told.
     Forbidden(&'static str),
+    /// Refused as "not found", so as not to confirm that the resource exists.
     Hidden,
 }
 

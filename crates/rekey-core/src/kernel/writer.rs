@@ -35,6 +35,7 @@ struct Job {
 
 pub use crate::stats::WriterStats;
 
+/// The audit writer's handle: every write and its audit event go to one task that commits them in groups, one fsync per group.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
@@ -62,6 +63,7 @@ impl Writer {
         Ok(Self { tx, stats })
     }
 
+    /// The writer's counters.
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }

@@ -28,28 +28,44 @@ use crate::{Caller, CoreError, Vault};
 /// Most scope selectors an incident may have.
 pub const MAX_SELECTORS: usize = 100;
 
+/// `incident open`: a title, a scope, and when the exposure began.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OpenIncident {
+    /// One line, 1 to 200 characters.
     pub title: String,
+    /// Scope selectors (docs/incidents.md).
     pub scope: Vec<String>,
+    /// When the exposure began: reveals since then are counted.
     #[serde(default)]
     pub since: Option<Timestamp>,
 }
 
+/// An incident: a declared exposure, its blast radius, and what was done about it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentView {
+    /// The incident's id.
     pub id: String,
+    /// Its title.
     pub title: String,
+    /// Its scope selectors.
     pub scope: Vec<String>,
+    /// When the exposure began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// `open` or `closed`.
     pub state: IncidentState,
+    /// Whether reveals of its credentials are frozen until each is rotated.
     pub frozen: bool,
+    /// Credentials in scope.
     pub affected: i64,
+    /// Who opened it.
     pub created_by: String,
+    /// When it was opened.
     pub created_at: Timestamp,
+    /// When it was contained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contained_at: Option<Timestamp>,
+    /// When it was closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
 }
@@ -75,30 +91,42 @@ impl From<IncidentRow> for IncidentView {
 /// `incident show`: the incident, its counts, the reveals of its credentials, its timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentReport {
+    /// The incident.
     pub incident: IncidentView,
+    /// Credentials in scope, by region.
     pub by_region: BTreeMap<String, i64>,
     /// The largest tenants (up to 50), largest first.
     pub by_tenant: Vec<(String, i64)>,
+    /// Credentials in scope, by kind.
     pub by_kind: BTreeMap<String, i64>,
     /// With `since`: successful reveals of credentials in scope since then, and of how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reveals_since: Option<RevealCount>,
+    /// Its audit events, oldest first.
     pub timeline: Vec<AuditEventView>,
 }
 
+/// Reveals of credentials in scope since the incident's `since`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RevealCount {
+    /// Successful reveals.
     pub reveals: i64,
+    /// Of how many credentials.
     pub credentials: i64,
 }
 
 /// One credential in scope.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct IncidentItemView {
+    /// The credential's tenant.
     pub tenant: String,
+    /// The tenant's region.
     pub region: String,
+    /// The credential's name.
     pub name: String,
+    /// Its kind.
     pub kind: CredentialKind,
+    /// Why it is in scope: the selectors that match it.
     pub reasons: String,
     /// Successful reveals since the incident's `since` (0 without one).
     pub reveals_since: i64,
@@ -109,16 +137,22 @@ pub struct IncidentItemView {
 pub struct ContainAction {
     /// `compromise-key`, `revoke-token`, `revoke-certificate` or `freeze`.
     pub action: String,
+    /// What it acts on: a key version, a token id, a thumbprint, a credential.
     pub target: String,
     /// `planned` (dry run), `done`, `skipped` (nothing to do) or `failed`.
     pub outcome: String,
+    /// What happened, for a person.
     pub detail: String,
 }
 
+/// `incident contain`: what was done, or with `dry_run` what would be.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainReport {
+    /// The incident's id.
     pub incident: String,
+    /// Whether nothing was done.
     pub dry_run: bool,
+    /// Each action and its outcome.
     pub actions: Vec<ContainAction>,
 }
 

@@ -88,6 +88,7 @@ impl Vault {
         Ok(CampaignView::from(&self.campaign_row(row.id).await?))
     }
 
+    /// `campaign list`: campaigns, newest first.
     pub async fn list_campaigns(&self, caller: &Caller) -> Result<Vec<CampaignView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadIncidents, "incidents")?;

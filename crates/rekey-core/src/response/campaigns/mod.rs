@@ -54,9 +54,11 @@ const NOTICE_BATCH: u32 = 500;
 /// The principal recorded for the workers' steps.
 const WORKER: &str = "system:campaign";
 
+/// `campaign start`: the incident, the deadline, the channels.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartCampaign {
+    /// The open incident whose credentials to rotate.
     pub incident: IncidentId,
     /// Seconds from now; 7 days if absent.
     #[serde(default)]
@@ -66,17 +68,28 @@ pub struct StartCampaign {
     pub notify: Vec<String>,
 }
 
+/// A rotation campaign: every credential of an incident driven to a verified new secret.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignView {
+    /// The campaign's id.
     pub id: String,
+    /// Its incident's id.
     pub incident: String,
+    /// `running` or `finished`.
     pub state: CampaignState,
+    /// Channels tenants are notified by: `email`, `webhook`.
     pub notify: Vec<String>,
+    /// When every item should be done.
     pub deadline: Timestamp,
+    /// When tenants with open items are reminded.
     pub remind_at: Timestamp,
+    /// Items (credentials) in it.
     pub items: i64,
+    /// Who started it.
     pub created_by: String,
+    /// When it started.
     pub created_at: Timestamp,
+    /// When its last item was done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
 }
@@ -101,6 +114,7 @@ impl From<&CampaignRow> for CampaignView {
 /// `campaign status`: progress overall, per tenant, and of the notices.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignStatus {
+    /// The campaign.
     pub campaign: CampaignView,
     /// Items by state (every state listed, zero included).
     pub counts: BTreeMap<String, i64>,
@@ -110,6 +124,7 @@ pub struct CampaignStatus {
     pub open: i64,
     /// Items failed for good.
     pub failed: i64,
+    /// Whether the deadline passed with items open.
     pub overdue: bool,
     /// Tenants with items not yet done first, then by name.
     pub tenants: Vec<TenantProgress>,
@@ -117,40 +132,61 @@ pub struct CampaignStatus {
     pub notices: BTreeMap<String, i64>,
 }
 
+/// One tenant's progress in a campaign.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TenantProgress {
+    /// The tenant.
     pub tenant: String,
+    /// Its items.
     pub total: i64,
+    /// Its items done.
     pub done: i64,
+    /// Its items by state.
     pub counts: BTreeMap<String, i64>,
 }
 
 /// One item of a campaign.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ItemView {
+    /// The credential's tenant.
     pub tenant: String,
+    /// The tenant's region.
     pub region: String,
+    /// The credential's name.
     pub name: String,
+    /// Its kind.
     pub kind: CredentialKind,
+    /// How it is rotated: `automatic`, `self-service` or `manual`.
     pub mode: CampaignMode,
+    /// The item's state.
     pub state: ItemState,
+    /// Rotation attempts so far.
     pub attempts: u32,
+    /// The last attempt's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Who finished it (a token, `system`, or a reset link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_by: Option<String>,
+    /// An operator's note, e.g. a waiver's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When the worker tries again, after a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt: Option<Timestamp>,
+    /// When its tenant was notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<Timestamp>,
+    /// When a new secret was stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<Timestamp>,
+    /// When the new secret was verified against the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<Timestamp>,
+    /// When the old secret was retired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<Timestamp>,
+    /// When its state last changed.
     pub changed_at: Timestamp,
 }
 
@@ -180,12 +216,18 @@ impl From<CampaignItemRow> for ItemView {
 /// A notice as the report shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct NoticeView {
+    /// `email` or `webhook`.
     pub channel: String,
+    /// `notice` or `reminder`.
     pub purpose: String,
+    /// Its delivery state.
     pub state: NoticeState,
+    /// Delivery attempts so far.
     pub attempts: u32,
+    /// The last attempt's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When it was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<Timestamp>,
 }
@@ -193,24 +235,37 @@ pub struct NoticeView {
 /// `campaign report`: per tenant, what was exposed, what was done, by whom and when.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CampaignReport {
+    /// When the report was made.
     pub generated_at: Timestamp,
+    /// The incident.
     pub incident: IncidentView,
+    /// The campaign.
     pub campaign: CampaignView,
+    /// Items done (retired or waived).
     pub done: i64,
+    /// Items not done yet.
     pub open: i64,
+    /// Per tenant, by name.
     pub tenants: Vec<TenantReport>,
 }
 
+/// One tenant's part of a campaign report.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantReport {
+    /// The tenant.
     pub tenant: String,
+    /// Its region.
     pub region: String,
+    /// Its items.
     pub items: Vec<ReportItem>,
+    /// The notices sent to it.
     pub notices: Vec<NoticeView>,
 }
 
+/// An item as the report shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportItem {
+    /// The item.
     #[serde(flatten)]
     pub item: ItemView,
     /// Why the credential was in scope.
@@ -222,29 +277,43 @@ pub struct ReportItem {
 /// A reset link handed out by an operator.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkView {
+    /// The link's id (its public half).
     pub id: String,
+    /// The tenant whose items it resets.
     pub tenant: String,
+    /// The link, shown once: it is a bearer secret for this tenant's reset page.
     pub url: String,
+    /// When it stops working.
     pub expires_at: Timestamp,
+    /// The credentials it resets.
     pub credentials: Vec<String>,
 }
 
 /// What a reset page shows: the tenant, why, and each credential to reset (never a secret).
 #[derive(Debug, Clone)]
 pub struct ResetPage {
+    /// The link's id.
     pub link: rekey_types::LinkId,
+    /// The tenant.
     pub tenant: String,
+    /// The incident's title.
     pub incident: String,
+    /// The campaign's deadline.
     pub deadline: Timestamp,
+    /// The credentials to reset.
     pub items: Vec<ResetItem>,
 }
 
+/// One credential on a reset page.
 #[derive(Debug, Clone)]
 pub struct ResetItem {
+    /// Its name.
     pub name: String,
+    /// Its kind.
     pub kind: CredentialKind,
     /// The account the secret belongs to (a user, a bind DN, a client id), for password managers.
     pub account: String,
+    /// Where it connects (host, URL), so the admin knows which one it is.
     pub target: String,
 }
 
@@ -255,14 +324,22 @@ pub enum ResetOutcome {
     Done(Vec<String>),
     /// Nothing was stored: these credentials' new secrets were refused, and why; the page to
     /// show again.
-    Refused { page: ResetPage, refusals: Vec<(String, String)> },
+    Refused {
+        /// The page, to show again.
+        page: ResetPage,
+        /// Each refused credential's name, and why.
+        refusals: Vec<(String, String)>,
+    },
 }
 
 /// What one worker pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CampaignPass {
+    /// Items started or advanced.
     pub items: usize,
+    /// Notices sent.
     pub notices: usize,
+    /// Items finished.
     pub finished: usize,
 }
 
