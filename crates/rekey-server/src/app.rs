@@ -90,7 +90,13 @@ impl App {
         ));
         let pages = crate::state::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
         let guard = crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?);
-        let state = AppState::new(crate::state::Shared { keeper: keeper.clone(), metrics, pages, guard });
+        let state = AppState::new(crate::state::Shared {
+            keeper: keeper.clone(),
+            metrics,
+            pages,
+            guard,
+            openapi: Default::default(),
+        });
         Ok(Self { config, keeper, state, root_token, public_url })
     }
 
@@ -266,7 +272,8 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
 /// it without a socket.
 pub fn router(state: AppState, config: &Config) -> Router {
     let (api, doc) = api_routes(config.limits.max_body_bytes, config.limits.max_import_bytes).split_for_parts();
-    let api = api.layer(axum::Extension(crate::openapi::Document::new(doc)));
+    // Every router built from this state collects the same document; the first one keeps it.
+    let _ = state.openapi.set(crate::openapi::Document::new(doc));
     // Tenant self-service pages: HTML, not the JSON API (so not in the document); forms are small.
     let pages = Router::new()
         .route("/r/{link}", get(pages::show).post(pages::submit))

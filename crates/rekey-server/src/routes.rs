@@ -129,10 +129,13 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object), crate::openapi::ApiErrors),
     security(())
 )]
-pub(crate) async fn openapi(axum::Extension(doc): axum::Extension<crate::openapi::Document>) -> Response {
-    let mut r = ([(header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_owner(doc.0)).into_response();
+pub(crate) async fn openapi(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Response> {
+    // `app::router` sets it before it serves anything.
+    let doc = s.openapi.get().ok_or_else(|| ApiError::new(ErrorCode::Internal, "no document", ctx.request_id))?;
+    let body = axum::body::Bytes::from_owner(doc.0.clone());
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    r
+    Ok(r)
 }
 
 #[utoipa::path(

@@ -1,4 +1,5 @@
-//! What every handler shares: the keeper, the metrics, the reset pages' keys, and the limits.
+//! What every handler shares: the keeper, the metrics, the reset pages' keys, the limits, and
+//! the API document.
 //! Its own module, below the handlers (`routes`, `pages`, …), so that none of them imports
 //! another for it.
 
@@ -20,6 +21,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub pages: PageState,
     pub guard: Guard,
+    /// The API document, set when the router is built from the same annotations.
+    pub(crate) openapi: std::sync::OnceLock<crate::openapi::Document>,
 }
 
 impl AppState {

@@ -29,24 +29,42 @@ pub use model::*;
 pub use sql::{Backend, SqlStore, StoreOptions};
 pub use sqlite::wait_until_closed;
 
+/// Errors of the store. A backend failure is never turned into "not found".
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// No such row.
     #[error("{entity} {id} not found")]
-    NotFound { entity: &'static str, id: String },
+    NotFound {
+        /// What was looked for (`tenant`, …).
+        entity: &'static str,
+        /// Its key, as text.
+        id: String,
+    },
+    /// A row with that key exists.
     #[error("{entity} {id} already exists")]
-    AlreadyExists { entity: &'static str, id: String },
+    AlreadyExists {
+        /// What was written.
+        entity: &'static str,
+        /// Its key, as text.
+        id: String,
+    },
+    /// A concurrent update won, or the row was not in a state the write allows.
     #[error("write conflicted with a concurrent update")]
     Conflict,
     /// A unique key was already taken (mapped to `AlreadyExists` or `Conflict` where expected).
     #[error("a row with that key already exists")]
     Duplicate,
+    /// A database constraint refused the write.
     #[error("a database constraint refused the write: {0}")]
     Constraint(String),
+    /// A stored value does not decode (an unknown state, a malformed column).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database failed.
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A migration failed.
     #[error("database migration failed")]
     Migrate(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The SQLite store is held by another server (one server per SQLite file).
@@ -58,14 +76,19 @@ pub enum StoreError {
 /// bytes. Supplied by the caller, who holds the audit key; the store never does.
 pub type ChainFn = dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + Send + Sync;
 
+/// Every read and the one write path of Rekey's data. Reads are plain async calls; every write goes through [`Store::apply`] with its audit events.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> Backend;
 
+    /// A tenant by name.
     async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<TenantRow>, StoreError>;
+    /// A tenant by id.
     async fn tenant_by_id(&self, id: TenantId) -> Result<Option<TenantRow>, StoreError>;
+    /// Tenants by name, one page.
     async fn list_tenants(&self, filter: &TenantFilter) -> Result<Vec<TenantRow>, StoreError>;
+    /// One version of a tenant's key.
     async fn kek(&self, tenant: TenantId, version: u32) -> Result<Option<KekRow>, StoreError>;
     /// The newest `active` KEK of a tenant: the one new DEKs are wrapped with.
     async fn active_kek(&self, tenant: TenantId) -> Result<Option<KekRow>, StoreError>;
@@ -75,9 +98,11 @@ pub trait Store: Send + Sync + 'static {
     /// The live credentials of one tenant among `names` (an import's lookups, a few round trips
     /// for thousands of names); names without one are left out.
     async fn credentials_named(&self, tenant: TenantId, names: Vec<String>) -> Result<Vec<CredentialRow>, StoreError>;
+    /// Credentials by tenant and name, one page.
     async fn list_credentials(&self, filter: &CredentialFilter) -> Result<Vec<CredentialListRow>, StoreError>;
     /// One version (or, with `None`, the current one) including its ciphertext.
     async fn version(&self, credential: CredentialId, version: Option<u32>) -> Result<Option<VersionRow>, StoreError>;
+    /// Every version of a credential, without ciphertexts.
     async fn list_versions(&self, credential: CredentialId) -> Result<Vec<VersionMeta>, StoreError>;
     /// Everything a reveal needs in one round trip: the live credential and its current version.
     async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError>;
@@ -96,33 +121,47 @@ pub trait Store: Send + Sync + 'static {
     /// The open incidents whose scope holds the credential.
     async fn open_incidents_covering(&self, credential: CredentialId) -> Result<Vec<IncidentRow>, StoreError>;
 
+    /// A token by id (its hash and powers).
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError>;
+    /// Every token.
     async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
 
+    /// The newest version of a system key.
     async fn system_key(&self, purpose: &str) -> Result<Option<SystemKeyRow>, StoreError>;
     /// Stores a system key unless one exists for its purpose and version; `false` if one did.
     /// Not audited here: the caller audits once it knows which key won.
     async fn insert_system_key(&self, row: &SystemKeyRow) -> Result<bool, StoreError>;
 
+    /// What the store holds, counted.
     async fn counts(&self) -> Result<Counts, StoreError>;
 
+    /// Every root key version.
     async fn root_keys(&self) -> Result<Vec<RootKeyRow>, StoreError>;
+    /// The Shamir keyring in `slot` (`active` or `pending`).
     async fn seal_keyring(&self, slot: &str) -> Result<Option<SealKeyringRow>, StoreError>;
     /// Stores a Shamir keyring without an audit event (see `queries::put_seal_keyring`).
     async fn put_seal_keyring(&self, row: &SealKeyringRow) -> Result<bool, StoreError>;
     /// Every KEK version of one tenant, or of all tenants.
     async fn keks(&self, tenant: Option<TenantId>) -> Result<Vec<KekRow>, StoreError>;
+    /// How many credential versions each tenant key version wraps.
     async fn dek_counts(&self, tenant: Option<TenantId>) -> Result<Vec<DekCount>, StoreError>;
+    /// Data keys of a tenant not yet under key version `target`, at most `limit`.
     async fn deks_to_rewrap(&self, tenant: TenantId, target: u32, limit: u32) -> Result<Vec<DekRow>, StoreError>;
+    /// Tenant and system keys not yet under root version `target`, at most `limit`.
     async fn root_wrapped(&self, target: u32, limit: u32) -> Result<Vec<RootRewrap>, StoreError>;
+    /// The credential versions a tenant key version wraps, at most `limit`.
     async fn wrapped_by(&self, tenant: TenantId, version: u32, limit: u32) -> Result<Vec<WrappedBy>, StoreError>;
     /// Ids of every tenant not shredded, in id order.
     async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
+    /// Credential versions, of one tenant or all.
     async fn count_versions(&self, tenant: Option<TenantId>) -> Result<i64, StoreError>;
+    /// Key jobs, newest first (only running ones if asked).
     async fn jobs(&self, running_only: bool, limit: u32) -> Result<Vec<KeyJobRow>, StoreError>;
+    /// A key job.
     async fn job(&self, id: JobId) -> Result<Option<KeyJobRow>, StoreError>;
     /// Certificates, or only those whose `not_after` is before the given time.
     async fn certificates(&self, not_after_before: Option<Timestamp>) -> Result<Vec<CertificateRow>, StoreError>;
+    /// A certificate by SHA-1 or SHA-256 thumbprint.
     async fn certificate(&self, thumbprint: &str) -> Result<Option<CertificateRow>, StoreError>;
     /// The certificate whose private key is a given credential version, if any.
     async fn certificate_of(
@@ -131,17 +170,21 @@ pub trait Store: Send + Sync + 'static {
         version: u32,
     ) -> Result<Option<CertificateRow>, StoreError>;
 
+    /// A rotation.
     async fn rotation(&self, id: RotationId) -> Result<Option<RotationRow>, StoreError>;
     /// The newest rotations of one credential, newest first.
     async fn rotations_of(&self, credential: CredentialId, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
     /// Rotations with a step to take: unfinished ones, and promoted ones whose grace period ended
     /// before `now`; not those a campaign item holds (its worker takes them). Oldest first.
     async fn rotations_due(&self, now: Timestamp, limit: u32) -> Result<Vec<RotationRow>, StoreError>;
+    /// The last check of a credential.
     async fn health(&self, credential: CredentialId) -> Result<Option<HealthRow>, StoreError>;
     /// Live credentials with a target whose last check is before `before`, or never checked.
     async fn stale_health(&self, before: Timestamp, limit: u32) -> Result<Vec<StaleCredential>, StoreError>;
+    /// Credentials by kind and last check status.
     async fn health_counts(&self) -> Result<Vec<HealthCount>, StoreError>;
 
+    /// An incident.
     async fn incident(&self, id: IncidentId) -> Result<Option<IncidentRow>, StoreError>;
     /// The newest incidents first.
     async fn incidents(&self, limit: u32) -> Result<Vec<IncidentRow>, StoreError>;
@@ -161,6 +204,7 @@ pub trait Store: Send + Sync + 'static {
     /// The audit events about one resource, oldest first.
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
 
+    /// A campaign.
     async fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRow>, StoreError>;
     /// The newest campaigns first (only running ones, if asked).
     async fn campaigns(&self, running_only: bool, limit: u32) -> Result<Vec<CampaignRow>, StoreError>;
@@ -168,11 +212,13 @@ pub trait Store: Send + Sync + 'static {
     async fn item_counts(&self, campaign: CampaignId, by_tenant: bool) -> Result<Vec<ItemCount>, StoreError>;
     /// Items still to be done (failed ones with a retry planned included).
     async fn open_items(&self, campaign: CampaignId) -> Result<i64, StoreError>;
+    /// A campaign's items, one page.
     async fn campaign_items(
         &self,
         campaign: CampaignId,
         filter: &ItemFilter,
     ) -> Result<Vec<CampaignItemRow>, StoreError>;
+    /// One item of a campaign.
     async fn campaign_item(
         &self,
         campaign: CampaignId,
@@ -184,7 +230,9 @@ pub trait Store: Send + Sync + 'static {
         campaign: CampaignId,
         tenant: TenantId,
     ) -> Result<Vec<CampaignItemRow>, StoreError>;
+    /// A campaign's notices.
     async fn notices(&self, campaign: CampaignId) -> Result<Vec<NoticeRow>, StoreError>;
+    /// Notices due for a delivery attempt.
     async fn due_notices(&self, now: Timestamp, limit: u32) -> Result<Vec<NoticeRow>, StoreError>;
     /// Tenants with self-service items to reset and no notice of `purpose` yet.
     async fn tenants_to_notify(
@@ -193,6 +241,7 @@ pub trait Store: Send + Sync + 'static {
         purpose: &str,
         limit: u32,
     ) -> Result<Vec<(TenantId, String)>, StoreError>;
+    /// A reset link.
     async fn link(&self, id: LinkId) -> Result<Option<LinkRow>, StoreError>;
     /// Takes up to `limit` items due at `now` (not leased by anyone), leasing them until `until`.
     /// Not audited: a lease is bookkeeping between workers, and each step it leads to is.
@@ -205,6 +254,7 @@ pub trait Store: Send + Sync + 'static {
     /// Ends every lease; for a server that is the only one using its database (SQLite).
     async fn release_leases(&self) -> Result<(), StoreError>;
 
+    /// The audit chain's head.
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
@@ -248,6 +298,8 @@ pub trait Store: Send + Sync + 'static {
 /// [`Store::apply_unsynced`] and [`Store::sync`], run on the calling thread (which they block).
 /// Both must be called from a thread outside the async runtime.
 pub trait BlockingWrites: Send + Sync {
+    /// Applies a group of writes and their audit events in one transaction, without waiting for the disk.
     fn apply_unsynced(&self, requests: &[WriteRequest], chain: &ChainFn) -> Result<Applied, StoreError>;
+    /// Waits for what `apply_unsynced` wrote to reach the disk.
     fn sync(&self) -> Result<(), StoreError>;
 }

@@ -23,13 +23,17 @@ use crate::queries as q;
 use crate::sqlite::SqlitePool;
 use crate::{BlockingWrites, ChainFn, Store, StoreError};
 
+/// The database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// Embedded SQLite, one file (the default).
     Sqlite,
+    /// PostgreSQL, which several servers may share.
     Postgres,
 }
 
 impl Backend {
+    /// `sqlite` or `postgres`.
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
@@ -38,6 +42,7 @@ impl Backend {
     }
 }
 
+/// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// `sqlite://PATH` or `postgres://...`.
@@ -51,6 +56,7 @@ enum Engine {
     Postgres(PgPool),
 }
 
+/// The store on SQLite or PostgreSQL.
 pub struct SqlStore {
     engine: Engine,
 }

@@ -8,29 +8,42 @@ use rekey_types::{CredentialId, CredentialKind, IncidentId, IncidentState, Tenan
 /// credential's reasons means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentRow {
+    /// Its id.
     pub id: IncidentId,
+    /// Its title.
     pub title: String,
+    /// Its scope selectors, as typed.
     pub scope: Vec<String>,
+    /// What each reason bit means (a selector, as typed).
     pub reasons: Vec<String>,
     /// Only these kinds are in scope, if set.
     pub kinds: Option<Vec<CredentialKind>>,
+    /// When the exposure began.
     pub since: Option<Timestamp>,
     /// `open` or `closed`.
     pub state: IncidentState,
+    /// Whether reveals of its credentials are frozen.
     pub frozen: bool,
+    /// Credentials in scope.
     pub affected: i64,
+    /// The blast radius in numbers.
     pub counts: IncidentCounts,
+    /// Who opened it.
     pub created_by: String,
     /// Credentials created after this are not in scope.
     pub created_at: Timestamp,
+    /// When it was contained.
     pub contained_at: Option<Timestamp>,
+    /// When it was closed.
     pub closed_at: Option<Timestamp>,
 }
 
 /// The blast radius in numbers, computed when the incident opens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncidentCounts {
+    /// Credentials in scope, by region.
     pub by_region: BTreeMap<String, i64>,
+    /// Credentials in scope, by kind.
     pub by_kind: BTreeMap<String, i64>,
     /// The 50 largest tenants, largest first.
     pub by_tenant: Vec<(String, i64)>,
@@ -40,28 +53,73 @@ pub struct IncidentCounts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScopeQuery {
     /// Every tenant, whole.
-    AllTenants { bit: u8 },
+    AllTenants {
+        /// The reason's bit.
+        bit: u8,
+    },
     /// Tenants of a region, whole.
-    Region { region: String, bit: u8 },
+    Region {
+        /// The region.
+        region: String,
+        /// The reason's bit.
+        bit: u8,
+    },
     /// These tenants, whole.
-    Tenants { ids: Vec<TenantId>, bit: u8 },
+    Tenants {
+        /// The tenants.
+        ids: Vec<TenantId>,
+        /// The reason's bit.
+        bit: u8,
+    },
+    /// The credential.
     /// Tenants with a KEK version wrapped by this root version, whole.
-    RootKey { version: u32, bit: u8 },
+    /// Its tenant's name.
+    RootKey {
+        /// Its tenant's region.
+        /// The root key version.
+        /// Its name.
+        version: u32,
+        /// Its kind.
+        /// The reason's bit.
+        bit: u8,
+    },
     /// These credentials.
-    Credentials { ids: Vec<CredentialId>, bit: u8 },
+    Credentials {
+        /// The credentials.
+        ids: Vec<CredentialId>,
+        /// The reason's bit.
+        bit: u8,
+    },
     /// Credentials of the tenant with a version wrapped by this KEK version.
-    TenantKek { tenant: TenantId, version: u32, bit: u8 },
+    TenantKek {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its key version.
+        version: u32,
+        /// The reason's bit.
+        bit: u8,
+    },
     /// The credential holding this certificate (SHA-1 or SHA-256, hex).
-    Certificate { thumbprint: String, bit: u8 },
+    Certificate {
+        /// SHA-1 or SHA-256, hex.
+        thumbprint: String,
+        /// The reason's bit.
+        bit: u8,
+    },
 }
 
 /// A credential in an incident's scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncidentItemRow {
+    /// The credential.
     pub credential_id: CredentialId,
+    /// Its tenant's name.
     pub tenant: String,
+    /// Its tenant's region.
     pub region: String,
+    /// Its name.
     pub name: String,
+    /// Its kind.
     pub kind: CredentialKind,
     /// Bits into the incident's `reasons`.
     pub reasons: u64,

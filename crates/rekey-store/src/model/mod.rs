@@ -18,30 +18,44 @@ pub use write::*;
 
 use rekey_types::{AuditRecord, Role, TenantId, TenantState, Timestamp, TokenId};
 
+/// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantRow {
+    /// Its id.
     pub id: TenantId,
+    /// Its name.
     pub name: String,
+    /// Its region.
     pub region: String,
+    /// E-mail addresses for its notices.
     pub contacts: Vec<String>,
+    /// `active` or `shredded`.
     pub state: TenantState,
+    /// When it was created.
     pub created_at: Timestamp,
 }
 
+/// Which tenants to list.
 #[derive(Debug, Clone, Default)]
 pub struct TenantFilter {
+    /// Only this region's.
     pub region: Option<String>,
     /// Names after this one (paging).
     pub after: Option<String>,
+    /// At most this many.
     pub limit: u32,
 }
 
+/// An API token; only its hash is stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenRow {
+    /// Its id (the token's public half).
     pub id: TokenId,
     /// SHA-256 of the token's secret; the secret itself is never stored.
     pub hash: Vec<u8>,
+    /// Its role.
     pub role: Role,
+    /// Its tenant.
     pub tenant_id: Option<TenantId>,
     /// The name of `tenant_id` (read through a join; not written).
     pub tenant_name: Option<String>,
@@ -49,56 +63,81 @@ pub struct TokenRow {
     pub bound: Vec<String>,
     /// Allowed source networks, as text (`127.0.0.1/32`); empty means anywhere.
     pub cidrs: Vec<String>,
+    /// What it is for.
     pub description: String,
+    /// Who created it.
     pub created_by: String,
+    /// When.
     pub created_at: Timestamp,
+    /// When it expires (`None`: never).
     pub expires_at: Option<Timestamp>,
+    /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
     /// MAC of the row under the integrity key (see `rekey-core`'s `integrity`); `None` for a row
     /// stored before rows were authenticated, until the first unseal seals it.
     pub mac: Option<Vec<u8>>,
 }
 
+/// A key of the server itself (the audit chain's, the integrity key), wrapped by the root key.
 #[derive(Clone)]
 pub struct SystemKeyRow {
+    /// What it is for.
     pub purpose: String,
+    /// Its version.
     pub version: u32,
+    /// The key, wrapped.
     pub wrapped: Vec<u8>,
 }
 
+/// What the store holds, counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Tenants.
     pub tenants: i64,
+    /// Credentials.
     pub credentials: i64,
+    /// Credential versions.
     pub versions: i64,
+    /// Tokens neither expired nor revoked.
     pub tokens: i64,
+    /// Audit events.
     pub audit_events: i64,
 }
 
+/// The audit chain's head: the last event's number and MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditHead {
+    /// The last event's sequence number.
     pub seq: i64,
+    /// Its MAC.
     pub mac: Vec<u8>,
 }
 
+/// An audit event as stored, with its chain MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAudit {
+    /// The event.
     pub record: AuditRecord,
+    /// Its MAC, chained to the one before.
     pub mac: Vec<u8>,
 }
 
 /// What an operation did, when it succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpOk {
+    /// The operation was applied.
     Done,
     /// The audit event was written (requests without an operation).
     AuditOnly,
 }
 
+/// What one operation of a write did.
 pub type OpResult = Result<OpOk, crate::StoreError>;
 
 /// The outcome of [`crate::Store::apply`]: one result per request, and the new audit head.
 pub struct Applied {
+    /// One result per request, in order.
     pub results: Vec<OpResult>,
+    /// The sequence number of the last audit event written.
     pub last_seq: i64,
 }
