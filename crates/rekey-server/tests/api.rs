@@ -528,7 +528,7 @@ async fn an_event_forged_at_the_next_sequence_number_stops_the_vault() {
     t.db()
         .execute_batch(
             "INSERT INTO audit_events SELECT (SELECT seq FROM audit_head) + 1, time, principal, action, resource, outcome, source, \
-             request_id, detail, mac FROM audit_events WHERE seq = 2",
+             request_id, detail, mac, leaf FROM audit_events WHERE seq = 2",
         )
         .unwrap();
     let root = t.root.clone();
@@ -561,7 +561,7 @@ async fn audit_verify_names_each_kind_of_tampering() {
 
     let r = tampered(
         "INSERT INTO audit_events SELECT (SELECT seq FROM audit_head) + 1000, time, principal, action, resource, outcome, source, \
-         request_id, detail, mac FROM audit_events WHERE seq = 3",
+         request_id, detail, mac, leaf FROM audit_events WHERE seq = 3",
     )
     .await;
     let kinds = problem_kinds(&r);
@@ -581,11 +581,28 @@ async fn audit_verify_names_each_kind_of_tampering() {
     let kinds = problem_kinds(&r);
     assert_eq!(kinds.first(), Some(&(7, "truncated".to_string())), "{kinds:?}");
 
-    // A careful attacker also moves the head back: the server's own high-water mark catches it.
-    let r = tampered(
-        "DELETE FROM audit_events WHERE seq > 6; UPDATE audit_head SET seq = 6, mac = (SELECT mac FROM audit_events WHERE seq = 6)",
+    // A careful attacker also moves the head back, and the Merkle tree's edge with it (from the
+    // leaves of the six events kept): the server's own high-water mark catches it.
+    let t = TestApp::spawn().await;
+    t.tenant("acme", "uk").await;
+    for i in 0..8 {
+        t.put(&format!("acme/c{i}"), "x").await;
+    }
+    let db = t.db();
+    let mut frontier = rekey_tlog::Frontier::new();
+    {
+        let mut leaves = db.prepare("SELECT leaf FROM audit_events WHERE seq <= 6 ORDER BY seq").unwrap();
+        for leaf in leaves.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap() {
+            frontier.push(leaf.unwrap().try_into().unwrap());
+        }
+    }
+    db.execute_batch("DELETE FROM audit_events WHERE seq > 6").unwrap();
+    db.execute(
+        "UPDATE audit_head SET seq = 6, mac = (SELECT mac FROM audit_events WHERE seq = 6), tree_size = 6, tree_edge = ?1",
+        [frontier.edge().concat()],
     )
-    .await;
+    .unwrap();
+    let r = t.verify().await;
     let kinds = problem_kinds(&r);
     assert!(kinds.contains(&(7, "truncated".to_string())), "{kinds:?}");
 }

@@ -256,6 +256,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The audit chain's head.
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError>;
+    /// The audit log's Merkle tree: its size (the number of events) and head.
+    async fn tree_head(&self) -> Result<TreeHead, StoreError>;
+    /// The hashes of complete subtrees of the audit log's tree, in the order asked
+    /// (`NotFound` for a subtree the log does not complete yet).
+    async fn tree_nodes(&self, nodes: Vec<rekey_tlog::Node>) -> Result<Vec<rekey_tlog::Hash>, StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

@@ -53,6 +53,7 @@ mod keys;
 mod rotations;
 mod tenants;
 mod tokens;
+mod tree;
 mod write;
 
 pub(crate) use audit::*;
@@ -64,6 +65,7 @@ pub(crate) use keys::*;
 pub(crate) use rotations::*;
 pub(crate) use tenants::*;
 pub(crate) use tokens::*;
+pub(crate) use tree::{grow, tree_head, tree_nodes};
 pub(crate) use write::apply;
 use write::{duplicate_as, hex_of, insert_rows, update_one};
 
@@ -129,6 +131,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (8, include_str!("../migrations/sqlite/0008_custody_binding.sql")),
             (9, include_str!("../migrations/sqlite/0009_bind_marker.sql")),
             (10, include_str!("../migrations/sqlite/0010_share_commitments.sql")),
+            (11, include_str!("../migrations/sqlite/0011_audit_tree.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -140,6 +143,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (7, include_str!("../migrations/postgres/0007_custody_binding.sql")),
             (8, include_str!("../migrations/postgres/0008_bind_marker.sql")),
             (9, include_str!("../migrations/postgres/0009_share_commitments.sql")),
+            (10, include_str!("../migrations/postgres/0010_audit_tree.sql")),
         ],
     }
 }

@@ -84,12 +84,14 @@ impl SqlStore {
             let path = PathBuf::from(path.split('?').next().unwrap_or(path));
             let pool = SqlitePool::open(&path, options.max_connections.clamp(1, 8))?;
             pool.write(|c| ready(q::migrate(c))).await?;
+            pool.write(|c| ready(q::grow(c))).await?;
             pool.start_background()?;
             Engine::Sqlite(pool)
         } else if options.url.starts_with("postgres://") || options.url.starts_with("postgresql://") {
             let pool = postgres::pool(&options.url, options.max_connections).await?;
             let mut conn = pool.acquire().await.map_err(postgres::backend)?;
             q::migrate(&mut PgConn(&mut conn)).await?;
+            q::grow(&mut PgConn(&mut conn)).await?;
             Engine::Postgres(pool)
         } else {
             return Err(StoreError::Corrupt("store url must start with sqlite:// or postgres://".into()));
@@ -422,6 +424,14 @@ impl Store for SqlStore {
 
     async fn release_leases(&self) -> Result<(), StoreError> {
         run!(self, write, |c| q::release_leases(c))
+    }
+
+    async fn tree_head(&self) -> Result<TreeHead, StoreError> {
+        run!(self, read, |c| q::tree_head(c))
+    }
+
+    async fn tree_nodes(&self, nodes: Vec<rekey_tlog::Node>) -> Result<Vec<rekey_tlog::Hash>, StoreError> {
+        run!(self, read, |c| q::tree_nodes(c, nodes))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {

@@ -17,14 +17,15 @@ use sqlx::Connection;
 
 struct Db {
     store: Arc<SqlStore>,
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = SqlStore::open(&StoreOptions { url, max_connections: 4 }).await.unwrap();
-    Db { store: Arc::new(store), _dir: Some(dir) }
+    let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 4 }).await.unwrap();
+    Db { store: Arc::new(store), url, _dir: Some(dir) }
 }
 
 async fn postgres() -> Option<Db> {
@@ -39,8 +40,9 @@ async fn postgres() -> Option<Db> {
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connecting to the test PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let (base, _) = admin.rsplit_once('/').expect("URL has a database");
-    let store = SqlStore::open(&StoreOptions { url: format!("{base}/{name}"), max_connections: 4 }).await.unwrap();
-    Some(Db { store: Arc::new(store), _dir: None })
+    let url = format!("{base}/{name}");
+    let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 4 }).await.unwrap();
+    Some(Db { store: Arc::new(store), url, _dir: None })
 }
 
 macro_rules! both {
@@ -78,6 +80,8 @@ both!(
     reveal_reads_follow_every_write,
     audit_queries_agree_across_the_index,
     new_tenants_and_credentials_land_together,
+    audit_tree_grows_with_the_log_and_proves_it,
+    audit_tree_is_rebuilt_for_a_store_written_before_it,
 );
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -321,7 +325,7 @@ async fn sqlite_file_serves_one_server() {
     assert!(message.contains("another Rekey server") && message.contains("t.db.lock"), "{message}");
     assert!(!dir.path().join("t.db").exists(), "a refused open creates nothing");
     drop(other);
-    let open = || async { SqlStore::open(&options).await.map(|s| Db { store: Arc::new(s), _dir: None }) };
+    let open = || async { SqlStore::open(&options).await.map(|s| Db { store: Arc::new(s), url: options.url.clone(), _dir: None }) };
     let first = open().await.expect("the file is free once the other holder is gone");
     let second = open().await.expect("this process may open its own file again");
     // A write through one is seen by a reveal read through the other, even one it had cached.
@@ -1364,8 +1368,8 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
     let index_path = dir.path().join("t.db.audit-index");
     let open = || async {
         let url = format!("sqlite://{}", db_path.display());
-        let store = SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap();
-        Db { store: Arc::new(store), _dir: None }
+        let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap();
+        Db { store: Arc::new(store), url, _dir: None }
     };
     let write = |db: &Db, resource: &str, n: usize| {
         let reqs: Vec<WriteRequest> = (0..n)
@@ -1407,7 +1411,7 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
     let other = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", other.path().join("o.db").display());
     let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
     write(&db, "initech/z", 4).await;
     indexed(&db).await;
     drop(db);
@@ -1438,7 +1442,7 @@ async fn sqlite_store_closes_into_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
     let reqs = (0..10).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     indexed(&db).await;
@@ -1457,7 +1461,7 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     let path = dir.path().join("t.db");
     let url = format!("sqlite://{}", path.display());
     let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url, max_connections: 2 }).await.unwrap()), _dir: None };
+        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
     let reqs = (0..25).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     // Opened `immutable`, SQLite reads the database file only, not the WAL beside it.
@@ -1533,4 +1537,82 @@ async fn new_tenants_and_credentials_land_together(db: Db) {
     assert!(matches!(r[0], Err(StoreError::AlreadyExists { entity: "tenant", .. })), "{:?}", r[0]);
     let after = db.store.counts().await.unwrap();
     assert_eq!((after.tenants, after.credentials, after.versions), (3, 9, 9), "nothing of the failed runs");
+}
+
+/// The events' leaves, as anyone holding an export would hash them.
+async fn leaves_of(db: &Db) -> Vec<rekey_tlog::Hash> {
+    let mut leaves = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.store.audit_page(after, 500).await.unwrap();
+        let Some(last) = page.last() else { return leaves };
+        after = last.record.seq;
+        leaves.extend(page.iter().map(|e| rekey_tlog::leaf_hash(&e.record.canonical_bytes())));
+    }
+}
+
+/// A proof read from the store the way the server will: the nodes it needs, in one call.
+async fn from_store<T>(
+    db: &Db,
+    build: impl Fn(&mut dyn FnMut(rekey_tlog::Node) -> Result<rekey_tlog::Hash, std::convert::Infallible>) -> T,
+) -> T {
+    let needed = rekey_tlog::tree::nodes_needed(&build);
+    let hashes = db.store.tree_nodes(needed.clone()).await.unwrap();
+    let known: BTreeMap<rekey_tlog::Node, rekey_tlog::Hash> = needed.into_iter().zip(hashes).collect();
+    build(&mut |n| Ok(known[&n]))
+}
+
+async fn audit_tree_grows_with_the_log_and_proves_it(db: Db) {
+    use rekey_tlog::tree::{consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion};
+    // Batches of uneven sizes, across the stored levels' boundaries (256, 512).
+    for n in [1usize, 7, 248, 1, 255, 300] {
+        apply(&db, (0..n).map(|_| None).collect()).await;
+        let head = db.store.tree_head().await.unwrap();
+        assert_eq!(head.size as i64, db.store.audit_head().await.unwrap().unwrap().seq, "the tree covers every event");
+    }
+    let leaves = leaves_of(&db).await;
+    let size = leaves.len() as u64;
+    assert_eq!(size, 812);
+    let mut mine = rekey_tlog::Frontier::new();
+    leaves.iter().for_each(|l| {
+        mine.push(*l);
+    });
+    let head = db.store.tree_head().await.unwrap();
+    assert_eq!(head.root, mine.root(), "the stored head is the head of the events' leaves");
+    for (index, at) in [(0u64, 1u64), (0, size), (255, 256), (256, 300), (511, 812), (811, 812), (400, 700)] {
+        let at_root = from_store(&db, |src| root(at, src).unwrap()).await;
+        let proof = from_store(&db, |src| inclusion_proof(index, at, src).unwrap()).await;
+        assert!(verify_inclusion(index, at, &leaves[index as usize], &proof, &at_root), "event {} in {at}", index + 1);
+    }
+    for (old, new) in [(1u64, size), (256, 512), (300, 812), (511, 513), (812, 812)] {
+        let (r1, r2) =
+            (from_store(&db, |src| root(old, src).unwrap()).await, from_store(&db, |src| root(new, src).unwrap()).await);
+        let proof = from_store(&db, |src| consistency_proof(old, new, src).unwrap()).await;
+        assert!(verify_consistency(old, new, &r1, &r2, &proof), "{old} → {new}");
+    }
+    // A subtree the log does not complete yet is not there.
+    let r = db.store.tree_nodes(vec![rekey_tlog::Node { level: 10, index: 0 }]).await;
+    assert!(matches!(r, Err(StoreError::NotFound { .. })), "{r:?}");
+}
+
+async fn audit_tree_is_rebuilt_for_a_store_written_before_it(db: Db) {
+    apply(&db, (0..600).map(|_| None).collect()).await;
+    let before = db.store.tree_head().await.unwrap();
+    // What a store written before the tree looks like: no leaves, no nodes, an empty edge.
+    let forget = "UPDATE audit_events SET leaf = NULL; DELETE FROM audit_tree; \
+                  UPDATE audit_head SET tree_size = 0, tree_edge = ";
+    let Db { store, url, _dir } = db;
+    drop(store);
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        assert!(rekey_store::wait_until_closed(std::time::Duration::from_secs(10)));
+        rusqlite::Connection::open(path).unwrap().execute_batch(&format!("{forget} x''")).unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(&format!("{forget} '\\x'::bytea")).execute(&mut conn).await.unwrap();
+    }
+    let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 4 }).await.unwrap();
+    assert_eq!(store.tree_head().await.unwrap(), before, "the tree is hashed in again when the store opens");
+    let db = Db { store: Arc::new(store), url, _dir };
+    apply(&db, vec![None]).await;
+    assert_eq!(db.store.tree_head().await.unwrap().size, 601);
 }

@@ -113,6 +113,15 @@ pub struct AuditHead {
     pub mac: Vec<u8>,
 }
 
+/// The audit log's Merkle tree: its size (always the number of events) and head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// Leaves: events.
+    pub size: u64,
+    /// The RFC 6962 tree head.
+    pub root: rekey_tlog::Hash,
+}
+
 /// An audit event as stored, with its chain MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAudit {

@@ -7,7 +7,7 @@ use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{AuditHead, StoredAudit};
 use crate::StoreError;
 
-fn audit_row(row: &OwnedRow) -> Result<StoredAudit, StoreError> {
+pub(crate) fn audit_row(row: &OwnedRow) -> Result<StoredAudit, StoreError> {
     Ok(StoredAudit {
         record: AuditRecord {
             seq: row.int("seq")?,

@@ -12,7 +12,9 @@ use super::credentials::{
 };
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
-use super::{campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens};
+use rekey_tlog::Hash;
+
+use super::{campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens, tree};
 use crate::conn::{args, Arg, Conn};
 use crate::model::{Applied, OpOk, WriteOp, WriteRequest};
 use crate::{Backend, ChainFn, StoreError};
@@ -128,9 +130,9 @@ async fn apply_one<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
     }
 }
 
-const AUDIT_COLUMNS: &str = "INSERT INTO audit_events (seq, time, principal, action, resource, outcome, source, request_id, detail, mac) VALUES ";
+const AUDIT_COLUMNS: &str = "INSERT INTO audit_events (seq, time, principal, action, resource, outcome, source, request_id, detail, mac, leaf) VALUES ";
 
-fn audit_args(r: &AuditRecord, mac: &[u8; 32]) -> Vec<Arg> {
+fn audit_args(r: &AuditRecord, mac: &[u8; 32], leaf: &[u8; 32]) -> Vec<Arg> {
     args![
         r.seq,
         r.time.as_micros(),
@@ -141,24 +143,26 @@ fn audit_args(r: &AuditRecord, mac: &[u8; 32]) -> Vec<Arg> {
         &r.source,
         &r.request_id,
         &r.detail,
-        mac.to_vec()
+        mac.to_vec(),
+        leaf.to_vec()
     ]
 }
 
-async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])]) -> Result<(), StoreError> {
+/// Writes events, each with its chain MAC and its leaf hash.
+async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])], leaves: &[Hash]) -> Result<(), StoreError> {
     match c.backend() {
         // In-process SQLite: one cached single-row statement is fastest (no statement per batch
         // size to parse, no round trips to save).
         Backend::Sqlite => {
-            let sql = format!("{AUDIT_COLUMNS}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
-            for (r, mac) in records {
-                c.exec(&sql, audit_args(r, mac)).await?;
+            let sql = format!("{AUDIT_COLUMNS}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+            for ((r, mac), leaf) in records.iter().zip(leaves) {
+                c.exec(&sql, audit_args(r, mac, leaf)).await?;
             }
         }
         // PostgreSQL: few round trips, many rows each.
         Backend::Postgres => {
-            let rows = records.iter().map(|(r, mac)| audit_args(r, mac)).collect();
-            insert_rows(c, AUDIT_COLUMNS, "", 10, rows).await?;
+            let rows = records.iter().zip(leaves).map(|((r, mac), leaf)| audit_args(r, mac, leaf)).collect();
+            insert_rows(c, AUDIT_COLUMNS, "", 11, rows).await?;
         }
     }
     Ok(())
@@ -335,11 +339,16 @@ pub(crate) async fn apply<C: Conn>(
             }
         }
         let lock = match backend {
-            Backend::Postgres => "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE",
-            Backend::Sqlite => "SELECT seq, mac FROM audit_head WHERE id = 1",
+            Backend::Postgres => "SELECT seq, mac, tree_size, tree_edge FROM audit_head WHERE id = 1 FOR UPDATE",
+            Backend::Sqlite => "SELECT seq, mac, tree_size, tree_edge FROM audit_head WHERE id = 1",
         };
         let head = c.query_opt(lock, vec![]).await?.ok_or_else(|| corrupt("audit_head"))?;
         let mut seq = head.int("seq")?;
+        let mut frontier = tree::frontier_of(head.int("tree_size")?, head.blob("tree_edge")?)?;
+        if frontier.size() as i64 != seq {
+            // `SqlStore::open` hashes in the events of an older store before any write.
+            return Err(corrupt("the audit tree does not cover the audit log"));
+        }
         let mut mac: [u8; 32] = head.blob("mac")?.as_slice().try_into().map_err(|_| corrupt("audit_head.mac"))?;
         let mut records = Vec::with_capacity(requests.len());
         for (req, result) in requests.iter().zip(&results) {
@@ -358,8 +367,15 @@ pub(crate) async fn apply<C: Conn>(
             mac = chain(&mac, &record.canonical_bytes());
             records.push((record, mac));
         }
-        append_audit(c, &records).await?;
-        c.exec("UPDATE audit_head SET seq = $1, mac = $2 WHERE id = 1", args![seq, mac.to_vec()]).await?;
+        let leaves: Vec<Hash> = records.iter().map(|(r, _)| tree::leaf_of(r)).collect();
+        append_audit(c, &records, &leaves).await?;
+        let nodes = tree::extend(&mut frontier, &leaves);
+        tree::store_nodes(c, &nodes).await?;
+        c.exec(
+            "UPDATE audit_head SET seq = $1, mac = $2, tree_size = $3, tree_edge = $4 WHERE id = 1",
+            args![seq, mac.to_vec(), frontier.size() as i64, tree::edge_bytes(&frontier)],
+        )
+        .await?;
         Ok(Applied { results, last_seq: seq })
     }
     .await;

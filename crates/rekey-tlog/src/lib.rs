@@ -1,0 +1,16 @@
+//! The audit log's public side: what anyone needs to check Rekey's audit log with a public key
+//! and nothing else.
+//!
+//! [`tree`] is RFC 6962 (RFC 9162 §2.1): the hashes of leaves and nodes, the tree head of any
+//! size, inclusion and consistency proofs built from the hashes of complete subtrees (which the
+//! store keeps), their verification, and the right edge of a growing tree ([`tree::Frontier`]),
+//! which is how the writer extends the tree as events are committed.
+//!
+//! This crate holds no key and does no I/O: the store, the server and the offline verifier all
+//! use the same code.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod tree;
+
+pub use tree::{empty_root, leaf_hash, node_hash, Frontier, Hash, Node, ProofError};
