@@ -351,6 +351,7 @@ pub(crate) async fn apply<C: Conn>(
         }
         let mut mac: [u8; 32] = head.blob("mac")?.as_slice().try_into().map_err(|_| corrupt("audit_head.mac"))?;
         let mut records = Vec::with_capacity(requests.len());
+        let mut leaves: Vec<Hash> = Vec::with_capacity(requests.len());
         for (req, result) in requests.iter().zip(&results) {
             let mut record = req.audit.clone();
             seq += 1;
@@ -364,10 +365,12 @@ pub(crate) async fn apply<C: Conn>(
                     format!("{}; failed: {code}", record.detail)
                 };
             }
-            mac = chain(&mac, &record.canonical_bytes());
+            // The same bytes make the chain MAC and the Merkle leaf.
+            let bytes = record.canonical_bytes();
+            mac = chain(&mac, &bytes);
+            leaves.push(rekey_tlog::leaf_hash(&bytes));
             records.push((record, mac));
         }
-        let leaves: Vec<Hash> = records.iter().map(|(r, _)| tree::leaf_of(r)).collect();
         append_audit(c, &records, &leaves).await?;
         let nodes = tree::extend(&mut frontier, &leaves);
         tree::store_nodes(c, &nodes).await?;
