@@ -382,6 +382,22 @@ pub(crate) enum AuditCmd {
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// The head of the audit log's Merkle tree (RFC 6962; docs/audit.md).
+    Tree {
+        /// The tree of the first SIZE events (default: all of them).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// The inclusion proof of event SEQ, checked here before it is shown; exits 3 if it fails.
+    Prove {
+        seq: i64,
+        /// Against the tree of the first SIZE events (default: all of them).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// The proof that the tree of OLD events is a prefix of the tree of NEW (default: all of
+    /// them), checked here before it is shown; exits 3 if it fails.
+    Consistency { old: u64, new: Option<u64> },
 }
 
 #[derive(Subcommand)]

@@ -408,6 +408,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                     let es: Vec<AuditEventView> = c.get("/v1/audit/events", &[("n", n.to_string())]).await?;
                     show(format, &es, |es| events_table(es));
                 }
+                AuditCmd::Tree { .. } | AuditCmd::Prove { .. } | AuditCmd::Consistency { .. } => {
+                    return crate::proofs::run(&c, cmd, format).await;
+                }
                 AuditCmd::Verify => {
                     let r: VerifyReport = c.get("/v1/audit/verify", &[]).await?;
                     show(format, &r, |r| {

@@ -10,6 +10,7 @@ mod import;
 mod incidents;
 mod keys;
 mod output;
+mod proofs;
 mod serve;
 
 use clap::Parser;

@@ -148,6 +148,13 @@ fn the_readme_tour_works_end_to_end() {
     let export = ok(&server.rekey(&root, &["audit", "export"], None));
     assert!(export.lines().count() > 25, "{export}");
     assert!(export.lines().all(|l| l.starts_with('{') && l.contains("\"mac\"")), "{export}");
+    // The Merkle tree: a proof of one event and of a prefix, each checked by the CLI itself.
+    let proved = ok(&server.rekey(&root, &["-o", "table", "audit", "prove", "3"], None));
+    assert!(proved.contains("event 3 (leaf ") && proved.trim_end().ends_with("proof verified"), "{proved}");
+    let prefix = ok(&server.rekey(&root, &["-o", "table", "audit", "consistency", "5"], None));
+    assert!(prefix.trim_end().ends_with("verified"), "{prefix}");
+    let head = ok(&server.rekey(&root, &["-o", "json", "audit", "tree", "--size", "4"], None));
+    assert!(head.contains("\"size\": 4") || head.contains("\"size\":4"), "{head}");
 
     // No secret, and no token secret, in the server's log or the audit export.
     std::thread::sleep(Duration::from_millis(200));

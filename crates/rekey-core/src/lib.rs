@@ -25,6 +25,7 @@ pub mod response;
 pub mod stats;
 pub mod tenants;
 pub mod tokens;
+pub mod tree;
 pub mod views;
 
 pub use connectors::scheduler;

@@ -511,6 +511,99 @@ pub(crate) async fn audit_verify(State(s): State<AppState>, ctx: ReqCtx) -> ApiR
     Ok(Json(session.vault.audit_verify(&session.caller).await.map_err(core(&ctx))?))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TreeQuery {
+    /// The tree of the first `size` events; all of them when absent.
+    size: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit/tree",
+    operation_id = "audit_tree",
+    tag = "audit",
+    summary = "The head of the audit log's Merkle tree (RFC 6962; docs/audit.md)",
+    params(TreeQuery),
+    responses((status = 200, description = "OK", body = rekey_core::tree::TreeHeadView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
+pub(crate) async fn audit_tree(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<TreeQuery>, QueryRejection>,
+) -> ApiResult<Json<rekey_core::tree::TreeHeadView>> {
+    let session = s.session(&ctx, AuditAction::AuditTree, String::new()).await?;
+    let q = session.input(query(q, &ctx)).await?;
+    Ok(Json(session.vault.audit_tree(&session.caller, q.size).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionQuery {
+    /// The event's sequence number.
+    #[param(minimum = 1)]
+    seq: i64,
+    /// The tree of the first `size` events; all of them when absent.
+    size: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/inclusion",
+    operation_id = "audit_inclusion",
+    tag = "audit",
+    summary = "The inclusion proof of one event in the audit log's tree",
+    params(InclusionQuery),
+    responses((status = 200, description = "OK", body = rekey_core::tree::InclusionView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
+pub(crate) async fn audit_inclusion(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> ApiResult<Json<rekey_core::tree::InclusionView>> {
+    let session = s.session(&ctx, AuditAction::AuditProve, String::new()).await?;
+    let q = session.input(query(q, &ctx)).await?;
+    Ok(Json(session.vault.audit_inclusion(&session.caller, q.seq, q.size).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    /// The older tree's size, 1 to `new`.
+    #[param(minimum = 1)]
+    old: u64,
+    /// The newer tree's size; the whole log when absent.
+    new: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proof/consistency",
+    operation_id = "audit_consistency",
+    tag = "audit",
+    summary = "The proof that an older tree of the audit log is a prefix of a newer one",
+    params(ConsistencyQuery),
+    responses((status = 200, description = "OK", body = rekey_core::tree::ConsistencyView), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
+pub(crate) async fn audit_consistency(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> ApiResult<Json<rekey_core::tree::ConsistencyView>> {
+    let session = s.session(&ctx, AuditAction::AuditProve, String::new()).await?;
+    let q = session.input(query(q, &ctx)).await?;
+    Ok(Json(session.vault.audit_consistency(&session.caller, q.old, q.new).await.map_err(core(&ctx))?))
+}
+
 // ---- fallbacks ----------------------------------------------------------------------------
 
 pub(crate) async fn not_found(ctx: ReqCtx) -> ApiError {

@@ -52,6 +52,8 @@ audit_actions! {
     AuthFailures = "auth.failures", "token", "The refused requests of one source over a failure window, counted in one event.";
     AuditRead = "audit.read", "ReadAudit", "A caller read audit events.";
     AuditVerify = "audit.verify", "ReadAudit", "A caller checked the audit chain.";
+    AuditTree = "audit.tree", "ReadAudit", "A caller read the head of the audit log's Merkle tree.";
+    AuditProve = "audit.prove", "ReadAudit", "A caller asked for an inclusion or consistency proof.";
     IntegrityFail = "integrity.fail", "system", "A row failed its integrity check (a token row or a version's target fields changed outside Rekey).";
     IntegritySeal = "integrity.seal", "system", "Token rows stored before integrity MACs were given theirs.";
     TenantCreate = "tenant.create", "CreateTenant", "A tenant was created with its first key-encryption key.";

@@ -1,0 +1,149 @@
+//! The audit log's Merkle tree as callers see it: its head, and inclusion and consistency
+//! proofs (RFC 6962; docs/audit.md), read from the complete subtrees the store keeps.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use rekey_tlog::tree::{consistency_proof, inclusion_proof, nodes_needed, root, ProofError};
+use rekey_tlog::{Hash, Node};
+use rekey_types::AuditAction;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::policy::Action;
+use crate::{Caller, CoreError, Vault};
+
+/// The head of the audit log's tree at some size.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TreeHeadView {
+    /// Leaves: the events `1..=size`.
+    pub size: u64,
+    /// The RFC 6962 tree head, hex.
+    pub root: String,
+}
+
+/// An inclusion proof of one event in the tree of some size.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InclusionView {
+    /// The event's sequence number (its leaf is `seq − 1`).
+    pub seq: i64,
+    /// The event's leaf hash, hex: `SHA-256(0x00 ‖ canonical bytes)`.
+    pub leaf: String,
+    /// The tree the proof is against.
+    pub tree: TreeHeadView,
+    /// The proof, deepest sibling first, hex.
+    pub proof: Vec<String>,
+}
+
+/// A consistency proof between the trees of two sizes.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsistencyView {
+    /// The older tree.
+    pub old: TreeHeadView,
+    /// The newer tree.
+    pub new: TreeHeadView,
+    /// The proof, hex (empty when the sizes are equal).
+    pub proof: Vec<String>,
+}
+
+impl Vault {
+    /// The complete subtrees `build` needs, read from the store in one call, then `build` run
+    /// on them.
+    async fn with_nodes<T>(
+        &self,
+        build: impl Fn(&mut dyn FnMut(Node) -> Result<Hash, Infallible>) -> T,
+    ) -> Result<T, CoreError> {
+        let needed = nodes_needed(&build);
+        let hashes = self.store().tree_nodes(needed.clone()).await?;
+        let known: BTreeMap<Node, Hash> = needed.into_iter().zip(hashes).collect();
+        Ok(build(&mut |n| Ok(known[&n])))
+    }
+
+    async fn head_at(&self, size: u64) -> Result<TreeHeadView, CoreError> {
+        let hash = self.with_nodes(|src| root(size, src)).await?.unwrap_or_else(|e: Infallible| match e {});
+        Ok(TreeHeadView { size, root: hex::encode(hash) })
+    }
+
+    /// The tree's current size, and `size` checked against it (the current size when `None`).
+    async fn size_within(&self, size: Option<u64>) -> Result<(u64, u64), CoreError> {
+        let current = self.store().tree_head().await?.size;
+        let size = size.unwrap_or(current);
+        if size > current {
+            return Err(CoreError::NotFound(format!("a tree of {size} events (the log has {current})")));
+        }
+        Ok((current, size))
+    }
+
+    /// `audit tree`: the head of the tree of the first `size` events (all of them when `None`).
+    pub async fn audit_tree(&self, caller: &Caller, size: Option<u64>) -> Result<TreeHeadView, CoreError> {
+        let result = async {
+            self.authorize(caller, Action::ReadAudit, "audit log")?;
+            let (_, size) = self.size_within(size).await?;
+            self.head_at(size).await
+        }
+        .await;
+        self.finish(caller, AuditAction::AuditTree, "", result).await
+    }
+
+    /// `audit prove SEQ`: the inclusion proof of event `seq` in the tree of `size` events (all
+    /// of them when `None`).
+    pub async fn audit_inclusion(&self, caller: &Caller, seq: i64, size: Option<u64>) -> Result<InclusionView, CoreError> {
+        let resource = format!("seq:{seq}");
+        let result = async {
+            self.authorize(caller, Action::ReadAudit, "audit log")?;
+            let (_, size) = self.size_within(size).await?;
+            let index = u64::try_from(seq - 1).map_err(|_| CoreError::BadRequest("seq starts at 1".into()))?;
+            if index >= size {
+                return Err(CoreError::NotFound(format!("event {seq} in a tree of {size} events")));
+            }
+            let proof = self
+                .with_nodes(|src| inclusion_proof(index, size, src))
+                .await?
+                .map_err(|e| CoreError::BadRequest(range(e)))?;
+            let leaf = self.store().tree_nodes(vec![Node { level: 0, index }]).await?[0];
+            Ok(InclusionView {
+                seq,
+                leaf: hex::encode(leaf),
+                tree: self.head_at(size).await?,
+                proof: proof.iter().map(hex::encode).collect(),
+            })
+        }
+        .await;
+        self.finish(caller, AuditAction::AuditProve, &resource, result).await
+    }
+
+    /// `audit consistency OLD NEW`: the proof that the tree of `old` events is a prefix of the
+    /// tree of `new` (all of them when `None`).
+    pub async fn audit_consistency(
+        &self,
+        caller: &Caller,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyView, CoreError> {
+        let resource = format!("size:{old}");
+        let result = async {
+            self.authorize(caller, Action::ReadAudit, "audit log")?;
+            let (_, new) = self.size_within(new).await?;
+            if old == 0 || old > new {
+                return Err(CoreError::BadRequest(format!("the older size must be 1 to {new}")));
+            }
+            let proof = self
+                .with_nodes(|src| consistency_proof(old, new, src))
+                .await?
+                .map_err(|e| CoreError::BadRequest(range(e)))?;
+            Ok(ConsistencyView {
+                old: self.head_at(old).await?,
+                new: self.head_at(new).await?,
+                proof: proof.iter().map(hex::encode).collect(),
+            })
+        }
+        .await;
+        self.finish(caller, AuditAction::AuditProve, &resource, result).await
+    }
+}
+
+fn range(e: ProofError<Infallible>) -> String {
+    match e {
+        ProofError::Range(why) => why.to_owned(),
+        ProofError::Source(e) => match e {},
+    }
+}
