@@ -36,7 +36,10 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
             let holds = p.seq == seq
                 && verify_inclusion(index, p.tree.size, &hash(&p.leaf)?, &hashes(&p.proof)?, &hash(&p.tree.root)?);
             show(format, &p, |p| {
-                println!("event {} (leaf {}) in the tree of {} events, head {}", p.seq, p.leaf, p.tree.size, p.tree.root);
+                println!(
+                    "event {} (leaf {}) in the tree of {} events, head {}",
+                    p.seq, p.leaf, p.tree.size, p.tree.root
+                );
                 for h in &p.proof {
                     println!("  {h}");
                 }
@@ -51,14 +54,23 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
             query.extend(new.map(|n| ("new", n.to_string())));
             let p: ConsistencyView = c.get("/v1/audit/proof/consistency", &query).await?;
             let holds = p.old.size == old
-                && verify_consistency(p.old.size, p.new.size, &hash(&p.old.root)?, &hash(&p.new.root)?, &hashes(&p.proof)?);
+                && verify_consistency(
+                    p.old.size,
+                    p.new.size,
+                    &hash(&p.old.root)?,
+                    &hash(&p.new.root)?,
+                    &hashes(&p.proof)?,
+                );
             show(format, &p, |p| {
                 println!("tree of {} events, head {}", p.old.size, p.old.root);
                 println!("tree of {} events, head {}", p.new.size, p.new.root);
                 for h in &p.proof {
                     println!("  {h}");
                 }
-                println!("{}", if holds { "the first is a prefix of the second: verified" } else { "PROOF DOES NOT VERIFY" });
+                println!(
+                    "{}",
+                    if holds { "the first is a prefix of the second: verified" } else { "PROOF DOES NOT VERIFY" }
+                );
             });
             if !holds {
                 return Ok(ExitCode::from(3));

@@ -86,7 +86,12 @@ impl Vault {
 
     /// `audit prove SEQ`: the inclusion proof of event `seq` in the tree of `size` events (all
     /// of them when `None`).
-    pub async fn audit_inclusion(&self, caller: &Caller, seq: i64, size: Option<u64>) -> Result<InclusionView, CoreError> {
+    pub async fn audit_inclusion(
+        &self,
+        caller: &Caller,
+        seq: i64,
+        size: Option<u64>,
+    ) -> Result<InclusionView, CoreError> {
         let resource = format!("seq:{seq}");
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;

@@ -10,14 +10,14 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use rekey_core::Keeper;
 use rekey_crypto::token::IssuedToken;
 use rekey_crypto::{DevSeal, Pkcs11Options, Pkcs11Seal, Seal, ShamirSeal};
 use rekey_store::{SqlStore, StoreOptions};
 use rekey_types::RequestId;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::{Config, ConfigError};
 use crate::incidents;

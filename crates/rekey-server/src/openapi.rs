@@ -5,15 +5,15 @@
 //! hands the collected document to [`Document::new`]), so the document and the routes served
 //! cannot drift apart.
 
-use std::collections::BTreeMap;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 use rekey_types::time::DURATION_PATTERN;
 use rekey_types::{text, CredentialName, ErrorCode, Region, TenantName};
+use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{
     ArrayBuilder, ArrayItems, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, RefOr, Response};
 use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
@@ -182,10 +182,7 @@ pub(crate) fn ttl() -> RefOr<Schema> {
 
 /// A token's description (`rekey_types::text::text`).
 pub(crate) fn description() -> RefOr<Schema> {
-    string()
-        .pattern(Some(text::text_pattern()))
-        .max_length(Some(rekey_core::tokens::MAX_DESCRIPTION))
-        .into()
+    string().pattern(Some(text::text_pattern())).max_length(Some(rekey_core::tokens::MAX_DESCRIPTION)).into()
 }
 
 /// The addresses a token may be used from: CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single
@@ -200,7 +197,8 @@ pub(crate) fn cidrs() -> RefOr<Schema> {
 }
 
 /// An IPv4 address as `std::net::Ipv4Addr` reads it (no leading zeros).
-const IPV4: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])";
+const IPV4: &str =
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])";
 
 /// An IPv6 address in its hexadecimal forms (full and `::`-compressed).
 const IPV6: &str = concat!(
@@ -213,7 +211,9 @@ const IPV6: &str = concat!(
 /// A secret in base64 (standard alphabet, padded), at least one byte.
 pub(crate) fn secret_base64() -> RefOr<Schema> {
     let b64 = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$";
-    nullable(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Password))).write_only(true).pattern(Some(b64)))
+    nullable(
+        string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Password))).write_only(true).pattern(Some(b64)),
+    )
 }
 
 /// An incident's title (`rekey_types::text::line`).

@@ -305,7 +305,11 @@ pub(crate) async fn import(
         let q = query(q, &ctx)?;
         let bytes = body_bytes(body, ctx.request_id)?;
         if bytes.is_empty() {
-            return Err(ApiError::new(ErrorCode::BadRequest, "the body is empty: give one JSON object per line", ctx.request_id));
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the body is empty: give one JSON object per line",
+                ctx.request_id,
+            ));
         }
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "the body is not UTF-8", ctx.request_id))?;

@@ -756,7 +756,8 @@ async fn openapi_documents_exactly_the_routes_served() {
                     "{method} {path}: {status}"
                 );
             }
-            let anonymous = op["security"].as_array().is_some_and(|s| s.iter().all(|r| r.as_object().unwrap().is_empty()));
+            let anonymous =
+                op["security"].as_array().is_some_and(|s| s.iter().all(|r| r.as_object().unwrap().is_empty()));
             assert!(anonymous || op["x-rekey-roles"].is_array(), "{method} {path}: whom it admits");
         }
     }
@@ -787,7 +788,13 @@ async fn the_audit_tree_proves_each_event_and_every_prefix() {
         let p = t.root(Method::GET, &format!("/v1/audit/proof/inclusion?seq={seq}&size={size}"), None).await.body;
         let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
         assert_eq!(p["tree"]["root"], head["root"]);
-        assert!(rekey_tlog::tree::verify_inclusion(seq as u64 - 1, size, &hash(&p["leaf"]), &proof, &hash(&head["root"])));
+        assert!(rekey_tlog::tree::verify_inclusion(
+            seq as u64 - 1,
+            size,
+            &hash(&p["leaf"]),
+            &proof,
+            &hash(&head["root"])
+        ));
     }
     // The leaf is the event's own: recomputed from the event as listed.
     let first = &events[0];
@@ -816,10 +823,22 @@ async fn the_audit_tree_proves_each_event_and_every_prefix() {
         &proof
     ));
     // Beyond the log, or out of order: refused, and nothing is made up.
-    assert_error(&t.root(Method::GET, "/v1/audit/proof/inclusion?seq=100000", None).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &t.root(Method::GET, "/v1/audit/proof/inclusion?seq=100000", None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     assert_error(&t.root(Method::GET, "/v1/audit/tree?size=100000", None).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&t.root(Method::GET, "/v1/audit/proof/consistency?old=5&new=4", None).await, StatusCode::BAD_REQUEST, "bad_request");
-    assert_error(&t.root(Method::GET, "/v1/audit/proof/inclusion?seq=0", None).await, StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(
+        &t.root(Method::GET, "/v1/audit/proof/consistency?old=5&new=4", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &t.root(Method::GET, "/v1/audit/proof/inclusion?seq=0", None).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
 }
 
 /// Sealing takes an operator's token; once sealed, the vault answers `503 sealed` to everything,

@@ -325,7 +325,9 @@ async fn sqlite_file_serves_one_server() {
     assert!(message.contains("another Rekey server") && message.contains("t.db.lock"), "{message}");
     assert!(!dir.path().join("t.db").exists(), "a refused open creates nothing");
     drop(other);
-    let open = || async { SqlStore::open(&options).await.map(|s| Db { store: Arc::new(s), url: options.url.clone(), _dir: None }) };
+    let open = || async {
+        SqlStore::open(&options).await.map(|s| Db { store: Arc::new(s), url: options.url.clone(), _dir: None })
+    };
     let first = open().await.expect("the file is free once the other holder is gone");
     let second = open().await.expect("this process may open its own file again");
     // A write through one is seen by a reveal read through the other, even one it had cached.
@@ -1410,8 +1412,11 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
     // An index file from another store, whose event at the watermark differs.
     let other = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", other.path().join("o.db").display());
-    let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
+    let db = Db {
+        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
+        url,
+        _dir: None,
+    };
     write(&db, "initech/z", 4).await;
     indexed(&db).await;
     drop(db);
@@ -1441,8 +1446,11 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
 async fn sqlite_store_closes_into_whole_files() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
+    let db = Db {
+        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
+        url,
+        _dir: None,
+    };
     let reqs = (0..10).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     indexed(&db).await;
@@ -1460,8 +1468,11 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     let url = format!("sqlite://{}", path.display());
-    let db =
-        Db { store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()), url, _dir: None };
+    let db = Db {
+        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
+        url,
+        _dir: None,
+    };
     let reqs = (0..25).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     // Opened `immutable`, SQLite reads the database file only, not the WAL beside it.
@@ -1585,8 +1596,10 @@ async fn audit_tree_grows_with_the_log_and_proves_it(db: Db) {
         assert!(verify_inclusion(index, at, &leaves[index as usize], &proof, &at_root), "event {} in {at}", index + 1);
     }
     for (old, new) in [(1u64, size), (256, 512), (300, 812), (511, 513), (812, 812)] {
-        let (r1, r2) =
-            (from_store(&db, |src| root(old, src).unwrap()).await, from_store(&db, |src| root(new, src).unwrap()).await);
+        let (r1, r2) = (
+            from_store(&db, |src| root(old, src).unwrap()).await,
+            from_store(&db, |src| root(new, src).unwrap()).await,
+        );
         let proof = from_store(&db, |src| consistency_proof(old, new, src).unwrap()).await;
         assert!(verify_consistency(old, new, &r1, &r2, &proof), "{old} → {new}");
     }

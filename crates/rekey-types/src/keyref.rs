@@ -64,7 +64,9 @@ mod tests {
         assert_eq!("root@2".parse::<KeyRef>().unwrap(), KeyRef::Root(2));
         let k: KeyRef = "acme@3".parse().unwrap();
         assert_eq!(k.to_string(), "acme@3");
-        for bad in ["root", "root@0", "acme@", "@1", "acme@-1", "Acme@1", "acme@1x", "acme@99999999999", "acme@+1", "acme@01"] {
+        for bad in
+            ["root", "root@0", "acme@", "@1", "acme@-1", "Acme@1", "acme@1x", "acme@99999999999", "acme@+1", "acme@01"]
+        {
             assert!(bad.parse::<KeyRef>().is_err(), "{bad}");
         }
     }

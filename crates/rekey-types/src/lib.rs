@@ -27,8 +27,7 @@ pub use audit::{AuditOutcome, AuditRecord};
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
 pub use ids::{
-    IdError,
-    CampaignId, CredentialId, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId, TokenId,
+    CampaignId, CredentialId, IdError, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId, TokenId,
 };
 pub use keyref::KeyRef;
 pub use names::{CredRef, CredentialName, NameError, Region, TenantName};

@@ -116,11 +116,9 @@ to_schema!(
 to_schema!(
     crate::ErrorCode,
     "ErrorCode",
-    words("An error code; each has one HTTP status (docs/errors.md)", &crate::ErrorCode::ALL.map(crate::ErrorCode::as_str))
+    words(
+        "An error code; each has one HTTP status (docs/errors.md)",
+        &crate::ErrorCode::ALL.map(crate::ErrorCode::as_str)
+    )
 );
-to_schema!(
-    crate::AuditOutcome,
-    "AuditOutcome",
-    words("How a request ended", &["success", "denied", "error"])
-);
-
+to_schema!(crate::AuditOutcome, "AuditOutcome", words("How a request ended", &["success", "denied", "error"]));

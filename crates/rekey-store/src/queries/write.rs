@@ -149,7 +149,11 @@ fn audit_args(r: &AuditRecord, mac: &[u8; 32], leaf: &[u8; 32]) -> Vec<Arg> {
 }
 
 /// Writes events, each with its chain MAC and its leaf hash.
-async fn append_audit<C: Conn>(c: &mut C, records: &[(AuditRecord, [u8; 32])], leaves: &[Hash]) -> Result<(), StoreError> {
+async fn append_audit<C: Conn>(
+    c: &mut C,
+    records: &[(AuditRecord, [u8; 32])],
+    leaves: &[Hash],
+) -> Result<(), StoreError> {
     match c.backend() {
         // In-process SQLite: one cached single-row statement is fastest (no statement per batch
         // size to parse, no round trips to save).
