@@ -6,11 +6,20 @@
 //! store keeps), their verification, and the right edge of a growing tree ([`tree::Frontier`]),
 //! which is how the writer extends the tree as events are committed.
 //!
+//! [`checkpoint`] is the C2SP checkpoint text (origin, size, root) a log signs about its head.
+//!
+//! [`note`] is the C2SP signed-note envelope with Ed25519: key ids, verifier keys, signing with a
+//! key the caller holds, and opening a note with a trusted key.
+//!
 //! This crate holds no key and does no I/O: the store, the server and the offline verifier all
 //! use the same code.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod checkpoint;
+pub mod note;
 pub mod tree;
 
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use note::{NoteError, VerifierKey};
 pub use tree::{empty_root, leaf_hash, node_hash, Frontier, Hash, Node, ProofError};
