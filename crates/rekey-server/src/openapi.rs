@@ -5,11 +5,11 @@
 //! hands the collected document to [`Document::new`]), so the document and the routes served
 //! cannot drift apart.
 
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 use rekey_types::time::DURATION_PATTERN;
 use rekey_types::{text, CredentialName, ErrorCode, Region, TenantName};
+use serde_json::{json, Value};
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
 use utoipa::openapi::schema::{
     ArrayBuilder, ArrayItems, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
@@ -118,8 +118,11 @@ pub(crate) struct CredentialPath {
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // documentation only, as above
 pub(crate) struct IdPath {
-    /// A UUID.
-    #[param(format = "uuid")]
+    /// A UUID, hyphenated (`rekey_types::schema::UUID_PATTERN`).
+    #[param(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     id: String,
 }
 
@@ -297,5 +300,16 @@ impl Document {
         let mut doc = serde_json::to_value(generated).expect("the document serializes");
         rules_between_fields(&mut doc);
         Self(serde_json::to_vec(&doc).expect("the document serializes").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoParams;
+
+    #[test]
+    fn the_id_parameter_says_the_rule_ids_are_read_by() {
+        let json = serde_json::to_string(&super::IdPath::into_params(|| None)).unwrap();
+        assert!(json.contains(rekey_types::schema::UUID_PATTERN), "{json}");
     }
 }
