@@ -17,6 +17,7 @@ mod connect;
 mod custody;
 mod incidents;
 mod load;
+mod proofs;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,6 +97,17 @@ enum Cmd {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Inclusion and consistency proofs of the audit log's Merkle tree on a log of N events,
+    /// against a point read of one event.
+    Proofs {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1_000)]
+        samples: usize,
+        /// Keep the SQLite data folder here (reused if it already holds the events).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -114,6 +126,7 @@ fn main() -> Result<()> {
         match cli.cmd {
             Cmd::Http { seconds, connections } => http(Duration::from_secs(seconds), connections).await,
             Cmd::Audit { events } => audit(events).await,
+            Cmd::Proofs { events, samples, data } => proofs::run(events, samples, data).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
             Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
             Cmd::Incidents { credentials, per_tenant, data, postgres } => {
