@@ -82,7 +82,11 @@ pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> R
     }
     if size > filled_from {
         let secs = filling.elapsed().as_secs_f64();
-        println!("filled {} events in {secs:.0} s ({:.0} events/s, leaves and nodes included)", size - filled_from, (size - filled_from) as f64 / secs);
+        println!(
+            "filled {} events in {secs:.0} s ({:.0} events/s, leaves and nodes included)",
+            size - filled_from,
+            (size - filled_from) as f64 / secs
+        );
     }
     let head = store.tree_head().await?;
     ensure!(head.size >= events, "the log holds {} events", head.size);
@@ -125,8 +129,21 @@ pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> R
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("Audit tree proofs on a log of {} events (SQLite), {samples} samples each, medians and p99", head.size);
     println!("{:<52} {:>8.3} ms  p99 {:>8.3} ms", "one event by sequence number (baseline)", ms(p50), ms(p99));
-    println!("{:<52} {:>8.3} ms  p99 {:>8.3} ms   ({hashes} hashes)", "inclusion proof, read and verified", ms(i50), ms(i99));
-    println!("{:<52} {:>8.3} ms  p99 {:>8.3} ms", "consistency proof and the old head, read and verified", ms(c50), ms(c99));
-    println!("  ratio inclusion / point read: {:.1}   (target: a proof under 10 ms at 10,000,000 events)", ms(i50) / ms(p50));
+    println!(
+        "{:<52} {:>8.3} ms  p99 {:>8.3} ms   ({hashes} hashes)",
+        "inclusion proof, read and verified",
+        ms(i50),
+        ms(i99)
+    );
+    println!(
+        "{:<52} {:>8.3} ms  p99 {:>8.3} ms",
+        "consistency proof and the old head, read and verified",
+        ms(c50),
+        ms(c99)
+    );
+    println!(
+        "  ratio inclusion / point read: {:.1}   (target: a proof under 10 ms at 10,000,000 events)",
+        ms(i50) / ms(p50)
+    );
     Ok(())
 }

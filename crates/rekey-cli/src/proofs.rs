@@ -34,6 +34,7 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
             let p: InclusionView = c.get("/v1/audit/proof/inclusion", &query).await?;
             let index = u64::try_from(p.seq - 1).context("the server answered for another event")?;
             let holds = p.seq == seq
+                && s.is_none_or(|n| n == p.tree.size)
                 && verify_inclusion(index, p.tree.size, &hash(&p.leaf)?, &hashes(&p.proof)?, &hash(&p.tree.root)?);
             show(format, &p, |p| {
                 println!(
@@ -54,6 +55,7 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
             query.extend(new.map(|n| ("new", n.to_string())));
             let p: ConsistencyView = c.get("/v1/audit/proof/consistency", &query).await?;
             let holds = p.old.size == old
+                && new.is_none_or(|n| n == p.new.size)
                 && verify_consistency(
                     p.old.size,
                     p.new.size,

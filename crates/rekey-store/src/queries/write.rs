@@ -1,10 +1,11 @@
 //! The write side: one transaction per batch of requests, each operation under a savepoint of
-//! its own and dispatched to its domain's file, then the batch's audit events chained and
-//! appended; a run of new tenants and credentials (an import) in multi-row statements on
-//! PostgreSQL.
+//! its own and dispatched to its domain's file, then the batch's audit events chained, hashed into
+//! the Merkle tree and appended; a run of new tenants and credentials (an import) in multi-row
+//! statements on PostgreSQL.
 
 use std::fmt::Write as _;
 
+use rekey_tlog::Hash;
 use rekey_types::{AuditOutcome, AuditRecord, KeyState};
 
 use super::credentials::{
@@ -12,8 +13,6 @@ use super::credentials::{
 };
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
-use rekey_tlog::Hash;
-
 use super::{campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens, tree};
 use crate::conn::{args, Arg, Conn};
 use crate::model::{Applied, OpOk, WriteOp, WriteRequest};
