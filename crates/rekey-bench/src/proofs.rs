@@ -4,32 +4,16 @@
 //! (`rekey_tlog::tree::nodes_needed`), read from the store in one call, then assembled and
 //! checked with the RFC 6962 verifier.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use rekey_store::{SqlStore, Store, StoreOptions, WriteRequest};
-use rekey_tlog::tree::{consistency_proof, inclusion_proof, nodes_needed, root, verify_consistency, verify_inclusion};
-use rekey_types::{AuditOutcome, AuditRecord, Timestamp};
+use rekey_store::{with_tree_nodes, SqlStore, Store, StoreOptions, WriteRequest};
+use rekey_tlog::tree::{consistency_proof, inclusion_proof, root, verify_consistency, verify_inclusion};
 
 /// Events per write while the log is filled.
 const FILL_BATCH: usize = 20_000;
-
-fn event(i: u64) -> AuditRecord {
-    AuditRecord {
-        seq: 0,
-        time: Timestamp::now(),
-        principal: "token:01a216c4-2d50-732e-b628-52cac193c647".into(),
-        action: "cred.reveal".into(),
-        resource: format!("tenant{}/directory", i % 1000),
-        outcome: AuditOutcome::Success,
-        source: "127.0.0.1".into(),
-        request_id: format!("01a216c4-2d50-732e-b628-{:012x}", i),
-        detail: "version=1".into(),
-    }
-}
 
 /// A stand-in chain MAC: the proofs do not read it.
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
@@ -55,16 +39,6 @@ fn median(mut v: Vec<Duration>) -> (Duration, Duration) {
     (v[v.len() / 2], v[v.len() * 99 / 100])
 }
 
-async fn from_store<T>(
-    store: &SqlStore,
-    build: impl Fn(&mut dyn FnMut(rekey_tlog::Node) -> Result<rekey_tlog::Hash, std::convert::Infallible>) -> T,
-) -> Result<T> {
-    let needed = nodes_needed(&build);
-    let hashes = store.tree_nodes(needed.clone()).await?;
-    let known: BTreeMap<_, _> = needed.into_iter().zip(hashes).collect();
-    Ok(build(&mut |n| Ok(known[&n])))
-}
-
 pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = data.unwrap_or_else(|| temp.path().to_owned());
@@ -76,7 +50,8 @@ pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> R
     let filled_from = size;
     while size < events {
         let n = FILL_BATCH.min((events - size) as usize);
-        let requests = (0..n as u64).map(|i| WriteRequest { op: None, audit: event(size + i) }).collect();
+        let requests =
+            (0..n as u64).map(|i| WriteRequest { op: None, audit: crate::audit_event((size + i) as usize) }).collect();
         store.apply(requests, Arc::new(chain)).await?;
         size += n as u64;
     }
@@ -107,7 +82,7 @@ pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> R
     for _ in 0..samples {
         let index = picks.below(head.size);
         let t = Instant::now();
-        let proof = from_store(&store, |src| inclusion_proof(index, head.size, src)).await??;
+        let proof = with_tree_nodes(&store, |src| inclusion_proof(index, head.size, src)).await??;
         let leaf = store.tree_nodes(vec![rekey_tlog::Node { level: 0, index }]).await?[0];
         inclusion.push(t.elapsed());
         hashes = proof.len();
@@ -118,8 +93,8 @@ pub(crate) async fn run(events: u64, samples: usize, data: Option<PathBuf>) -> R
     for _ in 0..samples {
         let old = picks.below(head.size - 1) + 1;
         let t = Instant::now();
-        let old_root = from_store(&store, |src| root(old, src)).await??;
-        let proof = from_store(&store, |src| consistency_proof(old, head.size, src)).await??;
+        let old_root = with_tree_nodes(&store, |src| root(old, src)).await??;
+        let proof = with_tree_nodes(&store, |src| consistency_proof(old, head.size, src)).await??;
         consistency.push(t.elapsed());
         ensure!(verify_consistency(old, head.size, &old_root, &head.root, &proof), "{old} → {}", head.size);
     }

@@ -1,10 +1,10 @@
 //! The audit log's Merkle tree as callers see it: its head, and inclusion and consistency
 //! proofs (RFC 6962; docs/audit.md), read from the complete subtrees the store keeps.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use rekey_tlog::tree::{consistency_proof, inclusion_proof, nodes_needed, root, ProofError};
+use rekey_store::with_tree_nodes;
+use rekey_tlog::tree::{consistency_proof, inclusion_proof, root, ProofError};
 use rekey_tlog::{Hash, Node};
 use rekey_types::AuditAction;
 use serde::{Deserialize, Serialize};
@@ -45,40 +45,37 @@ pub struct ConsistencyView {
     pub proof: Vec<String>,
 }
 
+fn head(size: u64, root: Hash) -> TreeHeadView {
+    TreeHeadView { size, root: hex::encode(root) }
+}
+
+/// The value of a read that cannot fail (the source holds every node it was asked for).
+fn sure<T>(r: Result<T, Infallible>) -> T {
+    r.unwrap_or_else(|e| match e {})
+}
+
+fn hexes(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(hex::encode).collect()
+}
+
 impl Vault {
-    /// The complete subtrees `build` needs, read from the store in one call, then `build` run
-    /// on them.
-    async fn with_nodes<T>(
-        &self,
-        build: impl Fn(&mut dyn FnMut(Node) -> Result<Hash, Infallible>) -> T,
-    ) -> Result<T, CoreError> {
-        let needed = nodes_needed(&build);
-        let hashes = self.store().tree_nodes(needed.clone()).await?;
-        let known: BTreeMap<Node, Hash> = needed.into_iter().zip(hashes).collect();
-        Ok(build(&mut |n| Ok(known[&n])))
-    }
-
-    async fn head_at(&self, size: u64) -> Result<TreeHeadView, CoreError> {
-        let hash = self.with_nodes(|src| root(size, src)).await?.unwrap_or_else(|e: Infallible| match e {});
-        Ok(TreeHeadView { size, root: hex::encode(hash) })
-    }
-
     /// The tree's current size, and `size` checked against it (the current size when `None`).
-    async fn size_within(&self, size: Option<u64>) -> Result<(u64, u64), CoreError> {
+    async fn size_within(&self, size: Option<u64>) -> Result<u64, CoreError> {
         let current = self.store().tree_head().await?.size;
         let size = size.unwrap_or(current);
         if size > current {
             return Err(CoreError::NotFound(format!("a tree of {size} events (the log has {current})")));
         }
-        Ok((current, size))
+        Ok(size)
     }
 
     /// `audit tree`: the head of the tree of the first `size` events (all of them when `None`).
     pub async fn audit_tree(&self, caller: &Caller, size: Option<u64>) -> Result<TreeHeadView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
-            let (_, size) = self.size_within(size).await?;
-            self.head_at(size).await
+            let size = self.size_within(size).await?;
+            let root = with_tree_nodes(self.store().as_ref(), |src| root(size, src)).await?;
+            Ok(head(size, sure(root)))
         }
         .await;
         self.finish(caller, AuditAction::AuditTree, "", result).await
@@ -95,22 +92,22 @@ impl Vault {
         let resource = format!("seq:{seq}");
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
-            let (_, size) = self.size_within(size).await?;
+            let size = self.size_within(size).await?;
             let index = u64::try_from(seq - 1).map_err(|_| CoreError::BadRequest("seq starts at 1".into()))?;
             if index >= size {
                 return Err(CoreError::NotFound(format!("event {seq} in a tree of {size} events")));
             }
-            let proof = self
-                .with_nodes(|src| inclusion_proof(index, size, src))
-                .await?
-                .map_err(|e| CoreError::BadRequest(range(e)))?;
-            let leaf = self.store().tree_nodes(vec![Node { level: 0, index }]).await?[0];
-            Ok(InclusionView {
-                seq,
-                leaf: hex::encode(leaf),
-                tree: self.head_at(size).await?,
-                proof: proof.iter().map(hex::encode).collect(),
+            // The proof, the leaf and the head from one read of the nodes they need.
+            let (proof, leaf, root) = with_tree_nodes(self.store().as_ref(), |src| {
+                Ok((
+                    inclusion_proof(index, size, &mut *src)?,
+                    sure(src(Node { level: 0, index })),
+                    sure(root(size, &mut *src)),
+                ))
             })
+            .await?
+            .map_err(|e| CoreError::BadRequest(range(e)))?;
+            Ok(InclusionView { seq, leaf: hex::encode(leaf), tree: head(size, root), proof: hexes(&proof) })
         }
         .await;
         self.finish(caller, AuditAction::AuditProve, &resource, result).await
@@ -127,19 +124,17 @@ impl Vault {
         let resource = format!("size:{old}");
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
-            let (_, new) = self.size_within(new).await?;
+            let new = self.size_within(new).await?;
             if old == 0 || old > new {
                 return Err(CoreError::BadRequest(format!("the older size must be 1 to {new}")));
             }
-            let proof = self
-                .with_nodes(|src| consistency_proof(old, new, src))
-                .await?
-                .map_err(|e| CoreError::BadRequest(range(e)))?;
-            Ok(ConsistencyView {
-                old: self.head_at(old).await?,
-                new: self.head_at(new).await?,
-                proof: proof.iter().map(hex::encode).collect(),
+            // The proof and both heads from one read of the nodes they need.
+            let (proof, old_root, new_root) = with_tree_nodes(self.store().as_ref(), |src| {
+                Ok((consistency_proof(old, new, &mut *src)?, sure(root(old, &mut *src)), sure(root(new, &mut *src))))
             })
+            .await?
+            .map_err(|e| CoreError::BadRequest(range(e)))?;
+            Ok(ConsistencyView { old: head(old, old_root), new: head(new, new_root), proof: hexes(&proof) })
         }
         .await;
         self.finish(caller, AuditAction::AuditProve, &resource, result).await

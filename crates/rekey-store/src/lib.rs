@@ -14,6 +14,7 @@ mod audit_index;
 mod conn;
 mod model;
 mod postgres;
+mod proofs;
 mod queries;
 mod sql;
 mod sqlite;
@@ -26,6 +27,7 @@ use rekey_types::{
 };
 
 pub use model::*;
+pub use proofs::{with_tree_nodes, NodeSource};
 pub use sql::{Backend, SqlStore, StoreOptions};
 pub use sqlite::wait_until_closed;
 

@@ -1562,15 +1562,9 @@ async fn leaves_of(db: &Db) -> Vec<rekey_tlog::Hash> {
     }
 }
 
-/// A proof read from the store the way the server will: the nodes it needs, in one call.
-async fn from_store<T>(
-    db: &Db,
-    build: impl Fn(&mut dyn FnMut(rekey_tlog::Node) -> Result<rekey_tlog::Hash, std::convert::Infallible>) -> T,
-) -> T {
-    let needed = rekey_tlog::tree::nodes_needed(&build);
-    let hashes = db.store.tree_nodes(needed.clone()).await.unwrap();
-    let known: BTreeMap<rekey_tlog::Node, rekey_tlog::Hash> = needed.into_iter().zip(hashes).collect();
-    build(&mut |n| Ok(known[&n]))
+/// A proof read from the store the way the server reads it: the nodes it needs, in one call.
+async fn from_store<T>(db: &Db, build: impl Fn(NodeSource<'_>) -> T) -> T {
+    with_tree_nodes(db.store.as_ref(), build).await.unwrap()
 }
 
 async fn audit_tree_grows_with_the_log_and_proves_it(db: Db) {
