@@ -11,15 +11,21 @@
 //! [`note`] is the C2SP signed-note envelope with Ed25519: key ids, verifier keys, signing with a
 //! key the caller holds, and opening a note with a trusted key.
 //!
+//! [`cosignature`] is a witness's timestamped cosignature of a checkpoint (C2SP
+//! `tlog-cosignature`) and the body of the witness protocol's `add-checkpoint` request (C2SP
+//! `tlog-witness`).
+//!
 //! This crate holds no key and does no I/O: the store, the server and the offline verifier all
 //! use the same code.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod note;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use note::{NoteError, VerifierKey};
+pub use cosignature::AddCheckpoint;
+pub use note::{KeyKind, NoteError, VerifierKey};
 pub use tree::{empty_root, leaf_hash, node_hash, Frontier, Hash, Node, ProofError};

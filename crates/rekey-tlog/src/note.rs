@@ -1,7 +1,8 @@
 //! C2SP signed notes (`c2sp.org/signed-note`) with Ed25519 signatures: the envelope a checkpoint
 //! travels in. A note is text ending in a newline, a blank line, then one line per signature:
-//! `— <key name> base64(key id ‖ signature)`. The key id of an Ed25519 key is the first four
-//! bytes of `SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ public key)`.
+//! `— <key name> base64(key id ‖ signature)`. The key id of a key is the first four bytes of
+//! `SHA-256(key name ‖ 0x0A ‖ type ‖ public key)`, where the type is `0x01` for a log's Ed25519
+//! key and `0x04` for a witness's Ed25519 cosignature key (see [`crate::cosignature`]).
 //!
 //! Written by hand: the format is a few lines of text, too small to deserve a dependency.
 
@@ -10,8 +11,24 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// The signature type byte of Ed25519 in a note's key id.
-const ED25519_TYPE: u8 = 0x01;
+/// What a key signs: notes (a log's key) or cosignatures (a witness's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Type `0x01`: Ed25519 signatures of the note text.
+    Ed25519,
+    /// Type `0x04`: timestamped Ed25519 cosignatures (`c2sp.org/tlog-cosignature`).
+    Cosignature,
+}
+
+impl KeyKind {
+    /// The type byte in key ids and verifier keys.
+    pub fn byte(self) -> u8 {
+        match self {
+            KeyKind::Ed25519 => 0x01,
+            KeyKind::Cosignature => 0x04,
+        }
+    }
+}
 
 /// The most signatures a note may carry (the spec asks verifiers to accept at least 16).
 pub const MAX_SIGNATURES: usize = 64;
@@ -42,22 +59,24 @@ impl std::fmt::Display for NoteError {
 
 impl std::error::Error for NoteError {}
 
-/// An Ed25519 public key with its name, as a verifier of notes holds it.
+/// An Ed25519 public key with its name and kind, as a verifier of notes holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierKey {
     /// The key's name (a schema-less URL, by convention).
     pub name: String,
+    /// What the key signs.
+    pub kind: KeyKind,
     /// The key id.
     pub id: [u8; 4],
     /// The Ed25519 public key.
     pub public: [u8; 32],
 }
 
-/// The key id of an Ed25519 key named `name`.
-pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+/// The key id of an Ed25519 key of `kind` named `name`.
+pub fn key_id(name: &str, kind: KeyKind, public: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([0x0A, ED25519_TYPE]);
+    h.update([0x0A, kind.byte()]);
     h.update(public);
     let digest = h.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
@@ -68,15 +87,25 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl VerifierKey {
-    /// The key of `name` with this public key.
+    /// The note-signing key of `name` with this public key.
     pub fn new(name: &str, public: [u8; 32]) -> Result<Self, NoteError> {
+        Self::of_kind(name, KeyKind::Ed25519, public)
+    }
+
+    /// The cosignature key of the witness `name` with this public key.
+    pub fn cosigner(name: &str, public: [u8; 32]) -> Result<Self, NoteError> {
+        Self::of_kind(name, KeyKind::Cosignature, public)
+    }
+
+    fn of_kind(name: &str, kind: KeyKind, public: [u8; 32]) -> Result<Self, NoteError> {
         if !valid_name(name) {
             return Err(NoteError::BadKey("a key name is non-empty, without spaces or '+'"));
         }
-        Ok(Self { name: name.to_owned(), id: key_id(name, &public), public })
+        Ok(Self { name: name.to_owned(), kind, id: key_id(name, kind, &public), public })
     }
 
-    /// Parses `name+keyid+base64(0x01 ‖ public key)`, the form verifier keys are written in.
+    /// Parses `name+keyid+base64(type ‖ public key)`, the form verifier keys are written in
+    /// (type `0x01` or `0x04`).
     pub fn parse(text: &str) -> Result<Self, NoteError> {
         let mut parts = text.splitn(3, '+');
         let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -84,11 +113,13 @@ impl VerifierKey {
         };
         let bytes = STANDARD.decode(key).map_err(|_| NoteError::BadKey("the key is not base64"))?;
         let (&kind, public) = bytes.split_first().ok_or(NoteError::BadKey("the key is empty"))?;
-        if kind != ED25519_TYPE {
-            return Err(NoteError::BadKey("not an Ed25519 key (type 0x01)"));
-        }
+        let kind = match kind {
+            0x01 => KeyKind::Ed25519,
+            0x04 => KeyKind::Cosignature,
+            _ => return Err(NoteError::BadKey("not an Ed25519 key (type 0x01) or cosignature key (type 0x04)")),
+        };
         let public: [u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("an Ed25519 key is 32 bytes"))?;
-        let parsed = Self::new(name, public)?;
+        let parsed = Self::of_kind(name, kind, public)?;
         if id.len() != 8 || u32::from_str_radix(id, 16).ok() != Some(u32::from_be_bytes(parsed.id)) {
             return Err(NoteError::BadKey("the key id does not match the name and key"));
         }
@@ -98,19 +129,22 @@ impl VerifierKey {
 
 impl std::fmt::Display for VerifierKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut key = vec![ED25519_TYPE];
+        let mut key = vec![self.kind.byte()];
         key.extend_from_slice(&self.public);
         write!(f, "{}+{}+{}", self.name, hex_of(&self.id), STANDARD.encode(key))
     }
 }
 
-fn hex_of(bytes: &[u8]) -> String {
+pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The text of a note with one signature added: `sign` signs the text with the key of
 /// `key` (the caller holds the private half).
 pub fn sign(text: &str, key: &VerifierKey, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> Result<String, NoteError> {
+    if key.kind != KeyKind::Ed25519 {
+        return Err(NoteError::BadKey("a cosignature key does not sign notes"));
+    }
     check_text(text)?;
     let signature = sign(text.as_bytes());
     let mut blob = key.id.to_vec();
@@ -118,7 +152,7 @@ pub fn sign(text: &str, key: &VerifierKey, sign: impl FnOnce(&[u8]) -> [u8; 64])
     Ok(format!("{text}\n\u{2014} {} {}\n", key.name, STANDARD.encode(blob)))
 }
 
-fn check_text(text: &str) -> Result<(), NoteError> {
+pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
     if !text.ends_with('\n') {
         return Err(NoteError::Malformed("the text must end in a newline"));
     }
@@ -180,6 +214,9 @@ pub fn parse(note: &str) -> Result<(&str, Vec<Signature>), NoteError> {
 /// verify, and there must be one. Signatures of other keys are returned for the caller (a
 /// witness's cosignatures), unchecked.
 pub fn open<'a>(note: &'a str, key: &VerifierKey) -> Result<(&'a str, Vec<Signature>), NoteError> {
+    if key.kind != KeyKind::Ed25519 {
+        return Err(NoteError::BadKey("a note is opened with the log's key (type 0x01)"));
+    }
     let (text, signatures) = parse(note)?;
     let mut signed = false;
     let mut others = Vec::new();
