@@ -93,6 +93,42 @@ pub(crate) enum Command {
     /// Per-tenant certificates for entra-app credentials.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Witness another Rekey's audit log: cosign its checkpoints while they stay consistent.
+    #[command(subcommand)]
+    Witness(WitnessCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WitnessCmd {
+    /// Make a witness key: the seed goes to FILE (mode 0600), the verifier key logs are
+    /// configured with is printed.
+    Key {
+        /// The witness's name, e.g. `witness.example/w1`.
+        #[arg(long)]
+        name: String,
+        /// Where to write the key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve the C2SP tlog-witness protocol (`POST /add-checkpoint`).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8300")]
+        listen: std::net::SocketAddr,
+        /// The witness's name (as given to `witness key`).
+        #[arg(long)]
+        name: String,
+        /// The witness key file (from `witness key`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// A log to witness: its checkpoint verifier key (`rekey audit checkpoint` prints it).
+        /// Repeat for several logs.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+        /// Where the latest checkpoint of each log is kept.
+        #[arg(long)]
+        state: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -398,6 +434,23 @@ pub(crate) enum AuditCmd {
     /// The proof that the tree of OLD events is a prefix of the tree of NEW (default: all of
     /// them), checked here before it is shown; exits 3 if it fails.
     Consistency { old: u64, new: Option<u64> },
+    /// The latest signed checkpoint with its cosignatures; its signature is checked here
+    /// (against --key if given) and the command exits 3 if it does not verify.
+    Checkpoint {
+        /// Sign one of the log as it is now first.
+        #[arg(long)]
+        now: bool,
+        /// The log's verifier key you trust (`<origin>+<key id>+<key>`); without it, the key
+        /// the server states is used, which shows only that the server is self-consistent.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// After the server found its log rolled back (`503 audit_rollback`): accept the log as it
+    /// is, so that writes resume. Recorded with the reason (operators).
+    Accept {
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -195,6 +195,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                     ("audit head", opt(&s.audit_head_seq)),
                     ("integrity failures", opt(&s.integrity_failures)),
                 ];
+                if let Some(finding) = &s.audit_rollback {
+                    items.push(("WRITES REFUSED", format!("audit log rolled back: {finding}")));
+                }
                 if let (Some(init), Some(t), Some(n)) = (s.seal.initialized, s.seal.threshold, s.seal.shares) {
                     if !init {
                         items.push(("shamir", "not initialized: run rekey init".into()));
@@ -401,6 +404,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Incident(cmd) => return crate::incidents::run(&client()?, cmd, format, csv).await,
         Command::Campaign(cmd) => return crate::campaigns::run(&client()?, cmd, format).await,
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
+        Command::Witness(cmd) => return crate::witness::run(cmd).await,
         Command::Audit(cmd) => {
             let c = client()?;
             match cmd {
@@ -408,7 +412,11 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                     let es: Vec<AuditEventView> = c.get("/v1/audit/events", &[("n", n.to_string())]).await?;
                     show(format, &es, |es| events_table(es));
                 }
-                AuditCmd::Tree { .. } | AuditCmd::Prove { .. } | AuditCmd::Consistency { .. } => {
+                AuditCmd::Tree { .. }
+                | AuditCmd::Prove { .. }
+                | AuditCmd::Consistency { .. }
+                | AuditCmd::Checkpoint { .. }
+                | AuditCmd::Accept { .. } => {
                     return crate::proofs::run(&c, cmd, format).await;
                 }
                 AuditCmd::Verify => {

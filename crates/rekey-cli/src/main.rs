@@ -12,6 +12,7 @@ mod keys;
 mod output;
 mod proofs;
 mod serve;
+mod witness;
 
 use clap::Parser;
 

@@ -1,13 +1,15 @@
-//! `rekey audit tree|prove|consistency`: the audit log's Merkle tree head and proofs, each proof
-//! checked here with the RFC 6962 verifier before it is shown, so that a proof the server got
-//! wrong (or a server that lies about an event) never reads as one that holds.
+//! `rekey audit tree|prove|consistency|checkpoint|accept`: the audit log's Merkle tree head,
+//! proofs and signed checkpoints, each proof and signature checked here before it is shown, so
+//! that a proof the server got wrong (or a server that lies about an event) never reads as one
+//! that holds.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use rekey_core::checkpoints::CheckpointView;
 use rekey_core::tree::{ConsistencyView, InclusionView, TreeHeadView};
 use rekey_tlog::tree::{verify_consistency, verify_inclusion};
-use rekey_tlog::Hash;
+use rekey_tlog::{Checkpoint, Hash, VerifierKey};
 
 use crate::args::{AuditCmd, OutputFormat};
 use crate::client::Client;
@@ -78,7 +80,55 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
                 return Ok(ExitCode::from(3));
             }
         }
+        AuditCmd::Checkpoint { now, key } => {
+            let v: CheckpointView = if now {
+                c.send(c.request(reqwest::Method::POST, "/v1/audit/checkpoint")).await?
+            } else {
+                c.get("/v1/audit/checkpoint", &[]).await?
+            };
+            let trusted = key.is_some();
+            let key = VerifierKey::parse(key.as_deref().unwrap_or(&v.key)).context("the log's key")?;
+            let holds = checkpoint_holds(&v, &key);
+            show(format, &v, |v| {
+                print!("{}", v.note);
+                println!("{} events, head {}, signed {}", v.size, v.root, v.signed_at);
+                for c in &v.cosignatures {
+                    println!("  cosigned by {} at {}", c.witness, c.time);
+                }
+                if let Some(reason) = &v.accepted {
+                    println!("  signed after an operator accepted a rolled-back log: {reason}");
+                }
+                if let Some(why) = &v.rollback {
+                    println!("WRITES ARE REFUSED: {why}");
+                }
+                println!(
+                    "{}",
+                    match (holds, trusted) {
+                        (true, true) => "signature verified with the key given",
+                        (true, false) => "signature verified with the key the server states (give --key to check against one you trust)",
+                        (false, _) => "SIGNATURE DOES NOT VERIFY",
+                    }
+                );
+            });
+            if !holds {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        AuditCmd::Accept { reason } => {
+            let v: CheckpointView = c
+                .send(
+                    c.request(reqwest::Method::POST, "/v1/audit/accept").json(&serde_json::json!({ "reason": reason })),
+                )
+                .await?;
+            show(format, &v, |v| println!("accepted: writes resume; checkpoint of {} events signed", v.size));
+        }
         AuditCmd::Tail { .. } | AuditCmd::Verify | AuditCmd::Export { .. } => anyhow::bail!("not a tree command"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the checkpoint's note is signed by `key` and states the size and root shown.
+fn checkpoint_holds(v: &CheckpointView, key: &VerifierKey) -> bool {
+    let Ok((text, _)) = rekey_tlog::note::open(&v.note, key) else { return false };
+    Checkpoint::parse(text).is_ok_and(|c| c.origin == key.name && c.size == v.size && hex::encode(c.root) == v.root)
 }

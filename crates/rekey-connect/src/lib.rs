@@ -36,6 +36,7 @@ pub mod oauth;
 pub mod pop3;
 pub mod smtp;
 mod tls;
+pub mod witness;
 
 pub use egress::{Denied, EgressPolicy, PolicyError};
 

@@ -36,6 +36,14 @@ pub enum CoreError {
     /// The audit event could not be written durably, so nothing was done or sent.
     #[error("the audit log cannot be written; the request was refused")]
     AuditUnavailable,
+    /// The audit log is shorter than, or inconsistent with, a signed checkpoint (the finding,
+    /// for the server log; callers are shown it by `audit checkpoint`, not in the error):
+    /// writes are refused until an operator accepts the log.
+    #[error(
+        "the audit log is shorter than, or inconsistent with, a checkpoint this server signed: writes are refused \
+         until an operator accepts it (`rekey audit checkpoint` shows the finding, `rekey audit accept` resumes)"
+    )]
+    AuditRollback(String),
     /// The vault is sealed.
     #[error("the vault is sealed")]
     Sealed,
@@ -95,6 +103,7 @@ impl CoreError {
             CoreError::NotFound(_) | CoreError::Hidden(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
             CoreError::AuditUnavailable => ErrorCode::AuditUnavailable,
+            CoreError::AuditRollback(_) => ErrorCode::AuditRollback,
             CoreError::Sealed => ErrorCode::Sealed,
             CoreError::InvalidShare(_) => ErrorCode::InvalidShare,
             CoreError::KeyCompromised(_) => ErrorCode::KeyCompromised,

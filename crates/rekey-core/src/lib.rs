@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod checkpoints;
 pub mod connectors;
 pub mod credentials;
 pub mod custody;

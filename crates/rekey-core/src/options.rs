@@ -28,6 +28,8 @@ pub struct VaultOptions {
     pub campaign: CampaignOptions,
     /// Failed attempts per source; shared so that a seal and unseal does not reset them.
     pub failures: Arc<Failures>,
+    /// Signed checkpoints of the audit log and where they go.
+    pub checkpoints: CheckpointOptions,
 }
 
 impl Default for VaultOptions {
@@ -40,6 +42,7 @@ impl Default for VaultOptions {
             connector_stats: None,
             campaign: Default::default(),
             failures: Default::default(),
+            checkpoints: Default::default(),
         }
     }
 }
@@ -119,6 +122,35 @@ impl Default for CampaignOptions {
             public_url: Default::default(),
             mail: None,
             webhook: None,
+        }
+    }
+}
+
+/// Signed checkpoints of the audit log; from the `[audit]` config section.
+#[derive(Clone)]
+pub struct CheckpointOptions {
+    /// The log's origin line and key name; `None`: `rekey/audit/<16 hex digits of the public
+    /// key's SHA-256>`.
+    pub origin: Option<String>,
+    /// A checkpoint is signed this often when events were added; `None`: only on demand (and
+    /// after `events`).
+    pub every: Option<Duration>,
+    /// A checkpoint is signed once this many events were added since the last one.
+    pub events: Option<u64>,
+    /// Append-only directories each checkpoint is written to, and read back at start.
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Witnesses each checkpoint is sent to, for their cosignatures.
+    pub witnesses: Vec<rekey_connect::witness::HttpWitness>,
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            every: Some(Duration::from_secs(60)),
+            events: None,
+            dirs: Vec::new(),
+            witnesses: Vec::new(),
         }
     }
 }

@@ -204,6 +204,10 @@ pub struct StatusView {
     /// Rows refused by their integrity check since this server started (absent while sealed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity_failures: Option<u64>,
+    /// Set while writes are refused because the audit log was found shorter than, or
+    /// inconsistent with, a signed checkpoint: the finding (see docs/audit.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_rollback: Option<String>,
 }
 
 /// The seal's state.

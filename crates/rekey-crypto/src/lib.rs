@@ -28,6 +28,7 @@ pub mod keys;
 pub mod link;
 pub mod password;
 pub mod seal;
+pub mod signing;
 pub mod token;
 
 pub use audit_mac::AuditKey;
@@ -44,3 +45,4 @@ pub use seal::dev::DevSeal;
 pub use seal::pkcs11::{Pkcs11Options, Pkcs11Seal};
 pub use seal::shamir::{NewSplit, SealedKeyring, ShamirSeal, Share, ShareCommitment, ShareError};
 pub use seal::{KeyContext, Seal};
+pub use signing::SigningKey;

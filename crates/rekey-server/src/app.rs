@@ -24,7 +24,7 @@ use crate::incidents;
 use crate::keys;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
-use crate::{campaigns, credentials, pages};
+use crate::{campaigns, checkpoints, credentials, pages};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -252,6 +252,8 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
         .routes(routes!(routes::audit_tree))
         .routes(routes!(routes::audit_inclusion))
         .routes(routes!(routes::audit_consistency))
+        .routes(routes!(checkpoints::latest, checkpoints::sign))
+        .routes(routes!(checkpoints::accept))
         .routes(routes!(keys::init))
         .routes(routes!(keys::unseal))
         .routes(routes!(keys::seal))

@@ -13,6 +13,7 @@
 mod answers;
 mod app;
 mod campaigns;
+mod checkpoints;
 pub mod config;
 mod credentials;
 mod error;
@@ -27,6 +28,7 @@ mod report;
 mod routes;
 mod session;
 mod state;
+pub mod witness;
 
 pub use app::{router, App, Started};
 pub use config::Config;

@@ -114,6 +114,7 @@ pub(crate) async fn status(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<
             counts: None,
             audit_head_seq: None,
             integrity_failures: None,
+            audit_rollback: None,
         }));
     }
     let session = s.session(&ctx, AuditAction::SysStatus, String::new()).await?;

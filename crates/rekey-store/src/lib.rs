@@ -263,6 +263,18 @@ pub trait Store: Send + Sync + 'static {
     /// The hashes of complete subtrees of the audit log's tree, in the order asked
     /// (`NotFound` for a subtree the log does not complete yet).
     async fn tree_nodes(&self, nodes: Vec<rekey_tlog::Node>) -> Result<Vec<rekey_tlog::Hash>, StoreError>;
+    /// Stores a signed checkpoint of the audit log's tree; answers its number. Not an event of
+    /// the log, and not written through the audit writer: a statement about the log, signed,
+    /// so that a row a database writer forges does not verify.
+    async fn insert_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<i64, StoreError>;
+    /// The last checkpoint stored, with its cosignatures.
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError>;
+    /// The last checkpoint stored that a witness cosigned.
+    async fn latest_cosigned_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError>;
+    /// The last checkpoint stored of at least `size` events.
+    async fn checkpoint_covering(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError>;
+    /// Stores a witness's cosignature of checkpoint `id`.
+    async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

@@ -1,6 +1,6 @@
 //! Every statement Rekey runs, written once for both backends over [`Conn`]. Each domain has a
 //! file of its own holding its reads and its writes (`queries/tenants.rs`, `credentials.rs`,
-//! `tokens.rs`, `keys.rs`, `audit.rs`, `certificates.rs`, `rotations.rs`, `incidents.rs`,
+//! `tokens.rs`, `keys.rs`, `audit.rs`, `checkpoints.rs`, `certificates.rs`, `rotations.rs`, `incidents.rs`,
 //! `campaigns.rs`); `queries/write.rs` is the transaction around a batch and the dispatch of each
 //! [`WriteOp`] to its domain's function. Here stay the decoding helpers, the migrations and the
 //! counts.
@@ -47,6 +47,7 @@ pub(crate) use fresh;
 mod audit;
 mod campaigns;
 mod certificates;
+mod checkpoints;
 mod credentials;
 mod incidents;
 mod keys;
@@ -59,6 +60,7 @@ mod write;
 pub(crate) use audit::*;
 pub(crate) use campaigns::*;
 pub(crate) use certificates::*;
+pub(crate) use checkpoints::*;
 pub(crate) use credentials::*;
 pub(crate) use incidents::*;
 pub(crate) use keys::*;
@@ -132,6 +134,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (9, include_str!("../migrations/sqlite/0009_bind_marker.sql")),
             (10, include_str!("../migrations/sqlite/0010_share_commitments.sql")),
             (11, include_str!("../migrations/sqlite/0011_audit_tree.sql")),
+            (12, include_str!("../migrations/sqlite/0012_audit_checkpoints.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -144,6 +147,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (8, include_str!("../migrations/postgres/0008_bind_marker.sql")),
             (9, include_str!("../migrations/postgres/0009_share_commitments.sql")),
             (10, include_str!("../migrations/postgres/0010_audit_tree.sql")),
+            (11, include_str!("../migrations/postgres/0011_audit_checkpoints.sql")),
         ],
     }
 }

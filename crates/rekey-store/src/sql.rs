@@ -434,6 +434,28 @@ impl Store for SqlStore {
         run!(self, read, |c| q::tree_nodes(c, nodes))
     }
 
+    async fn insert_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<i64, StoreError> {
+        let checkpoint = checkpoint.clone();
+        run!(self, write, |c| q::insert_checkpoint(c, checkpoint))
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        run!(self, read, |c| q::latest_checkpoint(c))
+    }
+
+    async fn latest_cosigned_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        run!(self, read, |c| q::latest_cosigned_checkpoint(c))
+    }
+
+    async fn checkpoint_covering(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError> {
+        run!(self, read, |c| q::checkpoint_covering(c, size))
+    }
+
+    async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError> {
+        let cosignature = cosignature.clone();
+        run!(self, write, |c| q::add_cosignature(c, id, cosignature))
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
         run!(self, read, |c| q::audit_head(c))
     }

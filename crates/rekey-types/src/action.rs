@@ -54,6 +54,9 @@ audit_actions! {
     AuditVerify = "audit.verify", "ReadAudit", "A caller checked the audit chain.";
     AuditTree = "audit.tree", "ReadAudit", "A caller read the head of the audit log's Merkle tree.";
     AuditProve = "audit.prove", "ReadAudit", "A caller asked for an inclusion or consistency proof.";
+    AuditCheckpoint = "audit.checkpoint", "ReadAudit", "A caller read the latest signed checkpoint, or had one signed now.";
+    AuditRollback = "audit.rollback", "system", "The log was found shorter than, or inconsistent with, a signed checkpoint: writes are refused until an operator accepts it.";
+    AuditAccept = "audit.accept", "AcceptAuditLog", "An operator accepted the audit log as it is after a rollback was found (with the reason given).";
     IntegrityFail = "integrity.fail", "system", "A row failed its integrity check (a token row or a version's target fields changed outside Rekey).";
     IntegritySeal = "integrity.seal", "system", "Token rows stored before integrity MACs were given theirs.";
     TenantCreate = "tenant.create", "CreateTenant", "A tenant was created with its first key-encryption key.";

@@ -50,6 +50,9 @@ pub enum ErrorCode {
     LinkGone,
     /// The audit log cannot be written, so the request is refused (fail closed).
     AuditUnavailable,
+    /// The audit log is shorter than, or inconsistent with, a checkpoint the server signed: it
+    /// refuses writes until an operator accepts the log as it is (`rekey audit accept`).
+    AuditRollback,
     /// The data cannot be decrypted: tampered, swapped, or its key is gone.
     DecryptFailed,
     /// A version's secret does not open for the target fields stored with it (they were
@@ -67,7 +70,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of `docs/errors.md`.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::InvalidName,
         ErrorCode::InvalidField,
@@ -88,6 +91,7 @@ impl ErrorCode {
         ErrorCode::Frozen,
         ErrorCode::LinkGone,
         ErrorCode::AuditUnavailable,
+        ErrorCode::AuditRollback,
         ErrorCode::DecryptFailed,
         ErrorCode::TargetMismatch,
         ErrorCode::RequestTimeout,
@@ -119,6 +123,7 @@ impl ErrorCode {
             ErrorCode::Frozen => "frozen",
             ErrorCode::LinkGone => "link_gone",
             ErrorCode::AuditUnavailable => "audit_unavailable",
+            ErrorCode::AuditRollback => "audit_rollback",
             ErrorCode::DecryptFailed => "decrypt_failed",
             ErrorCode::TargetMismatch => "target_mismatch",
             ErrorCode::RequestTimeout => "request_timeout",
@@ -149,7 +154,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::Internal | ErrorCode::DecryptFailed => 500,
-            ErrorCode::Sealed | ErrorCode::AuditUnavailable | ErrorCode::Overloaded => 503,
+            ErrorCode::Sealed | ErrorCode::AuditUnavailable | ErrorCode::AuditRollback | ErrorCode::Overloaded => 503,
         }
     }
 }

@@ -149,6 +149,7 @@ impl Keeper {
         vault.clone().start_scheduler();
         vault.clone().start_campaigns();
         vault.clone().start_failure_audit();
+        vault.clone().start_checkpoints();
         vault.start_binding();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)

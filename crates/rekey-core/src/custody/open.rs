@@ -67,6 +67,7 @@ impl Vault {
         vault.register_root_versions(&registered).await?;
         vault.seal_legacy_tokens().await?;
         let root = vault.create_root_token_if_none().await?;
+        vault.check_rollback().await?;
         Ok((vault, root))
     }
 
@@ -127,6 +128,7 @@ impl Vault {
                 integrity_failures: Some(
                     self.writer_stats().integrity_failures.load(std::sync::atomic::Ordering::Relaxed),
                 ),
+                audit_rollback: self.log_guard().reason(),
             })
         }
         .await;

@@ -86,6 +86,7 @@ impl Vault {
     }
 
     pub(crate) async fn submit(&self, request: WriteRequest) -> Result<(), CoreError> {
+        self.refuse_writes(&request)?;
         let touch = self.put_hints.before(&request.op);
         match self.writer.submit(request).await {
             Ok(Ok(_)) => {
@@ -102,6 +103,9 @@ impl Vault {
         &self,
         requests: Vec<WriteRequest>,
     ) -> Result<Vec<Result<(), CoreError>>, CoreError> {
+        for request in &requests {
+            self.refuse_writes(request)?;
+        }
         let touches: Vec<_> = requests.iter().map(|r| self.put_hints.before(&r.op)).collect();
         match self.writer.submit_all(requests).await {
             Ok(results) => Ok(results
@@ -116,6 +120,27 @@ impl Vault {
                 .collect()),
             Err(_) => Err(CoreError::AuditUnavailable),
         }
+    }
+
+    /// While the log is known to be rolled back, only the events of reading the audit log, of
+    /// the status, and of the decision about it are written: every other request is refused
+    /// with `audit_rollback`, before it does anything.
+    fn refuse_writes(&self, request: &WriteRequest) -> Result<(), CoreError> {
+        let Some(reason) = self.log_guard().reason() else { return Ok(()) };
+        const STILL_ALLOWED: &[AuditAction] = &[
+            AuditAction::AuditRead,
+            AuditAction::AuditVerify,
+            AuditAction::AuditTree,
+            AuditAction::AuditProve,
+            AuditAction::AuditCheckpoint,
+            AuditAction::AuditRollback,
+            AuditAction::AuditAccept,
+            AuditAction::SysStatus,
+        ];
+        if request.op.is_none() && STILL_ALLOWED.iter().any(|a| a.as_str() == request.audit.action) {
+            return Ok(());
+        }
+        Err(CoreError::AuditRollback(reason))
     }
 
     pub(crate) async fn audit_event(&self, event: AuditRecord) -> Result<(), CoreError> {

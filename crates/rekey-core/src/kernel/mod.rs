@@ -26,7 +26,7 @@ pub mod writer;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rekey_crypto::{AuditKey, IntegrityKey, KeyContext, Seal, SystemKey};
+use rekey_crypto::{AuditKey, IntegrityKey, KeyContext, Seal, SigningKey, SystemKey};
 use rekey_store::{Store, StoreError, SystemKeyRow};
 
 pub(crate) use audit::{record, Actor};
@@ -63,6 +63,54 @@ pub struct Vault {
     connector_stats: Arc<ConnectorStats>,
     /// Wakes the campaign workers when a campaign starts.
     campaigns_wake: Arc<tokio::sync::Notify>,
+    /// Signs the audit log's checkpoints.
+    checkpoint_key: Arc<SigningKey>,
+    /// The checkpoint key's public half under the log's origin.
+    log_key: rekey_tlog::VerifierKey,
+    /// Set (with the reason) while the log is known to be shorter than, or inconsistent with, a
+    /// signed checkpoint: writes other than the audit log's own are refused.
+    rollback: RollbackGuard,
+    /// The size each witness last cosigned, as this server knows it; held while a checkpoint
+    /// is signed and sent, so that checkpoints are made one at a time.
+    witness_sizes: tokio::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// The log's key: the checkpoint key's public half under the configured origin, or under
+/// `rekey/audit/<16 hex digits of SHA-256(public key)>`.
+fn log_key(origin: Option<&str>, public: [u8; 32]) -> Result<rekey_tlog::VerifierKey, CoreError> {
+    use sha2::{Digest, Sha256};
+    let origin = match origin {
+        Some(o) => o.to_owned(),
+        None => format!("rekey/audit/{}", &hex::encode(Sha256::digest(public))[..16]),
+    };
+    rekey_tlog::VerifierKey::new(&origin, public).map_err(|e| CoreError::BadRequest(format!("audit.origin: {e}")))
+}
+
+/// Whether writes are refused because the log was rolled back (see [`Vault::refuse_writes`]).
+#[derive(Default)]
+pub(crate) struct RollbackGuard {
+    set: AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl RollbackGuard {
+    /// The reason writes are refused, if they are.
+    pub(crate) fn reason(&self) -> Option<String> {
+        if !self.set.load(Ordering::Acquire) {
+            return None;
+        }
+        self.reason.lock().expect("never poisoned").clone()
+    }
+
+    pub(crate) fn set(&self, reason: String) {
+        *self.reason.lock().expect("never poisoned") = Some(reason);
+        self.set.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.set.store(false, Ordering::Release);
+        *self.reason.lock().expect("never poisoned") = None;
+    }
 }
 
 /// The system keys a vault opened with, and whether the audit chain key was made just now (the
@@ -85,6 +133,10 @@ impl Vault {
         let audit_key = Arc::new(AuditKey::from_system_key(audit_key));
         let (integrity, _) = load_or_create_system_key(store.as_ref(), seal.as_ref(), IntegrityKey::PURPOSE).await?;
         let integrity = Arc::new(IntegrityKey::from_system_key(integrity));
+        let (seed, _) =
+            load_or_create_system_key(store.as_ref(), seal.as_ref(), SigningKey::CHECKPOINT_PURPOSE).await?;
+        let checkpoint_key = Arc::new(SigningKey::from_system_key(&seed).map_err(CoreError::Crypto)?);
+        let log_key = log_key(options.checkpoints.origin.as_deref(), checkpoint_key.public())?;
         let head = store.audit_head().await?.map(|h| h.seq).unwrap_or(0);
         let writer = Writer::spawn(store.clone(), audit_key.clone(), head, options.writer_stats.clone())
             .map_err(|e| CoreError::Store(StoreError::Backend(Box::new(e))))?;
@@ -102,6 +154,10 @@ impl Vault {
             jobs_wake: Default::default(),
             campaigns_wake: Default::default(),
             hosts: Default::default(),
+            checkpoint_key,
+            log_key,
+            rollback: Default::default(),
+            witness_sizes: Default::default(),
             connector_stats: options.connector_stats.clone().unwrap_or_default(),
             options,
         };
@@ -153,6 +209,23 @@ impl Vault {
 
     pub(crate) fn connector_stats(&self) -> &Arc<ConnectorStats> {
         &self.connector_stats
+    }
+
+    pub(crate) fn checkpoint_key(&self) -> &SigningKey {
+        &self.checkpoint_key
+    }
+
+    /// The checkpoint key's public half, named by the log's origin.
+    pub fn log_key(&self) -> &rekey_tlog::VerifierKey {
+        &self.log_key
+    }
+
+    pub(crate) fn witness_sizes(&self) -> &tokio::sync::Mutex<std::collections::HashMap<String, u64>> {
+        &self.witness_sizes
+    }
+
+    pub(crate) fn log_guard(&self) -> &RollbackGuard {
+        &self.rollback
     }
 
     pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {

@@ -100,6 +100,9 @@ pub enum Action<'a> {
     /// End a freeze by putting a new secret of a `generic` credential (there is no target to
     /// verify it at, so the word of whoever puts it must do).
     LiftFreezeByPut,
+    /// Accept the audit log as it is after it was found shorter than, or inconsistent with, a
+    /// signed checkpoint.
+    AcceptAuditLog,
 }
 
 impl Action<'_> {
@@ -128,6 +131,7 @@ impl Action<'_> {
             ManageIncidents => "ManageIncidents",
             RetargetCredential(_) => "RetargetCredential",
             ManageRotators(_) => "ManageRotators",
+            AcceptAuditLog => "AcceptAuditLog",
             RevealVersion(_) => "RevealVersion",
             RevealFrozen(_) => "RevealFrozen",
             LiftFreezeByPut => "LiftFreezeByPut",
@@ -254,6 +258,7 @@ mod tests {
             RevealVersion(&c),
             RevealFrozen(&c),
             LiftFreezeByPut,
+            AcceptAuditLog,
         ];
         let names: Vec<&str> = all.iter().map(Action::name).collect();
         for a in rekey_types::AuditAction::ALL {

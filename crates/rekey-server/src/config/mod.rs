@@ -82,6 +82,9 @@ pub struct Config {
     #[serde(default)]
     /// `[notify]`.
     pub notify: NotifyConfig,
+    #[serde(default)]
+    /// `[audit]`.
+    pub audit: AuditConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,

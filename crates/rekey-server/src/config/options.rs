@@ -79,7 +79,45 @@ impl Config {
                 concurrency: s.concurrency,
             },
             failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
+            checkpoints: self.checkpoint_options()?,
             ..Default::default()
+        })
+    }
+
+    /// Signed checkpoints of the audit log (see `rekey_core::checkpoints`).
+    fn checkpoint_options(&self) -> Result<rekey_core::options::CheckpointOptions, ConfigError> {
+        use std::time::Duration;
+        let a = &self.audit;
+        let invalid = |field: &'static str, message: &str| ConfigError::Invalid { field, message: message.into() };
+        let every = duration_setting("audit.checkpoint_every", &a.checkpoint_every, true)?;
+        if every == Some(0) {
+            return Err(invalid("audit.checkpoint_every", "must be above zero, or off"));
+        }
+        if a.checkpoint_events == Some(0) {
+            return Err(invalid("audit.checkpoint_events", "must be above zero, or left out"));
+        }
+        if let Some(origin) = &a.origin {
+            rekey_tlog::VerifierKey::new(origin, [0; 32])
+                .map_err(|_| invalid("audit.origin", "a name without spaces, '+' or control characters"))?;
+        }
+        let timeout = duration_setting("audit.witness_timeout", &a.witness_timeout, false)?.unwrap_or(0);
+        if timeout == 0 {
+            return Err(invalid("audit.witness_timeout", "must be above zero"));
+        }
+        let witnesses = a
+            .witnesses
+            .iter()
+            .map(|w| {
+                rekey_connect::witness::HttpWitness::new(&w.url, &w.key, Duration::from_secs(timeout))
+                    .map_err(|e| invalid("audit.witnesses", &e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rekey_core::options::CheckpointOptions {
+            origin: a.origin.clone(),
+            every: every.map(Duration::from_secs),
+            events: a.checkpoint_events,
+            dirs: a.witness_dirs.clone(),
+            witnesses,
         })
     }
 

@@ -315,3 +315,57 @@ impl Default for NotifyConfig {
         }
     }
 }
+
+/// `[audit]`: signed checkpoints of the audit log and where they go (see `docs/audit.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The log's origin line and key name. Default: `rekey/audit/<16 hex digits of the key>`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// A checkpoint is signed this often when events were added, or `off`.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: String,
+    /// A checkpoint is also signed once this many events were added since the last one.
+    #[serde(default)]
+    pub checkpoint_events: Option<u64>,
+    /// Append-only directories each checkpoint is written to (and read back at start).
+    #[serde(default)]
+    pub witness_dirs: Vec<PathBuf>,
+    /// HTTP witnesses (C2SP tlog-witness).
+    #[serde(default)]
+    pub witnesses: Vec<WitnessConfig>,
+    /// One request to a witness.
+    #[serde(default = "default_witness_timeout")]
+    pub witness_timeout: String,
+}
+
+/// One `[[audit.witnesses]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's submission prefix (`add-checkpoint` is appended).
+    pub url: String,
+    /// The witness's cosignature verifier key, `<name>+<key id>+<base64(0x04 ‖ key)>`.
+    pub key: String,
+}
+
+fn default_checkpoint_every() -> String {
+    "60s".into()
+}
+fn default_witness_timeout() -> String {
+    "10s".into()
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_events: None,
+            witness_dirs: Vec::new(),
+            witnesses: Vec::new(),
+            witness_timeout: default_witness_timeout(),
+        }
+    }
+}

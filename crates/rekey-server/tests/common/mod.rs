@@ -72,6 +72,19 @@ impl TestApp {
         Self { app, router, root, dir }
     }
 
+    /// A server on the same data folder and store, as after a restart, with the configuration
+    /// `tweak` adjusts.
+    pub(crate) async fn restart_configured(self, store_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Self {
+        let Self { app, root, dir, router } = self;
+        drop((app, router));
+        let mut config = Self::config(&dir);
+        config.store.url = store_url.map(rekey_server::config::Redacted::new);
+        tweak(&mut config);
+        let app = App::build(config).await.unwrap();
+        let router = Self::router_from(&app, "127.0.0.1:40000");
+        Self { app, router, root, dir }
+    }
+
     /// Waits for a key job to end and returns it.
     pub(crate) async fn wait_job(&self, id: &str) -> Value {
         for _ in 0..600 {

@@ -122,6 +122,44 @@ pub struct TreeHead {
     pub root: rekey_tlog::Hash,
 }
 
+/// A signed checkpoint of the audit log's tree, as stored, with the witnesses' cosignatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// Its number, in the order checkpoints were stored.
+    pub id: i64,
+    /// The checkpoint.
+    pub checkpoint: NewCheckpoint,
+    /// The cosignatures received, by witness name.
+    pub cosignatures: Vec<CosignatureRow>,
+}
+
+/// A checkpoint to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCheckpoint {
+    /// The tree size it states.
+    pub size: u64,
+    /// The root hash it states.
+    pub root: rekey_tlog::Hash,
+    /// The C2SP signed note, as signed.
+    pub note: String,
+    /// When it was signed.
+    pub signed_at: Timestamp,
+    /// Set on the first checkpoint signed after an operator accepted a log that is shorter than,
+    /// or inconsistent with, the last checkpoint: the reason given.
+    pub accepted: Option<String>,
+}
+
+/// A witness's cosignature of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignatureRow {
+    /// The witness's key name.
+    pub witness: String,
+    /// The signature line, as the witness answered it.
+    pub line: String,
+    /// The time it states, in seconds since the Unix epoch.
+    pub time: u64,
+}
+
 /// An audit event as stored, with its chain MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAudit {

@@ -1,0 +1,20 @@
+-- Signed checkpoints of the audit log's tree (docs/audit.md): the C2SP note as signed, its size
+-- and root for comparison, when it was signed, and for a checkpoint signed after an operator
+-- accepted a shorter or different log, the reason given. Witnesses' cosignatures beside them.
+-- Checkpoints are statements about the log, not events of it: they are signed, so a row a
+-- database writer forges does not verify.
+CREATE TABLE audit_checkpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL,
+    note TEXT NOT NULL,
+    signed_at INTEGER NOT NULL,
+    accepted TEXT
+);
+CREATE TABLE audit_cosignatures (
+    checkpoint INTEGER NOT NULL REFERENCES audit_checkpoints (id),
+    witness TEXT NOT NULL,
+    line TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    PRIMARY KEY (checkpoint, witness)
+);
