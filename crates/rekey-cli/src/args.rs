@@ -411,12 +411,41 @@ pub(crate) enum AuditCmd {
         #[arg(short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         n: u32,
     },
-    /// Verify the hash chain; exits non-zero if anything is wrong.
-    Verify,
-    /// Every event after a sequence number, as JSON lines (for a SIEM).
+    /// Verify the hash chain on the server; or, with --export, an export offline with the log's
+    /// public key alone. Exits 3 if anything is wrong.
+    Verify {
+        /// An export directory (from `audit export --proofs` or `audit evidence`), checked here
+        /// without the server.
+        #[arg(long, requires = "key")]
+        export: Option<PathBuf>,
+        /// The log's checkpoint verifier key you trust, or a file holding it.
+        #[arg(long)]
+        key: Option<String>,
+        /// A witness's cosignature verifier key (or a file holding it) whose cosignature the
+        /// checkpoint must carry. Repeat for several.
+        #[arg(long = "witness", requires = "export")]
+        witnesses: Vec<String>,
+    },
+    /// Every event after a sequence number, as JSON lines (for a SIEM); with --proofs, into a
+    /// directory anyone can verify offline (`audit verify --export`).
     Export {
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// Write `checkpoint.note`, `start.json` and `events.jsonl` to this new directory, the
+        /// events up to a checkpoint signed now.
+        #[arg(long)]
+        proofs: Option<PathBuf>,
+    },
+    /// A tenant's events since a time, each with its inclusion proof against a checkpoint
+    /// signed now, into a new directory (`checkpoint.note`, `evidence.jsonl`).
+    Evidence {
+        #[arg(long)]
+        tenant: String,
+        /// RFC 3339 time, e.g. 2026-01-12T00:00:00Z (default: all).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The head of the audit log's Merkle tree (RFC 6962; docs/audit.md).
     Tree {

@@ -405,6 +405,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Campaign(cmd) => return crate::campaigns::run(&client()?, cmd, format).await,
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Witness(cmd) => return crate::witness::run(cmd).await,
+        Command::Audit(AuditCmd::Verify { export: Some(dir), key, witnesses }) => {
+            return crate::exports::verify(&dir, key.as_deref().unwrap_or_default(), &witnesses, format);
+        }
         Command::Audit(cmd) => {
             let c = client()?;
             match cmd {
@@ -419,7 +422,13 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                 | AuditCmd::Accept { .. } => {
                     return crate::proofs::run(&c, cmd, format).await;
                 }
-                AuditCmd::Verify => {
+                AuditCmd::Export { proofs: Some(dir), after } => {
+                    return crate::exports::export(&c, &dir, after, format).await;
+                }
+                AuditCmd::Evidence { tenant, since, out } => {
+                    return crate::exports::evidence(&c, &tenant, since.as_deref(), &out, format).await;
+                }
+                AuditCmd::Verify { .. } => {
                     let r: VerifyReport = c.get("/v1/audit/verify", &[]).await?;
                     show(format, &r, |r| {
                         if r.ok {
@@ -440,7 +449,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
                         return Ok(ExitCode::from(3));
                     }
                 }
-                AuditCmd::Export { mut after } => {
+                AuditCmd::Export { mut after, proofs: None } => {
                     // Each page read is itself audited, so the log grows while it is read: stop
                     // at the first short page instead of chasing the newest event.
                     const PAGE: usize = 10_000;

@@ -6,6 +6,7 @@ mod campaigns;
 mod client;
 mod commands;
 mod connect;
+mod exports;
 mod import;
 mod incidents;
 mod keys;

@@ -122,7 +122,9 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
                 .await?;
             show(format, &v, |v| println!("accepted: writes resume; checkpoint of {} events signed", v.size));
         }
-        AuditCmd::Tail { .. } | AuditCmd::Verify | AuditCmd::Export { .. } => anyhow::bail!("not a tree command"),
+        AuditCmd::Tail { .. } | AuditCmd::Verify { .. } | AuditCmd::Export { .. } | AuditCmd::Evidence { .. } => {
+            anyhow::bail!("not a tree command")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -747,3 +747,120 @@ fn custody_commands_as_tenant_admin_and_operator() {
     );
     assert!(!tail.contains("S3cond-Secret"), "no secret in the audit log");
 }
+
+/// `audit export --proofs` and `audit evidence` write directories that `audit verify --export`
+/// checks with the log's public key alone (no server, no token); any change to an event, a
+/// missing or reordered event, another key, or a missing witness fails it with exit 3.
+#[test]
+fn audit_exports_verify_offline_and_fail_when_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::dev(dir.path());
+    let root = server.root_token();
+    ok(&server.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    ok(&server.rekey(&root, &["tenant", "create", "other", "--region", "us"], None));
+    for (i, t) in ["acme", "other", "acme"].iter().enumerate() {
+        ok(&server.rekey(
+            &root,
+            &["cred", "put", &format!("{t}/c{i}"), "--kind", "generic", "--secret-stdin"],
+            Some(b"s3cret-value"),
+        ));
+    }
+    ok(&server.rekey(&root, &["cred", "reveal", "acme/c0"], None));
+    let cp: serde_json::Value =
+        serde_json::from_str(&ok(&server.rekey(&root, &["-o", "json", "audit", "checkpoint", "--now"], None))).unwrap();
+    let key = cp["key"].as_str().unwrap().to_owned();
+    let shown = ok(&server.rekey(&root, &["-o", "table", "audit", "checkpoint", "--key", &key], None));
+    assert!(shown.contains("signature verified with the key given"), "{shown}");
+    let verify = |d: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["-o", "table", "audit", "verify", "--export", d.to_str().unwrap(), "--key", &key];
+        args.extend_from_slice(extra);
+        // An address nothing listens on and no token: the check is offline.
+        common::run("http://127.0.0.1:9", "", &args, None, &[])
+    };
+
+    let full = dir.path().join("full");
+    ok(&server.rekey(&root, &["audit", "export", "--proofs", full.to_str().unwrap()], None));
+    let report = ok(&verify(&full, &[]));
+    assert!(report.contains("all") && report.trim_end().ends_with("export verified"), "{report}");
+    let key_file = dir.path().join("log.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    ok(&common::run(
+        "http://127.0.0.1:9",
+        "",
+        &["audit", "verify", "--export", full.to_str().unwrap(), "--key", key_file.to_str().unwrap()],
+        None,
+        &[],
+    ));
+    let partial = dir.path().join("partial");
+    ok(&server.rekey(&root, &["audit", "export", "--proofs", partial.to_str().unwrap(), "--after", "5"], None));
+    assert!(ok(&verify(&partial, &[])).contains("events 6..="));
+    let events = std::fs::read_to_string(full.join("events.jsonl")).unwrap();
+    assert!(!events.contains("s3cret-value"), "no secret in an export");
+
+    // Altered copies.
+    let altered = |name: &str, change: &dyn Fn(&str) -> String| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        for f in ["checkpoint.note", "start.json"] {
+            std::fs::copy(full.join(f), d.join(f)).unwrap();
+        }
+        std::fs::write(d.join("events.jsonl"), change(&events)).unwrap();
+        d
+    };
+    let lines: Vec<&str> = events.lines().collect();
+    let changed = altered("changed", &|e| e.replacen("cred.reveal", "cred.show", 1));
+    let dropped = altered("dropped", &|_| {
+        lines.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, l)| format!("{l}\n")).collect()
+    });
+    let swapped = altered("swapped", &|_| {
+        let mut l = lines.clone();
+        l.swap(2, 3);
+        l.iter().map(|l| format!("{l}\n")).collect()
+    });
+    let cut = altered("cut", &|_| lines[..lines.len() - 1].iter().map(|l| format!("{l}\n")).collect());
+    for (d, why) in [(&changed, "do not hash"), (&dropped, "belongs"), (&swapped, "belongs"), (&cut, "ends at event")] {
+        let out = verify(d, &[]);
+        assert_eq!(out.status.code(), Some(3), "{}", d.display());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{}: {}",
+            d.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Another key, or a witness that did not cosign.
+    let wkey = dir.path().join("w.key");
+    let witness = ok(&common::run(
+        "http://127.0.0.1:9",
+        "",
+        &["witness", "key", "--name", "w.test/w1", "--out", wkey.to_str().unwrap()],
+        None,
+        &[],
+    ));
+    let other_log = witness.trim().replace("w.test/w1", "x").to_owned();
+    let out = common::run(
+        "http://127.0.0.1:9",
+        "",
+        &["audit", "verify", "--export", full.to_str().unwrap(), "--key", &other_log],
+        None,
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let out = verify(&full, &["--witness", witness.trim()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cosignature of the witness"));
+
+    // A tenant's evidence: only its events, each proven.
+    let ev = dir.path().join("evidence");
+    let out = ok(&server.rekey(
+        &root,
+        &["-o", "table", "audit", "evidence", "--tenant", "acme", "--out", ev.to_str().unwrap()],
+        None,
+    ));
+    assert!(out.contains("events of acme"), "{out}");
+    let proven = std::fs::read_to_string(ev.join("evidence.jsonl")).unwrap();
+    assert!(proven.contains("acme/c0") && proven.contains("cred.reveal") && !proven.contains("other/"), "{proven}");
+    assert!(ok(&verify(&ev, &[])).contains("each proven"));
+    std::fs::write(ev.join("evidence.jsonl"), proven.replacen("acme/c0", "acme/c2", 1)).unwrap();
+    assert_eq!(verify(&ev, &[]).status.code(), Some(3));
+}

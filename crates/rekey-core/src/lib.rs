@@ -18,6 +18,7 @@ pub mod connectors;
 pub mod credentials;
 pub mod custody;
 mod error;
+pub mod evidence;
 pub mod failures;
 mod kernel;
 pub mod options;

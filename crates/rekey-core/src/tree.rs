@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use rekey_store::with_tree_nodes;
 use rekey_tlog::tree::{consistency_proof, inclusion_proof, root, ProofError};
-use rekey_tlog::{Hash, Node};
+use rekey_tlog::{Frontier, Hash, Node};
 use rekey_types::AuditAction;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,11 @@ pub struct TreeHeadView {
     pub size: u64,
     /// The RFC 6962 tree head, hex.
     pub root: String,
+    /// `audit tree` only: the hashes of the complete subtrees the first `size` leaves
+    /// decompose into, largest first, hex (the tree's right edge). With them and the events
+    /// after `size`, anyone can compute the head of a larger tree without the earlier events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<Vec<String>>,
 }
 
 /// An inclusion proof of one event in the tree of some size.
@@ -46,7 +51,7 @@ pub struct ConsistencyView {
 }
 
 fn head(size: u64, root: Hash) -> TreeHeadView {
-    TreeHeadView { size, root: hex::encode(root) }
+    TreeHeadView { size, root: hex::encode(root), edge: None }
 }
 
 /// The value of a read that cannot fail (the source holds every node it was asked for).
@@ -74,8 +79,12 @@ impl Vault {
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
             let size = self.size_within(size).await?;
-            let root = with_tree_nodes(self.store().as_ref(), |src| root(size, src)).await?;
-            Ok(head(size, sure(root)))
+            let (root, edge) = with_tree_nodes(self.store().as_ref(), |src| {
+                let edge: Vec<Hash> = Frontier::edge_nodes(size).into_iter().map(|n| sure(src(n))).collect();
+                (sure(root(size, &mut *src)), edge)
+            })
+            .await?;
+            Ok(TreeHeadView { edge: Some(hexes(&edge)), ..head(size, root) })
         }
         .await;
         self.finish(caller, AuditAction::AuditTree, "", result).await

@@ -254,6 +254,7 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
         .routes(routes!(routes::audit_consistency))
         .routes(routes!(checkpoints::latest, checkpoints::sign))
         .routes(routes!(checkpoints::accept))
+        .routes(routes!(checkpoints::evidence))
         .routes(routes!(keys::init))
         .routes(routes!(keys::unseal))
         .routes(routes!(keys::seal))

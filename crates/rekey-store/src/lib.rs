@@ -205,6 +205,16 @@ pub trait Store: Send + Sync + 'static {
     async fn reveals_by(&self, principal: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// The audit events about one resource, oldest first.
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
+    /// Up to `limit` audit events about tenant `tenant` (the tenant itself, `tenant:<name>`, and
+    /// each of its credentials, `<name>/<credential>`) recorded at or after `since`, with
+    /// `seq <= through`, oldest first.
+    async fn audit_of_tenant(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+        through: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError>;
 
     /// A campaign.
     async fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRow>, StoreError>;

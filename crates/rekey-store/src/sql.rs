@@ -343,6 +343,17 @@ impl Store for SqlStore {
         run!(self, read, |c| q::audit_of(c, resource, limit))
     }
 
+    async fn audit_of_tenant(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+        through: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        let tenant = tenant.to_owned();
+        run!(self, read, |c| q::audit_of_tenant(c, tenant, since.as_micros(), through, limit))
+    }
+
     async fn audit_index_lag(&self) -> Result<Option<i64>, StoreError> {
         match &self.engine {
             Engine::Sqlite(pool) => pool.point(|c| ready(q::audit_index_lag(c))).await.map(Some),

@@ -30,6 +30,17 @@ pub fn slug(description: &str, max: usize) -> RefOr<Schema> {
         .into()
 }
 
+/// One line of 1 to `max` printable characters (see [`crate::text::line`]).
+pub fn line(description: &str, max: usize) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some(crate::text::line_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .into()
+}
+
 /// `tenant/name`: two slugs of at most 63 characters each.
 pub fn cred_ref() -> RefOr<Schema> {
     let slugs = format!("^{0}/{0}$", &SLUG_PATTERN[1..SLUG_PATTERN.len() - 1]);

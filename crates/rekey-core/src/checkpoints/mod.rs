@@ -69,8 +69,12 @@ pub struct CheckpointView {
 pub struct AcceptLog {
     /// Why the log as it is now is accepted (recorded in the audit event and in the next
     /// checkpoint's row).
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(schema_with = reason_schema)]
     pub reason: String,
+}
+
+fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    rekey_types::schema::line("Why the log as it is now is accepted.", MAX_REASON)
 }
 
 /// The value of a read that cannot fail (the source holds every node it was asked for).
@@ -272,5 +276,67 @@ impl Vault {
                 .collect(),
             rollback: self.log_guard().reason(),
         }
+    }
+}
+
+/// `audit evidence`: a tenant's events of a period with their inclusion proofs, and the
+/// checkpoint they are proven against.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EvidenceView {
+    /// The checkpoint, signed now.
+    pub checkpoint: CheckpointView,
+    /// The tenant's events at or after `since` and in the checkpoint, oldest first.
+    pub events: Vec<crate::evidence::ProvenEvent>,
+    /// Whether more events matched than an answer holds ([`MAX_EVIDENCE`]): ask again with a
+    /// later `since`.
+    pub truncated: bool,
+}
+
+/// The most events one evidence answer holds.
+pub const MAX_EVIDENCE: u32 = 10_000;
+
+impl Vault {
+    /// `audit evidence --tenant T --since S`: signs a checkpoint of the log as it is, then
+    /// answers the tenant's events recorded since `since` (the tenant's own events and its
+    /// credentials'), each with its inclusion proof against that checkpoint.
+    pub async fn audit_evidence(
+        &self,
+        caller: &Caller,
+        tenant: &rekey_types::TenantName,
+        since: Timestamp,
+    ) -> Result<EvidenceView, CoreError> {
+        let resource = format!("tenant:{tenant}");
+        let result = async {
+            self.authorize(caller, Action::ReadAudit, "audit log")?;
+            let row =
+                self.checkpoint_now(None).await?.ok_or_else(|| CoreError::NotFound("a signed checkpoint".into()))?;
+            let size = row.checkpoint.size;
+            let through = i64::try_from(size).unwrap_or(i64::MAX);
+            let mut stored = self.store().audit_of_tenant(tenant.as_str(), since, through, MAX_EVIDENCE + 1).await?;
+            let truncated = stored.len() > MAX_EVIDENCE as usize;
+            stored.truncate(MAX_EVIDENCE as usize);
+            let indexes: Vec<u64> = stored.iter().map(|e| (e.record.seq - 1) as u64).collect();
+            // Every proof from one read of the nodes they need.
+            let proofs = with_tree_nodes(self.store().as_ref(), |src| {
+                indexes
+                    .iter()
+                    .map(|&i| rekey_tlog::tree::inclusion_proof(i, size, &mut *src))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+            .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("an inclusion proof".into())))?;
+            let events = stored
+                .into_iter()
+                .zip(proofs)
+                .map(|(e, proof)| crate::evidence::ProvenEvent {
+                    event: crate::audit::view(e),
+                    proof: proof.iter().map(hex::encode).collect(),
+                })
+                .collect();
+            Ok(EvidenceView { checkpoint: self.checkpoint_view(row), events, truncated })
+        }
+        .await;
+        self.finish_with(caller, AuditAction::AuditProve, &resource, result, |v| format!("events={}", v.events.len()))
+            .await
     }
 }

@@ -62,6 +62,24 @@ pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -
     all(c.query(&sql, args![resource, limit]).await?, audit_row)
 }
 
+/// The events about one tenant (`tenant:<name>` and each of its credentials, `<name>/<cred>`)
+/// at or after `since` and at most `through`, oldest first.
+pub(crate) async fn audit_of_tenant<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    since: i64,
+    through: i64,
+    limit: u32,
+) -> Result<Vec<StoredAudit>, StoreError> {
+    let set = "SELECT 'tenant:' || $1 UNION ALL SELECT tn.name || '/' || cr.name FROM credentials cr \
+               JOIN tenants tn ON tn.id = cr.tenant_id WHERE tn.name = $1";
+    let sql = format!(
+        "SELECT a.* FROM audit_events a WHERE {} AND a.time >= $2 AND a.seq <= $3 ORDER BY a.seq LIMIT $4",
+        audit_where(c.backend(), "resource", set, None)
+    );
+    all(c.query(&sql, args![tenant, since, through, limit]).await?, audit_row)
+}
+
 /// Events past the SQLite audit index's watermark (see `audit_where`).
 pub(crate) async fn audit_index_lag<C: Conn>(c: &mut C) -> Result<i64, StoreError> {
     let row = c
