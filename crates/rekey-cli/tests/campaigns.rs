@@ -350,6 +350,17 @@ fn campaign_rotates_ldap_and_resets_mail_through_a_single_use_link() {
     assert_eq!(report["tenants"].as_array().unwrap().len(), 1);
     assert_eq!(report["tenants"][0]["tenant"], a.as_str());
     assert_eq!(report["done"], 6);
+    // The tenant's audit evidence is linked, and answers that tenant's proven events.
+    let evidence = report["tenants"][0]["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with(&format!("/v1/audit/evidence?tenant={a}")), "{evidence}");
+    let ev_dir = dir.path().join("evidence");
+    let since = evidence.split("since=").nth(1).map(str::to_owned);
+    let mut args = vec!["audit", "evidence", "--tenant", a.as_str(), "--out", ev_dir.to_str().unwrap()];
+    if let Some(since) = &since {
+        args.extend(["--since", since.as_str()]);
+    }
+    ok(&s.rekey(&root, &args, None));
+    assert!(std::fs::read_to_string(ev_dir.join("evidence.jsonl")).unwrap().contains(&format!("{a}/")));
     let html_path = dir.path().join("report.html");
     ok(&s.rekey(&root, &["campaign", "report", &id, "--format", "html", "--out", html_path.to_str().unwrap()], None));
     let html = std::fs::read_to_string(&html_path).unwrap();

@@ -135,6 +135,10 @@ pub(crate) fn html(report: &CampaignReport) -> String {
                             } }
                             tbody { @for item in &tenant.items { (item_row(item)) } }
                         }
+                        p class="muted" {
+                            "Audit evidence (each event with its proof against a signed checkpoint): "
+                            code { "GET " (tenant.evidence) }
+                        }
                         @if !tenant.notices.is_empty() {
                             p { "Notices:" }
                             ul {

@@ -356,6 +356,7 @@ impl Vault {
                             region: item.region.clone(),
                             items: Vec::new(),
                             notices: notices.remove(&item.tenant).unwrap_or_default(),
+                            evidence: evidence_path(&item.tenant, incident.since),
                         });
                     }
                     let tenant = tenants.last_mut().expect("a tenant was pushed above");
@@ -373,5 +374,13 @@ impl Vault {
         }
         .await;
         self.finish(caller, AuditAction::CampaignReport, &format!("campaign:{id}"), result).await
+    }
+}
+
+/// The evidence path of a tenant's audit events since `since` (all of them without one).
+fn evidence_path(tenant: &str, since: Option<Timestamp>) -> String {
+    match since {
+        Some(t) => format!("/v1/audit/evidence?tenant={tenant}&since={t}"),
+        None => format!("/v1/audit/evidence?tenant={tenant}"),
     }
 }

@@ -260,6 +260,11 @@ pub struct TenantReport {
     pub items: Vec<ReportItem>,
     /// The notices sent to it.
     pub notices: Vec<NoticeView>,
+    /// Where the tenant's audit events since the incident's `since`, each with its inclusion
+    /// proof against a signed checkpoint, are fetched (`GET` with an operator's or auditor's
+    /// token; `rekey audit evidence` writes them to a directory `rekey audit verify --export`
+    /// checks offline): the path and query.
+    pub evidence: String,
 }
 
 /// An item as the report shows it.
