@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
-# private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, the
+# private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, rsyslog with GnuTLS for the SIEM export, the
 # aiosmtpd SMTP sink and schemathesis (in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
 # installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
@@ -24,6 +24,9 @@ command -v curl >/dev/null || packages+=(curl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 # The reset pages are tested end to end in headless Chromium, driven by npm playwright-core.
 command -v chromium >/dev/null || packages+=(chromium)
+# The SIEM export is tested against a private rsyslog receiving RFC 5424 over TLS.
+[ -x /usr/sbin/rsyslogd ] || packages+=(rsyslog)
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || packages+=(rsyslog-gnutls)
 
 if [ "${#packages[@]}" -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -22,6 +22,7 @@ run=$(mktemp -d /tmp/rekey-test.XXXXXX)
 chmod 755 "$run"
 cleanup() {
   scripts/peers/connectors.sh stop "$run/peers" || true
+  scripts/peers/rsyslog.sh stop "$run/rsyslog" || true
   scripts/peers/postgres.sh stop "$run/pg" || true
   rm -rf "$run"
 }
@@ -39,6 +40,10 @@ echo "test SoftHSM2 token: rekey-test in $run/hsm"
 # OpenLDAP, Dovecot (POP3, submission), the SMTP sink, oidc-provider and the Graph stand-in.
 eval "$(scripts/peers/connectors.sh start "$run/peers")"
 echo "connector peers: ldap :$REKEY_TEST_LDAP_PORT, pop3s :$REKEY_TEST_POP3S_PORT, submission :$REKEY_TEST_SUBMISSION_PORT, oidc $REKEY_TEST_OIDC_URL"
+
+# rsyslog receiving RFC 5424 over TLS, for the SIEM export.
+eval "$(scripts/peers/rsyslog.sh start "$run/rsyslog")"
+echo "test rsyslog: $REKEY_TEST_RSYSLOG_ADDR"
 
 # npm playwright-core (installed by install-test-deps.sh) drives Debian's Chromium.
 export REKEY_TEST_BROWSER_MODULES=${REKEY_TEST_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/browser}/node_modules

@@ -34,6 +34,7 @@ mod mask;
 pub mod notify;
 pub mod oauth;
 pub mod pop3;
+pub mod siem;
 pub mod smtp;
 mod tls;
 pub mod witness;

@@ -32,6 +32,12 @@ pub(crate) fn public_config() -> Result<Arc<ClientConfig>, Failure> {
     client_config(&Fields::default())
 }
 
+/// The client configuration that trusts `ca_pem` (PEM certificates) if given, else the Mozilla
+/// roots; certificates checked (the SIEM's syslog receiver).
+pub(crate) fn config_with_ca(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, Failure> {
+    build(ca_pem, false).map(Arc::new)
+}
+
 /// The client configuration for a credential's fields.
 pub(crate) fn client_config(fields: &Fields) -> Result<Arc<ClientConfig>, Failure> {
     type Cache = Mutex<HashMap<(Option<String>, bool), Arc<ClientConfig>>>;

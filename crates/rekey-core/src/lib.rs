@@ -24,6 +24,7 @@ mod kernel;
 pub mod options;
 pub mod outbound;
 pub mod response;
+pub mod siem;
 pub mod stats;
 pub mod tenants;
 pub mod tokens;

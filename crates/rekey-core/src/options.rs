@@ -30,6 +30,8 @@ pub struct VaultOptions {
     pub failures: Arc<Failures>,
     /// Signed checkpoints of the audit log and where they go.
     pub checkpoints: CheckpointOptions,
+    /// The audit log pushed to SIEMs.
+    pub siem: crate::siem::SiemOptions,
 }
 
 impl Default for VaultOptions {
@@ -43,6 +45,7 @@ impl Default for VaultOptions {
             campaign: Default::default(),
             failures: Default::default(),
             checkpoints: Default::default(),
+            siem: Default::default(),
         }
     }
 }

@@ -285,6 +285,10 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint_covering(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError>;
     /// Stores a witness's cosignature of checkpoint `id`.
     async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError>;
+    /// The last sequence number SIEM sink `sink` acknowledged (0 for none).
+    async fn siem_cursor(&self, sink: &str) -> Result<i64, StoreError>;
+    /// Records that SIEM sink `sink` acknowledged every event up to `seq` (never moves back).
+    async fn set_siem_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

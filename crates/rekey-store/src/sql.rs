@@ -467,6 +467,16 @@ impl Store for SqlStore {
         run!(self, write, |c| q::add_cosignature(c, id, cosignature))
     }
 
+    async fn siem_cursor(&self, sink: &str) -> Result<i64, StoreError> {
+        let sink = sink.to_owned();
+        run!(self, read, |c| q::siem_cursor(c, sink))
+    }
+
+    async fn set_siem_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
+        let sink = sink.to_owned();
+        run!(self, write, |c| q::set_siem_cursor(c, sink, seq))
+    }
+
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
         run!(self, read, |c| q::audit_head(c))
     }

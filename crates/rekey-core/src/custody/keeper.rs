@@ -150,6 +150,7 @@ impl Keeper {
         vault.clone().start_campaigns();
         vault.clone().start_failure_audit();
         vault.clone().start_checkpoints();
+        vault.clone().start_siem();
         vault.start_binding();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)

@@ -85,6 +85,9 @@ pub struct Config {
     #[serde(default)]
     /// `[audit]`.
     pub audit: AuditConfig,
+    #[serde(default)]
+    /// `[siem]`.
+    pub siem: SiemConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,

@@ -80,8 +80,66 @@ impl Config {
             },
             failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
             checkpoints: self.checkpoint_options()?,
+            siem: self.siem_options()?,
             ..Default::default()
         })
+    }
+
+    /// The SIEM export (see `rekey_core::siem`).
+    fn siem_options(&self) -> Result<rekey_core::siem::SiemOptions, ConfigError> {
+        use rekey_core::siem::{Destination, Sink};
+        use std::time::Duration;
+        let s = &self.siem;
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        let interval = duration_setting("siem.interval", &s.interval, false)?.unwrap_or(0);
+        let timeout = duration_setting("siem.timeout", &s.timeout, false)?.unwrap_or(0);
+        if interval == 0 || timeout == 0 {
+            return Err(invalid("siem", "interval and timeout must be above zero".into()));
+        }
+        let timeout = Duration::from_secs(timeout);
+        let mut sinks = Vec::new();
+        for r in &s.syslog {
+            let ca = match &r.ca_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| invalid("siem.syslog.ca_file", format!("cannot read {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let sink = rekey_connect::siem::SyslogSink::new(&r.address, ca.as_deref(), timeout)
+                .map_err(|e| invalid("siem.syslog", e.to_string()))?;
+            sinks.push(Sink { name: format!("syslog:{}", r.address), destination: Destination::Syslog(sink.into()) });
+        }
+        for h in &s.http {
+            let authorization = match &h.authorization_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    invalid("siem.http.authorization_env", format!("the environment variable {var} is not set"))
+                })?),
+                None => None,
+            };
+            let sink = rekey_connect::siem::HttpSink::new(&h.url, authorization, timeout)
+                .map_err(|e| invalid("siem.http", e.to_string()))?;
+            // The position is stored under the URL without what may be secret in it.
+            let mut url: url::Url = h.url.parse().map_err(|_| invalid("siem.http.url", "does not parse".into()))?;
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            let name = format!("http:{url}");
+            sinks.push(Sink { name, destination: Destination::Http(sink.into()) });
+        }
+        let hostname = match &s.hostname {
+            Some(h) => h.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+                .unwrap_or_else(|| "-".into()),
+        };
+        if hostname.is_empty() || hostname.len() > 255 || !hostname.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("siem.hostname", "printable ASCII without spaces, at most 255 characters".into()));
+        }
+        Ok(rekey_core::siem::SiemOptions { sinks, interval: Duration::from_secs(interval), hostname })
     }
 
     /// Signed checkpoints of the audit log (see `rekey_core::checkpoints`).

@@ -369,3 +369,62 @@ impl Default for AuditConfig {
         }
     }
 }
+
+/// `[siem]`: the audit log pushed to SIEMs as OCSF (see `docs/audit.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemConfig {
+    /// Time between passes when caught up, and before a retry.
+    #[serde(default = "default_siem_interval")]
+    pub interval: String,
+    /// The HOSTNAME of syslog messages; default: the machine's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// One connection or request.
+    #[serde(default = "default_witness_timeout")]
+    pub timeout: String,
+    /// Syslog receivers (RFC 5424 over TLS).
+    #[serde(default)]
+    pub syslog: Vec<SyslogConfig>,
+    /// HTTP collectors (JSON lines).
+    #[serde(default)]
+    pub http: Vec<HttpSinkConfig>,
+}
+
+fn default_siem_interval() -> String {
+    "1s".into()
+}
+
+impl Default for SiemConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_siem_interval(),
+            hostname: None,
+            timeout: default_witness_timeout(),
+            syslog: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
+/// One `[[siem.syslog]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the receiver's TLS listener.
+    pub address: String,
+    /// PEM file of the CA that signed the receiver's certificate; default: the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One `[[siem.http]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSinkConfig {
+    /// The collector's URL.
+    pub url: String,
+    /// An environment variable holding the `Authorization` header's value, if it needs one.
+    #[serde(default)]
+    pub authorization_env: Option<String>,
+}

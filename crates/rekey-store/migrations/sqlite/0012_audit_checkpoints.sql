@@ -18,3 +18,9 @@ CREATE TABLE audit_cosignatures (
     time INTEGER NOT NULL,
     PRIMARY KEY (checkpoint, witness)
 );
+-- How far each SIEM sink has been sent (docs/audit.md, "SIEM export"): the last sequence number
+-- it acknowledged. Advanced only after a batch was delivered, so a crash resends, never skips.
+CREATE TABLE siem_cursors (
+    sink TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);

@@ -95,3 +95,23 @@ pub(crate) async fn add_cosignature<C: Conn>(
     .await
     .map(drop)
 }
+
+/// The last sequence number sink `sink` acknowledged (0 for none).
+pub(crate) async fn siem_cursor<C: Conn>(c: &mut C, sink: String) -> Result<i64, StoreError> {
+    Ok(c.query_opt("SELECT seq FROM siem_cursors WHERE sink = $1", args![sink])
+        .await?
+        .map(|r| r.int("seq"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Records that sink `sink` acknowledged every event up to `seq` (never moves back).
+pub(crate) async fn set_siem_cursor<C: Conn>(c: &mut C, sink: String, seq: i64) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO siem_cursors (sink, seq) VALUES ($1, $2) \
+         ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq WHERE siem_cursors.seq < excluded.seq",
+        args![sink, seq],
+    )
+    .await
+    .map(drop)
+}
