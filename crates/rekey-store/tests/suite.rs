@@ -82,7 +82,72 @@ both!(
     new_tenants_and_credentials_land_together,
     audit_tree_grows_with_the_log_and_proves_it,
     audit_tree_is_rebuilt_for_a_store_written_before_it,
+    checkpoints_cosignatures_and_siem_positions,
+    a_tenants_events_are_its_own_and_its_credentials,
 );
+
+/// Checkpoints come back newest first with their cosignatures; a witness's second cosignature
+/// replaces its first; a SIEM position never moves back.
+async fn checkpoints_cosignatures_and_siem_positions(db: Db) {
+    use rekey_store::{CosignatureRow, NewCheckpoint};
+    assert!(db.store.latest_checkpoint().await.unwrap().is_none());
+    let new = |size: u64| NewCheckpoint {
+        size,
+        root: [size as u8; 32],
+        note: format!("o\n{size}\nAA==\n\n\u{2014} o sig\n"),
+        signed_at: rekey_types::Timestamp::from_micros(size as i64),
+        accepted: None,
+    };
+    let a = db.store.insert_checkpoint(&new(5)).await.unwrap();
+    let b = db.store.insert_checkpoint(&new(9)).await.unwrap();
+    let c = db.store.insert_checkpoint(&NewCheckpoint { accepted: Some("restored".into()), ..new(3) }).await.unwrap();
+    assert!(a < b && b < c);
+    let latest = db.store.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!((latest.id, latest.checkpoint.size, latest.checkpoint.accepted.as_deref()), (c, 3, Some("restored")));
+    assert_eq!(latest.checkpoint, NewCheckpoint { accepted: Some("restored".into()), ..new(3) });
+    assert!(db.store.latest_cosigned_checkpoint().await.unwrap().is_none());
+    let cosig = |w: &str, time: u64| CosignatureRow { witness: w.into(), line: format!("\u{2014} {w} x{time}\n"), time };
+    db.store.add_cosignature(a, &cosig("w1", 10)).await.unwrap();
+    db.store.add_cosignature(a, &cosig("w1", 11)).await.unwrap();
+    db.store.add_cosignature(a, &cosig("w0", 12)).await.unwrap();
+    let cosigned = db.store.latest_cosigned_checkpoint().await.unwrap().unwrap();
+    assert_eq!(cosigned.id, a);
+    assert_eq!(cosigned.cosignatures, vec![cosig("w0", 12), cosig("w1", 11)]);
+    assert_eq!(db.store.checkpoint_covering(6).await.unwrap().unwrap().id, b);
+    assert_eq!(db.store.checkpoint_covering(3).await.unwrap().unwrap().id, c);
+    assert!(db.store.checkpoint_covering(10).await.unwrap().is_none());
+
+    assert_eq!(db.store.siem_cursor("syslog:a").await.unwrap(), 0);
+    db.store.set_siem_cursor("syslog:a", 40).await.unwrap();
+    db.store.set_siem_cursor("syslog:a", 30).await.unwrap();
+    db.store.set_siem_cursor("http:b", 7).await.unwrap();
+    assert_eq!(db.store.siem_cursor("syslog:a").await.unwrap(), 40);
+    assert_eq!(db.store.siem_cursor("http:b").await.unwrap(), 7);
+}
+
+/// A tenant's events: `tenant:<name>` and its credentials' `<name>/<credential>`, not another
+/// tenant's (whose name it prefixes), since the time asked and up to the size asked.
+async fn a_tenants_events_are_its_own_and_its_credentials(db: Db) {
+    let acme = create_tenant(&db, "acme", "uk").await;
+    let acme2 = create_tenant(&db, "acme2", "uk").await;
+    apply(&db, vec![Some(put(acme, "ldap", 1, None)), Some(put(acme2, "ldap", 1, None))]).await;
+    let mut requests = Vec::new();
+    for resource in ["acme/ldap", "acme2/ldap", "tenant:acme", "tenant:acme2", "acme/gone", "acmeldap"] {
+        requests.push(audit("cred.reveal", "token:x", resource, AuditOutcome::Success));
+    }
+    db.store.apply(requests, Arc::new(chain)).await.unwrap();
+    let through = db.store.audit_head().await.unwrap().unwrap().seq;
+    let ours = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
+    let resources: Vec<&str> = ours.iter().filter(|e| e.record.action == "cred.reveal").map(|e| e.record.resource.as_str()).collect();
+    assert_eq!(resources, ["acme/ldap", "tenant:acme"]);
+    let none = db.store.audit_of_tenant("acme", rekey_types::Timestamp::now(), through, 100).await.unwrap();
+    assert!(none.iter().all(|e| e.record.action != "cred.reveal"));
+    let before = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through - 6, 100).await.unwrap();
+    assert!(before.iter().all(|e| e.record.action != "cred.reveal"));
+    indexed(&db).await;
+    let again = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
+    assert_eq!(again.len(), ours.len(), "the same answer once the index caught up");
+}
 
 fn chain(prev: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
     // A stand-in MAC for the store's own tests: any deterministic function of both inputs.
