@@ -3,8 +3,10 @@
 # (wrk), for one or more `rekey` binaries in alternating runs (so that a comparison shares the
 # machine's noise).
 #
-#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C] BIN [BIN...]
+#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C] BIN[=CONFIG] ...
 #
+# `BIN=CONFIG` runs that binary with `--config CONFIG` beside `--dev` (to compare settings of
+# one binary, e.g. audit checkpoints on and off).
 # For each run: a fresh `BIN serve --dev` on a free loopback port, one tenant, one generic
 # credential and a connector token bound to it; `wrk -t1 -cC -dS` POSTs its reveal (or, with
 # `--op put`, PUTs new versions round 1,000 credentials with a tenant admin's token); the server's CPU time (user
@@ -25,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     --pairs) pairs=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
+    *=*) bins+=("$(realpath "${1%%=*}")=$(realpath "${1#*=}")"); shift ;;
     *) bins+=("$(realpath "$1")"); shift ;;
   esac
 done
@@ -66,10 +69,11 @@ fi
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() {
-  local bin=$1 dir port pid token out requests used
+  local label=$1 bin=${1%%=*} config=() dir port pid token out requests used
+  [[ $1 == *=* ]] && config=(--config "${1#*=}")
   dir=$(mktemp -d -p "$work")
   port=$(python3 "$here/peers/free-port.py")
-  "$bin" serve --dev --listen "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
+  "$bin" serve --dev "${config[@]}" --listen "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$port/v1/sys/health" >/dev/null 2>&1 && break
@@ -94,10 +98,10 @@ run() {
     "http://127.0.0.1:$port$path")
   after=$(ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $bin:" >&2; echo "$out" >&2; exit 1; fi
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $label:" >&2; echo "$out" >&2; exit 1; fi
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   used=$((after - before))
-  python3 - "$bin" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" <<'PY'
+  python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" <<'PY'
 import sys
 bin_, req, used, tick, secs, p99 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 print(f"{bin_}\t{req / secs:9.0f} req/s\t{used / tick * 1e6 / req:7.1f} us CPU/request\tp99 {p99}")

@@ -18,6 +18,7 @@ mod custody;
 mod incidents;
 mod load;
 mod proofs;
+mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,14 @@ enum Cmd {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Offline verification of an audit export of N events (`audit verify --export`), on one
+    /// thread, against reading and parsing the same file.
+    Verify {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -128,6 +137,7 @@ fn main() -> Result<()> {
             Cmd::Audit { events } => audit(events).await,
             Cmd::Proofs { events, samples, data } => proofs::run(events, samples, data).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
+            Cmd::Verify { events, samples } => verify::run(events, samples),
             Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
             Cmd::Incidents { credentials, per_tenant, data, postgres } => {
                 incidents::run(credentials, per_tenant, data, postgres).await
