@@ -71,7 +71,11 @@ pub(crate) fn run(events: u64, samples: usize) -> Result<()> {
     let writing = Instant::now();
     let key = write_export(dir.path(), events)?;
     let bytes = std::fs::metadata(dir.path().join(EVENTS_FILE))?.len();
-    println!("export of {events} events ({} MB) written in {:.1} s", bytes / 1_000_000, writing.elapsed().as_secs_f64());
+    println!(
+        "export of {events} events ({} MB) written in {:.1} s",
+        bytes / 1_000_000,
+        writing.elapsed().as_secs_f64()
+    );
     let (mut verify, mut parse) = (Vec::new(), Vec::new());
     for _ in 0..samples {
         let t = Instant::now();

@@ -453,12 +453,16 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         size: Option<u64>,
     },
-    /// The inclusion proof of event SEQ, checked here before it is shown; exits 3 if it fails.
+    /// The inclusion proof of event SEQ against a signed checkpoint (the latest, or one signed
+    /// now), proof and signature checked here before it is shown; exits 3 if either fails.
     Prove {
         seq: i64,
-        /// Against the tree of the first SIZE events (default: all of them).
-        #[arg(long)]
+        /// Against the tree of the first SIZE events instead, unsigned.
+        #[arg(long, conflicts_with = "key")]
         size: Option<u64>,
+        /// The log's verifier key you trust (default: the one the server states).
+        #[arg(long)]
+        key: Option<String>,
     },
     /// The proof that the tree of OLD events is a prefix of the tree of NEW (default: all of
     /// them), checked here before it is shown; exits 3 if it fails.

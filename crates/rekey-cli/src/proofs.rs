@@ -30,12 +30,33 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
             let head: TreeHeadView = c.get("/v1/audit/tree", &size(s)).await?;
             show(format, &head, |h| println!("{} events, head {}", h.size, h.root));
         }
-        AuditCmd::Prove { seq, size: s } => {
-            let mut query = size(s);
+        AuditCmd::Prove { seq, size: s, key } => {
+            // Without --size, against a signed checkpoint that covers the event (one signed now
+            // if the latest does not), whose signature is checked too.
+            let checkpoint: Option<CheckpointView> = match s {
+                Some(_) => None,
+                None => {
+                    let latest: CheckpointView = c.get("/v1/audit/checkpoint", &[]).await?;
+                    Some(if latest.size >= u64::try_from(seq).unwrap_or(u64::MAX) {
+                        latest
+                    } else {
+                        c.send(c.request(reqwest::Method::POST, "/v1/audit/checkpoint")).await?
+                    })
+                }
+            };
+            let mut query = size(s.or(checkpoint.as_ref().map(|v| v.size)));
             query.push(("seq", seq.to_string()));
             let p: InclusionView = c.get("/v1/audit/proof/inclusion", &query).await?;
             let index = u64::try_from(p.seq - 1).context("the server answered for another event")?;
-            let holds = p.seq == seq
+            let signed = match &checkpoint {
+                Some(v) => {
+                    let key = VerifierKey::parse(key.as_deref().unwrap_or(&v.key)).context("the log's key")?;
+                    checkpoint_holds(v, &key) && v.size == p.tree.size && v.root == p.tree.root
+                }
+                None => true,
+            };
+            let holds = signed
+                && p.seq == seq
                 && s.is_none_or(|n| n == p.tree.size)
                 && verify_inclusion(index, p.tree.size, &hash(&p.leaf)?, &hashes(&p.proof)?, &hash(&p.tree.root)?);
             show(format, &p, |p| {
@@ -45,6 +66,9 @@ pub(crate) async fn run(c: &Client, cmd: AuditCmd, format: OutputFormat) -> Resu
                 );
                 for h in &p.proof {
                     println!("  {h}");
+                }
+                if let Some(v) = &checkpoint {
+                    println!("against the checkpoint signed {} by {}", v.signed_at, key.as_deref().unwrap_or(&v.key));
                 }
                 println!("{}", if holds { "proof verified" } else { "PROOF DOES NOT VERIFY" });
             });

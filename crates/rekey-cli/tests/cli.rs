@@ -151,6 +151,9 @@ fn the_readme_tour_works_end_to_end() {
     // The Merkle tree: a proof of one event and of a prefix, each checked by the CLI itself.
     let proved = ok(&server.rekey(&root, &["-o", "table", "audit", "prove", "3"], None));
     assert!(proved.contains("event 3 (leaf ") && proved.trim_end().ends_with("proof verified"), "{proved}");
+    assert!(proved.contains("against the checkpoint signed"), "{proved}");
+    let unsigned = ok(&server.rekey(&root, &["-o", "table", "audit", "prove", "3", "--size", "4"], None));
+    assert!(unsigned.contains("tree of 4 events") && !unsigned.contains("checkpoint"), "{unsigned}");
     let prefix = ok(&server.rekey(&root, &["-o", "table", "audit", "consistency", "5"], None));
     assert!(prefix.trim_end().ends_with("verified"), "{prefix}");
     let head = ok(&server.rekey(&root, &["-o", "json", "audit", "tree", "--size", "4"], None));

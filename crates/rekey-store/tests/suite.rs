@@ -106,7 +106,8 @@ async fn checkpoints_cosignatures_and_siem_positions(db: Db) {
     assert_eq!((latest.id, latest.checkpoint.size, latest.checkpoint.accepted.as_deref()), (c, 3, Some("restored")));
     assert_eq!(latest.checkpoint, NewCheckpoint { accepted: Some("restored".into()), ..new(3) });
     assert!(db.store.latest_cosigned_checkpoint().await.unwrap().is_none());
-    let cosig = |w: &str, time: u64| CosignatureRow { witness: w.into(), line: format!("\u{2014} {w} x{time}\n"), time };
+    let cosig =
+        |w: &str, time: u64| CosignatureRow { witness: w.into(), line: format!("\u{2014} {w} x{time}\n"), time };
     db.store.add_cosignature(a, &cosig("w1", 10)).await.unwrap();
     db.store.add_cosignature(a, &cosig("w1", 11)).await.unwrap();
     db.store.add_cosignature(a, &cosig("w0", 12)).await.unwrap();
@@ -138,11 +139,13 @@ async fn a_tenants_events_are_its_own_and_its_credentials(db: Db) {
     db.store.apply(requests, Arc::new(chain)).await.unwrap();
     let through = db.store.audit_head().await.unwrap().unwrap().seq;
     let ours = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
-    let resources: Vec<&str> = ours.iter().filter(|e| e.record.action == "cred.reveal").map(|e| e.record.resource.as_str()).collect();
+    let resources: Vec<&str> =
+        ours.iter().filter(|e| e.record.action == "cred.reveal").map(|e| e.record.resource.as_str()).collect();
     assert_eq!(resources, ["acme/ldap", "tenant:acme"]);
     let none = db.store.audit_of_tenant("acme", rekey_types::Timestamp::now(), through, 100).await.unwrap();
     assert!(none.iter().all(|e| e.record.action != "cred.reveal"));
-    let before = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through - 6, 100).await.unwrap();
+    let before =
+        db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through - 6, 100).await.unwrap();
     assert!(before.iter().all(|e| e.record.action != "cred.reveal"));
     indexed(&db).await;
     let again = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
