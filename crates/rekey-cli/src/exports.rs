@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use rekey_core::checkpoints::{CheckpointView, EvidenceView};
-use rekey_core::evidence::{verify_export, Start, CHECKPOINT_FILE, EVENTS_FILE, EVIDENCE_FILE, START_FILE};
+use rekey_core::evidence::{
+    verify_export, Start, CHECKPOINT_FILE, EVENTS_FILE, EVIDENCE_FILE, START_FILE, TENANT_FILE,
+};
 use rekey_core::tree::TreeHeadView;
 use rekey_core::views::AuditEventView;
 use rekey_tlog::VerifierKey;
@@ -105,6 +107,9 @@ pub(crate) async fn evidence(
         lines.push('\n');
     }
     write_file(dir, EVIDENCE_FILE, &lines)?;
+    if let Some(complete) = &v.complete {
+        write_file(dir, TENANT_FILE, &serde_json::to_string_pretty(complete)?)?;
+    }
     show(format, &v, |v| {
         println!(
             "{} events of {tenant} with their proofs against the checkpoint of {} events, in {}",
@@ -113,7 +118,11 @@ pub(crate) async fn evidence(
             dir.display()
         );
         if v.truncated {
-            println!("MORE EVENTS MATCHED: ask again with --since after the last one");
+            println!(
+                "MORE EVENTS MATCHED: ask again with --since after the last one (this list proves no completeness)"
+            );
+        } else if v.complete.is_some() {
+            println!("with the proof that they are all of {tenant}'s events from the first listed to the checkpoint");
         }
         println!("check it anywhere: rekey audit verify --export {} --key '{}'", dir.display(), v.checkpoint.key);
     });
@@ -134,8 +143,14 @@ pub(crate) fn verify(dir: &Path, key: &str, witnesses: &[String], format: Output
                 if r.events > 0 || r.first_seq > 0 {
                     println!("events {}..={}: all {} present, unchanged and in order", r.first_seq, r.size, r.events);
                 }
+                if let Some(n) = r.tenant_map {
+                    println!("the checkpoint's tenant map ({n} tenants) rebuilt from the events: it matches");
+                }
                 if r.proven > 0 {
                     println!("{} events each proven in the checkpoint's tree", r.proven);
+                }
+                if let Some(t) = &r.complete_for {
+                    println!("complete: every event about {t} from the first listed to the checkpoint");
                 }
                 println!("export verified");
             });

@@ -785,6 +785,7 @@ fn audit_exports_verify_offline_and_fail_when_altered() {
     ok(&server.rekey(&root, &["audit", "export", "--proofs", full.to_str().unwrap()], None));
     let report = ok(&verify(&full, &[]));
     assert!(report.contains("all") && report.trim_end().ends_with("export verified"), "{report}");
+    assert!(report.contains("tenant map (2 tenants) rebuilt from the events: it matches"), "{report}");
     let key_file = dir.path().join("log.key");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
     ok(&common::run(
@@ -863,7 +864,28 @@ fn audit_exports_verify_offline_and_fail_when_altered() {
     assert!(out.contains("events of acme"), "{out}");
     let proven = std::fs::read_to_string(ev.join("evidence.jsonl")).unwrap();
     assert!(proven.contains("acme/c0") && proven.contains("cred.reveal") && !proven.contains("other/"), "{proven}");
-    assert!(ok(&verify(&ev, &[])).contains("each proven"));
+    let shown = ok(&verify(&ev, &[]));
+    assert!(shown.contains("each proven") && shown.contains("complete: every event about acme"), "{shown}");
     std::fs::write(ev.join("evidence.jsonl"), proven.replacen("acme/c0", "acme/c2", 1)).unwrap();
     assert_eq!(verify(&ev, &[]).status.code(), Some(3));
+    // One event left out: each remaining proof holds, but the list is not the tenant's log.
+    let lines: Vec<&str> = proven.lines().collect();
+    assert!(lines.len() > 3, "{proven}");
+    let omitted: String = lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(ev.join("evidence.jsonl"), omitted).unwrap();
+    let out = verify(&ev, &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant's log"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A later period starts with the event before it, and is complete too.
+    let since =
+        serde_json::from_str::<serde_json::Value>(lines[2]).unwrap()["event"]["time"].as_str().unwrap().to_owned();
+    let later = dir.path().join("later");
+    ok(&server.rekey(
+        &root,
+        &["audit", "evidence", "--tenant", "acme", "--since", &since, "--out", later.to_str().unwrap()],
+        None,
+    ));
+    let later_lines = std::fs::read_to_string(later.join("evidence.jsonl")).unwrap();
+    assert!(later_lines.lines().count() < lines.len() + 3, "{later_lines}");
+    assert!(ok(&verify(&later, &[])).contains("complete: every event about acme"));
 }

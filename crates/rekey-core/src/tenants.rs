@@ -59,7 +59,7 @@ impl Vault {
 
     /// `tenant create`: the tenant and its first key, with the audit event in the same write.
     pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<TenantView, CoreError> {
-        let resource = new.name.to_string();
+        let resource = format!("tenant:{}", new.name);
         let prepared = async {
             self.authorize(caller, Action::CreateTenant, "tenant")?;
             if self.store().tenant_by_name(&new.name).await?.is_some() {
@@ -109,7 +109,7 @@ impl Vault {
             Ok(TenantView::from(tenant))
         }
         .await;
-        self.finish(caller, AuditAction::TenantShow, name.as_str(), result).await
+        self.finish(caller, AuditAction::TenantShow, &format!("tenant:{name}"), result).await
     }
 
     /// The tenant row, or "tenant X not found".

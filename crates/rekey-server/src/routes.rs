@@ -255,7 +255,7 @@ pub(crate) async fn show_tenant(
     ctx: ReqCtx,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantView>> {
-    let resource = audit_resource(&tenant);
+    let resource = audit_resource(&format!("tenant:{tenant}"));
     let session = s.session(&ctx, AuditAction::TenantShow, resource).await?;
     let name = session.input(TenantName::parse(&tenant).map_err(name_error(&ctx))).await?;
     Ok(Json(session.vault.show_tenant(&session.caller, &name).await.map_err(core(&ctx))?))

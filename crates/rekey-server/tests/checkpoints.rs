@@ -35,8 +35,8 @@ fn exec(t: &TestApp, url: &Option<String>, sql: &str) {
     }
 }
 
-fn witness_dir(dir: &PathBuf) -> impl Fn(&mut Config) + Clone {
-    let dir = dir.clone();
+fn witness_dir(dir: &std::path::Path) -> impl Fn(&mut Config) + Clone {
+    let dir = dir.to_path_buf();
     move |c: &mut Config| {
         c.audit.witness_dirs = vec![dir.clone()];
         c.audit.checkpoint_every = "off".into();
@@ -67,7 +67,7 @@ async fn puts(t: &TestApp, from: usize, n: usize) {
 /// next restart. A rewritten event is found by the store's own checkpoint.
 async fn rollback_and_tampering_are_found_after_a_restart(url: Option<String>) {
     let witness = tempfile::tempdir().unwrap();
-    let tweak = witness_dir(&witness.path().to_path_buf());
+    let tweak = witness_dir(witness.path());
     let t = TestApp::spawn_configured(url.clone(), tweak.clone()).await;
     t.tenant("acme", "uk").await;
     puts(&t, 0, 3).await;
@@ -154,7 +154,7 @@ async fn rollback_and_tampering_are_found_after_a_restart_on_postgres() {
 #[tokio::test]
 async fn a_foreign_checkpoint_in_the_witness_directory_refuses_writes() {
     let witness = tempfile::tempdir().unwrap();
-    let tweak = witness_dir(&witness.path().to_path_buf());
+    let tweak = witness_dir(witness.path());
     let other = TestApp::spawn_configured(None, tweak.clone()).await;
     assert_eq!(other.root(Method::POST, "/v1/audit/checkpoint", None).await.status, StatusCode::OK);
     drop(other);

@@ -205,13 +205,12 @@ pub trait Store: Send + Sync + 'static {
     async fn reveals_by(&self, principal: &str) -> Result<Vec<(String, i64)>, StoreError>;
     /// The audit events about one resource, oldest first.
     async fn audit_of(&self, resource: &str, limit: u32) -> Result<Vec<StoredAudit>, StoreError>;
-    /// Up to `limit` audit events about tenant `tenant` (the tenant itself, `tenant:<name>`, and
-    /// each of its credentials, `<name>/<credential>`) recorded at or after `since`, with
-    /// `seq <= through`, oldest first.
+    /// Up to `limit` audit events about tenant `tenant` (by `rekey_types::audit::tenant_of`:
+    /// `tenant:<name>` and `<name>/<credential>`) with `after < seq <= through`, oldest first.
     async fn audit_of_tenant(
         &self,
         tenant: &str,
-        since: Timestamp,
+        after: i64,
         through: i64,
         limit: u32,
     ) -> Result<Vec<StoredAudit>, StoreError>;
@@ -285,6 +284,19 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint_covering(&self, size: u64) -> Result<Option<CheckpointRow>, StoreError>;
     /// Stores a witness's cosignature of checkpoint `id`.
     async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError>;
+    /// Advances every tenant's own log over the events up to `to` (in chunks, each its own
+    /// transaction); answers how far they reach.
+    async fn advance_tenant_logs(&self, to: i64) -> Result<i64, StoreError>;
+    /// How far the tenants' own logs reach (a sequence number), and each (its size and head),
+    /// sorted by the bytes of the tenant's name.
+    async fn tenant_logs(&self) -> Result<(i64, Vec<rekey_tlog::tenants::TenantLog>), StoreError>;
+    /// The sequence numbers, times and leaf hashes of the events about `tenant` with
+    /// `seq <= through`, in order.
+    async fn tenant_leaves(
+        &self,
+        tenant: &str,
+        through: i64,
+    ) -> Result<Vec<(i64, Timestamp, rekey_tlog::Hash)>, StoreError>;
     /// The last sequence number SIEM sink `sink` acknowledged (0 for none).
     async fn siem_cursor(&self, sink: &str) -> Result<i64, StoreError>;
     /// Records that SIEM sink `sink` acknowledged every event up to `seq` (never moves back).

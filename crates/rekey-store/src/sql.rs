@@ -346,12 +346,12 @@ impl Store for SqlStore {
     async fn audit_of_tenant(
         &self,
         tenant: &str,
-        since: Timestamp,
+        after: i64,
         through: i64,
         limit: u32,
     ) -> Result<Vec<StoredAudit>, StoreError> {
         let tenant = tenant.to_owned();
-        run!(self, read, |c| q::audit_of_tenant(c, tenant, since.as_micros(), through, limit))
+        run!(self, read, |c| q::audit_of_tenant(c, tenant, after, through, limit))
     }
 
     async fn audit_index_lag(&self) -> Result<Option<i64>, StoreError> {
@@ -465,6 +465,28 @@ impl Store for SqlStore {
     async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError> {
         let cosignature = cosignature.clone();
         run!(self, write, |c| q::add_cosignature(c, id, cosignature))
+    }
+
+    async fn advance_tenant_logs(&self, to: i64) -> Result<i64, StoreError> {
+        loop {
+            let reached = run!(self, write, |c| q::advance_tenant_logs(c, to))?;
+            if reached >= to {
+                return Ok(reached);
+            }
+        }
+    }
+
+    async fn tenant_logs(&self) -> Result<(i64, Vec<rekey_tlog::tenants::TenantLog>), StoreError> {
+        run!(self, read, |c| q::tenant_logs(c))
+    }
+
+    async fn tenant_leaves(
+        &self,
+        tenant: &str,
+        through: i64,
+    ) -> Result<Vec<(i64, Timestamp, rekey_tlog::Hash)>, StoreError> {
+        let tenant = tenant.to_owned();
+        run!(self, read, |c| q::tenant_leaves(c, tenant, through))
     }
 
     async fn siem_cursor(&self, sink: &str) -> Result<i64, StoreError> {

@@ -138,17 +138,27 @@ async fn a_tenants_events_are_its_own_and_its_credentials(db: Db) {
     }
     db.store.apply(requests, Arc::new(chain)).await.unwrap();
     let through = db.store.audit_head().await.unwrap().unwrap().seq;
-    let ours = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
+    let ours = db.store.audit_of_tenant("acme", 0, through, 100).await.unwrap();
     let resources: Vec<&str> =
         ours.iter().filter(|e| e.record.action == "cred.reveal").map(|e| e.record.resource.as_str()).collect();
-    assert_eq!(resources, ["acme/ldap", "tenant:acme"]);
-    let none = db.store.audit_of_tenant("acme", rekey_types::Timestamp::now(), through, 100).await.unwrap();
-    assert!(none.iter().all(|e| e.record.action != "cred.reveal"));
-    let before =
-        db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through - 6, 100).await.unwrap();
+    assert_eq!(resources, ["acme/ldap", "tenant:acme", "acme/gone"], "a credential's events whether or not it exists");
+    let none = db.store.audit_of_tenant("acme", through, through, 100).await.unwrap();
+    assert!(none.is_empty());
+    let before = db.store.audit_of_tenant("acme", 0, through - 6, 100).await.unwrap();
     assert!(before.iter().all(|e| e.record.action != "cred.reveal"));
+    let leaves = db.store.tenant_leaves("acme", through).await.unwrap();
+    assert_eq!(leaves.iter().map(|l| l.0).collect::<Vec<_>>(), ours.iter().map(|e| e.record.seq).collect::<Vec<_>>());
+    // The tenants' own logs, advanced to the head: acme's is the leaves above.
+    assert_eq!(db.store.advance_tenant_logs(through).await.unwrap(), through);
+    let (upto, logs) = db.store.tenant_logs().await.unwrap();
+    assert_eq!(upto, through);
+    let acme_log = logs.iter().find(|l| l.name == "acme").unwrap();
+    let mut f = rekey_tlog::Frontier::new();
+    leaves.iter().for_each(|l| drop(f.push(l.2)));
+    assert_eq!((acme_log.size, acme_log.root), (f.size(), f.root()));
+    assert!(logs.windows(2).all(|w| w[0].name.as_bytes() < w[1].name.as_bytes()), "sorted by bytes");
     indexed(&db).await;
-    let again = db.store.audit_of_tenant("acme", rekey_types::Timestamp::from_micros(0), through, 100).await.unwrap();
+    let again = db.store.audit_of_tenant("acme", 0, through, 100).await.unwrap();
     assert_eq!(again.len(), ours.len(), "the same answer once the index caught up");
 }
 

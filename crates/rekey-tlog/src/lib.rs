@@ -15,6 +15,9 @@
 //! `tlog-cosignature`) and the body of the witness protocol's `add-checkpoint` request (C2SP
 //! `tlog-witness`).
 //!
+//! [`tenants`] is the tenant map a checkpoint carries: each tenant's own log, committed so that
+//! a tenant can check that the events it was shown are all there are.
+//!
 //! This crate holds no key and does no I/O: the store, the server and the offline verifier all
 //! use the same code.
 #![forbid(unsafe_code)]
@@ -23,6 +26,7 @@
 pub mod checkpoint;
 pub mod cosignature;
 pub mod note;
+pub mod tenants;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, CheckpointError};

@@ -61,6 +61,27 @@ pub struct AuditRecord {
     pub detail: String,
 }
 
+/// The tenant an event is about, by its resource: `tenant:<name>`, `<tenant>/<credential>`
+/// with both parts names (a slug each), or `<tenant>@<version>` (one of its key versions; not
+/// `root@<version>`, `root` being no tenant's name). Any other resource is about no tenant. The
+/// tenant map of the audit checkpoints (docs/audit.md) and a tenant's evidence use this one rule.
+pub fn tenant_of(resource: &str) -> Option<&str> {
+    let slug = |s: &str| {
+        s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if let Some(name) = resource.strip_prefix("tenant:") {
+        return slug(name).then_some(name);
+    }
+    if let Some((tenant, version)) = resource.split_once('@') {
+        let digits = !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit());
+        return (slug(tenant) && tenant != "root" && digits).then_some(tenant);
+    }
+    let (tenant, credential) = resource.split_once('/')?;
+    (slug(tenant) && slug(credential)).then_some(tenant)
+}
+
 impl AuditRecord {
     /// The bytes the chain MAC covers: every field, each length-prefixed so that no two
     /// different records encode alike.
@@ -88,6 +109,22 @@ impl AuditRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_about_a_tenant_by_their_resource() {
+        assert_eq!(tenant_of("tenant:acme"), Some("acme"));
+        assert_eq!(tenant_of("acme/ldap-1"), Some("acme"));
+        assert_eq!(tenant_of("acme/a/b"), None);
+        assert_eq!(tenant_of("incident:0190"), None);
+        assert_eq!(tenant_of("token:acme/x"), None);
+        assert_eq!(tenant_of("Acme/x"), None);
+        assert_eq!(tenant_of("tenant:"), None);
+        assert_eq!(tenant_of("acme@3"), Some("acme"));
+        assert_eq!(tenant_of("root@3"), None);
+        assert_eq!(tenant_of("acme@"), None);
+        assert_eq!(tenant_of("acme"), None);
+        assert_eq!(tenant_of(""), None);
+    }
 
     fn record() -> AuditRecord {
         AuditRecord {

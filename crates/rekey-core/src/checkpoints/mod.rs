@@ -17,6 +17,7 @@ mod witness;
 use std::convert::Infallible;
 
 use rekey_store::{with_tree_nodes, CheckpointRow, NewCheckpoint};
+use rekey_tlog::tenants::{extension_line, map_leaf, memory_source, TenantLog};
 use rekey_tlog::tree::root;
 use rekey_tlog::{note, Checkpoint, Hash, VerifierKey};
 use rekey_types::{AuditAction, AuditOutcome, Timestamp};
@@ -77,6 +78,13 @@ fn reason_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
     rekey_types::schema::line("Why the log as it is now is accepted.", MAX_REASON)
 }
 
+/// The checkpoint extension line of the map of `logs` (sorted by name).
+pub(crate) fn map_line(logs: &[TenantLog]) -> String {
+    let leaves: Vec<Hash> = logs.iter().map(map_leaf).collect();
+    let head = sure(root(leaves.len() as u64, memory_source(&leaves)));
+    extension_line(leaves.len() as u64, &head)
+}
+
 /// The value of a read that cannot fail (the source holds every node it was asked for).
 fn sure<T>(r: Result<T, Infallible>) -> T {
     r.unwrap_or_else(|e| match e {})
@@ -114,7 +122,12 @@ impl Vault {
     /// writes it to the directories and sends it to the witnesses. `accepted` is the reason of
     /// an operator's acceptance: only then is a log that does not extend the last checkpoint
     /// signed. Answers the last checkpoint.
-    pub(crate) async fn checkpoint_now(&self, accepted: Option<String>) -> Result<Option<CheckpointRow>, CoreError> {
+    /// Also answers the tenants' logs the checkpoint's map was made of (when the last
+    /// checkpoint is the one signed now, or states the size they reach).
+    pub(crate) async fn checkpoint_now(
+        &self,
+        accepted: Option<String>,
+    ) -> Result<(Option<CheckpointRow>, Vec<TenantLog>), CoreError> {
         let mut sizes = self.witness_sizes().lock().await;
         let latest = self.store().latest_checkpoint().await?;
         if accepted.is_none() {
@@ -132,20 +145,27 @@ impl Vault {
                 }
             }
         }
+        // The tenants' own logs, advanced to the head, and the map of them the checkpoint
+        // commits to; the checkpoint states the size the logs reach.
         let head = self.store().tree_head().await?;
-        let fresh = accepted.is_some() || latest.as_ref().is_none_or(|l| l.checkpoint.size != head.size);
+        self.store().advance_tenant_logs(i64::try_from(head.size).unwrap_or(i64::MAX)).await?;
+        let (upto, logs) = self.store().tenant_logs().await?;
+        let size = u64::try_from(upto)
+            .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("tenant_log_state".into())))?;
+        let root = if size == head.size {
+            head.root
+        } else {
+            sure(with_tree_nodes(self.store().as_ref(), |src| root(size, src)).await?)
+        };
+        let fresh = accepted.is_some() || latest.as_ref().is_none_or(|l| l.checkpoint.size != size);
         let row = if fresh {
-            let text = Checkpoint {
-                origin: self.log_key().name.clone(),
-                size: head.size,
-                root: head.root,
-                extensions: vec![],
-            }
-            .text();
+            let text =
+                Checkpoint { origin: self.log_key().name.clone(), size, root, extensions: vec![map_line(&logs)] }
+                    .text();
             let key = self.checkpoint_key();
             let note = note::sign(&text, self.log_key(), |m| key.sign(m))
                 .map_err(|e| CoreError::Store(rekey_store::StoreError::Corrupt(e.to_string())))?;
-            let new = NewCheckpoint { size: head.size, root: head.root, note, signed_at: Timestamp::now(), accepted };
+            let new = NewCheckpoint { size, root, note, signed_at: Timestamp::now(), accepted };
             let id = self.store().insert_checkpoint(&new).await?;
             self.write_to_dirs(&new).await;
             CheckpointRow { id, checkpoint: new, cosignatures: vec![] }
@@ -153,7 +173,8 @@ impl Vault {
             latest.expect("not fresh only when there is a latest")
         };
         self.send_to_witnesses(&row, &mut sizes).await?;
-        Ok(self.store().latest_checkpoint().await?)
+        let latest = self.store().latest_checkpoint().await?;
+        Ok((latest, logs))
     }
 
     /// Refuses writes from now on, and records why (the event is one of those still written).
@@ -217,7 +238,7 @@ impl Vault {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
             let mut latest = self.store().latest_checkpoint().await?;
             if now || latest.is_none() {
-                latest = self.checkpoint_now(None).await?;
+                latest = self.checkpoint_now(None).await?.0;
             }
             let row = latest.ok_or_else(|| CoreError::NotFound("a signed checkpoint".into()))?;
             Ok(self.checkpoint_view(row))
@@ -253,6 +274,7 @@ impl Vault {
         let row = self
             .checkpoint_now(Some(reason))
             .await?
+            .0
             .ok_or_else(|| CoreError::NotFound("a signed checkpoint".into()))?;
         Ok(self.checkpoint_view(row))
     }
@@ -279,16 +301,20 @@ impl Vault {
     }
 }
 
-/// `audit evidence`: a tenant's events of a period with their inclusion proofs, and the
-/// checkpoint they are proven against.
+/// `audit evidence`: a tenant's events of a period with their inclusion proofs, the checkpoint
+/// they are proven against, and the proof that they are all of the tenant's events since then.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvidenceView {
     /// The checkpoint, signed now.
     pub checkpoint: CheckpointView,
-    /// The tenant's events at or after `since` and in the checkpoint, oldest first.
+    /// The tenant's events at or after `since` that the checkpoint covers, oldest first, and
+    /// the one before them (if any): it shows where the period starts.
     pub events: Vec<crate::evidence::ProvenEvent>,
-    /// Whether more events matched than an answer holds ([`MAX_EVIDENCE`]): ask again with a
-    /// later `since`.
+    /// The proof that `events` are every event about the tenant from the first listed to the
+    /// checkpoint; absent when `truncated`.
+    pub complete: Option<crate::evidence::TenantLogProof>,
+    /// Whether more events matched than an answer holds ([`MAX_EVIDENCE`]): the list is the
+    /// earliest of them and proves no completeness; ask again with a later `since`.
     pub truncated: bool,
 }
 
@@ -297,8 +323,8 @@ pub const MAX_EVIDENCE: u32 = 10_000;
 
 impl Vault {
     /// `audit evidence --tenant T --since S`: signs a checkpoint of the log as it is, then
-    /// answers the tenant's events recorded since `since` (the tenant's own events and its
-    /// credentials'), each with its inclusion proof against that checkpoint.
+    /// answers the tenant's events recorded since `since` (and the one before), each with its
+    /// inclusion proof against that checkpoint, and the tenant map's proof that they are all.
     pub async fn audit_evidence(
         &self,
         caller: &Caller,
@@ -308,15 +334,20 @@ impl Vault {
         let resource = format!("tenant:{tenant}");
         let result = async {
             self.authorize(caller, Action::ReadAudit, "audit log")?;
-            let row =
-                self.checkpoint_now(None).await?.ok_or_else(|| CoreError::NotFound("a signed checkpoint".into()))?;
+            let (row, logs) = self.checkpoint_now(None).await?;
+            let row = row.ok_or_else(|| CoreError::NotFound("a signed checkpoint".into()))?;
             let size = row.checkpoint.size;
             let through = i64::try_from(size).unwrap_or(i64::MAX);
-            let mut stored = self.store().audit_of_tenant(tenant.as_str(), since, through, MAX_EVIDENCE + 1).await?;
+            // The tenant's own log up to the checkpoint; the period starts at its first event
+            // recorded at or after `since`, and the list one event before that.
+            let leaves = self.store().tenant_leaves(tenant.as_str(), through).await?;
+            let first = leaves.iter().position(|(_, time, _)| *time >= since).unwrap_or(leaves.len());
+            let start = first.saturating_sub(1);
+            let after = leaves.get(start).map_or(through, |(seq, _, _)| seq - 1);
+            let mut stored = self.store().audit_of_tenant(tenant.as_str(), after, through, MAX_EVIDENCE + 1).await?;
             let truncated = stored.len() > MAX_EVIDENCE as usize;
             stored.truncate(MAX_EVIDENCE as usize);
             let indexes: Vec<u64> = stored.iter().map(|e| (e.record.seq - 1) as u64).collect();
-            // Every proof from one read of the nodes they need.
             let proofs = with_tree_nodes(self.store().as_ref(), |src| {
                 indexes
                     .iter()
@@ -325,7 +356,7 @@ impl Vault {
             })
             .await?
             .map_err(|_| CoreError::Store(rekey_store::StoreError::Corrupt("an inclusion proof".into())))?;
-            let events = stored
+            let events: Vec<_> = stored
                 .into_iter()
                 .zip(proofs)
                 .map(|(e, proof)| crate::evidence::ProvenEvent {
@@ -333,7 +364,13 @@ impl Vault {
                     proof: proof.iter().map(hex::encode).collect(),
                 })
                 .collect();
-            Ok(EvidenceView { checkpoint: self.checkpoint_view(row), events, truncated })
+            let complete = if truncated {
+                None
+            } else {
+                let leaves: Vec<Hash> = leaves.iter().map(|(_, _, leaf)| *leaf).collect();
+                crate::evidence::tenant_log_proof(tenant.as_str(), &leaves, start, &logs, &row.checkpoint.note)
+            };
+            Ok(EvidenceView { checkpoint: self.checkpoint_view(row), events, complete, truncated })
         }
         .await;
         self.finish_with(caller, AuditAction::AuditProve, &resource, result, |v| format!("events={}", v.events.len()))

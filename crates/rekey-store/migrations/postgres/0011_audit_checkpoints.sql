@@ -24,3 +24,15 @@ CREATE TABLE siem_cursors (
     sink TEXT PRIMARY KEY,
     seq BIGINT NOT NULL
 );
+-- Each tenant's own log (docs/audit.md, "The tenant map"): the right edge of the tree of the
+-- leaves of the events about it, advanced by the checkpoint job up to tenant_log_state.upto.
+CREATE TABLE tenant_logs (
+    tenant TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    edge BYTEA NOT NULL
+);
+CREATE TABLE tenant_log_state (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    upto BIGINT NOT NULL
+);
+INSERT INTO tenant_log_state (id, upto) VALUES (1, 0);

@@ -24,3 +24,15 @@ CREATE TABLE siem_cursors (
     sink TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 );
+-- Each tenant's own log (docs/audit.md, "The tenant map"): the right edge of the tree of the
+-- leaves of the events about it, advanced by the checkpoint job up to tenant_log_state.upto.
+CREATE TABLE tenant_logs (
+    tenant TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    edge BLOB NOT NULL
+);
+CREATE TABLE tenant_log_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    upto INTEGER NOT NULL
+);
+INSERT INTO tenant_log_state (id, upto) VALUES (1, 0);

@@ -62,22 +62,32 @@ pub(crate) async fn audit_of<C: Conn>(c: &mut C, resource: String, limit: u32) -
     all(c.query(&sql, args![resource, limit]).await?, audit_row)
 }
 
-/// The events about one tenant (`tenant:<name>` and each of its credentials, `<name>/<cred>`)
-/// at or after `since` and at most `through`, oldest first.
+/// The events about one tenant (by `rekey_types::audit::tenant_of`) with `after < seq <=
+/// through`, oldest first, at most `limit`.
 pub(crate) async fn audit_of_tenant<C: Conn>(
     c: &mut C,
     tenant: String,
-    since: i64,
+    after: i64,
     through: i64,
     limit: u32,
 ) -> Result<Vec<StoredAudit>, StoreError> {
-    let set = "SELECT 'tenant:' || $1 UNION ALL SELECT tn.name || '/' || cr.name FROM credentials cr \
-               JOIN tenants tn ON tn.id = cr.tenant_id WHERE tn.name = $1";
     let sql = format!(
-        "SELECT a.* FROM audit_events a WHERE {} AND a.time >= $2 AND a.seq <= $3 ORDER BY a.seq LIMIT $4",
-        audit_where(c.backend(), "resource", set, None)
+        "SELECT a.* FROM audit_events a WHERE {} AND a.seq > $2 AND a.seq <= $3 ORDER BY a.seq LIMIT $4",
+        super::tenant_where(c.backend())
     );
-    all(c.query(&sql, args![tenant, since, through, limit]).await?, audit_row)
+    // A few more than asked: a resource in the range that is not the tenant's (`acme/a/b`) is
+    // read and dropped.
+    let mut out = Vec::new();
+    for row in c.query(&sql, args![tenant.clone(), after, through, i64::from(limit) + 64]).await? {
+        let event = audit_row(&row)?;
+        if rekey_types::audit::tenant_of(&event.record.resource) == Some(tenant.as_str()) {
+            out.push(event);
+            if out.len() >= limit as usize {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Events past the SQLite audit index's watermark (see `audit_where`).

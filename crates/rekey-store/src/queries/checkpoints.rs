@@ -1,8 +1,17 @@
-//! Signed checkpoints of the audit log's tree and the witnesses' cosignatures of them.
+//! Signed checkpoints of the audit log's tree, the witnesses' cosignatures of them, the SIEM
+//! sinks' positions, and each tenant's own log (the tenant map a checkpoint commits to).
 
-use super::{all, corrupt, ts};
+use std::collections::BTreeMap;
+
+use rekey_tlog::tenants::TenantLog;
+use rekey_tlog::{Frontier, Hash};
+use rekey_types::Timestamp;
+
+use super::tree::{edge_bytes, frontier_of};
+use super::{all, corrupt, finish, ts};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{CheckpointRow, CosignatureRow, NewCheckpoint};
+use crate::sql::Backend;
 use crate::StoreError;
 
 fn checkpoint_row(r: &OwnedRow) -> Result<CheckpointRow, StoreError> {
@@ -114,4 +123,109 @@ pub(crate) async fn set_siem_cursor<C: Conn>(c: &mut C, sink: String, seq: i64) 
     )
     .await
     .map(drop)
+}
+
+/// Events read per transaction while the tenants' logs are advanced.
+const TENANT_CHUNK: i64 = 20_000;
+
+/// Advances every tenant's log over the events up to `to` (at most [`TENANT_CHUNK`] of them in
+/// this transaction); answers how far the logs now reach.
+pub(crate) async fn advance_tenant_logs<C: Conn>(c: &mut C, to: i64) -> Result<i64, StoreError> {
+    c.batch(match c.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    })
+    .await?;
+    let step = async {
+        let lock = match c.backend() {
+            Backend::Postgres => "SELECT upto FROM tenant_log_state WHERE id = 1 FOR UPDATE",
+            Backend::Sqlite => "SELECT upto FROM tenant_log_state WHERE id = 1",
+        };
+        let upto = c.query_opt(lock, vec![]).await?.ok_or_else(|| corrupt("tenant_log_state"))?.int("upto")?;
+        if upto >= to {
+            return Ok(upto);
+        }
+        let until = to.min(upto + TENANT_CHUNK);
+        let rows = c
+            .query(
+                "SELECT seq, resource, leaf FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+                args![upto, until],
+            )
+            .await?;
+        if rows.len() as i64 != until - upto {
+            return Err(corrupt("audit_events: a sequence number is missing"));
+        }
+        let mut by_tenant: BTreeMap<String, Vec<Hash>> = BTreeMap::new();
+        for r in &rows {
+            let resource = r.text("resource")?;
+            if let Some(tenant) = rekey_types::audit::tenant_of(&resource) {
+                let leaf: Hash = r.blob("leaf")?.try_into().map_err(|_| corrupt("audit_events.leaf"))?;
+                by_tenant.entry(tenant.to_owned()).or_default().push(leaf);
+            }
+        }
+        for (tenant, leaves) in by_tenant {
+            let mut frontier =
+                match c.query_opt("SELECT size, edge FROM tenant_logs WHERE tenant = $1", args![tenant.clone()]).await?
+                {
+                    Some(r) => frontier_of(r.int("size")?, r.blob("edge")?)?,
+                    None => Frontier::new(),
+                };
+            for leaf in leaves {
+                frontier.push(leaf);
+            }
+            c.exec(
+                "INSERT INTO tenant_logs (tenant, size, edge) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, edge = excluded.edge",
+                args![tenant, frontier.size() as i64, edge_bytes(&frontier)],
+            )
+            .await?;
+        }
+        c.exec("UPDATE tenant_log_state SET upto = $1 WHERE id = 1", args![until]).await?;
+        Ok(until)
+    }
+    .await;
+    finish(c, step).await
+}
+
+/// How far the tenants' logs reach, and every tenant's log then, sorted by the bytes of its
+/// name (read again if another server advanced them in between).
+pub(crate) async fn tenant_logs<C: Conn>(c: &mut C) -> Result<(i64, Vec<TenantLog>), StoreError> {
+    let upto = |row: Option<OwnedRow>| row.ok_or_else(|| corrupt("tenant_log_state"))?.int("upto");
+    loop {
+        let before = upto(c.query_opt("SELECT upto FROM tenant_log_state WHERE id = 1", vec![]).await?)?;
+        let mut logs = all(c.query("SELECT tenant, size, edge FROM tenant_logs", vec![]).await?, |r| {
+            let frontier = frontier_of(r.int("size")?, r.blob("edge")?)?;
+            Ok(TenantLog { name: r.text("tenant")?, size: frontier.size(), root: frontier.root() })
+        })?;
+        let after = upto(c.query_opt("SELECT upto FROM tenant_log_state WHERE id = 1", vec![]).await?)?;
+        if before == after {
+            logs.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+            return Ok((after, logs));
+        }
+    }
+}
+
+/// The sequence numbers, times and leaves of the events about `tenant` (by `tenant_of`) with
+/// `seq <= through`, in order.
+pub(crate) async fn tenant_leaves<C: Conn>(
+    c: &mut C,
+    tenant: String,
+    through: i64,
+) -> Result<Vec<(i64, Timestamp, Hash)>, StoreError> {
+    let sql = format!(
+        "SELECT a.seq, a.time, a.resource, a.leaf FROM audit_events a WHERE {} AND a.seq <= $2 ORDER BY a.seq",
+        super::tenant_where(c.backend())
+    );
+    let rows = c.query(&sql, args![tenant.clone(), through]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if rekey_types::audit::tenant_of(&r.text("resource")?) == Some(tenant.as_str()) {
+            out.push((
+                r.int("seq")?,
+                ts(&r, "time")?,
+                r.blob("leaf")?.try_into().map_err(|_| corrupt("audit_events.leaf"))?,
+            ));
+        }
+    }
+    Ok(out)
 }

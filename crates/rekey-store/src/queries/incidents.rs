@@ -240,6 +240,26 @@ pub(super) fn audit_where(backend: Backend, key: &str, set: &str, action: Option
     }
 }
 
+/// Events that may be about tenant `$1` (`tenant:<name>`, or a resource starting `<name>/` or
+/// `<name>@`),
+/// through the SQLite audit index by a range of `resource`; the caller keeps those
+/// `rekey_types::audit::tenant_of` says are the tenant's. PostgreSQL scans with `starts_with`
+/// (correct under any collation).
+pub(super) fn tenant_where(backend: Backend) -> String {
+    match backend {
+        Backend::Postgres => {
+            "(a.resource = 'tenant:' || $1 OR starts_with(a.resource, $1 || '/') OR starts_with(a.resource, $1 || '@'))"
+                .into()
+        }
+        Backend::Sqlite => "a.seq IN (SELECT x.seq FROM ix.by_resource x WHERE x.resource = 'tenant:' || $1 \
+             OR (x.resource >= $1 || '/' AND x.resource < $1 || '0') OR (x.resource >= $1 || '@' AND x.resource < $1 || 'A') \
+             UNION ALL SELECT t.seq FROM audit_events t WHERE t.seq > (SELECT w.seq FROM ix.indexed w WHERE w.id = 1) \
+             AND (t.resource = 'tenant:' || $1 OR (t.resource >= $1 || '/' AND t.resource < $1 || '0') \
+             OR (t.resource >= $1 || '@' AND t.resource < $1 || 'A')))"
+            .into(),
+    }
+}
+
 pub(super) const REVEAL: Option<&str> = Some("cred.reveal");
 
 /// Successful reveals of an incident's credentials at or after `since`: (events, credentials).
