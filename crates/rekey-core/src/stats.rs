@@ -21,6 +21,14 @@ pub struct WriterStats {
     /// Rows refused because their integrity check failed (a token row or a version's target
     /// fields changed outside Rekey).
     pub integrity_failures: AtomicU64,
+    /// 1 while writes are refused because the audit log was found rolled back, else 0.
+    pub rollback: AtomicU64,
+    /// The size of the last checkpoint this server signed.
+    pub checkpoint_size: AtomicU64,
+    /// Checkpoints a witness did not cosign (refused, or not reached).
+    pub witness_failures: AtomicU64,
+    /// Batches a SIEM sink did not take (sent again later).
+    pub siem_failures: AtomicU64,
 }
 
 /// Counters for `/metrics`; shared so they survive a seal and unseal.

@@ -61,9 +61,35 @@ impl Collector for AuditCollector {
                  changed outside Rekey)",
                 s.integrity_failures.load(Ordering::Relaxed),
             ),
+            (
+                "rekey_audit_witness_failures",
+                "Checkpoints a witness did not cosign (refused, or not reached)",
+                s.witness_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "rekey_siem_failures",
+                "Batches of audit events a SIEM sink did not take (sent again later)",
+                s.siem_failures.load(Ordering::Relaxed),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        for (name, help, value) in [
+            (
+                "rekey_audit_rollback",
+                "1 while writes are refused because the audit log was found shorter than, or inconsistent with, a \
+                 signed checkpoint",
+                s.rollback.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "rekey_audit_checkpoint_size",
+                "Events covered by the last checkpoint this server signed",
+                s.checkpoint_size.load(Ordering::Relaxed) as i64,
+            ),
+        ] {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
         let g = ConstGauge::new(s.head_seq.load(Ordering::SeqCst));
         g.encode(encoder.encode_descriptor(

@@ -112,6 +112,7 @@ async fn rollback_and_tampering_are_found_after_a_restart(url: Option<String>) {
     assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "audit_rollback");
     let events = t.root(Method::GET, "/v1/audit/events?n=5", None).await.body;
     assert!(events.as_array().unwrap().iter().any(|e| e["action"] == "audit.rollback"), "{events}");
+    assert!(metrics_of(&t).await.contains("rekey_audit_rollback 1"));
     // Only an operator decides; a reason is required.
     let r = t.call(Method::POST, "/v1/audit/accept", Some(&auditor), Some(json!({"reason": "restored"}))).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
@@ -123,6 +124,8 @@ async fn rollback_and_tampering_are_found_after_a_restart(url: Option<String>) {
     assert!(r.body["rollback"].is_null());
     assert_signed(&r.body);
     assert_eq!(t.put("acme/after", "y").await.status, StatusCode::OK);
+    let m = metrics_of(&t).await;
+    assert!(m.contains("rekey_audit_rollback 0") && !m.contains("rekey_audit_checkpoint_size 0"), "{m}");
     let r = t.root(Method::POST, "/v1/audit/accept", Some(json!({"reason": "again"}))).await;
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     // The acceptance holds across a restart: the newest checkpoint everywhere is the accepted one.
@@ -316,4 +319,8 @@ async fn post_raw(addr: String, body: String) -> (u16, String, String) {
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
         .unwrap_or_default();
     (status, ctype, body.to_owned())
+}
+
+async fn metrics_of(t: &TestApp) -> String {
+    String::from_utf8(t.call(Method::GET, "/metrics", None, None).await.raw).unwrap()
 }

@@ -167,6 +167,7 @@ impl Vault {
                 .map_err(|e| CoreError::Store(rekey_store::StoreError::Corrupt(e.to_string())))?;
             let new = NewCheckpoint { size, root, note, signed_at: Timestamp::now(), accepted };
             let id = self.store().insert_checkpoint(&new).await?;
+            self.writer_stats().checkpoint_size.store(size, std::sync::atomic::Ordering::Relaxed);
             self.write_to_dirs(&new).await;
             CheckpointRow { id, checkpoint: new, cosignatures: vec![] }
         } else {
@@ -181,6 +182,7 @@ impl Vault {
     pub(crate) async fn found_rollback(&self, finding: String) {
         tracing::error!(finding = %finding, "the audit log was rolled back or rewritten; refusing writes until an operator runs `rekey audit accept`");
         self.log_guard().set(finding.clone());
+        self.writer_stats().rollback.store(1, std::sync::atomic::Ordering::Relaxed);
         let event = record(
             SYSTEM,
             "",
@@ -271,6 +273,7 @@ impl Vault {
         self.audit_event(self.event(caller, AuditAction::AuditAccept, "audit log", AuditOutcome::Success, &detail))
             .await?;
         self.log_guard().clear();
+        self.writer_stats().rollback.store(0, std::sync::atomic::Ordering::Relaxed);
         let row = self
             .checkpoint_now(Some(reason))
             .await?

@@ -97,8 +97,11 @@ impl Vault {
                     let cosignature = CosignatureRow { witness: witness.name().to_owned(), line, time };
                     self.store().add_cosignature(row.id, &cosignature).await?;
                 }
-                Err(e) => tracing::error!(witness = witness.name(), size = row.checkpoint.size, error = %e,
-                    "the witness did not cosign the audit checkpoint"),
+                Err(e) => {
+                    self.writer_stats().witness_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(witness = witness.name(), size = row.checkpoint.size, error = %e,
+                        "the witness did not cosign the audit checkpoint");
+                }
             }
         }
         Ok(())

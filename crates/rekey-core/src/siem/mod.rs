@@ -124,7 +124,10 @@ impl Vault {
             match (sent, &sink.destination) {
                 (Ok(()), Destination::Http(_)) => self.store().set_siem_cursor(&sink.name, last).await?,
                 (Ok(()), Destination::Syslog(_)) => *pending.lock().expect("never poisoned") = Some(last),
-                (Err(e), _) => return Err(sink_failed(&sink.name, e)),
+                (Err(e), _) => {
+                    self.writer_stats().siem_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(sink_failed(&sink.name, e));
+                }
             }
             from = last;
             if events.len() < BATCH as usize {
