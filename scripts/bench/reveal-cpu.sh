@@ -3,7 +3,8 @@
 # (wrk), for one or more `rekey` binaries in alternating runs (so that a comparison shares the
 # machine's noise).
 #
-#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C] BIN[=CONFIG] ...
+#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C]
+#                               [--dataset DIR] [--warmup S] BIN[=CONFIG] ...
 #
 # `BIN=CONFIG` runs that binary with `--config CONFIG` beside `--dev` (to compare settings of
 # one binary, e.g. audit checkpoints on and off).
@@ -12,6 +13,10 @@
 # `--op put`, PUTs new versions round 1,000 credentials with a tenant admin's token); the server's CPU time (user
 # + system, from /proc/PID/stat) over the run divided by the requests wrk completed is the CPU
 # per request. Prints one line per run and the median per binary.
+#
+# `--dataset DIR` (a folder made by `rekey-bench dataset --credentials N --tenants T --data DIR`)
+# runs each server on a fresh copy of that folder instead, and every request reveals (or puts a
+# new version of) a credential drawn at random from all of it, with the operator's root token.
 # Installs wrk from Debian's packages if it is missing.
 set -euo pipefail
 
@@ -19,6 +24,8 @@ op=reveal
 seconds=8
 pairs=5
 connections=32
+warmup=1
+dataset=
 bins=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -26,6 +33,8 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --dataset) dataset=$(realpath "$2"); shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *=*) bins+=("$(realpath "${1%%=*}")=$(realpath "${1#*=}")"); shift ;;
     *) bins+=("$(realpath "$1")"); shift ;;
@@ -64,6 +73,29 @@ request = function()
 end
 LUA
 fi
+if [[ -n $dataset ]]; then
+  [[ -f $dataset/dataset.env && -f $dataset/root-token ]] ||
+    { echo "$dataset is not a folder made by rekey-bench dataset" >&2; exit 2; }
+  # shellcheck disable=SC1091
+  source "$dataset/dataset.env"
+  # A credential drawn at random per request (LuaJIT's generator, unseeded: the same sequence
+  # in every run).
+  cat >"$work/request.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  local t, c = math.random(0, $TENANTS - 1), math.random(0, $PER_TENANT - 1)
+  local path = "/v1/tenants/t" .. t .. "/credentials/c" .. c
+  if "$op" == "reveal" then
+    return wrk.format("POST", path .. "/reveal", nil, nil)
+  end
+  n = n + 1
+  return wrk.format("PUT", path, nil, '{"kind":"ldap","fields":{"url":"ldaps://dc' .. t ..
+    '.example:636","bind_dn":"cn=svc,dc=t' .. t .. ',dc=example"},"secret":"bench-secret-' .. n .. '"}')
+end
+LUA
+fi
 
 # CPU ticks (user + system) of a process so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -73,25 +105,33 @@ run() {
   [[ $1 == *=* ]] && config=(--config "${1#*=}")
   dir=$(mktemp -d -p "$work")
   port=$(python3 "$here/peers/free-port.py")
+  if [[ -n $dataset ]]; then
+    cp -r "$dataset" "$dir/data"
+    rm -f "$dir/data"/*.lock
+  fi
   "$bin" serve --dev "${config[@]}" --listen "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do
     curl -fs "http://127.0.0.1:$port/v1/sys/health" >/dev/null 2>&1 && break
     sleep 0.1
   done
   export REKEY_ADDR="http://127.0.0.1:$port" REKEY_TOKEN_FILE="$dir/data/root-token"
-  "$bin" tenant create acme --region uk -o json >/dev/null
-  printf 'bench-secret-value' | "$bin" cred put acme/db --kind generic --secret-stdin -o json >/dev/null
-  if [[ $op == reveal ]]; then
-    token=$("$bin" token create --role connector --tenant acme --cred db -o json |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+  if [[ -n $dataset ]]; then
+    token=$(tr -d '\n' <"$dir/data/root-token")
   else
-    token=$("$bin" token create --role tenant-admin --tenant acme -o json |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+    "$bin" tenant create acme --region uk -o json >/dev/null
+    printf 'bench-secret-value' | "$bin" cred put acme/db --kind generic --secret-stdin -o json >/dev/null
+    if [[ $op == reveal ]]; then
+      token=$("$bin" token create --role connector --tenant acme --cred db -o json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+    else
+      token=$("$bin" token create --role tenant-admin --tenant acme -o json |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+    fi
   fi
   unset REKEY_ADDR REKEY_TOKEN_FILE
-  # A short warm-up, then the measured run.
-  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d1s -s "$work/request.lua" "http://127.0.0.1:$port$path" >/dev/null
+  # A warm-up (one second unless --warmup says), then the measured run.
+  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${warmup}s" -s "$work/request.lua" "http://127.0.0.1:$port$path" >/dev/null
   local before after
   before=$(ticks "$pid")
   out=$(REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \

@@ -5,6 +5,7 @@
 //! cargo run --release -p rekey-bench -- http   [--seconds 15] [--connections 32]
 //! cargo run --release -p rekey-bench -- audit  [--events 300000]
 //! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
+//! cargo run --release -p rekey-bench -- dataset --credentials 1000000 --tenants 50000 --data DIR
 //! cargo run --release -p rekey-bench -- custody [--credentials 1000000] [--hsm] [--data DIR]
 //! cargo run --release -p rekey-bench -- incidents [--credentials 1000000] [--per-tenant 10] [--data DIR] [--postgres URL]
 //! cargo run --release -p rekey-bench -- connect [--seconds 5] [--concurrency 8] [--rounds 3] [--accounts 10000]
@@ -117,6 +118,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         samples: usize,
     },
+    /// A dev data folder holding N credentials over T tenants (`t0/c0` …), its root token in
+    /// `root-token` and its shape in `dataset.env`, for `scripts/bench/reveal-cpu.sh --dataset`.
+    Dataset {
+        #[arg(long, default_value_t = 1_000_000)]
+        credentials: usize,
+        #[arg(long, default_value_t = 50_000)]
+        tenants: usize,
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Resident memory of `rekey serve` with N stored credentials, against an empty store.
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
@@ -137,6 +148,7 @@ fn main() -> Result<()> {
             Cmd::Audit { events } => audit(events).await,
             Cmd::Proofs { events, samples, data } => proofs::run(events, samples, data).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
+            Cmd::Dataset { credentials, tenants, data } => dataset(credentials, tenants, data),
             Cmd::Verify { events, samples } => verify::run(events, samples),
             Cmd::Custody { credentials, data, hsm } => custody::run(credentials, data, hsm).await,
             Cmd::Incidents { credentials, per_tenant, data, postgres } => {
@@ -446,6 +458,40 @@ async fn serve_and_measure(
     Ok(rss)
 }
 
+/// Loads a dev data folder through the import use case (see `Cmd::Dataset`).
+fn load_folder(folder: &Path, credentials: usize, per_tenant: usize) -> Result<(usize, usize)> {
+    let load = folder.to_owned();
+    custody::on_own_runtime(move || async move {
+        let mut app = App::build(dev_config(&load)).await?;
+        let root = app.root_token.take().context("root token")?;
+        std::fs::write(load.join("root-token"), format!("{}\n", root.expose()))?;
+        let vault = app.keeper.vault()?;
+        let caller = custody::caller_of(&vault, root.expose()).await?;
+        let shape = custody::load_dataset(&vault, &caller, credentials, per_tenant).await?;
+        // The audit index follows behind the writer: let it catch up here, so that a server
+        // measured on this folder does not spend its first minute indexing the import.
+        while vault.store().audit_index_lag().await?.unwrap_or(0) > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(shape)
+    })
+}
+
+fn dataset(credentials: usize, tenants: usize, data: PathBuf) -> Result<()> {
+    anyhow::ensure!(tenants > 0 && credentials >= tenants, "at least one credential per tenant");
+    anyhow::ensure!(!data.join("rekey.db").exists(), "{} already holds a store", data.display());
+    let start = Instant::now();
+    let (tenants, per_tenant) = load_folder(&data, credentials, credentials.div_ceil(tenants))?;
+    std::fs::write(data.join("dataset.env"), format!("TENANTS={tenants}\nPER_TENANT={per_tenant}\n"))?;
+    println!(
+        "{} credentials over {tenants} tenants ({per_tenant} each, t0/c0 …) in {} ({:.0} s)",
+        tenants * per_tenant,
+        data.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
     let bin = std::env::current_exe()?.parent().context("exe dir")?.join("rekey");
     anyhow::ensure!(
@@ -460,15 +506,7 @@ async fn memory(credentials: usize, data: Option<PathBuf>) -> Result<()> {
     let per_tenant = credentials.div_ceil(tenants);
     if !full.join("rekey.db").exists() {
         let start = Instant::now();
-        let load = full.clone();
-        custody::on_own_runtime(move || async move {
-            let mut app = App::build(dev_config(&load)).await?;
-            let root = app.root_token.take().context("root token")?;
-            std::fs::write(load.join("root-token"), format!("{}\n", root.expose()))?;
-            let vault = app.keeper.vault()?;
-            let caller = custody::caller_of(&vault, root.expose()).await?;
-            custody::load_dataset(&vault, &caller, credentials, per_tenant).await
-        })?;
+        load_folder(&full, credentials, per_tenant)?;
         eprintln!("  ready in {:.0} s", start.elapsed().as_secs_f64());
     }
     let (base_rss, base_hwm) = serve_and_measure(&bin, &empty, 0, 0, 0).await?;
