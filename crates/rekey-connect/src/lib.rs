@@ -29,6 +29,7 @@ mod capped;
 pub mod egress;
 mod error;
 pub mod graph;
+mod http;
 pub mod ldap;
 mod mask;
 pub mod notify;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::egress::{EgressPolicy, PolicyResolver};
+use crate::egress::EgressPolicy;
 
 mod relay;
 
@@ -54,15 +54,7 @@ impl Webhook {
         }
         let tls = crate::tls::public_config()
             .map_err(|_| NotifyError::Config("the TLS configuration could not be built".into()))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(PolicyResolver(egress)))
-            .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = crate::http::client(&tls, timeout, timeout, Some(egress))
             .map_err(|e| NotifyError::Config(e.without_url().to_string()))?;
         Ok(Self { url, secret: Arc::new(zeroize::Zeroizing::new(secret)), client })
     }

@@ -24,7 +24,6 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::capped::MAX_ANSWER_BYTES;
-use crate::egress::PolicyResolver;
 use crate::error::one_line;
 use crate::{tls, Failure, Limits, Status};
 
@@ -199,15 +198,7 @@ pub(crate) fn http_client(fields: &Fields, limits: &Limits) -> Result<reqwest::C
         return Ok(c.clone());
     }
     let config = tls::client_config(fields)?;
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls((*config).clone())
-        .connect_timeout(limits.connect)
-        .timeout(limits.overall)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .dns_resolver(Arc::new(PolicyResolver(limits.egress.clone())))
-        .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let client = crate::http::client(&config, limits.connect, limits.overall, Some(limits.egress.clone()))
         .map_err(|e| Failure::Config(format!("HTTP client: {e}")))?;
     let mut clients = clients.lock().expect("http clients");
     if clients.len() > 1024 {

@@ -142,14 +142,7 @@ impl HttpSink {
             return Err(SinkError::Config("the collector URL must be http or https".into()));
         }
         let tls = crate::tls::public_config().map_err(|e| SinkError::Config(failure(e)))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = crate::http::client(&tls, timeout, timeout, None)
             .map_err(|e| SinkError::Config(e.without_url().to_string()))?;
         Ok(Self { url, client, authorization: authorization.map(|a| Arc::new(zeroize::Zeroizing::new(a))) })
     }

@@ -62,14 +62,7 @@ impl HttpWitness {
         }
         let tls = crate::tls::public_config()
             .map_err(|_| WitnessError::Config("the TLS configuration could not be built".into()))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("rekey/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let client = crate::http::client(&tls, timeout, timeout, None)
             .map_err(|e| WitnessError::Config(e.without_url().to_string()))?;
         Ok(Self { url, key, client })
     }

@@ -13,7 +13,7 @@ mod common;
 mod recorder;
 
 use axum::http::{Method, StatusCode};
-use common::{assert_error, fresh_postgres_database, Reply, TestApp};
+use common::{assert_error, fresh_postgres_database, pg_exec, Reply, TestApp};
 use recorder::{Recorder, Speaks};
 use serde_json::{json, Value};
 
@@ -298,23 +298,6 @@ async fn target_fields_edited_in_the_database_send_nothing_on_postgres() {
     s.send_everything().await;
     assert_eq!(s.attacker.connections(), 0, "nothing connected to the attacker");
     s.assert_real_never_left("database edit on PostgreSQL");
-}
-
-/// Runs one statement on a PostgreSQL database, from a thread of its own.
-fn pg_exec(url: &str, sql: &str) {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    use sqlx::{Connection, Executor};
-                    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                    c.execute(sql).await.unwrap();
-                })
-            })
-            .join()
-            .unwrap()
-    });
 }
 
 /// Two credentials' names swapped with SQL: a connector bound to one never gets the other's

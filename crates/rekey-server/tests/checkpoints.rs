@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::http::{Method, StatusCode};
-use common::{assert_error, fresh_postgres_database, TestApp};
+use common::{assert_error, fresh_postgres_database, pg_exec, TestApp};
 use rekey_server::witness::{serve, verifier_key, SigningKey, WitnessOptions};
 use rekey_server::Config;
 use rekey_tlog::cosignature::{verify_lines, AddCheckpoint};
@@ -19,19 +19,7 @@ use serde_json::{json, Value};
 fn exec(t: &TestApp, url: &Option<String>, sql: &str) {
     match url {
         None => t.db().execute_batch(sql).unwrap(),
-        Some(url) => std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async {
-                        use sqlx::{Connection, Executor};
-                        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                        c.execute(sql).await.unwrap();
-                    })
-                })
-                .join()
-                .unwrap()
-        }),
+        Some(url) => pg_exec(url, sql),
     }
 }
 

@@ -154,11 +154,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
 
 pub(crate) async fn migrate<C: Conn>(c: &mut C) -> Result<(), StoreError> {
     let backend = c.backend();
-    let begin = match backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
-    };
-    c.batch(begin).await?;
+    begin_write(c).await?;
     let result = async {
         if backend == Backend::Postgres {
             // Several servers may start at once against one database: one migrates at a time.
@@ -189,6 +185,16 @@ pub(crate) async fn migrate<C: Conn>(c: &mut C) -> Result<(), StoreError> {
 }
 
 /// Commits on success, rolls back on failure.
+/// Begins a write transaction: on SQLite one that takes the write lock at once (`IMMEDIATE`), so
+/// that it never fails later on a lock another connection took first.
+async fn begin_write<C: Conn>(c: &mut C) -> Result<(), StoreError> {
+    c.batch(match c.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
+    })
+    .await
+}
+
 async fn finish<C: Conn, T>(c: &mut C, result: Result<T, StoreError>) -> Result<T, StoreError> {
     match result {
         Ok(v) => {

@@ -209,6 +209,23 @@ pub(crate) async fn fresh_postgres_database() -> Option<String> {
     Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }
 
+/// Runs SQL on a PostgreSQL database, from a thread of its own (the callers are inside the test's
+/// runtime).
+pub(crate) fn pg_exec(url: &str, sql: &str) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                    c.execute(sql).await.unwrap();
+                })
+            })
+            .join()
+            .unwrap()
+    });
+}
+
 pub(crate) fn uuid_like() -> String {
     format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
 }

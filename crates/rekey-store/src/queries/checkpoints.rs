@@ -8,7 +8,7 @@ use rekey_tlog::{Frontier, Hash};
 use rekey_types::Timestamp;
 
 use super::tree::{edge_bytes, frontier_of};
-use super::{all, corrupt, finish, ts};
+use super::{all, begin_write, corrupt, finish, ts};
 use crate::conn::{args, Conn, OwnedRow};
 use crate::model::{CheckpointRow, CosignatureRow, NewCheckpoint};
 use crate::sql::Backend;
@@ -132,11 +132,7 @@ const TENANT_CHUNK: i64 = 2_000;
 /// Advances every tenant's log over the events up to `to` (at most [`TENANT_CHUNK`] of them in
 /// this transaction); answers how far the logs now reach.
 pub(crate) async fn advance_tenant_logs<C: Conn>(c: &mut C, to: i64) -> Result<i64, StoreError> {
-    c.batch(match c.backend() {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
-    })
-    .await?;
+    begin_write(c).await?;
     let step = async {
         let lock = match c.backend() {
             Backend::Postgres => "SELECT upto FROM tenant_log_state WHERE id = 1 FOR UPDATE",

@@ -6,7 +6,7 @@
 use rekey_tlog::{leaf_hash, node_hash, Frontier, Hash, Node};
 use rekey_types::AuditRecord;
 
-use super::{all, corrupt, finish};
+use super::{all, begin_write, corrupt, finish};
 use crate::conn::{args, Conn};
 use crate::model::TreeHead;
 use crate::sql::Backend;
@@ -113,11 +113,7 @@ pub(crate) async fn tree_nodes<C: Conn>(c: &mut C, nodes: Vec<Node>) -> Result<V
 pub(crate) async fn grow<C: Conn>(c: &mut C) -> Result<u64, StoreError> {
     let mut grown = 0;
     loop {
-        c.batch(match c.backend() {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        })
-        .await?;
+        begin_write(c).await?;
         let step = async {
             let lock = match c.backend() {
                 Backend::Postgres => "SELECT seq, tree_size, tree_edge FROM audit_head WHERE id = 1 FOR UPDATE",

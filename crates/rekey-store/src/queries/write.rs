@@ -13,7 +13,10 @@ use super::credentials::{
 };
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
-use super::{campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens, tree};
+use super::{
+    begin_write, campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens,
+    tree,
+};
 use crate::conn::{args, Arg, Conn};
 use crate::model::{Applied, OpOk, WriteOp, WriteRequest};
 use crate::{Backend, ChainFn, StoreError};
@@ -314,11 +317,7 @@ pub(crate) async fn apply<C: Conn>(
     chain: &ChainFn,
 ) -> Result<Applied, StoreError> {
     let backend = c.backend();
-    c.batch(match backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
-    })
-    .await?;
+    begin_write(c).await?;
     let result = async {
         let mut results = Vec::with_capacity(requests.len());
         for req in requests {
