@@ -13,7 +13,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:?start|stop}; dir=$(realpath -m "${2:?folder}")
-free_port() { python3 "$here/free-port.py"; }
 wait_port() {
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "peer on port $1 did not come up" >&2; return 1
@@ -36,8 +35,10 @@ case "$cmd" in
 start)
   rm -rf "$dir"; mkdir -p "$dir"; chmod 755 "$dir"
   "$here/tls.sh" "$dir/tls"
-  ldap_port=$(free_port); ldaps_port=$(free_port); pop3_port=$(free_port); pop3s_port=$(free_port)
-  sub_port=$(free_port); subs_port=$(free_port); sink_port=$(free_port); oidc_port=$(free_port)
+  # Eight distinct ports from one call: two peers on one port number would leave one of them
+  # answering for both (the sink's port once went to Dovecot's submission, which asks for a login).
+  { read -r ldap_port; read -r ldaps_port; read -r pop3_port; read -r pop3s_port
+    read -r sub_port; read -r subs_port; read -r sink_port; read -r oidc_port; } < <(python3 "$here/free-port.py" 8)
 
   # --- SMTP sink ---------------------------------------------------------------------------
   mkdir -p "$dir/sink"
@@ -184,6 +185,11 @@ CONF
   echo $! >"$o/pid"
 
   for p in "$sink_port" "$ldap_port" "$ldaps_port" "$pop3_port" "$sub_port" "$oidc_port"; do wait_port "$p"; done
+  # A port that answers is not proof that the right peer answers it: the sink and the provider
+  # must still be running (one that could not bind its port has exited).
+  for peer in sink oidc; do
+    kill -0 "$(cat "$dir/$peer/pid")" 2>/dev/null || { echo "the $peer peer exited:" >&2; cat "$dir/$peer/"*.log >&2; exit 1; }
+  done
   cat <<ENV
 export REKEY_TEST_PEERS=$dir
 export REKEY_TEST_CA=$dir/tls/ca.pem
