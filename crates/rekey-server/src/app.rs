@@ -72,6 +72,9 @@ impl App {
         })
         .await
         .map_err(BuildError::Store)?;
+        if let Some(mb) = config.store.reveal_cache_mb {
+            store.set_reveal_cache_bytes(mb.saturating_mul(1024 * 1024));
+        }
         let seal = open_seal(&config)?;
         let options = config.vault_options()?;
         let public_url = options.campaign.public_url.clone();
@@ -87,6 +90,10 @@ impl App {
             keeper.writer_stats().clone(),
             keeper.connector_stats().clone(),
             keeper.store_backend() == "sqlite",
+            {
+                let keeper = keeper.clone();
+                Box::new(move || keeper.reveal_cache())
+            },
         ));
         let pages = crate::state::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
         let guard = crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?);

@@ -44,6 +44,39 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 struct AuditCollector(Arc<WriterStats>);
 
+/// Reads the reveal cache's figures when metrics are rendered.
+pub(crate) type RevealCacheProbe = Box<dyn Fn() -> Option<rekey_store::RevealCacheStats> + Send + Sync>;
+
+struct RevealCacheCollector(RevealCacheProbe);
+
+impl std::fmt::Debug for RevealCacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevealCacheCollector")
+    }
+}
+
+impl Collector for RevealCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(s) = (self.0)() else { return Ok(()) };
+        for (name, help, value) in [
+            ("rekey_reveal_cache_hits", "Reveals whose sealed row came from memory", s.hits),
+            ("rekey_reveal_cache_misses", "Reveals that read their sealed row from the database", s.misses),
+        ] {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        for (name, help, value) in [
+            ("rekey_reveal_cache_rows", "Sealed reveal rows kept in memory", s.rows),
+            ("rekey_reveal_cache_bytes", "Estimated bytes of the sealed reveal rows kept in memory", s.bytes),
+            ("rekey_reveal_cache_budget_bytes", "The reveal cache's budget ([store] reveal_cache_mb)", s.budget),
+        ] {
+            let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for AuditCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
@@ -159,7 +192,12 @@ impl Collector for ConnectorCollector {
 
 impl Metrics {
     /// `deferred_index`: the store keeps the audit log's indexes behind the writer (SQLite).
-    pub fn new(writer_stats: Arc<WriterStats>, connector_stats: Arc<ConnectorStats>, deferred_index: bool) -> Self {
+    pub fn new(
+        writer_stats: Arc<WriterStats>,
+        connector_stats: Arc<ConnectorStats>,
+        deferred_index: bool,
+        reveal_cache: RevealCacheProbe,
+    ) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         let duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -175,6 +213,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(AuditCollector(writer_stats)));
         registry.register_collector(Box::new(ConnectorCollector(connector_stats)));
+        registry.register_collector(Box::new(RevealCacheCollector(reveal_cache)));
         let index_lag = deferred_index.then(|| {
             let g = Gauge::default();
             registry.register(

@@ -16,6 +16,7 @@ mod model;
 mod postgres;
 mod proofs;
 mod queries;
+mod reveal_cache;
 mod sql;
 mod sqlite;
 
@@ -28,7 +29,7 @@ use rekey_types::{
 
 pub use model::*;
 pub use proofs::{with_tree_nodes, NodeSource};
-pub use sql::{Backend, SqlStore, StoreOptions};
+pub use sql::{Backend, SqlStore, StoreOptions, DEFAULT_REVEAL_CACHE_BYTES};
 pub use sqlite::wait_until_closed;
 
 /// Errors of the store. A backend failure is never turned into "not found".
@@ -83,6 +84,11 @@ pub type ChainFn = dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + Send + Sync;
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> Backend;
+
+    /// The reveal cache's figures, for a store that keeps one (SQLite).
+    fn reveal_cache(&self) -> Option<RevealCacheStats> {
+        None
+    }
 
     /// A tenant by name.
     async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<TenantRow>, StoreError>;
@@ -139,6 +145,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every root key version.
     async fn root_keys(&self) -> Result<Vec<RootKeyRow>, StoreError>;
+
+    /// A counter that moves whenever any tenant or root key row is changed or deleted, by
+    /// anyone (a trigger keeps it): while it stands still, no key state read before has changed.
+    async fn key_epoch(&self) -> Result<u64, StoreError>;
     /// The Shamir keyring in `slot` (`active` or `pending`).
     async fn seal_keyring(&self, slot: &str) -> Result<Option<SealKeyringRow>, StoreError>;
     /// Stores a Shamir keyring without an audit event (see `queries::put_seal_keyring`).

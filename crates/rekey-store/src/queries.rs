@@ -135,6 +135,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (10, include_str!("../migrations/sqlite/0010_share_commitments.sql")),
             (11, include_str!("../migrations/sqlite/0011_audit_tree.sql")),
             (12, include_str!("../migrations/sqlite/0012_audit_checkpoints.sql")),
+            (13, include_str!("../migrations/sqlite/0013_key_epoch.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -148,6 +149,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (9, include_str!("../migrations/postgres/0009_share_commitments.sql")),
             (10, include_str!("../migrations/postgres/0010_audit_tree.sql")),
             (11, include_str!("../migrations/postgres/0011_audit_checkpoints.sql")),
+            (12, include_str!("../migrations/postgres/0012_key_epoch.sql")),
         ],
     }
 }

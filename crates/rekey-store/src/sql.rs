@@ -20,6 +20,7 @@ use crate::conn::ready;
 use crate::model::*;
 use crate::postgres::{self, PgConn};
 use crate::queries as q;
+use crate::reveal_cache::Changes;
 use crate::sqlite::SqlitePool;
 use crate::{BlockingWrites, ChainFn, Store, StoreError};
 
@@ -98,10 +99,28 @@ impl SqlStore {
         };
         Ok(Self { engine })
     }
+
+    /// SQLite: the bytes of sealed reveal rows kept in memory (0: none; default
+    /// [`DEFAULT_REVEAL_CACHE_BYTES`]). PostgreSQL keeps none: other servers write the same rows.
+    pub fn set_reveal_cache_bytes(&self, bytes: u64) {
+        if let Engine::Sqlite(pool) = &self.engine {
+            pool.reveals().set_budget(bytes);
+        }
+    }
 }
+
+/// The default of [`SqlStore::set_reveal_cache_bytes`].
+pub const DEFAULT_REVEAL_CACHE_BYTES: u64 = crate::reveal_cache::DEFAULT_BYTES;
 
 #[async_trait]
 impl Store for SqlStore {
+    fn reveal_cache(&self) -> Option<RevealCacheStats> {
+        match &self.engine {
+            Engine::Sqlite(pool) => Some(pool.reveals().stats()),
+            Engine::Postgres(_) => None,
+        }
+    }
+
     fn backend(&self) -> Backend {
         match self.engine {
             Engine::Sqlite(_) => Backend::Sqlite,
@@ -156,17 +175,16 @@ impl Store for SqlStore {
     async fn reveal_row(&self, tenant: &TenantName, name: &str) -> Result<Option<RevealRow>, StoreError> {
         let (tenant, name) = (tenant.to_string(), name.to_owned());
         match &self.engine {
-            // This server is the only writer of its SQLite file: see `RevealCache`.
+            // This server is the only writer of its SQLite file: see `crate::reveal_cache`.
             Engine::Sqlite(pool) => {
-                let key = (tenant, name);
-                if let Some(row) = pool.reveals().get(&key) {
+                if let Some(row) = pool.reveals().get(&tenant, &name) {
                     return Ok(Some(row));
                 }
-                let seen = pool.reveals().generation();
-                let (t, n) = key.clone();
+                let seen = pool.reveals().epoch();
+                let (t, n) = (tenant.clone(), name.clone());
                 let row = pool.point(move |c| ready(q::reveal_row(c, t, n))).await?;
                 if let Some(row) = &row {
-                    pool.reveals().put(key, seen, row.clone());
+                    pool.reveals().put(&tenant, &name, seen, row);
                 }
                 Ok(row)
             }
@@ -208,7 +226,7 @@ impl Store for SqlStore {
 
     async fn insert_system_key(&self, row: &SystemKeyRow) -> Result<bool, StoreError> {
         let row = row.clone();
-        run!(self, write, |c| q::insert_system_key(c, row))
+        run!(self, write_other, |c| q::insert_system_key(c, row))
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
@@ -219,6 +237,10 @@ impl Store for SqlStore {
         run!(self, read, |c| q::root_keys(c))
     }
 
+    async fn key_epoch(&self) -> Result<u64, StoreError> {
+        run!(self, point, |c| q::key_epoch(c))
+    }
+
     async fn seal_keyring(&self, slot: &str) -> Result<Option<SealKeyringRow>, StoreError> {
         let slot = slot.to_owned();
         run!(self, read, |c| q::seal_keyring(c, slot))
@@ -226,7 +248,7 @@ impl Store for SqlStore {
 
     async fn put_seal_keyring(&self, row: &SealKeyringRow) -> Result<bool, StoreError> {
         let row = row.clone();
-        run!(self, write, |c| q::put_seal_keyring(c, row))
+        run!(self, write_other, |c| q::put_seal_keyring(c, row))
     }
 
     async fn keks(&self, tenant: Option<TenantId>) -> Result<Vec<KekRow>, StoreError> {
@@ -430,11 +452,11 @@ impl Store for SqlStore {
         until: Timestamp,
         limit: u32,
     ) -> Result<Vec<CampaignItemRow>, StoreError> {
-        run!(self, write, |c| q::claim_items(c, now.as_micros(), until.as_micros(), limit))
+        run!(self, write_other, |c| q::claim_items(c, now.as_micros(), until.as_micros(), limit))
     }
 
     async fn release_leases(&self) -> Result<(), StoreError> {
-        run!(self, write, |c| q::release_leases(c))
+        run!(self, write_other, |c| q::release_leases(c))
     }
 
     async fn tree_head(&self) -> Result<TreeHead, StoreError> {
@@ -447,7 +469,7 @@ impl Store for SqlStore {
 
     async fn insert_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<i64, StoreError> {
         let checkpoint = checkpoint.clone();
-        run!(self, write, |c| q::insert_checkpoint(c, checkpoint))
+        run!(self, write_other, |c| q::insert_checkpoint(c, checkpoint))
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
@@ -464,12 +486,12 @@ impl Store for SqlStore {
 
     async fn add_cosignature(&self, id: i64, cosignature: &CosignatureRow) -> Result<(), StoreError> {
         let cosignature = cosignature.clone();
-        run!(self, write, |c| q::add_cosignature(c, id, cosignature))
+        run!(self, write_other, |c| q::add_cosignature(c, id, cosignature))
     }
 
     async fn advance_tenant_logs(&self, to: i64) -> Result<i64, StoreError> {
         loop {
-            let reached = run!(self, write, |c| q::advance_tenant_logs(c, to))?;
+            let reached = run!(self, write_other, |c| q::advance_tenant_logs(c, to))?;
             if reached >= to {
                 return Ok(reached);
             }
@@ -496,7 +518,7 @@ impl Store for SqlStore {
 
     async fn set_siem_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
         let sink = sink.to_owned();
-        run!(self, write, |c| q::set_siem_cursor(c, sink, seq))
+        run!(self, write_other, |c| q::set_siem_cursor(c, sink, seq))
     }
 
     async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
@@ -512,13 +534,19 @@ impl Store for SqlStore {
     }
 
     async fn apply(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError> {
-        run!(self, write, |c| q::apply(c, &requests, &*chain))
+        match &self.engine {
+            Engine::Sqlite(pool) => {
+                let changes = Changes::of(&requests);
+                pool.write_with(changes, move |c| ready(q::apply(c, &requests, &*chain))).await
+            }
+            Engine::Postgres(_) => run!(self, write, |c| q::apply(c, &requests, &*chain)),
+        }
     }
 
     async fn apply_unsynced(&self, requests: Vec<WriteRequest>, chain: Arc<ChainFn>) -> Result<Applied, StoreError> {
         match &self.engine {
             Engine::Sqlite(pool) => {
-                let changes = requests.iter().any(|r| r.op.is_some());
+                let changes = Changes::of(&requests);
                 pool.write_unsynced(changes, move |c| ready(q::apply(c, &requests, &*chain))).await
             }
             Engine::Postgres(_) => self.apply(requests, chain).await,
@@ -542,7 +570,7 @@ impl Store for SqlStore {
 
 impl BlockingWrites for crate::sqlite::SqliteWrites {
     fn apply_unsynced(&self, requests: &[WriteRequest], chain: &ChainFn) -> Result<Applied, StoreError> {
-        let changes = requests.iter().any(|r| r.op.is_some());
+        let changes = Changes::of(requests);
         self.write_unsynced(changes, |c| ready(q::apply(c, requests, chain)))
     }
 

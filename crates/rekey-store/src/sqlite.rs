@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,8 @@ use rusqlite::{ErrorCode, OpenFlags};
 
 use crate::audit_index;
 use crate::conn::{Arg, Conn, OwnedRow, Value};
-use crate::{Backend, RevealRow, StoreError};
+use crate::reveal_cache::{Changes, RevealCache};
+use crate::{Backend, StoreError};
 
 type Shared = Arc<Mutex<rusqlite::Connection>>;
 
@@ -112,53 +113,6 @@ pub fn wait_until_closed(timeout: Duration) -> bool {
 static FILES: std::sync::LazyLock<Mutex<HashMap<PathBuf, std::sync::Weak<FileState>>>> =
     std::sync::LazyLock::new(Default::default);
 
-/// Reveal rows (wrapped key and ciphertext, never a secret in clear) kept in memory, so that a
-/// connector fetching the same credential again does not re-read it. Every row is tagged with
-/// the write generation before it was read, and served only while no write has happened
-/// since: any commit that may change a row (every commit but an audit-only one) empties the
-/// cache in effect. That is sound because this process is the only writer of its SQLite file.
-/// A commit becomes visible before the generation moves, but it is acknowledged to nobody
-/// until after (its sync comes later still), so no caller can see a write acknowledged and
-/// then get the row from before it.
-pub(crate) struct RevealCache {
-    /// Bumped after every write that may have changed a row.
-    generation: AtomicU64,
-    entries: Mutex<HashMap<(String, String), (u64, RevealRow)>>,
-}
-
-impl RevealCache {
-    /// Rows kept at most; when full, the cache starts over.
-    const MAX: usize = 16 * 1024;
-
-    /// The generation to tag a row with: read it before reading the row.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Marks every row read before now as stale.
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The row of `(tenant, name)`, if one was kept and no write has happened since.
-    pub(crate) fn get(&self, key: &(String, String)) -> Option<RevealRow> {
-        let now = self.generation();
-        let entries = self.entries.lock().expect("reveal cache lock is never poisoned");
-        entries.get(key).filter(|(g, _)| *g == now).map(|(_, row)| row.clone())
-    }
-
-    pub(crate) fn put(&self, key: (String, String), seen: u64, row: RevealRow) {
-        let mut entries = self.entries.lock().expect("reveal cache lock is never poisoned");
-        if self.generation() != seen {
-            return;
-        }
-        if entries.len() >= Self::MAX {
-            entries.clear();
-        }
-        entries.insert(key, (seen, row));
-    }
-}
-
 /// The writer connection of a file, used synchronously: by [`SqlitePool`] on a blocking thread
 /// of tokio's pool, or by the audit writer on a thread of its own (see
 /// [`crate::BlockingWrites`]).
@@ -172,10 +126,10 @@ pub(crate) struct SqliteWrites {
 
 impl SqliteWrites {
     /// Runs `f` on the writer connection; durable only after a later [`SqliteWrites::sync`].
-    /// `changes` is false when `f` only appends audit events, which no cached row depends on.
+    /// `changes` is what `f` may change of the rows the reveal cache keeps.
     pub(crate) fn write_unsynced<T>(
         &self,
-        changes: bool,
+        changes: Changes,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         if self.file.flush_failed.load(Ordering::SeqCst) {
@@ -183,9 +137,8 @@ impl SqliteWrites {
         }
         let mut guard = self.writer.lock().expect("connection locks are never poisoned: no panics while held");
         let result = f(&mut SqliteConn(&mut guard));
-        if changes {
-            self.file.reveals.changed();
-        }
+        // Even a failed write may have committed part of itself.
+        self.file.reveals.changed(if result.is_ok() { changes } else { Changes::Everything });
         result
     }
 
@@ -279,7 +232,7 @@ fn file_state(path: &Path) -> Result<Arc<FileState>, StoreError> {
     let state = Arc::new(FileState {
         background: Mutex::new(None),
         _lock: file,
-        reveals: RevealCache { generation: AtomicU64::new(0), entries: Default::default() },
+        reveals: RevealCache::new(crate::reveal_cache::DEFAULT_BYTES),
         flush_failed: Default::default(),
         _open: OpenFile::new(),
     });
@@ -352,14 +305,33 @@ impl SqlitePool {
         &self.writes.file.reveals
     }
 
-    /// Runs `f` on the writer connection on a blocking thread; durable when it returns.
+    /// Runs `f` on the writer connection on a blocking thread; durable when it returns. The reveal
+    /// cache is emptied after it.
     pub(crate) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_with(Changes::Everything, f).await
+    }
+
+    /// [`SqlitePool::write`] for a write that changes no row a reveal reads (the audit log's
+    /// checkpoints and tenant logs, system keys, leases): the reveal cache keeps its rows.
+    pub(crate) async fn write_other<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_with(Changes::Nothing, f).await
+    }
+
+    /// [`SqlitePool::write`], telling the reveal cache what `f` may change.
+    pub(crate) async fn write_with<T: Send + 'static>(
+        &self,
+        changes: Changes,
+        f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let writes = self.writes();
         off_runtime(move || {
-            let value = writes.write_unsynced(true, f)?;
+            let value = writes.write_unsynced(changes, f)?;
             writes.sync()?;
             Ok(value)
         })
@@ -367,11 +339,10 @@ impl SqlitePool {
     }
 
     /// Runs `f` on the writer connection on a blocking thread; durable only after a later
-    /// [`SqlitePool::sync`]. `changes` is false when `f` only appends audit events, which no
-    /// cached row depends on.
+    /// [`SqlitePool::sync`]. `changes` is what `f` may change of the rows the reveal cache keeps.
     pub(crate) async fn write_unsynced<T: Send + 'static>(
         &self,
-        changes: bool,
+        changes: Changes,
         f: impl FnOnce(&mut SqliteConn<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let writes = self.writes();

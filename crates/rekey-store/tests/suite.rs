@@ -84,6 +84,7 @@ both!(
     audit_tree_is_rebuilt_for_a_store_written_before_it,
     checkpoints_cosignatures_and_siem_positions,
     a_tenants_events_are_its_own_and_its_credentials,
+    the_key_epoch_moves_when_a_key_row_changes,
 );
 
 /// Checkpoints come back newest first with their cosignatures; a witness's second cosignature
@@ -384,6 +385,74 @@ async fn reveal_reads_follow_every_write(db: Db) {
     let again = CredentialId::generate();
     apply(&db, vec![Some(put(t, "dir", 1, Some(again)))]).await[0].as_ref().unwrap();
     assert_eq!(version(&db).await, Some((again, 1)));
+}
+
+/// A key row changed or deleted by anyone moves the key epoch (a trigger); a new key does not.
+async fn the_key_epoch_moves_when_a_key_row_changes(db: Db) {
+    let start = db.store.key_epoch().await.unwrap();
+    let t = create_tenant(&db, "acme", "uk").await;
+    assert_eq!(db.store.key_epoch().await.unwrap(), start, "a new key moves nothing");
+    apply(&db, vec![Some(WriteOp::CreateKek(kek(t, 2)))]).await[0].as_ref().unwrap();
+    let retired = db.store.key_epoch().await.unwrap();
+    assert!(retired > start, "the key before is retired");
+    let at = Timestamp::now();
+    let r =
+        apply(&db, vec![Some(WriteOp::SetKekState { tenant: t, version: 1, state: KeyState::Compromised, at })]).await;
+    assert!(matches!(r[0], Ok(OpOk::Done)));
+    let after = db.store.key_epoch().await.unwrap();
+    assert!(after > retired, "{after} after {retired}");
+    let edit = "UPDATE tenant_keks SET state = 'destroyed' WHERE version = 2";
+    match db.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path).unwrap().execute(edit, []).unwrap();
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(edit).execute(&mut conn).await.unwrap();
+        }
+    }
+    assert!(db.store.key_epoch().await.unwrap() > after, "an edit of the database moves it too");
+}
+
+/// On SQLite, reveal rows are kept in memory: a put of one credential drops only its row, a
+/// write of the audit log's own bookkeeping drops none, any other write drops them all, and a
+/// budget of 0 keeps nothing.
+#[tokio::test]
+async fn sqlite_reveal_cache_drops_what_a_write_may_have_changed() {
+    let db = sqlite().await;
+    let t = create_tenant(&db, "acme", "uk").await;
+    let acme = TenantName::parse("acme").unwrap();
+    let (a, b) = (CredentialId::generate(), CredentialId::generate());
+    apply(&db, vec![Some(put(t, "a", 1, Some(a))), Some(put(t, "b", 1, Some(b)))]).await;
+    let hits = || db.store.reveal_cache().unwrap().hits;
+    let version = |name: &'static str| {
+        let (store, acme) = (db.store.clone(), acme.clone());
+        async move { store.reveal_row(&acme, name).await.unwrap().map(|r| r.version) }
+    };
+    assert_eq!((version("a").await, version("b").await), (Some(1), Some(1)));
+    let before = hits();
+    assert_eq!((version("a").await, version("b").await), (Some(1), Some(1)));
+    assert_eq!(hits(), before + 2, "both read again from memory");
+    // A put of `a` through the audit writer's path.
+    let reqs = vec![WriteRequest { op: Some(put(t, "a", 2, Some(a))), audit: event("test") }];
+    assert!(db.store.apply_unsynced(reqs, Arc::new(chain)).await.unwrap().results[0].is_ok());
+    db.store.sync().await.unwrap();
+    let before = hits();
+    assert_eq!((version("a").await, version("b").await), (Some(2), Some(1)));
+    assert_eq!(hits(), before + 1, "`b` still in memory, `a` read again");
+    db.store.set_siem_cursor("sink", 7).await.unwrap();
+    let before = hits();
+    assert_eq!(version("b").await, Some(1));
+    assert_eq!(hits(), before + 1, "the audit log's bookkeeping leaves the rows");
+    apply(&db, vec![Some(WriteOp::DeleteCredential { id: a, at: Timestamp::now() })]).await[0].as_ref().unwrap();
+    let before = hits();
+    assert_eq!((version("a").await, version("b").await), (None, Some(1)));
+    assert_eq!(hits(), before, "a delete empties the cache");
+    db.store.set_reveal_cache_bytes(0);
+    let before = hits();
+    assert_eq!((version("b").await, version("b").await), (Some(1), Some(1)));
+    assert_eq!(hits(), before, "nothing kept without a budget");
+    assert_eq!(db.store.reveal_cache().unwrap().rows, 0);
 }
 
 /// One server per SQLite file: while another process holds the file's lock (here, a lock taken

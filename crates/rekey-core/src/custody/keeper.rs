@@ -171,6 +171,11 @@ impl Keeper {
         self.store.backend().as_str()
     }
 
+    /// The store's reveal cache (SQLite); `None` without one.
+    pub fn reveal_cache(&self) -> Option<rekey_store::RevealCacheStats> {
+        self.store.reveal_cache()
+    }
+
     /// Audit events not yet in the store's deferred audit index (SQLite); `None` without one.
     pub async fn audit_index_lag(&self) -> Result<Option<i64>, CoreError> {
         Ok(self.store.audit_index_lag().await?)

@@ -1,9 +1,13 @@
 //! The unwrapped-KEK cache. A KEK is unwrapped by the seal once and kept (zeroized on eviction),
 //! so a reveal costs one AES-GCM unwrap of the DEK and one decryption, not a trip to the seal.
 //!
-//! Each entry remembers the key's state and root version, and is checked against the store again
-//! after [`STATE_TTL`]: a key marked compromised or destroyed by another server sharing the
-//! database stops serving here within that time (at once when this server made the change).
+//! Each entry remembers the key's state and root version, and the store's key epoch read before
+//! them (a counter a trigger moves on every change to a key row, see [`Store::key_epoch`]). An
+//! entry is trusted while the epoch, read again at most every [`STATE_TTL`], has not moved since;
+//! when it has, the entry's row is read again. So a key marked compromised or destroyed by
+//! another server sharing the database (or by an edit of the database) stops serving here within
+//! that time (at once when this server made the change), and while no key changes, a reveal reads
+//! no key row, however many tenants are served.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -34,12 +38,15 @@ struct Entry {
     kek: Arc<Kek>,
     state: KeyState,
     root_version: u32,
-    checked: Instant,
+    /// The key epoch read before the state was.
+    epoch: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct KekCache {
     keys: RwLock<HashMap<(TenantId, u32), Entry>>,
+    /// The store's key epoch as last read, and when.
+    epoch: RwLock<Option<(u64, Instant)>>,
     /// Root key versions and their states, as last read from the store.
     roots: RwLock<(BTreeMap<u32, KeyState>, Option<Instant>)>,
 }
@@ -69,20 +76,30 @@ impl KekCache {
         use_: KeyUse,
     ) -> Result<Arc<Kek>, CoreError> {
         let what = || format!("{tenant}@{version}");
-        let cached = {
-            let keys = self.keys.read().expect("KEK cache lock is never poisoned");
-            match keys.get(&(tenant, version)).filter(|e| e.checked.elapsed() < STATE_TTL) {
-                Some(e) => {
-                    refuse(e.state, what, use_)?;
-                    Some((e.kek.clone(), e.root_version))
+        let known = self.known_epoch();
+        let mut epoch = None;
+        loop {
+            let cached = {
+                let keys = self.keys.read().expect("KEK cache lock is never poisoned");
+                match keys.get(&(tenant, version)).filter(|e| Some(e.epoch) == epoch.or(known)) {
+                    Some(e) => {
+                        refuse(e.state, what, use_)?;
+                        Some((e.kek.clone(), e.root_version))
+                    }
+                    None => None,
                 }
-                None => None,
+            };
+            if let Some((kek, root)) = cached {
+                self.check_root(store, root, use_).await?;
+                return Ok(kek);
             }
-        };
-        if let Some((kek, root)) = cached {
-            self.check_root(store, root, use_).await?;
-            return Ok(kek);
+            if epoch.is_some() {
+                break;
+            }
+            // The epoch may only be old: read it again, and look once more.
+            epoch = Some(self.read_epoch(store).await?);
         }
+        let epoch = epoch.expect("read above");
         let row =
             store.kek(tenant, version).await?.ok_or_else(|| CoreError::NotFound(format!("key version {}", what())))?;
         refuse(row.state, what, use_)?;
@@ -98,8 +115,20 @@ impl KekCache {
                     .map_err(CoreError::from_seal)?,
             ),
         };
-        self.insert(tenant, version, kek.clone(), row.state, row.root_version);
+        self.insert_at(epoch, tenant, version, kek.clone(), row.state, row.root_version);
         Ok(kek)
+    }
+
+    /// The key epoch last read, if read within [`STATE_TTL`].
+    fn known_epoch(&self) -> Option<u64> {
+        let epoch = self.epoch.read().expect("key epoch lock is never poisoned");
+        epoch.filter(|(_, at)| at.elapsed() < STATE_TTL).map(|(n, _)| n)
+    }
+
+    async fn read_epoch(&self, store: &dyn Store) -> Result<u64, CoreError> {
+        let n = store.key_epoch().await?;
+        *self.epoch.write().expect("key epoch lock is never poisoned") = Some((n, Instant::now()));
+        Ok(n)
     }
 
     async fn check_root(&self, store: &dyn Store, root: u32, use_: KeyUse) -> Result<(), CoreError> {
@@ -120,12 +149,19 @@ impl KekCache {
         result
     }
 
+    /// Keeps a key this server just made, in `state`.
     pub(crate) fn insert(&self, tenant: TenantId, version: u32, kek: Arc<Kek>, state: KeyState, root_version: u32) {
+        // The epoch last read is no later than the state: at worst the row is read once more.
+        let epoch = self.epoch.read().expect("key epoch lock is never poisoned").map_or(0, |(n, _)| n);
+        self.insert_at(epoch, tenant, version, kek, state, root_version);
+    }
+
+    fn insert_at(&self, epoch: u64, tenant: TenantId, version: u32, kek: Arc<Kek>, state: KeyState, root_version: u32) {
         let mut keys = self.keys.write().expect("KEK cache lock is never poisoned");
         if keys.len() >= MAX_CACHED {
             keys.clear();
         }
-        keys.insert((tenant, version), Entry { kek, state, root_version, checked: Instant::now() });
+        keys.insert((tenant, version), Entry { kek, state, root_version, epoch });
     }
 
     /// Forgets what is known about a key (after this server changed its state) or about all

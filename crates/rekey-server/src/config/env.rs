@@ -37,6 +37,9 @@ impl Config {
         if let Some(v) = get("REKEY_STORE_MAX_CONNECTIONS") {
             self.store.max_connections = Some(parse("REKEY_STORE_MAX_CONNECTIONS", &v)?);
         }
+        if let Some(v) = get("REKEY_STORE_REVEAL_CACHE_MB") {
+            self.store.reveal_cache_mb = Some(parse("REKEY_STORE_REVEAL_CACHE_MB", &v)?);
+        }
         if let Some(v) = get("REKEY_SEAL_KIND") {
             self.seal.kind = v;
         }

@@ -113,6 +113,9 @@ pub struct StoreConfig {
     /// Connections in the pool (SQLite: readers; PostgreSQL: all). Default 8.
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// SQLite: MiB of sealed reveal rows kept in memory (0: none). Default 256.
+    #[serde(default)]
+    pub reveal_cache_mb: Option<u64>,
 }
 
 /// `[seal]`: what holds the root key.

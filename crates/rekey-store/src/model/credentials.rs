@@ -184,3 +184,19 @@ pub struct RevealRow {
     /// swapped between two credentials in the database opens nothing.
     pub fields: Option<BTreeMap<String, String>>,
 }
+
+/// What the reveal cache of a SQLite store holds and how it served (see
+/// [`crate::SqlStore::set_reveal_cache_bytes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevealCacheStats {
+    /// Rows kept.
+    pub rows: u64,
+    /// Their estimated bytes.
+    pub bytes: u64,
+    /// The budget in bytes.
+    pub budget: u64,
+    /// Reveals served from memory since the start.
+    pub hits: u64,
+    /// Reveals that read the database since the start.
+    pub misses: u64,
+}

@@ -79,6 +79,12 @@ pub(crate) async fn root_keys<C: Conn>(c: &mut C) -> Result<Vec<RootKeyRow>, Sto
     all(c.query("SELECT * FROM root_keys ORDER BY version", vec![]).await?, root_key_row)
 }
 
+/// See the migration that made `key_epoch`.
+pub(crate) async fn key_epoch<C: Conn>(c: &mut C) -> Result<u64, StoreError> {
+    let row = c.query_opt("SELECT n FROM key_epoch WHERE id = 1", vec![]).await?.ok_or_else(|| corrupt("key_epoch"))?;
+    u64::try_from(row.int("n")?).map_err(|_| corrupt("key_epoch"))
+}
+
 fn small(r: &OwnedRow, col: &str) -> Result<u8, StoreError> {
     u8::try_from(r.int(col)?).map_err(|_| corrupt(col))
 }
