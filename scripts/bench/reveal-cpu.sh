@@ -78,11 +78,13 @@ if [[ -n $dataset ]]; then
     { echo "$dataset is not a folder made by rekey-bench dataset" >&2; exit 2; }
   # shellcheck disable=SC1091
   source "$dataset/dataset.env"
-  # A credential drawn at random per request (LuaJIT's generator, unseeded: the same sequence
-  # in every run).
+  # A credential drawn at random per request (LuaJIT's generator seeded with SEED: the same
+  # sequences in every run, but the measured run's is not the warm-up's, so what the warm-up
+  # read is not what the measured run reads).
   cat >"$work/request.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
 wrk.headers["Content-Type"] = "application/json"
+math.randomseed(tonumber(os.getenv("SEED") or "1"))
 local n = 0
 request = function()
   local t, c = math.random(0, $TENANTS - 1), math.random(0, $PER_TENANT - 1)
@@ -100,8 +102,15 @@ fi
 # CPU ticks (user + system) of a process so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# The reveal cache's hits and misses so far ("- -" from a build without them).
+cache() {
+  curl -fs "http://127.0.0.1:$1/metrics" | awk '
+    /^rekey_reveal_cache_hits_total / {h = $2} /^rekey_reveal_cache_misses_total / {m = $2}
+    END {if (h == "") print "- -"; else print h, m}'
+}
+
 run() {
-  local label=$1 bin=${1%%=*} config=() dir port pid token out requests used
+  local label=$1 bin=${1%%=*} config=() dir port pid token out requests used rss
   [[ $1 == *=* ]] && config=(--config "${1#*=}")
   dir=$(mktemp -d -p "$work")
   port=$(python3 "$here/peers/free-port.py")
@@ -131,20 +140,30 @@ run() {
   fi
   unset REKEY_ADDR REKEY_TOKEN_FILE
   # A warm-up (one second unless --warmup says), then the measured run.
-  REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${warmup}s" -s "$work/request.lua" "http://127.0.0.1:$port$path" >/dev/null
-  local before after
+  SEED=1 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${warmup}s" -s "$work/request.lua" \
+    "http://127.0.0.1:$port$path" >/dev/null
+  local before after cache_before cache_after
+  cache_before=$(cache "$port")
   before=$(ticks "$pid")
-  out=$(REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
+  out=$(SEED=2 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
     "http://127.0.0.1:$port$path")
   after=$(ticks "$pid")
+  cache_after=$(cache "$port")
+  rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $label:" >&2; echo "$out" >&2; exit 1; fi
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   used=$((after - before))
-  python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" <<'PY'
+  python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" \
+    "$cache_before" "$cache_after" "$rss" <<'PY'
 import sys
 bin_, req, used, tick, secs, p99 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-print(f"{bin_}\t{req / secs:9.0f} req/s\t{used / tick * 1e6 / req:7.1f} us CPU/request\tp99 {p99}")
+before, after, rss = sys.argv[7].split(), sys.argv[8].split(), sys.argv[9]
+cache = "cache -"
+if "-" not in before + after:
+    hits, misses = float(after[0]) - float(before[0]), float(after[1]) - float(before[1])
+    cache = f"cache hits {100 * hits / max(hits + misses, 1):.0f} %"
+print(f"{bin_}\t{req / secs:9.0f} req/s\t{used / tick * 1e6 / req:7.1f} us CPU/request\tp99 {p99}\t{cache}\tRSS {rss} MB")
 PY
 }
 
