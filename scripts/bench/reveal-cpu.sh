@@ -3,7 +3,7 @@
 # (wrk), for one or more `rekey` binaries in alternating runs (so that a comparison shares the
 # machine's noise).
 #
-#   scripts/bench/reveal-cpu.sh [--op reveal|put] [--seconds S] [--pairs N] [--connections C]
+#   scripts/bench/reveal-cpu.sh [--op reveal|put|mixed] [--seconds S] [--pairs N] [--connections C]
 #                               [--dataset DIR] [--warmup S] BIN[=CONFIG] ...
 #
 # `BIN=CONFIG` runs that binary with `--config CONFIG` beside `--dev` (to compare settings of
@@ -17,6 +17,9 @@
 # `--dataset DIR` (a folder made by `rekey-bench dataset --credentials N --tenants T --data DIR`)
 # runs each server on a fresh copy of that folder instead, and every request reveals (or puts a
 # new version of) a credential drawn at random from all of it, with the operator's root token.
+# `--op mixed` (with `--dataset`) runs two wrk at once for --seconds: 24 connections revealing and
+# 8 putting new versions, both of random credentials; it prints each one's rate and p99 and the
+# server's resident memory every 30 s, and the CPU per request over both.
 # Installs wrk from Debian's packages if it is missing.
 set -euo pipefail
 
@@ -54,7 +57,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 case "$op" in
   reveal) method=POST; path=/v1/tenants/acme/credentials/db/reveal ;;
   put) method=PUT; path=/v1/tenants/acme/credentials/db ;;
-  *) echo "--op is reveal or put" >&2; exit 2 ;;
+  mixed) method=POST; path=/ ;;
+  *) echo "--op is reveal, put or mixed" >&2; exit 2 ;;
 esac
 cat >"$work/request.lua" <<LUA
 wrk.method = "$method"
@@ -81,7 +85,8 @@ if [[ -n $dataset ]]; then
   # A credential drawn at random per request (LuaJIT's generator seeded with SEED: the same
   # sequences in every run, but the measured run's is not the warm-up's, so what the warm-up
   # read is not what the measured run reads).
-  cat >"$work/request.lua" <<LUA
+  lua() {
+    cat <<LUA
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
 wrk.headers["Content-Type"] = "application/json"
 math.randomseed(tonumber(os.getenv("SEED") or "1"))
@@ -89,7 +94,7 @@ local n = 0
 request = function()
   local t, c = math.random(0, $TENANTS - 1), math.random(0, $PER_TENANT - 1)
   local path = "/v1/tenants/t" .. t .. "/credentials/c" .. c
-  if "$op" == "reveal" then
+  if "$1" == "reveal" then
     return wrk.format("POST", path .. "/reveal", nil, nil)
   end
   n = n + 1
@@ -97,6 +102,12 @@ request = function()
     '.example:636","bind_dn":"cn=svc,dc=t' .. t .. ',dc=example"},"secret":"bench-secret-' .. n .. '"}')
 end
 LUA
+  }
+  lua reveal >"$work/reveal.lua"
+  lua put >"$work/put.lua"
+  if [[ $op == mixed ]]; then cp "$work/reveal.lua" "$work/request.lua"; else lua "$op" >"$work/request.lua"; fi
+elif [[ $op == mixed ]]; then
+  echo "--op mixed needs --dataset" >&2; exit 2
 fi
 
 # CPU ticks (user + system) of a process so far.
@@ -145,14 +156,25 @@ run() {
   local before after cache_before cache_after
   cache_before=$(cache "$port")
   before=$(ticks "$pid")
-  out=$(SEED=2 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
-    "http://127.0.0.1:$port$path")
+  if [[ $op == mixed ]]; then
+    mixed "$pid" "$port" "$token" "$dir"
+    out=$(cat "$dir/reveal.out" "$dir/put.out")
+  else
+    out=$(SEED=2 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
+      "http://127.0.0.1:$port$path")
+  fi
   after=$(ticks "$pid")
   cache_after=$(cache "$port")
   rss=$(awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers in the run of $label:" >&2; echo "$out" >&2; exit 1; fi
-  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "errors in the run of $label:" >&2; echo "$out" >&2; exit 1; fi
+  requests=$(awk '/requests in/ {n += $1} END {print n}' <<<"$out")
+  if [[ $op == mixed ]]; then
+    local each
+    each=$(awk -v s="$seconds" '/requests in/ {r[++i] = $1} / 99%/ {p[++j] = $2}
+      END {printf "reveals %d/s p99 %s, puts %d/s p99 %s", r[1] / s, p[1], r[2] / s, p[2]}' <<<"$out")
+    echo "$label: $each; resident MB every 30 s: $(tr '\n' ' ' <"$dir/rss")" >&2
+  fi
   used=$((after - before))
   python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" \
     "$cache_before" "$cache_after" "$rss" <<'PY'
@@ -165,6 +187,24 @@ if "-" not in before + after:
     cache = f"cache hits {100 * hits / max(hits + misses, 1):.0f} %"
 print(f"{bin_}\t{req / secs:9.0f} req/s\t{used / tick * 1e6 / req:7.1f} us CPU/request\tp99 {p99}\t{cache}\tRSS {rss} MB")
 PY
+}
+
+# The mixed run: 24 connections revealing and 8 putting new versions, both of random credentials,
+# for --seconds, with the server's resident memory sampled every 30 s into DIR/rss.
+mixed() {
+  local pid=$1 port=$2 token=$3 dir=$4 a b
+  SEED=2 REVEAL_TOKEN=$token wrk -t1 -c24 -d"${seconds}s" --latency -s "$work/reveal.lua" \
+    "http://127.0.0.1:$port/" >"$dir/reveal.out" &
+  a=$!
+  SEED=3 REVEAL_TOKEN=$token wrk -t1 -c8 -d"${seconds}s" --latency -s "$work/put.lua" \
+    "http://127.0.0.1:$port/" >"$dir/put.out" &
+  b=$!
+  : >"$dir/rss"
+  while kill -0 "$a" 2>/dev/null || kill -0 "$b" 2>/dev/null; do
+    awk '/VmRSS/ {print int($2 / 1024)}' "/proc/$pid/status" >>"$dir/rss"
+    for _ in $(seq 30); do kill -0 "$a" 2>/dev/null || kill -0 "$b" 2>/dev/null || break; sleep 1; done
+  done
+  wait "$a" "$b"
 }
 
 results=$work/results

@@ -14,8 +14,13 @@ fn init_logging(config: &Config) -> Result<()> {
     // A log line that cannot be written is dropped: the fallback (on by default) reports it
     // with `eprintln!`, which panics when stderr is a closed pipe, taking a request or a
     // background task down with it.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    // Colours only for a terminal: a file or a journal gets plain lines (and each line costs less).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     if config.log.format == "json" {
         builder.json().init();
     } else {
