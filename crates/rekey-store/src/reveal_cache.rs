@@ -58,8 +58,25 @@ impl Changes {
             WriteOp::PutVersion { credential, .. } => {
                 Changes::Credentials(vec![(credential.tenant_id, credential.name.clone())])
             }
-            WriteOp::All(ops) => ops.iter().fold(Changes::Nothing, |all, op| all.and(Self::of_op(op))),
-            WriteOp::CreateTenant { .. }
+            WriteOp::All(ops) => {
+                // A freeze lifted by a put of the same credential changes only its row, which the
+                // put drops anyway.
+                let puts: Vec<_> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        WriteOp::PutVersion { credential, .. } => Some(credential.id),
+                        _ => None,
+                    })
+                    .collect();
+                ops.iter().fold(Changes::Nothing, |all, op| {
+                    all.and(match op {
+                        WriteOp::LiftFreeze { credential, .. } if puts.contains(credential) => Changes::Nothing,
+                        op => Self::of_op(op),
+                    })
+                })
+            }
+            WriteOp::ItemsRotated { .. }
+            | WriteOp::CreateTenant { .. }
             | WriteOp::CreateToken(_)
             | WriteOp::RevokeToken { .. }
             | WriteOp::SealTokens(_)
@@ -349,6 +366,58 @@ mod tests {
             ciphertext: vec![2; 100],
             fields: Some(BTreeMap::from([("url".into(), "ldap://x".into())])),
         }
+    }
+
+    fn put_op(tenant: TenantId, name: &str) -> (rekey_types::CredentialId, WriteOp) {
+        let id = CredentialId::generate();
+        let at = rekey_types::Timestamp::now();
+        let credential = crate::CredentialRow {
+            id,
+            tenant_id: tenant,
+            name: name.into(),
+            kind: CredentialKind::Generic,
+            fields: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            current_version: 1,
+            latest_version: 1,
+            frozen_by: None,
+            created_at: at,
+            updated_at: at,
+        };
+        let version = crate::VersionRow {
+            credential_id: id,
+            version: 1,
+            stage: rekey_types::Stage::Current,
+            kek_version: 1,
+            wrapped_dek: vec![],
+            ciphertext: vec![],
+            created_by: "t".into(),
+            created_at: at,
+            binding: None,
+            fingerprint: None,
+            fields: None,
+        };
+        (id, WriteOp::PutVersion { credential, version, create: false })
+    }
+
+    #[test]
+    fn a_put_with_what_follows_it_is_narrow_and_a_lone_freeze_lift_is_not() {
+        let t = TenantId::generate();
+        let (id, put) = put_op(t, "a");
+        let (_, other) = put_op(t, "b");
+        let lift = |credential| WriteOp::LiftFreeze { credential, fresh: None };
+        let rotated = WriteOp::ItemsRotated {
+            credential: id,
+            version: 1,
+            fingerprint: vec![],
+            by: "t".into(),
+            at: rekey_types::Timestamp::now(),
+        };
+        let narrow = Changes::of_op(&WriteOp::All(vec![put, rotated, lift(id)]));
+        assert!(matches!(&narrow, Changes::Credentials(c) if c == &[(t, "a".to_string())]), "{narrow:?}");
+        let broad = Changes::of_op(&WriteOp::All(vec![other, lift(id)]));
+        assert!(matches!(broad, Changes::Everything), "a lift of another credential: {broad:?}");
+        assert!(matches!(Changes::of_op(&lift(id)), Changes::Everything));
     }
 
     #[test]
