@@ -35,7 +35,7 @@ tick=$(getconf CLK_TCK)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-read -r port cluster < <(python3 "$here/peers/free-port.py" 2 | tr '\n' ' ')
+read -r port cluster <<<"$(python3 "$here/peers/free-port.py" 2 | tr '\n' ' ')"
 mkdir -p "$work/raft"
 {
   echo "storage \"raft\" {"

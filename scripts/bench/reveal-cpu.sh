@@ -176,7 +176,7 @@ run() {
     echo "$label: $each; resident MB every 30 s: $(tr '\n' ' ' <"$dir/rss")" >&2
   fi
   used=$((after - before))
-  python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {print $2}' <<<"$out")" \
+  python3 - "$label" "$requests" "$used" "$tick" "$seconds" "$(awk '/ 99%/ {printf "%s%s", s, $2; s = "/"}' <<<"$out")" \
     "$cache_before" "$cache_after" "$rss" <<'PY'
 import sys
 bin_, req, used, tick, secs, p99 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
