@@ -71,9 +71,12 @@ fuzz --include-operation-id revoke_token --phases examples,coverage,fuzzing "$@"
 echo "== pass 3: the seal"
 fuzz --include-operation-id seal --phases examples,coverage,fuzzing --exclude-checks ignored_auth "$@" || status=1
 
-if grep -q 'status=5[0-9][0-9]' "$run/server.log"; then
+# Every 5xx is a failure but one: pass 3 seals the vault, and a sealed vault answers every request,
+# a second seal included, with 503 `sealed`.
+fives=$(grep 'status=5[0-9][0-9]' "$run/server.log" | grep -v 'route=/v1/sys/seal status=503' || true)
+if [[ -n $fives ]]; then
   echo "the server answered 5xx:" >&2
-  grep 'status=5[0-9][0-9]' "$run/server.log" | tail -20 >&2
+  tail -20 <<<"$fives" >&2
   status=1
 fi
 if grep -q 'panicked' "$run/server.log"; then
