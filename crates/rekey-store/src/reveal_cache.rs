@@ -47,7 +47,25 @@ pub(crate) enum Changes {
 impl Changes {
     /// What a group of the audit writer's requests may change.
     pub(crate) fn of(requests: &[WriteRequest]) -> Changes {
-        requests.iter().filter_map(|r| r.op.as_ref()).fold(Changes::Nothing, |all, op| all.and(Self::of_op(op)))
+        Self::of_ops(requests.iter().filter_map(|r| r.op.as_ref()))
+    }
+
+    /// What operations committed together may change. A freeze lifted by a put of the same
+    /// credential in the same commit changes only that credential's row, which the put drops.
+    fn of_ops<'a>(ops: impl Iterator<Item = &'a WriteOp> + Clone) -> Changes {
+        let puts: Vec<_> = ops
+            .clone()
+            .filter_map(|op| match op {
+                WriteOp::PutVersion { credential, .. } => Some(credential.id),
+                _ => None,
+            })
+            .collect();
+        ops.fold(Changes::Nothing, |all, op| {
+            all.and(match op {
+                WriteOp::LiftFreeze { credential, .. } if puts.contains(credential) => Changes::Nothing,
+                op => Self::of_op(op),
+            })
+        })
     }
 
     /// What one operation may change. Only what is known to leave every reveal row alone is
@@ -58,23 +76,7 @@ impl Changes {
             WriteOp::PutVersion { credential, .. } => {
                 Changes::Credentials(vec![(credential.tenant_id, credential.name.clone())])
             }
-            WriteOp::All(ops) => {
-                // A freeze lifted by a put of the same credential changes only its row, which the
-                // put drops anyway.
-                let puts: Vec<_> = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        WriteOp::PutVersion { credential, .. } => Some(credential.id),
-                        _ => None,
-                    })
-                    .collect();
-                ops.iter().fold(Changes::Nothing, |all, op| {
-                    all.and(match op {
-                        WriteOp::LiftFreeze { credential, .. } if puts.contains(credential) => Changes::Nothing,
-                        op => Self::of_op(op),
-                    })
-                })
-            }
+            WriteOp::All(ops) => Self::of_ops(ops.iter()),
             WriteOp::ItemsRotated { .. }
             | WriteOp::CreateTenant { .. }
             | WriteOp::CreateToken(_)

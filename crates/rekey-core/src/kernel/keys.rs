@@ -76,30 +76,27 @@ impl KekCache {
         use_: KeyUse,
     ) -> Result<Arc<Kek>, CoreError> {
         let what = || format!("{tenant}@{version}");
-        let known = self.known_epoch();
-        let mut epoch = None;
-        loop {
-            let cached = {
-                let keys = self.keys.read().expect("KEK cache lock is never poisoned");
-                match keys.get(&(tenant, version)).filter(|e| Some(e.epoch) == epoch.or(known)) {
-                    Some(e) => {
-                        refuse(e.state, what, use_)?;
-                        Some((e.kek.clone(), e.root_version))
-                    }
-                    None => None,
+        // The key as kept, if it was read under `epoch`.
+        let kept = |epoch: Option<u64>| -> Result<Option<(Arc<Kek>, u32)>, CoreError> {
+            let keys = self.keys.read().expect("KEK cache lock is never poisoned");
+            match keys.get(&(tenant, version)).filter(|e| Some(e.epoch) == epoch) {
+                Some(e) => {
+                    refuse(e.state, what, use_)?;
+                    Ok(Some((e.kek.clone(), e.root_version)))
                 }
-            };
-            if let Some((kek, root)) = cached {
-                self.check_root(store, root, use_).await?;
-                return Ok(kek);
+                None => Ok(None),
             }
-            if epoch.is_some() {
-                break;
-            }
-            // The epoch may only be old: read it again, and look once more.
-            epoch = Some(self.read_epoch(store).await?);
+        };
+        if let Some((kek, root)) = kept(self.known_epoch())? {
+            self.check_root(store, root, use_).await?;
+            return Ok(kek);
         }
-        let epoch = epoch.expect("read above");
+        // Not kept under the epoch last read, which may only be old: read it, and look again.
+        let epoch = self.read_epoch(store).await?;
+        if let Some((kek, root)) = kept(Some(epoch))? {
+            self.check_root(store, root, use_).await?;
+            return Ok(kek);
+        }
         let row =
             store.kek(tenant, version).await?.ok_or_else(|| CoreError::NotFound(format!("key version {}", what())))?;
         refuse(row.state, what, use_)?;
