@@ -128,6 +128,9 @@ run() {
   if [[ -n $dataset ]]; then
     cp -r "$dataset" "$dir/data"
     rm -f "$dir/data"/*.lock
+    # The copy's gigabyte of dirty pages would otherwise be written back during the run, and
+    # the server's flushes of its WAL would wait behind it.
+    sync
   fi
   "$bin" serve --dev "${config[@]}" --listen "127.0.0.1:$port" --data "$dir/data" >"$dir/log" 2>&1 &
   pid=$!

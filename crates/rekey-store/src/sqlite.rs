@@ -35,14 +35,20 @@ use crate::{Backend, StoreError};
 type Shared = Arc<Mutex<rusqlite::Connection>>;
 
 /// WAL pages after which the writer checkpoints by itself, should the background thread not
-/// have (160 MB). The background thread checkpoints every [`CHECKPOINT_EVERY`].
+/// have (160 MB).
 const CHECKPOINT_PAGES: u32 = 40_000;
 
-/// How often the background thread checkpoints the WAL into the database file. A page that
-/// many commits change (the audit log's last page, say) is copied once per checkpoint however
-/// many times the WAL holds it, and the checkpoint runs beside the writer, which SQLite's own
-/// checkpoint after a commit would hold up for as long as the copy and its sync take.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How often the background thread checkpoints the WAL into the database file (see
+/// [`checkpoint`]). A page that many commits change (the audit log's last page, say) is copied
+/// once per checkpoint however many times the WAL holds it.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// A checkpoint that had to copy at most this many new frames is close enough to the writer
+/// for the WAL to start again (the writer is held while the last few are copied and synced).
+const RESTART_FRAMES: i64 = 128;
+
+/// Passive rounds of one checkpoint at most, each copying what the writer added during the last.
+const CHECKPOINT_ROUNDS: usize = 8;
 
 /// The writer connection's page cache, in KiB (SQLite's default is 2 MiB). The writer's own
 /// commits leave its cache valid (readers' caches are emptied by every commit), so it keeps the
@@ -53,6 +59,9 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// How long an open waits for this process's own closing state of the same file to release
 /// its lock (see [`file_state`]).
 const CLOSING_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a connection waits for a lock another holds before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the background thread looks for work.
 const POLL: Duration = Duration::from_millis(200);
@@ -189,7 +198,7 @@ fn open(path: &Path) -> Result<rusqlite::Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(backend)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -304,7 +313,7 @@ impl SqlitePool {
         let mut background = self.writes.file.background.lock().expect("the background slot is never poisoned");
         let conn = self.index.lock().expect("the index connection slot is never poisoned").take();
         if let (None, Some(conn)) = (background.as_ref(), conn) {
-            *background = Some(Background::start(audit_index::Keeper::new(conn)?)?);
+            *background = Some(Background::start(audit_index::Keeper::new(conn)?, self.writes.writer.clone())?);
         }
         Ok(())
     }
@@ -404,7 +413,7 @@ struct Background {
 }
 
 impl Background {
-    fn start(mut keeper: audit_index::Keeper) -> Result<Self, StoreError> {
+    fn start(mut keeper: audit_index::Keeper, writer: Shared) -> Result<Self, StoreError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
@@ -423,9 +432,7 @@ impl Background {
                     }
                     if checkpointed.elapsed() >= CHECKPOINT_EVERY {
                         checkpointed = Instant::now();
-                        // PASSIVE: copies what no reader still needs, never waits for anyone.
-                        let done = keeper.conn().query_row("PRAGMA store.wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                        match done {
+                        match checkpoint(keeper.conn(), &writer) {
                             Err(e) if !failing => {
                                 // The writer still checkpoints by itself past CHECKPOINT_PAGES.
                                 tracing::warn!(error = %e, "checkpointing the SQLite WAL failed");
@@ -441,6 +448,43 @@ impl Background {
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self { stop, thread: Some(thread) })
     }
+}
+
+/// Copies the WAL into the database file and lets it start again from its beginning, so that
+/// it stays a few megabytes long however busy the writer is.
+///
+/// A passive checkpoint copies what no reader still needs without holding anyone up, but under
+/// a steady stream of commits it never catches up with the writer, and SQLite starts a WAL
+/// again only once every frame in it was copied: left alone, the WAL grows to
+/// [`CHECKPOINT_PAGES`] and the writer then copies up to a second of commits itself, holding
+/// every write (and every audited answer) for hundreds of milliseconds. So passive rounds
+/// follow each other until one had little left to copy; then the writer is held (its lock in
+/// this process, so it waits on a mutex, not in SQLite's busy loop) while a `RESTART` checkpoint
+/// copies and syncs those last frames and marks the WAL to start again. It never waits for a
+/// reader while holding the writer: a reader still on the WAL makes it give up until next time.
+fn checkpoint(keeper: &rusqlite::Connection, writer: &Shared) -> Result<(), rusqlite::Error> {
+    let mut copied_before = 0;
+    let mut behind = i64::MAX;
+    for _ in 0..CHECKPOINT_ROUNDS {
+        // (busy, frames in the WAL, frames copied): the frames that were there when it began.
+        let (log, _) = keeper.query_row("PRAGMA store.wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        behind = log - copied_before;
+        copied_before = log;
+        if behind <= RESTART_FRAMES {
+            break;
+        }
+    }
+    if copied_before <= 0 || behind > RESTART_FRAMES {
+        // An empty WAL (or one just started again), or a writer too fast to catch this time.
+        return Ok(());
+    }
+    let writer = writer.lock().expect("connection locks are never poisoned: no panics while held");
+    writer.busy_timeout(Duration::ZERO)?;
+    let restarted = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+    writer.busy_timeout(BUSY_TIMEOUT)?;
+    restarted
 }
 
 impl Drop for Background {
