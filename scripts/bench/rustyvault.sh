@@ -7,10 +7,10 @@
 #   cargo build --release --bin rvault
 #   scripts/bench/rustyvault.sh [--seconds S] [--runs N] /tmp/rv/target/release/rvault
 #
-# A server on file storage (its default backend; RustyVault has no audit device), initialised
-# with one key share and unsealed, 1,000 secrets written under the `secret/` mount; `wrk -t1
-# -c32` reads one secret, or one of the 1,000 at random per request; the server's CPU time
-# (user + system, /proc/PID/stat) over the run divided by the requests served.
+# A server on file storage (its default backend), no audit configured, initialised with one key
+# share and unsealed, 1,000 secrets written under the `secret/` mount; `wrk -t1 -c32` reads one
+# secret, or one of the 1,000 at random per request; the server's CPU time (user + system,
+# /proc/PID/stat) over the run divided by the requests served.
 set -euo pipefail
 
 seconds=8
