@@ -45,11 +45,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#bins[@]} -gt 0 ]] || { echo "usage: $0 [--seconds S] [--pairs N] [--connections C] BIN [BIN...]" >&2; exit 2; }
 
-if ! command -v wrk >/dev/null; then
-  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench/common.sh
+source "$here/bench/common.sh"
+ensure_wrk
 tick=$(getconf CLK_TCK)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -110,8 +109,6 @@ elif [[ $op == mixed ]]; then
   echo "--op mixed needs --dataset" >&2; exit 2
 fi
 
-# CPU ticks (user + system) of a process so far.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The reveal cache's hits and misses so far ("- -" from a build without them).
 cache() {

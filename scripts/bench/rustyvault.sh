@@ -27,10 +27,9 @@ done
 [[ -x $rvault ]] || { echo "usage: $0 [--seconds S] [--runs N] PATH/TO/rvault" >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-if ! command -v wrk >/dev/null; then
-  apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-tick=$(getconf CLK_TCK)
+# shellcheck source=scripts/bench/common.sh
+source "$here/bench/common.sh"
+ensure_wrk
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -85,17 +84,8 @@ request = function()
 end
 LUA
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for _ in $(seq "$runs"); do
   for set in one random; do
-    wrk -t1 -c32 -d1s -s "$work/$set.lua" "$RV_ADDR/v1/secret/acme/c0" >/dev/null
-    before=$(ticks "$pid")
-    out=$(wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/$set.lua" "$RV_ADDR/v1/secret/acme/c0")
-    after=$(ticks "$pid")
-    if grep -q "Non-2xx\|Socket errors" <<<"$out"; then echo "errors in a run:" >&2; echo "$out" >&2; exit 1; fi
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    p99=$(awk '/ 99%/ {print $2}' <<<"$out")
-    python3 -c "import sys; r, u = int(sys.argv[1]), int(sys.argv[2]); print(f'rustyvault-kv $set\t{r / $seconds:9.0f} req/s\t{u / $tick * 1e6 / r:7.1f} us CPU/request\tp99 $p99')" \
-      "$requests" "$((after - before))"
+    measure_peer "rustyvault-kv $set" "$pid" "$seconds" "$work/$set.lua" "$RV_ADDR/v1/secret/acme/c0"
   done
 done
