@@ -28,6 +28,13 @@ async fn sqlite() -> Db {
     Db { store: Arc::new(store), url, _dir: Some(dir) }
 }
 
+/// A SQLite store in the file `path`, which the caller's folder keeps.
+async fn sqlite_file(path: &std::path::Path) -> Db {
+    let url = format!("sqlite://{}", path.display());
+    let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap();
+    Db { store: Arc::new(store), url, _dir: None }
+}
+
 async fn postgres() -> Option<Db> {
     let Ok(admin) = std::env::var("REKEY_TEST_POSTGRES_URL") else {
         if std::env::var_os("CI").is_some() {
@@ -1513,13 +1520,7 @@ async fn audit_queries_agree_across_the_index(db: Db) {
 #[tokio::test]
 async fn sqlite_wal_starts_again_under_a_steady_stream_of_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("t.db");
-    let url = format!("sqlite://{}", db_path.display());
-    let db = Db {
-        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
-        url,
-        _dir: None,
-    };
+    let db = sqlite_file(&dir.path().join("t.db")).await;
     // The WAL header's checkpoint sequence (bytes 12..16), which SQLite moves on every start.
     let wal = dir.path().join("t.db-wal");
     let restarts = || {
@@ -1570,11 +1571,7 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("t.db");
     let index_path = dir.path().join("t.db.audit-index");
-    let open = || async {
-        let url = format!("sqlite://{}", db_path.display());
-        let store = SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap();
-        Db { store: Arc::new(store), url, _dir: None }
-    };
+    let open = || sqlite_file(&db_path);
     let write = |db: &Db, resource: &str, n: usize| {
         let reqs: Vec<WriteRequest> = (0..n)
             .map(|i| audit("cred.reveal", &format!("token:{resource}{i}"), resource, AuditOutcome::Success))
@@ -1613,12 +1610,7 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
 
     // An index file from another store, whose event at the watermark differs.
     let other = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", other.path().join("o.db").display());
-    let db = Db {
-        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
-        url,
-        _dir: None,
-    };
+    let db = sqlite_file(&other.path().join("o.db")).await;
     write(&db, "initech/z", 4).await;
     indexed(&db).await;
     drop(db);
@@ -1647,12 +1639,7 @@ async fn sqlite_audit_index_starts_over_when_the_store_differs() {
 #[tokio::test]
 async fn sqlite_store_closes_into_whole_files() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db = Db {
-        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
-        url,
-        _dir: None,
-    };
+    let db = sqlite_file(&dir.path().join("t.db")).await;
     let reqs = (0..10).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     indexed(&db).await;
@@ -1669,12 +1656,7 @@ async fn sqlite_store_closes_into_whole_files() {
 async fn sqlite_wal_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let url = format!("sqlite://{}", path.display());
-    let db = Db {
-        store: Arc::new(SqlStore::open(&StoreOptions { url: url.clone(), max_connections: 2 }).await.unwrap()),
-        url,
-        _dir: None,
-    };
+    let db = sqlite_file(&path).await;
     let reqs = (0..25).map(|_| audit("cred.reveal", "token:a", "acme/x", AuditOutcome::Success)).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap();
     // Opened `immutable`, SQLite reads the database file only, not the WAL beside it.
