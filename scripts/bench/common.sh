@@ -26,3 +26,26 @@ measure_peer() {
   python3 -c "import sys; r, u, s, t = (int(a) for a in sys.argv[1:5]); print(f'{sys.argv[5]}\t{r / s:9.0f} req/s\t{u / t * 1e6 / r:7.1f} us CPU/request\tp99 {sys.argv[6]}')" \
     "$requests" "$((after - before))" "$seconds" "$(getconf CLK_TCK)" "$label" "$p99"
 }
+
+# measure_vault_reads LABEL PID SECONDS RUNS TOKEN PATH ADDR: RUNS rounds, each a measured run of
+# reading the secret PATH0 and one of PATH0 … PATH999 at random per request, through a Vault-style
+# API at ADDR (`X-Vault-Token: TOKEN`); prints a line per run.
+measure_vault_reads() {
+  local label=$1 pid=$2 seconds=$3 runs=$4 path=$6 addr=$7 dir set
+  # wrk reads the token from its environment, not from a file.
+  local -x VAULT_BENCH_TOKEN=$5
+  dir=$(mktemp -d)
+  echo 'wrk.headers["X-Vault-Token"] = os.getenv("VAULT_BENCH_TOKEN")' >"$dir/one.lua"
+  cat "$dir/one.lua" - >"$dir/random.lua" <<LUA
+math.randomseed(2)
+request = function()
+  return wrk.format("GET", "$path" .. math.random(0, 999), nil, nil)
+end
+LUA
+  for _ in $(seq "$runs"); do
+    for set in one random; do
+      measure_peer "$label $set" "$pid" "$seconds" "$dir/$set.lua" "$addr${path}0" || { rm -rf "$dir"; return 1; }
+    done
+  done
+  rm -rf "$dir"
+}

@@ -81,20 +81,5 @@ for i in range(1000):
     urllib.request.urlopen(req).read()
 PY
 
-cat >"$work/one.lua" <<'LUA'
-wrk.headers["X-Vault-Token"] = os.getenv("BAO_TOKEN")
-LUA
-cat >"$work/random.lua" <<'LUA'
-wrk.headers["X-Vault-Token"] = os.getenv("BAO_TOKEN")
-math.randomseed(2)
-request = function()
-  return wrk.format("GET", "/v1/secret/data/acme/c" .. math.random(0, 999), nil, nil)
-end
-LUA
-
 label="openbao-kv2$([[ $audit == 1 ]] && echo +audit)"
-for _ in $(seq "$runs"); do
-  for set in one random; do
-    measure_peer "$label $set" "$pid" "$seconds" "$work/$set.lua" "$BAO_ADDR/v1/secret/data/acme/c0"
-  done
-done
+measure_vault_reads "$label" "$pid" "$seconds" "$runs" "$BAO_TOKEN" /v1/secret/data/acme/c "$BAO_ADDR"

@@ -73,19 +73,4 @@ req = urllib.request.Request(f"{addr}/v1/secret/acme/c7", headers={"X-Vault-Toke
 assert json.load(urllib.request.urlopen(req))["data"]["secret"] == "bench-secret-7"
 PY
 
-cat >"$work/one.lua" <<'LUA'
-wrk.headers["X-Vault-Token"] = os.getenv("RV_TOKEN")
-LUA
-cat >"$work/random.lua" <<'LUA'
-wrk.headers["X-Vault-Token"] = os.getenv("RV_TOKEN")
-math.randomseed(2)
-request = function()
-  return wrk.format("GET", "/v1/secret/acme/c" .. math.random(0, 999), nil, nil)
-end
-LUA
-
-for _ in $(seq "$runs"); do
-  for set in one random; do
-    measure_peer "rustyvault-kv $set" "$pid" "$seconds" "$work/$set.lua" "$RV_ADDR/v1/secret/acme/c0"
-  done
-done
+measure_vault_reads rustyvault-kv "$pid" "$seconds" "$runs" "$RV_TOKEN" /v1/secret/acme/c "$RV_ADDR"
