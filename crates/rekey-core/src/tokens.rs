@@ -125,6 +125,24 @@ impl Vault {
         self.finish(caller, AuditAction::TokenList, "", result).await
     }
 
+    /// What the caller's own token may do and until when (Vault's `auth/token/lookup-self`).
+    /// Every token may read itself; audited.
+    pub async fn lookup_self(&self, caller: &Caller) -> Result<TokenView, CoreError> {
+        let id = caller.principal.token_id;
+        let result = async {
+            let row = self.store().token(id).await?.ok_or_else(|| CoreError::NotFound(format!("token {id}")))?;
+            Ok(TokenView::from(row))
+        }
+        .await;
+        self.finish(caller, AuditAction::TokenLookupSelf, &format!("token:{id}"), result).await
+    }
+
+    /// Records that the caller read the Vault-compatible mount table, which any token may read
+    /// (it names one mount, nothing stored).
+    pub async fn read_mounts(&self, caller: &Caller) -> Result<(), CoreError> {
+        self.finish(caller, AuditAction::SysMounts, "", Ok(())).await
+    }
+
     /// `token revoke`.
     pub async fn revoke_token(&self, caller: &Caller, id: TokenId) -> Result<(), CoreError> {
         let resource = format!("token:{id}");

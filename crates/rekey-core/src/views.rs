@@ -131,6 +131,10 @@ pub struct Revealed {
     pub kind: CredentialKind,
     /// The version revealed.
     pub version: u32,
+    /// When that version was stored.
+    pub created_at: Timestamp,
+    /// Its non-secret target fields (empty for a version stored before they were bound to it).
+    pub fields: std::collections::BTreeMap<String, String>,
     /// The secret; zeroized on drop.
     pub secret: Secret,
 }

@@ -94,6 +94,10 @@ impl App {
                 let keeper = keeper.clone();
                 Box::new(move || keeper.reveal_cache())
             },
+            {
+                let keeper = keeper.clone();
+                Box::new(move || keeper.is_sealed())
+            },
         ));
         let pages = crate::state::PageState::new(config.tls.is_some()).map_err(BuildError::Vault)?;
         let guard = crate::guard::Guard::new(config.guard_limits().map_err(BuildError::Config)?);
@@ -102,6 +106,10 @@ impl App {
             metrics,
             pages,
             guard,
+            vault_api: crate::state::VaultApiState {
+                enabled: config.vault_api.enabled,
+                mount: config.vault_api.mount.clone(),
+            },
             openapi: Default::default(),
         });
         Ok(Self { config, keeper, state, root_token, public_url })
@@ -226,6 +234,7 @@ fn ensure_private_dir(path: &std::path::Path) -> Result<(), BuildError> {
 pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::with_openapi(crate::openapi::Head::openapi())
         .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
         .routes(routes!(routes::status))
         .routes(routes!(routes::openapi))
         .routes(routes!(routes::metrics))
@@ -293,6 +302,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/assets/reset.css", get(pages::stylesheet))
         .layer(DefaultBodyLimit::max(crate::guard::PAGE_BODY_BYTES));
 
+    let api = if state.vault_api.enabled { api.merge(crate::vault_api::routes(&state.vault_api.mount)) } else { api };
     api.merge(pages)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -310,6 +320,9 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Limits before work (concurrency, the token before the body, the body's deadline).
     let mut response = crate::guard::guard(&state.guard, &state.keeper, req, next, request_id).await;
+    if state.vault_api.enabled && crate::vault_api::is_vault_route(&route, &state.vault_api.mount) {
+        response = crate::vault_api::vault_errors(response);
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());

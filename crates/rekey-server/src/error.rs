@@ -21,6 +21,13 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
+/// What an error answer told the client, kept on the response so that the request middleware
+/// can give it Vault's shape on the Vault-compatible routes (`vault_api::vault_errors`).
+#[derive(Clone)]
+pub(crate) struct ShownError {
+    pub message: String,
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     code: ErrorCode,
@@ -88,6 +95,7 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(ShownError { message });
         response
     }
 }

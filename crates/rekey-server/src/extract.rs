@@ -57,13 +57,15 @@ pub(crate) fn source_of(extensions: &Extensions) -> Option<IpAddr> {
         .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()))
 }
 
-/// The bearer token of a request's `Authorization` header, zeroized on drop.
+/// The token of a request, zeroized on drop: from its `Authorization: Bearer` header, or else
+/// from `X-Vault-Token` (what Vault's clients send).
 pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<Zeroizing<String>> {
-    headers
+    let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Zeroizing::new(t.trim().to_owned()))
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let vault = || headers.get("x-vault-token").and_then(|v| v.to_str().ok());
+    bearer.or_else(vault).map(|t| Zeroizing::new(t.trim().to_owned()))
 }
 
 /// A body that was read (or failed to read: too large, broken connection). Reading is deferred

@@ -28,6 +28,7 @@ mod report;
 mod routes;
 mod session;
 mod state;
+mod vault_api;
 pub mod witness;
 
 pub use app::{router, App, Started};

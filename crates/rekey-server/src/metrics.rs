@@ -77,6 +77,43 @@ impl Collector for RevealCacheCollector {
     }
 }
 
+/// Whether the vault is sealed, read when metrics are rendered.
+pub(crate) type SealedProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The server itself: `rekey_sealed` and `rekey_build_info`.
+struct ServerCollector(SealedProbe);
+
+impl std::fmt::Debug for ServerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+impl Collector for ServerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = ConstGauge::new(i64::from((self.0)()));
+        g.encode(encoder.encode_descriptor(
+            "rekey_sealed",
+            "1 while the vault is sealed (every route but health, status and the seal's own answers 503)",
+            None,
+            g.metric_type(),
+        )?)?;
+        let mut family = encoder.encode_descriptor(
+            "rekey_build_info",
+            "Always 1; the labels say which build is running",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(1).encode(family.encode_family(&BuildLabels { version: env!("CARGO_PKG_VERSION") })?)?;
+        Ok(())
+    }
+}
+
 impl Collector for AuditCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.0;
@@ -197,6 +234,7 @@ impl Metrics {
         connector_stats: Arc<ConnectorStats>,
         deferred_index: bool,
         reveal_cache: RevealCacheProbe,
+        sealed: SealedProbe,
     ) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
@@ -214,6 +252,7 @@ impl Metrics {
         registry.register_collector(Box::new(AuditCollector(writer_stats)));
         registry.register_collector(Box::new(ConnectorCollector(connector_stats)));
         registry.register_collector(Box::new(RevealCacheCollector(reveal_cache)));
+        registry.register_collector(Box::new(ServerCollector(sealed)));
         let index_lag = deferred_index.then(|| {
             let g = Gauge::default();
             registry.register(

@@ -16,7 +16,7 @@ use rekey_core::tenants::NewTenant;
 use rekey_core::tokens::{Expiry, TokenSpec, DEFAULT_TTL_SECS};
 use rekey_core::views::*;
 use rekey_core::CoreError;
-use rekey_types::{AuditAction, CredRef, CredentialName, ErrorCode, Region, Role, TenantName, TokenId};
+use rekey_types::{AuditAction, CredRef, CredentialName, ErrorCode, Region, Role, TenantName, Timestamp, TokenId};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{body_bytes, parse_json, RawBody, ReqCtx};
@@ -73,24 +73,131 @@ pub(crate) fn no_store(mut response: Response) -> Response {
 
 // ---- sys ----------------------------------------------------------------------------------
 
+/// Vault's health answer, with Rekey's one-word `status` beside it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
+    /// `ok`, `sealed` or `uninitialized`.
     status: &'static str,
+    initialized: bool,
     sealed: bool,
+    /// Always false: every Rekey server is active (several share PostgreSQL as equals).
+    standby: bool,
+    performance_standby: bool,
+    replication_performance_mode: &'static str,
+    replication_dr_mode: &'static str,
+    /// Seconds since 1970, UTC.
+    server_time_utc: i64,
     version: &'static str,
 }
+
+/// Vault's overrides of the answer's status code (a load balancer that wants `200` from a
+/// sealed server asks `?sealedcode=200`). Codes are 200 to 599; parameters Rekey has no use for
+/// (standby and replication) are accepted and have no effect, as are unknown ones. Not in the
+/// API document (an override makes any code a documented answer): `docs/vault-api.md`.
+#[derive(Deserialize)]
+pub(crate) struct HealthQuery {
+    /// The code when unsealed and serving; default 200.
+    activecode: Option<String>,
+    /// The code when sealed; default 503.
+    sealedcode: Option<String>,
+    /// The code before `rekey init` (Shamir seal); default 501.
+    uninitcode: Option<String>,
+}
+
+fn status_code(name: &str, given: Option<&str>, default: u16, ctx: &ReqCtx) -> ApiResult<axum::http::StatusCode> {
+    let bad = || ApiError::new(ErrorCode::BadRequest, format!("{name}: a status code from 200 to 599"), ctx.request_id);
+    match given {
+        None => Ok(axum::http::StatusCode::from_u16(default).expect("default codes are valid")),
+        Some(text) => match text.parse::<u16>() {
+            Ok(n @ 200..=599) => axum::http::StatusCode::from_u16(n).map_err(|_| bad()),
+            _ => Err(bad()),
+        },
+    }
+}
+
+/// How long a client should wait before asking a sealed server again.
+const SEALED_RETRY_SECS: u64 = 5;
 
 #[utoipa::path(
     get,
     path = "/v1/sys/health",
     operation_id = "sys_health",
     tag = "sys",
-    summary = "Liveness and the seal; no token, not audited",
-    responses((status = 200, description = "OK", body = Health), crate::openapi::ApiErrors),
+    summary = "The seal, for a load balancer, with Vault's status codes: 200 unsealed, 503 sealed, 501 not initialized (and Vault's overrides, see docs/vault-api.md); no token, not audited",
+    responses(
+        (status = 200, description = "Unsealed and serving", body = Health),
+        (status = 501, description = "Not initialized (`rekey init`)", body = Health),
+        (status = 503, description = "Sealed; `Retry-After` says when to ask again", body = Health),
+        crate::openapi::ApiErrors
+    ),
     security(())
 )]
-pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok", sealed: s.keeper.is_sealed(), version: env!("CARGO_PKG_VERSION") })
+pub(crate) async fn health(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<Query<HealthQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q, &ctx)?;
+    let active = status_code("activecode", q.activecode.as_deref(), 200, &ctx)?;
+    let sealed_code = status_code("sealedcode", q.sealedcode.as_deref(), 503, &ctx)?;
+    let uninit_code = status_code("uninitcode", q.uninitcode.as_deref(), 501, &ctx)?;
+    let sealed = s.keeper.is_sealed();
+    let initialized = !sealed || s.keeper.seal_status().await.map_err(core(&ctx))?.initialized.unwrap_or(true);
+    let (status, code) = match (initialized, sealed) {
+        (false, _) => ("uninitialized", uninit_code),
+        (true, true) => ("sealed", sealed_code),
+        (true, false) => ("ok", active),
+    };
+    let body = Health {
+        status,
+        initialized,
+        sealed,
+        standby: false,
+        performance_standby: false,
+        replication_performance_mode: "disabled",
+        replication_dr_mode: "disabled",
+        server_time_utc: Timestamp::now().as_micros().div_euclid(1_000_000),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let mut response = (code, Json(body)).into_response();
+    if sealed {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(SEALED_RETRY_SECS));
+    }
+    Ok(response)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Ready {
+    ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/sys/ready",
+    operation_id = "sys_ready",
+    tag = "sys",
+    summary = "Readiness for an orchestrator: 200 only when unsealed, the store answers and writes are accepted; no token, not audited",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "Not ready; `reason` says why, `Retry-After` when to ask again", body = Ready),
+        crate::openapi::ApiErrors
+    ),
+    security(())
+)]
+pub(crate) async fn ready(State(s): State<AppState>) -> Response {
+    match s.keeper.readiness().await {
+        Ok(()) => Json(Ready { ready: true, reason: None }).into_response(),
+        Err(reason) => {
+            let mut r =
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(Ready { ready: false, reason: Some(reason) }))
+                    .into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(SEALED_RETRY_SECS));
+            r
+        }
+    }
 }
 
 /// While sealed, answers without a token (there is no way to check one) with the seal's state

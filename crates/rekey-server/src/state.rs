@@ -21,6 +21,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub pages: PageState,
     pub guard: Guard,
+    /// The Vault-compatible read path's mount (see `vault_api`).
+    pub vault_api: VaultApiState,
     /// The API document, set when the router is built from the same annotations.
     pub(crate) openapi: std::sync::OnceLock<crate::openapi::Document>,
 }
@@ -37,6 +39,15 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Shared {
         &self.0
     }
+}
+
+/// The Vault-compatible read path as configured (`[vault_api]`).
+#[derive(Clone)]
+pub struct VaultApiState {
+    /// Whether it is served.
+    pub enabled: bool,
+    /// Its KV v2 mount, e.g. `kv`.
+    pub mount: String,
 }
 
 /// The reset pages' own state: the key of their CSRF tokens, and whether cookies are `Secure`.

@@ -46,6 +46,7 @@ macro_rules! audit_actions {
 audit_actions! {
     SysInit = "system.init", "system", "The audit chain key was created (first start of a database).";
     SysStatus = "sys.status", "ReadStatus", "A caller read the server's status.";
+    SysMounts = "sys.mounts", "token", "A caller read the Vault-compatible mount table (its one KV mount; no name, no secret).";
     SysSeal = "sys.seal", "ManageKeys", "The vault was sealed: keys wiped from memory, requests refused until unsealed.";
     SysUnseal = "sys.unseal", "unseal", "The vault was unsealed with Shamir shares (with the sources of the shares).";
     HttpAuth = "http.auth", "token", "A request with a body was refused before its body was read: no valid token, or a source its token may not use.";
@@ -66,6 +67,7 @@ audit_actions! {
     TokenCreate = "token.create", "ManageTokens", "A token was created (its secret is shown once, never recorded).";
     TokenList = "token.list", "ListTokens", "A caller listed tokens.";
     TokenRevoke = "token.revoke", "ManageTokens", "A token was revoked.";
+    TokenLookupSelf = "token.lookup-self", "token", "A token's holder read what the token may do and until when.";
     CredPut = "cred.put", "PutCredential", "A new version of a credential was stored.";
     CredImport = "cred.import", "Import", "Credentials were imported in bulk.";
     CredShow = "cred.show", "ReadCredentialMeta", "A caller read a credential's metadata (never its secret).";

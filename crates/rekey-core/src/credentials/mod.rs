@@ -67,6 +67,7 @@ impl Vault {
                         credential_id: credential.id,
                         kind: credential.kind,
                         version: ver.version,
+                        created_at: ver.created_at,
                         kek_version: ver.kek_version,
                         wrapped_dek: ver.wrapped_dek,
                         ciphertext: ver.ciphertext,
@@ -107,6 +108,8 @@ impl Vault {
                 name: cref.name.to_string(),
                 kind: row.kind,
                 version: row.version,
+                created_at: row.created_at,
+                fields: row.fields.unwrap_or_default(),
                 secret,
             })
         }

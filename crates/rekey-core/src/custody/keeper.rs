@@ -191,6 +191,17 @@ impl Keeper {
         &self.connector_stats
     }
 
+    /// Whether this server can serve requests now: `Err` with the reason (sealed, the store
+    /// not answering, writes refused after an audit rollback) when it cannot. Reads one row.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let vault = self.vault().map_err(|_| "sealed".to_owned())?;
+        self.store.audit_head().await.map_err(|_| "the store does not answer".to_owned())?;
+        match vault.log_guard().reason() {
+            Some(_) => Err("writes are refused: the audit log is behind a signed checkpoint (see sys status)".into()),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the vault is sealed.
     pub fn is_sealed(&self) -> bool {
         self.vault.read().expect("vault lock is never poisoned").is_none()

@@ -88,6 +88,9 @@ pub struct Config {
     #[serde(default)]
     /// `[siem]`.
     pub siem: SiemConfig,
+    #[serde(default)]
+    /// `[vault_api]`.
+    pub vault_api: VaultApiConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
@@ -312,6 +315,7 @@ impl Config {
             }
         }
         self.certificates.lifetime_secs()?;
+        self.vault_api.check()?;
         self.vault_options()?;
         self.guard_limits()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {

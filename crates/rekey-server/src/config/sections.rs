@@ -428,3 +428,54 @@ pub struct HttpSinkConfig {
     #[serde(default)]
     pub authorization_env: Option<String>,
 }
+
+/// `[vault_api]`: the Vault-compatible read path (see `docs/vault-api.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultApiConfig {
+    /// Serve it. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The KV v2 mount the credentials appear under: `<mount>/data/<tenant>/<name>`. Default
+    /// `kv`.
+    #[serde(default = "default_kv_mount")]
+    pub mount: String,
+}
+
+impl Default for VaultApiConfig {
+    fn default() -> Self {
+        Self { enabled: true, mount: default_kv_mount() }
+    }
+}
+
+impl VaultApiConfig {
+    /// The mount is one path segment of lower-case letters, digits, `-` and `_`, at most 64,
+    /// and not one of the API's own (`sys`, `auth`, `tenants`, …).
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let m = self.mount.as_str();
+        let shape = !m.is_empty()
+            && m.len() <= 64
+            && m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !shape {
+            return Err(ConfigError::Invalid {
+                field: "vault_api.mount",
+                message: "one path segment of a-z, 0-9, - and _ (at most 64)".into(),
+            });
+        }
+        if crate::vault_api::RESERVED.contains(&m) {
+            return Err(ConfigError::Invalid {
+                field: "vault_api.mount",
+                message: format!("{m} is a path of the API itself; choose another mount"),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_kv_mount() -> String {
+    "kv".into()
+}

@@ -173,6 +173,8 @@ pub struct RevealRow {
     pub kind: CredentialKind,
     /// The current version.
     pub version: u32,
+    /// When that version was stored.
+    pub created_at: rekey_types::Timestamp,
     /// The tenant key version that wraps its data key.
     pub kek_version: u32,
     /// Its wrapped data key.

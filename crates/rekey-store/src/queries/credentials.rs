@@ -179,7 +179,8 @@ pub(crate) async fn reveal_row<C: Conn>(
     let row = c
         .query_opt(
             concat!(
-                "SELECT c.tenant_id, c.id, c.kind, c.frozen_by, v.version, v.kek_version, v.wrapped_dek, v.ciphertext, ",
+                "SELECT c.tenant_id, c.id, c.kind, c.frozen_by, v.version, v.created_at, v.kek_version, v.wrapped_dek, \
+                 v.ciphertext, ",
                 target_fields!(),
                 " FROM tenants t JOIN credentials c ON c.tenant_id = t.id AND c.deleted_at IS NULL \
                  JOIN credential_versions v ON v.credential_id = c.id AND v.version = c.current_version \
@@ -195,6 +196,7 @@ pub(crate) async fn reveal_row<C: Conn>(
             credential_id: id(&r, "id")?,
             kind: kind(&r, "kind")?,
             version: u32_of(&r, "version")?,
+            created_at: ts(&r, "created_at")?,
             kek_version: u32_of(&r, "kek_version")?,
             wrapped_dek: r.blob("wrapped_dek")?,
             ciphertext: r.blob("ciphertext")?,
