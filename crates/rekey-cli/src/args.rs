@@ -391,7 +391,7 @@ pub(crate) enum TokenCmd {
         /// A network the token may be used from (e.g. 10.0.0.0/8); repeatable. Default: anywhere.
         #[arg(long = "cidr")]
         cidrs: Vec<String>,
-        /// Lifetime, e.g. 30m, 1h, 7d, or never. Default 30d.
+        /// Lifetime, e.g. 30m, 1h, 7d, or never (warned against). Default 1d.
         #[arg(long)]
         ttl: Option<String>,
         #[arg(long, default_value = "")]

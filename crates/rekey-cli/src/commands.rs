@@ -371,6 +371,12 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
             let c = client()?;
             match cmd {
                 TokenCmd::Create { role, tenant, creds, cidrs, ttl, description } => {
+                    if ttl.as_deref() == Some("never") {
+                        eprintln!(
+                            "warning: this token never expires. A static token is for bootstrap and break-glass; \
+                             workloads should log in with a JWT for a token of minutes (docs/workloads.md)."
+                        );
+                    }
                     let body = json!({ "role": role, "tenant": tenant, "credentials": creds, "cidrs": cidrs, "ttl": ttl, "description": description });
                     let bytes = c.send_raw(c.request(Method::POST, "/v1/tokens").json(&body)).await?;
                     match format {

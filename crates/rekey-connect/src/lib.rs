@@ -30,6 +30,7 @@ pub mod egress;
 mod error;
 pub mod graph;
 mod http;
+pub mod jwks;
 pub mod ldap;
 mod mask;
 pub mod notify;

@@ -20,6 +20,9 @@ pub enum CoreError {
     /// No token, or an unknown, expired or revoked one (one message for all).
     #[error("missing, invalid, expired or revoked token")]
     Unauthenticated,
+    /// A workload's login was refused; the reason names what failed (never a claim's value).
+    #[error("login refused: {0}")]
+    LoginRefused(String),
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -98,7 +101,7 @@ impl CoreError {
             CoreError::BadRequest(_) => ErrorCode::BadRequest,
             CoreError::InvalidName(_) => ErrorCode::InvalidName,
             CoreError::InvalidField(_) => ErrorCode::InvalidField,
-            CoreError::Unauthenticated => ErrorCode::Unauthenticated,
+            CoreError::Unauthenticated | CoreError::LoginRefused(_) => ErrorCode::Unauthenticated,
             CoreError::Forbidden(_) => ErrorCode::Forbidden,
             CoreError::NotFound(_) | CoreError::Hidden(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
@@ -127,6 +130,7 @@ impl CoreError {
     pub fn audit_outcome(&self) -> rekey_types::AuditOutcome {
         match self {
             CoreError::Unauthenticated
+            | CoreError::LoginRefused(_)
             | CoreError::Forbidden(_)
             | CoreError::Hidden(_)
             | CoreError::TooManyAttempts(_) => rekey_types::AuditOutcome::Denied,

@@ -30,6 +30,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod tree;
 pub mod views;
+pub mod workloads;
 
 pub use connectors::scheduler;
 pub use credentials::{certs, import};

@@ -9,8 +9,9 @@ use crate::kernel::policy::Action;
 use crate::views::TokenView;
 use crate::{Caller, CoreError, Vault};
 
-/// Lifetime of a token created without `--ttl`.
-pub const DEFAULT_TTL_SECS: i64 = 30 * 86_400;
+/// Lifetime of a static token created without `--ttl`: a day. Static tokens are for bootstrap
+/// and break-glass; workloads log in with a JWT for a token of minutes (`workloads`).
+pub const DEFAULT_TTL_SECS: i64 = 86_400;
 
 /// When a token expires.
 pub enum Expiry {
@@ -98,6 +99,7 @@ impl Vault {
                 created_by: caller.principal.audit_name(),
                 created_at: now,
                 expires_at,
+                max_expires_at: None,
                 revoked_at: None,
                 mac: None,
             };

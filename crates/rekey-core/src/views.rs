@@ -160,6 +160,10 @@ pub struct TokenView {
     pub created_at: Timestamp,
     /// When it expires (absent: never).
     pub expires_at: Option<Timestamp>,
+    /// The latest its holder may renew it to (a token from a workload login); absent: it
+    /// cannot be renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewable_until: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
     /// Derived from the expiry and the revocation.
@@ -186,6 +190,7 @@ impl From<TokenRow> for TokenView {
             created_by: t.created_by,
             created_at: t.created_at,
             expires_at: t.expires_at,
+            renewable_until: t.max_expires_at,
             revoked_at: t.revoked_at,
             state,
         }

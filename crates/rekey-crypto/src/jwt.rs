@@ -94,6 +94,16 @@ impl UnverifiedJwt {
         Some(Self { header, claims, signing_input: format!("{h}.{c}"), signature })
     }
 
+    /// `header.claims`, the bytes the signature covers.
+    pub(crate) fn signing_input(&self) -> &str {
+        &self.signing_input
+    }
+
+    /// The signature's bytes.
+    pub(crate) fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
     /// Checks an RS256 signature against an RSA public key given as a JWK's `n` and `e`
     /// (base64url). False for any other algorithm.
     pub fn verify_rs256(&self, n_b64: &str, e_b64: &str) -> bool {

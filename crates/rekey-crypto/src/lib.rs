@@ -23,6 +23,7 @@ pub mod cert;
 pub mod envelope;
 mod error;
 pub mod integrity;
+pub mod jws;
 pub mod jwt;
 pub mod keys;
 pub mod link;

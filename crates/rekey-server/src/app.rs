@@ -252,6 +252,8 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
         .routes(routes!(credentials::list_credentials))
         .routes(routes!(routes::create_token, routes::list_tokens))
         .routes(routes!(routes::revoke_token))
+        .routes(routes!(crate::jwt_roles::list))
+        .routes(routes!(crate::jwt_roles::show, crate::jwt_roles::put, crate::jwt_roles::delete))
         .routes(routes!(incidents::open, incidents::list))
         .routes(routes!(incidents::show))
         .routes(routes!(incidents::items))

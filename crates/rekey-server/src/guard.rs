@@ -56,8 +56,15 @@ pub struct Guard {
 pub(crate) const PAGE_BODY_BYTES: usize = 64 * 1024;
 
 /// Routes under `/v1/` that answer without a token (they authenticate otherwise, or not at all).
-const ANONYMOUS: [&str; 6] =
-    ["/v1/sys/health", "/v1/sys/ready", "/v1/sys/status", "/v1/openapi.json", "/v1/sys/init", "/v1/sys/unseal"];
+const ANONYMOUS: [&str; 7] = [
+    "/v1/sys/health",
+    "/v1/sys/ready",
+    "/v1/sys/status",
+    "/v1/openapi.json",
+    "/v1/sys/init",
+    "/v1/sys/unseal",
+    "/v1/auth/jwt/login",
+];
 
 impl Guard {
     pub fn new(limits: GuardLimits) -> Self {

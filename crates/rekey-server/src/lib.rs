@@ -20,6 +20,7 @@ mod error;
 mod extract;
 mod guard;
 mod incidents;
+mod jwt_roles;
 mod keys;
 mod metrics;
 mod openapi;

@@ -466,7 +466,7 @@ struct TokenBody {
     #[serde(default)]
     #[schema(schema_with = crate::openapi::cidrs)]
     cidrs: Vec<String>,
-    /// How long the token lives, e.g. `30m`, `1h`, `7d`, or `never`; default 30 days.
+    /// How long the token lives, e.g. `30m`, `1h`, `7d`, or `never`; default 1 day.
     #[schema(schema_with = crate::openapi::ttl)]
     ttl: Option<String>,
     #[serde(default)]

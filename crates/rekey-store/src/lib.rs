@@ -133,6 +133,10 @@ pub trait Store: Send + Sync + 'static {
     async fn token(&self, id: TokenId) -> Result<Option<TokenRow>, StoreError>;
     /// Every token.
     async fn list_tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+    /// An auth role by name.
+    async fn auth_role(&self, name: &str) -> Result<Option<AuthRoleRow>, StoreError>;
+    /// Every auth role, by name.
+    async fn list_auth_roles(&self) -> Result<Vec<AuthRoleRow>, StoreError>;
 
     /// The newest version of a system key.
     async fn system_key(&self, purpose: &str) -> Result<Option<SystemKeyRow>, StoreError>;

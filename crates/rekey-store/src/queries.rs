@@ -136,6 +136,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (11, include_str!("../migrations/sqlite/0011_audit_tree.sql")),
             (12, include_str!("../migrations/sqlite/0012_audit_checkpoints.sql")),
             (13, include_str!("../migrations/sqlite/0013_key_epoch.sql")),
+            (14, include_str!("../migrations/sqlite/0014_workload_login.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -150,6 +151,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (10, include_str!("../migrations/postgres/0010_audit_tree.sql")),
             (11, include_str!("../migrations/postgres/0011_audit_checkpoints.sql")),
             (12, include_str!("../migrations/postgres/0012_key_epoch.sql")),
+            (13, include_str!("../migrations/postgres/0013_workload_login.sql")),
         ],
     }
 }

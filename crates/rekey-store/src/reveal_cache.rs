@@ -81,6 +81,9 @@ impl Changes {
             | WriteOp::CreateTenant { .. }
             | WriteOp::CreateToken(_)
             | WriteOp::RevokeToken { .. }
+            | WriteOp::RenewToken { .. }
+            | WriteOp::PutAuthRole(_)
+            | WriteOp::DeleteAuthRole { .. }
             | WriteOp::SealTokens(_)
             | WriteOp::CreateKek(_)
             | WriteOp::InsertRootKey(_)

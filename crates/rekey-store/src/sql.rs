@@ -219,6 +219,15 @@ impl Store for SqlStore {
         run!(self, read, |c| q::list_tokens(c))
     }
 
+    async fn auth_role(&self, name: &str) -> Result<Option<AuthRoleRow>, StoreError> {
+        let name = name.to_owned();
+        run!(self, point, |c| q::auth_role(c, name))
+    }
+
+    async fn list_auth_roles(&self) -> Result<Vec<AuthRoleRow>, StoreError> {
+        run!(self, read, |c| q::list_auth_roles(c))
+    }
+
     async fn system_key(&self, purpose: &str) -> Result<Option<SystemKeyRow>, StoreError> {
         let purpose = purpose.to_owned();
         run!(self, read, |c| q::system_key(c, purpose))

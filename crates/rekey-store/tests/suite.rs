@@ -70,6 +70,8 @@ both!(
     failed_op_does_not_undo_others_and_is_audited_as_error,
     delete_is_soft_and_frees_the_name,
     tokens_create_and_revoke,
+    tokens_renew_up_to_their_limit,
+    auth_roles_write_read_and_delete,
     audit_chain_and_head,
     listing_filters_and_pages,
     system_keys_insert_once,
@@ -570,6 +572,7 @@ async fn tokens_create_and_revoke(db: Db) {
         created_by: "test".into(),
         created_at: Timestamp::now(),
         expires_at: Some(Timestamp::now().add_seconds(60)),
+        max_expires_at: None,
         revoked_at: None,
         mac: Some(vec![7; 32]),
     };
@@ -589,6 +592,69 @@ async fn tokens_create_and_revoke(db: Db) {
     assert!(matches!(again[0], Err(StoreError::NotFound { .. })));
     assert_eq!(db.store.list_tokens().await.unwrap().len(), 1);
     assert!(db.store.token(TokenId::generate()).await.unwrap().is_none());
+}
+
+async fn tokens_renew_up_to_their_limit(db: Db) {
+    let now = Timestamp::now();
+    let token = |max: Option<Timestamp>| TokenRow {
+        id: TokenId::generate(),
+        hash: vec![9; 32],
+        role: Role::Auditor,
+        tenant_id: None,
+        tenant_name: None,
+        bound: vec![],
+        cidrs: vec![],
+        description: "login".into(),
+        created_by: "auth-role:ci".into(),
+        created_at: now,
+        expires_at: Some(now.add_seconds(60)),
+        max_expires_at: max,
+        revoked_at: None,
+        mac: Some(vec![7; 32]),
+    };
+    let (renewable, fixed) = (token(Some(now.add_seconds(600))), token(None));
+    let (id, fixed_id) = (renewable.id, fixed.id);
+    let created = apply(&db, vec![Some(WriteOp::CreateToken(renewable)), Some(WriteOp::CreateToken(fixed))]).await;
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    assert_eq!(db.store.token(id).await.unwrap().unwrap().max_expires_at, Some(now.add_seconds(600)));
+    let renew = |id, secs| Some(WriteOp::RenewToken { id, expires_at: now.add_seconds(secs), mac: vec![5; 32] });
+    assert!(apply(&db, vec![renew(id, 600)]).await[0].is_ok(), "up to the limit");
+    let got = db.store.token(id).await.unwrap().unwrap();
+    assert_eq!((got.expires_at, got.mac), (Some(now.add_seconds(600)), Some(vec![5; 32])));
+    assert!(matches!(apply(&db, vec![renew(id, 601)]).await[0], Err(StoreError::NotFound { .. })), "never past it");
+    assert!(
+        matches!(apply(&db, vec![renew(fixed_id, 30)]).await[0], Err(StoreError::NotFound { .. })),
+        "nor a static token"
+    );
+    let revoked = apply(&db, vec![Some(WriteOp::RevokeToken { id, at: now, mac: vec![8; 32] }), renew(id, 300)]).await;
+    assert!(revoked[0].is_ok() && matches!(revoked[1], Err(StoreError::NotFound { .. })), "nor a revoked one");
+}
+
+async fn auth_roles_write_read_and_delete(db: Db) {
+    let row = |spec: &str, at: Timestamp| rekey_store::AuthRoleRow {
+        name: "ci".into(),
+        spec: spec.into(),
+        created_by: "token:x".into(),
+        created_at: at,
+        updated_at: at,
+        mac: vec![1; 32],
+    };
+    let first = Timestamp::from_micros(1_000_000);
+    assert!(apply(&db, vec![Some(WriteOp::PutAuthRole(row("{\"a\":1}", first)))]).await[0].is_ok());
+    let later = Timestamp::from_micros(2_000_000);
+    assert!(apply(&db, vec![Some(WriteOp::PutAuthRole(row("{\"a\":2}", later)))]).await[0].is_ok());
+    let got = db.store.auth_role("ci").await.unwrap().unwrap();
+    assert_eq!(
+        (got.spec.as_str(), got.created_at, got.updated_at),
+        ("{\"a\":2}", first, later),
+        "replaced, first time kept"
+    );
+    assert_eq!(db.store.list_auth_roles().await.unwrap().len(), 1);
+    assert!(db.store.auth_role("cd").await.unwrap().is_none());
+    assert!(apply(&db, vec![Some(WriteOp::DeleteAuthRole { name: "ci".into() })]).await[0].is_ok());
+    assert!(db.store.auth_role("ci").await.unwrap().is_none());
+    let again = apply(&db, vec![Some(WriteOp::DeleteAuthRole { name: "ci".into() })]).await;
+    assert!(matches!(again[0], Err(StoreError::NotFound { .. })));
 }
 
 async fn audit_chain_and_head(db: Db) {

@@ -67,6 +67,12 @@ audit_actions! {
     TokenCreate = "token.create", "ManageTokens", "A token was created (its secret is shown once, never recorded).";
     TokenList = "token.list", "ListTokens", "A caller listed tokens.";
     TokenRevoke = "token.revoke", "ManageTokens", "A token was revoked.";
+    TokenRenew = "token.renew", "token", "A token's holder renewed it (never past the limit its login set).";
+    TokenRevokeSelf = "token.revoke-self", "token", "A token's holder revoked it.";
+    AuthRolePut = "auth.role.put", "ManageAuthRoles", "An auth role was written: which issuer's JWTs a workload may log in with, and what a login grants.";
+    AuthRoleDelete = "auth.role.delete", "ManageAuthRoles", "An auth role was deleted.";
+    AuthRoleRead = "auth.role.read", "ReadAuthRoles", "A caller listed auth roles or read one.";
+    AuthLogin = "auth.login", "jwt", "A workload logged in with a JWT, or was refused (with the claims that decided, never the JWT).";
     TokenLookupSelf = "token.lookup-self", "token", "A token's holder read what the token may do and until when.";
     CredPut = "cred.put", "PutCredential", "A new version of a credential was stored.";
     CredImport = "cred.import", "Import", "Credentials were imported in bulk.";

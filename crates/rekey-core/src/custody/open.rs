@@ -88,6 +88,7 @@ impl Vault {
             created_by: SYSTEM.into(),
             created_at: Timestamp::now(),
             expires_at: None,
+            max_expires_at: None,
             revoked_at: None,
             mac: None,
         };

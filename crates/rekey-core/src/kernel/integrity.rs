@@ -47,8 +47,9 @@ fn token_bytes(row: &TokenRow) -> Vec<u8> {
     let cidrs = serde_json::to_vec(&row.cidrs).expect("a list of strings serializes");
     let expires = row.expires_at.map_or(-1, |t| t.as_micros()).to_be_bytes();
     let revoked = row.revoked_at.map_or(-1, |t| t.as_micros()).to_be_bytes();
-    canonical(&[
-        row.id.to_string().as_bytes(),
+    let id = row.id.to_string();
+    let mut parts: Vec<&[u8]> = vec![
+        id.as_bytes(),
         &row.hash,
         row.role.as_str().as_bytes(),
         tenant.as_bytes(),
@@ -56,7 +57,27 @@ fn token_bytes(row: &TokenRow) -> Vec<u8> {
         &cidrs,
         &expires,
         &revoked,
-    ])
+    ];
+    // A renewable token (from a workload login) covers its limit too; the rows of every other
+    // token keep the MAC they were sealed with.
+    let max = row.max_expires_at.map(|t| t.as_micros().to_be_bytes());
+    if let Some(max) = &max {
+        parts.push(max);
+    }
+    canonical(&parts)
+}
+
+/// The table label of auth role MACs.
+const AUTH_ROLES: &str = "auth_roles";
+
+/// The MAC an auth role row must carry: over its name and specification.
+pub(crate) fn auth_role_mac(key: &IntegrityKey, name: &str, spec: &str) -> Vec<u8> {
+    key.row_mac(AUTH_ROLES, &canonical(&[name.as_bytes(), spec.as_bytes()])).to_vec()
+}
+
+/// Whether an auth role row carries its MAC.
+pub(crate) fn auth_role_ok(key: &IntegrityKey, row: &rekey_store::AuthRoleRow) -> bool {
+    key.row_ok(AUTH_ROLES, &canonical(&[row.name.as_bytes(), row.spec.as_bytes()]), &row.mac)
 }
 
 /// The MAC a token row must carry.

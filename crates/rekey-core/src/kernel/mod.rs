@@ -54,6 +54,8 @@ pub struct Vault {
     credential_locks: CredentialLocks,
     put_hints: PutHints,
     tokens: auth::TokenCache,
+    /// Issuers' keys for workload logins, by where they come from.
+    issuer_keys: crate::workloads::keys::KeyCache,
     options: VaultOptions,
     /// Set when the vault is sealed: background jobs stop at their next step.
     closed: AtomicBool,
@@ -150,6 +152,7 @@ impl Vault {
             credential_locks: Default::default(),
             put_hints: Default::default(),
             tokens: Default::default(),
+            issuer_keys: Default::default(),
             closed: Default::default(),
             jobs_wake: Default::default(),
             campaigns_wake: Default::default(),
@@ -189,6 +192,10 @@ impl Vault {
 
     pub(crate) fn writer_stats(&self) -> &writer::WriterStats {
         self.writer.stats()
+    }
+
+    pub(crate) fn issuer_keys(&self) -> &crate::workloads::keys::KeyCache {
+        &self.issuer_keys
     }
 
     pub(crate) fn options(&self) -> &VaultOptions {

@@ -77,6 +77,10 @@ pub enum Action<'a> {
     ManageTokens,
     /// List tokens.
     ListTokens,
+    /// Write or delete the auth roles that let workloads log in with a JWT.
+    ManageAuthRoles,
+    /// List and show auth roles.
+    ReadAuthRoles,
     /// Read or verify the audit log.
     ReadAudit,
     /// Key list, key jobs, the certificate inventory.
@@ -123,6 +127,8 @@ impl Action<'_> {
             Import => "Import",
             ManageTokens => "ManageTokens",
             ListTokens => "ListTokens",
+            ManageAuthRoles => "ManageAuthRoles",
+            ReadAuthRoles => "ReadAuthRoles",
             ReadAudit => "ReadAudit",
             ReadKeys => "ReadKeys",
             ManageKeys => "ManageKeys",
@@ -167,6 +173,7 @@ pub fn check(p: &Principal, action: Action<'_>) -> Result<(), Denial> {
             | ReadCredentialMeta(_)
             | ListAllCredentials
             | ListTokens
+            | ReadAuthRoles
             | ReadAudit
             | ReadKeys
             | ReadIncidents => Ok(()),
@@ -247,6 +254,8 @@ mod tests {
             Import,
             ManageTokens,
             ListTokens,
+            ManageAuthRoles,
+            ReadAuthRoles,
             ReadAudit,
             ReadKeys,
             ManageKeys,
@@ -264,7 +273,7 @@ mod tests {
         for a in rekey_types::AuditAction::ALL {
             let gate = a.gate();
             assert!(
-                names.contains(&gate) || ["system", "link", "token", "unseal"].contains(&gate),
+                names.contains(&gate) || ["system", "link", "token", "unseal", "jwt"].contains(&gate),
                 "{} is gated by {gate}, which the policy does not know",
                 a.as_str()
             );

@@ -7,7 +7,7 @@ use serde::Serialize;
 /// `{"request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings",
 /// "auth", "mount_type"}`. Nothing Rekey serves is leased: the lease fields are always empty.
 #[derive(Serialize)]
-pub(super) struct Envelope<D: Serialize> {
+pub(super) struct Envelope<D: Serialize, A: Serialize = ()> {
     request_id: String,
     lease_id: &'static str,
     renewable: bool,
@@ -15,8 +15,25 @@ pub(super) struct Envelope<D: Serialize> {
     data: D,
     wrap_info: Option<()>,
     warnings: Option<()>,
-    auth: Option<()>,
+    auth: Option<A>,
     mount_type: &'static str,
+}
+
+impl<A: Serialize> Envelope<Option<()>, A> {
+    /// A login's answer: no `data`, the token under `auth`.
+    pub(super) fn auth(request_id: RequestId, auth: A) -> Self {
+        Self {
+            request_id: request_id.to_string(),
+            lease_id: "",
+            renewable: false,
+            lease_duration: 0,
+            data: None,
+            wrap_info: None,
+            warnings: None,
+            auth: Some(auth),
+            mount_type: "",
+        }
+    }
 }
 
 impl<D: Serialize> Envelope<D> {

@@ -7,13 +7,17 @@
 //! - `GET /v1/sys/internal/ui/mounts/<path>` and `GET /v1/sys/mounts`: the one KV v2 mount, as
 //!   the clients discover it before a read ([`mounts`]).
 //! - `GET /v1/auth/token/lookup-self`: the caller's own token ([`token`]).
+//! - `POST /v1/auth/jwt/login`, `POST /v1/auth/token/renew-self`, `POST
+//!   /v1/auth/token/revoke-self`: workload login and the token holder's own renewal and
+//!   revocation ([`auth`]).
 //!
 //! Answers carry Vault's envelope ([`envelope`]); errors carry Vault's `{"errors": [...]}`
 //! ([`vault_errors`], applied by the request middleware to these routes only).
 //!
 //! Must never: answer a read that a native reveal of the same credential by the same token
-//! would refuse, or before its audit event is durable; write anything.
+//! would refuse, or before its audit event is durable; write a credential.
 
+mod auth;
 mod envelope;
 mod kv;
 mod mounts;
@@ -22,7 +26,7 @@ mod token;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::ShownError;
@@ -30,7 +34,7 @@ use crate::state::AppState;
 
 /// Top-level segments of `/v1/` that Rekey's own API or Vault's (`sys`, `auth`) use: a mount
 /// may not take one.
-pub(crate) const RESERVED: [&str; 13] = [
+pub(crate) const RESERVED: [&str; 14] = [
     "sys",
     "auth",
     "identity",
@@ -44,6 +48,7 @@ pub(crate) const RESERVED: [&str; 13] = [
     "import",
     "openapi.json",
     "cubbyhole",
+    "jwt-roles",
 ];
 
 /// The routes, for a KV v2 mount at `mount`.
@@ -53,6 +58,9 @@ pub(crate) fn routes(mount: &str) -> Router<AppState> {
         .route("/v1/sys/internal/ui/mounts/{*path}", get(mounts::ui_mount))
         .route("/v1/sys/mounts", get(mounts::list))
         .route("/v1/auth/token/lookup-self", get(token::lookup_self))
+        .route("/v1/auth/token/renew-self", post(auth::renew_self).put(auth::renew_self))
+        .route("/v1/auth/token/revoke-self", post(auth::revoke_self).put(auth::revoke_self))
+        .route("/v1/auth/jwt/login", post(auth::login).put(auth::login))
 }
 
 /// Whether a matched route (its template) is one of these, for a mount at `mount`.

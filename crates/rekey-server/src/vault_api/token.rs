@@ -1,5 +1,5 @@
 //! `GET /v1/auth/token/lookup-self`: the caller's own token, in the shape of Vault's token
-//! store. Differs from Vault in `id`: Rekey answers the token's public id, never its secret
+//! store (renewable only when it came from a workload login). Differs from Vault in `id`: Rekey answers the token's public id, never its secret
 //! (Vault echoes the token itself).
 
 use axum::extract::State;
@@ -55,7 +55,7 @@ impl From<TokenView> for Lookup {
             display_name: format!("token-{role}"),
             entity_id: "",
             expire_time: t.expires_at,
-            explicit_max_ttl: 0,
+            explicit_max_ttl: t.renewable_until.map_or(0, |m| seconds(m) - seconds(t.created_at)),
             id: t.id,
             issue_time: t.created_at,
             meta: Meta { role: role.clone(), tenant: t.tenant },
@@ -63,7 +63,7 @@ impl From<TokenView> for Lookup {
             orphan: true,
             path: "auth/token/create",
             policies: [role],
-            renewable: false,
+            renewable: t.renewable_until.is_some(),
             ttl: t.expires_at.map_or(0, |e| (seconds(e) - now).max(0)),
             kind: "service",
         }

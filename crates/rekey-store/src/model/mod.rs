@@ -71,11 +71,31 @@ pub struct TokenRow {
     pub created_at: Timestamp,
     /// When it expires (`None`: never).
     pub expires_at: Option<Timestamp>,
+    /// The latest its holder may renew it to (`None`: it cannot be renewed).
+    pub max_expires_at: Option<Timestamp>,
     /// When it was revoked.
     pub revoked_at: Option<Timestamp>,
     /// MAC of the row under the integrity key (see `rekey-core`'s `integrity`); `None` for a row
     /// stored before rows were authenticated, until the first unseal seals it.
     pub mac: Option<Vec<u8>>,
+}
+
+/// An auth role: which issuer's JWTs a workload may log in with, and what a login grants. The
+/// store keeps the specification as the core wrote it (JSON) and never reads inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRoleRow {
+    /// Its name.
+    pub name: String,
+    /// The specification, JSON.
+    pub spec: String,
+    /// Who wrote it last.
+    pub created_by: String,
+    /// When it was first written.
+    pub created_at: Timestamp,
+    /// When it was last written.
+    pub updated_at: Timestamp,
+    /// MAC of name and specification under the integrity key.
+    pub mac: Vec<u8>,
 }
 
 /// A key of the server itself (the audit chain's, the integrity key), wrapped by the root key.

@@ -8,9 +8,9 @@ use rekey_types::{
 };
 
 use super::{
-    CampaignRow, CertificateRow, CredentialRow, DekUpdate, HealthRow, IncidentRow, ItemUpdate, KekRow, KeyJobRow,
-    LegacyRewrite, LinkRow, NoticeRow, NoticeUpdate, RootKeyRow, RootRewrap, RotationRow, ScopeQuery, SealKeyringRow,
-    TenantRow, TokenRow, VersionBinding, VersionRow,
+    AuthRoleRow, CampaignRow, CertificateRow, CredentialRow, DekUpdate, HealthRow, IncidentRow, ItemUpdate, KekRow,
+    KeyJobRow, LegacyRewrite, LinkRow, NoticeRow, NoticeUpdate, RootKeyRow, RootRewrap, RotationRow, ScopeQuery,
+    SealKeyringRow, TenantRow, TokenRow, VersionBinding, VersionRow,
 };
 
 /// One write and the audit event that records it.
@@ -62,6 +62,23 @@ pub enum WriteOp {
         at: Timestamp,
         /// The row's new MAC.
         mac: Vec<u8>,
+    },
+    /// Moves a renewable token's expiry (at most to its `max_expires_at`); `mac` is the row's MAC
+    /// with it moved.
+    RenewToken {
+        /// The token.
+        id: TokenId,
+        /// Its new expiry.
+        expires_at: Timestamp,
+        /// The row's new MAC.
+        mac: Vec<u8>,
+    },
+    /// Writes an auth role (new, or replacing the one of that name).
+    PutAuthRole(AuthRoleRow),
+    /// Deletes an auth role.
+    DeleteAuthRole {
+        /// Its name.
+        name: String,
     },
     /// Ends an incident's freeze of a credential: the caller verified a new secret at its
     /// target. With `fresh = (version, fingerprint)`, only if no other version of the

@@ -6,7 +6,7 @@ use rekey_types::{Role, Timestamp, TokenId};
 
 use super::{all, corrupt, id, json, json_of, opt_ts, ts};
 use crate::conn::{args, Conn, OwnedRow};
-use crate::model::TokenRow;
+use crate::model::{AuthRoleRow, TokenRow};
 use crate::StoreError;
 
 const TOKEN_SELECT: &str =
@@ -25,6 +25,7 @@ fn token_row(row: &OwnedRow) -> Result<TokenRow, StoreError> {
         created_by: row.text("created_by")?,
         created_at: ts(row, "created_at")?,
         expires_at: opt_ts(row, "expires_at")?,
+        max_expires_at: opt_ts(row, "max_expires_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
         mac: row.opt_blob("mac")?,
     })
@@ -49,8 +50,8 @@ pub(super) async fn seal_tokens<C: Conn>(c: &mut C, macs: &[(TokenId, Vec<u8>)])
 
 pub(super) async fn create_token<C: Conn>(c: &mut C, t: &TokenRow) -> Result<(), StoreError> {
     c.exec(
-        "INSERT INTO tokens (id, hash, role, tenant_id, bound, cidrs, description, created_by, created_at, expires_at, revoked_at, mac) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)",
+        "INSERT INTO tokens (id, hash, role, tenant_id, bound, cidrs, description, created_by, created_at, expires_at, \
+         max_expires_at, revoked_at, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12)",
         args![
             t.id.to_string(),
             t.hash.clone(),
@@ -62,6 +63,7 @@ pub(super) async fn create_token<C: Conn>(c: &mut C, t: &TokenRow) -> Result<(),
             &t.created_by,
             t.created_at.as_micros(),
             t.expires_at.map(Timestamp::as_micros),
+            t.max_expires_at.map(Timestamp::as_micros),
             t.mac.clone().unwrap_or_default()
         ],
     )
@@ -83,6 +85,64 @@ pub(super) async fn revoke_token<C: Conn>(
         .await?;
     if n != 1 {
         return Err(StoreError::NotFound { entity: "active token", id: id.to_string() });
+    }
+    Ok(())
+}
+
+/// Moves an active, renewable token's expiry; `mac` is the row's MAC with it moved.
+pub(super) async fn renew_token<C: Conn>(
+    c: &mut C,
+    id: &TokenId,
+    expires_at: &Timestamp,
+    mac: &[u8],
+) -> Result<(), StoreError> {
+    let n = c
+        .exec(
+            "UPDATE tokens SET expires_at = $1, mac = $2 \
+             WHERE id = $3 AND revoked_at IS NULL AND max_expires_at IS NOT NULL AND max_expires_at >= $1",
+            args![expires_at.as_micros(), mac.to_vec(), id.to_string()],
+        )
+        .await?;
+    if n != 1 {
+        return Err(StoreError::NotFound { entity: "renewable token", id: id.to_string() });
+    }
+    Ok(())
+}
+
+fn auth_role_row(row: &OwnedRow) -> Result<AuthRoleRow, StoreError> {
+    Ok(AuthRoleRow {
+        name: row.text("name")?,
+        spec: row.text("spec")?,
+        created_by: row.text("created_by")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+        mac: row.blob("mac")?,
+    })
+}
+
+pub(crate) async fn auth_role<C: Conn>(c: &mut C, name: String) -> Result<Option<AuthRoleRow>, StoreError> {
+    c.query_opt("SELECT * FROM auth_roles WHERE name = $1", args![name]).await?.map(|r| auth_role_row(&r)).transpose()
+}
+
+pub(crate) async fn list_auth_roles<C: Conn>(c: &mut C) -> Result<Vec<AuthRoleRow>, StoreError> {
+    all(c.query("SELECT * FROM auth_roles ORDER BY name", vec![]).await?, auth_role_row)
+}
+
+/// Writes an auth role, keeping its first `created_at`.
+pub(super) async fn put_auth_role<C: Conn>(c: &mut C, r: &AuthRoleRow) -> Result<(), StoreError> {
+    c.exec(
+        "INSERT INTO auth_roles (name, spec, created_by, created_at, updated_at, mac) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, created_by = excluded.created_by, \
+         updated_at = excluded.updated_at, mac = excluded.mac",
+        args![&r.name, &r.spec, &r.created_by, r.created_at.as_micros(), r.updated_at.as_micros(), r.mac.clone()],
+    )
+    .await
+    .map(drop)
+}
+
+pub(super) async fn delete_auth_role<C: Conn>(c: &mut C, name: &str) -> Result<(), StoreError> {
+    if c.exec("DELETE FROM auth_roles WHERE name = $1", args![name]).await? != 1 {
+        return Err(StoreError::NotFound { entity: "auth role", id: name.to_owned() });
     }
     Ok(())
 }

@@ -1,0 +1,12 @@
+-- Workload login: auth roles that trust an issuer's JWTs, and tokens that can be renewed up to
+-- a limit. A row of either decides who gets what, so each carries a MAC under the integrity key.
+ALTER TABLE tokens ADD COLUMN max_expires_at INTEGER;
+
+CREATE TABLE auth_roles (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    mac BLOB NOT NULL
+);
