@@ -62,6 +62,9 @@ pub(crate) enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Auth roles: which issuer's JWTs a workload may log in with, and what a login grants.
+    #[command(subcommand, name = "jwt-role")]
+    JwtRole(JwtRoleCmd),
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -401,6 +404,23 @@ pub(crate) enum TokenCmd {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum JwtRoleCmd {
+    /// Write a role from a JSON specification (docs/workloads.md), replacing one of that name.
+    Put {
+        name: String,
+        /// The specification, JSON; `-` reads stdin.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List roles.
+    List,
+    /// Show a role.
+    Show { name: String },
+    /// Delete a role (tokens it granted live until they expire).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]

@@ -14,6 +14,7 @@ mod output;
 mod proofs;
 mod serve;
 mod witness;
+mod workloads;
 
 use clap::Parser;
 
