@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rekey_core::Keeper;
@@ -106,6 +106,10 @@ impl App {
             metrics,
             pages,
             guard,
+            proxies: std::sync::Arc::new(crate::proxy::TrustedProxies::new(
+                config.server.proxies().map_err(BuildError::Config)?,
+            )),
+            proxy_protocol: config.server.proxy_protocol,
             vault_api: crate::state::VaultApiState {
                 enabled: config.vault_api.enabled,
                 mount: config.vault_api.mount.clone(),
@@ -133,8 +137,28 @@ impl App {
         let local = listener.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
         let scheme = if self.config.tls.is_some() { "https" } else { "http" };
         let _ = self.public_url.set(format!("{scheme}://{local}"));
-        let task = match &self.config.tls {
-            None => {
+        let proxy = self
+            .config
+            .server
+            .proxy_protocol
+            .then(|| crate::proxy::ProxyAcceptor { trusted: self.state.proxies.clone() });
+        let task = match (&self.config.tls, proxy) {
+            (None, Some(proxy)) => {
+                // Plain HTTP whose trusted peers send a PROXY header first.
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let server = axum_server::from_tcp(listener).acceptor(proxy).handle(handle);
+                tokio::spawn(async move {
+                    if let Err(e) = server.serve(router).await {
+                        tracing::error!(error = %e, "server stopped");
+                    }
+                })
+            }
+            (None, None) => {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).map_err(|source| BuildError::Bind { addr, source })?;
                 tokio::spawn(async move {
@@ -143,7 +167,7 @@ impl App {
                     }
                 })
             }
-            Some(tls) => {
+            (Some(tls), proxy) => {
                 rekey_connect::install_crypto_provider();
                 let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
                     .await
@@ -155,11 +179,22 @@ impl App {
                     stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
                 });
                 let server = axum_server::from_tcp_rustls(listener, rustls_config).handle(handle);
-                tokio::spawn(async move {
-                    if let Err(e) = server.serve(router).await {
-                        tracing::error!(error = %e, "server stopped");
+                match proxy {
+                    // The PROXY header comes before the TLS handshake.
+                    Some(proxy) => {
+                        let server = server.map(|tls| tls.acceptor(proxy));
+                        tokio::spawn(async move {
+                            if let Err(e) = server.serve(router).await {
+                                tracing::error!(error = %e, "server stopped");
+                            }
+                        })
                     }
-                })
+                    None => tokio::spawn(async move {
+                        if let Err(e) = server.serve(router).await {
+                            tracing::error!(error = %e, "server stopped");
+                        }
+                    }),
+                }
             }
         };
         Ok(Started { addr: local, task, keeper: self.keeper })
@@ -318,6 +353,22 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let started = Instant::now();
     let request_id = RequestId::generate();
     req.extensions_mut().insert(request_id);
+    // Who the client is: the TCP peer, or whom a trusted proxy forwards for (see `proxy`).
+    if let Some(peer) = crate::extract::peer_of(req.extensions()) {
+        let client = match req.extensions().get::<crate::proxy::ProxiedClient>() {
+            Some(proxied) => Ok(proxied.0.ip()),
+            None if state.proxy_protocol => Ok(peer),
+            None => state.proxies.client(peer, req.headers()),
+        };
+        match client {
+            Ok(ip) => {
+                req.extensions_mut().insert(crate::proxy::ClientAddr(ip));
+            }
+            Err(why) => {
+                return crate::ApiError::new(rekey_types::ErrorCode::BadRequest, why, request_id).into_response()
+            }
+        }
+    }
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Limits before work (concurrency, the token before the body, the body's deadline).

@@ -48,9 +48,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
     }
 }
 
-/// The peer's address: the TCP peer the server recorded, or the one a test gave with
-/// `MockConnectInfo`. No proxy header is trusted.
+/// The client's address, as the request middleware decided it (`proxy`: the TCP peer, or whom
+/// a trusted proxy forwards for).
 pub(crate) fn source_of(extensions: &Extensions) -> Option<IpAddr> {
+    extensions.get::<crate::proxy::ClientAddr>().map(|c| c.0)
+}
+
+/// The TCP peer the server recorded, or the one a test gave with `MockConnectInfo`.
+pub(crate) fn peer_of(extensions: &Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())

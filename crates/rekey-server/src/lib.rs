@@ -25,6 +25,7 @@ mod keys;
 mod metrics;
 mod openapi;
 mod pages;
+mod proxy;
 mod report;
 mod routes;
 mod session;

@@ -23,6 +23,10 @@ pub struct Shared {
     pub guard: Guard,
     /// The Vault-compatible read path's mount (see `vault_api`).
     pub vault_api: VaultApiState,
+    /// Whose word on the client's address is taken (see `proxy`).
+    pub proxies: std::sync::Arc<crate::proxy::TrustedProxies>,
+    /// Whether trusted proxies speak the PROXY protocol (then `X-Forwarded-For` is ignored).
+    pub proxy_protocol: bool,
     /// The API document, set when the router is built from the same annotations.
     pub(crate) openapi: std::sync::OnceLock<crate::openapi::Document>,
 }

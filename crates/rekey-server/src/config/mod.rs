@@ -91,6 +91,9 @@ pub struct Config {
     #[serde(default)]
     /// `[vault_api]`.
     pub vault_api: VaultApiConfig,
+    #[serde(default)]
+    /// `[server]`.
+    pub server: ServerConfig,
     /// Set only by `rekey serve --dev`: plain HTTP on loopback, dev seal.
     #[serde(skip)]
     pub dev: bool,
@@ -316,6 +319,7 @@ impl Config {
         }
         self.certificates.lifetime_secs()?;
         self.vault_api.check()?;
+        self.server.proxies()?;
         self.vault_options()?;
         self.guard_limits()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {

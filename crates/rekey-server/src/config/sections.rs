@@ -479,3 +479,42 @@ fn default_true() -> bool {
 fn default_kv_mount() -> String {
     "kv".into()
 }
+
+/// `[server]`: how the server meets its clients beyond the address it listens on (`listen`,
+/// which stays at the top of the file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Proxies (CIDRs, or bare addresses) whose word on the client's address is taken
+    /// (`X-Forwarded-For`, or the PROXY protocol header). Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Connections from a trusted proxy start with a PROXY protocol v2 header. Default false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+impl ServerConfig {
+    /// The trusted proxies, parsed.
+    pub(crate) fn proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let nets = self
+            .trusted_proxies
+            .iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>().or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)).map_err(
+                    |_| ConfigError::Invalid {
+                        field: "server.trusted_proxies",
+                        message: format!("{c:?} is not a CIDR or an address"),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.proxy_protocol && nets.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "server.proxy_protocol",
+                message: "name the proxies that send the header in trusted_proxies".into(),
+            });
+        }
+        Ok(nets)
+    }
+}
