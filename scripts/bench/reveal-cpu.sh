@@ -3,8 +3,8 @@
 # (wrk), for one or more `rekey` binaries in alternating runs (so that a comparison shares the
 # machine's noise).
 #
-#   scripts/bench/reveal-cpu.sh [--op reveal|put|mixed] [--seconds S] [--pairs N] [--connections C]
-#                               [--dataset DIR] [--warmup S] BIN[=CONFIG] ...
+#   scripts/bench/reveal-cpu.sh [--op reveal|put|mixed|kv|reveal,kv] [--seconds S] [--pairs N]
+#                               [--connections C] [--dataset DIR] [--warmup S] BIN[=CONFIG] ...
 #
 # `BIN=CONFIG` runs that binary with `--config CONFIG` beside `--dev` (to compare settings of
 # one binary, e.g. audit checkpoints on and off).
@@ -20,6 +20,9 @@
 # `--op mixed` (with `--dataset`) runs two wrk at once for --seconds: 24 connections revealing and
 # 8 putting new versions, both of random credentials; it prints each one's rate and p99 and the
 # server's resident memory every 30 s, and the CPU per request over both.
+# `--op kv` reads the same credential through the Vault-compatible path (`GET
+# /v1/kv/data/acme/db`, `X-Vault-Token`) with the same connector token; `--op reveal,kv` runs both
+# in turn for each binary in each pair, so the two share the machine's noise.
 # Installs wrk from Debian's packages if it is missing.
 set -euo pipefail
 
@@ -53,16 +56,26 @@ tick=$(getconf CLK_TCK)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-case "$op" in
-  reveal) method=POST; path=/v1/tenants/acme/credentials/db/reveal ;;
-  put) method=PUT; path=/v1/tenants/acme/credentials/db ;;
-  mixed) method=POST; path=/ ;;
-  *) echo "--op is reveal, put or mixed" >&2; exit 2 ;;
-esac
-cat >"$work/request.lua" <<LUA
+# Each op's method, path and wrk script (`$work/request-OP.lua`).
+declare -A paths
+IFS=, read -r -a ops <<<"$op"
+for o in "${ops[@]}"; do
+  case "$o" in
+    reveal) method=POST; paths[$o]=/v1/tenants/acme/credentials/db/reveal ;;
+    put) method=PUT; paths[$o]=/v1/tenants/acme/credentials/db ;;
+    mixed) method=POST; paths[$o]=/ ;;
+    kv) method=GET; paths[$o]=/v1/kv/data/acme/db ;;
+    *) echo "--op is reveal, put, mixed, kv or reveal,kv" >&2; exit 2 ;;
+  esac
+  if [[ $o == kv ]]; then header=X-Vault-Token; prefix=""; else header=Authorization; prefix="Bearer "; fi
+  cat >"$work/request-$o.lua" <<LUA
 wrk.method = "$method"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("REVEAL_TOKEN")
+wrk.headers["$header"] = "$prefix" .. os.getenv("REVEAL_TOKEN")
 LUA
+done
+[[ ${#ops[@]} -eq 1 || -z $dataset ]] || { echo "several ops run without --dataset only" >&2; exit 2; }
+op=${ops[0]}
+cp "$work/request-$op.lua" "$work/request.lua"
 if [[ $op == put ]]; then
   # Each put a new secret, round the 1,000 credentials c0 … c999 of the tenant (puts of one
   # credential take turns, so one hot credential would measure one disk flush per put).
@@ -118,7 +131,10 @@ cache() {
 }
 
 run() {
-  local label=$1 bin=${1%%=*} config=() dir port pid token out requests used rss
+  local label=$1 bin=${1%%=*} config=() dir port pid token out requests used rss op=${2:-$op}
+  local path=${paths[$op]} script=$work/request.lua
+  [[ -z $dataset && -f $work/request-$op.lua && $op != put ]] && script=$work/request-$op.lua
+  [[ ${#ops[@]} -gt 1 ]] && label="$label [$op]"
   [[ $1 == *=* ]] && config=(--config "${1#*=}")
   dir=$(mktemp -d -p "$work")
   port=$(python3 "$here/peers/free-port.py")
@@ -141,7 +157,7 @@ run() {
   else
     "$bin" tenant create acme --region uk -o json >/dev/null
     printf 'bench-secret-value' | "$bin" cred put acme/db --kind generic --secret-stdin -o json >/dev/null
-    if [[ $op == reveal ]]; then
+    if [[ $op == reveal || $op == kv ]]; then
       token=$("$bin" token create --role connector --tenant acme --cred db -o json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
     else
@@ -151,7 +167,7 @@ run() {
   fi
   unset REKEY_ADDR REKEY_TOKEN_FILE
   # A warm-up (one second unless --warmup says), then the measured run.
-  SEED=1 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${warmup}s" -s "$work/request.lua" \
+  SEED=1 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${warmup}s" -s "$script" \
     "http://127.0.0.1:$port$path" >/dev/null
   local before after cache_before cache_after
   cache_before=$(cache "$port")
@@ -160,7 +176,7 @@ run() {
     mixed "$pid" "$port" "$token" "$dir"
     out=$(cat "$dir/reveal.out" "$dir/put.out")
   else
-    out=$(SEED=2 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/request.lua" \
+    out=$(SEED=2 REVEAL_TOKEN=$token wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$script" \
       "http://127.0.0.1:$port$path")
   fi
   after=$(ticks "$pid")
@@ -210,7 +226,9 @@ mixed() {
 results=$work/results
 for _ in $(seq "$pairs"); do
   for bin in "${bins[@]}"; do
-    run "$bin" | tee -a "$results"
+    for o in "${ops[@]}"; do
+      run "$bin" "$o" | tee -a "$results"
+    done
   done
 done
 echo "medians:"

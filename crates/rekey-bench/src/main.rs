@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p rekey-bench -- http   [--seconds 15] [--connections 32]
 //! cargo run --release -p rekey-bench -- audit  [--events 300000]
+//! cargo run --release -p rekey-bench -- login  [--seconds 10] [--connections 16]
 //! cargo run --release -p rekey-bench -- memory [--credentials 1000000]
 //! cargo run --release -p rekey-bench -- dataset --credentials 1000000 --tenants 50000 --data DIR
 //! cargo run --release -p rekey-bench -- custody [--credentials 1000000] [--hsm] [--data DIR]
@@ -18,6 +19,7 @@ mod connect;
 mod custody;
 mod incidents;
 mod load;
+mod login;
 mod proofs;
 mod verify;
 
@@ -46,6 +48,13 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
         #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+    /// Workload logins with ES256 and RS256 JWTs over HTTP against the bare signature check.
+    Login {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
         connections: usize,
     },
     /// Durable audit append through the group-commit writer against a raw batched insert.
@@ -146,6 +155,7 @@ fn main() -> Result<()> {
         match cli.cmd {
             Cmd::Http { seconds, connections } => http(Duration::from_secs(seconds), connections).await,
             Cmd::Audit { events } => audit(events).await,
+            Cmd::Login { seconds, connections } => login::run(seconds, connections).await,
             Cmd::Proofs { events, samples, data } => proofs::run(events, samples, data).await,
             Cmd::Memory { credentials, data } => memory(credentials, data).await,
             Cmd::Dataset { credentials, tenants, data } => dataset(credentials, tenants, data),

@@ -32,6 +32,9 @@ pub struct VaultOptions {
     pub checkpoints: CheckpointOptions,
     /// The audit log pushed to SIEMs.
     pub siem: crate::siem::SiemOptions,
+    /// Auth roles declared in the configuration (`[jwt_roles.NAME]`), checked; they cannot be
+    /// written or deleted through the API.
+    pub jwt_roles: std::collections::BTreeMap<String, crate::workloads::JwtRole>,
 }
 
 impl Default for VaultOptions {
@@ -46,6 +49,7 @@ impl Default for VaultOptions {
             failures: Default::default(),
             checkpoints: Default::default(),
             siem: Default::default(),
+            jwt_roles: Default::default(),
         }
     }
 }

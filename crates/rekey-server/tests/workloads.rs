@@ -433,3 +433,34 @@ async fn a_login_token_expires_on_every_server_sharing_postgres() {
     assert_eq!(a.reveal_with(&token, "acme/dir").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(b.reveal_with(&token, "acme/dir").await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Roles declared in the configuration file log in like stored ones, are listed as `config`,
+/// and cannot be changed through the API; a bad one stops the server from starting.
+#[tokio::test]
+async fn roles_of_the_configuration_file() {
+    let key = Key::ec();
+    let spec: rekey_core::workloads::JwtRoleSpec = serde_json::from_value(json!({
+        "issuer": ISSUER, "jwks": {"keys": [key.jwk("ec-1")]}, "audiences": ["rekey"],
+        "bound_subject": "repo:acme/*", "role": "auditor",
+    }))
+    .unwrap();
+    let t = TestApp::spawn_configured(None, |c| drop(c.jwt_roles.insert("from-file".into(), spec.clone()))).await;
+    let r = login(&t, "from-file", &key.jwt("ec-1", json!({}), &claims())).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["auth"]["policies"], json!(["auditor"]));
+    let listed = t.root(Method::GET, "/v1/jwt-roles", None).await.body;
+    assert_eq!(listed[0]["created_by"], "config", "{listed}");
+    let r = t.root(Method::PUT, "/v1/jwt-roles/from-file", Some(serde_json::to_value(&spec).unwrap())).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(t.root(Method::DELETE, "/v1/jwt-roles/from-file", None).await.status, StatusCode::CONFLICT);
+
+    let mut bad = spec;
+    bad.algorithms = vec!["none".into()];
+    let mut c = TestApp::config(&tempfile::tempdir().unwrap());
+    c.jwt_roles.insert("broken".into(), bad.clone());
+    assert!(c.validate().unwrap_err().to_string().contains("broken: algorithm"));
+    let mut c = TestApp::config(&tempfile::tempdir().unwrap());
+    bad.algorithms = vec!["ES256".into()];
+    c.jwt_roles.insert("Bad Name".into(), bad);
+    assert!(c.validate().unwrap_err().to_string().contains("role name"));
+}

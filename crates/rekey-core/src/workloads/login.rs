@@ -35,17 +35,8 @@ fn clean(value: &str) -> String {
     value.chars().take(160).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
 }
 
-/// Role names: 1 to 64 of `a-z`, `0-9`, `-`, `_`.
-fn check_name(name: &str) -> Result<(), CoreError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::BadRequest("a role name is 1 to 64 of a-z, 0-9, - and _".into()))
-    }
-}
+/// Who wrote a role declared in the configuration file.
+const FROM_CONFIG: &str = "config";
 
 fn resource(name: &str) -> String {
     format!("auth-role:{}", clean(name))
@@ -53,6 +44,18 @@ fn resource(name: &str) -> String {
 
 fn seconds(t: Timestamp) -> i64 {
     t.as_micros().div_euclid(1_000_000)
+}
+
+/// A role of the configuration file, as listed.
+fn config_view(role: &JwtRole) -> JwtRoleView {
+    let start = Timestamp::from_micros(0);
+    JwtRoleView {
+        name: role.name.clone(),
+        spec: role.spec.clone(),
+        created_by: FROM_CONFIG.into(),
+        created_at: start,
+        updated_at: start,
+    }
 }
 
 impl Vault {
@@ -65,8 +68,12 @@ impl Vault {
     ) -> Result<JwtRoleView, CoreError> {
         let prepared = async {
             self.authorize(caller, Action::ManageAuthRoles, "auth roles")?;
-            check_name(name)?;
-            let role = JwtRole::check(name, spec)?;
+            let role = JwtRole::check_named(name, spec)?;
+            if self.options().jwt_roles.contains_key(name) {
+                return Err(CoreError::Conflict(format!(
+                    "auth role {name} is declared in the configuration file; change it there"
+                )));
+            }
             if let Some(t) = &role.spec.tenant {
                 let tenant = self.tenant(&TenantName::parse(t)?).await?;
                 for c in &role.spec.credentials {
@@ -115,6 +122,11 @@ impl Vault {
         if let Err(e) = self.authorize(caller, Action::ManageAuthRoles, "auth roles") {
             return self.finish(caller, AuditAction::AuthRoleDelete, &resource(name), Err(e)).await;
         }
+        if self.options().jwt_roles.contains_key(name) {
+            let e =
+                CoreError::Conflict(format!("auth role {name} is declared in the configuration file; remove it there"));
+            return self.finish(caller, AuditAction::AuthRoleDelete, &resource(name), Err(e)).await;
+        }
         if self.store().auth_role(name).await?.is_none() {
             let e = CoreError::NotFound(format!("auth role {}", clean(name)));
             return self.finish(caller, AuditAction::AuthRoleDelete, &resource(name), Err(e)).await;
@@ -127,10 +139,13 @@ impl Vault {
     pub async fn list_auth_roles(&self, caller: &Caller) -> Result<Vec<JwtRoleView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAuthRoles, "auth roles")?;
-            let mut out = Vec::new();
+            let mut out: Vec<JwtRoleView> = self.options().jwt_roles.values().map(config_view).collect();
             for row in self.store().list_auth_roles().await? {
-                out.push(self.role_view(row).await?);
+                if !self.options().jwt_roles.contains_key(&row.name) {
+                    out.push(self.role_view(row).await?);
+                }
             }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(out)
         }
         .await;
@@ -141,6 +156,9 @@ impl Vault {
     pub async fn show_auth_role(&self, caller: &Caller, name: &str) -> Result<JwtRoleView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAuthRoles, "auth roles")?;
+            if let Some(role) = self.options().jwt_roles.get(name) {
+                return Ok(config_view(role));
+            }
             let row = self
                 .store()
                 .auth_role(name)
@@ -267,12 +285,24 @@ impl Vault {
         role_name: &str,
         jwt: &str,
     ) -> Result<(JwtRole, claims::Accepted), (String, Option<String>)> {
+        if let Some(role) = self.options().jwt_roles.get(role_name) {
+            return self.check_token_for(role.clone(), jwt).await;
+        }
         let row = match self.store().auth_role(role_name).await {
             Ok(Some(row)) => row,
             Ok(None) => return Err(("no such auth role".into(), None)),
             Err(_) => return Err(("the auth role could not be read".into(), None)),
         };
         let role = self.believe_role(row).await.map_err(|e| (e.to_string(), None))?;
+        self.check_token_for(role, jwt).await
+    }
+
+    /// The checks of a login's JWT against its role.
+    async fn check_token_for(
+        &self,
+        role: JwtRole,
+        jwt: &str,
+    ) -> Result<(JwtRole, claims::Accepted), (String, Option<String>)> {
         let jwt = UnverifiedJwt::parse(jwt)
             .ok_or(("not a JWT (header.claims.signature, base64url JSON)".to_owned(), None))?;
         let alg = jwt

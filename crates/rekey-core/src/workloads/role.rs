@@ -151,6 +151,17 @@ fn secs(what: &'static str, value: Option<&str>, default: &str) -> Result<i64, C
 }
 
 impl JwtRole {
+    /// [`JwtRole::check`] with the role's name checked too (1 to 64 of `a-z`, `0-9`, `-`, `_`).
+    pub fn check_named(name: &str, spec: JwtRoleSpec) -> Result<Self, CoreError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(bad("a role name is 1 to 64 of a-z, 0-9, - and _"));
+        }
+        Self::check(name, spec)
+    }
+
     /// Checks a specification (everything but whether its tenant and credentials exist, which
     /// needs the store) and reads it into a role. Role names are checked by the caller.
     pub fn check(name: &str, spec: JwtRoleSpec) -> Result<Self, CoreError> {

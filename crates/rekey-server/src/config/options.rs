@@ -81,8 +81,22 @@ impl Config {
             failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
             checkpoints: self.checkpoint_options()?,
             siem: self.siem_options()?,
+            jwt_roles: self.jwt_roles()?,
             ..Default::default()
         })
+    }
+
+    /// The auth roles of the file, checked as the API checks them (whether their tenant and
+    /// credentials exist is found at login).
+    fn jwt_roles(&self) -> Result<std::collections::BTreeMap<String, rekey_core::workloads::JwtRole>, ConfigError> {
+        self.jwt_roles
+            .iter()
+            .map(|(name, spec)| {
+                rekey_core::workloads::JwtRole::check_named(name, spec.clone())
+                    .map(|role| (name.clone(), role))
+                    .map_err(|e| ConfigError::Invalid { field: "jwt_roles", message: format!("{name}: {e}") })
+            })
+            .collect()
     }
 
     /// The SIEM export (see `rekey_core::siem`).
