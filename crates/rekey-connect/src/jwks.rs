@@ -17,6 +17,12 @@ use crate::{Failure, Limits};
 #[error("{0}")]
 pub struct KeySetError(String);
 
+impl KeySetError {
+    pub(crate) fn new(why: impl Into<String>) -> Self {
+        KeySetError(why.into())
+    }
+}
+
 impl From<Failure> for KeySetError {
     fn from(f: Failure) -> Self {
         KeySetError(one_line(&match f {

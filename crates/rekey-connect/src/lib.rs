@@ -35,6 +35,7 @@ pub mod ldap;
 mod mask;
 pub mod notify;
 pub mod oauth;
+pub mod oidc;
 pub mod pop3;
 pub mod siem;
 pub mod smtp;

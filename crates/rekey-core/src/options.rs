@@ -32,9 +32,10 @@ pub struct VaultOptions {
     pub checkpoints: CheckpointOptions,
     /// The audit log pushed to SIEMs.
     pub siem: crate::siem::SiemOptions,
-    /// Auth roles declared in the configuration (`[jwt_roles.NAME]`), checked; they cannot be
-    /// written or deleted through the API.
-    pub jwt_roles: std::collections::BTreeMap<String, crate::workloads::JwtRole>,
+    /// Auth roles declared in the configuration (`[jwt_roles.NAME]`), checked by the server
+    /// when it read them (`workloads::JwtRole::check_named`); they cannot be written or deleted
+    /// through the API.
+    pub jwt_roles: std::collections::BTreeMap<String, rekey_types::JwtRoleSpec>,
 }
 
 impl Default for VaultOptions {

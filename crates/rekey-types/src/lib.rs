@@ -8,6 +8,7 @@
 
 pub mod action;
 pub mod audit;
+pub mod auth_role;
 pub mod dn;
 pub mod error;
 pub mod fields;
@@ -24,6 +25,7 @@ pub mod time;
 
 pub use action::AuditAction;
 pub use audit::{AuditOutcome, AuditRecord};
+pub use auth_role::JwtRoleSpec;
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
 pub use ids::{

@@ -8,6 +8,12 @@
 //
 // usage: node server.mjs PORT          (issuer = http://127.0.0.1:PORT)
 //
+// Operators log in to Rekey with the authorization code flow and PKCE (client `rekey-operators`,
+// a native app whose redirect is a loopback address on any port, RFC 8252) through the
+// provider's own login and consent pages (devInteractions: any login name, any password). The
+// ID token carries `groups`: `alice` is in rekey-operators, `carol` in rekey-auditors, anyone else
+// in staff.
+//
 // Test-only routes (not Graph):
 //   POST /_standin/applications {"certificate": "<base64 DER>"} or {"secret": "..."} -> {"id", "appId"}
 //        registers a private_key_jwt client whose key is that certificate, or a client_secret_basic
@@ -38,9 +44,23 @@ const provider = new Provider(ISSUER, {
       response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' },
     { client_id: 'svc-secret-post', client_secret: 'client-secret-post-1', grant_types: ['client_credentials'],
       response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_post' },
+    { client_id: 'rekey-operators', application_type: 'native', grant_types: ['authorization_code'],
+      response_types: ['code'], redirect_uris: ['http://127.0.0.1/oidc/callback'], token_endpoint_auth_method: 'none' },
   ],
+  findAccount: (ctx, id) => ({
+    accountId: id,
+    claims: () => ({
+      sub: id,
+      email: `${id}@rekey.test`,
+      groups: { alice: ['rekey-operators', 'staff'], carol: ['rekey-auditors'] }[id] || ['staff'],
+    }),
+  }),
+  claims: { openid: ['sub'], email: ['email'], groups: ['groups'] },
+  // Scope-granted claims in the ID token itself, where a relying party without a userinfo call
+  // reads them.
+  conformIdTokenClaims: false,
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
     registration: {
       enabled: true,

@@ -17,6 +17,7 @@ mod audit;
 mod auth;
 pub(crate) mod hints;
 pub(crate) mod integrity;
+pub(crate) mod issuer_keys;
 pub(crate) mod keys;
 pub(crate) mod locks;
 pub mod policy;
@@ -55,7 +56,7 @@ pub struct Vault {
     put_hints: PutHints,
     tokens: auth::TokenCache,
     /// Issuers' keys for workload logins, by where they come from.
-    issuer_keys: crate::workloads::keys::KeyCache,
+    issuer_keys: issuer_keys::KeyCache,
     options: VaultOptions,
     /// Set when the vault is sealed: background jobs stop at their next step.
     closed: AtomicBool,
@@ -194,7 +195,7 @@ impl Vault {
         self.writer.stats()
     }
 
-    pub(crate) fn issuer_keys(&self) -> &crate::workloads::keys::KeyCache {
+    pub(crate) fn issuer_keys(&self) -> &issuer_keys::KeyCache {
         &self.issuer_keys
     }
 

@@ -12,6 +12,7 @@ use super::claims;
 use super::role::{JwtRole, JwtRoleSpec, JwtRoleView, KeySource};
 use crate::failures::AttemptKind;
 use crate::kernel::integrity::{auth_role_mac, auth_role_ok, token_mac};
+use crate::kernel::issuer_keys::KeyLocation;
 use crate::kernel::policy::Action;
 use crate::kernel::record;
 use crate::views::TokenView;
@@ -47,11 +48,11 @@ fn seconds(t: Timestamp) -> i64 {
 }
 
 /// A role of the configuration file, as listed.
-fn config_view(role: &JwtRole) -> JwtRoleView {
+fn config_view(name: &str, spec: &JwtRoleSpec) -> JwtRoleView {
     let start = Timestamp::from_micros(0);
     JwtRoleView {
-        name: role.name.clone(),
-        spec: role.spec.clone(),
+        name: name.to_owned(),
+        spec: spec.clone(),
         created_by: FROM_CONFIG.into(),
         created_at: start,
         updated_at: start,
@@ -139,7 +140,8 @@ impl Vault {
     pub async fn list_auth_roles(&self, caller: &Caller) -> Result<Vec<JwtRoleView>, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAuthRoles, "auth roles")?;
-            let mut out: Vec<JwtRoleView> = self.options().jwt_roles.values().map(config_view).collect();
+            let mut out: Vec<JwtRoleView> =
+                self.options().jwt_roles.iter().map(|(name, spec)| config_view(name, spec)).collect();
             for row in self.store().list_auth_roles().await? {
                 if !self.options().jwt_roles.contains_key(&row.name) {
                     out.push(self.role_view(row).await?);
@@ -156,8 +158,8 @@ impl Vault {
     pub async fn show_auth_role(&self, caller: &Caller, name: &str) -> Result<JwtRoleView, CoreError> {
         let result = async {
             self.authorize(caller, Action::ReadAuthRoles, "auth roles")?;
-            if let Some(role) = self.options().jwt_roles.get(name) {
-                return Ok(config_view(role));
+            if let Some(spec) = self.options().jwt_roles.get(name) {
+                return Ok(config_view(name, spec));
             }
             let row = self
                 .store()
@@ -285,8 +287,9 @@ impl Vault {
         role_name: &str,
         jwt: &str,
     ) -> Result<(JwtRole, claims::Accepted), (String, Option<String>)> {
-        if let Some(role) = self.options().jwt_roles.get(role_name) {
-            return self.check_token_for(role.clone(), jwt).await;
+        if let Some(spec) = self.options().jwt_roles.get(role_name) {
+            let role = JwtRole::check(role_name, spec.clone()).map_err(|e| (e.to_string(), None))?;
+            return self.check_token_for(role, jwt).await;
         }
         let row = match self.store().auth_role(role_name).await {
             Ok(Some(row)) => row,
@@ -315,10 +318,13 @@ impl Vault {
         let limits = &self.options().connect.limits;
         let mut verified = false;
         for refresh in [false, true] {
-            if refresh && matches!(role.keys, KeySource::Inline(_)) {
-                break;
+            let keys = match &role.keys {
+                KeySource::Inline(_) if refresh => break,
+                KeySource::Inline(set) => Ok(std::sync::Arc::new(set.clone())),
+                KeySource::Discovery(u) => self.issuer_keys().keys(KeyLocation::Discovery(u), refresh, limits).await,
+                KeySource::Url(u) => self.issuer_keys().keys(KeyLocation::Url(u), refresh, limits).await,
             }
-            let keys = self.issuer_keys().keys(&role.keys, refresh, limits).await.map_err(|e| (e, None))?;
+            .map_err(|e| (e, None))?;
             let candidates: Vec<_> =
                 keys.keys.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid == kid)).collect();
             if candidates.is_empty() {

@@ -5,7 +5,7 @@
 //! An auth role ([`role`]) names the issuer and how to find its keys, the audiences and
 //! algorithms it accepts, the claims a token must carry, and what a login grants. A login
 //! ([`login`]) checks the JWT's algorithm against the role's, its signature against the
-//! issuer's key ([`keys`]), and its claims ([`claims`]), then mints a token that expires after
+//! issuer's key (kept by the kernel's `issuer_keys`), and its claims ([`claims`]), then mints a token that expires after
 //! the role's TTL and can be renewed up to its maximum. Every login and refusal is audited with
 //! the claims that decided it, never the JWT.
 //!
@@ -14,7 +14,6 @@
 //! bound claims do not match; record or log a JWT; renew a token past its maximum.
 
 pub mod claims;
-pub mod keys;
 pub mod login;
 pub mod role;
 

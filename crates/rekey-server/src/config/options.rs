@@ -88,15 +88,12 @@ impl Config {
 
     /// The auth roles of the file, checked as the API checks them (whether their tenant and
     /// credentials exist is found at login).
-    fn jwt_roles(&self) -> Result<std::collections::BTreeMap<String, rekey_core::workloads::JwtRole>, ConfigError> {
-        self.jwt_roles
-            .iter()
-            .map(|(name, spec)| {
-                rekey_core::workloads::JwtRole::check_named(name, spec.clone())
-                    .map(|role| (name.clone(), role))
-                    .map_err(|e| ConfigError::Invalid { field: "jwt_roles", message: format!("{name}: {e}") })
-            })
-            .collect()
+    fn jwt_roles(&self) -> Result<std::collections::BTreeMap<String, rekey_types::JwtRoleSpec>, ConfigError> {
+        for (name, spec) in &self.jwt_roles {
+            rekey_core::workloads::JwtRole::check_named(name, spec.clone())
+                .map_err(|e| ConfigError::Invalid { field: "jwt_roles", message: format!("{name}: {e}") })?;
+        }
+        Ok(self.jwt_roles.clone())
     }
 
     /// The SIEM export (see `rekey_core::siem`).

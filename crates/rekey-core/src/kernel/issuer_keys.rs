@@ -1,4 +1,4 @@
-//! Issuers' keys, kept for ten minutes and fetched again sooner only when a token names a key id
+//! Issuers' keys (for workload login, `workloads`), kept for ten minutes and fetched again sooner only when a token names a key id
 //! the set does not hold (an issuer rotated its keys), at most once every ten seconds per
 //! source: a flood of tokens with made-up key ids costs the issuer one request per ten seconds.
 
@@ -9,12 +9,18 @@ use std::time::{Duration, Instant};
 use rekey_connect::Limits;
 use rekey_crypto::jws::JwkSet;
 
-use super::role::KeySource;
+/// Where an issuer's keys are fetched from.
+pub(crate) enum KeyLocation<'a> {
+    /// Discovery at this URL, then the key set it names.
+    Discovery(&'a str),
+    /// The key set at this URL.
+    Url(&'a str),
+}
 
 /// How long a fetched key set is used before it is fetched again.
-pub const FRESH: Duration = Duration::from_secs(600);
+pub(crate) const FRESH: Duration = Duration::from_secs(600);
 /// The least time between two fetches of one source.
-pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const REFETCH_AFTER: Duration = Duration::from_secs(10);
 /// Sources kept (one per distinct URL); beyond, the cache starts over.
 const MOST: usize = 1024;
 
@@ -26,21 +32,25 @@ struct Entry {
 
 /// Key sets by source URL.
 #[derive(Default)]
-pub struct KeyCache {
+pub(crate) struct KeyCache {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl KeyCache {
     /// The keys of `source`; `refresh` asks for a fetch now (a key id was not found), which is
     /// honoured at most once per [`REFETCH_AFTER`].
-    pub(crate) async fn keys(&self, source: &KeySource, refresh: bool, limits: &Limits) -> Result<Arc<JwkSet>, String> {
+    pub(crate) async fn keys(
+        &self,
+        source: KeyLocation<'_>,
+        refresh: bool,
+        limits: &Limits,
+    ) -> Result<Arc<JwkSet>, String> {
         let url = match source {
-            KeySource::Inline(set) => return Ok(Arc::new(set.clone())),
-            KeySource::Discovery(u) | KeySource::Url(u) => u,
+            KeyLocation::Discovery(u) | KeyLocation::Url(u) => u.to_owned(),
         };
         {
             let mut entries = self.entries.lock().expect("key cache lock is never poisoned");
-            if entries.len() >= MOST && !entries.contains_key(url) {
+            if entries.len() >= MOST && !entries.contains_key(&url) {
                 entries.clear();
             }
             let now = Instant::now();
@@ -59,9 +69,8 @@ impl KeyCache {
         }
         let fetched = async {
             let (jwks_url, discovered) = match source {
-                KeySource::Discovery(d) => (rekey_connect::jwks::discover(d, limits).await?, true),
-                KeySource::Url(u) => (u.clone(), false),
-                KeySource::Inline(_) => unreachable!("answered above"),
+                KeyLocation::Discovery(d) => (rekey_connect::jwks::discover(d, limits).await?, true),
+                KeyLocation::Url(u) => (u.to_owned(), false),
             };
             rekey_connect::jwks::fetch(&jwks_url, discovered, limits).await
         }
@@ -69,7 +78,7 @@ impl KeyCache {
         .map_err(|e| format!("the issuer's keys: {e}"))?;
         let keys = Arc::new(fetched);
         let mut entries = self.entries.lock().expect("key cache lock is never poisoned");
-        if let Some(e) = entries.get_mut(url) {
+        if let Some(e) = entries.get_mut(&url) {
             e.keys = Some(keys.clone());
             e.fetched = Some(Instant::now());
         }
