@@ -62,6 +62,16 @@ pub(crate) enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Sign in as an operator (or auditor) with the organisation's OpenID provider; the
+    /// short-lived token is kept in the token file (`--token-file`, default ~/.rekey-token).
+    Login {
+        /// Sign in with OpenID Connect (the only method).
+        #[arg(long, required = true)]
+        oidc: bool,
+        /// Ask for `operator` or `auditor` (default: the most your groups grant).
+        #[arg(long)]
+        role: Option<String>,
+    },
     /// Auth roles: which issuer's JWTs a workload may log in with, and what a login grants.
     #[command(subcommand, name = "jwt-role")]
     JwtRole(JwtRoleCmd),

@@ -61,7 +61,11 @@ impl Client {
                     .trim()
                     .to_owned(),
             )),
-            (None, None) => None,
+            // The token file `rekey login` writes, if there is one.
+            (None, None) => crate::login::default_token_file()
+                .and_then(|path| std::fs::read_to_string(path).ok())
+                .map(|t| Zeroizing::new(t.trim().to_owned()))
+                .filter(|t| !t.is_empty()),
         };
         let base = global.addr.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -104,12 +108,20 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
+        #[derive(Deserialize)]
+        struct VaultErrors {
+            errors: Vec<String>,
+        }
         match serde_json::from_slice::<ApiFailure>(&bytes) {
             Ok(mut failure) => {
                 failure.status = status.as_u16();
                 Err(failure.into())
             }
-            Err(_) => anyhow::bail!("the server answered HTTP {status} without an error body"),
+            // The Vault-compatible routes answer in Vault's shape.
+            Err(_) => match serde_json::from_slice::<VaultErrors>(&bytes) {
+                Ok(v) => anyhow::bail!("{} (HTTP {status})", v.errors.join("; ")),
+                Err(_) => anyhow::bail!("the server answered HTTP {status} without an error body"),
+            },
         }
     }
 }

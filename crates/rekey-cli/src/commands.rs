@@ -412,6 +412,9 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Witness(cmd) => return crate::witness::run(cmd).await,
         Command::JwtRole(cmd) => return crate::workloads::run(&client()?, cmd, format).await,
+        Command::Login { oidc: _, role } => {
+            return crate::login::oidc(&client()?, role, cli.global.token_file.clone()).await
+        }
         Command::Audit(AuditCmd::Verify { export: Some(dir), key, witnesses }) => {
             return crate::exports::verify(&dir, key.as_deref().unwrap_or_default(), &witnesses, format);
         }

@@ -10,6 +10,7 @@ mod exports;
 mod import;
 mod incidents;
 mod keys;
+mod login;
 mod output;
 mod proofs;
 mod serve;

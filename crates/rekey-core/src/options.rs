@@ -36,6 +36,29 @@ pub struct VaultOptions {
     /// when it read them (`workloads::JwtRole::check_named`); they cannot be written or deleted
     /// through the API.
     pub jwt_roles: std::collections::BTreeMap<String, rekey_types::JwtRoleSpec>,
+    /// Operator login with OpenID Connect (`[oidc]`); `None`: off.
+    pub oidc: Option<OidcOptions>,
+}
+
+/// Operator login with OpenID Connect: the provider, this relying party, and which groups
+/// become which role.
+#[derive(Clone)]
+pub struct OidcOptions {
+    /// The provider's issuer identifier (its configuration is at
+    /// `<issuer>/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// Rekey's client id at the provider.
+    pub client_id: String,
+    /// Its secret, for a confidential client; `None` for a public one (PKCE is used either way).
+    pub client_secret: Option<zeroize::Zeroizing<String>>,
+    /// Scopes asked for (`openid` always among them).
+    pub scopes: Vec<String>,
+    /// The ID token claim that lists the user's groups.
+    pub groups_claim: String,
+    /// Group → role (`operator` or `auditor`).
+    pub roles: Vec<(String, rekey_types::Role)>,
+    /// Lifetime of the token a login gets, in seconds.
+    pub ttl_secs: i64,
 }
 
 impl Default for VaultOptions {
@@ -51,6 +74,7 @@ impl Default for VaultOptions {
             checkpoints: Default::default(),
             siem: Default::default(),
             jwt_roles: Default::default(),
+            oidc: None,
         }
     }
 }

@@ -12,6 +12,14 @@ pub(crate) fn random_32() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     Ok(bytes)
 }
 
+/// 128 random bits from the operating system's generator, not a key (an identifier, the random
+/// part of a login flow's state).
+pub fn random_16() -> Result<[u8; 16], CryptoError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| CryptoError::Random)?;
+    Ok(bytes)
+}
+
 macro_rules! key_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

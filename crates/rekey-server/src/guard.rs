@@ -56,7 +56,7 @@ pub struct Guard {
 pub(crate) const PAGE_BODY_BYTES: usize = 64 * 1024;
 
 /// Routes under `/v1/` that answer without a token (they authenticate otherwise, or not at all).
-const ANONYMOUS: [&str; 7] = [
+const ANONYMOUS: [&str; 8] = [
     "/v1/sys/health",
     "/v1/sys/ready",
     "/v1/sys/status",
@@ -64,6 +64,7 @@ const ANONYMOUS: [&str; 7] = [
     "/v1/sys/init",
     "/v1/sys/unseal",
     "/v1/auth/jwt/login",
+    "/v1/auth/oidc/oidc/auth_url",
 ];
 
 impl Guard {

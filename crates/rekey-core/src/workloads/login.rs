@@ -32,7 +32,7 @@ pub struct LoggedIn {
 
 /// A value chosen by a token's issuer (or its holder), as it may go into an audit event:
 /// printable ASCII, cut at 160 characters.
-fn clean(value: &str) -> String {
+pub(super) fn clean(value: &str) -> String {
     value.chars().take(160).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
 }
 

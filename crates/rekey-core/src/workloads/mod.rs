@@ -15,6 +15,7 @@
 
 pub mod claims;
 pub mod login;
+pub mod operator;
 pub mod role;
 
 pub use login::LoggedIn;

@@ -94,6 +94,9 @@ pub struct Config {
     #[serde(default)]
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[oidc]`: operator login with OpenID Connect.
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
     /// `[jwt_roles.NAME]`: auth roles declared in the file (see `docs/workloads.md`).
     #[serde(default)]
     pub jwt_roles: std::collections::BTreeMap<String, rekey_core::workloads::JwtRoleSpec>,

@@ -82,6 +82,7 @@ impl Config {
             checkpoints: self.checkpoint_options()?,
             siem: self.siem_options()?,
             jwt_roles: self.jwt_roles()?,
+            oidc: self.oidc.as_ref().map(|o| o.options()).transpose()?,
             ..Default::default()
         })
     }

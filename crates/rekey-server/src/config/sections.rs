@@ -518,3 +518,89 @@ impl ServerConfig {
         Ok(nets)
     }
 }
+
+/// `[oidc]`: operator login with OpenID Connect (`rekey login --oidc`; see `docs/workloads.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer identifier; its configuration is found by discovery.
+    pub issuer: String,
+    /// Rekey's client id at the provider.
+    pub client_id: String,
+    /// The environment variable holding the client secret, for a confidential client. Without
+    /// it Rekey is a public client (PKCE is used either way).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Scopes asked for. Default `["openid", "email", "groups"]`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim listing the user's groups. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Group → `operator` or `auditor`.
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// Lifetime of a login's token. Default `1h`, at most `12h`.
+    #[serde(default = "default_oidc_ttl")]
+    pub ttl: String,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "groups".into()]
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_oidc_ttl() -> String {
+    "1h".into()
+}
+
+impl OidcConfig {
+    /// The options of the core, checked.
+    pub(crate) fn options(&self) -> Result<rekey_core::options::OidcOptions, ConfigError> {
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        let issuer = url::Url::parse(&self.issuer).map_err(|e| invalid("oidc.issuer", e.to_string()))?;
+        if !matches!(issuer.scheme(), "http" | "https") {
+            return Err(invalid("oidc.issuer", "an http or https URL".into()));
+        }
+        if self.client_id.is_empty() || self.client_id.len() > 256 {
+            return Err(invalid("oidc.client_id", "1 to 256 characters".into()));
+        }
+        let client_secret = match &self.client_secret_env {
+            Some(var) => Some(zeroize::Zeroizing::new(std::env::var(var).map_err(|_| {
+                invalid("oidc.client_secret_env", format!("the environment variable {var} is not set"))
+            })?)),
+            None => None,
+        };
+        let mut scopes = self.scopes.clone();
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        if self.roles.is_empty() {
+            return Err(invalid("oidc.roles", "map at least one group to operator or auditor".into()));
+        }
+        let roles = self
+            .roles
+            .iter()
+            .map(|(group, role)| match role.as_str() {
+                "operator" => Ok((group.clone(), rekey_types::Role::Operator)),
+                "auditor" => Ok((group.clone(), rekey_types::Role::Auditor)),
+                other => Err(invalid("oidc.roles", format!("{group} = {other:?}: operator or auditor"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ttl = rekey_types::time::parse_duration_secs(&self.ttl).map_err(|e| invalid("oidc.ttl", e))?;
+        if ttl > 12 * 3600 {
+            return Err(invalid("oidc.ttl", "at most 12h".into()));
+        }
+        Ok(rekey_core::options::OidcOptions {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client_secret,
+            scopes,
+            groups_claim: self.groups_claim.clone(),
+            roles,
+            ttl_secs: ttl,
+        })
+    }
+}

@@ -122,3 +122,61 @@ pub(super) async fn revoke_self(State(s): State<AppState>, ctx: ReqCtx) -> ApiRe
     session.vault.revoke_self(&session.caller).await.map_err(core(&ctx))?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthUrlBody {
+    /// `operator` or `auditor`; absent or empty: the most the user's groups grant.
+    #[serde(default)]
+    role: Option<String>,
+    redirect_uri: String,
+    client_nonce: String,
+}
+
+#[derive(Serialize)]
+struct AuthUrl {
+    auth_url: String,
+}
+
+/// `POST|PUT /v1/auth/oidc/oidc/auth_url`: where the operator's browser signs in. No token.
+pub(super) async fn oidc_auth_url(State(s): State<AppState>, ctx: ReqCtx, body: RawBody) -> ApiResult<Response> {
+    let vault = s.keeper.vault().map_err(core(&ctx))?;
+    let b: AuthUrlBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
+    let role = match b.role.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(
+            r.parse::<rekey_types::Role>()
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string(), ctx.request_id))?,
+        ),
+    };
+    let auth_url = vault.oidc_auth_url(role, &b.redirect_uri, &b.client_nonce).await.map_err(core(&ctx))?;
+    let json = serde_json::to_vec(&Envelope::new(ctx.request_id, "oidc", AuthUrl { auth_url }))
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
+    Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
+}
+
+#[derive(Deserialize)]
+pub(super) struct CallbackQuery {
+    state: String,
+    code: String,
+    #[serde(default)]
+    client_nonce: String,
+}
+
+/// `GET /v1/auth/oidc/oidc/callback?state&code&client_nonce`: the code the provider sent the
+/// CLI's listener, for a token (Vault's `auth` block). No token.
+pub(super) async fn oidc_callback(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    q: Result<axum::extract::Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let vault = s.keeper.vault().map_err(core(&ctx))?;
+    let q = crate::routes::query(q, &ctx)?;
+    let logged = vault
+        .oidc_callback(&q.state, &q.code, &q.client_nonce, ctx.source, ctx.request_id)
+        .await
+        .map_err(core(&ctx))?;
+    let mut auth = Auth::new(logged.token.expose(), &logged.view, logged.ttl, None);
+    auth.renewable = false;
+    answer(&ctx, auth)
+}

@@ -61,6 +61,8 @@ pub(crate) fn routes(mount: &str) -> Router<AppState> {
         .route("/v1/auth/token/renew-self", post(auth::renew_self).put(auth::renew_self))
         .route("/v1/auth/token/revoke-self", post(auth::revoke_self).put(auth::revoke_self))
         .route("/v1/auth/jwt/login", post(auth::login).put(auth::login))
+        .route("/v1/auth/oidc/oidc/auth_url", post(auth::oidc_auth_url).put(auth::oidc_auth_url))
+        .route("/v1/auth/oidc/oidc/callback", get(auth::oidc_callback))
 }
 
 /// Whether a matched route (its template) is one of these, for a mount at `mount`.
