@@ -182,16 +182,8 @@ pub(crate) async fn reveal(
     Path((tenant, name)): Path<(String, String)>,
     q: Result<Query<RevealQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredReveal, resource).await?;
-    let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version)))();
-    let (cref, version) = session.input(parsed).await?;
-    let revealed = session.vault.reveal(&session.caller, &cref, version).await.map_err(core(&ctx))?;
-    let text = std::str::from_utf8(revealed.secret.expose()).ok();
-    let b64 = match text {
-        Some(_) => None,
-        None => Some(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(revealed.secret.expose()))),
-    };
+    let revealed = reveal_for(&s, &ctx, &tenant, &name, || Ok(query(q, &ctx)?.version)).await?;
+    let (text, b64) = secret_text(&revealed.secret);
     let body = RevealBody {
         tenant: &revealed.tenant,
         name: &revealed.name,
@@ -203,6 +195,30 @@ pub(crate) async fn reveal(
     let json =
         serde_json::to_vec(&body).map_err(|_| ApiError::new(ErrorCode::Internal, "encoding failed", ctx.request_id))?;
     Ok(no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()))
+}
+
+/// A reveal, whichever route asked (the native reveal, the Vault-compatible read): the session
+/// under `cred.reveal`, the name and the version parsed (a failure audited as the reveal's), the
+/// one use case.
+pub(crate) async fn reveal_for(
+    s: &AppState,
+    ctx: &ReqCtx,
+    tenant: &str,
+    name: &str,
+    version: impl FnOnce() -> ApiResult<Option<u32>>,
+) -> ApiResult<rekey_core::views::Revealed> {
+    let session = s.session(ctx, AuditAction::CredReveal, audit_resource(&format!("{tenant}/{name}"))).await?;
+    let parsed = (|| Ok((cred_ref(tenant, name, ctx)?, version()?)))();
+    let (cref, version) = session.input(parsed).await?;
+    session.vault.reveal(&session.caller, &cref, version).await.map_err(core(ctx))
+}
+
+/// A secret as an answer carries it: as text when it is UTF-8, else as base64 (zeroized on drop).
+pub(crate) fn secret_text(secret: &rekey_types::Secret) -> (Option<&str>, Option<Zeroizing<String>>) {
+    match std::str::from_utf8(secret.expose()) {
+        Ok(text) => (Some(text), None),
+        Err(_) => (None, Some(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.expose())))),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

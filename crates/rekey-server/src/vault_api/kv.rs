@@ -8,14 +8,12 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use rekey_types::{AuditAction, ErrorCode, Timestamp};
+use rekey_types::{ErrorCode, Timestamp};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::envelope::Envelope;
 use crate::extract::ReqCtx;
-use crate::routes::{audit_resource, core, cred_ref, no_store, query, ApiResult, AppState};
+use crate::routes::{no_store, query, ApiResult, AppState};
 use crate::ApiError;
 
 /// Vault's read parameters; any other is ignored, as Vault ignores it.
@@ -60,16 +58,9 @@ pub(super) async fn read(
     Path((tenant, name)): Path<(String, String)>,
     q: Result<Query<KvQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let resource = audit_resource(&format!("{tenant}/{name}"));
-    let session = s.session(&ctx, AuditAction::CredReveal, resource).await?;
-    let parsed = (|| Ok((cred_ref(&tenant, &name, &ctx)?, query(q, &ctx)?.version.filter(|v| *v > 0))))();
-    let (cref, version) = session.input(parsed).await?;
-    let revealed = session.vault.reveal(&session.caller, &cref, version).await.map_err(core(&ctx))?;
-    let text = std::str::from_utf8(revealed.secret.expose()).ok();
-    let b64 = match text {
-        Some(_) => None,
-        None => Some(Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(revealed.secret.expose()))),
-    };
+    let version = || Ok(query(q, &ctx)?.version.filter(|v| *v > 0));
+    let revealed = crate::credentials::reveal_for(&s, &ctx, &tenant, &name, version).await?;
+    let (text, b64) = crate::credentials::secret_text(&revealed.secret);
     let secret = Secret {
         data: Data { secret: text, secret_base64: b64.as_deref().map(String::as_str), fields: &revealed.fields },
         metadata: Metadata {
