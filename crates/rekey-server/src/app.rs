@@ -354,25 +354,29 @@ async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> R
     let request_id = RequestId::generate();
     req.extensions_mut().insert(request_id);
     // Who the client is: the TCP peer, or whom a trusted proxy forwards for (see `proxy`).
-    if let Some(peer) = crate::extract::peer_of(req.extensions()) {
-        let client = match req.extensions().get::<crate::proxy::ProxiedClient>() {
-            Some(proxied) => Ok(proxied.0.ip()),
-            None if state.proxy_protocol => Ok(peer),
-            None => state.proxies.client(peer, req.headers()),
-        };
-        match client {
-            Ok(ip) => {
-                req.extensions_mut().insert(crate::proxy::ClientAddr(ip));
-            }
-            Err(why) => {
-                return crate::ApiError::new(rekey_types::ErrorCode::BadRequest, why, request_id).into_response()
-            }
+    let client = match crate::extract::peer_of(req.extensions()) {
+        Some(peer) => match req.extensions().get::<crate::proxy::ProxiedClient>() {
+            Some(proxied) => Ok(Some(proxied.0.ip())),
+            None if state.proxy_protocol => Ok(Some(peer)),
+            None => state.proxies.client(peer, req.headers()).map(Some),
+        },
+        None => Ok(None),
+    };
+    let refused = match client {
+        Ok(Some(ip)) => {
+            req.extensions_mut().insert(crate::proxy::ClientAddr(ip));
+            None
         }
-    }
+        Ok(None) => None,
+        Err(why) => Some(crate::ApiError::new(rekey_types::ErrorCode::BadRequest, why, request_id).into_response()),
+    };
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Limits before work (concurrency, the token before the body, the body's deadline).
-    let mut response = crate::guard::guard(&state.guard, &state.keeper, req, next, request_id).await;
+    let mut response = match refused {
+        Some(response) => response,
+        None => crate::guard::guard(&state.guard, &state.keeper, req, next, request_id).await,
+    };
     if state.vault_api.enabled && crate::vault_api::is_vault_route(&route, &state.vault_api.mount) {
         response = crate::vault_api::vault_errors(response);
     }
