@@ -31,6 +31,7 @@ pub(crate) struct RoleDeleted {
 #[utoipa::path(
     get,
     path = "/v1/jwt-roles",
+    operation_id = "list_jwt_roles",
     tag = "workloads",
     summary = "List the auth roles workloads log in with",
     responses((status = 200, description = "OK", body = Vec<JwtRoleView>), crate::openapi::ApiErrors),
@@ -45,6 +46,7 @@ pub(crate) async fn list(State(s): State<AppState>, ctx: ReqCtx) -> ApiResult<Js
 #[utoipa::path(
     get,
     path = "/v1/jwt-roles/{name}",
+    operation_id = "show_jwt_role",
     tag = "workloads",
     summary = "Show an auth role",
     params(RolePath),
@@ -64,6 +66,7 @@ pub(crate) async fn show(
 #[utoipa::path(
     put,
     path = "/v1/jwt-roles/{name}",
+    operation_id = "put_jwt_role",
     tag = "workloads",
     summary = "Write an auth role: which issuer's JWTs a workload may log in with, and what a login grants",
     params(RolePath),
@@ -86,6 +89,7 @@ pub(crate) async fn put(
 #[utoipa::path(
     delete,
     path = "/v1/jwt-roles/{name}",
+    operation_id = "delete_jwt_role",
     tag = "workloads",
     summary = "Delete an auth role (tokens it granted live until they expire)",
     params(RolePath),
