@@ -444,7 +444,18 @@ async fn roles_of_the_configuration_file() {
         "bound_subject": "repo:acme/*", "role": "auditor",
     }))
     .unwrap();
-    let t = TestApp::spawn_configured(None, |c| drop(c.jwt_roles.insert("from-file".into(), spec.clone()))).await;
+    let mut orphan = spec.clone();
+    orphan.role = rekey_types::Role::TenantAdmin;
+    orphan.tenant = Some("nosuch".into());
+    let t = TestApp::spawn_configured(None, |c| {
+        c.jwt_roles.insert("from-file".into(), spec.clone());
+        c.jwt_roles.insert("orphan".into(), orphan);
+    })
+    .await;
+    // A role of the file whose tenant does not exist refuses its logins, with that reason.
+    let r = login(&t, "orphan", &key.jwt("ec-1", json!({}), &claims())).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body["errors"][0].as_str().unwrap().contains("tenant does not exist"), "{:?}", r.body);
     let r = login(&t, "from-file", &key.jwt("ec-1", json!({}), &claims())).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["auth"]["policies"], json!(["auditor"]));

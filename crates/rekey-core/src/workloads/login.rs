@@ -207,7 +207,22 @@ impl Vault {
     ) -> Result<LoggedIn, CoreError> {
         self.options().failures.admit(AttemptKind::Token, source).map_err(CoreError::TooManyAttempts)?;
         let res = resource(role_name);
-        let (role, checked) = match self.check_login(role_name, jwt).await {
+        let checked = match self.check_login(role_name, jwt).await {
+            Ok((role, checked)) => match &role.spec.tenant {
+                // The tenant a role grants (a role of the configuration file is not checked
+                // against the store when it is read): gone or never there is a refusal too.
+                Some(t) => match self.tenant(&TenantName::parse(t)?).await {
+                    Ok(tenant) => Ok((role, checked, Some(tenant))),
+                    Err(CoreError::NotFound(_)) => {
+                        Err(("the auth role's tenant does not exist".to_owned(), checked.subject.clone()))
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => Ok((role, checked, None)),
+            },
+            Err(refused) => Err(refused),
+        };
+        let (role, checked, tenant) = match checked {
             Ok(done) => done,
             Err((why, subject)) => {
                 let detail = match subject {
@@ -226,10 +241,6 @@ impl Vault {
                 self.failed_attempt(AttemptKind::Token, source, event).await?;
                 return Err(CoreError::LoginRefused(why));
             }
-        };
-        let tenant = match &role.spec.tenant {
-            Some(t) => Some(self.tenant(&TenantName::parse(t)?).await?),
-            None => None,
         };
         let now = Timestamp::now();
         let issued = token::issue().map_err(CoreError::Crypto)?;
