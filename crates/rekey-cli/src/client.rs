@@ -11,6 +11,12 @@ use zeroize::Zeroizing;
 
 use crate::args::Global;
 
+/// The token file `rekey login` writes and the client reads when no token is given:
+/// `$HOME/.rekey-token`.
+pub(crate) fn default_token_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".rekey-token"))
+}
+
 /// Splits `tenant/name` for a URL path, checking the shape here for a clearer message.
 pub(crate) fn cred_path(cred: &str) -> Result<String> {
     let r = rekey_types::CredRef::parse(cred).with_context(|| format!("{cred:?} is not tenant/name"))?;
@@ -62,7 +68,7 @@ impl Client {
                     .to_owned(),
             )),
             // The token file `rekey login` writes, if there is one.
-            (None, None) => crate::login::default_token_file()
+            (None, None) => default_token_file()
                 .and_then(|path| std::fs::read_to_string(path).ok())
                 .map(|t| Zeroizing::new(t.trim().to_owned()))
                 .filter(|t| !t.is_empty()),

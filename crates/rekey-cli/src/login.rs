@@ -17,15 +17,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::client::Client;
+use crate::client::{default_token_file, Client};
 
 /// How long the CLI waits for the browser to come back.
 const WAIT: Duration = Duration::from_secs(300);
-
-/// The token file a login writes and the client reads when no token is given: `$HOME/.rekey-token`.
-pub(crate) fn default_token_file() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|home| Path::new(&home).join(".rekey-token"))
-}
 
 #[derive(Deserialize)]
 struct Callback {
