@@ -121,37 +121,51 @@ async function iat() {
   return initialAccessToken;
 }
 
-async function register(app, secret) {
-  presetSecret = secret ?? null;
-  try {
-    const res = await fetch(`${ISSUER}/reg`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${await iat()}` },
-      body: JSON.stringify(clientMetadata(app)),
-    });
-    const body = await res.json();
-    if (!res.ok) throw new Error(`registration failed: ${JSON.stringify(body)}`);
-    app.appId = body.client_id;
-    app.rat = body.registration_access_token;
-  } finally {
-    presetSecret = null;
-  }
+// Registrations and updates take turns: each sets the secret the provider's factory hands out
+// (presetSecret) for the length of one request to the registration endpoint, and two at once
+// (the tests run in parallel) would hand one's secret to the other's client.
+let turn = Promise.resolve();
+function oneAtATime(fn) {
+  const run = turn.then(fn, fn);
+  turn = run.catch(() => {});
+  return run;
 }
 
-async function updateClient(app, secret) {
-  presetSecret = secret ?? null;
-  try {
-    const res = await fetch(`${ISSUER}/reg/${app.appId}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${app.rat}` },
-      body: JSON.stringify({ client_id: app.appId, ...clientMetadata(app) }),
-    });
-    const body = await res.json();
-    if (!res.ok) throw new Error(`registration update failed: ${JSON.stringify(body)}`);
-    if (body.registration_access_token) app.rat = body.registration_access_token;
-  } finally {
-    presetSecret = null;
-  }
+function register(app, secret) {
+  return oneAtATime(async () => {
+    presetSecret = secret ?? null;
+    try {
+      const res = await fetch(`${ISSUER}/reg`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await iat()}` },
+        body: JSON.stringify(clientMetadata(app)),
+      });
+      const body = await res.json();
+      if (!res.ok) throw new Error(`registration failed: ${JSON.stringify(body)}`);
+      app.appId = body.client_id;
+      app.rat = body.registration_access_token;
+    } finally {
+      presetSecret = null;
+    }
+  });
+}
+
+function updateClient(app, secret) {
+  return oneAtATime(async () => {
+    presetSecret = secret ?? null;
+    try {
+      const res = await fetch(`${ISSUER}/reg/${app.appId}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${app.rat}` },
+        body: JSON.stringify({ client_id: app.appId, ...clientMetadata(app) }),
+      });
+      const body = await res.json();
+      if (!res.ok) throw new Error(`registration update failed: ${JSON.stringify(body)}`);
+      if (body.registration_access_token) app.rat = body.registration_access_token;
+    } finally {
+      presetSecret = null;
+    }
+  });
 }
 
 const updateKeys = (app) => updateClient(app);
