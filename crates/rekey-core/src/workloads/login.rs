@@ -36,6 +36,16 @@ pub(super) fn clean(value: &str) -> String {
     value.chars().take(160).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
 }
 
+/// Why a JWT's signature did not check against an issuer's keys.
+pub(super) enum SignatureRefused {
+    /// No key of the token's `kid` and of its algorithm's type, even after fetching again.
+    NoKey,
+    /// The keys that fit do not check the signature.
+    Mismatch,
+    /// The keys could not be had.
+    Keys(String),
+}
+
 /// Who wrote a role declared in the configuration file.
 const FROM_CONFIG: &str = "config";
 
@@ -229,17 +239,7 @@ impl Vault {
                     Some(sub) => format!("{why}; sub={}", clean(&sub)),
                     None => why.clone(),
                 };
-                let event = record(
-                    "anonymous",
-                    &source.to_string(),
-                    &request_id,
-                    AuditAction::AuthLogin,
-                    &res,
-                    AuditOutcome::Denied,
-                    &detail,
-                );
-                self.failed_attempt(AttemptKind::Token, source, event).await?;
-                return Err(CoreError::LoginRefused(why));
+                return Err(self.refuse_login(&res, source, request_id, why, &detail).await?);
             }
         };
         let now = Timestamp::now();
@@ -265,7 +265,6 @@ impl Vault {
             revoked_at: None,
             mac: None,
         };
-        let row = TokenRow { mac: Some(token_mac(self.integrity(), &row)), ..row };
         let detail = format!(
             "token={}; iss={}; sub={}; aud={}; exp={}; grants={}; ttl={}s; max_ttl={}s",
             row.id,
@@ -277,18 +276,88 @@ impl Vault {
             role.ttl,
             role.max_ttl
         );
+        let view = self.store_login(row, &res, source, request_id, &detail).await?;
+        Ok(LoggedIn { token: issued, view, ttl: role.ttl, auth_role: role.name })
+    }
+
+    /// Records a refused login (`auth.login`, denied, with `detail`) as a failed attempt of its
+    /// source, and gives the error to answer; the audit log's failure if it cannot be recorded.
+    pub(super) async fn refuse_login(
+        &self,
+        resource: &str,
+        source: IpAddr,
+        request_id: RequestId,
+        why: String,
+        detail: &str,
+    ) -> Result<CoreError, CoreError> {
+        let event = record(
+            "anonymous",
+            &source.to_string(),
+            &request_id,
+            AuditAction::AuthLogin,
+            resource,
+            AuditOutcome::Denied,
+            detail,
+        );
+        self.failed_attempt(AttemptKind::Token, source, event).await?;
+        Ok(CoreError::LoginRefused(why))
+    }
+
+    /// Stores the token a login issued (its row MAC'd here) with its `auth.login` event, the new
+    /// token as principal; its view once the event is durable.
+    pub(super) async fn store_login(
+        &self,
+        row: TokenRow,
+        resource: &str,
+        source: IpAddr,
+        request_id: RequestId,
+        detail: &str,
+    ) -> Result<TokenView, CoreError> {
+        let row = TokenRow { mac: Some(token_mac(self.integrity(), &row)), ..row };
         let audit = record(
             &format!("token:{}", row.id),
             &source.to_string(),
             &request_id,
             AuditAction::AuthLogin,
-            &res,
+            resource,
             AuditOutcome::Success,
-            &detail,
+            detail,
         );
         let view = TokenView::from(row.clone());
         self.submit(WriteRequest { op: Some(WriteOp::CreateToken(row)), audit }).await?;
-        Ok(LoggedIn { token: issued, view, ttl: role.ttl, auth_role: role.name })
+        Ok(view)
+    }
+
+    /// Checks a JWT's signature (its header's algorithm `alg`) against the issuer's keys at
+    /// `source`: the keys of that algorithm's type under the token's `kid` (any, without one),
+    /// the set fetched again once when none fits (an issuer that rotated its keys; how often is
+    /// limited by the kernel's `issuer_keys`).
+    pub(super) async fn check_issuer_signature(
+        &self,
+        jwt: &UnverifiedJwt,
+        alg: rekey_crypto::jws::JwsAlg,
+        source: &KeySource,
+    ) -> Result<(), SignatureRefused> {
+        let kid = jwt.kid();
+        let limits = &self.options().connect.limits;
+        for refresh in [false, true] {
+            let keys = match source {
+                KeySource::Inline(_) if refresh => break,
+                KeySource::Inline(set) => Ok(std::sync::Arc::new(set.clone())),
+                KeySource::Discovery(u) => self.issuer_keys().keys(KeyLocation::Discovery(u), refresh, limits).await,
+                KeySource::Url(u) => self.issuer_keys().keys(KeyLocation::Url(u), refresh, limits).await,
+            }
+            .map_err(SignatureRefused::Keys)?;
+            let candidates: Vec<_> =
+                keys.keys.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid.as_deref() == kid)).collect();
+            if !candidates.is_empty() {
+                return match candidates.iter().any(|k| jwt.verify_with(alg, k)) {
+                    true => Ok(()),
+                    false => Err(SignatureRefused::Mismatch),
+                };
+            }
+        }
+        Err(SignatureRefused::NoKey)
     }
 
     /// The checks of a login, in order; a refusal comes with its reason and, once the signature
@@ -325,30 +394,15 @@ impl Vault {
         if !role.algorithms.contains(&alg) {
             return Err((format!("the auth role does not accept {}", alg.as_str()), None));
         }
-        let kid = jwt.kid().map(str::to_owned);
-        let limits = &self.options().connect.limits;
-        let mut verified = false;
-        for refresh in [false, true] {
-            let keys = match &role.keys {
-                KeySource::Inline(_) if refresh => break,
-                KeySource::Inline(set) => Ok(std::sync::Arc::new(set.clone())),
-                KeySource::Discovery(u) => self.issuer_keys().keys(KeyLocation::Discovery(u), refresh, limits).await,
-                KeySource::Url(u) => self.issuer_keys().keys(KeyLocation::Url(u), refresh, limits).await,
+        match self.check_issuer_signature(&jwt, alg, &role.keys).await {
+            Ok(()) => {}
+            Err(SignatureRefused::Keys(why)) => return Err((why, None)),
+            Err(SignatureRefused::Mismatch) => {
+                return Err(("the signature does not check against the issuer's key".into(), None))
             }
-            .map_err(|e| (e, None))?;
-            let candidates: Vec<_> =
-                keys.keys.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid == kid)).collect();
-            if candidates.is_empty() {
-                continue;
+            Err(SignatureRefused::NoKey) => {
+                return Err(("no key of the issuer has the token's key id (kid) and algorithm".into(), None))
             }
-            verified = candidates.iter().any(|k| jwt.verify_with(alg, k));
-            if !verified {
-                return Err(("the signature does not check against the issuer's key".into(), None));
-            }
-            break;
-        }
-        if !verified {
-            return Err(("no key of the issuer has the token's key id (kid) and algorithm".into(), None));
         }
         let claims = jwt.claims.as_object().ok_or(("the token's claims are not a JSON object".to_owned(), None))?;
         let subject = claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);

@@ -20,17 +20,14 @@ use base64::Engine;
 use rekey_crypto::integrity::canonical;
 use rekey_crypto::jwt::UnverifiedJwt;
 use rekey_crypto::token;
-use rekey_store::{TokenRow, WriteOp, WriteRequest};
-use rekey_types::{AuditAction, AuditOutcome, RequestId, Role, Timestamp};
+use rekey_store::TokenRow;
+use rekey_types::{RequestId, Role, Timestamp};
 use sha2::{Digest, Sha256};
 
-use super::login::LoggedIn;
+use super::login::{LoggedIn, SignatureRefused};
+use super::role::KeySource;
 use crate::failures::AttemptKind;
-use crate::kernel::integrity::token_mac;
-use crate::kernel::issuer_keys::KeyLocation;
-use crate::kernel::record;
 use crate::options::OidcOptions;
-use crate::views::TokenView;
 use crate::{CoreError, Vault};
 
 /// How long a login flow may take, from the URL to the callback.
@@ -191,17 +188,7 @@ impl Vault {
                     Some(s) => format!("method=oidc; {why}; sub={}", super::login::clean(&s)),
                     None => format!("method=oidc; {why}"),
                 };
-                let event = record(
-                    "anonymous",
-                    &source.to_string(),
-                    &request_id,
-                    AuditAction::AuthLogin,
-                    RESOURCE,
-                    AuditOutcome::Denied,
-                    &detail,
-                );
-                self.failed_attempt(AttemptKind::Token, source, event).await?;
-                return Err(CoreError::LoginRefused(why));
+                return Err(self.refuse_login(RESOURCE, source, request_id, why, &detail).await?);
             }
         };
         let now = Timestamp::now();
@@ -222,19 +209,8 @@ impl Vault {
             revoked_at: None,
             mac: None,
         };
-        let row = TokenRow { mac: Some(token_mac(self.integrity(), &row)), ..row };
         let detail = format!("method=oidc; token={}; {detail}; grants={role}; ttl={}s", row.id, o.ttl_secs);
-        let audit = record(
-            &format!("token:{}", row.id),
-            &source.to_string(),
-            &request_id,
-            AuditAction::AuthLogin,
-            RESOURCE,
-            AuditOutcome::Success,
-            &detail,
-        );
-        let view = TokenView::from(row.clone());
-        self.submit(WriteRequest { op: Some(WriteOp::CreateToken(row)), audit }).await?;
+        let view = self.store_login(row, RESOURCE, source, request_id, &detail).await?;
         Ok(LoggedIn { token: issued, view, ttl: o.ttl_secs, auth_role: "oidc".into() })
     }
 
@@ -268,23 +244,12 @@ impl Vault {
         .map_err(|e| (e.to_string(), None))?;
         let jwt = UnverifiedJwt::parse(&id_token).ok_or_else(|| refuse("the ID token is not a JWT"))?;
         let alg = jwt.alg().ok_or_else(|| refuse("the ID token's algorithm is not one Rekey accepts"))?;
-        let kid = jwt.kid().map(str::to_owned);
-        let mut verified = false;
-        for refresh in [false, true] {
-            let keys = self
-                .issuer_keys()
-                .keys(KeyLocation::Url(&provider.jwks_uri), refresh, limits)
-                .await
-                .map_err(|e| (e, None))?;
-            let candidates: Vec<_> =
-                keys.keys.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid == kid)).collect();
-            if !candidates.is_empty() {
-                verified = candidates.iter().any(|k| jwt.verify_with(alg, k));
-                break;
+        match self.check_issuer_signature(&jwt, alg, &KeySource::Url(provider.jwks_uri.clone())).await {
+            Ok(()) => {}
+            Err(SignatureRefused::Keys(why)) => return Err((why, None)),
+            Err(SignatureRefused::Mismatch | SignatureRefused::NoKey) => {
+                return Err(refuse("the ID token's signature does not check against the provider's keys"))
             }
-        }
-        if !verified {
-            return Err(refuse("the ID token's signature does not check against the provider's keys"));
         }
         let claims = jwt.claims.as_object().ok_or_else(|| refuse("the ID token's claims are not an object"))?;
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
