@@ -1,11 +1,19 @@
-# Shared by the scripts in scripts/bench (sourced, not run): wrk from Debian's packages, a
-# process's CPU time, and one measured wrk run of a peer.
+# Shared by the scripts in scripts/bench (sourced, not run): wrk from Debian's packages, waiting
+# for a peer's server to answer, a process's CPU time, and one measured wrk run of a peer.
 
 # Installs wrk if it is missing.
 ensure_wrk() {
   if ! command -v wrk >/dev/null; then
     apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
   fi
+}
+
+# Waits up to 30 s for URL to give any HTTP answer (a peer's server started, sealed or not).
+wait_answering() {
+  for _ in $(seq 300); do
+    curl -s "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
 }
 
 # CPU ticks (user + system) of process $1 so far; `getconf CLK_TCK` of them make a second.

@@ -57,10 +57,7 @@ mkdir -p "$work/raft"
 "$bao" server -config="$work/config.hcl" >"$work/server.log" 2>&1 &
 pid=$!
 export BAO_ADDR="http://127.0.0.1:$port"
-for _ in $(seq 300); do
-  curl -s "$BAO_ADDR/v1/sys/health" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_answering "$BAO_ADDR/v1/sys/health"
 init=$("$bao" operator init -key-shares=1 -key-threshold=1 -format=json)
 key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["unseal_keys_b64"][0])' <<<"$init")
 export BAO_TOKEN

@@ -52,10 +52,7 @@ HCL
 "$rvault" server --config "$work/config.hcl" >"$work/server.log" 2>&1 &
 pid=$!
 export RV_ADDR="http://127.0.0.1:$port"
-for _ in $(seq 300); do
-  curl -s "$RV_ADDR/v1/sys/init" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_answering "$RV_ADDR/v1/sys/init"
 init=$(curl -fsS -X PUT --data '{"secret_shares": 1, "secret_threshold": 1}' "$RV_ADDR/v1/sys/init")
 key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"][0])' <<<"$init")
 export RV_TOKEN
