@@ -1,12 +1,11 @@
-//! An issuer's published keys, for workload login: OpenID discovery (`<issuer>/.well-known/
-//! openid-configuration` names `jwks_uri`) and the key set itself. Every request goes out under
+//! An issuer's published keys, for workload and operator login: the key set itself (its URL
+//! given, or found by OpenID discovery, `crate::oidc::discover`). Every request goes out under
 //! the egress policy, like every other connection Rekey makes: the discovery URL is the
 //! operator's (from the auth role), the key set URL it names is checked as discovered (`https`
 //! unless the allow list names its host).
 
 use rekey_crypto::jws::JwkSet;
 use rekey_types::Fields;
-use serde::Deserialize;
 
 use crate::error::one_line;
 use crate::oauth::{capped_body, egress_url, http_client, http_failure};
@@ -31,26 +30,6 @@ impl From<Failure> for KeySetError {
             Failure::Unsupported => "unsupported".into(),
         }))
     }
-}
-
-/// The `jwks_uri` of the issuer whose OpenID configuration is at
-/// `<discovery_url>/.well-known/openid-configuration`.
-pub async fn discover(discovery_url: &str, limits: &Limits) -> Result<String, KeySetError> {
-    #[derive(Deserialize)]
-    struct Discovery {
-        jwks_uri: String,
-    }
-    let base = discovery_url.trim_end_matches('/');
-    let url = egress_url(limits, &format!("{base}/.well-known/openid-configuration"), false, "the discovery URL")?;
-    let client = http_client(&Fields::default(), limits)?;
-    let response = client.get(url.as_str()).send().await.map_err(|e| http_failure(&e, "discovery"))?;
-    if !response.status().is_success() {
-        return Err(KeySetError(format!("discovery at {url} answered {}", response.status())));
-    }
-    let body = capped_body(response, "discovery").await?;
-    let d: Discovery =
-        serde_json::from_slice(&body).map_err(|_| KeySetError(format!("discovery at {url} names no jwks_uri")))?;
-    Ok(d.jwks_uri)
 }
 
 /// The key set at `url`; `discovered` when the URL came from discovery rather than the operator.

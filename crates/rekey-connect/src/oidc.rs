@@ -1,5 +1,6 @@
-//! An OpenID provider, for operator login (authorization code with PKCE): its metadata from
-//! discovery, and the exchange of a code for an ID token. Every request goes out under the egress
+//! An OpenID provider: its metadata from discovery (where its keys are, for workload and
+//! operator login; where to sign in and exchange a code, for operator login), and the exchange
+//! of a code for an ID token (authorization code with PKCE). Every request goes out under the egress
 //! policy; the endpoints discovery names are checked as discovered (`https` unless the allow
 //! list names their host).
 
@@ -11,15 +12,16 @@ use crate::jwks::KeySetError;
 use crate::oauth::{capped_body, egress_url, http_client, http_failure};
 use crate::Limits;
 
-/// What discovery says of a provider.
+/// What discovery says of a provider. An issuer of workload tokens (a Kubernetes cluster) may
+/// name its keys and nothing to sign in at.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProviderMetadata {
-    /// Its issuer identifier.
-    pub issuer: String,
     /// Where the browser goes.
-    pub authorization_endpoint: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
     /// Where a code becomes tokens.
-    pub token_endpoint: String,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
     /// Its key set.
     pub jwks_uri: String,
 }
@@ -35,8 +37,7 @@ pub async fn discover(issuer: &str, limits: &Limits) -> Result<ProviderMetadata,
         return Err(KeySetError::new(format!("discovery at {url} answered {}", response.status())));
     }
     let body = capped_body(response, "discovery").await?;
-    serde_json::from_slice(&body)
-        .map_err(|_| KeySetError::new(format!("discovery at {url} is not an OpenID configuration")))
+    serde_json::from_slice(&body).map_err(|_| KeySetError::new(format!("discovery at {url} names no jwks_uri")))
 }
 
 /// A code for tokens at `token_endpoint` (discovered), with the PKCE verifier; a public

@@ -69,7 +69,7 @@ impl KeyCache {
         }
         let fetched = async {
             let (jwks_url, discovered) = match source {
-                KeyLocation::Discovery(d) => (rekey_connect::jwks::discover(d, limits).await?, true),
+                KeyLocation::Discovery(d) => (rekey_connect::oidc::discover(d, limits).await?.jwks_uri, true),
                 KeyLocation::Url(u) => (u.to_owned(), false),
             };
             rekey_connect::jwks::fetch(&jwks_url, discovered, limits).await

@@ -155,8 +155,11 @@ impl Vault {
         };
         let verifier = self.derived("oidc-pkce", &flow.random);
         let challenge = b64(&Sha256::digest(verifier.as_bytes()));
-        let mut url = url::Url::parse(&provider.authorization_endpoint)
-            .map_err(|_| bad("the provider's authorization_endpoint does not parse"))?;
+        let endpoint = provider
+            .authorization_endpoint
+            .ok_or_else(|| bad("the OpenID provider's configuration names no authorization_endpoint"))?;
+        let mut url =
+            url::Url::parse(&endpoint).map_err(|_| bad("the provider's authorization_endpoint does not parse"))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &o.client_id)
@@ -231,8 +234,11 @@ impl Vault {
         let limits = &self.options().connect.limits;
         let provider = rekey_connect::oidc::discover(&o.issuer, limits).await.map_err(|e| (e.to_string(), None))?;
         let verifier = self.derived("oidc-pkce", &flow.random);
+        let token_endpoint = provider
+            .token_endpoint
+            .ok_or_else(|| refuse("the OpenID provider's configuration names no token_endpoint"))?;
         let id_token = rekey_connect::oidc::exchange_code(
-            &provider.token_endpoint,
+            &token_endpoint,
             &o.client_id,
             o.client_secret.as_deref().map(String::as_str),
             code,
