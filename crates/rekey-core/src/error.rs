@@ -80,6 +80,9 @@ pub enum CoreError {
     /// A source whose failed attempts spent its allowance; the seconds it should wait.
     #[error("too many failed attempts from this address; try again in {0} s")]
     TooManyAttempts(u64),
+    /// A token over its role's request rate; the seconds it should wait.
+    #[error("this token is over its role's request rate; try again in {0} s")]
+    RateLimited(u64),
     /// The seal failed (the HSM, the dev key file).
     #[error("the seal failed: {0}")]
     Seal(#[source] CryptoError),
@@ -117,7 +120,7 @@ impl CoreError {
             CoreError::TargetMismatch(_) => ErrorCode::TargetMismatch,
             CoreError::RotationInProgress(_) => ErrorCode::RotationInProgress,
             CoreError::LinkGone(_) => ErrorCode::LinkGone,
-            CoreError::TooManyAttempts(_) => ErrorCode::TooManyRequests,
+            CoreError::TooManyAttempts(_) | CoreError::RateLimited(_) => ErrorCode::TooManyRequests,
             CoreError::Seal(_) => ErrorCode::Internal,
             CoreError::Decrypt(_) => ErrorCode::DecryptFailed,
             CoreError::Store(_) | CoreError::Crypto(_) => ErrorCode::Internal,
@@ -133,7 +136,8 @@ impl CoreError {
             | CoreError::LoginRefused(_)
             | CoreError::Forbidden(_)
             | CoreError::Hidden(_)
-            | CoreError::TooManyAttempts(_) => rekey_types::AuditOutcome::Denied,
+            | CoreError::TooManyAttempts(_)
+            | CoreError::RateLimited(_) => rekey_types::AuditOutcome::Denied,
             _ => rekey_types::AuditOutcome::Error,
         }
     }

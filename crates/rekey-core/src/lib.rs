@@ -27,6 +27,7 @@ pub mod response;
 pub mod siem;
 pub mod stats;
 pub mod tenants;
+pub mod throttle;
 pub mod tokens;
 pub mod tree;
 pub mod views;

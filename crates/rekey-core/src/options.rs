@@ -8,6 +8,7 @@ use rekey_connect::notify::{MailRelay, Webhook};
 use rekey_connect::Limits;
 
 use crate::failures::Failures;
+use crate::throttle::Throttle;
 
 /// Lifetime of an issued certificate unless the request or the config says otherwise: 90 days.
 pub const DEFAULT_CERT_LIFETIME_SECS: u64 = 90 * 86_400;
@@ -28,6 +29,8 @@ pub struct VaultOptions {
     pub campaign: CampaignOptions,
     /// Failed attempts per source; shared so that a seal and unseal does not reset them.
     pub failures: Arc<Failures>,
+    /// Request rates per principal; shared so that a seal and unseal does not reset them.
+    pub throttle: Arc<Throttle>,
     /// Signed checkpoints of the audit log and where they go.
     pub checkpoints: CheckpointOptions,
     /// The audit log pushed to SIEMs.
@@ -71,6 +74,7 @@ impl Default for VaultOptions {
             connector_stats: None,
             campaign: Default::default(),
             failures: Default::default(),
+            throttle: Default::default(),
             checkpoints: Default::default(),
             siem: Default::default(),
             jwt_roles: Default::default(),

@@ -29,6 +29,8 @@ pub struct WriterStats {
     pub witness_failures: AtomicU64,
     /// Batches a SIEM sink did not take (sent again later).
     pub siem_failures: AtomicU64,
+    /// Requests refused over their token's rate limit.
+    pub rate_limited: AtomicU64,
 }
 
 /// Counters for `/metrics`; shared so they survive a seal and unseal.

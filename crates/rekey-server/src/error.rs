@@ -51,7 +51,7 @@ impl ApiError {
     pub fn from_core(e: CoreError, request_id: RequestId) -> Self {
         let internal = e.source().map(|_| error_chain(&e));
         let retry_after = match e {
-            CoreError::TooManyAttempts(seconds) => Some(seconds),
+            CoreError::TooManyAttempts(seconds) | CoreError::RateLimited(seconds) => Some(seconds),
             _ => None,
         };
         Self { code: e.code(), message: e.to_string(), request_id, internal, retry_after }

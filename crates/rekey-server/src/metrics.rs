@@ -141,6 +141,11 @@ impl Collector for AuditCollector {
                 "Batches of audit events a SIEM sink did not take (sent again later)",
                 s.siem_failures.load(Ordering::Relaxed),
             ),
+            (
+                "rekey_rate_limited_requests",
+                "Requests refused because their token was over its role's rate limit ([limits.rate])",
+                s.rate_limited.load(Ordering::Relaxed),
+            ),
         ] {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;

@@ -264,3 +264,87 @@ async fn an_anonymous_64_mib_import_leaves_the_servers_memory_flat() {
     let grown = common::peak_kib().saturating_sub(before);
     assert!(grown >= 60 * 1024, "reading one 64 MiB body shows in the peak ({grown} KiB)");
 }
+
+/// A reveal by `token`: its status, `Retry-After` and error code.
+async fn reveal(t: &TestApp, token: &str, cred: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+    let (tenant, name) = cred.split_once('/').unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/tenants/{tenant}/credentials/{name}/reveal"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body, retry) = answer(&t.router, req, Duration::from_secs(10)).await;
+    (status, retry, body)
+}
+
+#[tokio::test]
+async fn a_stolen_connector_token_sweeping_its_tenant_is_stopped_by_its_roles_rate() {
+    let rate = rekey_server::config::RateConfig { per_second: 5.0, burst: 20 };
+    let t = TestApp::spawn_configured(None, |c| {
+        c.limits.rate.insert("connector".into(), rate.clone());
+        c.limits.failures_window = "1s".into();
+    })
+    .await;
+    t.tenant("acme", "uk").await;
+    let lines: Vec<String> = (0..1000)
+        .map(|i| {
+            json!({"tenant": "acme", "name": format!("c{i}"), "kind": "generic", "secret": format!("s{i}")}).to_string()
+        })
+        .collect();
+    let r = t.call_on(&t.router, Method::POST, "/v1/import", Some(&t.root), Some(lines.join("\n").into_bytes())).await;
+    assert_eq!(r.body["written"], 1000, "{:?}", r.body);
+    // A connector bound to every credential of its tenant (a fleet's shared token).
+    let all: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
+    let thief = t.token(json!({"role": "connector", "tenant": "acme", "credentials": all})).await;
+    let other = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["c1"]})).await;
+
+    let started = std::time::Instant::now();
+    let (mut read, mut refused) = (0u32, 0u32);
+    for i in 0..1000 {
+        match reveal(&t, &thief, &format!("acme/c{i}")).await {
+            (StatusCode::OK, _, body) => {
+                assert_eq!(body["secret"], format!("s{i}"));
+                read += 1;
+            }
+            (StatusCode::TOO_MANY_REQUESTS, retry, body) => {
+                assert_eq!(body["code"], "too_many_requests", "{body}");
+                assert_eq!(retry.as_deref(), Some("1"), "one request comes back within a second at 5/s");
+                refused += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let allowed = 20.0 + 5.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(read >= 20 && f64::from(read) <= allowed, "read {read} of 1,000; at most {allowed} allowed");
+    assert_eq!(read + refused, 1000);
+
+    // Its own bucket only: another connector and the operator (no limit) are served.
+    assert_eq!(reveal(&t, &other, "acme/c1").await.0, StatusCode::OK);
+    assert_eq!(t.reveal_with(&t.root.clone(), "acme/c2").await.status, StatusCode::OK);
+    // The thief waits its turn, then reads again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(reveal(&t, &thief, "acme/c999").await.0, StatusCode::OK);
+
+    // The first refusal is audited as itself, the others of its window as one event.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let events = t.root(Method::GET, "/v1/audit/events?n=5000", None).await.body;
+    let events = events.as_array().unwrap();
+    let limited: Vec<_> = events
+        .iter()
+        .filter(|e| e["detail"].as_str().unwrap_or("").starts_with("rate limit of role connector"))
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0]["outcome"], "denied");
+    assert_eq!(limited[0]["action"], "cred.reveal");
+    let principal = limited[0]["principal"].as_str().unwrap();
+    let aggregates: Vec<_> = events.iter().filter(|e| e["action"] == "auth.throttled").collect();
+    assert_eq!(aggregates.len(), 1, "{aggregates:?}");
+    assert_eq!(aggregates[0]["principal"], principal);
+    assert!(
+        aggregates[0]["detail"].as_str().unwrap().starts_with(&format!("refused={} ", refused - 1)),
+        "{aggregates:?}"
+    );
+    let metrics = String::from_utf8(t.call(Method::GET, "/metrics", None, None).await.raw).unwrap();
+    assert!(metrics.contains(&format!("rekey_rate_limited_requests_total {refused}\n")), "{metrics}");
+}

@@ -51,6 +51,7 @@ audit_actions! {
     SysUnseal = "sys.unseal", "unseal", "The vault was unsealed with Shamir shares (with the sources of the shares).";
     HttpAuth = "http.auth", "token", "A request with a body was refused before its body was read: no valid token, or a source its token may not use.";
     AuthFailures = "auth.failures", "token", "The refused requests of one source over a failure window, counted in one event.";
+    AuthThrottled = "auth.throttled", "token", "The requests of one token refused over its role's rate limit in one window, after the first (audited as itself), counted in one event.";
     AuditRead = "audit.read", "ReadAudit", "A caller read audit events.";
     AuditVerify = "audit.verify", "ReadAudit", "A caller checked the audit chain.";
     AuditTree = "audit.tree", "ReadAudit", "A caller read the head of the audit log's Merkle tree.";

@@ -127,6 +127,14 @@ impl Vault {
             self.failed_attempt(AttemptKind::Token, source, event).await?;
             return Err(CoreError::Forbidden(why.into()));
         }
+        if let Err(refused) = self.options.throttle.take(caller.principal.token_id, caller.principal.role) {
+            self.writer_stats().rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if refused.first {
+                let detail = refused.detail(caller.principal.role);
+                self.audit_event(self.event(&caller, action, resource, AuditOutcome::Denied, &detail)).await?;
+            }
+            return Err(CoreError::RateLimited(refused.retry_after));
+        }
         Ok(caller)
     }
 
@@ -144,10 +152,25 @@ impl Vault {
         }
     }
 
-    /// Writes the aggregate events of the failure windows that ended (see `failures`).
+    /// Writes the aggregate events of the failure and rate-limit windows that ended (see
+    /// `failures` and `throttle`).
     pub async fn audit_failure_windows(&self) -> Result<usize, CoreError> {
-        let due = self.options.failures.due(Instant::now());
-        let n = due.len();
+        let now = Instant::now();
+        let throttled = self.options.throttle.due(now);
+        let due = self.options.failures.due(now);
+        let n = due.len() + throttled.len();
+        for aggregate in throttled {
+            let event = record(
+                &aggregate.principal,
+                "",
+                &RequestId::generate(),
+                AuditAction::AuthThrottled,
+                &aggregate.principal,
+                AuditOutcome::Denied,
+                &aggregate.detail(),
+            );
+            self.audit_event(event).await?;
+        }
         for aggregate in due {
             let event = record(
                 "anonymous",
@@ -165,7 +188,8 @@ impl Vault {
 
     /// Every quarter of a failure window, writes the aggregates of the windows that ended.
     pub(crate) fn start_failure_audit(self: Arc<Self>) {
-        let every = (self.options.failures.options().window / 4).max(Duration::from_millis(250));
+        let window = self.options.failures.options().window.min(self.options.throttle.options().window);
+        let every = (window / 4).max(Duration::from_millis(250));
         self.repeat(every, None, "auditing the aggregate of failed attempts", |vault| async move {
             vault.audit_failure_windows().await.map(drop)
         });

@@ -382,6 +382,26 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_name_a_role_and_a_positive_rate() {
+        let c: Config =
+            toml::from_str("[limits.rate.connector]\nper_second = 2.5\nburst = 50\n").expect("a rate limit parses");
+        let limits = c.vault_options().unwrap().throttle.options();
+        let connector = limits.limit(rekey_types::Role::Connector).unwrap();
+        assert_eq!((connector.per_second, connector.burst), (2.5, 50));
+        assert!(limits.limit(rekey_types::Role::Operator).is_none(), "a role not named is not limited");
+        for (text, says) in [
+            ("[limits.rate.admin]\nper_second = 1\nburst = 1\n", "not a role"),
+            ("[limits.rate.connector]\nper_second = 0\nburst = 1\n", "per_second"),
+            ("[limits.rate.connector]\nper_second = 1\nburst = 0\n", "burst"),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            let err = c.vault_options().err().expect(text).to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert!(toml::from_str::<Config>("[limits.rate.connector]\nper_second = 1\n").is_err(), "burst is required");
+    }
+
+    #[test]
     fn rejects_unknown_fields_and_bad_values() {
         let err = toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_addr = 1\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");

@@ -79,6 +79,7 @@ impl Config {
                 concurrency: s.concurrency,
             },
             failures: std::sync::Arc::new(rekey_core::failures::Failures::new(self.failure_options()?)),
+            throttle: std::sync::Arc::new(rekey_core::throttle::Throttle::new(self.throttle_options()?)),
             checkpoints: self.checkpoint_options()?,
             siem: self.siem_options()?,
             jwt_roles: self.jwt_roles()?,
@@ -213,6 +214,27 @@ impl Config {
             window: std::time::Duration::from_secs(window),
             max_sources: l.failures_sources,
         })
+    }
+
+    /// Request rates per token by role (see `rekey_core::throttle`); their refusals are
+    /// aggregated over the failures' window.
+    fn throttle_options(&self) -> Result<rekey_core::throttle::ThrottleOptions, ConfigError> {
+        let mut options =
+            rekey_core::throttle::ThrottleOptions { window: self.failure_options()?.window, ..Default::default() };
+        for (name, rate) in &self.limits.rate {
+            let invalid = |message: String| ConfigError::Invalid { field: "limits.rate", message };
+            let role = rekey_types::Role::ALL.into_iter().position(|r| r.as_str() == name).ok_or_else(|| {
+                invalid(format!("{name:?} is not a role (operator, auditor, tenant-admin, connector)"))
+            })?;
+            if !(rate.per_second.is_finite() && rate.per_second >= 0.001 && rate.per_second <= 1e6) || rate.burst == 0 {
+                return Err(invalid(format!(
+                    "{name}: per_second must be between 0.001 and 1000000, and burst above zero"
+                )));
+            }
+            options.limits[role] =
+                Some(rekey_core::throttle::RateLimit { per_second: rate.per_second, burst: rate.burst });
+        }
+        Ok(options)
     }
 }
 

@@ -38,6 +38,20 @@ pub struct LimitsConfig {
     /// Sources whose failures are tracked one by one. Default 10,000.
     #[serde(default = "default_failures_sources")]
     pub failures_sources: usize,
+    /// Request rates per token, by role (`[limits.rate.connector]`); a role not named is not
+    /// limited.
+    #[serde(default)]
+    pub rate: std::collections::BTreeMap<String, RateConfig>,
+}
+
+/// `[limits.rate.<role>]`: one role's request rate per token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests a token regains per second (above zero; fractions allowed).
+    pub per_second: f64,
+    /// Requests a token may make at once.
+    pub burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -52,6 +66,7 @@ impl Default for LimitsConfig {
             failures_per_minute: default_failures_per_minute(),
             failures_window: default_failures_window(),
             failures_sources: default_failures_sources(),
+            rate: Default::default(),
         }
     }
 }
