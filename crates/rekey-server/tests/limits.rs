@@ -326,7 +326,8 @@ async fn a_stolen_connector_token_sweeping_its_tenant_is_stopped_by_its_roles_ra
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(reveal(&t, &thief, "acme/c999").await.0, StatusCode::OK);
 
-    // The first refusal is audited as itself, the others of its window as one event.
+    // The first refusal of each window (1 s here; the loop may outlast one) is audited as
+    // itself, the window's others as one event; together they account for every refusal.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let events = t.root(Method::GET, "/v1/audit/events?n=5000", None).await.body;
     let events = events.as_array().unwrap();
@@ -334,17 +335,21 @@ async fn a_stolen_connector_token_sweeping_its_tenant_is_stopped_by_its_roles_ra
         .iter()
         .filter(|e| e["detail"].as_str().unwrap_or("").starts_with("rate limit of role connector"))
         .collect();
-    assert_eq!(limited.len(), 1, "{limited:?}");
-    assert_eq!(limited[0]["outcome"], "denied");
-    assert_eq!(limited[0]["action"], "cred.reveal");
+    assert!(!limited.is_empty());
+    assert!(limited.iter().all(|e| e["outcome"] == "denied" && e["action"] == "cred.reveal"), "{limited:?}");
     let principal = limited[0]["principal"].as_str().unwrap();
+    assert!(limited.iter().all(|e| e["principal"] == principal));
     let aggregates: Vec<_> = events.iter().filter(|e| e["action"] == "auth.throttled").collect();
-    assert_eq!(aggregates.len(), 1, "{aggregates:?}");
-    assert_eq!(aggregates[0]["principal"], principal);
-    assert!(
-        aggregates[0]["detail"].as_str().unwrap().starts_with(&format!("refused={} ", refused - 1)),
-        "{aggregates:?}"
-    );
+    assert!(!aggregates.is_empty() && aggregates.len() <= limited.len(), "{aggregates:?}");
+    let counted: u32 = aggregates
+        .iter()
+        .map(|e| {
+            assert_eq!(e["principal"], principal);
+            let detail = e["detail"].as_str().unwrap();
+            detail.strip_prefix("refused=").and_then(|d| d.split(' ').next()).unwrap().parse::<u32>().unwrap()
+        })
+        .sum();
+    assert_eq!(counted + limited.len() as u32, refused, "{aggregates:?}");
     let metrics = String::from_utf8(t.call(Method::GET, "/metrics", None, None).await.raw).unwrap();
     assert!(metrics.contains(&format!("rekey_rate_limited_requests_total {refused}\n")), "{metrics}");
 }
