@@ -125,24 +125,15 @@ fn an_operator_signs_in_with_oidc_through_a_real_provider_in_a_browser() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let home = dir.path().join("carol-operator");
-    let (out, _) = login(&server, &home, &modules, "carol", &["--role", "operator"]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("do not grant operator"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!token_file(&home).exists());
-    let home = dir.path().join("bob");
-    let (out, _) = login(&server, &home, &modules, "bob", &[]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no group of the user maps"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!token_file(&home).exists());
+    let refused = |home: &str, user: &str, args: &[&str], says: &str| {
+        let home = dir.path().join(home);
+        let (out, _) = login(&server, &home, &modules, user, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{user} {args:?}: {stderr}");
+        assert!(!token_file(&home).exists(), "{user} {args:?}: a refused login writes no token file");
+    };
+    refused("carol-operator", "carol", &["--role", "operator"], "do not grant operator");
+    refused("bob", "bob", &[], "no group of the user maps");
 
     // The flow cannot be bent: a redirect off loopback is refused, and a state is good only
     // with the client nonce it was issued for.
