@@ -17,6 +17,7 @@ pub mod checkpoints;
 pub mod connectors;
 pub mod credentials;
 pub mod custody;
+pub mod detect;
 mod error;
 pub mod evidence;
 pub mod failures;

@@ -35,6 +35,8 @@ pub struct VaultOptions {
     pub checkpoints: CheckpointOptions,
     /// The audit log pushed to SIEMs.
     pub siem: crate::siem::SiemOptions,
+    /// The detection rules and where their alerts go.
+    pub detect: crate::detect::DetectOptions,
     /// Auth roles declared in the configuration (`[jwt_roles.NAME]`), checked by the server
     /// when it read them (`workloads::JwtRole::check_named`); they cannot be written or deleted
     /// through the API.
@@ -77,6 +79,7 @@ impl Default for VaultOptions {
             throttle: Default::default(),
             checkpoints: Default::default(),
             siem: Default::default(),
+            detect: Default::default(),
             jwt_roles: Default::default(),
             oidc: None,
         }

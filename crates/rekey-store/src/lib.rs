@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rekey_types::{
-    CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName, Timestamp, TokenId,
+    AlertId, AlertState, CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName,
+    Timestamp, TokenId,
 };
 
 pub use model::*;
@@ -315,6 +316,19 @@ pub trait Store: Send + Sync + 'static {
     async fn siem_cursor(&self, sink: &str) -> Result<i64, StoreError>;
     /// Records that SIEM sink `sink` acknowledged every event up to `seq` (never moves back).
     async fn set_siem_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError>;
+    /// Stores the alerts whose key is not stored yet and moves cursor `cursor` to `upto` (never
+    /// back), in one transaction; answers the ids of the alerts this call stored.
+    async fn insert_alerts(&self, cursor: &str, upto: i64, alerts: Vec<AlertRow>) -> Result<Vec<AlertId>, StoreError>;
+    /// One alert.
+    async fn alert(&self, id: AlertId) -> Result<Option<AlertRow>, StoreError>;
+    /// The newest `limit` alerts, of one state if given.
+    async fn alerts(&self, state: Option<AlertState>, limit: u32) -> Result<Vec<AlertRow>, StoreError>;
+    /// Alerts whose notice was not delivered in fewer than `max_attempts` attempts, oldest first.
+    async fn unnotified_alerts(&self, max_attempts: i64, limit: u32) -> Result<Vec<AlertRow>, StoreError>;
+    /// Counts one delivery attempt of an alert's notice, delivered at `at` if it was.
+    async fn alert_notified(&self, id: AlertId, at: Option<Timestamp>) -> Result<(), StoreError>;
+    /// The live decoy credentials, of one tenant if given.
+    async fn decoys(&self, tenant: Option<TenantId>) -> Result<Vec<DecoyRow>, StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

@@ -44,6 +44,7 @@ macro_rules! fresh {
 }
 pub(crate) use fresh;
 
+mod alerts;
 mod audit;
 mod campaigns;
 mod certificates;
@@ -57,6 +58,7 @@ mod tokens;
 mod tree;
 mod write;
 
+pub(crate) use alerts::{alert, alert_notified, alerts, decoys, insert_alerts, unnotified_alerts};
 pub(crate) use audit::*;
 pub(crate) use campaigns::*;
 pub(crate) use certificates::*;
@@ -137,6 +139,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (12, include_str!("../migrations/sqlite/0012_audit_checkpoints.sql")),
             (13, include_str!("../migrations/sqlite/0013_key_epoch.sql")),
             (14, include_str!("../migrations/sqlite/0014_workload_login.sql")),
+            (15, include_str!("../migrations/sqlite/0015_detection.sql")),
         ],
         Backend::Postgres => &[
             (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -152,6 +155,7 @@ fn migrations(backend: Backend) -> &'static [(i64, &'static str)] {
             (11, include_str!("../migrations/postgres/0011_audit_checkpoints.sql")),
             (12, include_str!("../migrations/postgres/0012_key_epoch.sql")),
             (13, include_str!("../migrations/postgres/0013_workload_login.sql")),
+            (14, include_str!("../migrations/postgres/0014_detection.sql")),
         ],
     }
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rekey_types::{
-    CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName, Timestamp, TokenId,
+    AlertId, AlertState, CampaignId, CredentialId, IncidentId, JobId, LinkId, RotationId, TenantId, TenantName,
+    Timestamp, TokenId,
 };
 use sqlx::PgPool;
 
@@ -536,6 +537,34 @@ impl Store for SqlStore {
 
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError> {
         run!(self, read, |c| q::audit_tail(c, n))
+    }
+
+    async fn insert_alerts(&self, cursor: &str, upto: i64, alerts: Vec<AlertRow>) -> Result<Vec<AlertId>, StoreError> {
+        let cursor = cursor.to_owned();
+        run!(self, write_other, |c| q::insert_alerts(c, cursor, upto, alerts))
+    }
+
+    async fn alert(&self, id: AlertId) -> Result<Option<AlertRow>, StoreError> {
+        let id = id.to_string();
+        run!(self, point, |c| q::alert(c, id))
+    }
+
+    async fn alerts(&self, state: Option<AlertState>, limit: u32) -> Result<Vec<AlertRow>, StoreError> {
+        run!(self, read, |c| q::alerts(c, state, limit))
+    }
+
+    async fn unnotified_alerts(&self, max_attempts: i64, limit: u32) -> Result<Vec<AlertRow>, StoreError> {
+        run!(self, read, |c| q::unnotified_alerts(c, max_attempts, limit))
+    }
+
+    async fn alert_notified(&self, id: AlertId, at: Option<Timestamp>) -> Result<(), StoreError> {
+        let (id, at) = (id.to_string(), at.map(|t| t.as_micros()));
+        run!(self, write_other, |c| q::alert_notified(c, id, at))
+    }
+
+    async fn decoys(&self, tenant: Option<TenantId>) -> Result<Vec<DecoyRow>, StoreError> {
+        let tenant = tenant.map(|t| t.to_string());
+        run!(self, read, |c| q::decoys(c, tenant))
     }
 
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {

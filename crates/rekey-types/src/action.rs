@@ -133,6 +133,13 @@ audit_actions! {
     CampaignNotifyQueue = "campaign.notify.queue", "system", "Notices of a campaign were queued.";
     CampaignNotify = "campaign.notify", "system", "A notice was delivered (or its delivery failed).";
     CampaignRemind = "campaign.remind", "system", "Reminders were queued before a campaign's deadline.";
+    DecoyList = "decoy.list", "ManageDecoys", "An operator listed a tenant's decoy credentials (decoys are planted as ordinary `cred.put` events, so that only operators can tell them apart).";
+    AlertRaise = "alert.raise", "system", "A detection rule raised an alert (its rule and severity; the alert itself names the principal and what it touched).";
+    AlertAct = "alert.act", "system", "A rule's automatic action on an alert was carried out (a token revoked, an incident opened and its credentials frozen), or failed.";
+    AlertList = "alert.list", "ManageAlerts", "An operator listed alerts.";
+    AlertShow = "alert.show", "ManageAlerts", "An operator read an alert.";
+    AlertAck = "alert.ack", "ManageAlerts", "An operator acknowledged an alert (with a note).";
+    AlertEscalate = "alert.escalate", "ManageAlerts", "An operator turned an alert into an incident with its scope filled in.";
     LinkView = "link.view", "link", "A reset link's page was opened.";
     LinkSubmit = "link.submit", "link", "A new secret was submitted through a reset link.";
     LinkFailures = "link.failures", "link", "The refused reset-link attempts of one source over a failure window, counted in one event.";

@@ -93,6 +93,10 @@ typed_id!(
     IncidentId
 );
 typed_id!(
+    /// One alert raised by a detection rule.
+    AlertId
+);
+typed_id!(
     /// One rotation campaign: every credential of an incident driven to a verified new secret.
     CampaignId
 );

@@ -29,7 +29,8 @@ pub use auth_role::JwtRoleSpec;
 pub use error::ErrorCode;
 pub use fields::{CredentialKind, FieldError, Fields};
 pub use ids::{
-    CampaignId, CredentialId, IdError, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId, TokenId,
+    AlertId, CampaignId, CredentialId, IdError, IncidentId, JobId, LinkId, NoticeId, RequestId, RotationId, TenantId,
+    TokenId,
 };
 pub use keyref::KeyRef;
 pub use names::{CredRef, CredentialName, NameError, Region, TenantName};
@@ -37,7 +38,7 @@ pub use role::Role;
 pub use secret::Secret;
 pub use selector::{Selector, SelectorError};
 pub use states::{
-    CampaignMode, CampaignState, CertState, IncidentState, ItemState, JobState, KeyState, NoticeState, RotationState,
-    SealKind, Stage, TenantState, TokenState, UnknownState,
+    AlertState, CampaignMode, CampaignState, CertState, IncidentState, ItemState, JobState, KeyState, NoticeState,
+    RotationState, RuleAction, SealKind, Severity, Stage, TenantState, TokenState, UnknownState,
 };
 pub use time::Timestamp;

@@ -285,6 +285,45 @@ states! {
     }
 }
 
+states! {
+    /// The state of an alert raised by a detection rule.
+    AlertState, "alert state" {
+        /// Raised; nobody has looked at it yet.
+        Open = "open",
+        /// An operator looked at it and judged it (the note says how).
+        Acknowledged = "acknowledged",
+        /// An incident was opened from it.
+        Escalated = "escalated",
+    }
+}
+
+states! {
+    /// How urgent an alert is: a rule's severity.
+    Severity, "severity" {
+        /// Worth a look.
+        Low = "low",
+        /// Look today.
+        Medium = "medium",
+        /// Look now.
+        High = "high",
+        /// A theft is likely under way (a decoy was touched).
+        Critical = "critical",
+    }
+}
+
+states! {
+    /// What a rule does on its own when it raises an alert (off unless configured).
+    RuleAction, "rule action" {
+        /// Nothing beyond the alert.
+        None = "none",
+        /// Revoke the token that raised it.
+        Revoke = "revoke",
+        /// Open an incident of the token and the credentials it read, revoke the token and
+        /// freeze those credentials until each is rotated.
+        Freeze = "freeze",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

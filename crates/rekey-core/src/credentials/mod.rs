@@ -2,7 +2,7 @@
 
 pub mod certs;
 pub mod import;
-mod put;
+pub(crate) mod put;
 mod versions;
 
 pub(crate) use put::{describe_change, prepare, NextVersion, Prepared};

@@ -151,6 +151,7 @@ impl Keeper {
         vault.clone().start_failure_audit();
         vault.clone().start_checkpoints();
         vault.clone().start_siem();
+        vault.clone().start_detector();
         vault.start_binding();
         *self.vault.write().expect("vault lock is never poisoned") = Some(vault);
         Ok(root)

@@ -40,7 +40,7 @@ impl Actor {
     pub(crate) fn of(caller: &Caller) -> Self {
         Self {
             name: caller.principal.audit_name(),
-            source: caller.source.to_string(),
+            source: caller.audit_source(),
             request: caller.request_id,
             patient: false,
             recovering: false,
@@ -76,7 +76,7 @@ impl Vault {
     ) -> AuditRecord {
         record(
             &caller.principal.audit_name(),
-            &caller.source.to_string(),
+            &caller.audit_source(),
             &caller.request_id,
             action,
             resource,

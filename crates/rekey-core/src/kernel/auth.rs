@@ -15,6 +15,12 @@ use super::{record, Vault};
 use crate::failures::{AttemptKind, Noted};
 use crate::{Caller, CoreError, Principal};
 
+/// The detail of the event of a request whose token is unknown, expired or revoked (the
+/// detection rules look for it).
+pub(crate) const DEAD_TOKEN: &str = "invalid, expired or revoked token";
+/// The detail of the event of a request from outside its token's CIDRs (and the refusal's reason).
+pub(crate) const OUTSIDE_CIDRS: &str = "this token may not be used from this address";
+
 /// How long a token read from the store is trusted before it is read again. A revocation made
 /// on this server takes effect at once (the entry is dropped); one made by another server
 /// sharing the PostgreSQL database takes effect here within this time.
@@ -93,7 +99,7 @@ impl Vault {
             _ => false,
         };
         let Some(row) = row.filter(|_| valid) else {
-            let detail = if bearer.is_none() { "no token" } else { "invalid, expired or revoked token" };
+            let detail = if bearer.is_none() { "no token" } else { DEAD_TOKEN };
             let event = record(
                 &principal_name,
                 &source.to_string(),
@@ -117,12 +123,12 @@ impl Vault {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| CoreError::Store(StoreError::Corrupt("token cidrs".into())))?;
         let caller = Caller {
-            principal: Principal { token_id: row.id, role: row.role, tenant, bound: row.bound, cidrs },
+            principal: Principal { token_id: row.id, role: row.role, tenant, bound: row.bound, cidrs, system: None },
             source,
             request_id,
         };
         if !policy::source_allowed(&caller.principal, source) {
-            let why = "this token may not be used from this address";
+            let why = OUTSIDE_CIDRS;
             let event = self.event(&caller, action, resource, AuditOutcome::Denied, why);
             self.failed_attempt(AttemptKind::Token, source, event).await?;
             return Err(CoreError::Forbidden(why.into()));

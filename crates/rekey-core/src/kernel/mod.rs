@@ -14,7 +14,7 @@
 //! in the kernel depends on them.
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 pub(crate) mod hints;
 pub(crate) mod integrity;
 pub(crate) mod issuer_keys;
@@ -66,6 +66,7 @@ pub struct Vault {
     connector_stats: Arc<ConnectorStats>,
     /// Wakes the campaign workers when a campaign starts.
     campaigns_wake: Arc<tokio::sync::Notify>,
+    alerts_wake: Arc<tokio::sync::Notify>,
     /// Signs the audit log's checkpoints.
     checkpoint_key: Arc<SigningKey>,
     /// The checkpoint key's public half under the log's origin.
@@ -157,6 +158,7 @@ impl Vault {
             closed: Default::default(),
             jobs_wake: Default::default(),
             campaigns_wake: Default::default(),
+            alerts_wake: Default::default(),
             hosts: Default::default(),
             checkpoint_key,
             log_key,
@@ -238,6 +240,11 @@ impl Vault {
 
     pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {
         &self.jobs_wake
+    }
+
+    /// Woken when an alert is stored, for its notice.
+    pub(crate) fn alerts_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.alerts_wake
     }
 
     pub(crate) fn campaigns_wake(&self) -> &Arc<tokio::sync::Notify> {

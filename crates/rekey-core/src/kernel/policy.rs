@@ -28,12 +28,46 @@ pub struct Principal {
     pub bound: Vec<String>,
     /// Where it may be used from (empty: anywhere).
     pub cidrs: Vec<IpNet>,
+    /// The server's own work acting with an operator's powers (a detection rule's automatic
+    /// action), under this name; never a token.
+    pub system: Option<&'static str>,
 }
 
 impl Principal {
-    /// How the audit log names it: `token:<id>`.
+    /// How the audit log names it: `token:<id>`, or the server's own name for its work.
     pub fn audit_name(&self) -> String {
-        format!("token:{}", self.token_id)
+        match self.system {
+            Some(name) => name.to_owned(),
+            None => format!("token:{}", self.token_id),
+        }
+    }
+}
+
+impl Caller {
+    /// The server's own work, acting as an operator under `name` (e.g. `system:detector`),
+    /// from no address. Only the core builds one; no request can.
+    pub(crate) fn system(name: &'static str) -> Self {
+        Caller {
+            principal: Principal {
+                token_id: "00000000-0000-0000-0000-000000000000".parse().expect("the nil UUID"),
+                role: Role::Operator,
+                tenant: None,
+                bound: Vec::new(),
+                cidrs: Vec::new(),
+                system: Some(name),
+            },
+            source: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            request_id: RequestId::generate(),
+        }
+    }
+
+    /// The source as the audit log records it: empty for the server's own work.
+    pub fn audit_source(&self) -> String {
+        if self.principal.system.is_some() {
+            String::new()
+        } else {
+            self.source.to_string()
+        }
     }
 }
 
@@ -107,6 +141,10 @@ pub enum Action<'a> {
     /// Accept the audit log as it is after it was found shorter than, or inconsistent with, a
     /// signed checkpoint.
     AcceptAuditLog,
+    /// Plant and list decoy credentials (only operators may tell a decoy from a real one).
+    ManageDecoys,
+    /// List, read, acknowledge and escalate alerts (an alert of the decoy rule names a decoy).
+    ManageAlerts,
 }
 
 impl Action<'_> {
@@ -141,6 +179,8 @@ impl Action<'_> {
             RevealVersion(_) => "RevealVersion",
             RevealFrozen(_) => "RevealFrozen",
             LiftFreezeByPut => "LiftFreezeByPut",
+            ManageDecoys => "ManageDecoys",
+            ManageAlerts => "ManageAlerts",
         }
     }
 }
@@ -268,6 +308,8 @@ mod tests {
             RevealFrozen(&c),
             LiftFreezeByPut,
             AcceptAuditLog,
+            ManageDecoys,
+            ManageAlerts,
         ];
         let names: Vec<&str> = all.iter().map(Action::name).collect();
         for a in rekey_types::AuditAction::ALL {
@@ -287,6 +329,23 @@ mod tests {
             tenant: tenant.map(|t| (TenantId::generate(), TenantName::parse(t).unwrap())),
             bound: bound.iter().map(|s| s.to_string()).collect(),
             cidrs: vec![],
+            system: None,
+        }
+    }
+
+    /// Decoys and alerts (an alert of the decoy rule names a decoy) are the operators' alone.
+    #[test]
+    fn only_operators_tell_decoys_apart() {
+        let operator = principal(Role::Operator, None, &[]);
+        assert_eq!(check(&operator, Action::ManageDecoys), Ok(()));
+        assert_eq!(check(&operator, Action::ManageAlerts), Ok(()));
+        for p in [
+            principal(Role::Auditor, None, &[]),
+            principal(Role::TenantAdmin, Some("acme"), &[]),
+            principal(Role::Connector, Some("acme"), &["directory"]),
+        ] {
+            assert!(matches!(check(&p, Action::ManageDecoys), Err(Denial::Forbidden(_))), "{:?}", p.role);
+            assert!(matches!(check(&p, Action::ManageAlerts), Err(Denial::Forbidden(_))), "{:?}", p.role);
         }
     }
 

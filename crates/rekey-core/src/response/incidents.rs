@@ -325,7 +325,23 @@ impl Vault {
     pub async fn open_incident(&self, caller: &Caller, input: OpenIncident) -> Result<IncidentReport, CoreError> {
         let id = IncidentId::generate();
         let resource = format!("incident:{id}");
-        let prepared = async {
+        let op = match self.incident_to_open(caller, id, input).await {
+            Ok(op) => op,
+            Err(e) => return self.finish(caller, AuditAction::IncidentOpen, &resource, Err(e)).await,
+        };
+        let detail = opened_detail(&op);
+        self.commit(caller, AuditAction::IncidentOpen, &resource, op, &detail).await?;
+        self.report(id).await
+    }
+
+    /// The write that opens incident `id`, its scope resolved, if the caller may open it.
+    pub(crate) async fn incident_to_open(
+        &self,
+        caller: &Caller,
+        id: IncidentId,
+        input: OpenIncident,
+    ) -> Result<WriteOp, CoreError> {
+        {
             self.authorize(caller, Action::ManageIncidents, "incidents")?;
             let title = rekey_types::text::line("the title", &input.title, MAX_TITLE).map_err(bad)?.to_owned();
             if input.scope.is_empty() {
@@ -355,22 +371,9 @@ impl Vault {
             };
             Ok(WriteOp::OpenIncident { incident: row, scope: scope.queries })
         }
-        .await;
-        let op = match prepared {
-            Ok(op) => op,
-            Err(e) => return self.finish(caller, AuditAction::IncidentOpen, &resource, Err(e)).await,
-        };
-        let detail = match &op {
-            WriteOp::OpenIncident { incident, .. } => {
-                format!("title={:?}; scope={}", incident.title, incident.scope.join(" "))
-            }
-            _ => String::new(),
-        };
-        self.commit(caller, AuditAction::IncidentOpen, &resource, op, &detail).await?;
-        self.report(id).await
     }
 
-    async fn report(&self, id: IncidentId) -> Result<IncidentReport, CoreError> {
+    pub(crate) async fn report(&self, id: IncidentId) -> Result<IncidentReport, CoreError> {
         let incident = self.incident_row(id).await?;
         let reveals_since = match incident.since {
             Some(since) => {
@@ -588,5 +591,15 @@ impl Vault {
         let op = WriteOp::CloseIncident { id, at: Timestamp::now() };
         self.commit(caller, AuditAction::IncidentClose, &resource, op, "").await?;
         Ok(self.incident_row(id).await?.into())
+    }
+}
+
+/// The detail of an `incident.open` event: its title and scope.
+pub(crate) fn opened_detail(op: &WriteOp) -> String {
+    match op {
+        WriteOp::OpenIncident { incident, .. } => {
+            format!("title={:?}; scope={}", incident.title, incident.scope.join(" "))
+        }
+        _ => String::new(),
     }
 }

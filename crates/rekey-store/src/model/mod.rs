@@ -2,6 +2,7 @@
 //! keys, the audit head, and what a write answers. Secrets appear only as ciphertexts and
 //! wrapped keys.
 
+mod alerts;
 mod campaigns;
 mod credentials;
 mod incidents;
@@ -9,6 +10,7 @@ mod keys;
 mod rotations;
 mod write;
 
+pub use alerts::*;
 pub use campaigns::*;
 pub use credentials::*;
 pub use incidents::*;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use rekey_types::{
-    AuditRecord, CampaignId, CredentialId, IncidentId, ItemState, JobId, JobState, KeyState, LinkId, RotationId,
-    RotationState, Stage, TenantId, Timestamp, TokenId,
+    AlertId, AlertState, AuditRecord, CampaignId, CredentialId, IncidentId, ItemState, JobId, JobState, KeyState,
+    LinkId, RotationId, RotationState, Stage, TenantId, Timestamp, TokenId,
 };
 
 use super::{
@@ -267,6 +267,40 @@ pub enum WriteOp {
         id: IncidentId,
         /// When.
         at: Timestamp,
+    },
+    /// Marks a credential (stored in the same write) a decoy.
+    PlantDecoy {
+        /// The credential.
+        credential: CredentialId,
+        /// Its tenant.
+        tenant: TenantId,
+        /// Who planted it.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An operator's judgement of an open alert: acknowledged with a note, or escalated to an
+    /// incident (opened in the same write). "Not found" if the alert is not open.
+    HandleAlert {
+        /// The alert.
+        id: AlertId,
+        /// `acknowledged` or `escalated`.
+        state: AlertState,
+        /// Who.
+        by: String,
+        /// When.
+        at: Timestamp,
+        /// The note (acknowledged) or none.
+        note: Option<String>,
+        /// The incident (escalated).
+        incident: Option<IncidentId>,
+    },
+    /// Records how a rule's automatic action went.
+    AlertActed {
+        /// The alert.
+        id: AlertId,
+        /// `done`, or `failed: <why>`.
+        outcome: String,
     },
     /// Marks a certificate revoked.
     RevokeCertificate {

@@ -293,6 +293,8 @@ pub(crate) async fn start_campaign<C: Conn>(c: &mut C, campaign: &CampaignRow) -
         }
         other => other,
     })?;
+    // Decoys are left out: no target knows their secrets, and a rotation of one would be a
+    // login attempt at a real target under a made-up name.
     // The campaign id and time are typed values written into the text (the reach clause takes
     // `$1` and `$2`, and SQLite numbers parameters in order of first use).
     let at = campaign.created_at.as_micros();
@@ -305,7 +307,7 @@ pub(crate) async fn start_campaign<C: Conn>(c: &mut C, campaign: &CampaignRow) -
               WHEN c.kind = 'generic' THEN 'manual' ELSE 'self-service' END, \
          c.current_version, 'pending', \
          CASE WHEN c.kind = 'ldap' OR (c.kind = 'entra-app' AND c.fields LIKE '%\"app_object_id\":%') THEN {at} ELSE NULL END, \
-         {at} {}",
+         {at} {} AND NOT EXISTS (SELECT 1 FROM decoys d WHERE d.credential_id = c.id)",
         reach(&incident.kinds),
         cid = campaign.id,
     );

@@ -87,6 +87,7 @@ pub(crate) async fn stale_health<C: Conn>(
     let sql = "SELECT c.id AS id, t.name AS tenant_name, c.name AS name, c.kind AS kind FROM credentials c \
          JOIN tenants t ON t.id = c.tenant_id LEFT JOIN credential_health h ON h.credential_id = c.id \
          WHERE c.deleted_at IS NULL AND t.state = 'active' AND c.kind <> 'generic' \
+         AND NOT EXISTS (SELECT 1 FROM decoys d WHERE d.credential_id = c.id) \
          AND (h.checked_at IS NULL OR h.checked_at < $1) \
          ORDER BY COALESCE(h.checked_at, 0), c.id LIMIT $2";
     all(c.query(sql, args![before, limit]).await?, |r| {

@@ -14,8 +14,8 @@ use super::credentials::{
 use super::keys::{kek_args, INSERT_KEK};
 use super::tenants::{tenant_args, INSERT_TENANT};
 use super::{
-    begin_write, campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants, tokens,
-    tree,
+    alerts, begin_write, campaigns, certificates, corrupt, credentials, finish, incidents, keys, rotations, tenants,
+    tokens, tree,
 };
 use crate::conn::{args, Arg, Conn};
 use crate::model::{Applied, OpOk, WriteOp, WriteRequest};
@@ -117,6 +117,11 @@ async fn apply_one<C: Conn>(c: &mut C, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::OpenIncident { incident, scope } => incidents::open_incident(c, incident, scope).await,
         WriteOp::ContainIncident { id, freeze, at } => incidents::contain_incident(c, id, freeze, at).await,
         WriteOp::CloseIncident { id, at } => incidents::close_incident(c, id, at).await,
+        WriteOp::PlantDecoy { credential, tenant, by, at } => alerts::plant_decoy(c, credential, tenant, by, at).await,
+        WriteOp::HandleAlert { id, state, by, at, note, incident } => {
+            alerts::handle_alert(c, id, state, by, at, note, incident).await
+        }
+        WriteOp::AlertActed { id, outcome } => alerts::alert_acted(c, id, outcome).await,
         WriteOp::InsertCertificate(ce) => certificates::insert_certificate(c, ce).await,
         WriteOp::RevokeCertificate { sha256, at } => certificates::revoke_certificate(c, sha256, at).await,
         WriteOp::StartCampaign(campaign) => campaigns::start_campaign(c, campaign).await,

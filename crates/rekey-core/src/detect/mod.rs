@@ -1,0 +1,319 @@
+//! Detection (docs/detection.md): rules over the audit log, evaluated off the requests' path by
+//! a follower of the log like the SIEM export. Each server reads every event after its position,
+//! runs the rules ([`rules`]) and stores what they raise together with the detector's position
+//! in one transaction; an alert's key (rule, principal, raising event) is unique, so servers
+//! sharing a PostgreSQL database store each alert once, and the one that stored it audits it
+//! (`alert.raise`), counts it, carries out the rule's automatic action if one is set, and hands
+//! it to the notices (webhook and e-mail, retried until delivered or out of attempts).
+
+pub mod alerts;
+pub mod decoys;
+pub mod rules;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rekey_store::{AlertRow, WriteOp};
+use rekey_types::{AlertId, AlertState, AuditAction, AuditOutcome, AuditRecord, RuleAction, Timestamp, TokenId};
+
+use crate::kernel::auth::DEAD_TOKEN;
+use crate::{Caller, CoreError, Vault};
+use rules::{Engine, Finding, Rule, Rules, World};
+
+/// Events read per batch.
+pub const BATCH: u32 = 1_000;
+/// The detector's position is stored under this name beside the SIEM sinks'.
+const CURSOR: &str = "detector";
+/// The name the detector's own acts are audited under.
+pub const ACTOR: &str = "system:detector";
+/// Token ids remembered as issued or not (the dead-token rule asks the store once per id).
+const KNOWN_TOKENS: usize = 100_000;
+
+/// How detection runs; from the `[detect]` config section.
+#[derive(Clone)]
+pub struct DetectOptions {
+    /// Whether the detector runs on this server.
+    pub enabled: bool,
+    /// The rules and their settings.
+    pub rules: Rules,
+    /// Time between passes when caught up.
+    pub interval: Duration,
+    /// Post each alert to the `[notify]` webhook.
+    pub webhook: bool,
+    /// Mail each alert to these addresses through the `[notify]` relay.
+    pub email: Vec<String>,
+    /// Delivery attempts of an alert's notice.
+    pub max_attempts: u32,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: Rules::default(),
+            interval: Duration::from_millis(250),
+            webhook: false,
+            email: Vec::new(),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// The detector's state between passes.
+struct Follower {
+    engine: Engine,
+    /// The last event looked at; `None` until read from the store.
+    position: Option<i64>,
+    /// The decoys' `tenant/name`.
+    decoys: HashSet<String>,
+    /// Token ids (as `token:<id>`) known to be issued or not.
+    tokens: HashMap<String, bool>,
+    /// When the position was last stored.
+    stored_at: Instant,
+}
+
+impl Vault {
+    /// Starts the detector and the alert notices, while the vault is open.
+    pub(crate) fn start_detector(self: Arc<Self>) {
+        let options = self.options().detect.clone();
+        if !options.enabled {
+            return;
+        }
+        let follower = Arc::new(tokio::sync::Mutex::new(Follower {
+            engine: Engine::new(options.rules.clone()),
+            position: None,
+            decoys: HashSet::new(),
+            tokens: HashMap::new(),
+            stored_at: Instant::now(),
+        }));
+        self.clone().repeat(options.interval, None, "detection", move |vault| {
+            let follower = follower.clone();
+            async move { vault.detect_pass(&follower).await }
+        });
+        if options.webhook || !options.email.is_empty() {
+            let wake = self.alerts_wake().clone();
+            self.repeat(Duration::from_secs(10), Some(wake), "alert notices", |vault| async move {
+                vault.alert_notices().await
+            });
+        }
+    }
+
+    /// Runs the rules over the events after the detector's position, a batch at a time, until
+    /// caught up.
+    async fn detect_pass(&self, follower: &tokio::sync::Mutex<Follower>) -> Result<(), CoreError> {
+        let mut f = follower.lock().await;
+        let mut from = match f.position {
+            Some(p) => p,
+            None => self.store().siem_cursor(CURSOR).await?,
+        };
+        loop {
+            if self.is_closed() {
+                return Ok(());
+            }
+            let events = self.store().audit_page(from, BATCH).await?;
+            let Some(last) = events.last().map(|e| e.record.seq) else { break };
+            // A decoy's plant is committed with its `cred.put`: read after the batch, the
+            // registry holds every decoy the batch can touch.
+            if events.iter().any(|e| e.record.action == AuditAction::CredPut.as_str()) || f.position.is_none() {
+                f.decoys =
+                    self.store().decoys(None).await?.into_iter().map(|d| format!("{}/{}", d.tenant, d.name)).collect();
+            }
+            self.learn_tokens(&mut f, events.iter().map(|e| &e.record)).await?;
+            let mut found = Vec::new();
+            for e in &events {
+                let Follower { engine, decoys, tokens, .. } = &mut *f;
+                let world = Known { decoys, tokens };
+                found.extend(engine.observe(&e.record, &world));
+            }
+            let full = events.len() == BATCH as usize;
+            f.position = Some(last);
+            from = last;
+            if !found.is_empty() || f.stored_at.elapsed() >= Duration::from_secs(1) {
+                let rows: Vec<AlertRow> = found.iter().map(|x| alert_row(x, f.engine.rules())).collect();
+                let stored = self.store().insert_alerts(CURSOR, last, rows.clone()).await?;
+                f.stored_at = Instant::now();
+                for row in rows.into_iter().filter(|r| stored.contains(&r.id)) {
+                    self.raised(row).await;
+                }
+            }
+            self.writer_stats().detector_seq.store(last, Ordering::Relaxed);
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks up, once each, the tokens presented dead in these events.
+    async fn learn_tokens<'a>(
+        &self,
+        f: &mut Follower,
+        events: impl Iterator<Item = &'a AuditRecord>,
+    ) -> Result<(), CoreError> {
+        for e in events {
+            if e.detail != DEAD_TOKEN || f.tokens.contains_key(&e.principal) {
+                continue;
+            }
+            let issued = match e.principal.strip_prefix("token:").and_then(|id| id.parse::<TokenId>().ok()) {
+                Some(id) => self.store().token(id).await?.is_some(),
+                None => false,
+            };
+            if f.tokens.len() >= KNOWN_TOKENS {
+                f.tokens.clear();
+            }
+            f.tokens.insert(e.principal.clone(), issued);
+        }
+        Ok(())
+    }
+
+    /// What the server that stored an alert does: audit it, count it, act, notify.
+    async fn raised(&self, alert: AlertRow) {
+        let rule = Rule::parse(&alert.rule);
+        if let Some(i) = rule.and_then(|r| Rule::ALL.iter().position(|x| *x == r)) {
+            self.writer_stats().alerts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let caller = Caller::system(ACTOR);
+        let resource = format!("alert:{}", alert.id);
+        let detail = format!("rule={}; severity={}", alert.rule, alert.severity);
+        let event = self.event(&caller, AuditAction::AlertRaise, &resource, AuditOutcome::Success, &detail);
+        if let Err(e) = self.audit_event(event).await {
+            tracing::error!(alert = %alert.id, error = %e, "an alert was stored but its audit event was not written");
+        }
+        tracing::warn!(alert = %alert.id, rule = %alert.rule, severity = %alert.severity, principal = %alert.principal, "alert raised");
+        if alert.action != RuleAction::None {
+            if let Err(e) = self.act(&caller, &alert).await {
+                tracing::error!(alert = %alert.id, error = %e, "the rule's automatic action failed");
+            }
+        }
+        self.alerts_wake().notify_one();
+    }
+
+    /// A rule's automatic action, recorded as the alert's `action_outcome` with an `alert.act`
+    /// event; the acts themselves are audited as the detector's own (`token.revoke`,
+    /// `incident.open`, `incident.contain`).
+    async fn act(&self, caller: &Caller, alert: &AlertRow) -> Result<(), CoreError> {
+        let token = alert.principal.strip_prefix("token:").and_then(|id| id.parse::<TokenId>().ok());
+        let outcome = match (alert.action, token) {
+            (RuleAction::None, _) => return Ok(()),
+            (_, None) => "skipped: the alert names no token".to_owned(),
+            (RuleAction::Revoke, Some(id)) => match self.revoke_token(caller, id).await {
+                Ok(()) => format!("done: token:{id} revoked"),
+                Err(e) => format!("failed: {}", e.code().as_str()),
+            },
+            (RuleAction::Freeze, Some(_)) => match self.escalate_alert(caller, alert.id).await {
+                Ok(escalation) => {
+                    let incident = escalation.incident.incident.id.clone();
+                    match incident.parse() {
+                        Ok(iid) => match self.contain_incident(caller, iid, true, false).await {
+                            Ok(_) => format!("done: incident:{incident} opened and contained, its credentials frozen"),
+                            Err(e) => format!("failed: incident:{incident} opened, containment {}", e.code().as_str()),
+                        },
+                        Err(_) => format!("failed: incident:{incident} opened, containment not started"),
+                    }
+                }
+                Err(e) => format!("failed: {}", e.code().as_str()),
+            },
+        };
+        let resource = format!("alert:{}", alert.id);
+        let op = WriteOp::AlertActed { id: alert.id, outcome: outcome.clone() };
+        self.commit(caller, AuditAction::AlertAct, &resource, op, &format!("{}: {outcome}", alert.action)).await
+    }
+
+    /// Delivers the notices of alerts not yet delivered.
+    async fn alert_notices(&self) -> Result<(), CoreError> {
+        let options = self.options().detect.clone();
+        let pending = self.store().unnotified_alerts(i64::from(options.max_attempts), 100).await?;
+        for alert in pending {
+            let view = alerts::AlertView::from(alert.clone());
+            let mut delivered = true;
+            if options.webhook {
+                if let Some(hook) = &self.options().campaign.webhook {
+                    let body = serde_json::to_vec(&serde_json::json!({ "type": "alert", "alert": view }))
+                        .expect("an alert always serializes");
+                    if let Err(e) = hook.post(body, &alert.id.to_string()).await {
+                        tracing::warn!(alert = %alert.id, error = %e, "the alert's webhook failed");
+                        delivered = false;
+                    }
+                }
+            }
+            if !options.email.is_empty() {
+                if let Some(mail) = &self.options().campaign.mail {
+                    let subject = format!("[rekey] {} alert: {}", alert.severity, alert.rule);
+                    if let Err(e) = mail.send(&options.email, &subject, notice_text(&view)).await {
+                        tracing::warn!(alert = %alert.id, error = %e, "the alert's e-mail failed");
+                        delivered = false;
+                    }
+                }
+            }
+            let at = delivered.then(Timestamp::now);
+            self.store().alert_notified(alert.id, at).await?;
+            if delivered {
+                self.writer_stats().alert_notices.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.writer_stats().alert_notice_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the follower knows, borrowed for one event.
+struct Known<'a> {
+    decoys: &'a HashSet<String>,
+    tokens: &'a HashMap<String, bool>,
+}
+
+impl World for Known<'_> {
+    fn is_decoy(&self, resource: &str) -> bool {
+        self.decoys.contains(resource)
+    }
+    fn token_exists(&self, principal: &str) -> bool {
+        self.tokens.get(principal).copied().unwrap_or(false)
+    }
+}
+
+fn alert_row(f: &Finding, rules: &Rules) -> AlertRow {
+    AlertRow {
+        id: AlertId::generate(),
+        key: f.key.clone(),
+        rule: f.rule.name().to_owned(),
+        severity: f.rule.severity(),
+        principal: f.principal.clone(),
+        source: f.source.clone(),
+        summary: f.summary.clone(),
+        resources: f.resources.clone(),
+        first_seq: f.first_seq,
+        last_seq: f.last_seq,
+        first_seen: f.first_seen,
+        last_seen: f.last_seen,
+        events: f.events,
+        state: AlertState::Open,
+        action: rules.of(f.rule).action,
+        action_outcome: None,
+        handled_by: None,
+        handled_at: None,
+        note: None,
+        incident: None,
+        notify_attempts: 0,
+        notified_at: None,
+        created_at: Timestamp::now(),
+    }
+}
+
+/// The text of an alert's e-mail: what a responder needs to start, never a secret.
+fn notice_text(a: &alerts::AlertView) -> String {
+    let mut text = format!(
+        "Rekey raised a {} alert ({}).\n\n{}\n\nAlert: {}\nPrincipal: {}\nSource: {}\nFirst sign: {}\nRaised by the event at: {}\n",
+        a.severity, a.rule, a.summary, a.id, a.principal, a.source, a.first_seen, a.last_seen
+    );
+    if !a.resources.is_empty() {
+        text.push_str(&format!("Credentials ({}):\n", a.resources.len()));
+        for r in a.resources.iter().take(50) {
+            text.push_str(&format!("  {r}\n"));
+        }
+    }
+    text.push_str(&format!("\nrekey alert show {0}\nrekey alert escalate {0}\n", a.id));
+    text
+}

@@ -1,0 +1,355 @@
+//! The rules over the audit log, as a pure engine: events in, in the log's order; findings out.
+//! Time is the events' own (`AuditRecord::time`), never the clock, so every server that reads
+//! the same log finds the same things, and a finding's key (rule, principal, the event that
+//! raised it) is the same everywhere (docs/detection.md).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RuleAction, Severity, Timestamp};
+
+use crate::kernel::auth::{DEAD_TOKEN, OUTSIDE_CIDRS};
+
+/// At most this many credentials are named in one finding (the count says how many there were).
+pub const MAX_RESOURCES: usize = 1_000;
+/// Principals whose reads are followed at once by the bulk-read rule; beyond, the ones idle the
+/// longest are forgotten.
+pub const MAX_PRINCIPALS: usize = 100_000;
+
+/// A rule: its name, severity and what it looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// One principal reveals more than N distinct credentials within T.
+    BulkRead,
+    /// Anyone touches a decoy credential.
+    Decoy,
+    /// A token is presented from outside its CIDRs.
+    OutsideCidr,
+    /// A revoked or expired token (or a real token id with a wrong secret) is presented.
+    DeadToken,
+}
+
+impl Rule {
+    /// Every rule.
+    pub const ALL: [Rule; 4] = [Rule::BulkRead, Rule::Decoy, Rule::OutsideCidr, Rule::DeadToken];
+
+    /// The name the configuration and the alerts use.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Rule::BulkRead => "bulk-read",
+            Rule::Decoy => "decoy",
+            Rule::OutsideCidr => "outside-cidr",
+            Rule::DeadToken => "dead-token",
+        }
+    }
+
+    /// The rule named `name`.
+    pub fn parse(name: &str) -> Option<Rule> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// How urgent its alerts are.
+    pub const fn severity(self) -> Severity {
+        match self {
+            Rule::BulkRead => Severity::High,
+            Rule::Decoy => Severity::Critical,
+            Rule::OutsideCidr => Severity::Medium,
+            Rule::DeadToken => Severity::Medium,
+        }
+    }
+}
+
+/// One rule's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleConfig {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// What it does on its own when it raises an alert.
+    pub action: RuleAction,
+}
+
+impl Default for RuleConfig {
+    fn default() -> Self {
+        Self { enabled: true, action: RuleAction::None }
+    }
+}
+
+/// The rules' settings.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Per rule, in the order of [`Rule::ALL`].
+    pub rules: [RuleConfig; 4],
+    /// Bulk read: more than this many distinct credentials...
+    pub bulk_distinct: usize,
+    /// ... revealed by one principal within this long.
+    pub bulk_within: Duration,
+    /// A rule raises again for the same principal (and, for decoys, the same credential) only
+    /// after this long.
+    pub repeat_after: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            rules: [RuleConfig::default(); 4],
+            bulk_distinct: 100,
+            bulk_within: Duration::from_secs(600),
+            repeat_after: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Rules {
+    /// One rule's settings.
+    pub fn of(&self, rule: Rule) -> RuleConfig {
+        self.rules[Rule::ALL.iter().position(|r| *r == rule).expect("every rule is in ALL")]
+    }
+
+    /// Sets one rule's settings.
+    pub fn set(&mut self, rule: Rule, config: RuleConfig) {
+        self.rules[Rule::ALL.iter().position(|r| *r == rule).expect("every rule is in ALL")] = config;
+    }
+}
+
+/// What a rule found: the makings of an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule.
+    pub rule: Rule,
+    /// Rule, principal and the event that raised it.
+    pub key: String,
+    /// Who.
+    pub principal: String,
+    /// From where (the raising event's source).
+    pub source: String,
+    /// One line, never a secret.
+    pub summary: String,
+    /// The credentials touched (`tenant/name`), at most [`MAX_RESOURCES`].
+    pub resources: Vec<String>,
+    /// The first and the raising event.
+    pub first_seq: i64,
+    /// See `first_seq`.
+    pub last_seq: i64,
+    /// When the first sign was.
+    pub first_seen: Timestamp,
+    /// When the raising event was.
+    pub last_seen: Timestamp,
+    /// Events that made it up.
+    pub events: i64,
+}
+
+/// What the engine knows of the world beyond the events: the decoys, and which presented tokens
+/// exist (a dead token is a real one; an id nobody ever issued is a guess, which the per-source
+/// failure limit already handles).
+pub trait World {
+    /// Whether `tenant/name` is a decoy.
+    fn is_decoy(&self, resource: &str) -> bool;
+    /// Whether `token:<id>` names a token that was issued.
+    fn token_exists(&self, principal: &str) -> bool;
+}
+
+/// The actions on a decoy that raise an alert, whatever their outcome.
+const DECOY_SIGHTS: &[AuditAction] = &[
+    AuditAction::CredReveal,
+    AuditAction::CredVerify,
+    AuditAction::CredSend,
+    AuditAction::CredRotateStart,
+    AuditAction::CredRollback,
+    AuditAction::CredRetarget,
+    AuditAction::CredVersions,
+];
+
+/// One principal's recent reveals: credential → time of its latest reveal.
+#[derive(Default)]
+struct Reads {
+    latest: HashMap<String, (i64, i64)>,
+    last_at: i64,
+}
+
+/// The engine: the rules' state between events.
+pub struct Engine {
+    rules: Rules,
+    reads: HashMap<String, Reads>,
+    /// (rule, principal, credential or "") → raised until.
+    quiet: HashMap<(Rule, String, String), i64>,
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Engine {
+    /// An engine with no history.
+    pub fn new(rules: Rules) -> Self {
+        Self { rules, reads: HashMap::new(), quiet: HashMap::new() }
+    }
+
+    /// The rules it runs.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Looks at one event (in the log's order); answers what it raised.
+    pub fn observe(&mut self, e: &AuditRecord, world: &dyn World) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let at = e.time.as_micros();
+        let action: Option<AuditAction> = e.action.parse().ok();
+        if self.on(Rule::Decoy)
+            && action.is_some_and(|a| DECOY_SIGHTS.contains(&a))
+            && !e.resource.is_empty()
+            && world.is_decoy(&e.resource)
+        {
+            let what = e.action.as_str();
+            let summary =
+                format!("{} {what} of decoy {} ({}) from {}", e.principal, e.resource, e.outcome.as_str(), source(e));
+            found.extend(self.single(Rule::Decoy, e, &e.resource, summary, vec![e.resource.clone()]));
+        }
+        if e.outcome == AuditOutcome::Denied && e.principal.starts_with("token:") {
+            if self.on(Rule::OutsideCidr) && e.detail == OUTSIDE_CIDRS {
+                let summary = format!(
+                    "{} presented from {}, outside its allowed networks ({})",
+                    e.principal,
+                    source(e),
+                    e.action
+                );
+                found.extend(self.single(Rule::OutsideCidr, e, "", summary, resources_of(e)));
+            }
+            if self.on(Rule::DeadToken) && e.detail == DEAD_TOKEN && world.token_exists(&e.principal) {
+                let summary = format!(
+                    "{} presented from {} though it is revoked, expired, or its secret is wrong ({})",
+                    e.principal,
+                    source(e),
+                    e.action
+                );
+                found.extend(self.single(Rule::DeadToken, e, "", summary, resources_of(e)));
+            }
+        }
+        if self.on(Rule::BulkRead)
+            && action == Some(AuditAction::CredReveal)
+            && e.outcome == AuditOutcome::Success
+            && e.principal.starts_with("token:")
+        {
+            found.extend(self.bulk_read(e, at));
+        }
+        found
+    }
+
+    fn on(&self, rule: Rule) -> bool {
+        self.rules.of(rule).enabled
+    }
+
+    /// A rule raised by one event, unless it raised for the same principal (and credential)
+    /// within `repeat_after`.
+    fn single(
+        &mut self,
+        rule: Rule,
+        e: &AuditRecord,
+        about: &str,
+        summary: String,
+        resources: Vec<String>,
+    ) -> Option<Finding> {
+        if !self.quiet_now(rule, &e.principal, about, e.time.as_micros()) {
+            return None;
+        }
+        Some(Finding {
+            rule,
+            key: format!("{}:{}:{}", rule.name(), e.principal, e.seq),
+            principal: e.principal.clone(),
+            source: e.source.clone(),
+            summary,
+            resources,
+            first_seq: e.seq,
+            last_seq: e.seq,
+            first_seen: e.time,
+            last_seen: e.time,
+            events: 1,
+        })
+    }
+
+    /// Whether the rule may raise now for `(principal, about)`; if so, it stays quiet for them
+    /// for `repeat_after` from now.
+    fn quiet_now(&mut self, rule: Rule, principal: &str, about: &str, at: i64) -> bool {
+        let key = (rule, principal.to_owned(), about.to_owned());
+        if self.quiet.get(&key).is_some_and(|until| *until > at) {
+            return false;
+        }
+        if self.quiet.len() >= MAX_PRINCIPALS {
+            self.quiet.retain(|_, until| *until > at);
+        }
+        self.quiet.insert(key, at.saturating_add(micros(self.rules.repeat_after)));
+        true
+    }
+
+    fn bulk_read(&mut self, e: &AuditRecord, at: i64) -> Option<Finding> {
+        let within = micros(self.rules.bulk_within);
+        let limit = self.rules.bulk_distinct;
+        if !self.reads.contains_key(&e.principal) && self.reads.len() >= MAX_PRINCIPALS {
+            // Forget the principals whose reads all fell out of the window, or else the idlest.
+            self.reads.retain(|_, r| r.last_at > at - within);
+            if self.reads.len() >= MAX_PRINCIPALS {
+                if let Some(idlest) = self.reads.iter().min_by_key(|(_, r)| r.last_at).map(|(p, _)| p.clone()) {
+                    self.reads.remove(&idlest);
+                }
+            }
+        }
+        let reads = self.reads.entry(e.principal.clone()).or_default();
+        reads.last_at = at;
+        reads.latest.insert(e.resource.clone(), (at, e.seq));
+        if reads.latest.len() <= limit {
+            return None;
+        }
+        // Over the limit: drop what fell out of the window, then look again. A principal that
+        // keeps to at most `limit` credentials never gets here, however often it reads them.
+        reads.latest.retain(|_, (t, _)| *t > at - within);
+        if reads.latest.len() <= limit {
+            return None;
+        }
+        // Raised (or quiet): the window starts again, so that a sweep costs each read O(limit).
+        let latest = std::mem::take(&mut reads.latest);
+        let count = latest.len();
+        let (first_seen, first_seq) = latest.values().copied().min().unwrap_or((at, e.seq));
+        if !self.quiet_now(Rule::BulkRead, &e.principal, "", at) {
+            return None;
+        }
+        let mut resources: Vec<String> = latest.into_keys().collect();
+        resources.sort();
+        resources.truncate(MAX_RESOURCES);
+        let minutes = self.rules.bulk_within.as_secs_f64() / 60.0;
+        Some(Finding {
+            rule: Rule::BulkRead,
+            key: format!("{}:{}:{}", Rule::BulkRead.name(), e.principal, e.seq),
+            principal: e.principal.clone(),
+            source: e.source.clone(),
+            summary: format!(
+                "{} revealed {count} distinct credentials within {minutes:.3} minutes (more than {limit}), the last from {}",
+                e.principal,
+                source(e)
+            ),
+            resources,
+            first_seq,
+            last_seq: e.seq,
+            first_seen: Timestamp::from_micros(first_seen),
+            last_seen: e.time,
+            events: count as i64,
+        })
+    }
+}
+
+fn source(e: &AuditRecord) -> &str {
+    if e.source.is_empty() {
+        "the server itself"
+    } else {
+        &e.source
+    }
+}
+
+/// The credential an event names, if it names one.
+fn resources_of(e: &AuditRecord) -> Vec<String> {
+    match rekey_types::audit::tenant_of(&e.resource) {
+        Some(_) if e.resource.contains('/') => vec![e.resource.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

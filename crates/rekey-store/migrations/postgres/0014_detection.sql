@@ -1,0 +1,38 @@
+-- Detection (docs/detection.md): the alerts the rules over the audit log raise, and the decoy
+-- credentials the decoy rule watches. An alert's key names its rule, its principal and the
+-- event that raised it, so that servers evaluating the same log store it once.
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    source TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    action TEXT NOT NULL,
+    action_outcome TEXT,
+    handled_by TEXT,
+    handled_at BIGINT,
+    note TEXT,
+    incident_id TEXT,
+    notify_attempts BIGINT NOT NULL DEFAULT 0,
+    notified_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX alerts_created ON alerts (created_at);
+CREATE INDEX alerts_unnotified ON alerts (created_at) WHERE notified_at IS NULL;
+
+CREATE TABLE decoys (
+    credential_id TEXT PRIMARY KEY REFERENCES credentials (id),
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    planted_by TEXT NOT NULL,
+    planted_at BIGINT NOT NULL
+);
+CREATE INDEX decoys_tenant ON decoys (tenant_id);
