@@ -84,6 +84,12 @@ pub(crate) enum Command {
     /// Rotation campaigns: every credential of an incident to a verified new secret.
     #[command(subcommand)]
     Campaign(CampaignCmd),
+    /// Alerts the detection rules raised: list, show, acknowledge, escalate (operators).
+    #[command(subcommand)]
+    Alert(AlertCmd),
+    /// Decoy credentials: any sight of one raises a critical alert (operators).
+    #[command(subcommand)]
+    Decoy(DecoyCmd),
     /// Shamir seal: create the root key and print its unseal shares (once per store).
     Init {
         #[arg(long, default_value_t = 5)]
@@ -548,6 +554,51 @@ pub(crate) enum IncidentCmd {
     },
     /// Close an incident.
     Close { id: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AlertCmd {
+    /// Alerts, newest first.
+    List {
+        /// Only alerts in this state: open, acknowledged, escalated.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One alert: its rule, principal, source, the credentials it saw, and what was done.
+    Show { id: String },
+    /// Judge an open alert (a false positive, or dealt with), with a note.
+    Ack {
+        id: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Open an incident from an open alert: its token, the credentials it read, since the first
+    /// sign; then `rekey incident contain`.
+    Escalate { id: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DecoyCmd {
+    /// Store decoy credentials in a tenant, made to look like its real ones, bound to no
+    /// connector; only operators can tell them apart.
+    Plant {
+        #[arg(long)]
+        tenant: String,
+        /// The kind (default: the tenant's most common).
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many, 1 to 20.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+    /// Decoys, by tenant and name.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -409,6 +409,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(cmd) => return crate::keys::key(&client()?, cmd, format).await,
         Command::Incident(cmd) => return crate::incidents::run(&client()?, cmd, format, csv).await,
         Command::Campaign(cmd) => return crate::campaigns::run(&client()?, cmd, format).await,
+        Command::Alert(cmd) => return crate::alerts::alert(&client()?, cmd, format).await,
+        Command::Decoy(cmd) => return crate::alerts::decoy(&client()?, cmd, format).await,
         Command::Cert(cmd) => return crate::keys::cert(&client()?, cmd, format).await,
         Command::Witness(cmd) => return crate::witness::run(cmd).await,
         Command::JwtRole(cmd) => return crate::workloads::run(&client()?, cmd, format).await,

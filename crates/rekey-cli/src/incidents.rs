@@ -139,7 +139,7 @@ async fn for_each_item(c: &Client, path: &str, mut f: impl FnMut(IncidentItemVie
     }
 }
 
-fn report_table(r: &IncidentReport) {
+pub(crate) fn report_table(r: &IncidentReport) {
     let i = &r.incident;
     let mut items = vec![
         ("incident", i.id.clone()),

@@ -1,6 +1,7 @@
 //! `rekey`: the server (`rekey serve`) and a client for every API call.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod args;
 mod campaigns;
 mod client;

@@ -173,8 +173,45 @@ impl Collector for AuditCollector {
             None,
             g.metric_type(),
         )?)?;
+        let mut family = encoder.encode_descriptor(
+            "rekey_alerts",
+            "Alerts this server stored, by rule ([detect]; docs/detection.md)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (rule, count) in rekey_core::detect::rules::Rule::ALL.iter().zip(&s.alerts) {
+            let labels = RuleLabel { rule: rule.name() };
+            ConstCounter::new(count.load(Ordering::Relaxed)).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "rekey_alert_notices",
+            "Delivery attempts of alert notices (webhook and e-mail), by outcome",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (outcome, count) in [("delivered", &s.alert_notices), ("failed", &s.alert_notice_failures)] {
+            ConstCounter::new(count.load(Ordering::Relaxed)).encode(family.encode_family(&OutcomeLabel { outcome })?)?;
+        }
+        let g = ConstGauge::new(s.detector_seq.load(Ordering::Relaxed));
+        g.encode(encoder.encode_descriptor(
+            "rekey_detector_seq",
+            "The last audit sequence number the detection rules looked at on this server (behind \
+             rekey_audit_head_seq by the events still to look at)",
+            None,
+            g.metric_type(),
+        )?)?;
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -231,6 +231,12 @@ pub(crate) fn reason() -> RefOr<Schema> {
     string().pattern(Some(text::line_pattern())).min_length(Some(1)).max_length(Some(max)).into()
 }
 
+/// An operator's note on an alert (`rekey_types::text::line`).
+pub(crate) fn note() -> RefOr<Schema> {
+    let max = rekey_core::detect::alerts::MAX_NOTE;
+    string().pattern(Some(text::line_pattern())).min_length(Some(1)).max_length(Some(max)).into()
+}
+
 /// An incident's scope: 1 to `incidents::MAX_SELECTORS` selectors, each `TYPE:VALUE` (the
 /// value's grammar is in docs/incidents.md).
 pub(crate) fn scope() -> RefOr<Schema> {

@@ -98,6 +98,7 @@ impl Vault {
             }
             _ => false,
         };
+        let issued = row.is_some();
         let Some(row) = row.filter(|_| valid) else {
             let detail = if bearer.is_none() { "no token" } else { DEAD_TOKEN };
             let event = record(
@@ -109,7 +110,11 @@ impl Vault {
                 AuditOutcome::Denied,
                 detail,
             );
-            self.failed_attempt(AttemptKind::Token, source, event).await?;
+            if issued {
+                self.misused_token(source, event).await?;
+            } else {
+                self.failed_attempt(AttemptKind::Token, source, event).await?;
+            }
             return Err(CoreError::Unauthenticated);
         };
         let tenant = match (row.tenant_id, row.tenant_name) {
@@ -130,7 +135,7 @@ impl Vault {
         if !policy::source_allowed(&caller.principal, source) {
             let why = OUTSIDE_CIDRS;
             let event = self.event(&caller, action, resource, AuditOutcome::Denied, why);
-            self.failed_attempt(AttemptKind::Token, source, event).await?;
+            self.misused_token(source, event).await?;
             return Err(CoreError::Forbidden(why.into()));
         }
         if let Err(refused) = self.options.throttle.take(caller.principal.token_id, caller.principal.role) {
@@ -156,6 +161,14 @@ impl Vault {
             Noted::First => self.audit_event(event).await,
             Noted::Counted => Ok(()),
         }
+    }
+
+    /// A token that was issued, presented dead (revoked, expired, a wrong secret) or from outside
+    /// its CIDRs: a failed attempt of the source like any other, but audited every time (the
+    /// detection rules look for each; the source's allowance of failures bounds how many).
+    async fn misused_token(&self, source: IpAddr, event: AuditRecord) -> Result<(), CoreError> {
+        let _ = self.options.failures.failed(AttemptKind::Token, source, Instant::now());
+        self.audit_event(event).await
     }
 
     /// Writes the aggregate events of the failure and rate-limit windows that ended (see

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod detect;
 mod env;
 mod options;
 mod sections;
 
+pub use detect::{DetectConfig, RuleSection};
 pub use sections::*;
 
 /// A value that must not be printed (a database URL may hold a password).
@@ -88,6 +90,9 @@ pub struct Config {
     #[serde(default)]
     /// `[siem]`.
     pub siem: SiemConfig,
+    #[serde(default)]
+    /// `[detect]`: the detection rules (`docs/detection.md`).
+    pub detect: detect::DetectConfig,
     #[serde(default)]
     /// `[vault_api]`.
     pub vault_api: VaultApiConfig,

@@ -82,6 +82,7 @@ impl Config {
             throttle: std::sync::Arc::new(rekey_core::throttle::Throttle::new(self.throttle_options()?)),
             checkpoints: self.checkpoint_options()?,
             siem: self.siem_options()?,
+            detect: self.detect_options()?,
             jwt_roles: self.jwt_roles()?,
             oidc: self.oidc.as_ref().map(|o| o.options()).transpose()?,
             ..Default::default()

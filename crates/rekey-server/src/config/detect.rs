@@ -1,0 +1,165 @@
+//! `[detect]`: the detection rules and where their alerts go (docs/detection.md), and the
+//! settings as the vault takes them.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rekey_core::detect::rules::{Rule, RuleConfig, Rules};
+use rekey_core::detect::DetectOptions;
+use rekey_types::RuleAction;
+use serde::Deserialize;
+
+use super::{Config, ConfigError};
+
+/// `[detect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Whether this server runs the rules.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Between passes when caught up: `250ms`, `1s`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// A rule raises again for the same principal only after this long.
+    #[serde(default = "default_repeat")]
+    pub repeat_after: String,
+    /// Post each alert to the `[notify]` webhook.
+    #[serde(default)]
+    pub webhook: bool,
+    /// Mail each alert to these addresses through the `[notify]` relay.
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// Delivery attempts of an alert's notice.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// `[detect.rules.<name>]`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleSection>,
+}
+
+/// `[detect.rules.<name>]`: one rule's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    /// Whether the rule runs (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `none`, `revoke` or `freeze`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// `bulk-read` only: more than this many distinct credentials...
+    #[serde(default)]
+    pub distinct: Option<usize>,
+    /// `bulk-read` only: ... within this long.
+    #[serde(default)]
+    pub within: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_interval() -> String {
+    "250ms".into()
+}
+
+fn default_repeat() -> String {
+    "10m".into()
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: default_interval(),
+            repeat_after: default_repeat(),
+            webhook: false,
+            email: Vec::new(),
+            max_attempts: default_attempts(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, message: message.into() }
+}
+
+/// A duration of whole seconds (`30s`, `10m`, `1d`) or milliseconds (`250ms`), within `range`.
+fn duration(field: &'static str, text: &str, range: (Duration, Duration)) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let d = match text.strip_suffix("ms") {
+        Some(ms) if !ms.is_empty() && ms.len() <= 9 && ms.bytes().all(|b| b.is_ascii_digit()) => {
+            Duration::from_millis(ms.parse().map_err(|_| invalid(field, "not a number of milliseconds"))?)
+        }
+        _ => Duration::from_secs(rekey_types::time::parse_duration_secs(text).map_err(|m| invalid(field, m))?.unsigned_abs()),
+    };
+    if d < range.0 || d > range.1 {
+        return Err(invalid(field, format!("must be from {:?} to {:?}", range.0, range.1)));
+    }
+    Ok(d)
+}
+
+impl Config {
+    /// The detection settings, checked: rule names, actions, ranges, and that a notice has
+    /// somewhere to go.
+    pub(crate) fn detect_options(&self) -> Result<DetectOptions, ConfigError> {
+        let d = &self.detect;
+        let interval = duration("detect.interval", &d.interval, (Duration::from_millis(10), Duration::from_secs(60)))?;
+        let repeat_after =
+            duration("detect.repeat_after", &d.repeat_after, (Duration::from_secs(1), Duration::from_secs(7 * 86_400)))?;
+        if d.webhook && self.notify.webhook_url.is_none() {
+            return Err(invalid("detect.webhook", "needs notify.webhook_url and its secret"));
+        }
+        if !d.email.is_empty() && (self.notify.smtp_url.is_none() || self.notify.from.is_none()) {
+            return Err(invalid("detect.email", "needs notify.smtp_url and notify.from"));
+        }
+        for address in &d.email {
+            if !address.contains('@') || address.len() > 254 || address.chars().any(char::is_whitespace) {
+                return Err(invalid("detect.email", format!("not an e-mail address: {address:?}")));
+            }
+        }
+        if d.max_attempts == 0 || d.max_attempts > 100 {
+            return Err(invalid("detect.max_attempts", "must be from 1 to 100"));
+        }
+        let mut rules = Rules { repeat_after, ..Rules::default() };
+        for (name, section) in &d.rules {
+            let rule = Rule::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
+                invalid("detect.rules", format!("no rule is named {name:?} (the rules: {})", known.join(", ")))
+            })?;
+            let action = match &section.action {
+                Some(a) => RuleAction::from_str(a).map_err(|e| invalid("detect.rules.action", format!("{name}: {e}")))?,
+                None => RuleAction::None,
+            };
+            rules.set(rule, RuleConfig { enabled: section.enabled.unwrap_or(true), action });
+            if rule != Rule::BulkRead && (section.distinct.is_some() || section.within.is_some()) {
+                return Err(invalid("detect.rules", format!("{name}: only bulk-read takes distinct and within")));
+            }
+            if let Some(n) = section.distinct {
+                if n == 0 || n > 100_000 {
+                    return Err(invalid("detect.rules.distinct", "must be from 1 to 100000"));
+                }
+                rules.bulk_distinct = n;
+            }
+            if let Some(w) = &section.within {
+                rules.bulk_within =
+                    duration("detect.rules.within", w, (Duration::from_secs(1), Duration::from_secs(86_400)))?;
+            }
+        }
+        Ok(DetectOptions {
+            enabled: d.enabled,
+            rules,
+            interval,
+            webhook: d.webhook,
+            email: d.email.clone(),
+            max_attempts: d.max_attempts,
+        })
+    }
+}
