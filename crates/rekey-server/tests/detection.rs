@@ -166,9 +166,16 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
     assert!(raised.iter().all(|e| e["resource"].as_str().unwrap().starts_with("alert:")));
     let metrics = String::from_utf8_lossy(&t.call(Method::GET, "/metrics", None, None).await.raw).to_string();
     assert_eq!(metric(&metrics, "rekey_alerts_total{rule=\"decoy\"} "), 2.0, "{metrics}");
-    // The scheduler never checks a decoy at its target.
-    let stale = t.root(Method::GET, &format!("/v1/tenants/acme/credentials/{}", planted[2].split_once('/').unwrap().1), None).await;
-    assert!(stale.body.get("health").is_none(), "{:?}", stale.body);
+    // No campaign rotates a decoy (no target knows its secret): an incident of the whole tenant
+    // counts it, its campaign leaves it out.
+    let incident = t.root(Method::POST, "/v1/incidents", Some(json!({"title": "t", "scope": ["tenant:acme"]}))).await;
+    assert_eq!(incident.body["incident"]["affected"], 5, "{:?}", incident.body);
+    let start = json!({"incident": incident.body["incident"]["id"]});
+    let campaign = t.root(Method::POST, "/v1/campaigns", Some(start)).await;
+    assert_eq!(campaign.status, StatusCode::OK, "{:?}", campaign.body);
+    let items = t.root(Method::GET, &format!("/v1/campaigns/{}/items", campaign.body["id"].as_str().unwrap()), None).await;
+    let names: Vec<&str> = items.body.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["directory", "directory-eu"], "{:?}", items.body);
 }
 
 #[tokio::test]

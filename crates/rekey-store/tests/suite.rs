@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AuditOutcome, AuditRecord, CampaignId, CampaignState, CertState, CredentialId, CredentialKind, IncidentId,
+    AlertId, AlertState, AuditOutcome, AuditRecord, CampaignId, CampaignState, CertState, CredentialId, CredentialKind, IncidentId,
     IncidentState, ItemState, JobId, JobState, KeyState, LinkId, NoticeId, NoticeState, Role, RotationId,
     RotationState, Stage, TenantId, TenantName, TenantState, Timestamp, TokenId,
 };
@@ -94,6 +94,7 @@ both!(
     checkpoints_cosignatures_and_siem_positions,
     a_tenants_events_are_its_own_and_its_credentials,
     the_key_epoch_moves_when_a_key_row_changes,
+    alerts_are_stored_once_by_key_and_decoys_are_kept_apart,
 );
 
 /// Checkpoints come back newest first with their cosignatures; a witness's second cosignature
@@ -1872,4 +1873,96 @@ async fn audit_tree_is_rebuilt_for_a_store_written_before_it(db: Db) {
     let db = Db { store: Arc::new(store), url, _dir };
     apply(&db, vec![None]).await;
     assert_eq!(db.store.tree_head().await.unwrap().size, 601);
+}
+
+fn alert(key: &str, seq: i64) -> AlertRow {
+    let now = Timestamp::now();
+    AlertRow {
+        id: AlertId::generate(),
+        key: key.into(),
+        rule: "decoy".into(),
+        severity: rekey_types::Severity::Critical,
+        principal: "token:x".into(),
+        source: "192.0.2.1".into(),
+        summary: "a sight of a decoy".into(),
+        resources: vec!["acme/d".into()],
+        first_seq: seq,
+        last_seq: seq,
+        first_seen: now,
+        last_seen: now,
+        events: 1,
+        state: AlertState::Open,
+        action: rekey_types::RuleAction::None,
+        action_outcome: None,
+        handled_by: None,
+        handled_at: None,
+        note: None,
+        incident: None,
+        notify_attempts: 0,
+        notified_at: None,
+        created_at: now,
+    }
+}
+
+/// An alert's key is stored once, whoever stores it again (another server evaluating the same
+/// log); the detector's position moves with it and never back; an alert is handled once; its
+/// notice is retried until delivered or out of attempts; a decoy is listed apart and never
+/// among the credentials the scheduler checks, nor in a campaign.
+async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
+    let first = alert("decoy:token:x:7", 7);
+    let stored = db.store.insert_alerts("detector", 10, vec![first.clone(), alert("decoy:token:y:8", 8)]).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    let again = alert("decoy:token:x:7", 7);
+    assert!(db.store.insert_alerts("detector", 9, vec![again.clone()]).await.unwrap().is_empty());
+    assert_eq!(db.store.siem_cursor("detector").await.unwrap(), 10);
+    assert!(db.store.alert(again.id).await.unwrap().is_none());
+    assert_eq!(db.store.alert(first.id).await.unwrap().unwrap(), first);
+    assert_eq!(db.store.alerts(None, 10).await.unwrap().len(), 2);
+
+    let handle = |state, incident| WriteOp::HandleAlert {
+        id: first.id,
+        state,
+        by: "token:op".into(),
+        at: Timestamp::now(),
+        note: Some("checked".into()),
+        incident,
+    };
+    let r = apply(&db, vec![Some(handle(AlertState::Acknowledged, None))]).await;
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    let r = apply(&db, vec![Some(handle(AlertState::Escalated, Some(IncidentId::generate())))]).await;
+    assert!(matches!(r[0], Err(StoreError::NotFound { .. })), "handled once: {:?}", r[0]);
+    assert_eq!(db.store.alerts(Some(AlertState::Open), 10).await.unwrap().len(), 1);
+    let acked = db.store.alert(first.id).await.unwrap().unwrap();
+    assert_eq!((acked.state, acked.note.as_deref()), (AlertState::Acknowledged, Some("checked")));
+
+    assert_eq!(db.store.unnotified_alerts(2, 10).await.unwrap().len(), 2);
+    db.store.alert_notified(first.id, None).await.unwrap();
+    db.store.alert_notified(first.id, None).await.unwrap();
+    let pending = db.store.unnotified_alerts(2, 10).await.unwrap();
+    assert_eq!(pending.len(), 1, "out of attempts");
+    db.store.alert_notified(pending[0].id, Some(Timestamp::now())).await.unwrap();
+    assert!(db.store.unnotified_alerts(2, 10).await.unwrap().is_empty());
+
+    let tenant = create_tenant(&db, "acme", "uk").await;
+    let decoy = CredentialId::generate();
+    let plant = WriteOp::PlantDecoy { credential: decoy, tenant, by: "token:op".into(), at: Timestamp::now() };
+    let r = apply(&db, vec![Some(WriteOp::All(vec![put(tenant, "d", 1, Some(decoy)), plant])), Some(put(tenant, "real", 1, None))]).await;
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let decoys = db.store.decoys(Some(tenant)).await.unwrap();
+    assert_eq!(decoys.len(), 1);
+    assert_eq!((decoys[0].tenant.as_str(), decoys[0].name.as_str()), ("acme", "d"));
+    assert!(db.store.decoys(Some(TenantId::generate())).await.unwrap().is_empty());
+    // Of kind ldap both, so that the scheduler would check them: only the real one is due.
+    let edit = "UPDATE credentials SET kind = 'ldap'";
+    match db.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path).unwrap().execute(edit, []).unwrap();
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(edit).execute(&mut conn).await.unwrap();
+        }
+    }
+    let stale = db.store.stale_health(Timestamp::now(), 100).await.unwrap();
+    assert_eq!(stale.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["real"]);
 }
