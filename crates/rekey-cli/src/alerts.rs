@@ -73,7 +73,9 @@ pub(crate) async fn decoy(c: &Client, cmd: DecoyCmd, format: OutputFormat) -> Re
     show(format, &list, |list| {
         table(
             &["CREDENTIAL", "KIND", "PLANTED", "BY"],
-            list.iter().map(|d| vec![d.credential.clone(), d.kind.to_string(), d.planted_at.to_string(), d.planted_by.clone()]),
+            list.iter().map(|d| {
+                vec![d.credential.clone(), d.kind.to_string(), d.planted_at.to_string(), d.planted_by.clone()]
+            }),
         )
     });
     Ok(ExitCode::SUCCESS)

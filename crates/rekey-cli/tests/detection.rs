@@ -13,8 +13,11 @@ use common::*;
 
 const HOOK_SECRET: &str = "alert-webhook-secret-0123456789";
 
+/// What the receiver kept of each request: its signature header and its body.
+type Received = Arc<Mutex<Vec<(String, String)>>>;
+
 /// An HTTP receiver that answers `204` and keeps each request's signature header and body.
-fn receiver() -> (u16, Arc<Mutex<Vec<(String, String)>>>) {
+fn receiver() -> (u16, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -21,6 +21,12 @@
 //!
 //! Must never: look a presented token or link up for a source whose bucket is empty.
 
+/// The detail of the event of a request whose token is unknown, expired or revoked (the
+/// detection rules look for it).
+pub const DEAD_TOKEN: &str = "invalid, expired or revoked token";
+/// The detail of the event of a request from outside its token's CIDRs (and the refusal's reason).
+pub const OUTSIDE_CIDRS: &str = "this token may not be used from this address";
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -25,6 +25,7 @@ mod kernel;
 pub mod options;
 pub mod outbound;
 pub mod response;
+pub mod rules;
 pub mod siem;
 pub mod stats;
 pub mod tenants;

@@ -36,7 +36,7 @@ pub struct VaultOptions {
     /// The audit log pushed to SIEMs.
     pub siem: crate::siem::SiemOptions,
     /// The detection rules and where their alerts go.
-    pub detect: crate::detect::DetectOptions,
+    pub detect: DetectOptions,
     /// Auth roles declared in the configuration (`[jwt_roles.NAME]`), checked by the server
     /// when it read them (`workloads::JwtRole::check_named`); they cannot be written or deleted
     /// through the API.
@@ -190,6 +190,36 @@ impl Default for CheckpointOptions {
             events: None,
             dirs: Vec::new(),
             witnesses: Vec::new(),
+        }
+    }
+}
+
+/// How detection runs; from the `[detect]` config section.
+#[derive(Clone)]
+pub struct DetectOptions {
+    /// Whether the detector runs on this server.
+    pub enabled: bool,
+    /// The rules and their settings.
+    pub rules: crate::rules::Rules,
+    /// Time between passes when caught up.
+    pub interval: Duration,
+    /// Post each alert to the `[notify]` webhook.
+    pub webhook: bool,
+    /// Mail each alert to these addresses through the `[notify]` relay.
+    pub email: Vec<String>,
+    /// Delivery attempts of an alert's notice.
+    pub max_attempts: u32,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: crate::rules::Rules::default(),
+            interval: Duration::from_millis(250),
+            webhook: false,
+            email: Vec::new(),
+            max_attempts: 5,
         }
     }
 }

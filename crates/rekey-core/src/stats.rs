@@ -31,7 +31,7 @@ pub struct WriterStats {
     pub siem_failures: AtomicU64,
     /// Requests refused over their token's rate limit.
     pub rate_limited: AtomicU64,
-    /// Alerts this server stored, per rule (in the order of `detect::rules::Rule::ALL`).
+    /// Alerts this server stored, per rule (in the order of `rules::Rule::ALL`).
     pub alerts: [AtomicU64; 4],
     /// The last audit event the detector looked at.
     pub detector_seq: AtomicI64,

@@ -169,11 +169,8 @@ pub(crate) async fn plant(
     let session = s.session(&ctx, AuditAction::DecoyList, audit_resource(&format!("tenant:{tenant}"))).await?;
     let parsed = (|| {
         let bytes = body_bytes(body, ctx.request_id)?;
-        let b: PlantBody = if bytes.is_empty() {
-            PlantBody { kind: None, count: None }
-        } else {
-            parse_json(&bytes, ctx.request_id)?
-        };
+        let b: PlantBody =
+            if bytes.is_empty() { PlantBody { kind: None, count: None } } else { parse_json(&bytes, ctx.request_id)? };
         let tenant = TenantName::parse(&tenant).map_err(name_error(&ctx))?;
         let kind = b
             .kind

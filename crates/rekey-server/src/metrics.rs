@@ -179,7 +179,7 @@ impl Collector for AuditCollector {
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        for (rule, count) in rekey_core::detect::rules::Rule::ALL.iter().zip(&s.alerts) {
+        for (rule, count) in rekey_core::rules::Rule::ALL.iter().zip(&s.alerts) {
             let labels = RuleLabel { rule: rule.name() };
             ConstCounter::new(count.load(Ordering::Relaxed)).encode(family.encode_family(&labels)?)?;
         }
@@ -190,7 +190,8 @@ impl Collector for AuditCollector {
             prometheus_client::metrics::MetricType::Counter,
         )?;
         for (outcome, count) in [("delivered", &s.alert_notices), ("failed", &s.alert_notice_failures)] {
-            ConstCounter::new(count.load(Ordering::Relaxed)).encode(family.encode_family(&OutcomeLabel { outcome })?)?;
+            ConstCounter::new(count.load(Ordering::Relaxed))
+                .encode(family.encode_family(&OutcomeLabel { outcome })?)?;
         }
         let g = ConstGauge::new(s.detector_seq.load(Ordering::Relaxed));
         g.encode(encoder.encode_descriptor(

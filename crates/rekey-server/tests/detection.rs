@@ -17,7 +17,12 @@ async fn spawn(distinct: usize, bulk_action: Option<&str>, decoy_action: Option<
     spawn_on(None, distinct, bulk_action, decoy_action).await
 }
 
-async fn spawn_on(store: Option<String>, distinct: usize, bulk_action: Option<&str>, decoy_action: Option<&str>) -> TestApp {
+async fn spawn_on(
+    store: Option<String>,
+    distinct: usize,
+    bulk_action: Option<&str>,
+    decoy_action: Option<&str>,
+) -> TestApp {
     TestApp::spawn_configured(store, |c| {
         c.detect.interval = "50ms".into();
         let bulk = RuleSection {
@@ -36,7 +41,8 @@ async fn spawn_on(store: Option<String>, distinct: usize, bulk_action: Option<&s
 async fn import(t: &TestApp, tenant: &str, n: usize) {
     let lines: Vec<String> = (0..n)
         .map(|i| {
-            json!({"tenant": tenant, "name": format!("mail-{i}"), "kind": "generic", "secret": format!("s{i}")}).to_string()
+            json!({"tenant": tenant, "name": format!("mail-{i}"), "kind": "generic", "secret": format!("s{i}")})
+                .to_string()
         })
         .collect();
     let r = t.call_on(&t.router, Method::POST, "/v1/import", Some(&t.root), Some(lines.join("\n").into_bytes())).await;
@@ -91,7 +97,11 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
     let fields = json!({"url": "ldaps://dc1.acme.test", "bind_dn": "uid=mail-sync,ou=services,dc=acme,dc=test"});
     for name in ["directory", "directory-eu"] {
         let r = t
-            .root(Method::PUT, &format!("/v1/tenants/acme/credentials/{name}"), Some(json!({"kind": "ldap", "fields": fields, "secret": "pw"})))
+            .root(
+                Method::PUT,
+                &format!("/v1/tenants/acme/credentials/{name}"),
+                Some(json!({"kind": "ldap", "fields": fields, "secret": "pw"})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     }
@@ -162,7 +172,9 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
     let events = t.root(Method::GET, "/v1/audit/events?n=50", None).await.body;
     let raised: Vec<&Value> = events.as_array().unwrap().iter().filter(|e| e["action"] == "alert.raise").collect();
     assert_eq!(raised.len(), 2);
-    assert!(raised.iter().all(|e| e["principal"] == "system:detector" && e["detail"] == "rule=decoy; severity=critical"));
+    assert!(raised
+        .iter()
+        .all(|e| e["principal"] == "system:detector" && e["detail"] == "rule=decoy; severity=critical"));
     assert!(raised.iter().all(|e| e["resource"].as_str().unwrap().starts_with("alert:")));
     let metrics = String::from_utf8_lossy(&t.call(Method::GET, "/metrics", None, None).await.raw).to_string();
     assert_eq!(metric(&metrics, "rekey_alerts_total{rule=\"decoy\"} "), 2.0, "{metrics}");
@@ -173,7 +185,8 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
     let start = json!({"incident": incident.body["incident"]["id"]});
     let campaign = t.root(Method::POST, "/v1/campaigns", Some(start)).await;
     assert_eq!(campaign.status, StatusCode::OK, "{:?}", campaign.body);
-    let items = t.root(Method::GET, &format!("/v1/campaigns/{}/items", campaign.body["id"].as_str().unwrap()), None).await;
+    let items =
+        t.root(Method::GET, &format!("/v1/campaigns/{}/items", campaign.body["id"].as_str().unwrap()), None).await;
     let names: Vec<&str> = items.body.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["directory", "directory-eu"], "{:?}", items.body);
 }
@@ -233,8 +246,9 @@ async fn a_sweep_raises_bulk_read_and_a_fleet_reading_its_own_credentials_does_n
     assert_error(&again, StatusCode::CONFLICT, "conflict");
     let events = t.root(Method::GET, "/v1/audit/events?n=20", None).await.body;
     let events = events.as_array().unwrap();
-    assert!(events.iter().any(|e| e["action"] == "incident.open"
-        && e["detail"].as_str().unwrap().ends_with(&format!("from alert:{id}"))));
+    assert!(events.iter().any(
+        |e| e["action"] == "incident.open" && e["detail"].as_str().unwrap().ends_with(&format!("from alert:{id}"))
+    ));
     assert!(events.iter().any(|e| e["action"] == "alert.escalate" && e["resource"] == format!("alert:{id}")));
 }
 
@@ -243,7 +257,8 @@ async fn tokens_used_from_outside_their_networks_or_after_revocation_are_raised_
     let t = spawn(1000, None, None).await;
     t.tenant("acme", "uk").await;
     t.put("acme/dir", "pw").await;
-    let fenced = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["10.0.0.0/8"]})).await;
+    let fenced =
+        t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"], "cidrs": ["10.0.0.0/8"]})).await;
     assert_error(&t.reveal_with(&fenced, "acme/dir").await, StatusCode::FORBIDDEN, "forbidden");
     let (found, _) = wait_for(&t, "outside-cidr", Duration::from_secs(5)).await;
     assert_eq!(found.len(), 1);
@@ -271,13 +286,19 @@ async fn tokens_used_from_outside_their_networks_or_after_revocation_are_raised_
     // Acknowledged with a note: handled, kept.
     let a = &found[0];
     let id = a["id"].as_str().unwrap();
-    let r = t.root(Method::POST, &format!("/v1/alerts/{id}/ack"), Some(json!({"note": "a decommissioned job, removed"}))).await;
+    let r = t
+        .root(Method::POST, &format!("/v1/alerts/{id}/ack"), Some(json!({"note": "a decommissioned job, removed"})))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["state"], "acknowledged");
     assert_eq!(r.body["note"], "a decommissioned job, removed");
     let open = t.root(Method::GET, "/v1/alerts?state=open", None).await.body;
     assert_eq!(open.as_array().unwrap().len(), 1);
-    assert_error(&t.root(Method::POST, &format!("/v1/alerts/{id}/escalate"), None).await, StatusCode::CONFLICT, "conflict");
+    assert_error(
+        &t.root(Method::POST, &format!("/v1/alerts/{id}/escalate"), None).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
     assert_error(&t.root(Method::GET, "/v1/alerts?state=closed", None).await, StatusCode::BAD_REQUEST, "bad_request");
 }
 
@@ -304,8 +325,12 @@ async fn a_rule_set_to_revoke_stops_a_sweep_and_one_set_to_freeze_contains_it() 
     assert!(found[0]["action_outcome"].as_str().unwrap().starts_with("done: token:"), "{:?}", found[0]);
     let events = t.root(Method::GET, "/v1/audit/events?n=400", None).await.body;
     let events = events.as_array().unwrap();
-    assert!(events.iter().any(|e| e["action"] == "token.revoke" && e["principal"] == "system:detector" && e["source"] == ""));
-    assert!(events.iter().any(|e| e["action"] == "alert.act" && e["detail"].as_str().unwrap().starts_with("revoke: done")));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "token.revoke" && e["principal"] == "system:detector" && e["source"] == ""));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "alert.act" && e["detail"].as_str().unwrap().starts_with("revoke: done")));
 
     // A decoy read by another token: an incident of it, contained, its credentials frozen.
     let planted = t.root(Method::POST, "/v1/tenants/acme/decoys", Some(json!({"count": 1}))).await.body;
@@ -322,7 +347,9 @@ async fn a_rule_set_to_revoke_stops_a_sweep_and_one_set_to_freeze_contains_it() 
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        outcome = t.root(Method::GET, &format!("/v1/alerts/{}", a["id"].as_str().unwrap()), None).await.body["action_outcome"].clone();
+        outcome = t.root(Method::GET, &format!("/v1/alerts/{}", a["id"].as_str().unwrap()), None).await.body
+            ["action_outcome"]
+            .clone();
     }
     assert!(outcome.as_str().unwrap().contains("opened and contained"), "{outcome}");
     assert_error(&t.reveal_with(&second, "acme/mail-1").await, StatusCode::UNAUTHORIZED, "unauthenticated");
@@ -347,7 +374,12 @@ async fn servers_sharing_postgresql_store_each_alert_once() {
     config.seal.key_file = Some(a.dir.path().join("data").join("dev-root.key"));
     config.detect.interval = "50ms".into();
     let app_b = rekey_server::App::build(config).await.unwrap();
-    let b = TestApp { router: TestApp::router_from(&app_b, "127.0.0.1:40001"), app: app_b, root: a.root.clone(), dir: dir_b };
+    let b = TestApp {
+        router: TestApp::router_from(&app_b, "127.0.0.1:40001"),
+        app: app_b,
+        root: a.root.clone(),
+        dir: dir_b,
+    };
     for _ in 0..3 {
         assert_eq!(b.reveal_with(&a.root, &decoy).await.status, StatusCode::OK);
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rekey_store::*;
 use rekey_types::{
-    AlertId, AlertState, AuditOutcome, AuditRecord, CampaignId, CampaignState, CertState, CredentialId, CredentialKind, IncidentId,
-    IncidentState, ItemState, JobId, JobState, KeyState, LinkId, NoticeId, NoticeState, Role, RotationId,
+    AlertId, AlertState, AuditOutcome, AuditRecord, CampaignId, CampaignState, CertState, CredentialId, CredentialKind,
+    IncidentId, IncidentState, ItemState, JobId, JobState, KeyState, LinkId, NoticeId, NoticeState, Role, RotationId,
     RotationState, Stage, TenantId, TenantName, TenantState, Timestamp, TokenId,
 };
 use sqlx::Connection;
@@ -1910,7 +1910,8 @@ fn alert(key: &str, seq: i64) -> AlertRow {
 /// among the credentials the scheduler checks, nor in a campaign.
 async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
     let first = alert("decoy:token:x:7", 7);
-    let stored = db.store.insert_alerts("detector", 10, vec![first.clone(), alert("decoy:token:y:8", 8)]).await.unwrap();
+    let stored =
+        db.store.insert_alerts("detector", 10, vec![first.clone(), alert("decoy:token:y:8", 8)]).await.unwrap();
     assert_eq!(stored.len(), 2);
     let again = alert("decoy:token:x:7", 7);
     assert!(db.store.insert_alerts("detector", 9, vec![again.clone()]).await.unwrap().is_empty());
@@ -1946,7 +1947,11 @@ async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
     let tenant = create_tenant(&db, "acme", "uk").await;
     let decoy = CredentialId::generate();
     let plant = WriteOp::PlantDecoy { credential: decoy, tenant, by: "token:op".into(), at: Timestamp::now() };
-    let r = apply(&db, vec![Some(WriteOp::All(vec![put(tenant, "d", 1, Some(decoy)), plant])), Some(put(tenant, "real", 1, None))]).await;
+    let r = apply(
+        &db,
+        vec![Some(WriteOp::All(vec![put(tenant, "d", 1, Some(decoy)), plant])), Some(put(tenant, "real", 1, None))],
+    )
+    .await;
     assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
     let decoys = db.store.decoys(Some(tenant)).await.unwrap();
     assert_eq!(decoys.len(), 1);

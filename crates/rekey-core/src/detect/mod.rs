@@ -1,6 +1,6 @@
 //! Detection (docs/detection.md): rules over the audit log, evaluated off the requests' path by
 //! a follower of the log like the SIEM export. Each server reads every event after its position,
-//! runs the rules ([`rules`]) and stores what they raise together with the detector's position
+//! runs the rules ([`crate::rules`]) and stores what they raise together with the detector's position
 //! in one transaction; an alert's key (rule, principal, raising event) is unique, so servers
 //! sharing a PostgreSQL database store each alert once, and the one that stored it audits it
 //! (`alert.raise`), counts it, carries out the rule's automatic action if one is set, and hands
@@ -8,7 +8,6 @@
 
 pub mod alerts;
 pub mod decoys;
-pub mod rules;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -18,9 +17,9 @@ use std::time::{Duration, Instant};
 use rekey_store::{AlertRow, WriteOp};
 use rekey_types::{AlertId, AlertState, AuditAction, AuditOutcome, AuditRecord, RuleAction, Timestamp, TokenId};
 
-use crate::kernel::auth::DEAD_TOKEN;
+use crate::failures::DEAD_TOKEN;
+use crate::rules::{Engine, Finding, Rule, Rules, World};
 use crate::{Caller, CoreError, Vault};
-use rules::{Engine, Finding, Rule, Rules, World};
 
 /// Events read per batch.
 pub const BATCH: u32 = 1_000;
@@ -30,36 +29,6 @@ const CURSOR: &str = "detector";
 pub const ACTOR: &str = "system:detector";
 /// Token ids remembered as issued or not (the dead-token rule asks the store once per id).
 const KNOWN_TOKENS: usize = 100_000;
-
-/// How detection runs; from the `[detect]` config section.
-#[derive(Clone)]
-pub struct DetectOptions {
-    /// Whether the detector runs on this server.
-    pub enabled: bool,
-    /// The rules and their settings.
-    pub rules: Rules,
-    /// Time between passes when caught up.
-    pub interval: Duration,
-    /// Post each alert to the `[notify]` webhook.
-    pub webhook: bool,
-    /// Mail each alert to these addresses through the `[notify]` relay.
-    pub email: Vec<String>,
-    /// Delivery attempts of an alert's notice.
-    pub max_attempts: u32,
-}
-
-impl Default for DetectOptions {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            rules: Rules::default(),
-            interval: Duration::from_millis(250),
-            webhook: false,
-            email: Vec::new(),
-            max_attempts: 5,
-        }
-    }
-}
 
 /// The detector's state between passes.
 struct Follower {

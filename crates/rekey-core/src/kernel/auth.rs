@@ -12,14 +12,8 @@ use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RequestId, TenantName,
 
 use super::policy::{self, Action, Denial};
 use super::{record, Vault};
-use crate::failures::{AttemptKind, Noted};
+use crate::failures::{AttemptKind, Noted, DEAD_TOKEN, OUTSIDE_CIDRS};
 use crate::{Caller, CoreError, Principal};
-
-/// The detail of the event of a request whose token is unknown, expired or revoked (the
-/// detection rules look for it).
-pub(crate) const DEAD_TOKEN: &str = "invalid, expired or revoked token";
-/// The detail of the event of a request from outside its token's CIDRs (and the refusal's reason).
-pub(crate) const OUTSIDE_CIDRS: &str = "this token may not be used from this address";
 
 /// How long a token read from the store is trusted before it is read again. A revocation made
 /// on this server takes effect at once (the entry is dropped); one made by another server

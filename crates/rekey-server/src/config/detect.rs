@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rekey_core::detect::rules::{Rule, RuleConfig, Rules};
-use rekey_core::detect::DetectOptions;
+use rekey_core::options::DetectOptions;
+use rekey_core::rules::{Rule, RuleConfig, Rules};
 use rekey_types::RuleAction;
 use serde::Deserialize;
 
@@ -98,7 +98,9 @@ fn duration(field: &'static str, text: &str, range: (Duration, Duration)) -> Res
         Some(ms) if !ms.is_empty() && ms.len() <= 9 && ms.bytes().all(|b| b.is_ascii_digit()) => {
             Duration::from_millis(ms.parse().map_err(|_| invalid(field, "not a number of milliseconds"))?)
         }
-        _ => Duration::from_secs(rekey_types::time::parse_duration_secs(text).map_err(|m| invalid(field, m))?.unsigned_abs()),
+        _ => Duration::from_secs(
+            rekey_types::time::parse_duration_secs(text).map_err(|m| invalid(field, m))?.unsigned_abs(),
+        ),
     };
     if d < range.0 || d > range.1 {
         return Err(invalid(field, format!("must be from {:?} to {:?}", range.0, range.1)));
@@ -112,8 +114,11 @@ impl Config {
     pub(crate) fn detect_options(&self) -> Result<DetectOptions, ConfigError> {
         let d = &self.detect;
         let interval = duration("detect.interval", &d.interval, (Duration::from_millis(10), Duration::from_secs(60)))?;
-        let repeat_after =
-            duration("detect.repeat_after", &d.repeat_after, (Duration::from_secs(1), Duration::from_secs(7 * 86_400)))?;
+        let repeat_after = duration(
+            "detect.repeat_after",
+            &d.repeat_after,
+            (Duration::from_secs(1), Duration::from_secs(7 * 86_400)),
+        )?;
         if d.webhook && self.notify.webhook_url.is_none() {
             return Err(invalid("detect.webhook", "needs notify.webhook_url and its secret"));
         }
@@ -135,7 +140,9 @@ impl Config {
                 invalid("detect.rules", format!("no rule is named {name:?} (the rules: {})", known.join(", ")))
             })?;
             let action = match &section.action {
-                Some(a) => RuleAction::from_str(a).map_err(|e| invalid("detect.rules.action", format!("{name}: {e}")))?,
+                Some(a) => {
+                    RuleAction::from_str(a).map_err(|e| invalid("detect.rules.action", format!("{name}: {e}")))?
+                }
                 None => RuleAction::None,
             };
             rules.set(rule, RuleConfig { enabled: section.enabled.unwrap_or(true), action });

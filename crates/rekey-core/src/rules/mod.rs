@@ -1,4 +1,4 @@
-//! The rules over the audit log, as a pure engine: events in, in the log's order; findings out.
+//! The detection rules over the audit log (docs/detection.md), as a pure engine: events in, in the log's order; findings out.
 //! Time is the events' own (`AuditRecord::time`), never the clock, so every server that reads
 //! the same log finds the same things, and a finding's key (rule, principal, the event that
 //! raised it) is the same everywhere (docs/detection.md).
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RuleAction, Severity, Timestamp};
 
-use crate::kernel::auth::{DEAD_TOKEN, OUTSIDE_CIDRS};
+use crate::failures::{DEAD_TOKEN, OUTSIDE_CIDRS};
 
 /// At most this many credentials are named in one finding (the count says how many there were).
 pub const MAX_RESOURCES: usize = 1_000;
