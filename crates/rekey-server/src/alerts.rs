@@ -143,7 +143,7 @@ struct PlantBody {
     #[schema(value_type = Option<CredentialKind>)]
     kind: Option<String>,
     /// How many, 1 to 20; default 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::whole_number_opt")]
     #[schema(minimum = 1, maximum = 20)]
     count: Option<u32>,
 }
@@ -168,9 +168,7 @@ pub(crate) async fn plant(
 ) -> ApiResult<Json<Vec<DecoyView>>> {
     let session = s.session(&ctx, AuditAction::DecoyList, audit_resource(&format!("tenant:{tenant}"))).await?;
     let parsed = (|| {
-        let bytes = body_bytes(body, ctx.request_id)?;
-        let b: PlantBody =
-            if bytes.is_empty() { PlantBody { kind: None, count: None } } else { parse_json(&bytes, ctx.request_id)? };
+        let b: PlantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&tenant).map_err(name_error(&ctx))?;
         let kind = b
             .kind

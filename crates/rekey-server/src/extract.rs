@@ -96,6 +96,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], request_id: RequestI
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "the request needs a JSON body", request_id));
     }
+    // Every body of the API is an object (serde would also read a struct from an array).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(ErrorCode::BadRequest, "the request body must be a JSON object", request_id));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(ErrorCode::BadRequest, format!("invalid JSON body: {}", sanitize_json_error(&e)), request_id)
     })
