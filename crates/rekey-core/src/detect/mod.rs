@@ -27,6 +27,9 @@ pub const BATCH: u32 = 1_000;
 const CURSOR: &str = "detector";
 /// The name the detector's own acts are audited under.
 pub const ACTOR: &str = "system:detector";
+/// Decoys planted by other servers (on PostgreSQL) are read this often; this server's own plants
+/// at once.
+const DECOYS_EVERY: Duration = Duration::from_secs(10);
 /// Token ids remembered as issued or not (the dead-token rule asks the store once per id).
 const KNOWN_TOKENS: usize = 100_000;
 
@@ -37,6 +40,8 @@ struct Follower {
     position: Option<i64>,
     /// The decoys' `tenant/name`.
     decoys: HashSet<String>,
+    /// When the decoys were read, and how many plants this server had made then.
+    decoys_loaded: Option<(u64, Instant)>,
     /// Token ids (as `token:<id>`) known to be issued or not.
     tokens: HashMap<String, bool>,
     /// When the position was last stored.
@@ -54,10 +59,12 @@ impl Vault {
             engine: Engine::new(options.rules.clone()),
             position: None,
             decoys: HashSet::new(),
+            decoys_loaded: None,
             tokens: HashMap::new(),
             stored_at: Instant::now(),
         }));
-        self.clone().repeat(options.interval, None, "detection", move |vault| {
+        let wake = self.tap().wake();
+        self.clone().repeat(options.interval, Some(wake), "detection", move |vault| {
             let follower = follower.clone();
             async move { vault.detect_pass(&follower).await }
         });
@@ -70,7 +77,8 @@ impl Vault {
     }
 
     /// Runs the rules over the events after the detector's position, a batch at a time, until
-    /// caught up.
+    /// caught up: from what this server's writer just committed while it follows on without a
+    /// gap (see `kernel::tap`), from the store otherwise.
     async fn detect_pass(&self, follower: &tokio::sync::Mutex<Follower>) -> Result<(), CoreError> {
         let mut f = follower.lock().await;
         let mut from = match f.position {
@@ -81,22 +89,32 @@ impl Vault {
             if self.is_closed() {
                 return Ok(());
             }
-            let events = self.store().audit_page(from, BATCH).await?;
-            let Some(last) = events.last().map(|e| e.record.seq) else { break };
-            // A decoy's plant is committed with its `cred.put`: read after the batch, the
-            // registry holds every decoy the batch can touch.
-            if events.iter().any(|e| e.record.action == AuditAction::CredPut.as_str()) || f.position.is_none() {
+            let (events, full) = match self.tap().after(from) {
+                Some(batches) => (following(&batches, from), false),
+                None => {
+                    let page = self.store().audit_page(from, BATCH).await?;
+                    let full = page.len() == BATCH as usize;
+                    (page.into_iter().map(|e| e.record).collect::<Vec<_>>(), full)
+                }
+            };
+            let Some(last) = events.last().map(|e| e.seq) else { break };
+            // Read after the events: a decoy planted on this server before any of them was
+            // committed is in the registry.
+            let planted = self.decoys_planted().load(Ordering::SeqCst);
+            if f.decoys_loaded.is_none_or(|(n, at)| n != planted || at.elapsed() >= DECOYS_EVERY) {
                 f.decoys =
                     self.store().decoys(None).await?.into_iter().map(|d| format!("{}/{}", d.tenant, d.name)).collect();
+                f.decoys_loaded = Some((planted, Instant::now()));
             }
-            self.learn_tokens(&mut f, events.iter().map(|e| &e.record)).await?;
+            self.learn_tokens(&mut f, events.iter()).await?;
             let mut found = Vec::new();
-            for e in &events {
+            {
                 let Follower { engine, decoys, tokens, .. } = &mut *f;
                 let world = Known { decoys, tokens };
-                found.extend(engine.observe(&e.record, &world));
+                for e in &events {
+                    found.extend(engine.observe(e, &world));
+                }
             }
-            let full = events.len() == BATCH as usize;
             f.position = Some(last);
             from = last;
             if !found.is_empty() || f.stored_at.elapsed() >= Duration::from_secs(1) {
@@ -108,7 +126,7 @@ impl Vault {
                 }
             }
             self.writer_stats().detector_seq.store(last, Ordering::Relaxed);
-            if !full {
+            if !full && self.tap().after(from).is_none() {
                 break;
             }
         }
@@ -116,11 +134,7 @@ impl Vault {
     }
 
     /// Looks up, once each, the tokens presented dead in these events.
-    async fn learn_tokens<'a>(
-        &self,
-        f: &mut Follower,
-        events: impl Iterator<Item = &'a AuditRecord>,
-    ) -> Result<(), CoreError> {
+    async fn learn_tokens(&self, f: &mut Follower, events: std::slice::Iter<'_, AuditRecord>) -> Result<(), CoreError> {
         for e in events {
             if e.detail != DEAD_TOKEN || f.tokens.contains_key(&e.principal) {
                 continue;
@@ -241,6 +255,23 @@ impl World for Known<'_> {
     fn token_exists(&self, principal: &str) -> bool {
         self.tokens.get(principal).copied().unwrap_or(false)
     }
+}
+
+/// The events of `batches` after `from`, in order, while each follows the last without a gap.
+fn following(batches: &[std::sync::Arc<[AuditRecord]>], from: i64) -> Vec<AuditRecord> {
+    let mut next = from + 1;
+    let mut out = Vec::new();
+    for e in batches.iter().flat_map(|b| b.iter()) {
+        if e.seq < next {
+            continue;
+        }
+        if e.seq > next {
+            break;
+        }
+        out.push(e.clone());
+        next += 1;
+    }
+    out
 }
 
 fn alert_row(f: &Finding, rules: &Rules) -> AlertRow {

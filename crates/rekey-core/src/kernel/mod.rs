@@ -21,6 +21,7 @@ pub(crate) mod issuer_keys;
 pub(crate) mod keys;
 pub(crate) mod locks;
 pub mod policy;
+pub(crate) mod tap;
 pub(crate) mod target;
 pub mod writer;
 
@@ -67,6 +68,7 @@ pub struct Vault {
     /// Wakes the campaign workers when a campaign starts.
     campaigns_wake: Arc<tokio::sync::Notify>,
     alerts_wake: Arc<tokio::sync::Notify>,
+    decoys_planted: std::sync::atomic::AtomicU64,
     /// Signs the audit log's checkpoints.
     checkpoint_key: Arc<SigningKey>,
     /// The checkpoint key's public half under the log's origin.
@@ -159,6 +161,7 @@ impl Vault {
             jobs_wake: Default::default(),
             campaigns_wake: Default::default(),
             alerts_wake: Default::default(),
+            decoys_planted: Default::default(),
             hosts: Default::default(),
             checkpoint_key,
             log_key,
@@ -240,6 +243,16 @@ impl Vault {
 
     pub(crate) fn jobs_wake(&self) -> &Arc<tokio::sync::Notify> {
         &self.jobs_wake
+    }
+
+    /// The events this server committed lately, for the followers of the log.
+    pub(crate) fn tap(&self) -> &Arc<tap::Tap> {
+        self.writer.tap()
+    }
+
+    /// Decoy plants this server made (the detector reads the registry again when it moves).
+    pub(crate) fn decoys_planted(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.decoys_planted
     }
 
     /// Woken when an alert is stored, for its notice.

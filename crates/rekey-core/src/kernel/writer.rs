@@ -40,6 +40,7 @@ pub use crate::stats::WriterStats;
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     stats: Arc<WriterStats>,
+    tap: Arc<super::tap::Tap>,
 }
 
 impl Writer {
@@ -56,11 +57,18 @@ impl Writer {
         let stats = stats.unwrap_or_default();
         stats.head_seq.store(head_seq, Ordering::SeqCst);
         let chain: Arc<ChainFn> = Arc::new(move |prev: &[u8; 32], bytes: &[u8]| key.chain(prev, bytes));
+        let tap = Arc::new(super::tap::Tap::default());
+        let done = Done { stats: stats.clone(), tap: tap.clone() };
         match store.blocking_writes() {
-            Some(writes) => start_threads(Arc::from(writes), chain, rx, stats.clone())?,
-            None => drop(tokio::spawn(run(store, chain, rx, stats.clone()))),
+            Some(writes) => start_threads(Arc::from(writes), chain, rx, done)?,
+            None => drop(tokio::spawn(run(store, chain, rx, done))),
         }
-        Ok(Self { tx, stats })
+        Ok(Self { tx, stats, tap })
+    }
+
+    /// The events this writer committed lately (see `tap`).
+    pub(crate) fn tap(&self) -> &Arc<super::tap::Tap> {
+        &self.tap
     }
 
     /// The writer's counters.
@@ -93,6 +101,13 @@ impl Writer {
     }
 }
 
+/// Where a durable batch is counted and published.
+#[derive(Clone)]
+struct Done {
+    stats: Arc<WriterStats>,
+    tap: Arc<super::tap::Tap>,
+}
+
 /// Batches applied but not yet durable, at most. The next batch is applied while the previous
 /// one syncs; beyond that the writer waits, and requests gather into a larger batch.
 const UNSYNCED: usize = 2;
@@ -116,17 +131,18 @@ fn start_threads(
     writes: Arc<dyn BlockingWrites>,
     chain: Arc<ChainFn>,
     mut rx: mpsc::Receiver<Job>,
-    stats: Arc<WriterStats>,
+    done: Done,
 ) -> std::io::Result<()> {
+    let stats = done.stats.clone();
     const _: () = assert!(UNSYNCED == 2, "one batch syncing and one handed over");
     let failed = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = std::sync::mpsc::sync_channel::<Unsynced>(0);
     std::thread::Builder::new().name("rekey-audit-sync".into()).spawn({
-        let (writes, stats, failed) = (writes.clone(), stats.clone(), failed.clone());
+        let (writes, done, failed) = (writes.clone(), done.clone(), failed.clone());
         move || {
             while let Ok(batch) = synced_rx.recv() {
                 let synced = !failed.load(Ordering::SeqCst) && synced_or_failed(writes.sync(), &failed);
-                answer(vec![batch], synced, &stats);
+                answer(vec![batch], synced, &done);
             }
         }
     })?;
@@ -186,8 +202,10 @@ fn synced_or_failed(result: Result<(), rekey_store::StoreError>, failed: &Atomic
     }
 }
 
-/// Answers the requests of synced batches, or refuses them if the sync failed.
-fn answer(batches: Vec<Unsynced>, synced: bool, stats: &WriterStats) {
+/// Answers the requests of synced batches (and publishes their events), or refuses them if the
+/// sync failed.
+fn answer(batches: Vec<Unsynced>, synced: bool, done: &Done) {
+    let stats = &done.stats;
     for batch in batches {
         if !synced {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
@@ -200,14 +218,16 @@ fn answer(batches: Vec<Unsynced>, synced: bool, stats: &WriterStats) {
         for (reply, result) in batch.replies.into_iter().zip(batch.applied.results) {
             let _ = reply.send(Ok(result));
         }
+        done.tap.publish(batch.applied.records);
     }
 }
 
-async fn run(store: Arc<dyn Store>, chain: Arc<ChainFn>, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
+async fn run(store: Arc<dyn Store>, chain: Arc<ChainFn>, mut rx: mpsc::Receiver<Job>, done: Done) {
     let slots = Arc::new(tokio::sync::Semaphore::new(UNSYNCED));
     let failed = Arc::new(AtomicBool::new(false));
     let (synced_tx, synced_rx) = mpsc::unbounded_channel();
-    tokio::spawn(sync(store.clone(), synced_rx, stats.clone(), failed.clone()));
+    let stats = done.stats.clone();
+    tokio::spawn(sync(store.clone(), synced_rx, done, failed.clone()));
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -227,16 +247,11 @@ async fn run(store: Arc<dyn Store>, chain: Arc<ChainFn>, mut rx: mpsc::Receiver<
 /// Syncs committed batches, as many as are waiting at once, and only then answers their
 /// requests. A failed sync may have lost them, and the disk can no longer be trusted to hold
 /// later ones: every request from then on is refused until the server restarts.
-async fn sync(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<Unsynced>,
-    stats: Arc<WriterStats>,
-    failed: Arc<AtomicBool>,
-) {
+async fn sync(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Unsynced>, done: Done, failed: Arc<AtomicBool>) {
     let mut waiting = Vec::new();
     while rx.recv_many(&mut waiting, MAX_BATCH).await > 0 {
         let synced = !failed.load(Ordering::SeqCst) && synced_or_failed(store.sync().await, &failed);
-        answer(std::mem::take(&mut waiting), synced, &stats);
+        answer(std::mem::take(&mut waiting), synced, &done);
     }
 }
 

@@ -193,9 +193,9 @@ impl Engine {
     pub fn observe(&mut self, e: &AuditRecord, world: &dyn World) -> Vec<Finding> {
         let mut found = Vec::new();
         let at = e.time.as_micros();
-        let action: Option<AuditAction> = e.action.parse().ok();
+        let reveal = e.action == AuditAction::CredReveal.as_str();
         if self.on(Rule::Decoy)
-            && action.is_some_and(|a| DECOY_SIGHTS.contains(&a))
+            && (reveal || DECOY_SIGHTS.iter().any(|a| a.as_str() == e.action))
             && !e.resource.is_empty()
             && world.is_decoy(&e.resource)
         {
@@ -224,10 +224,7 @@ impl Engine {
                 found.extend(self.single(Rule::DeadToken, e, "", summary, resources_of(e)));
             }
         }
-        if self.on(Rule::BulkRead)
-            && action == Some(AuditAction::CredReveal)
-            && e.outcome == AuditOutcome::Success
-            && e.principal.starts_with("token:")
+        if self.on(Rule::BulkRead) && reveal && e.outcome == AuditOutcome::Success && e.principal.starts_with("token:")
         {
             found.extend(self.bulk_read(e, at));
         }
@@ -292,9 +289,18 @@ impl Engine {
                 }
             }
         }
-        let reads = self.reads.entry(e.principal.clone()).or_default();
+        // No allocation for a principal and a credential seen before (the usual read).
+        let reads = match self.reads.get_mut(&e.principal) {
+            Some(r) => r,
+            None => self.reads.entry(e.principal.clone()).or_default(),
+        };
         reads.last_at = at;
-        reads.latest.insert(e.resource.clone(), (at, e.seq));
+        match reads.latest.get_mut(&e.resource) {
+            Some(seen) => *seen = (at, e.seq),
+            None => {
+                reads.latest.insert(e.resource.clone(), (at, e.seq));
+            }
+        }
         if reads.latest.len() <= limit {
             return None;
         }

@@ -209,4 +209,7 @@ pub struct Applied {
     pub results: Vec<OpResult>,
     /// The sequence number of the last audit event written.
     pub last_seq: i64,
+    /// The audit events as written (sequence numbers set; a failed operation's marked), in
+    /// order: what a follower of the log would read back.
+    pub records: Vec<rekey_types::AuditRecord>,
 }

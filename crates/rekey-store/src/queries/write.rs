@@ -389,7 +389,7 @@ pub(crate) async fn apply<C: Conn>(
             args![seq, mac.to_vec(), frontier.size() as i64, tree::edge_bytes(&frontier)],
         )
         .await?;
-        Ok(Applied { results, last_seq: seq })
+        Ok(Applied { results, last_seq: seq, records: records.into_iter().map(|(r, _)| r).collect() })
     }
     .await;
     finish(c, result).await
