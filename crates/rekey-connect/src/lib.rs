@@ -39,6 +39,7 @@ pub mod oidc;
 pub mod pop3;
 pub mod siem;
 pub mod smtp;
+pub mod taxii;
 mod tls;
 pub mod witness;
 

@@ -28,6 +28,7 @@ pub mod response;
 pub mod rules;
 pub mod siem;
 pub mod stats;
+pub mod stix;
 pub mod tenants;
 pub mod throttle;
 pub mod tokens;

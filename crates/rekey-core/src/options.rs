@@ -209,6 +209,10 @@ pub struct DetectOptions {
     pub email: Vec<String>,
     /// Delivery attempts of an alert's notice.
     pub max_attempts: u32,
+    /// Threat feeds whose listed addresses the `feed-address` rule looks for.
+    pub feeds: Vec<FeedOptions>,
+    /// The name a shared incident is published under (its STIX `identity`).
+    pub publisher: String,
 }
 
 impl Default for DetectOptions {
@@ -220,6 +224,28 @@ impl Default for DetectOptions {
             webhook: false,
             email: Vec::new(),
             max_attempts: 5,
+            feeds: Vec::new(),
+            publisher: "Rekey operator".into(),
         }
     }
+}
+
+/// Where a feed's indicators come from.
+#[derive(Clone)]
+pub enum FeedSource {
+    /// A STIX 2.1 bundle in a file, read whole at each pass.
+    File(std::path::PathBuf),
+    /// A TAXII 2.1 collection, read from where the last pass ended.
+    Taxii(rekey_connect::taxii::Collection),
+}
+
+/// One threat feed; from `[[detect.feeds]]`.
+#[derive(Clone)]
+pub struct FeedOptions {
+    /// Its name (in alerts, metrics and the store).
+    pub name: String,
+    /// Where from.
+    pub source: FeedSource,
+    /// Between reads.
+    pub interval: Duration,
 }

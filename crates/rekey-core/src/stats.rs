@@ -32,13 +32,15 @@ pub struct WriterStats {
     /// Requests refused over their token's rate limit.
     pub rate_limited: AtomicU64,
     /// Alerts this server stored, per rule (in the order of `rules::Rule::ALL`).
-    pub alerts: [AtomicU64; 4],
+    pub alerts: [AtomicU64; 6],
     /// The last audit event the detector looked at.
     pub detector_seq: AtomicI64,
     /// Alert notices delivered, and attempts that failed.
     pub alert_notices: AtomicU64,
     /// See `alert_notices`.
     pub alert_notice_failures: AtomicU64,
+    /// Reads of a threat feed that failed (tried again at the feed's next interval).
+    pub feed_failures: AtomicU64,
 }
 
 /// Counters for `/metrics`; shared so they survive a seal and unseal.

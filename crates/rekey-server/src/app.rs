@@ -294,6 +294,7 @@ pub(crate) fn api_routes(max_body: usize, max_import: usize) -> OpenApiRouter<Ap
         .routes(routes!(incidents::items))
         .routes(routes!(incidents::contain))
         .routes(routes!(incidents::close))
+        .routes(routes!(incidents::share))
         .routes(routes!(crate::alerts::list))
         .routes(routes!(crate::alerts::show))
         .routes(routes!(crate::alerts::ack))

@@ -6,6 +6,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use rekey_core::incidents::{ContainReport, IncidentItemView, IncidentReport, IncidentView, OpenIncident};
+use rekey_core::response::share::ShareOptions;
+use rekey_core::stix::bundle::Tlp;
 use rekey_types::{AuditAction, CredRef, ErrorCode, IncidentId, Timestamp};
 use serde::Deserialize;
 
@@ -204,4 +206,48 @@ pub(crate) async fn close(
     let session = s.session(&ctx, AuditAction::IncidentClose, resource).await?;
     let id = session.input(incident_id(&id, &ctx)).await?;
     Ok(Json(session.vault.close_incident(&session.caller, id).await.map_err(core(&ctx))?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShareQuery {
+    /// The TLP 2.0 marking: `clear`, `green`, `amber` (the default), `amber+strict` or `red`.
+    #[param(pattern = "^(clear|green|amber|amber\\+strict|red)$")]
+    tlp: Option<String>,
+    /// Name the tenants (default false: the bundle gives counts only).
+    name_tenants: Option<bool>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/incidents/{id}/stix",
+    operation_id = "share_incident",
+    tag = "incidents",
+    summary = "The incident as a STIX 2.1 bundle to share: sources, stolen certificates, sightings, timeline; TLP 2.0",
+    params(crate::openapi::IdPath, ShareQuery),
+    responses((status = 200, description = "A STIX 2.1 bundle", body = Object), crate::openapi::ApiErrors),
+    security(("bearer" = [])),
+    extensions(("x-rekey-roles" = json!(["operator", "auditor"])))
+)]
+pub(crate) async fn share(
+    State(s): State<AppState>,
+    ctx: ReqCtx,
+    Path(id): Path<String>,
+    q: Result<Query<ShareQuery>, QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let resource = audit_resource(&format!("incident:{id}"));
+    let session = s.session(&ctx, AuditAction::IncidentShare, resource).await?;
+    let parsed = (|| {
+        let q = query(q, &ctx)?;
+        let tlp = match q.tlp.as_deref() {
+            None => Tlp::Amber,
+            Some(t) => Tlp::parse(t).ok_or_else(|| {
+                ApiError::new(ErrorCode::BadRequest, "tlp is clear, green, amber, amber+strict or red", ctx.request_id)
+            })?,
+        };
+        Ok((incident_id(&id, &ctx)?, ShareOptions { tlp, name_tenants: q.name_tenants.unwrap_or(false) }))
+    })();
+    let (id, options) = session.input(parsed).await?;
+    Ok(Json(session.vault.share_incident(&session.caller, id, options).await.map_err(core(&ctx))?))
 }

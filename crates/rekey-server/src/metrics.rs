@@ -142,6 +142,11 @@ impl Collector for AuditCollector {
                 s.siem_failures.load(Ordering::Relaxed),
             ),
             (
+                "rekey_feed_failures",
+                "Reads of a threat feed that failed (tried again at the feed's next interval)",
+                s.feed_failures.load(Ordering::Relaxed),
+            ),
+            (
                 "rekey_rate_limited_requests",
                 "Requests refused because their token was over its role's rate limit ([limits.rate])",
                 s.rate_limited.load(Ordering::Relaxed),

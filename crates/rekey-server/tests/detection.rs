@@ -393,3 +393,162 @@ async fn servers_sharing_postgresql_store_each_alert_once() {
     let raised = events.as_array().unwrap().iter().filter(|e| e["action"] == "alert.raise").count();
     assert_eq!(raised, 1, "raised by the server that stored it");
 }
+
+/// The test TAXII server (`scripts/peers/taxii.sh`), or `None` outside CI without one.
+fn taxii() -> Option<(String, String)> {
+    match (std::env::var("REKEY_TEST_TAXII_URL"), std::env::var("REKEY_TEST_TAXII_COLLECTION")) {
+        (Ok(url), Ok(collection)) => Some((url, collection)),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "REKEY_TEST_TAXII_URL must be set under CI (scripts/test.sh)");
+            eprintln!("SKIPPED: set REKEY_TEST_TAXII_* or run scripts/test.sh");
+            None
+        }
+    }
+}
+
+/// Adds STIX objects to the test collection (with curl, as any publisher would).
+fn publish(url: &str, collection: &str, objects: Value) {
+    let body = json!({ "objects": objects }).to_string();
+    let user = format!(
+        "{}:{}",
+        std::env::var("REKEY_TEST_TAXII_USER").unwrap(),
+        std::env::var("REKEY_TEST_TAXII_PASSWORD").unwrap()
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "-u", &user, "-H", "Content-Type: application/taxii+json;version=2.1"])
+        .args(["-H", "Accept: application/taxii+json;version=2.1", "--data-binary", &body])
+        .arg(format!("{url}collections/{collection}/objects/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn indicator(id: &str, pattern: &str, valid_until: Option<&str>) -> Value {
+    let mut i = json!({
+        "type": "indicator", "spec_version": "2.1", "id": id,
+        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+        "name": "botnet exit", "indicator_types": ["malicious-activity"],
+        "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00.000Z",
+    });
+    if let Some(u) = valid_until {
+        i["valid_until"] = json!(u);
+    }
+    i
+}
+
+#[tokio::test]
+async fn an_address_a_taxii_feed_lists_is_alerted_within_one_poll_and_the_feed_resumes_after_a_restart() {
+    let Some((url, collection)) = taxii() else { return };
+    // Addresses of this run only (the collection is shared by the test run).
+    let n = common::uuid_like();
+    let (a, b) = (
+        u8::from_str_radix(&n[n.len() - 2..], 16).unwrap(),
+        u8::from_str_radix(&n[n.len() - 4..n.len() - 2], 16).unwrap(),
+    );
+    let listed = format!("127.91.{a}.{b}");
+    let expired = format!("127.92.{a}.{b}");
+    let feed = |c: &mut rekey_server::Config| {
+        c.detect.interval = "50ms".into();
+        c.detect.feeds = vec![rekey_server::config::FeedSection {
+            name: "isac".into(),
+            taxii: Some(url.clone()),
+            collection: Some(collection.clone()),
+            user_env: Some("REKEY_TEST_TAXII_USER".into()),
+            password_env: Some("REKEY_TEST_TAXII_PASSWORD".into()),
+            interval: Some("2s".into()),
+            ..Default::default()
+        }];
+    };
+    let t = TestApp::spawn_configured(None, feed).await;
+    t.tenant("acme", "uk").await;
+    t.put("acme/dir", "pw").await;
+    let connector = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"]})).await;
+    let from_listed = TestApp::router_from(&t.app, &format!("{listed}:40000"));
+    let from_expired = TestApp::router_from(&t.app, &format!("{expired}:40000"));
+    let reveal_from = |router: axum::Router| {
+        let (t, connector) = (&t, connector.clone());
+        async move {
+            t.call_on(&router, Method::POST, "/v1/tenants/acme/credentials/dir/reveal", Some(&connector), None)
+                .await
+                .status
+        }
+    };
+    // The collection is the test run's, this test's alone (shared incidents go to another); it
+    // lasts the run, so only alerts about this run's addresses count.
+    let here = [listed.as_str(), expired.as_str()];
+    assert_eq!(reveal_from(from_listed.clone()).await, StatusCode::OK);
+    settle(&t).await;
+    assert!(feed_alerts(&t, &here).await.is_empty(), "not listed yet");
+
+    let published = Instant::now();
+    publish(
+        &url,
+        &collection,
+        json!([
+            indicator(&format!("indicator--{}", uuid_v4(&n, 1)), &format!("[ipv4-addr:value = '{listed}']"), None),
+            indicator(
+                &format!("indicator--{}", uuid_v4(&n, 2)),
+                &format!("[ipv4-addr:value = '{expired}']"),
+                Some("2026-02-01T00:00:00.000Z")
+            ),
+            indicator(&format!("indicator--{}", uuid_v4(&n, 3)), "[domain-name:value = 'evil.example']", None),
+        ]),
+    );
+    let found = loop {
+        assert_eq!(reveal_from(from_listed.clone()).await, StatusCode::OK, "listed, not refused: an alert");
+        assert_eq!(reveal_from(from_expired.clone()).await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let found = feed_alerts(&t, &here).await;
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(published.elapsed() < Duration::from_secs(10), "no alert 10 s after the indicator was published");
+    };
+    let took = published.elapsed();
+    assert!(took < Duration::from_millis(3500), "matched {took:?} after publishing; the poll interval is 2 s");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["source"], listed);
+    assert!(found[0]["summary"].as_str().unwrap().contains("listed by feed isac"), "{}", found[0]["summary"]);
+    settle(&t).await;
+    let sources: Vec<Value> = feed_alerts(&t, &here).await.iter().map(|a| a["source"].clone()).collect();
+    assert_eq!(sources, [json!(listed)], "an expired indicator raises nothing");
+    let events = t.root(Method::GET, "/v1/audit/events?n=200", None).await.body;
+    let read: Vec<&Value> = events.as_array().unwrap().iter().filter(|e| e["action"] == "feed.read").collect();
+    assert!(read.iter().any(|e| e["detail"].as_str().unwrap().contains("not_understood=")), "{read:?}");
+
+    // After a restart the feed resumes where it stopped, and its listings still hold.
+    let t = t.restart_configured(None, feed).await;
+    let other = t.token(json!({"role": "connector", "tenant": "acme", "credentials": ["dir"]})).await;
+    let router = TestApp::router_from(&t.app, &format!("{listed}:40000"));
+    let r = t.call_on(&router, Method::POST, "/v1/tenants/acme/credentials/dir/reveal", Some(&other), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut alerted = false;
+    for _ in 0..100 {
+        if feed_alerts(&t, &here).await.len() == 2 {
+            alerted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alerted, "listed from the store after a restart");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let events = t.root(Method::GET, "/v1/audit/events?n=100", None).await.body;
+    let reads_after = events.as_array().unwrap().iter().filter(|e| e["action"] == "feed.read").count();
+    assert_eq!(reads_after, read.len(), "nothing read again: the feed resumed after what it had");
+}
+
+/// A version 4 UUID made of the run's `n` (hex) and an index: ids unique to this run.
+fn uuid_v4(n: &str, i: u8) -> String {
+    let h = format!("{n:0>30}{i:02x}");
+    let h = &h[h.len() - 32..];
+    format!("{}-{}-4{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+}
+
+/// The `feed-address` alerts about these source addresses.
+async fn feed_alerts(t: &TestApp, sources: &[&str]) -> Vec<Value> {
+    alerts(t)
+        .await
+        .into_iter()
+        .filter(|a| a["rule"] == "feed-address" && sources.iter().any(|s| a["source"] == *s))
+        .collect()
+}

@@ -329,6 +329,14 @@ pub trait Store: Send + Sync + 'static {
     async fn alert_notified(&self, id: AlertId, at: Option<Timestamp>) -> Result<(), StoreError>;
     /// The live decoy credentials, of one tenant if given.
     async fn decoys(&self, tenant: Option<TenantId>) -> Result<Vec<DecoyRow>, StoreError>;
+    /// Per source address, what `principal` did from it since `since` (at most 1,000 sources).
+    async fn sources_of(&self, principal: &str, since: Timestamp) -> Result<Vec<SourceUse>, StoreError>;
+    /// Applies one read of a threat feed (in one transaction); answers how many indicators it took.
+    async fn apply_feed(&self, update: FeedUpdate) -> Result<usize, StoreError>;
+    /// Every indicator of every feed.
+    async fn feed_indicators(&self) -> Result<Vec<FeedIndicatorRow>, StoreError>;
+    /// Where the next read of a TAXII feed starts.
+    async fn feed_cursor(&self, feed: &str) -> Result<Option<String>, StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

@@ -567,6 +567,25 @@ impl Store for SqlStore {
         run!(self, read, |c| q::decoys(c, tenant))
     }
 
+    async fn sources_of(&self, principal: &str, since: Timestamp) -> Result<Vec<SourceUse>, StoreError> {
+        let (principal, since) = (principal.to_owned(), since.as_micros());
+        run!(self, read, |c| q::sources_of(c, principal, since))
+    }
+
+    async fn apply_feed(&self, update: FeedUpdate) -> Result<usize, StoreError> {
+        let now = Timestamp::now().as_micros();
+        run!(self, write_other, |c| q::apply_feed(c, update, now))
+    }
+
+    async fn feed_indicators(&self) -> Result<Vec<FeedIndicatorRow>, StoreError> {
+        run!(self, read, |c| q::feed_indicators(c))
+    }
+
+    async fn feed_cursor(&self, feed: &str) -> Result<Option<String>, StoreError> {
+        let feed = feed.to_owned();
+        run!(self, read, |c| q::feed_cursor(c, feed))
+    }
+
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         run!(self, read, |c| q::audit_page(c, after, limit))
     }

@@ -117,6 +117,7 @@ audit_actions! {
     IncidentContain = "incident.contain", "ManageIncidents", "Containment of an incident was asked for.";
     IncidentContainPlan = "incident.contain.plan", "ManageIncidents", "The plan of a containment was shown (a dry run).";
     IncidentContained = "incident.contained", "ManageIncidents", "An incident's containment was carried out (tokens and certificates revoked, keys marked, reads frozen).";
+    IncidentShare = "incident.share", "ReadIncidents", "A caller had an incident written as a STIX 2.1 bundle to share (with its TLP, and whether it names tenants).";
     IncidentClose = "incident.close", "ManageIncidents", "An incident was closed.";
     CampaignStart = "campaign.start", "ManageIncidents", "A rotation campaign started for an incident.";
     CampaignList = "campaign.list", "ReadIncidents", "A caller listed campaigns.";
@@ -136,6 +137,7 @@ audit_actions! {
     DecoyList = "decoy.list", "ManageDecoys", "An operator listed a tenant's decoy credentials (decoys are planted as ordinary `cred.put` events, so that only operators can tell them apart).";
     AlertRaise = "alert.raise", "system", "A detection rule raised an alert (its rule and severity; the alert itself names the principal and what it touched).";
     AlertAct = "alert.act", "system", "A rule's automatic action on an alert was carried out (a token revoked, an incident opened and its credentials frozen), or failed.";
+    FeedRead = "feed.read", "system", "A threat feed was read and what it lists changed (indicators taken, revoked, not understood).";
     AlertList = "alert.list", "ManageAlerts", "An operator listed alerts.";
     AlertShow = "alert.show", "ManageAlerts", "An operator read an alert.";
     AlertAck = "alert.ack", "ManageAlerts", "An operator acknowledged an alert (with a note).";

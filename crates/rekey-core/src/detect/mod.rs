@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod decoys;
+mod feeds;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -18,7 +19,7 @@ use rekey_store::{AlertRow, WriteOp};
 use rekey_types::{AlertId, AlertState, AuditAction, AuditOutcome, AuditRecord, RuleAction, Timestamp, TokenId};
 
 use crate::failures::DEAD_TOKEN;
-use crate::rules::{Engine, Finding, Rule, Rules, World};
+use crate::rules::{Engine, Finding, Listing, Listings, Rule, Rules, World};
 use crate::{Caller, CoreError, Vault};
 
 /// Events read per batch.
@@ -27,8 +28,8 @@ pub const BATCH: u32 = 1_000;
 const CURSOR: &str = "detector";
 /// The name the detector's own acts are audited under.
 pub const ACTOR: &str = "system:detector";
-/// Decoys planted by other servers (on PostgreSQL) are read this often; this server's own plants
-/// at once.
+/// Decoys planted and feeds read by other servers (on PostgreSQL) are read this often; this
+/// server's own at once.
 const DECOYS_EVERY: Duration = Duration::from_secs(10);
 /// Token ids remembered as issued or not (the dead-token rule asks the store once per id).
 const KNOWN_TOKENS: usize = 100_000;
@@ -44,6 +45,10 @@ struct Follower {
     decoys_loaded: Option<(u64, Instant)>,
     /// Token ids (as `token:<id>`) known to be issued or not.
     tokens: HashMap<String, bool>,
+    /// The addresses the threat feeds list.
+    listings: Listings,
+    /// When the listings were read, and how many feed reads this server had made then.
+    listings_loaded: Option<(u64, Instant)>,
     /// When the position was last stored.
     stored_at: Instant,
 }
@@ -61,6 +66,8 @@ impl Vault {
             decoys: HashSet::new(),
             decoys_loaded: None,
             tokens: HashMap::new(),
+            listings: Listings::default(),
+            listings_loaded: None,
             stored_at: Instant::now(),
         }));
         let wake = self.tap().wake();
@@ -68,6 +75,7 @@ impl Vault {
             let follower = follower.clone();
             async move { vault.detect_pass(&follower).await }
         });
+        self.clone().start_feeds();
         if options.webhook || !options.email.is_empty() {
             let wake = self.alerts_wake().clone();
             self.repeat(Duration::from_secs(10), Some(wake), "alert notices", |vault| async move {
@@ -89,12 +97,16 @@ impl Vault {
             if self.is_closed() {
                 return Ok(());
             }
-            let (events, full) = match self.tap().after(from) {
-                Some(batches) => (following(&batches, from), false),
+            // Held here while `events` borrows from them.
+            let (batches, page);
+            let (events, full): (Vec<&AuditRecord>, bool) = match self.tap().after(from) {
+                Some(b) => {
+                    batches = b;
+                    (following(&batches, from), false)
+                }
                 None => {
-                    let page = self.store().audit_page(from, BATCH).await?;
-                    let full = page.len() == BATCH as usize;
-                    (page.into_iter().map(|e| e.record).collect::<Vec<_>>(), full)
+                    page = self.store().audit_page(from, BATCH).await?;
+                    (page.iter().map(|e| &e.record).collect(), page.len() == BATCH as usize)
                 }
             };
             let Some(last) = events.last().map(|e| e.seq) else { break };
@@ -106,11 +118,16 @@ impl Vault {
                     self.store().decoys(None).await?.into_iter().map(|d| format!("{}/{}", d.tenant, d.name)).collect();
                 f.decoys_loaded = Some((planted, Instant::now()));
             }
-            self.learn_tokens(&mut f, events.iter()).await?;
+            let read = self.feeds_read().load(Ordering::SeqCst);
+            if f.listings_loaded.is_none_or(|(n, at)| n != read || at.elapsed() >= DECOYS_EVERY) {
+                f.listings = listings(self.store().feed_indicators().await?);
+                f.listings_loaded = Some((read, Instant::now()));
+            }
+            self.learn_tokens(&mut f, &events).await?;
             let mut found = Vec::new();
             {
-                let Follower { engine, decoys, tokens, .. } = &mut *f;
-                let world = Known { decoys, tokens };
+                let Follower { engine, decoys, tokens, listings, .. } = &mut *f;
+                let world = Known { decoys, tokens, listings };
                 for e in &events {
                     found.extend(engine.observe(e, &world));
                 }
@@ -134,7 +151,7 @@ impl Vault {
     }
 
     /// Looks up, once each, the tokens presented dead in these events.
-    async fn learn_tokens(&self, f: &mut Follower, events: std::slice::Iter<'_, AuditRecord>) -> Result<(), CoreError> {
+    async fn learn_tokens(&self, f: &mut Follower, events: &[&AuditRecord]) -> Result<(), CoreError> {
         for e in events {
             if e.detail != DEAD_TOKEN || f.tokens.contains_key(&e.principal) {
                 continue;
@@ -246,6 +263,7 @@ impl Vault {
 struct Known<'a> {
     decoys: &'a HashSet<String>,
     tokens: &'a HashMap<String, bool>,
+    listings: &'a Listings,
 }
 
 impl World for Known<'_> {
@@ -255,10 +273,30 @@ impl World for Known<'_> {
     fn token_exists(&self, principal: &str) -> bool {
         self.tokens.get(principal).copied().unwrap_or(false)
     }
+    fn listings(&self) -> &Listings {
+        self.listings
+    }
+}
+
+/// The address indicators of the feeds, for the rules.
+fn listings(rows: Vec<rekey_store::FeedIndicatorRow>) -> Listings {
+    let mut out = Listings::default();
+    for r in rows.into_iter().filter(|r| r.kind == "address") {
+        let Ok(net) = r.value.parse::<ipnet::IpNet>() else { continue };
+        let listing = Listing {
+            feed: r.feed,
+            name: r.name,
+            stix_id: r.stix_id,
+            valid_from: r.valid_from.as_micros(),
+            valid_until: r.valid_until.map(Timestamp::as_micros),
+        };
+        out.add(net, listing);
+    }
+    out
 }
 
 /// The events of `batches` after `from`, in order, while each follows the last without a gap.
-fn following(batches: &[std::sync::Arc<[AuditRecord]>], from: i64) -> Vec<AuditRecord> {
+fn following(batches: &[std::sync::Arc<[AuditRecord]>], from: i64) -> Vec<&AuditRecord> {
     let mut next = from + 1;
     let mut out = Vec::new();
     for e in batches.iter().flat_map(|b| b.iter()) {
@@ -268,7 +306,7 @@ fn following(batches: &[std::sync::Arc<[AuditRecord]>], from: i64) -> Vec<AuditR
         if e.seq > next {
             break;
         }
-        out.push(e.clone());
+        out.push(e);
         next += 1;
     }
     out

@@ -69,6 +69,7 @@ pub struct Vault {
     campaigns_wake: Arc<tokio::sync::Notify>,
     alerts_wake: Arc<tokio::sync::Notify>,
     decoys_planted: std::sync::atomic::AtomicU64,
+    feeds_read: std::sync::atomic::AtomicU64,
     /// Signs the audit log's checkpoints.
     checkpoint_key: Arc<SigningKey>,
     /// The checkpoint key's public half under the log's origin.
@@ -162,6 +163,7 @@ impl Vault {
             campaigns_wake: Default::default(),
             alerts_wake: Default::default(),
             decoys_planted: Default::default(),
+            feeds_read: Default::default(),
             hosts: Default::default(),
             checkpoint_key,
             log_key,
@@ -253,6 +255,12 @@ impl Vault {
     /// Decoy plants this server made (the detector reads the registry again when it moves).
     pub(crate) fn decoys_planted(&self) -> &std::sync::atomic::AtomicU64 {
         &self.decoys_planted
+    }
+
+    /// Feed reads of this server that changed what a feed lists (the detector reads the
+    /// listings again when it moves).
+    pub(crate) fn feeds_read(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.feeds_read
     }
 
     /// Woken when an alert is stored, for its notice.

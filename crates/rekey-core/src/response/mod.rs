@@ -4,3 +4,4 @@
 
 pub mod campaigns;
 pub mod incidents;
+pub mod share;

@@ -4,6 +4,7 @@
 //! raised it) is the same everywhere (docs/detection.md).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RuleAction, Severity, Timestamp};
@@ -27,11 +28,17 @@ pub enum Rule {
     OutsideCidr,
     /// A revoked or expired token (or a real token id with a wrong secret) is presented.
     DeadToken,
+    /// A request comes from an address a threat feed lists.
+    FeedAddress,
+    /// A threat feed lists a certificate of the inventory (checked when the feed is read, not
+    /// per event).
+    FeedCertificate,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 4] = [Rule::BulkRead, Rule::Decoy, Rule::OutsideCidr, Rule::DeadToken];
+    pub const ALL: [Rule; 6] =
+        [Rule::BulkRead, Rule::Decoy, Rule::OutsideCidr, Rule::DeadToken, Rule::FeedAddress, Rule::FeedCertificate];
 
     /// The name the configuration and the alerts use.
     pub const fn name(self) -> &'static str {
@@ -40,6 +47,8 @@ impl Rule {
             Rule::Decoy => "decoy",
             Rule::OutsideCidr => "outside-cidr",
             Rule::DeadToken => "dead-token",
+            Rule::FeedAddress => "feed-address",
+            Rule::FeedCertificate => "feed-certificate",
         }
     }
 
@@ -55,6 +64,8 @@ impl Rule {
             Rule::Decoy => Severity::Critical,
             Rule::OutsideCidr => Severity::Medium,
             Rule::DeadToken => Severity::Medium,
+            Rule::FeedAddress => Severity::High,
+            Rule::FeedCertificate => Severity::Critical,
         }
     }
 }
@@ -78,7 +89,7 @@ impl Default for RuleConfig {
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Per rule, in the order of [`Rule::ALL`].
-    pub rules: [RuleConfig; 4],
+    pub rules: [RuleConfig; 6],
     /// Bulk read: more than this many distinct credentials...
     pub bulk_distinct: usize,
     /// ... revealed by one principal within this long.
@@ -91,7 +102,7 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Self {
-            rules: [RuleConfig::default(); 4],
+            rules: [RuleConfig::default(); 6],
             bulk_distinct: 100,
             bulk_within: Duration::from_secs(600),
             repeat_after: Duration::from_secs(600),
@@ -146,6 +157,70 @@ pub trait World {
     fn is_decoy(&self, resource: &str) -> bool;
     /// Whether `token:<id>` names a token that was issued.
     fn token_exists(&self, principal: &str) -> bool;
+    /// The threat feeds' listings of addresses.
+    fn listings(&self) -> &Listings;
+}
+
+/// What the threat feeds list, by address: an indicator's feed, name, and validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The feed's name.
+    pub feed: String,
+    /// The indicator's name.
+    pub name: String,
+    /// Its STIX id.
+    pub stix_id: String,
+    /// From when (micros).
+    pub valid_from: i64,
+    /// Until when (micros), if it says.
+    pub valid_until: Option<i64>,
+}
+
+/// The listed blocks, looked up by address in at most one hash probe per prefix length in use.
+#[derive(Debug, Default)]
+pub struct Listings {
+    by_prefix: HashMap<(u8, IpAddr), Vec<Listing>>,
+    /// The prefix lengths in use (IPv4 or not, length), longest first.
+    prefixes: Vec<(bool, u8)>,
+}
+
+impl Listings {
+    /// Lists `net` as `listing`.
+    pub fn add(&mut self, net: ipnet::IpNet, listing: Listing) {
+        let p = (net.addr().is_ipv4(), net.prefix_len());
+        if !self.prefixes.contains(&p) {
+            self.prefixes.push(p);
+            self.prefixes.sort_unstable_by_key(|p| std::cmp::Reverse(p.1));
+        }
+        self.by_prefix.entry((p.1, net.network())).or_default().push(listing);
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty()
+    }
+
+    /// The listing in force at `at` (micros) of the most specific block holding `addr`.
+    pub fn find(&self, addr: IpAddr, at: i64) -> Option<&Listing> {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
+            v4 => v4,
+        };
+        for &(v4, len) in &self.prefixes {
+            if v4 != addr.is_ipv4() {
+                continue;
+            }
+            let Ok(net) = ipnet::IpNet::new(addr, len) else { continue };
+            let found = self
+                .by_prefix
+                .get(&(len, net.network()))
+                .and_then(|l| l.iter().find(|l| l.valid_from <= at && l.valid_until.is_none_or(|u| at < u)));
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
 }
 
 /// The actions on a decoy that raise an alert, whatever their outcome.
@@ -222,6 +297,22 @@ impl Engine {
                     e.action
                 );
                 found.extend(self.single(Rule::DeadToken, e, "", summary, resources_of(e)));
+            }
+        }
+        if self.on(Rule::FeedAddress) && !e.source.is_empty() && !world.listings().is_empty() {
+            if let Some(l) = e.source.parse::<IpAddr>().ok().and_then(|a| world.listings().find(a, at)) {
+                let summary = format!(
+                    "{} {} ({}) from {}, listed by feed {} as {:?} ({})",
+                    e.principal,
+                    e.action,
+                    e.outcome.as_str(),
+                    e.source,
+                    l.feed,
+                    l.name,
+                    l.stix_id
+                );
+                let about = e.source.clone();
+                found.extend(self.single(Rule::FeedAddress, e, &about, summary, resources_of(e)));
             }
         }
         if self.on(Rule::BulkRead) && reveal && e.outcome == AuditOutcome::Success && e.principal.starts_with("token:")

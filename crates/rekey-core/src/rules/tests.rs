@@ -3,6 +3,7 @@ use super::*;
 struct Known {
     decoys: Vec<&'static str>,
     tokens: Vec<&'static str>,
+    listings: Listings,
 }
 
 impl World for Known {
@@ -12,10 +13,24 @@ impl World for Known {
     fn token_exists(&self, principal: &str) -> bool {
         self.tokens.contains(&principal)
     }
+    fn listings(&self) -> &Listings {
+        &self.listings
+    }
 }
 
 fn world() -> Known {
-    Known { decoys: vec!["acme/svc-backup"], tokens: vec!["token:revoked"] }
+    let mut listings = Listings::default();
+    let listing = |name: &str, from: i64, until: Option<i64>| Listing {
+        feed: "isac".into(),
+        name: name.into(),
+        stix_id: format!("indicator--{name}"),
+        valid_from: from,
+        valid_until: until,
+    };
+    listings.add("203.0.113.0/24".parse().unwrap(), listing("block", 0, None));
+    listings.add("198.51.100.7/32".parse().unwrap(), listing("expired", 0, Some(1_000)));
+    listings.add("2001:db8::/32".parse().unwrap(), listing("v6", 0, None));
+    Known { decoys: vec!["acme/svc-backup"], tokens: vec!["token:revoked"], listings }
 }
 
 struct Log {
@@ -177,4 +192,30 @@ fn a_rule_switched_off_raises_nothing() {
     assert!(engine.observe(&log.reveal(0.0, "token:x", "acme/svc-backup"), &w).is_empty());
     assert_eq!(Rule::parse("bulk-read"), Some(Rule::BulkRead));
     assert_eq!(Rule::parse("bulk"), None);
+}
+
+#[test]
+fn a_request_from_a_listed_address_is_raised_while_its_listing_holds() {
+    let mut engine = Engine::new(rules(100, 60));
+    let mut log = Log::new();
+    let w = world();
+    let from = |log: &mut Log, source: &str| {
+        let mut e = log.reveal(1.0, "token:x", "acme/directory");
+        e.source = source.into();
+        e
+    };
+    let e = from(&mut log, "203.0.113.77");
+    let found = engine.observe(&e, &w);
+    assert_eq!((found.len(), found[0].rule), (1, Rule::FeedAddress));
+    assert!(found[0].summary.contains("listed by feed isac as \"block\""), "{}", found[0].summary);
+    let e = from(&mut log, "203.0.113.77");
+    assert!(engine.observe(&e, &w).is_empty(), "quiet for the same principal and address");
+    let e = from(&mut log, "::ffff:203.0.113.8");
+    assert_eq!(engine.observe(&e, &w).len(), 1, "an IPv4 client seen over IPv6");
+    let e = from(&mut log, "2001:db8:1::5");
+    assert_eq!(engine.observe(&e, &w).len(), 1);
+    for clean in ["198.51.100.7", "192.0.2.1", "2001:db9::1", ""] {
+        let e = from(&mut log, clean);
+        assert!(engine.observe(&e, &w).is_empty(), "{clean}: expired, unlisted or none");
+    }
 }

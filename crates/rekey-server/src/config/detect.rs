@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rekey_core::options::DetectOptions;
+use rekey_core::options::{DetectOptions, FeedOptions, FeedSource};
 use rekey_core::rules::{Rule, RuleConfig, Rules};
 use rekey_types::RuleAction;
 use serde::Deserialize;
@@ -37,6 +37,38 @@ pub struct DetectConfig {
     /// `[detect.rules.<name>]`.
     #[serde(default)]
     pub rules: BTreeMap<String, RuleSection>,
+    /// `[[detect.feeds]]`: threat feeds.
+    #[serde(default)]
+    pub feeds: Vec<FeedSection>,
+    /// The name shared incidents are published under.
+    #[serde(default)]
+    pub publisher: Option<String>,
+}
+
+/// `[[detect.feeds]]`: one threat feed, a file or a TAXII 2.1 collection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    /// Its name: 1 to 64 of `a-z0-9-`.
+    pub name: String,
+    /// A STIX 2.1 bundle in a file, read whole at each interval.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
+    /// A TAXII 2.1 API root, e.g. `https://taxii.example.org/api1/`.
+    #[serde(default)]
+    pub taxii: Option<String>,
+    /// The collection's id (with `taxii`).
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// The environment variables holding the basic-auth user and password (with `taxii`).
+    #[serde(default)]
+    pub user_env: Option<String>,
+    /// See `user_env`.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Between reads (default 5m).
+    #[serde(default)]
+    pub interval: Option<String>,
 }
 
 /// `[detect.rules.<name>]`: one rule's settings.
@@ -83,6 +115,8 @@ impl Default for DetectConfig {
             email: Vec::new(),
             max_attempts: default_attempts(),
             rules: BTreeMap::new(),
+            feeds: Vec::new(),
+            publisher: None,
         }
     }
 }
@@ -111,7 +145,10 @@ fn duration(field: &'static str, text: &str, range: (Duration, Duration)) -> Res
 impl Config {
     /// The detection settings, checked: rule names, actions, ranges, and that a notice has
     /// somewhere to go.
-    pub(crate) fn detect_options(&self) -> Result<DetectOptions, ConfigError> {
+    pub(crate) fn detect_options(
+        &self,
+        egress: &std::sync::Arc<rekey_connect::EgressPolicy>,
+    ) -> Result<DetectOptions, ConfigError> {
         let d = &self.detect;
         let interval = duration("detect.interval", &d.interval, (Duration::from_millis(10), Duration::from_secs(60)))?;
         let repeat_after = duration(
@@ -160,6 +197,10 @@ impl Config {
                     duration("detect.rules.within", w, (Duration::from_secs(1), Duration::from_secs(86_400)))?;
             }
         }
+        let publisher = d.publisher.clone().unwrap_or_else(|| "Rekey operator".into());
+        if publisher.trim().is_empty() || publisher.len() > 200 || publisher.chars().any(char::is_control) {
+            return Err(invalid("detect.publisher", "one line of 1 to 200 characters"));
+        }
         Ok(DetectOptions {
             enabled: d.enabled,
             rules,
@@ -167,6 +208,58 @@ impl Config {
             webhook: d.webhook,
             email: d.email.clone(),
             max_attempts: d.max_attempts,
+            feeds: self.feeds(egress)?,
+            publisher,
         })
+    }
+
+    /// The threat feeds, checked; a TAXII feed's credentials read from their variables now.
+    fn feeds(&self, egress: &std::sync::Arc<rekey_connect::EgressPolicy>) -> Result<Vec<FeedOptions>, ConfigError> {
+        let mut out: Vec<FeedOptions> = Vec::new();
+        for f in &self.detect.feeds {
+            let name = &f.name;
+            if name.is_empty()
+                || name.len() > 64
+                || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid("detect.feeds.name", format!("{name:?}: 1 to 64 of a-z, 0-9 and -")));
+            }
+            if out.iter().any(|o| &o.name == name) {
+                return Err(invalid("detect.feeds.name", format!("{name} twice")));
+            }
+            let interval = duration(
+                "detect.feeds.interval",
+                f.interval.as_deref().unwrap_or("5m"),
+                (Duration::from_secs(1), Duration::from_secs(86_400)),
+            )?;
+            let var = |field: &'static str, v: &Option<String>| -> Result<String, ConfigError> {
+                let v = v.as_ref().ok_or_else(|| invalid(field, format!("{name}: needed with taxii")))?;
+                std::env::var(v).map_err(|_| invalid(field, format!("{name}: the environment variable {v} is not set")))
+            };
+            let source = match (&f.file, &f.taxii) {
+                (Some(path), None) => FeedSource::File(path.clone()),
+                (None, Some(root)) => {
+                    let collection = f
+                        .collection
+                        .as_deref()
+                        .ok_or_else(|| invalid("detect.feeds.collection", format!("{name}: needed with taxii")))?;
+                    let user = var("detect.feeds.user_env", &f.user_env)?;
+                    let password = var("detect.feeds.password_env", &f.password_env)?;
+                    let c = rekey_connect::taxii::Collection::new(
+                        root,
+                        collection,
+                        user,
+                        password,
+                        Duration::from_secs(30),
+                        egress.clone(),
+                    )
+                    .map_err(|e| invalid("detect.feeds.taxii", format!("{name}: {e}")))?;
+                    FeedSource::Taxii(c)
+                }
+                _ => return Err(invalid("detect.feeds", format!("{name}: give exactly one of file and taxii"))),
+            };
+            out.push(FeedOptions { name: name.clone(), source, interval });
+        }
+        Ok(out)
     }
 }

@@ -12,7 +12,7 @@ mod env;
 mod options;
 mod sections;
 
-pub use detect::{DetectConfig, RuleSection};
+pub use detect::{DetectConfig, FeedSection, RuleSection};
 pub use sections::*;
 
 /// A value that must not be printed (a database URL may hold a password).

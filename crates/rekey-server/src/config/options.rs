@@ -61,6 +61,7 @@ impl Config {
         // One policy for the connectors, the notice relay and the webhook.
         let egress = self.egress.policy()?;
         let campaign = self.campaign_options(&egress)?;
+        let detect = self.detect_options(&egress)?;
         Ok(rekey_core::VaultOptions {
             campaign,
             cert_lifetime_secs: self.certificates.lifetime_secs()?,
@@ -82,7 +83,7 @@ impl Config {
             throttle: std::sync::Arc::new(rekey_core::throttle::Throttle::new(self.throttle_options()?)),
             checkpoints: self.checkpoint_options()?,
             siem: self.siem_options()?,
-            detect: self.detect_options()?,
+            detect,
             jwt_roles: self.jwt_roles()?,
             oidc: self.oidc.as_ref().map(|o| o.options()).transpose()?,
             ..Default::default()

@@ -36,3 +36,23 @@ CREATE TABLE decoys (
     planted_at INTEGER NOT NULL
 );
 CREATE INDEX decoys_tenant ON decoys (tenant_id);
+
+-- Threat feeds: the indicators each feed lists now (an address block or a certificate hash per
+-- row), and how far each TAXII collection was read (its added_after).
+CREATE TABLE feed_indicators (
+    feed TEXT NOT NULL,
+    stix_id TEXT NOT NULL,
+    value TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    modified INTEGER NOT NULL,
+    valid_from INTEGER NOT NULL,
+    valid_until INTEGER,
+    PRIMARY KEY (feed, stix_id, value)
+);
+
+CREATE TABLE feed_state (
+    feed TEXT PRIMARY KEY,
+    added_after TEXT,
+    polled_at INTEGER NOT NULL
+);

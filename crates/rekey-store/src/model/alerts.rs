@@ -74,3 +74,39 @@ pub struct DecoyRow {
     /// When.
     pub planted_at: Timestamp,
 }
+
+/// One observable of one indicator a threat feed lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedIndicatorRow {
+    /// The feed's name.
+    pub feed: String,
+    /// The indicator's STIX id.
+    pub stix_id: String,
+    /// `address` (a CIDR block) or `certificate` (a SHA-256 or SHA-1 thumbprint, hex).
+    pub kind: String,
+    /// The block or the thumbprint.
+    pub value: String,
+    /// The indicator's name.
+    pub name: String,
+    /// Its `modified` time: a later version replaces this one.
+    pub modified: Timestamp,
+    /// From when it holds.
+    pub valid_from: Timestamp,
+    /// Until when, if it says.
+    pub valid_until: Option<Timestamp>,
+}
+
+/// What one read of a feed changes.
+#[derive(Debug, Clone, Default)]
+pub struct FeedUpdate {
+    /// The feed.
+    pub feed: String,
+    /// Drop everything the feed listed before (a file is read whole each time).
+    pub replace: bool,
+    /// Indicators listed (each replaces the earlier versions of its id, unless older).
+    pub listed: Vec<FeedIndicatorRow>,
+    /// Indicators revoked, with their `modified` times.
+    pub revoked: Vec<(String, Timestamp)>,
+    /// Where the next read of a TAXII collection starts (its `added_after`).
+    pub added_after: Option<String>,
+}

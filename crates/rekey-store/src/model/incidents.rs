@@ -124,3 +124,20 @@ pub struct IncidentItemRow {
     /// Bits into the incident's `reasons`.
     pub reasons: u64,
 }
+
+/// Where a principal acted from: one source address's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUse {
+    /// The address.
+    pub source: String,
+    /// Its events, any action and outcome.
+    pub events: i64,
+    /// Its successful reveals.
+    pub reveals: i64,
+    /// The distinct credentials they read.
+    pub credentials: i64,
+    /// Its first event.
+    pub first: Timestamp,
+    /// Its last event.
+    pub last: Timestamp,
+}

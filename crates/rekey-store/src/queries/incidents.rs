@@ -549,3 +549,32 @@ pub(super) async fn close_incident<C: Conn>(c: &mut C, id: &IncidentId, at: &Tim
     )
     .await
 }
+
+/// Where a principal acted from since `since` (micros): per source address, its events, its
+/// successful reveals and the credentials they read, first and last (the shared account of an
+/// incident; docs/detection.md).
+pub(crate) async fn sources_of<C: Conn>(
+    c: &mut C,
+    principal: String,
+    since: i64,
+) -> Result<Vec<crate::model::SourceUse>, StoreError> {
+    let sql = format!(
+        "SELECT a.source AS source, COUNT(*) AS events, \
+         SUM(CASE WHEN a.action = 'cred.reveal' AND a.outcome = 'success' THEN 1 ELSE 0 END) AS reveals, \
+         COUNT(DISTINCT CASE WHEN a.action = 'cred.reveal' AND a.outcome = 'success' THEN a.resource END) AS credentials, \
+         MIN(a.time) AS first_at, MAX(a.time) AS last_at \
+         FROM audit_events a WHERE {} AND a.time >= $2 AND a.source <> '' \
+         GROUP BY a.source ORDER BY a.source LIMIT 1000",
+        audit_where(c.backend(), "principal", "$1", None)
+    );
+    all(c.query(&sql, args![principal, since]).await?, |r| {
+        Ok(crate::model::SourceUse {
+            source: r.text("source")?,
+            events: r.int("events")?,
+            reveals: r.int("reveals")?,
+            credentials: r.int("credentials")?,
+            first: ts(r, "first_at")?,
+            last: ts(r, "last_at")?,
+        })
+    })
+}
