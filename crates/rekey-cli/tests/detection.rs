@@ -320,3 +320,73 @@ fn a_shared_incident_validates_names_no_tenant_unless_asked_and_round_trips_thro
     assert!(fails(&s.rekey(admin["secret"].as_str().unwrap(), &["incident", "share", &id], None)).contains("forbidden"));
     assert!(fails(&s.rekey(&token, &["incident", "share", &id], None)).contains("unauthenticated"));
 }
+
+#[test]
+fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.json");
+    std::fs::write(&feed, r#"{"type": "bundle", "id": "bundle--0b1c9e2a-4f3d-4c5b-9a8e-7d6c5b4a3f2e", "objects": []}"#)
+        .unwrap();
+    let config = format!(
+        "[detect]\ninterval = \"100ms\"\n[[detect.feeds]]\nname = \"local\"\nfile = \"{}\"\ninterval = \"1s\"\n",
+        feed.display()
+    );
+    let cfg = dir.path().join("rekey.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let args = dev_with_config(&dir.path().join("data"), &cfg);
+    let s = Server::start(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>(), "http");
+    let root = s.root_token();
+    ok(&s.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
+    let (cert, key, _) = openssl_cert(dir.path(), "app");
+    let put_app = [
+        "cred",
+        "put",
+        "acme/graph",
+        "--kind",
+        "entra-app",
+        "--set",
+        "token_url=https://login.example/token",
+        "--set",
+        "client_id=00000000-0000-4000-8000-000000000001",
+        "--set",
+        "scope=https://graph.microsoft.com/.default",
+        "--cert-file",
+        cert.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    ok(&s.rekey(&root, &put_app, None));
+    let certs = json(&s.rekey(&root, &["cert", "list", "-o", "json"], None));
+    let sha256 = certs[0]["sha256"].as_str().unwrap().to_owned();
+    let indicator = |id: &str, pattern: String| {
+        serde_json::json!({
+            "type": "indicator", "spec_version": "2.1", "id": id, "created": "2026-01-01T00:00:00.000Z",
+            "modified": "2026-01-01T00:00:00.000Z", "name": "published by a peer", "pattern": pattern,
+            "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00.000Z",
+        })
+    };
+    let bundle = serde_json::json!({"type": "bundle", "id": "bundle--1b1c9e2a-4f3d-4c5b-9a8e-7d6c5b4a3f2e", "objects": [
+        indicator("indicator--2b1c9e2a-4f3d-4c5b-9a8e-7d6c5b4a3f2e", format!("[x509-certificate:hashes.'SHA-256' = '{}']", sha256.to_uppercase())),
+        indicator("indicator--3b1c9e2a-4f3d-4c5b-9a8e-7d6c5b4a3f2e", "[ipv4-addr:value = '127.0.0.0/8']".into()),
+    ]});
+    std::fs::write(&feed, bundle.to_string()).unwrap();
+    let started = Instant::now();
+    let rules = loop {
+        let list = json(&s.rekey(&root, &["alert", "list", "-o", "json"], None));
+        let rules: Vec<String> =
+            list.as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap().to_owned()).collect();
+        if rules.contains(&"feed-certificate".to_owned()) && rules.contains(&"feed-address".to_owned()) {
+            break list;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{list}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stolen = rules.as_array().unwrap().iter().find(|a| a["rule"] == "feed-certificate").unwrap();
+    assert_eq!(stolen["severity"], "critical");
+    assert_eq!(stolen["resources"], serde_json::json!(["acme/graph"]));
+    assert!(stolen["summary"].as_str().unwrap().contains(&sha256));
+    // Escalated: an incident of the credential that holds the certificate.
+    let id = stolen["id"].as_str().unwrap();
+    let escalated = json(&s.rekey(&root, &["alert", "escalate", id], None));
+    assert_eq!(escalated["incident"]["incident"]["scope"], serde_json::json!(["cred:acme/graph"]));
+}
