@@ -172,28 +172,7 @@ fn a_shared_incident_validates_names_no_tenant_unless_asked_and_round_trips_thro
         ));
     }
     // An application's certificate, stolen with the token.
-    let (cert, key, _) = openssl_cert(dir.path(), "app");
-    let app = format!("{tenant}/graph");
-    let put_app = [
-        "cred",
-        "put",
-        &app,
-        "--kind",
-        "entra-app",
-        "--set",
-        "token_url=https://login.example/token",
-        "--set",
-        "client_id=00000000-0000-4000-8000-000000000001",
-        "--set",
-        "scope=https://graph.microsoft.com/.default",
-        "--cert-file",
-        cert.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ];
-    ok(&s.rekey(&root, &put_app, None));
-    let certs = json(&s.rekey(&root, &["cert", "list", "-o", "json"], None));
-    let thumbprint = certs[0]["sha256"].as_str().unwrap().to_owned();
+    let thumbprint = certificate_app(&s, &root, dir.path(), &format!("{tenant}/graph"));
     let stolen = json(&s.rekey(
         &root,
         &[
@@ -337,27 +316,7 @@ fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both
     let s = Server::start(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>(), "http");
     let root = s.root_token();
     ok(&s.rekey(&root, &["tenant", "create", "acme", "--region", "uk"], None));
-    let (cert, key, _) = openssl_cert(dir.path(), "app");
-    let put_app = [
-        "cred",
-        "put",
-        "acme/graph",
-        "--kind",
-        "entra-app",
-        "--set",
-        "token_url=https://login.example/token",
-        "--set",
-        "client_id=00000000-0000-4000-8000-000000000001",
-        "--set",
-        "scope=https://graph.microsoft.com/.default",
-        "--cert-file",
-        cert.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ];
-    ok(&s.rekey(&root, &put_app, None));
-    let certs = json(&s.rekey(&root, &["cert", "list", "-o", "json"], None));
-    let sha256 = certs[0]["sha256"].as_str().unwrap().to_owned();
+    let sha256 = certificate_app(&s, &root, dir.path(), "acme/graph");
     let indicator = |id: &str, pattern: String| {
         serde_json::json!({
             "type": "indicator", "spec_version": "2.1", "id": id, "created": "2026-01-01T00:00:00.000Z",
@@ -389,4 +348,32 @@ fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both
     let id = stolen["id"].as_str().unwrap();
     let escalated = json(&s.rekey(&root, &["alert", "escalate", id], None));
     assert_eq!(escalated["incident"]["incident"]["scope"], serde_json::json!(["cred:acme/graph"]));
+}
+
+/// Stores `cref` as an entra-app credential that signs in with a certificate of its own (in the
+/// inventory from then on); answers the certificate's SHA-256 thumbprint.
+fn certificate_app(s: &Server, root: &str, dir: &std::path::Path, cref: &str) -> String {
+    let (cert, key, _) = openssl_cert(dir, &cref.replace('/', "-"));
+    let put = [
+        "cred",
+        "put",
+        cref,
+        "--kind",
+        "entra-app",
+        "--set",
+        "token_url=https://login.example/token",
+        "--set",
+        "client_id=00000000-0000-4000-8000-000000000001",
+        "--set",
+        "scope=https://graph.microsoft.com/.default",
+        "--cert-file",
+        cert.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    ok(&s.rekey(root, &put, None));
+    let certs = json(&s.rekey(root, &["cert", "list", "-o", "json"], None));
+    let (tenant, name) = cref.split_once('/').unwrap();
+    let found = certs.as_array().unwrap().iter().find(|c| c["tenant"] == tenant && c["credential"] == name);
+    found.expect("the certificate is in the inventory")["sha256"].as_str().unwrap().to_owned()
 }

@@ -29,3 +29,15 @@ pub(crate) fn client(
     }
     .build()
 }
+
+/// Why a request failed, in one line a log or an error may show: no URL (it may hold a token),
+/// the egress policy's refusal as it says it, a timeout as such.
+pub(crate) fn failure_text(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "no answer in time".into()
+    } else if let Some(denied) = crate::egress::denied_in(&e) {
+        denied.to_string()
+    } else {
+        crate::error::one_line(&e.without_url().to_string())
+    }
+}

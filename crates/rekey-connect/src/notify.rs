@@ -75,15 +75,7 @@ impl Webhook {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                NotifyError::Webhook(if e.is_timeout() {
-                    "no answer in time".into()
-                } else if let Some(denied) = crate::egress::denied_in(&e) {
-                    denied.to_string()
-                } else {
-                    crate::error::one_line(&e.without_url().to_string())
-                })
-            })?;
+            .map_err(|e| NotifyError::Webhook(crate::http::failure_text(e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -97,15 +97,7 @@ impl Collection {
             .basic_auth(&self.user, Some(self.password.as_str()))
             .send()
             .await
-            .map_err(|e| {
-                TaxiiError::Failed(if e.is_timeout() {
-                    "no answer in time".into()
-                } else if let Some(denied) = crate::egress::denied_in(&e) {
-                    denied.to_string()
-                } else {
-                    crate::error::one_line(&e.without_url().to_string())
-                })
-            })?;
+            .map_err(|e| TaxiiError::Failed(crate::http::failure_text(e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(TaxiiError::Failed(format!("answered {status}")));
@@ -136,9 +128,7 @@ async fn capped(mut response: reqwest::Response) -> Result<Vec<u8>, TaxiiError> 
         return Err(too_large());
     }
     let mut body = Vec::new();
-    while let Some(chunk) =
-        response.chunk().await.map_err(|e| TaxiiError::Failed(crate::error::one_line(&e.without_url().to_string())))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| TaxiiError::Failed(crate::http::failure_text(e)))? {
         if body.len() + chunk.len() > MAX_ENVELOPE {
             return Err(too_large());
         }

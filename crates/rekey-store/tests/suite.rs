@@ -316,6 +316,19 @@ async fn indexed(db: &Db) {
     }
 }
 
+/// Runs `sql` on the database behind the store's back (an edit Rekey did not make).
+async fn edit(db: &Db, sql: &str) {
+    match db.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path).unwrap().execute(sql, []).unwrap();
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
 async fn apply(db: &Db, ops: Vec<Option<WriteOp>>) -> Vec<OpResult> {
     let reqs: Vec<WriteRequest> = ops.into_iter().map(|op| WriteRequest { op, audit: event("test") }).collect();
     db.store.apply(reqs, Arc::new(chain)).await.unwrap().results
@@ -411,16 +424,7 @@ async fn the_key_epoch_moves_when_a_key_row_changes(db: Db) {
     assert!(matches!(r[0], Ok(OpOk::Done)));
     let after = db.store.key_epoch().await.unwrap();
     assert!(after > retired, "{after} after {retired}");
-    let edit = "UPDATE tenant_keks SET state = 'destroyed' WHERE version = 2";
-    match db.url.strip_prefix("sqlite://") {
-        Some(path) => {
-            rusqlite::Connection::open(path).unwrap().execute(edit, []).unwrap();
-        }
-        None => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(edit).execute(&mut conn).await.unwrap();
-        }
-    }
+    edit(&db, "UPDATE tenant_keks SET state = 'destroyed' WHERE version = 2").await;
     assert!(db.store.key_epoch().await.unwrap() > after, "an edit of the database moves it too");
 }
 
@@ -1958,16 +1962,7 @@ async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
     assert_eq!((decoys[0].tenant.as_str(), decoys[0].name.as_str()), ("acme", "d"));
     assert!(db.store.decoys(Some(TenantId::generate())).await.unwrap().is_empty());
     // Of kind ldap both, so that the scheduler would check them: only the real one is due.
-    let edit = "UPDATE credentials SET kind = 'ldap'";
-    match db.url.strip_prefix("sqlite://") {
-        Some(path) => {
-            rusqlite::Connection::open(path).unwrap().execute(edit, []).unwrap();
-        }
-        None => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(edit).execute(&mut conn).await.unwrap();
-        }
-    }
+    edit(&db, "UPDATE credentials SET kind = 'ldap'").await;
     let stale = db.store.stale_health(Timestamp::now(), 100).await.unwrap();
     assert_eq!(stale.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["real"]);
 }

@@ -8,10 +8,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rekey_store::{AlertRow, FeedIndicatorRow, FeedUpdate};
-use rekey_types::{AlertId, AlertState, AuditAction, AuditOutcome, Timestamp};
+use rekey_store::{FeedIndicatorRow, FeedUpdate};
+use rekey_types::{AuditAction, AuditOutcome, Timestamp};
 
 use crate::options::{FeedOptions, FeedSource};
+use crate::rules::Finding;
 use crate::stix::indicators::{self, Read};
 use crate::stix::pattern::Observable;
 use crate::{Caller, CoreError, Vault};
@@ -26,16 +27,18 @@ impl Vault {
     pub(crate) fn start_feeds(self: Arc<Self>) {
         for feed in self.options().detect.feeds.clone() {
             let every = feed.interval;
+            // A file's digest at its last read: an unchanged file is not written again.
+            let last: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
             self.clone().repeat(every, None, "reading a threat feed", move |vault| {
-                let feed = feed.clone();
-                async move { vault.read_feed(&feed).await }
+                let (feed, last) = (feed.clone(), last.clone());
+                async move { vault.read_feed(&feed, &last).await }
             });
         }
     }
 
     /// One read of a feed: what it lists now (a file) or what was added since the last read
     /// (TAXII), written with where the next read starts.
-    async fn read_feed(&self, feed: &FeedOptions) -> Result<(), CoreError> {
+    async fn read_feed(&self, feed: &FeedOptions, last: &std::sync::Mutex<Option<Vec<u8>>>) -> Result<(), CoreError> {
         let failed = |what: String| {
             self.writer_stats().feed_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(feed = %feed.name, error = %what, "reading the threat feed failed; tried again at its next interval");
@@ -51,6 +54,11 @@ impl Vault {
                 let objects = bundle.get("objects").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
                 total = indicators::read(&objects);
                 update.replace = true;
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(&text).to_vec();
+                if last.lock().expect("never poisoned").replace(digest.clone()).as_deref() == Some(&digest[..]) {
+                    // Unchanged since the last read: only the inventory may have changed.
+                    return self.stolen_certificates(&feed.name, certificates_of(&total)).await;
+                }
             }
             FeedSource::Taxii(collection) => {
                 let mut after = self.store().feed_cursor(&feed.name).await?;
@@ -79,14 +87,7 @@ impl Vault {
         for (id, why) in total.refused.iter().take(5) {
             tracing::info!(feed = %feed.name, indicator = %id, why = %why, "an indicator of the feed was not taken");
         }
-        let certificates: Vec<(String, String, String)> = total
-            .listed
-            .iter()
-            .filter_map(|l| match &l.observable {
-                Observable::Certificate(hash) => Some((hash.clone(), l.stix_id.clone(), l.name.clone())),
-                Observable::Address(_) => None,
-            })
-            .collect();
+        let certificates = certificates_of(&total);
         update.listed = total
             .listed
             .into_iter()
@@ -142,11 +143,9 @@ impl Vault {
             let Some(cert) = self.store().certificate(&hash).await? else { continue };
             let now = Timestamp::now();
             let resource = format!("{}/{}", cert.tenant, cert.credential);
-            let alert = AlertRow {
-                id: AlertId::generate(),
-                key: format!("feed-certificate:{stix_id}:{}", cert.sha256),
-                rule: rule.name().into(),
-                severity: rule.severity(),
+            let finding = Finding {
+                rule,
+                key: format!("{}:{stix_id}:{}", rule.name(), cert.sha256),
                 principal: String::new(),
                 source: String::new(),
                 summary: format!(
@@ -159,17 +158,8 @@ impl Vault {
                 first_seen: now,
                 last_seen: now,
                 events: 1,
-                state: AlertState::Open,
-                action: rekey_types::RuleAction::None,
-                action_outcome: None,
-                handled_by: None,
-                handled_at: None,
-                note: None,
-                incident: None,
-                notify_attempts: 0,
-                notified_at: None,
-                created_at: now,
             };
+            let alert = super::alert_row(&finding, &self.options().detect.rules);
             let stored = self.store().insert_alerts(&format!("feed:{feed}"), 0, vec![alert.clone()]).await?;
             if stored.contains(&alert.id) {
                 self.raised(alert).await;
@@ -177,4 +167,15 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// The certificate indicators read: (thumbprint, indicator id, name).
+fn certificates_of(read: &Read) -> Vec<(String, String, String)> {
+    read.listed
+        .iter()
+        .filter_map(|l| match &l.observable {
+            Observable::Certificate(hash) => Some((hash.clone(), l.stix_id.clone(), l.name.clone())),
+            Observable::Address(_) => None,
+        })
+        .collect()
 }

@@ -31,6 +31,11 @@ pub const ACTOR: &str = "system:detector";
 /// Decoys planted and feeds read by other servers (on PostgreSQL) are read this often; this
 /// server's own at once.
 const DECOYS_EVERY: Duration = Duration::from_secs(10);
+/// The least time between two passes (so at most 20 a second, each taking what gathered).
+const PASS_GAP: Duration = Duration::from_millis(50);
+/// The detector's position is stored at most this often (alerts with it, at once): after a
+/// restart it goes over at most this much again, and what it raised then is stored once.
+const STORE_POSITION_EVERY: Duration = Duration::from_secs(5);
 /// Token ids remembered as issued or not (the dead-token rule asks the store once per id).
 const KNOWN_TOKENS: usize = 100_000;
 
@@ -73,7 +78,13 @@ impl Vault {
         let wake = self.tap().wake();
         self.clone().repeat(options.interval, Some(wake), "detection", move |vault| {
             let follower = follower.clone();
-            async move { vault.detect_pass(&follower).await }
+            async move {
+                let passed = vault.detect_pass(&follower).await;
+                // Under load a batch is committed every few milliseconds: a pass per batch
+                // would cost more than the rules; the next pass takes what gathered meanwhile.
+                tokio::time::sleep(PASS_GAP.min(vault.options().detect.interval)).await;
+                passed
+            }
         });
         self.clone().start_feeds();
         if options.webhook || !options.email.is_empty() {
@@ -134,7 +145,7 @@ impl Vault {
             }
             f.position = Some(last);
             from = last;
-            if !found.is_empty() || f.stored_at.elapsed() >= Duration::from_secs(1) {
+            if !found.is_empty() || f.stored_at.elapsed() >= STORE_POSITION_EVERY {
                 let rows: Vec<AlertRow> = found.iter().map(|x| alert_row(x, f.engine.rules())).collect();
                 let stored = self.store().insert_alerts(CURSOR, last, rows.clone()).await?;
                 f.stored_at = Instant::now();
