@@ -32,7 +32,7 @@ pub struct WriterStats {
     /// Requests refused over their token's rate limit.
     pub rate_limited: AtomicU64,
     /// Alerts this server stored, per rule (in the order of `rules::Rule::ALL`).
-    pub alerts: [AtomicU64; 6],
+    pub alerts: [AtomicU64; 7],
     /// The last audit event the detector looked at.
     pub detector_seq: AtomicI64,
     /// Alert notices delivered, and attempts that failed.

@@ -552,3 +552,53 @@ async fn feed_alerts(t: &TestApp, sources: &[&str]) -> Vec<Value> {
         .filter(|a| a["rule"] == "feed-address" && sources.iter().any(|s| a["source"] == *s))
         .collect()
 }
+
+#[tokio::test]
+async fn a_token_reading_faster_than_it_learned_to_is_raised_and_its_baseline_survives_a_restart() {
+    let config = |c: &mut rekey_server::Config| {
+        c.detect.interval = "50ms".into();
+        let baseline = RuleSection { learn: Some("2s".into()), factor: Some(2), floor: Some(5), ..Default::default() };
+        c.detect.rules.insert("baseline".into(), baseline);
+    };
+    let t = TestApp::spawn_configured(None, config).await;
+    t.tenant("acme", "uk").await;
+    import(&t, "acme", 10).await;
+    let bound: Vec<String> = (0..10).map(|i| format!("mail-{i}")).collect();
+    let fetcher = t.token(json!({"role": "connector", "tenant": "acme", "credentials": bound})).await;
+    let steady = t.token(json!({"role": "connector", "tenant": "acme", "credentials": bound})).await;
+    // Learning: four reads each.
+    for token in [&fetcher, &steady] {
+        for i in 0..4 {
+            assert_eq!(t.reveal_with(token, &format!("acme/mail-{i}")).await.status, StatusCode::OK);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Judged: the steady one keeps its pace; the other reads thirty at once.
+    for i in 0..4 {
+        assert_eq!(t.reveal_with(&steady, &format!("acme/mail-{i}")).await.status, StatusCode::OK);
+    }
+    for i in 0..30 {
+        assert_eq!(t.reveal_with(&fetcher, &format!("acme/mail-{}", i % 10)).await.status, StatusCode::OK);
+    }
+    let (found, _) = wait_for(&t, "baseline", Duration::from_secs(5)).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["severity"], "medium");
+    let fetcher_principal = found[0]["principal"].clone();
+    // After a restart the baseline is the stored one, not a new one still learning.
+    let t = t.restart_configured(None, config).await;
+    for i in 0..30 {
+        assert_eq!(t.reveal_with(&fetcher, &format!("acme/mail-{}", i % 10)).await.status, StatusCode::OK);
+    }
+    let mut raised = 0;
+    for _ in 0..100 {
+        raised =
+            alerts(&t).await.iter().filter(|a| a["rule"] == "baseline" && a["principal"] == fetcher_principal).count();
+        if raised == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(raised, 2, "judged at once after the restart");
+    let all = alerts(&t).await;
+    assert!(all.iter().filter(|a| a["rule"] == "baseline").all(|a| a["principal"] == fetcher_principal), "{all:?}");
+}

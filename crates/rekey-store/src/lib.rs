@@ -337,6 +337,10 @@ pub trait Store: Send + Sync + 'static {
     async fn feed_indicators(&self) -> Result<Vec<FeedIndicatorRow>, StoreError>;
     /// Where the next read of a TAXII feed starts.
     async fn feed_cursor(&self, feed: &str) -> Result<Option<String>, StoreError>;
+    /// Stores tokens' baselines (the `baseline` rule's memory), each replacing the one before.
+    async fn save_baselines(&self, rows: Vec<(String, BaselineRow)>) -> Result<(), StoreError>;
+    /// Every stored baseline.
+    async fn baselines(&self) -> Result<Vec<(String, BaselineRow)>, StoreError>;
     /// The last `n` events, oldest first.
     async fn audit_tail(&self, n: u32) -> Result<Vec<StoredAudit>, StoreError>;
     /// Up to `limit` events with `seq > after`, in order.

@@ -59,7 +59,9 @@ mod tokens;
 mod tree;
 mod write;
 
-pub(crate) use alerts::{alert, alert_notified, alerts, decoys, insert_alerts, unnotified_alerts};
+pub(crate) use alerts::{
+    alert, alert_notified, alerts, baselines, decoys, insert_alerts, save_baselines, unnotified_alerts,
+};
 pub(crate) use audit::*;
 pub(crate) use campaigns::*;
 pub(crate) use certificates::*;

@@ -586,6 +586,14 @@ impl Store for SqlStore {
         run!(self, read, |c| q::feed_cursor(c, feed))
     }
 
+    async fn save_baselines(&self, rows: Vec<(String, BaselineRow)>) -> Result<(), StoreError> {
+        run!(self, write_other, |c| q::save_baselines(c, rows))
+    }
+
+    async fn baselines(&self) -> Result<Vec<(String, BaselineRow)>, StoreError> {
+        run!(self, read, |c| q::baselines(c))
+    }
+
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<StoredAudit>, StoreError> {
         run!(self, read, |c| q::audit_page(c, after, limit))
     }

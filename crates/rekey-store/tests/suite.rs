@@ -1910,8 +1910,8 @@ fn alert(key: &str, seq: i64) -> AlertRow {
 
 /// An alert's key is stored once, whoever stores it again (another server evaluating the same
 /// log); the detector's position moves with it and never back; an alert is handled once; its
-/// notice is retried until delivered or out of attempts; a decoy is listed apart and never
-/// among the credentials the scheduler checks, nor in a campaign.
+/// notice is retried until delivered or out of attempts; a token's baseline replaces the one
+/// before; a decoy is listed apart and never among the credentials the scheduler checks.
 async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
     let first = alert("decoy:token:x:7", 7);
     let stored =
@@ -1947,6 +1947,13 @@ async fn alerts_are_stored_once_by_key_and_decoys_are_kept_apart(db: Db) {
     assert_eq!(pending.len(), 1, "out of attempts");
     db.store.alert_notified(pending[0].id, Some(Timestamp::now())).await.unwrap();
     assert!(db.store.unnotified_alerts(2, 10).await.unwrap().is_empty());
+
+    let base = |busiest| BaselineRow { first_at: 7, hours: 0b1010, busiest };
+    db.store.save_baselines(vec![("token:a".into(), base(3)), ("token:b".into(), base(4))]).await.unwrap();
+    db.store.save_baselines(vec![("token:a".into(), base(9))]).await.unwrap();
+    let mut stored = db.store.baselines().await.unwrap();
+    stored.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(stored, [("token:a".to_owned(), base(9)), ("token:b".to_owned(), base(4))], "the latest of each token");
 
     let tenant = create_tenant(&db, "acme", "uk").await;
     let decoy = CredentialId::generate();

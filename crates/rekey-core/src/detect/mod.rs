@@ -15,10 +15,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rekey_store::{AlertRow, WriteOp};
+use rekey_store::{AlertRow, BaselineRow, WriteOp};
 use rekey_types::{AlertId, AlertState, AuditAction, AuditOutcome, AuditRecord, RuleAction, Timestamp, TokenId};
 
 use crate::failures::DEAD_TOKEN;
+use crate::rules::baseline::Baseline;
 use crate::rules::{Engine, Finding, Listing, Listings, Rule, Rules, World};
 use crate::{Caller, CoreError, Vault};
 
@@ -102,7 +103,15 @@ impl Vault {
         let mut f = follower.lock().await;
         let mut from = match f.position {
             Some(p) => p,
-            None => self.store().siem_cursor(CURSOR).await?,
+            None => {
+                let stored = self.store().baselines().await?;
+                f.engine.baselines().load(
+                    stored
+                        .into_iter()
+                        .map(|(p, b)| (p, Baseline { first_at: b.first_at, hours: b.hours, busiest: b.busiest })),
+                );
+                self.store().siem_cursor(CURSOR).await?
+            }
         };
         loop {
             if self.is_closed() {
@@ -147,6 +156,16 @@ impl Vault {
             from = last;
             if !found.is_empty() || f.stored_at.elapsed() >= STORE_POSITION_EVERY {
                 let rows: Vec<AlertRow> = found.iter().map(|x| alert_row(x, f.engine.rules())).collect();
+                let changed: Vec<(String, BaselineRow)> = f
+                    .engine
+                    .baselines()
+                    .take_changed()
+                    .into_iter()
+                    .map(|(p, b)| (p, BaselineRow { first_at: b.first_at, hours: b.hours, busiest: b.busiest }))
+                    .collect();
+                if !changed.is_empty() {
+                    self.store().save_baselines(changed).await?;
+                }
                 let stored = self.store().insert_alerts(CURSOR, last, rows.clone()).await?;
                 f.stored_at = Instant::now();
                 for row in rows.into_iter().filter(|r| stored.contains(&r.id)) {

@@ -3,6 +3,8 @@
 //! the same log finds the same things, and a finding's key (rule, principal, the event that
 //! raised it) is the same everywhere (docs/detection.md).
 
+pub mod baseline;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use rekey_types::{AuditAction, AuditOutcome, AuditRecord, RuleAction, Severity, Timestamp};
 
 use crate::failures::{DEAD_TOKEN, OUTSIDE_CIDRS};
+use baseline::{Baselines, Learning, Unusual};
 
 /// At most this many credentials are named in one finding (the count says how many there were).
 pub const MAX_RESOURCES: usize = 1_000;
@@ -33,12 +36,22 @@ pub enum Rule {
     /// A threat feed lists a certificate of the inventory (checked when the feed is read, not
     /// per event).
     FeedCertificate,
+    /// A token reads in an hour it never read in, or faster than it ever did (a baseline
+    /// learned from its own reads).
+    Baseline,
 }
 
 impl Rule {
     /// Every rule.
-    pub const ALL: [Rule; 6] =
-        [Rule::BulkRead, Rule::Decoy, Rule::OutsideCidr, Rule::DeadToken, Rule::FeedAddress, Rule::FeedCertificate];
+    pub const ALL: [Rule; 7] = [
+        Rule::BulkRead,
+        Rule::Decoy,
+        Rule::OutsideCidr,
+        Rule::DeadToken,
+        Rule::FeedAddress,
+        Rule::FeedCertificate,
+        Rule::Baseline,
+    ];
 
     /// The name the configuration and the alerts use.
     pub const fn name(self) -> &'static str {
@@ -49,6 +62,7 @@ impl Rule {
             Rule::DeadToken => "dead-token",
             Rule::FeedAddress => "feed-address",
             Rule::FeedCertificate => "feed-certificate",
+            Rule::Baseline => "baseline",
         }
     }
 
@@ -66,6 +80,7 @@ impl Rule {
             Rule::DeadToken => Severity::Medium,
             Rule::FeedAddress => Severity::High,
             Rule::FeedCertificate => Severity::Critical,
+            Rule::Baseline => Severity::Medium,
         }
     }
 }
@@ -89,7 +104,7 @@ impl Default for RuleConfig {
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Per rule, in the order of [`Rule::ALL`].
-    pub rules: [RuleConfig; 6],
+    pub rules: [RuleConfig; 7],
     /// Bulk read: more than this many distinct credentials...
     pub bulk_distinct: usize,
     /// ... revealed by one principal within this long.
@@ -97,15 +112,24 @@ pub struct Rules {
     /// A rule raises again for the same principal (and, for decoys, the same credential) only
     /// after this long.
     pub repeat_after: Duration,
+    /// Baseline: how long a token's reads are learned before they are judged...
+    pub baseline_learn: Duration,
+    /// ... a minute is unusual above this many times its busiest...
+    pub baseline_factor: u32,
+    /// ... and at least this many reads.
+    pub baseline_floor: u32,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Self {
-            rules: [RuleConfig::default(); 6],
+            rules: [RuleConfig::default(); 7],
             bulk_distinct: 100,
             bulk_within: Duration::from_secs(600),
             repeat_after: Duration::from_secs(600),
+            baseline_learn: Duration::from_secs(7 * 86_400),
+            baseline_factor: 3,
+            baseline_floor: 30,
         }
     }
 }
@@ -244,6 +268,7 @@ struct Reads {
 /// The engine: the rules' state between events.
 pub struct Engine {
     rules: Rules,
+    baselines: Baselines,
     reads: HashMap<String, Reads>,
     /// (rule, principal, credential or "") → raised until.
     quiet: HashMap<(Rule, String, String), i64>,
@@ -256,12 +281,17 @@ fn micros(d: Duration) -> i64 {
 impl Engine {
     /// An engine with no history.
     pub fn new(rules: Rules) -> Self {
-        Self { rules, reads: HashMap::new(), quiet: HashMap::new() }
+        Self { rules, baselines: Baselines::default(), reads: HashMap::new(), quiet: HashMap::new() }
     }
 
     /// The rules it runs.
     pub fn rules(&self) -> &Rules {
         &self.rules
+    }
+
+    /// The tokens' baselines (to load at start and store as they change).
+    pub fn baselines(&mut self) -> &mut Baselines {
+        &mut self.baselines
     }
 
     /// Looks at one event (in the log's order); answers what it raised.
@@ -313,6 +343,30 @@ impl Engine {
                 );
                 let about = e.source.clone();
                 found.extend(self.single(Rule::FeedAddress, e, &about, summary, resources_of(e)));
+            }
+        }
+        if self.on(Rule::Baseline) && reveal && e.outcome == AuditOutcome::Success && e.principal.starts_with("token:")
+        {
+            let learning = Learning {
+                learn: micros(self.rules.baseline_learn),
+                factor: self.rules.baseline_factor,
+                floor: self.rules.baseline_floor,
+            };
+            if let Some(unusual) = self.baselines.read(&e.principal, at, learning, MAX_PRINCIPALS) {
+                let summary = match unusual {
+                    Unusual::Hour(h) => format!(
+                        "{} revealed {} at {h:02}:00 UTC, an hour it had not read in before, from {}",
+                        e.principal,
+                        e.resource,
+                        source(e)
+                    ),
+                    Unusual::Rate { reads, busiest } => format!(
+                        "{} revealed {reads} credentials within a minute, against at most {busiest} a minute before, from {}",
+                        e.principal,
+                        source(e)
+                    ),
+                };
+                found.extend(self.single(Rule::Baseline, e, "", summary, resources_of(e)));
             }
         }
         if self.on(Rule::BulkRead) && reveal && e.outcome == AuditOutcome::Success && e.principal.starts_with("token:")

@@ -87,6 +87,15 @@ pub struct RuleSection {
     /// `bulk-read` only: ... within this long.
     #[serde(default)]
     pub within: Option<String>,
+    /// `baseline` only: how long a token's reads are learned before they are judged.
+    #[serde(default)]
+    pub learn: Option<String>,
+    /// `baseline` only: a minute is unusual above this many times the token's busiest...
+    #[serde(default)]
+    pub factor: Option<u32>,
+    /// `baseline` only: ... and at least this many reads.
+    #[serde(default)]
+    pub floor: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -185,6 +194,27 @@ impl Config {
             rules.set(rule, RuleConfig { enabled: section.enabled.unwrap_or(true), action });
             if rule != Rule::BulkRead && (section.distinct.is_some() || section.within.is_some()) {
                 return Err(invalid("detect.rules", format!("{name}: only bulk-read takes distinct and within")));
+            }
+            if rule != Rule::Baseline
+                && (section.learn.is_some() || section.factor.is_some() || section.floor.is_some())
+            {
+                return Err(invalid("detect.rules", format!("{name}: only baseline takes learn, factor and floor")));
+            }
+            if let Some(l) = &section.learn {
+                rules.baseline_learn =
+                    duration("detect.rules.learn", l, (Duration::from_secs(1), Duration::from_secs(90 * 86_400)))?;
+            }
+            if let Some(f) = section.factor {
+                if !(2..=1000).contains(&f) {
+                    return Err(invalid("detect.rules.factor", "must be from 2 to 1000"));
+                }
+                rules.baseline_factor = f;
+            }
+            if let Some(f) = section.floor {
+                if !(1..=1_000_000).contains(&f) {
+                    return Err(invalid("detect.rules.floor", "must be from 1 to 1000000"));
+                }
+                rules.baseline_floor = f;
             }
             if let Some(n) = section.distinct {
                 if n == 0 || n > 100_000 {

@@ -56,3 +56,12 @@ CREATE TABLE feed_state (
     added_after TEXT,
     polled_at INTEGER NOT NULL
 );
+
+-- The baseline rule's memory: per token, its first read, the UTC hours it reads in (a bit each)
+-- and its busiest minute.
+CREATE TABLE baselines (
+    principal TEXT PRIMARY KEY,
+    first_at INTEGER NOT NULL,
+    hours INTEGER NOT NULL,
+    busiest INTEGER NOT NULL
+);

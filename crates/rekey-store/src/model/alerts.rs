@@ -110,3 +110,14 @@ pub struct FeedUpdate {
     /// Where the next read of a TAXII collection starts (its `added_after`).
     pub added_after: Option<String>,
 }
+
+/// One token's baseline (the `baseline` detection rule's memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaselineRow {
+    /// Its first read (micros).
+    pub first_at: i64,
+    /// The UTC hours it read in, a bit each.
+    pub hours: u32,
+    /// Its busiest minute's reads.
+    pub busiest: u32,
+}

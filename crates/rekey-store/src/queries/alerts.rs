@@ -5,7 +5,7 @@ use rekey_types::{AlertId, AlertState, CredentialId, IncidentId, TenantId, Times
 
 use super::{all, begin_write, finish, id, json, json_of, kind, opt_ts, ts};
 use crate::conn::{args, Conn, OwnedRow};
-use crate::model::{AlertRow, DecoyRow};
+use crate::model::{AlertRow, BaselineRow, DecoyRow};
 use crate::StoreError;
 
 fn alert_row(r: &OwnedRow) -> Result<AlertRow, StoreError> {
@@ -207,4 +207,37 @@ pub(crate) async fn decoys<C: Conn>(c: &mut C, tenant: Option<String>) -> Result
         None => c.query(concat!(decoy_select!(), " ORDER BY t.name, c.name"), vec![]).await?,
     };
     all(rows, decoy_row)
+}
+
+/// Stores tokens' baselines (each replacing the one before), in one transaction.
+pub(crate) async fn save_baselines<C: Conn>(c: &mut C, rows: Vec<(String, BaselineRow)>) -> Result<(), StoreError> {
+    begin_write(c).await?;
+    let step = async {
+        for (principal, b) in rows {
+            c.exec(
+                "INSERT INTO baselines (principal, first_at, hours, busiest) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (principal) DO UPDATE SET first_at = excluded.first_at, hours = excluded.hours, \
+                 busiest = excluded.busiest",
+                args![principal, b.first_at, i64::from(b.hours), i64::from(b.busiest)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+    .await;
+    finish(c, step).await
+}
+
+/// Every stored baseline.
+pub(crate) async fn baselines<C: Conn>(c: &mut C) -> Result<Vec<(String, BaselineRow)>, StoreError> {
+    all(c.query("SELECT * FROM baselines", vec![]).await?, |r| {
+        Ok((
+            r.text("principal")?,
+            BaselineRow {
+                first_at: r.int("first_at")?,
+                hours: u32::try_from(r.int("hours")?).map_err(|_| super::corrupt("baselines.hours"))?,
+                busiest: u32::try_from(r.int("busiest")?).map_err(|_| super::corrupt("baselines.busiest"))?,
+            },
+        ))
+    })
 }
