@@ -166,7 +166,7 @@ pub(crate) async fn plant(
     Path(tenant): Path<String>,
     body: RawBody,
 ) -> ApiResult<Json<Vec<DecoyView>>> {
-    let session = s.session(&ctx, AuditAction::DecoyList, audit_resource(&format!("tenant:{tenant}"))).await?;
+    let session = s.session(&ctx, AuditAction::DecoyPlant, audit_resource(&format!("tenant:{tenant}"))).await?;
     let parsed = (|| {
         let b: PlantBody = parse_json(&body_bytes(body, ctx.request_id)?, ctx.request_id)?;
         let tenant = TenantName::parse(&tenant).map_err(name_error(&ctx))?;

@@ -130,6 +130,8 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
         assert_eq!(c["labels"], real["labels"]);
     }
     for token in [&admin, &auditor] {
+        let plant = t.call(Method::POST, "/v1/tenants/acme/decoys", Some(token), Some(json!({"count": 1}))).await;
+        assert_error(&plant, StatusCode::FORBIDDEN, "forbidden");
         assert_error(&t.call(Method::GET, "/v1/decoys", Some(token), None).await, StatusCode::FORBIDDEN, "forbidden");
         assert_error(&t.call(Method::GET, "/v1/alerts", Some(token), None).await, StatusCode::FORBIDDEN, "forbidden");
     }
@@ -137,6 +139,8 @@ async fn a_decoy_is_indistinguishable_to_tenant_roles_and_its_reveal_alerts_with
     let plants: Vec<&Value> = events.as_array().unwrap().iter().filter(|e| e["action"] == "cred.put").collect();
     assert_eq!(plants.len(), 5, "each decoy recorded as the put a real credential is");
     assert!(plants.iter().all(|e| e["detail"] == "kind=ldap; version=1"));
+    let refused = events.as_array().unwrap().iter().filter(|e| e["action"] == "decoy.plant").count();
+    assert_eq!(refused, 2, "the refused plants, and nothing of the one that succeeded");
     let listed = t.root(Method::GET, "/v1/decoys?tenant=acme", None).await.body;
     assert_eq!(listed.as_array().unwrap().len(), 3);
 

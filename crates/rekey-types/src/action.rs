@@ -134,6 +134,7 @@ audit_actions! {
     CampaignNotifyQueue = "campaign.notify.queue", "system", "Notices of a campaign were queued.";
     CampaignNotify = "campaign.notify", "system", "A notice was delivered (or its delivery failed).";
     CampaignRemind = "campaign.remind", "system", "Reminders were queued before a campaign's deadline.";
+    DecoyPlant = "decoy.plant", "ManageDecoys", "A plant of decoy credentials was refused or failed (a plant that succeeds is recorded as the ordinary `cred.put` of each decoy).";
     DecoyList = "decoy.list", "ManageDecoys", "An operator listed a tenant's decoy credentials (decoys are planted as ordinary `cred.put` events, so that only operators can tell them apart).";
     AlertRaise = "alert.raise", "system", "A detection rule raised an alert (its rule and severity; the alert itself names the principal and what it touched).";
     AlertAct = "alert.act", "system", "A rule's automatic action on an alert was carried out (a token revoked, an incident opened and its credentials frozen), or failed.";

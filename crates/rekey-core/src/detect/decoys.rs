@@ -50,16 +50,33 @@ impl Vault {
     pub async fn plant_decoys(&self, caller: &Caller, input: PlantDecoys) -> Result<Vec<DecoyView>, CoreError> {
         let resource = format!("tenant:{}", input.tenant);
         if let Err(e) = self.authorize(caller, Action::ManageDecoys, "decoys") {
-            return self.finish(caller, AuditAction::DecoyList, &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::DecoyPlant, &resource, Err(e)).await;
         }
         if input.count == 0 || input.count > MAX_PLANT {
             let e = CoreError::BadRequest(format!("plant 1 to {MAX_PLANT} decoys at a time"));
-            return self.finish(caller, AuditAction::DecoyList, &resource, Err(e)).await;
+            return self.finish(caller, AuditAction::DecoyPlant, &resource, Err(e)).await;
         }
         let tenant = match self.tenant(&input.tenant).await {
             Ok(t) => t,
-            Err(e) => return self.finish(caller, AuditAction::DecoyList, &resource, Err(e)).await,
+            Err(e) => return self.finish(caller, AuditAction::DecoyPlant, &resource, Err(e)).await,
         };
+        let mut planted = Vec::new();
+        // A failure before a decoy's own write is recorded as the plant's (a write records its
+        // own failure); the decoys planted before it stay.
+        let result = self.plant_each(caller, &input, &tenant, &mut planted).await;
+        if let Err(e) = result {
+            return self.finish(caller, AuditAction::DecoyPlant, &resource, Err(e)).await;
+        }
+        Ok(planted)
+    }
+
+    async fn plant_each(
+        &self,
+        caller: &Caller,
+        input: &PlantDecoys,
+        tenant: &rekey_store::TenantRow,
+        planted: &mut Vec<DecoyView>,
+    ) -> Result<(), CoreError> {
         let decoys: BTreeSet<String> =
             self.store().decoys(Some(tenant.id)).await?.into_iter().map(|d| d.name).collect();
         let mut real = Vec::new();
@@ -80,7 +97,6 @@ impl Vault {
         let kind = input.kind.unwrap_or_else(|| most_common_kind(&real));
         let templates: Vec<&CredentialRow> = real.iter().filter(|c| c.kind == kind).collect();
         let by = caller.principal.audit_name();
-        let mut planted = Vec::new();
         for i in 0..input.count as usize {
             let template = (!templates.is_empty()).then(|| templates[(i + random_index()) % templates.len()]);
             let name = fresh_name(template.map_or(kind.as_str(), |t| t.name.as_str()), &mut taken)?;
@@ -114,7 +130,7 @@ impl Vault {
                 .await?;
             planted.push(DecoyView { credential: cref.to_string(), kind, planted_by: by.clone(), planted_at: now });
         }
-        Ok(planted)
+        Ok(())
     }
 
     /// `decoy list`: a tenant's decoys, or every tenant's.

@@ -227,12 +227,13 @@ impl Vault {
         let token = alert.principal.strip_prefix("token:").and_then(|id| id.parse::<TokenId>().ok());
         let outcome = match (alert.action, token) {
             (RuleAction::None, _) => return Ok(()),
-            (_, None) => "skipped: the alert names no token".to_owned(),
+            (RuleAction::Revoke, None) => "skipped: the alert names no token".to_owned(),
             (RuleAction::Revoke, Some(id)) => match self.revoke_token(caller, id).await {
                 Ok(()) => format!("done: token:{id} revoked"),
                 Err(e) => format!("failed: {}", e.code().as_str()),
             },
-            (RuleAction::Freeze, Some(_)) => match self.escalate_alert(caller, alert.id).await {
+            // With or without a token: the credentials it names are frozen either way.
+            (RuleAction::Freeze, _) => match self.escalate_alert(caller, alert.id).await {
                 Ok(escalation) => {
                     let incident = escalation.incident.incident.id.clone();
                     match incident.parse() {
