@@ -301,13 +301,14 @@ fn a_shared_incident_validates_names_no_tenant_unless_asked_and_round_trips_thro
 }
 
 #[test]
-fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both() {
+fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both_and_freezes_the_credential() {
     let dir = tempfile::tempdir().unwrap();
     let feed = dir.path().join("feed.json");
     std::fs::write(&feed, r#"{"type": "bundle", "id": "bundle--0b1c9e2a-4f3d-4c5b-9a8e-7d6c5b4a3f2e", "objects": []}"#)
         .unwrap();
     let config = format!(
-        "[detect]\ninterval = \"100ms\"\n[[detect.feeds]]\nname = \"local\"\nfile = \"{}\"\ninterval = \"1s\"\n",
+        "[detect]\ninterval = \"100ms\"\n[detect.rules.feed-certificate]\naction = \"freeze\"\n\
+         [[detect.feeds]]\nname = \"local\"\nfile = \"{}\"\ninterval = \"1s\"\n",
         feed.display()
     );
     let cfg = dir.path().join("rekey.toml");
@@ -344,10 +345,24 @@ fn a_file_feed_listing_a_certificate_of_the_inventory_and_an_address_raises_both
     assert_eq!(stolen["severity"], "critical");
     assert_eq!(stolen["resources"], serde_json::json!(["acme/graph"]));
     assert!(stolen["summary"].as_str().unwrap().contains(&sha256));
-    // Escalated: an incident of the credential that holds the certificate.
-    let id = stolen["id"].as_str().unwrap();
-    let escalated = json(&s.rekey(&root, &["alert", "escalate", id], None));
-    assert_eq!(escalated["incident"]["incident"]["scope"], serde_json::json!(["cred:acme/graph"]));
+    // The rule is set to freeze: without a token to revoke, an incident of the credential that
+    // holds the certificate, contained, the credential frozen.
+    let id = stolen["id"].as_str().unwrap().to_owned();
+    let acted = loop {
+        let a = json(&s.rekey(&root, &["alert", "show", &id, "-o", "json"], None));
+        if a["action_outcome"].is_string() {
+            break a;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{a}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(acted["action_outcome"].as_str().unwrap().contains("opened and contained"), "{acted}");
+    assert_eq!(acted["state"], "escalated");
+    let incident =
+        json(&s.rekey(&root, &["incident", "show", acted["incident"].as_str().unwrap(), "-o", "json"], None));
+    assert_eq!(incident["report"]["incident"]["scope"], serde_json::json!(["cred:acme/graph"]), "{incident}");
+    assert_eq!(incident["report"]["incident"]["frozen"], true);
+    assert_eq!(incident["report"]["incident"]["created_by"], "system:detector");
 }
 
 /// Stores `cref` as an entra-app credential that signs in with a certificate of its own (in the
