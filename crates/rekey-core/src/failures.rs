@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use rekey_types::{AuditAction, Timestamp};
 
+use crate::bucket::Bucket;
+
 /// How failed attempts are limited and audited.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureOptions {
@@ -127,8 +129,7 @@ impl Window {
 }
 
 struct Entry {
-    tokens: f64,
-    refilled: Instant,
+    bucket: Bucket,
     window: Option<Window>,
 }
 
@@ -186,9 +187,7 @@ impl Failures {
     }
 
     fn refill(&self, entry: &mut Entry, now: Instant) {
-        let elapsed = now.saturating_duration_since(entry.refilled).as_secs_f64();
-        entry.tokens = (entry.tokens + elapsed * self.rate_per_sec()).min(f64::from(self.options.burst));
-        entry.refilled = now;
+        entry.bucket.refill(now, self.rate_per_sec(), f64::from(self.options.burst));
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -210,12 +209,11 @@ impl Failures {
         let mut table = self.table();
         let Some(entry) = table.entries.get_mut(&(kind, source_key(source))) else { return Ok(()) };
         self.refill(entry, now);
-        if entry.tokens >= 1.0 {
+        if entry.bucket.tokens >= 1.0 {
             return Ok(());
         }
         entry.window.get_or_insert_with(|| Window::new(now)).refused += 1;
-        let rate = self.rate_per_sec();
-        let wait = if rate > 0.0 { ((1.0 - entry.tokens) / rate).ceil() as u64 } else { u64::MAX };
+        let wait = entry.bucket.wait_secs(self.rate_per_sec());
         Err(wait.clamp(1, self.options.window.as_secs().max(1) * 60))
     }
 
@@ -230,10 +228,10 @@ impl Failures {
         let burst = f64::from(self.options.burst);
         let entry = table.entries.entry((kind, key)).or_insert_with(|| {
             self.tracked.fetch_add(1, Ordering::AcqRel);
-            Entry { tokens: burst, refilled: now, window: None }
+            Entry { bucket: Bucket::full(burst, now), window: None }
         });
         self.refill(entry, now);
-        entry.tokens = (entry.tokens - 1.0).max(0.0);
+        entry.bucket.tokens = (entry.bucket.tokens - 1.0).max(0.0);
         match &mut entry.window {
             Some(w) => {
                 w.failures += 1;
@@ -269,8 +267,8 @@ impl Failures {
                     });
                 }
             }
-            let tokens = entry.tokens + now.saturating_duration_since(entry.refilled).as_secs_f64() * rate;
-            entry.window.is_some() || tokens < burst
+            entry.bucket.refill(now, rate, burst);
+            entry.window.is_some() || entry.bucket.tokens < burst
         });
         self.tracked.store(table.entries.len(), Ordering::Release);
         let kinds: Vec<AttemptKind> = table.overflow.iter().filter(|(_, w)| ended(w)).map(|(k, _)| *k).collect();

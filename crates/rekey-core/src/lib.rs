@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+mod bucket;
 pub mod checkpoints;
 pub mod connectors;
 pub mod credentials;

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use rekey_types::{Role, Timestamp, TokenId};
 
+use crate::bucket::Bucket;
+
 /// One role's limit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
@@ -109,25 +111,22 @@ struct Window {
     refused: u64,
 }
 
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
+struct Entry {
+    bucket: Bucket,
     limit: RateLimit,
     window: Option<Window>,
 }
 
-impl Bucket {
+impl Entry {
     fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
-        self.refilled = now;
+        self.bucket.refill(now, self.limit.per_second, f64::from(self.limit.burst));
     }
 }
 
 /// The buckets of every principal; one per server, kept across seal and unseal.
 pub struct Throttle {
     options: ThrottleOptions,
-    buckets: Mutex<HashMap<TokenId, Bucket>>,
+    buckets: Mutex<HashMap<TokenId, Entry>>,
 }
 
 impl Default for Throttle {
@@ -147,7 +146,7 @@ impl Throttle {
         self.options
     }
 
-    fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, Bucket>> {
+    fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, Entry>> {
         // A panic while holding the lock leaves counts, never a broken invariant: go on with them.
         self.buckets.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -166,20 +165,18 @@ impl Throttle {
         if !buckets.contains_key(&token) && buckets.len() >= self.options.max_principals {
             return Ok(());
         }
-        let bucket = buckets.entry(token).or_insert_with(|| Bucket {
-            tokens: f64::from(limit.burst),
-            refilled: now,
+        let bucket = buckets.entry(token).or_insert_with(|| Entry {
+            bucket: Bucket::full(f64::from(limit.burst), now),
             limit,
             window: None,
         });
         bucket.limit = limit;
         bucket.refill(now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.bucket.tokens >= 1.0 {
+            bucket.bucket.tokens -= 1.0;
             return Ok(());
         }
-        let wait = ((1.0 - bucket.tokens) / limit.per_second).ceil();
-        let retry_after = if wait.is_finite() { (wait as u64).max(1) } else { u64::MAX };
+        let retry_after = bucket.bucket.wait_secs(limit.per_second).max(1);
         let first = match &mut bucket.window {
             Some(w) => {
                 w.refused += 1;
@@ -211,7 +208,7 @@ impl Throttle {
                 }
             }
             bucket.refill(now);
-            bucket.window.is_some() || bucket.tokens < f64::from(bucket.limit.burst)
+            bucket.window.is_some() || bucket.bucket.tokens < f64::from(bucket.limit.burst)
         });
         out.sort_by_key(|a| a.since);
         out

@@ -31,7 +31,7 @@ const CURSOR: &str = "detector";
 pub const ACTOR: &str = "system:detector";
 /// Decoys planted and feeds read by other servers (on PostgreSQL) are read this often; this
 /// server's own at once.
-const DECOYS_EVERY: Duration = Duration::from_secs(10);
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// The least time between two passes (so at most 20 a second, each taking what gathered).
 const PASS_GAP: Duration = Duration::from_millis(50);
 /// The detector's position is stored at most this often (alerts with it, at once): after a
@@ -133,13 +133,13 @@ impl Vault {
             // Read after the events: a decoy planted on this server before any of them was
             // committed is in the registry.
             let planted = self.decoys_planted().load(Ordering::SeqCst);
-            if f.decoys_loaded.is_none_or(|(n, at)| n != planted || at.elapsed() >= DECOYS_EVERY) {
+            if stale(f.decoys_loaded, planted) {
                 f.decoys =
                     self.store().decoys(None).await?.into_iter().map(|d| format!("{}/{}", d.tenant, d.name)).collect();
                 f.decoys_loaded = Some((planted, Instant::now()));
             }
             let read = self.feeds_read().load(Ordering::SeqCst);
-            if f.listings_loaded.is_none_or(|(n, at)| n != read || at.elapsed() >= DECOYS_EVERY) {
+            if stale(f.listings_loaded, read) {
                 f.listings = listings(self.store().feed_indicators().await?);
                 f.listings_loaded = Some((read, Instant::now()));
             }
@@ -324,6 +324,13 @@ fn listings(rows: Vec<rekey_store::FeedIndicatorRow>) -> Listings {
         out.add(net, listing);
     }
     out
+}
+
+/// Whether what was read from the store when this server's count was `loaded.0` must be read
+/// again: never read, the count moved (this server changed it), or read `RELOAD_EVERY` ago
+/// (another server may have).
+fn stale(loaded: Option<(u64, Instant)>, count: u64) -> bool {
+    loaded.is_none_or(|(n, at)| n != count || at.elapsed() >= RELOAD_EVERY)
 }
 
 /// The events of `batches` after `from`, in order, while each follows the last without a gap.

@@ -55,12 +55,8 @@ pub fn read(objects: &[Value]) -> Read {
         }
         let id = o.get("id").and_then(Value::as_str).unwrap_or("indicator--?").to_owned();
         match one(o, &id) {
-            Ok(Some((modified, listed))) if o.get("revoked").and_then(Value::as_bool) != Some(true) => {
-                let _ = modified;
-                out.listed.extend(listed);
-            }
-            Ok(Some((modified, _))) => out.revoked.push((id, modified)),
-            Ok(None) => {}
+            Ok(Taken::Listed(listed)) => out.listed.extend(listed),
+            Ok(Taken::Revoked(modified)) => out.revoked.push((id, modified)),
             Err(why) => {
                 out.refused_count += 1;
                 if out.refused.len() < 20 {
@@ -72,15 +68,21 @@ pub fn read(objects: &[Value]) -> Read {
     out
 }
 
-type Taken = (Timestamp, Vec<Listed>);
+/// What one indicator says.
+enum Taken {
+    /// Its observables, each with its validity.
+    Listed(Vec<Listed>),
+    /// It was revoked at this `modified` time.
+    Revoked(Timestamp),
+}
 
-fn one(o: &Value, id: &str) -> Result<Option<Taken>, String> {
+fn one(o: &Value, id: &str) -> Result<Taken, String> {
     if !id.starts_with("indicator--") {
         return Err("an indicator's id begins with indicator--".into());
     }
     let modified = time(o, "modified")?.or(time(o, "created")?).ok_or("no modified or created time")?;
     if o.get("revoked").and_then(Value::as_bool) == Some(true) {
-        return Ok(Some((modified, Vec::new())));
+        return Ok(Taken::Revoked(modified));
     }
     match o.get("pattern_type").and_then(Value::as_str) {
         Some("stix") => {}
@@ -106,7 +108,7 @@ fn one(o: &Value, id: &str) -> Result<Option<Taken>, String> {
             valid_until,
         })
         .collect();
-    Ok(Some((modified, listed)))
+    Ok(Taken::Listed(listed))
 }
 
 #[cfg(test)]
